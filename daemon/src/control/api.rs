@@ -1,0 +1,212 @@
+//! The control protocol, version 1: the request and response bodies that travel as JSON over
+//! HTTP/1.1 on the daemon's Unix socket. DESIGN.md ("Control protocol") is the specification;
+//! this file is its Rust form, shared by the server (`control::server`) and `sealbackctl`.
+//!
+//! Routes (all under `/v1`):
+//!
+//! | method | path            | request body        | response                          |
+//! |--------|-----------------|---------------------|-----------------------------------|
+//! | GET    | /v1/status      | -                   | 200 [`Status`]                    |
+//! | POST   | /v1/backup      | [`BackupRequest`]   | 202 [`Accepted`], or a stream     |
+//! | GET    | /v1/snapshots   | -                   | 200 [`SnapshotList`]              |
+//! | POST   | /v1/restore     | [`RestoreRequest`]  | stream ending in [`RestoreReport`]|
+//! | POST   | /v1/key/generate| [`KeyGenerateRequest`] | 200 [`KeyGenerated`]           |
+//! | POST   | /v1/key/import  | [`KeyImportRequest`]| 200 [`KeyImported`]               |
+//!
+//! A "stream" is `application/x-ndjson`: one [`StreamEvent`] per line, progress lines first,
+//! and exactly one final `done` or `error` line. Every error, streamed or not, is an
+//! [`ErrorBody`] with an HTTP status that says whose fault it is (4xx: the request; 5xx: the
+//! daemon or a storage target).
+
+use serde::{Deserialize, Serialize};
+
+/// The protocol version this file describes; it is the `/v1` in every path.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// Requests larger than this are refused with 413 before they are parsed.
+pub const MAX_REQUEST_BYTES: usize = 64 * 1024;
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum KeyMode {
+    /// No backup key on this device yet: `sealbackctl key generate` or `key import`.
+    None,
+    /// The key is kept by the user as a 64-digit recovery key.
+    RecoveryKey,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum Activity {
+    Idle,
+    BackingUp,
+    Restoring,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Status {
+    pub protocol: u32,
+    pub daemon_version: String,
+    pub activity: Activity,
+    pub key_mode: KeyMode,
+    /// `on-change`, `interval (daily)`, `manual`, ...
+    pub schedule: String,
+    pub store: String,
+    /// A change was seen that no finished backup covers yet.
+    pub pending_change: bool,
+    pub last_backup: Option<BackupReport>,
+    pub last_error: Option<String>,
+    pub targets: Vec<TargetStatus>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TargetStatus {
+    pub name: String,
+    pub plugin: String,
+    pub last_snapshot: Option<String>,
+    pub last_snapshot_unix_ms: Option<i64>,
+    pub snapshots: u64,
+    /// Bytes of all objects this daemon knows to be stored on the target.
+    pub bytes_stored: u64,
+    pub last_error: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct BackupRequest {
+    /// Answer only when the backup has finished (with a progress stream).
+    #[serde(default)]
+    pub wait: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Accepted {
+    pub accepted: bool,
+    pub message: String,
+}
+
+/// What one backup did. Byte counters are the figures the benchmarks read.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct BackupReport {
+    pub snapshot: String,
+    pub target: String,
+    pub time_unix_ms: i64,
+    pub duration_ms: u64,
+    pub files: u64,
+    /// Files whose content was read (the rest were unchanged and skipped by the file cache).
+    pub files_read: u64,
+    /// Files that kept changing while we read them; their previous version was kept.
+    pub files_unstable: u64,
+    pub db_pages: u64,
+    /// Bytes read from the message store (database pages and media).
+    pub bytes_read: u64,
+    /// Bytes handed to the storage target (packs, index, snapshot).
+    pub bytes_written: u64,
+    pub chunks_new: u64,
+    pub chunks_reused: u64,
+    pub packs_written: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SnapshotList {
+    pub snapshots: Vec<SnapshotInfo>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct SnapshotInfo {
+    pub id: String,
+    pub target: String,
+    pub time_unix_ms: i64,
+    pub host: String,
+    pub files: u64,
+    /// Size of the database image and all files, as restored.
+    pub size: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RestoreRequest {
+    /// A snapshot id, an unambiguous prefix of one, or `latest`.
+    pub snapshot: String,
+    /// Absolute path of the directory to restore into (created if missing).
+    pub to: String,
+    /// Restore into a non-empty directory, replacing files of the same name.
+    #[serde(default)]
+    pub force: bool,
+    /// The target to restore from; default: the first configured target.
+    #[serde(default)]
+    pub target: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct RestoreReport {
+    pub snapshot: String,
+    pub target: String,
+    pub to: String,
+    pub files: u64,
+    pub bytes: u64,
+    pub duration_ms: u64,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct KeyGenerateRequest {
+    /// Replace a key that is already present. Backups made with the old key stay readable
+    /// only with the old key.
+    #[serde(default)]
+    pub replace: bool,
+}
+
+/// The only response that carries a secret: the recovery key, shown once.
+#[derive(Serialize, Deserialize)]
+pub struct KeyGenerated {
+    /// 64 hexadecimal digits in 16 groups of 4.
+    pub recovery_key: String,
+}
+
+/// Deliberately without Debug: it carries the recovery key.
+#[derive(Serialize, Deserialize)]
+pub struct KeyImportRequest {
+    pub recovery_key: String,
+    #[serde(default)]
+    pub replace: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct KeyImported {
+    pub key_mode: KeyMode,
+    /// Targets whose repository the key was checked against (it opened each).
+    pub verified_targets: Vec<String>,
+}
+
+/// Progress of a long operation.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Progress {
+    pub done_bytes: u64,
+    pub total_bytes: u64,
+}
+
+/// One line of an `application/x-ndjson` stream.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "kebab-case")]
+pub enum StreamEvent<T> {
+    Progress(Progress),
+    Done { result: T },
+    Error { error: ErrorBody },
+}
+
+/// The body of every error response.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ErrorBody {
+    /// Stable, machine-readable: `bad-request`, `not-found`, `conflict`, `no-key`,
+    /// `busy`, `target-failed`, `integrity`, `internal`, ...
+    pub code: String,
+    /// What is wrong, naming the thing.
+    pub message: String,
+    /// What to do about it, when there is something to do.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hint: Option<String>,
+}
+
+/// Wraps [`ErrorBody`] as `{"error": {...}}` on the wire.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ErrorResponse {
+    pub error: ErrorBody,
+}

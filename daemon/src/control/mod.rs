@@ -1,0 +1,111 @@
+//! The control socket: the daemon's HTTP/JSON API on a Unix socket, and the client
+//! `sealbackctl` uses. `api` holds the protocol types; `server` serves a [`Handler`];
+//! `client` speaks to it.
+
+pub mod api;
+pub mod client;
+pub mod server;
+
+use std::future::Future;
+
+use api::{
+    BackupReport, BackupRequest, ErrorBody, KeyGenerateRequest, KeyGenerated, KeyImportRequest,
+    KeyImported, Progress, RestoreReport, RestoreRequest, SnapshotList, Status,
+};
+use tokio::sync::watch;
+
+/// An error as the control API reports it: an HTTP status and an [`ErrorBody`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiError {
+    pub status: u16,
+    pub body: ErrorBody,
+}
+
+impl ApiError {
+    pub fn new(status: u16, code: &str, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            body: ErrorBody {
+                code: code.to_owned(),
+                message: message.into(),
+                hint: None,
+            },
+        }
+    }
+
+    pub fn with_hint(mut self, hint: impl Into<String>) -> Self {
+        self.body.hint = Some(hint.into());
+        self
+    }
+
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(400, "bad-request", message)
+    }
+}
+
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.body.message)?;
+        if let Some(hint) = &self.body.hint {
+            write!(f, " (hint: {hint})")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ApiError {}
+
+/// Where a long operation reports its progress. Cheap to clone, callable from any thread,
+/// including the blocking threads the backup engine runs on.
+#[derive(Clone)]
+pub struct ProgressSink(watch::Sender<Progress>);
+
+impl ProgressSink {
+    pub fn new() -> (Self, watch::Receiver<Progress>) {
+        let (tx, rx) = watch::channel(Progress::default());
+        (ProgressSink(tx), rx)
+    }
+
+    /// A sink nobody listens to.
+    pub fn discard() -> Self {
+        Self::new().0
+    }
+
+    pub fn set(&self, done_bytes: u64, total_bytes: u64) {
+        self.0.send_replace(Progress {
+            done_bytes,
+            total_bytes,
+        });
+    }
+}
+
+/// What the control server asks of the daemon: one method per route.
+pub trait Handler: Send + Sync + 'static {
+    fn status(&self) -> impl Future<Output = Result<Status, ApiError>> + Send;
+
+    /// Starts a backup. With `wait`, resolves when it has finished (reporting progress to
+    /// `progress`); without, resolves as soon as the backup is queued.
+    fn backup(
+        &self,
+        request: BackupRequest,
+        progress: ProgressSink,
+    ) -> impl Future<Output = Result<Option<BackupReport>, ApiError>> + Send;
+
+    fn snapshots(&self) -> impl Future<Output = Result<SnapshotList, ApiError>> + Send;
+
+    fn restore(
+        &self,
+        request: RestoreRequest,
+        progress: ProgressSink,
+    ) -> impl Future<Output = Result<RestoreReport, ApiError>> + Send;
+
+    fn key_generate(
+        &self,
+        request: KeyGenerateRequest,
+    ) -> impl Future<Output = Result<KeyGenerated, ApiError>> + Send;
+
+    fn key_import(
+        &self,
+        request: KeyImportRequest,
+    ) -> impl Future<Output = Result<KeyImported, ApiError>> + Send;
+}
