@@ -1,1 +1,29 @@
-pub fn placeholder() {}
+//! The sealback repository format, version 1.
+//!
+//! A repository is a set of named objects on a storage provider. Everything in it is
+//! encrypted and authenticated under keys derived from one 32-byte backup key; the
+//! provider sees only object names (random) and sizes. DESIGN.md is the specification;
+//! each module here implements one part of it:
+//!
+//! - [`keys`]: the backup key, its 64-digit recovery form, and the keys derived from it.
+//! - [`object`]: the sealed-object framing every object shares (header, AEAD, AAD).
+//! - [`chunk`]: chunk ids (keyed BLAKE3) and the content-defined chunker.
+//! - [`pack`]: pack objects, many encrypted blobs and an encrypted table.
+//! - [`index`]: index objects, which pack holds which blob.
+//! - [`snapshot`]: snapshot manifests, what one backup holds.
+//! - [`repository`]: reading and writing all of these through an [`ObjectStore`].
+#![forbid(unsafe_code)]
+
+pub mod chunk;
+pub mod error;
+pub mod index;
+pub mod keys;
+pub mod object;
+pub mod pack;
+pub mod repository;
+pub mod snapshot;
+
+pub use chunk::ChunkId;
+pub use error::{Error, Result};
+pub use keys::{BackupKey, RecoveryKeyError, RepoKeys};
+pub use repository::{ObjectStore, Repository, StoreError, StoreErrorKind};

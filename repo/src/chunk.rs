@@ -1,0 +1,235 @@
+//! Chunks: the unit of deduplication.
+//!
+//! A chunk's id is its keyed BLAKE3 hash ([`crate::RepoKeys::chunk_id`]). Media and other
+//! files are cut by FastCDC (content-defined, so an insertion moves only nearby boundaries)
+//! with a gear table seeded from the backup key, so chunk lengths do not reveal which known
+//! file was stored. The database is cut differently, at fixed page-aligned offsets, because
+//! SQLite changes pages in place: see `DB_CHUNK_BYTES`.
+
+use std::fmt;
+use std::io::Read;
+
+use fastcdc::v2020::{Normalization, StreamCDC};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// Smallest, average and largest chunk of a media file. Media is incompressible and never
+/// edited in place, so chunks are large: fewer index entries, fewer blobs per pack.
+pub const MEDIA_MIN_BYTES: u32 = 256 * 1024;
+pub const MEDIA_AVG_BYTES: u32 = 1024 * 1024;
+pub const MEDIA_MAX_BYTES: u32 = 4 * 1024 * 1024;
+
+/// The database is cut into fixed 16 KiB runs of pages (four 4 KiB pages): a checkpoint
+/// that rewrites scattered pages costs at most 16 KiB of new chunk per page changed.
+pub const DB_CHUNK_BYTES: u32 = 16 * 1024;
+
+/// Chunk ids a list blob holds at most (32 KiB of ids).
+pub const LIST_IDS: usize = 1024;
+
+/// The keyed BLAKE3 hash of a chunk's plaintext.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ChunkId(pub [u8; 32]);
+
+impl ChunkId {
+    pub fn from_hex(s: &str) -> Option<ChunkId> {
+        let bytes = s.as_bytes();
+        if bytes.len() != 64 {
+            return None;
+        }
+        let mut out = [0u8; 32];
+        for (i, pair) in bytes.chunks_exact(2).enumerate() {
+            let hi = (pair[0] as char).to_digit(16)?;
+            let lo = (pair[1] as char).to_digit(16)?;
+            out[i] = (hi << 4 | lo) as u8;
+        }
+        Some(ChunkId(out))
+    }
+
+    /// The first 8 hex digits, for messages.
+    pub fn short(&self) -> String {
+        self.to_string()[..8].to_owned()
+    }
+}
+
+impl fmt::Display for ChunkId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for b in self.0 {
+            write!(f, "{b:02x}")?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for ChunkId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ChunkId({})", self.short())
+    }
+}
+
+impl Serialize for ChunkId {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.to_string())
+    }
+}
+
+impl<'de> Deserialize<'de> for ChunkId {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        ChunkId::from_hex(&s)
+            .ok_or_else(|| serde::de::Error::custom("chunk id is not 64 hex digits"))
+    }
+}
+
+/// Cuts a stream into content-defined chunks (owned buffers of at most
+/// [`MEDIA_MAX_BYTES`]); memory stays bounded whatever the file size.
+pub fn media_chunks<R: Read>(
+    reader: R,
+    seed: u64,
+) -> impl Iterator<Item = std::io::Result<Vec<u8>>> {
+    StreamCDC::with_level_and_seed(
+        reader,
+        MEDIA_MIN_BYTES as usize,
+        MEDIA_AVG_BYTES as usize,
+        MEDIA_MAX_BYTES as usize,
+        Normalization::Level1,
+        seed,
+    )
+    .map(|r| {
+        r.map(|c| c.data).map_err(|e| match e {
+            fastcdc::v2020::Error::IoError(io) => io,
+            other => std::io::Error::other(other.to_string()),
+        })
+    })
+}
+
+/// Whether zstd is worth trying on a file, judged by its name: formats that are already
+/// compressed (photos, video, voice notes, office documents, archives) are stored as they are.
+pub fn worth_compressing(path: &str) -> bool {
+    let ext = path
+        .rsplit_once('.')
+        .map(|(_, e)| e.to_ascii_lowercase())
+        .unwrap_or_default();
+    !matches!(
+        ext.as_str(),
+        "jpg"
+            | "jpeg"
+            | "png"
+            | "gif"
+            | "webp"
+            | "heic"
+            | "mp4"
+            | "m4a"
+            | "mov"
+            | "3gp"
+            | "mkv"
+            | "webm"
+            | "opus"
+            | "ogg"
+            | "mp3"
+            | "aac"
+            | "amr"
+            | "zip"
+            | "gz"
+            | "xz"
+            | "zst"
+            | "7z"
+            | "rar"
+            | "docx"
+            | "xlsx"
+            | "pptx"
+            | "pdf"
+            | "apk"
+    )
+}
+
+/// Encodes chunk ids as a list blob's plaintext: the ids back to back.
+pub fn encode_list(ids: &[ChunkId]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(ids.len() * 32);
+    for id in ids {
+        out.extend_from_slice(&id.0);
+    }
+    out
+}
+
+/// Decodes a list blob; `None` if its length is not a multiple of 32.
+pub fn decode_list(bytes: &[u8]) -> Option<Vec<ChunkId>> {
+    if bytes.len() % 32 != 0 {
+        return None;
+    }
+    Some(
+        bytes
+            .chunks_exact(32)
+            .map(|c| {
+                let mut id = [0u8; 32];
+                id.copy_from_slice(c);
+                ChunkId(id)
+            })
+            .collect(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::{RngCore, SeedableRng};
+
+    fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
+        let mut v = vec![0u8; len];
+        rand::rngs::StdRng::seed_from_u64(seed).fill_bytes(&mut v);
+        v
+    }
+
+    #[test]
+    fn chunks_cover_the_input_within_bounds() {
+        let data = random_bytes(9 * 1024 * 1024 + 123, 1);
+        let chunks: Vec<Vec<u8>> = media_chunks(&data[..], 7)
+            .map(|c| c.expect("read"))
+            .collect();
+        assert_eq!(chunks.concat(), data);
+        for c in &chunks[..chunks.len() - 1] {
+            assert!(c.len() >= MEDIA_MIN_BYTES as usize && c.len() <= MEDIA_MAX_BYTES as usize);
+        }
+        assert!(chunks.len() >= 3, "9 MiB should give several chunks");
+    }
+
+    #[test]
+    fn an_insertion_moves_only_nearby_boundaries() {
+        let data = random_bytes(8 * 1024 * 1024, 2);
+        let mut edited = data.clone();
+        edited.splice(4 * 1024 * 1024..4 * 1024 * 1024, *b"inserted");
+        let a: Vec<Vec<u8>> = media_chunks(&data[..], 7)
+            .map(|c| c.expect("read"))
+            .collect();
+        let b: Vec<Vec<u8>> = media_chunks(&edited[..], 7)
+            .map(|c| c.expect("read"))
+            .collect();
+        let shared = a.iter().filter(|c| b.contains(c)).count();
+        assert!(
+            shared + 2 >= a.len(),
+            "only the chunk around the insertion may change"
+        );
+    }
+
+    #[test]
+    fn the_seed_changes_the_boundaries() {
+        let data = random_bytes(8 * 1024 * 1024, 3);
+        let a: Vec<usize> = media_chunks(&data[..], 1)
+            .map(|c| c.expect("read").len())
+            .collect();
+        let b: Vec<usize> = media_chunks(&data[..], 2)
+            .map(|c| c.expect("read").len())
+            .collect();
+        assert_ne!(a, b);
+    }
+
+    #[test]
+    fn ids_and_lists_round_trip() {
+        let id = ChunkId([0xab; 32]);
+        assert_eq!(ChunkId::from_hex(&id.to_string()), Some(id));
+        assert_eq!(ChunkId::from_hex("zz"), None);
+        let ids = vec![ChunkId([1; 32]), ChunkId([2; 32])];
+        assert_eq!(decode_list(&encode_list(&ids)), Some(ids));
+        assert_eq!(decode_list(&[0u8; 33]), None);
+        assert!(!worth_compressing("Media/Images/IMG-1.JPG"));
+        assert!(worth_compressing("notes.txt"));
+    }
+}

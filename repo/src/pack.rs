@@ -1,0 +1,411 @@
+//! Packs: many encrypted blobs in one object, so that a backup of thousands of chunks is a
+//! handful of requests to the provider.
+//!
+//! ```text
+//! pack   = header || blob_1 || ... || blob_n || sealed table || table length (u32 LE)
+//! blob_i = AES-256-GCM(K_pack, nonce = offset of blob_i, AAD = header || name || "blob" || kind || chunk id,
+//!                      payload)            payload = the chunk, zstd-compressed or not
+//! table  = n entries of 46 bytes: kind (u8) || compression (u8) || chunk id (32)
+//!          || offset (u32 LE, of blob_i from the start of the pack)
+//!          || length (u32 LE, of blob_i with its tag) || raw length (u32 LE, of the chunk)
+//! sealed table = AES-256-GCM(K_pack, nonce = 0, AAD = header || name || "table", table)
+//! ```
+//!
+//! K_pack comes from the pack's random salt (see [`crate::object`]). Nonce 0 seals the
+//! table; each blob's nonce is its byte offset in the pack, at least 42 (the header) and
+//! strictly increasing, so within the pack's key no nonce repeats. A blob's
+//! AAD binds it to its chunk id, its kind and the pack it sits in; on reading, the chunk
+//! id is also recomputed from the plaintext.
+
+use aes_gcm::aead::Aead;
+use aes_gcm::aead::{AeadInPlace, Payload};
+
+use crate::chunk::ChunkId;
+use crate::error::{Error, Result};
+use crate::keys::RepoKeys;
+use crate::object::{HEADER_LEN, Header, ObjectKind, TAG_LEN, counter_nonce};
+
+/// A pack is closed once it holds this many bytes.
+pub const TARGET_PACK_BYTES: usize = 8 * 1024 * 1024;
+const ENTRY_LEN: usize = 46;
+/// A chunk larger than this is refused when reading (no chunk is ever written larger).
+const MAX_RAW_LEN: u32 = 64 * 1024 * 1024;
+const ZSTD_LEVEL: i32 = 3;
+
+/// What a blob holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum BlobKind {
+    /// A chunk of a file's or the database's content.
+    Data = 0,
+    /// A list of chunk ids (32 bytes each) describing a large file.
+    List = 1,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Compression {
+    None = 0,
+    Zstd = 1,
+}
+
+/// Where a blob is, as the pack table and the index record it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PackEntry {
+    pub id: ChunkId,
+    pub kind: BlobKind,
+    pub compression: Compression,
+    pub offset: u32,
+    pub length: u32,
+    pub raw_length: u32,
+}
+
+impl PackEntry {
+    pub(crate) fn encode(&self, out: &mut Vec<u8>) {
+        out.push(self.kind as u8);
+        out.push(self.compression as u8);
+        out.extend_from_slice(&self.id.0);
+        out.extend_from_slice(&self.offset.to_le_bytes());
+        out.extend_from_slice(&self.length.to_le_bytes());
+        out.extend_from_slice(&self.raw_length.to_le_bytes());
+    }
+
+    /// Decodes entries back to back; `name` is the object they came from, for errors.
+    pub(crate) fn decode_all(name: &str, bytes: &[u8]) -> Result<Vec<PackEntry>> {
+        if bytes.len() % ENTRY_LEN != 0 {
+            return Err(Error::malformed(
+                name,
+                "pack table length is not a multiple of 46",
+            ));
+        }
+        bytes
+            .chunks_exact(ENTRY_LEN)
+            .map(|e| Self::decode(name, e))
+            .collect()
+    }
+
+    fn decode(name: &str, e: &[u8]) -> Result<PackEntry> {
+        let kind = match e[0] {
+            0 => BlobKind::Data,
+            1 => BlobKind::List,
+            k => return Err(Error::malformed(name, format!("unknown blob kind {k}"))),
+        };
+        let compression = match e[1] {
+            0 => Compression::None,
+            1 => Compression::Zstd,
+            c => return Err(Error::malformed(name, format!("unknown compression {c}"))),
+        };
+        let mut id = [0u8; 32];
+        id.copy_from_slice(&e[2..34]);
+        let u32_at = |at: usize| u32::from_le_bytes([e[at], e[at + 1], e[at + 2], e[at + 3]]);
+        Ok(PackEntry {
+            id: ChunkId(id),
+            kind,
+            compression,
+            offset: u32_at(34),
+            length: u32_at(38),
+            raw_length: u32_at(42),
+        })
+    }
+}
+
+/// Builds one pack in memory.
+pub struct PackWriter {
+    name: String,
+    header: Header,
+    buf: Vec<u8>,
+    entries: Vec<PackEntry>,
+}
+
+/// A finished pack: the bytes to store under `name`, and its table for the index.
+pub struct FinishedPack {
+    pub name: String,
+    pub bytes: Vec<u8>,
+    pub entries: Vec<PackEntry>,
+}
+
+impl PackWriter {
+    /// A new, empty pack under a fresh random name (`data/` followed by 64 hex digits).
+    pub fn new(keys: &RepoKeys) -> PackWriter {
+        let header = Header::new(keys, ObjectKind::Pack);
+        let mut buf = Vec::with_capacity(TARGET_PACK_BYTES + MAX_BLOB_OVERHEAD);
+        buf.extend_from_slice(&header.bytes);
+        PackWriter {
+            name: format!("data/{}", random_hex()),
+            header,
+            buf,
+            entries: Vec::new(),
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Bytes in the pack so far.
+    pub fn len(&self) -> usize {
+        self.buf.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// True once the pack has reached its target size.
+    pub fn is_full(&self) -> bool {
+        self.buf.len() >= TARGET_PACK_BYTES
+    }
+
+    /// Adds a chunk, compressed with zstd if `compress` and if that saves at least 1/32.
+    pub fn add(&mut self, kind: BlobKind, id: ChunkId, chunk: &[u8], compress: bool) {
+        let offset = self.buf.len();
+        let compressed = if compress {
+            zstd::bulk::compress(chunk, ZSTD_LEVEL)
+                .ok()
+                .filter(|c| c.len() < chunk.len() - chunk.len() / 32)
+        } else {
+            None
+        };
+        let (payload, compression) = match &compressed {
+            Some(c) => (c.as_slice(), Compression::Zstd),
+            None => (chunk, Compression::None),
+        };
+        self.buf.extend_from_slice(payload);
+        let aad = blob_aad(&self.header, &self.name, kind, &id);
+        let tag = self
+            .header
+            .cipher
+            .encrypt_in_place_detached(&counter_nonce(offset as u64), &aad, &mut self.buf[offset..])
+            .expect("AES-GCM encrypts any chunk");
+        self.buf.extend_from_slice(&tag);
+        self.entries.push(PackEntry {
+            id,
+            kind,
+            compression,
+            offset: offset as u32,
+            length: (self.buf.len() - offset) as u32,
+            raw_length: chunk.len() as u32,
+        });
+    }
+
+    /// Seals the table and returns the pack.
+    pub fn finish(self) -> FinishedPack {
+        let PackWriter {
+            name,
+            header,
+            mut buf,
+            entries,
+        } = self;
+        let mut table = Vec::with_capacity(entries.len() * ENTRY_LEN);
+        for e in &entries {
+            e.encode(&mut table);
+        }
+        let aad = header.aad(&name, b"table");
+        let sealed = header
+            .cipher
+            .encrypt(
+                &counter_nonce(0),
+                Payload {
+                    msg: &table,
+                    aad: &aad,
+                },
+            )
+            .expect("AES-GCM encrypts any table");
+        buf.extend_from_slice(&sealed);
+        buf.extend_from_slice(&(sealed.len() as u32).to_le_bytes());
+        FinishedPack {
+            name,
+            bytes: buf,
+            entries,
+        }
+    }
+}
+
+/// Slack for one blob beyond the target size (largest chunk plus its tag).
+const MAX_BLOB_OVERHEAD: usize = 4 * 1024 * 1024 + TAG_LEN;
+
+fn blob_aad(header: &Header, name: &str, kind: BlobKind, id: &ChunkId) -> Vec<u8> {
+    let mut extra = Vec::with_capacity(4 + 1 + 32);
+    extra.extend_from_slice(b"blob");
+    extra.push(kind as u8);
+    extra.extend_from_slice(&id.0);
+    header.aad(name, &extra)
+}
+
+pub(crate) fn random_hex() -> String {
+    use rand::RngCore;
+    let mut bytes = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut bytes);
+    ChunkId(bytes).to_string()
+}
+
+/// Reads blobs out of a pack's bytes, verifying each.
+pub struct PackReader<'a> {
+    keys: &'a RepoKeys,
+    name: &'a str,
+    header: Header,
+    bytes: &'a [u8],
+}
+
+impl<'a> PackReader<'a> {
+    /// Checks the pack's header; the table is read only by [`PackReader::table`].
+    pub fn new(keys: &'a RepoKeys, name: &'a str, bytes: &'a [u8]) -> Result<PackReader<'a>> {
+        let header = Header::parse(keys, ObjectKind::Pack, name, bytes)?;
+        Ok(PackReader {
+            keys,
+            name,
+            header,
+            bytes,
+        })
+    }
+
+    /// Decrypts and decodes the pack's own table (used to rebuild a lost index).
+    pub fn table(&self) -> Result<Vec<PackEntry>> {
+        let len = self.bytes.len();
+        let truncated = || Error::Truncated {
+            name: self.name.to_owned(),
+            len,
+        };
+        if len < HEADER_LEN + 4 {
+            return Err(truncated());
+        }
+        let table_len =
+            u32::from_le_bytes(self.bytes[len - 4..].try_into().map_err(|_| truncated())?) as usize;
+        let start = (len - 4)
+            .checked_sub(table_len)
+            .filter(|s| *s >= HEADER_LEN);
+        let start = start.ok_or_else(truncated)?;
+        let aad = self.header.aad(self.name, b"table");
+        let table = self
+            .header
+            .cipher
+            .decrypt(
+                &counter_nonce(0),
+                Payload {
+                    msg: &self.bytes[start..len - 4],
+                    aad: &aad,
+                },
+            )
+            .map_err(|_| Error::Authentication {
+                name: self.name.to_owned(),
+            })?;
+        PackEntry::decode_all(self.name, &table)
+    }
+
+    /// The plaintext chunk of `entry`: authenticated, decompressed, and checked against its id.
+    pub fn blob(&self, entry: &PackEntry) -> Result<Vec<u8>> {
+        let start = entry.offset as usize;
+        let end = start.checked_add(entry.length as usize);
+        let range = end
+            .filter(|e| {
+                start >= HEADER_LEN && *e <= self.bytes.len() && entry.length as usize >= TAG_LEN
+            })
+            .map(|e| start..e);
+        let Some(range) = range else {
+            return Err(Error::Truncated {
+                name: self.name.to_owned(),
+                len: self.bytes.len(),
+            });
+        };
+        let mut payload = self.bytes[range.start..range.end - TAG_LEN].to_vec();
+        let tag = aes_gcm::Tag::clone_from_slice(&self.bytes[range.end - TAG_LEN..range.end]);
+        let aad = blob_aad(&self.header, self.name, entry.kind, &entry.id);
+        self.header
+            .cipher
+            .decrypt_in_place_detached(
+                &counter_nonce(entry.offset as u64),
+                &aad,
+                &mut payload,
+                &tag,
+            )
+            .map_err(|_| Error::Authentication {
+                name: format!("{} (blob {})", self.name, entry.id.short()),
+            })?;
+        let plain = match entry.compression {
+            Compression::None => payload,
+            Compression::Zstd => {
+                if entry.raw_length > MAX_RAW_LEN {
+                    return Err(Error::malformed(self.name, "blob larger than 64 MiB"));
+                }
+                zstd::bulk::decompress(&payload, entry.raw_length as usize)
+                    .map_err(|e| Error::malformed(self.name, format!("zstd: {e}")))?
+            }
+        };
+        if plain.len() != entry.raw_length as usize || self.keys.chunk_id(&plain) != entry.id {
+            return Err(Error::ChunkMismatch {
+                pack: self.name.to_owned(),
+                chunk: entry.id.to_string(),
+            });
+        }
+        Ok(plain)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::BackupKey;
+
+    fn keys() -> RepoKeys {
+        BackupKey::from_bytes(&mut [9u8; 32]).derive()
+    }
+
+    fn pack_of(keys: &RepoKeys, chunks: &[&[u8]]) -> FinishedPack {
+        let mut w = PackWriter::new(keys);
+        for c in chunks {
+            w.add(BlobKind::Data, keys.chunk_id(c), c, true);
+        }
+        w.finish()
+    }
+
+    #[test]
+    fn blobs_round_trip_and_compress_only_when_it_helps() {
+        let keys = keys();
+        let text = b"hello hello hello hello hello hello hello hello".repeat(100);
+        let mut random = vec![0u8; 5000];
+        rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut random);
+        let pack = pack_of(&keys, &[&text, &random, b""]);
+        assert!(pack.name.starts_with("data/") && pack.name.len() == 5 + 64);
+        assert_eq!(pack.entries[0].compression, Compression::Zstd);
+        assert_eq!(pack.entries[1].compression, Compression::None);
+        let reader = PackReader::new(&keys, &pack.name, &pack.bytes).expect("header");
+        assert_eq!(reader.table().expect("table"), pack.entries);
+        assert_eq!(reader.blob(&pack.entries[0]).expect("blob"), text);
+        assert_eq!(reader.blob(&pack.entries[1]).expect("blob"), random);
+        assert_eq!(reader.blob(&pack.entries[2]).expect("blob"), b"");
+    }
+
+    #[test]
+    fn any_flipped_byte_is_detected() {
+        let keys = keys();
+        let pack = pack_of(&keys, &[b"first chunk", b"second chunk"]);
+        for i in 0..pack.bytes.len() {
+            let mut bad = pack.bytes.clone();
+            bad[i] ^= 0x80;
+            let detected = match PackReader::new(&keys, &pack.name, &bad) {
+                Err(_) => true,
+                Ok(r) => r.table().is_err() || pack.entries.iter().any(|e| r.blob(e).is_err()),
+            };
+            assert!(detected, "flip at byte {i} went unnoticed");
+        }
+    }
+
+    #[test]
+    fn a_pack_under_another_name_or_a_wrong_entry_fails() {
+        let keys = keys();
+        let pack = pack_of(&keys, &[b"first chunk", b"second chunk"]);
+        let moved = PackReader::new(&keys, "data/other", &pack.bytes).expect("header parses");
+        assert!(matches!(moved.table(), Err(Error::Authentication { .. })));
+        assert!(moved.blob(&pack.entries[0]).is_err());
+        let reader = PackReader::new(&keys, &pack.name, &pack.bytes).expect("header");
+        let mut swapped = pack.entries[0];
+        swapped.id = pack.entries[1].id;
+        assert!(reader.blob(&swapped).is_err());
+        let mut out_of_range = pack.entries[0];
+        out_of_range.length = u32::MAX;
+        assert!(matches!(
+            reader.blob(&out_of_range),
+            Err(Error::Truncated { .. })
+        ));
+    }
+}

@@ -1,0 +1,230 @@
+//! A repository on an object store: creating it, checking a key against it, and reading and
+//! writing its objects in the order that keeps it valid at every instant (packs, then the
+//! index naming them, then the snapshot naming their chunks).
+
+use std::fmt;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use crate::chunk::{DB_CHUNK_BYTES, MEDIA_AVG_BYTES, MEDIA_MAX_BYTES, MEDIA_MIN_BYTES};
+use crate::error::{Error, Result};
+use crate::index::Index;
+use crate::keys::{BackupKey, RepoKeys};
+use crate::object::{self, ObjectKind};
+use crate::pack::{FinishedPack, random_hex};
+use crate::snapshot::Snapshot;
+
+/// The object store a repository lives on: the daemon's adapter over a provider plugin,
+/// or anything else with these semantics (they are the plugin ABI's, see DESIGN.md).
+pub trait ObjectStore: Send + Sync {
+    /// Stores `data` under `name` atomically; putting a name again replaces it.
+    fn put(&self, name: &str, data: &[u8]) -> Result<(), StoreError>;
+    /// The whole object; [`StoreErrorKind::NotFound`] if there is none.
+    fn get(&self, name: &str) -> Result<Vec<u8>, StoreError>;
+    /// Every object whose name starts with `prefix`, with its size.
+    fn list(&self, prefix: &str) -> Result<Vec<(String, u64)>, StoreError>;
+    /// Removes an object; removing a missing object succeeds.
+    fn remove(&self, name: &str) -> Result<(), StoreError>;
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreErrorKind {
+    NotFound,
+    Transient,
+    Auth,
+    Quota,
+    Permanent,
+    InvalidConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreError {
+    pub kind: StoreErrorKind,
+    pub message: String,
+}
+
+impl fmt::Display for StoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for StoreError {}
+
+/// The repository's `config` object: what a new device needs to read the rest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RepoConfig {
+    pub version: u32,
+    /// Random, 64 hex digits; names the repository in messages and the local catalog.
+    pub id: String,
+    pub created_unix_ms: i64,
+    pub media_chunk_min: u32,
+    pub media_chunk_avg: u32,
+    pub media_chunk_max: u32,
+    pub db_chunk_bytes: u32,
+}
+
+pub const CONFIG_NAME: &str = "config";
+
+/// An open repository.
+pub struct Repository {
+    store: Arc<dyn ObjectStore>,
+    keys: RepoKeys,
+    config: RepoConfig,
+}
+
+impl Repository {
+    /// Opens the repository on `store` with `key`; fails if there is none or the key does
+    /// not open it.
+    pub fn open(store: Arc<dyn ObjectStore>, key: &BackupKey) -> Result<Repository> {
+        let keys = key.derive();
+        let bytes = store.get(CONFIG_NAME)?;
+        let config = read_config(&keys, &bytes)?;
+        Ok(Repository {
+            store,
+            keys,
+            config,
+        })
+    }
+
+    /// Opens the repository, creating it first if the store holds none. Returns whether it
+    /// was created.
+    pub fn open_or_init(
+        store: Arc<dyn ObjectStore>,
+        key: &BackupKey,
+        now_unix_ms: i64,
+    ) -> Result<(Repository, bool)> {
+        let keys = key.derive();
+        match store.get(CONFIG_NAME) {
+            Ok(bytes) => {
+                let config = read_config(&keys, &bytes)?;
+                Ok((
+                    Repository {
+                        store,
+                        keys,
+                        config,
+                    },
+                    false,
+                ))
+            }
+            Err(e) if e.kind == StoreErrorKind::NotFound => {
+                let config = RepoConfig {
+                    version: u32::from(object::FORMAT_VERSION),
+                    id: random_hex(),
+                    created_unix_ms: now_unix_ms,
+                    media_chunk_min: MEDIA_MIN_BYTES,
+                    media_chunk_avg: MEDIA_AVG_BYTES,
+                    media_chunk_max: MEDIA_MAX_BYTES,
+                    db_chunk_bytes: DB_CHUNK_BYTES,
+                };
+                let json = serde_json::to_vec(&config).expect("config serializes");
+                store.put(
+                    CONFIG_NAME,
+                    &object::seal(&keys, ObjectKind::Config, CONFIG_NAME, &json),
+                )?;
+                Ok((
+                    Repository {
+                        store,
+                        keys,
+                        config,
+                    },
+                    true,
+                ))
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    pub fn keys(&self) -> &RepoKeys {
+        &self.keys
+    }
+
+    pub fn config(&self) -> &RepoConfig {
+        &self.config
+    }
+
+    pub fn store(&self) -> &Arc<dyn ObjectStore> {
+        &self.store
+    }
+
+    /// Stores a finished pack; returns the bytes written.
+    pub fn write_pack(&self, pack: &FinishedPack) -> Result<u64> {
+        self.store.put(&pack.name, &pack.bytes)?;
+        Ok(pack.bytes.len() as u64)
+    }
+
+    pub fn read_pack(&self, name: &str) -> Result<Vec<u8>> {
+        Ok(self.store.get(name)?)
+    }
+
+    /// Stores an index; returns its name and the bytes written.
+    pub fn write_index(&self, index: &Index) -> Result<(String, u64)> {
+        let name = format!("index/{}", random_hex());
+        let sealed = object::seal(&self.keys, ObjectKind::Index, &name, &index.encode());
+        self.store.put(&name, &sealed)?;
+        Ok((name, sealed.len() as u64))
+    }
+
+    pub fn read_index(&self, name: &str) -> Result<Index> {
+        let bytes = self.store.get(name)?;
+        let plain = object::open(&self.keys, ObjectKind::Index, name, &bytes)?;
+        Index::decode(name, &plain)
+    }
+
+    /// Names of all index objects.
+    pub fn list_indexes(&self) -> Result<Vec<String>> {
+        self.list_names("index/")
+    }
+
+    /// Stores a snapshot; returns its name and the bytes written.
+    pub fn write_snapshot(&self, snapshot: &Snapshot) -> Result<(String, u64)> {
+        let name = format!("snapshots/{}", random_hex());
+        let json = serde_json::to_vec(snapshot).expect("snapshot serializes");
+        let compressed = zstd::bulk::compress(&json, 3).expect("zstd compresses in memory");
+        let sealed = object::seal(&self.keys, ObjectKind::Snapshot, &name, &compressed);
+        self.store.put(&name, &sealed)?;
+        Ok((name, sealed.len() as u64))
+    }
+
+    pub fn read_snapshot(&self, name: &str) -> Result<Snapshot> {
+        let bytes = self.store.get(name)?;
+        let plain = object::open(&self.keys, ObjectKind::Snapshot, name, &bytes)?;
+        let json = zstd::stream::decode_all(plain.as_slice())
+            .map_err(|e| Error::malformed(name, format!("zstd: {e}")))?;
+        let snapshot: Snapshot = serde_json::from_slice(&json)
+            .map_err(|e| Error::malformed(name, format!("manifest: {e}")))?;
+        Ok(snapshot)
+    }
+
+    /// Names of all snapshot objects.
+    pub fn list_snapshots(&self) -> Result<Vec<String>> {
+        self.list_names("snapshots/")
+    }
+
+    fn list_names(&self, prefix: &str) -> Result<Vec<String>> {
+        let mut names: Vec<String> = self
+            .store
+            .list(prefix)?
+            .into_iter()
+            .map(|(n, _)| n)
+            .collect();
+        names.sort();
+        Ok(names)
+    }
+}
+
+fn read_config(keys: &RepoKeys, bytes: &[u8]) -> Result<RepoConfig> {
+    let plain = object::open(keys, ObjectKind::Config, CONFIG_NAME, bytes)?;
+    let config: RepoConfig =
+        serde_json::from_slice(&plain).map_err(|e| Error::malformed(CONFIG_NAME, e.to_string()))?;
+    if config.version != u32::from(object::FORMAT_VERSION) {
+        return Err(Error::UnsupportedVersion {
+            name: CONFIG_NAME.to_owned(),
+            found: config.version as u8,
+            supported: object::FORMAT_VERSION,
+        });
+    }
+    Ok(config)
+}
