@@ -2,9 +2,18 @@
 //! incremental backups of it on storage providers loaded as plugins.
 //!
 //! The modules follow the data: `config` says what to do, `capture` reads the live store
-//! consistently, `engine` turns it into repository objects, `providers` hosts the plugins
-//! that store them, `catalog` remembers what is stored, `scheduler` decides when, and
-//! `control` is the API `sealbackctl` drives.
+//! consistently, `engine` turns it into repository objects (and back), `providers` hosts the
+//! plugins that store them, `catalog` remembers what is stored, `keystore` keeps the backup
+//! key, `scheduler` decides when, `daemon` holds it together, and `control` is the API
+//! `sealbackctl` drives.
 #![forbid(unsafe_code)]
 
+pub mod capture;
+pub mod catalog;
+pub mod config;
 pub mod control;
+pub mod daemon;
+pub mod engine;
+pub mod keystore;
+pub mod providers;
+pub mod scheduler;

@@ -1,1 +1,533 @@
-fn main() {}
+//! sealbackctl: the command line of sealbackd. Every command is one request on the daemon's
+//! control socket (see `control::api`); this file only parses arguments and prints answers.
+
+use std::io::{self, BufRead, IsTerminal, Read, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{Duration, UNIX_EPOCH};
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use indicatif::{HumanBytes, ProgressBar, ProgressStyle};
+use sealback_daemon::control::api::{
+    Accepted, Activity, BackupReport, BackupRequest, KeyGenerateRequest, KeyImportRequest, KeyMode,
+    Progress, RestoreRequest, SnapshotList, Status,
+};
+use sealback_daemon::control::client::{Client, ClientError};
+use serde::Serialize;
+use zeroize::Zeroizing;
+
+const DEFAULT_SOCKET: &str = "/run/sealback/control.sock";
+
+/// A recovery key on standard input is far shorter than this.
+const MAX_RECOVERY_KEY_INPUT: u64 = 4096;
+
+#[derive(Parser)]
+#[command(
+    name = "sealbackctl",
+    version,
+    about = "Control sealbackd, the end-to-end encrypted backup daemon",
+    after_help = "\
+Examples:
+  sealbackctl status
+  sealbackctl backup --wait
+  sealbackctl restore latest --to ./restored
+  sealbackctl key import < recovery-key.txt
+
+Exit status: 0 done, 1 the daemon reported an error, 2 usage error,
+3 the daemon cannot be reached."
+)]
+struct Cli {
+    /// The daemon's control socket [default: $SEALBACK_SOCKET, else /run/sealback/control.sock]
+    #[arg(long, global = true, value_name = "PATH")]
+    socket: Option<PathBuf>,
+
+    /// Print the daemon's answer as one JSON document instead of text
+    #[arg(long, global = true)]
+    json: bool,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Show what the daemon is doing, its key, schedule and storage targets
+    Status,
+    /// Back up the message store now
+    Backup {
+        /// Wait until the backup has finished, showing its progress
+        #[arg(long)]
+        wait: bool,
+    },
+    /// List the snapshots on every target
+    Snapshots,
+    /// Restore a snapshot into a directory
+    Restore {
+        /// A snapshot id, an unambiguous prefix of one, or "latest"
+        snapshot: String,
+        /// The directory to restore into (created if missing)
+        #[arg(long, value_name = "DIR")]
+        to: String,
+        /// Restore into a non-empty directory, replacing files of the same name
+        #[arg(long)]
+        force: bool,
+        /// The target to restore from [default: the first configured target]
+        #[arg(long, value_name = "NAME")]
+        target: Option<String>,
+    },
+    /// Create or import the key that encrypts the backups
+    #[command(subcommand)]
+    Key(KeyCommand),
+}
+
+#[derive(Subcommand)]
+enum KeyCommand {
+    /// Create a new key and show its recovery key, once
+    Generate {
+        /// Replace the current key; backups made with it stay readable only with it
+        #[arg(long)]
+        replace: bool,
+    },
+    /// Use an existing recovery key, read from standard input
+    Import {
+        /// Replace the current key
+        #[arg(long)]
+        replace: bool,
+    },
+}
+
+/// A mistake in how sealbackctl was called that clap cannot see: exit status 2.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+struct UsageError {
+    message: String,
+    hint: &'static str,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build();
+    let outcome = match runtime {
+        Ok(runtime) => runtime.block_on(run(cli)),
+        Err(e) => Err(anyhow::Error::new(e).context("cannot start the async runtime")),
+    };
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => report(&error),
+    }
+}
+
+fn report(error: &anyhow::Error) -> ExitCode {
+    if let Some(client) = error.downcast_ref::<ClientError>() {
+        eprintln!("error: {}", client.message());
+        if let Some(hint) = client.hint() {
+            eprintln!("hint: {hint}");
+        }
+        return match client {
+            ClientError::Connect { .. } => ExitCode::from(3),
+            ClientError::Api(_) | ClientError::Protocol(_) => ExitCode::from(1),
+        };
+    }
+    if let Some(usage) = error.downcast_ref::<UsageError>() {
+        eprintln!("error: {}", usage.message);
+        eprintln!("hint: {}", usage.hint);
+        return ExitCode::from(2);
+    }
+    eprintln!("error: {error:#}");
+    ExitCode::from(1)
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let socket = cli
+        .socket
+        .or_else(|| std::env::var_os("SEALBACK_SOCKET").map(PathBuf::from))
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_SOCKET));
+    let client = Client::new(socket);
+    let json = cli.json;
+    let show_progress = !json && io::stdout().is_terminal();
+    match cli.command {
+        Command::Status => {
+            let status = client.status().await?;
+            output(json, &status, print_status)?;
+        }
+        Command::Backup { wait } => {
+            let bar = ProgressView::new(show_progress && wait, "backing up");
+            let report = client
+                .backup(BackupRequest { wait }, |p| bar.update(p))
+                .await;
+            bar.clear();
+            match report? {
+                Some(report) => output(json, &report, print_backup)?,
+                None => {
+                    let accepted = Accepted {
+                        accepted: true,
+                        message: "backup started; `sealbackctl status` shows when it has \
+                                  finished"
+                            .to_owned(),
+                    };
+                    output(json, &accepted, |a| println!("{}", a.message))?;
+                }
+            }
+        }
+        Command::Snapshots => {
+            let list = client.snapshots().await?;
+            output(json, &list, print_snapshots)?;
+        }
+        Command::Restore {
+            snapshot,
+            to,
+            force,
+            target,
+        } => {
+            let request = RestoreRequest {
+                snapshot,
+                to: absolute(&to)?,
+                force,
+                target,
+            };
+            let bar = ProgressView::new(show_progress, "restoring");
+            let report = client.restore(request, |p| bar.update(p)).await;
+            bar.clear();
+            output(json, &report?, |r| {
+                println!(
+                    "restored snapshot {} from {} into {}: {} files, {} in {}",
+                    short_id(&r.snapshot),
+                    r.target,
+                    r.to,
+                    r.files,
+                    HumanBytes(r.bytes),
+                    took(r.duration_ms)
+                );
+            })?;
+        }
+        Command::Key(KeyCommand::Generate { replace }) => {
+            let generated = client.key_generate(KeyGenerateRequest { replace }).await?;
+            output(json, &generated, |g| {
+                println!();
+                println!("Your recovery key:");
+                println!();
+                println!("{}", g.recovery_key);
+                println!();
+                println!(
+                    "Write it down now and keep it somewhere safe: it will not be shown again."
+                );
+                println!("Without this recovery key or this device, your backups cannot be read.");
+            })?;
+        }
+        Command::Key(KeyCommand::Import { replace }) => {
+            let recovery_key = read_recovery_key()?;
+            let request = KeyImportRequest {
+                recovery_key: recovery_key.as_str().to_owned(),
+                replace,
+            };
+            let imported = client.key_import(request).await?;
+            output(json, &imported, |i| {
+                if i.verified_targets.is_empty() {
+                    println!(
+                        "recovery key imported (no target has backups to check it against yet)"
+                    );
+                } else {
+                    println!(
+                        "recovery key imported; it opened the backups on: {}",
+                        i.verified_targets.join(", ")
+                    );
+                }
+            })?;
+        }
+    }
+    Ok(())
+}
+
+/// Prints `value` as JSON with `--json`, else as text.
+fn output<T: Serialize>(json: bool, value: &T, text: impl FnOnce(&T)) -> anyhow::Result<()> {
+    if json {
+        let document = serde_json::to_string_pretty(value).context("cannot encode the answer")?;
+        println!("{document}");
+    } else {
+        text(value);
+    }
+    Ok(())
+}
+
+/// The daemon may run in another directory: it needs an absolute path.
+fn absolute(dir: &str) -> anyhow::Result<String> {
+    let path = std::path::absolute(dir)
+        .with_context(|| format!("cannot make {dir:?} an absolute path"))?;
+    path.into_os_string().into_string().map_err(|_| {
+        UsageError {
+            message: "the current directory is not valid UTF-8, and the control protocol \
+                      sends paths as UTF-8"
+                .to_owned(),
+            hint: "give --to as an absolute path",
+        }
+        .into()
+    })
+}
+
+/// Reads the recovery key from standard input, never from the arguments (where other users
+/// could read it in the process list and the shell would keep it in its history).
+fn read_recovery_key() -> anyhow::Result<Zeroizing<String>> {
+    let stdin = io::stdin();
+    // Allocated once at its final size, so that no copy is left behind by a reallocation.
+    let mut input = Zeroizing::new(String::with_capacity(MAX_RECOVERY_KEY_INPUT as usize));
+    if stdin.is_terminal() {
+        eprint!("Recovery key: ");
+        io::stderr().flush().context("cannot write the prompt")?;
+        stdin
+            .lock()
+            .take(MAX_RECOVERY_KEY_INPUT)
+            .read_line(&mut input)
+            .context("cannot read the recovery key from the terminal")?;
+    } else {
+        stdin
+            .lock()
+            .take(MAX_RECOVERY_KEY_INPUT)
+            .read_to_string(&mut input)
+            .context("cannot read the recovery key from standard input")?;
+    }
+    let key = input.trim();
+    if key.is_empty() {
+        return Err(UsageError {
+            message: "no recovery key on standard input".to_owned(),
+            hint: "type it when asked, or pipe it in: sealbackctl key import < recovery-key.txt",
+        }
+        .into());
+    }
+    Ok(Zeroizing::new(key.to_owned()))
+}
+
+/// A progress bar on the terminal, or nothing.
+struct ProgressView(Option<ProgressBar>);
+
+impl ProgressView {
+    fn new(show: bool, what: &'static str) -> Self {
+        ProgressView(show.then(|| {
+            let style = ProgressStyle::with_template(
+                "{msg} [{bar:30}] {bytes}/{total_bytes} ({bytes_per_sec}, {eta} left)",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> ");
+            ProgressBar::new(0).with_style(style).with_message(what)
+        }))
+    }
+
+    fn update(&self, progress: Progress) {
+        if let Some(bar) = &self.0 {
+            bar.set_length(progress.total_bytes.max(progress.done_bytes));
+            bar.set_position(progress.done_bytes);
+        }
+    }
+
+    fn clear(&self) {
+        if let Some(bar) = &self.0 {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+fn print_status(status: &Status) {
+    let activity = match status.activity {
+        Activity::Idle => "idle",
+        Activity::BackingUp => "backing up",
+        Activity::Restoring => "restoring",
+    };
+    let key = match status.key_mode {
+        KeyMode::RecoveryKey => "recovery key",
+        KeyMode::None => "none (sealbackctl key generate, or key import an existing one)",
+    };
+    let last_backup = match &status.last_backup {
+        Some(r) => format!(
+            "{}, snapshot {} on {}, {} files, {} written",
+            utc(r.time_unix_ms),
+            short_id(&r.snapshot),
+            r.target,
+            r.files,
+            HumanBytes(r.bytes_written)
+        ),
+        None => "never".to_owned(),
+    };
+    print_fields(&[
+        (
+            "daemon",
+            format!(
+                "sealbackd {} (control protocol {})",
+                status.daemon_version, status.protocol
+            ),
+        ),
+        ("activity", activity.to_owned()),
+        ("key", key.to_owned()),
+        ("schedule", status.schedule.clone()),
+        ("store", status.store.clone()),
+        (
+            "pending change",
+            if status.pending_change { "yes" } else { "no" }.to_owned(),
+        ),
+        ("last backup", last_backup),
+        (
+            "last error",
+            status
+                .last_error
+                .clone()
+                .unwrap_or_else(|| "none".to_owned()),
+        ),
+    ]);
+    println!();
+    if status.targets.is_empty() {
+        println!("no storage targets configured");
+        return;
+    }
+    let rows = status
+        .targets
+        .iter()
+        .map(|t| {
+            let last = match (&t.last_snapshot, t.last_snapshot_unix_ms) {
+                (Some(id), Some(ms)) => format!("{} {}", short_id(id), utc(ms)),
+                (Some(id), None) => short_id(id),
+                (None, _) => "-".to_owned(),
+            };
+            vec![
+                t.name.clone(),
+                t.plugin.clone(),
+                t.snapshots.to_string(),
+                HumanBytes(t.bytes_stored).to_string(),
+                last,
+                t.last_error.clone().unwrap_or_else(|| "-".to_owned()),
+            ]
+        })
+        .collect::<Vec<_>>();
+    print_table(
+        &[
+            ("TARGET", false),
+            ("PLUGIN", false),
+            ("SNAPSHOTS", true),
+            ("STORED", true),
+            ("LAST SNAPSHOT", false),
+            ("LAST ERROR", false),
+        ],
+        &rows,
+    );
+}
+
+fn print_backup(r: &BackupReport) {
+    print_fields(&[
+        ("snapshot", format!("{} on {}", r.snapshot, r.target)),
+        ("files", files_line(r)),
+        ("read", HumanBytes(r.bytes_read).to_string()),
+        (
+            "written",
+            format!(
+                "{} ({} packs; {} new chunks, {} reused)",
+                HumanBytes(r.bytes_written),
+                r.packs_written,
+                r.chunks_new,
+                r.chunks_reused
+            ),
+        ),
+        ("took", took(r.duration_ms)),
+    ]);
+}
+
+fn files_line(r: &BackupReport) -> String {
+    let mut line = format!("{} ({} read, the rest unchanged", r.files, r.files_read);
+    if r.files_unstable > 0 {
+        line += &format!(
+            "; {} kept changing while read, their previous version was kept",
+            r.files_unstable
+        );
+    }
+    line + ")"
+}
+
+fn print_snapshots(list: &SnapshotList) {
+    if list.snapshots.is_empty() {
+        println!("no snapshots yet");
+        return;
+    }
+    let rows = list
+        .snapshots
+        .iter()
+        .map(|s| {
+            vec![
+                short_id(&s.id),
+                utc(s.time_unix_ms),
+                s.files.to_string(),
+                HumanBytes(s.size).to_string(),
+                s.target.clone(),
+            ]
+        })
+        .collect::<Vec<_>>();
+    print_table(
+        &[
+            ("ID", false),
+            ("TIME", false),
+            ("FILES", true),
+            ("SIZE", true),
+            ("TARGET", false),
+        ],
+        &rows,
+    );
+}
+
+/// `key: value` lines, the values aligned.
+fn print_fields(fields: &[(&str, String)]) {
+    let width = fields
+        .iter()
+        .map(|(key, _)| key.len() + 1)
+        .max()
+        .unwrap_or(0);
+    for (key, value) in fields {
+        println!("{:width$}  {value}", format!("{key}:"));
+    }
+}
+
+/// A table with a header; columns marked `true` are right-aligned (numbers).
+fn print_table(columns: &[(&str, bool)], rows: &[Vec<String>]) {
+    let header: Vec<String> = columns.iter().map(|(name, _)| (*name).to_owned()).collect();
+    let mut widths = vec![0; columns.len()];
+    for row in std::iter::once(&header).chain(rows) {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.chars().count());
+        }
+    }
+    for row in std::iter::once(&header).chain(rows) {
+        let cells: Vec<String> = row
+            .iter()
+            .zip(columns.iter().zip(&widths))
+            .map(|(cell, ((_, right), &width))| {
+                if *right {
+                    format!("{cell:>width$}")
+                } else {
+                    format!("{cell:<width$}")
+                }
+            })
+            .collect();
+        println!("{}", cells.join("  ").trim_end());
+    }
+}
+
+fn short_id(id: &str) -> String {
+    id.chars().take(8).collect()
+}
+
+/// RFC 3339 in UTC, to the second.
+fn utc(unix_ms: i64) -> String {
+    // humantime formats from 1970 up to the end of year 9999 only.
+    const END_OF_9999_MS: i64 = 253_402_300_800_000;
+    match u64::try_from(unix_ms) {
+        Ok(ms) if unix_ms < END_OF_9999_MS => {
+            humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_millis(ms)).to_string()
+        }
+        _ => format!("{unix_ms} ms after 1970"),
+    }
+}
+
+fn took(ms: u64) -> String {
+    match ms {
+        0..1_000 => format!("{ms} ms"),
+        1_000..60_000 => format!("{:.1} s", ms as f64 / 1000.0),
+        _ => format!("{} min {} s", ms / 60_000, ms % 60_000 / 1000),
+    }
+}

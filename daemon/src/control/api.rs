@@ -15,8 +15,31 @@
 //!
 //! A "stream" is `application/x-ndjson`: one [`StreamEvent`] per line, progress lines first,
 //! and exactly one final `done` or `error` line. Every error, streamed or not, is an
-//! [`ErrorBody`] with an HTTP status that says whose fault it is (4xx: the request; 5xx: the
-//! daemon or a storage target).
+//! [`ErrorBody`]; outside a stream its HTTP status says whose fault it is (4xx: the request;
+//! 5xx: the daemon or a storage target), inside one its `code` does.
+//!
+//! Requests. A body is JSON (its `Content-Type` is not checked); an empty body reads as `{}`;
+//! unknown fields are refused, so a misspelt option fails instead of being ignored (new
+//! request fields must therefore be optional and left out by clients when unset). A body over
+//! [`MAX_REQUEST_BYTES`] is refused with 413, by its `Content-Length` before it is read and by
+//! counting while it is read. Bodies sent with GET are ignored. Query strings are ignored.
+//!
+//! Errors before any work starts are plain `application/json` [`ErrorResponse`]s: 404
+//! `not-found` for an unknown path (the message lists the routes), 405 `method-not-allowed`
+//! with an `Allow` header, 413 `too-large`, 400 `bad-request` with serde's message (``invalid
+//! request body for POST /v1/restore: missing field `to` at line 1 column 2``). A request
+//! that is not HTTP at all gets hyper's bare 400 and the connection is closed.
+//!
+//! Streams. Once its request is valid, a streamed operation always answers 200 and reports
+//! its outcome, success or failure, only in the final line: a handler error, even an
+//! immediate one (`busy`, `no-key`, unknown snapshot), is an `error` line, never an HTTP
+//! status, so a client has one shape to read and the status does not depend on timing. A
+//! `progress` line is sent when the progress has changed since the last one, at most every
+//! 250 ms, and once more before the final line if it changed since. A stream that ends
+//! without a final line means the daemon stopped during the operation. The operation runs in
+//! its own task: a client that disconnects stops only its view of it, never the operation
+//! (this holds for every route). `POST /v1/backup` with `wait: false` answers 202
+//! [`Accepted`] as soon as the backup is queued, or a plain error if it cannot be.
 
 use serde::{Deserialize, Serialize};
 
@@ -25,6 +48,59 @@ pub const PROTOCOL_VERSION: u32 = 1;
 
 /// Requests larger than this are refused with 413 before they are parsed.
 pub const MAX_REQUEST_BYTES: usize = 64 * 1024;
+
+/// The routes of the table above: the server dispatches on them, the client names them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route {
+    Status,
+    Backup,
+    Snapshots,
+    Restore,
+    KeyGenerate,
+    KeyImport,
+}
+
+impl Route {
+    pub const ALL: [Route; 6] = [
+        Route::Status,
+        Route::Backup,
+        Route::Snapshots,
+        Route::Restore,
+        Route::KeyGenerate,
+        Route::KeyImport,
+    ];
+
+    /// `GET` or `POST`: each route has exactly one method.
+    pub fn method(self) -> &'static str {
+        match self {
+            Route::Status | Route::Snapshots => "GET",
+            Route::Backup | Route::Restore | Route::KeyGenerate | Route::KeyImport => "POST",
+        }
+    }
+
+    pub fn path(self) -> &'static str {
+        match self {
+            Route::Status => "/v1/status",
+            Route::Backup => "/v1/backup",
+            Route::Snapshots => "/v1/snapshots",
+            Route::Restore => "/v1/restore",
+            Route::KeyGenerate => "/v1/key/generate",
+            Route::KeyImport => "/v1/key/import",
+        }
+    }
+
+    /// The route served at `path` (exactly; no trailing slash, no query).
+    pub fn from_path(path: &str) -> Option<Route> {
+        Route::ALL.into_iter().find(|route| route.path() == path)
+    }
+}
+
+impl std::fmt::Display for Route {
+    /// `POST /v1/restore`: how errors and logs name a route.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}", self.method(), self.path())
+    }
+}
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "kebab-case")]
@@ -72,6 +148,7 @@ pub struct TargetStatus {
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct BackupRequest {
     /// Answer only when the backup has finished (with a progress stream).
     #[serde(default)]
@@ -123,6 +200,7 @@ pub struct SnapshotInfo {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct RestoreRequest {
     /// A snapshot id, an unambiguous prefix of one, or `latest`.
     pub snapshot: String,
@@ -147,6 +225,7 @@ pub struct RestoreReport {
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct KeyGenerateRequest {
     /// Replace a key that is already present. Backups made with the old key stay readable
     /// only with the old key.
@@ -163,6 +242,7 @@ pub struct KeyGenerated {
 
 /// Deliberately without Debug: it carries the recovery key.
 #[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct KeyImportRequest {
     pub recovery_key: String,
     #[serde(default)]

@@ -80,6 +80,11 @@ impl ProgressSink {
 }
 
 /// What the control server asks of the daemon: one method per route.
+///
+/// The server runs each returned future in a task of its own, so it is never cancelled
+/// because the client went away: a backup, restore or key change that started finishes (its
+/// result is then only logged by the handler, if it wants). A panic in a handler becomes a
+/// 500 `internal` error, not a lost connection.
 pub trait Handler: Send + Sync + 'static {
     fn status(&self) -> impl Future<Output = Result<Status, ApiError>> + Send;
 

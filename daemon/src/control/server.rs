@@ -1,1 +1,138 @@
-pub async fn placeholder() {}
+//! The control server: HTTP/1.1 on a Unix socket, one route per action (see `api` for the
+//! routes and the exact behaviour of requests, errors and streams).
+//!
+//! [`bind`] makes the socket file; [`serve`] answers on it until its `shutdown` future
+//! completes, then stops accepting and gives the requests in flight a few seconds to finish.
+
+mod ndjson;
+mod routes;
+mod socket;
+#[cfg(test)]
+mod tests;
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::{UnixListener, UnixStream};
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+use super::Handler;
+pub use socket::bind;
+
+/// How long requests in flight may take to finish once shutdown has begun.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// A client has this long to send its request headers; an idle connection is closed after it.
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Serves the control API on `listener` until `shutdown` completes.
+///
+/// Each client connection is served by a task of its own. When `shutdown` completes, the
+/// listener is closed (new clients are refused), idle connections are closed, and requests in
+/// flight get [`SHUTDOWN_GRACE`] to finish before their connections are dropped; a streamed
+/// operation cut off this way keeps running until the runtime stops, but its client sees the
+/// stream end without a final line. Finally the socket file is removed if it is still the
+/// one `listener` was bound to.
+pub async fn serve<H: Handler>(
+    listener: UnixListener,
+    handler: Arc<H>,
+    shutdown: impl Future<Output = ()>,
+) {
+    serve_with_grace(listener, handler, shutdown, SHUTDOWN_GRACE).await;
+}
+
+async fn serve_with_grace<H: Handler>(
+    listener: UnixListener,
+    handler: Arc<H>,
+    shutdown: impl Future<Output = ()>,
+    grace: Duration,
+) {
+    let socket_file = socket::SocketFile::of(&listener);
+    // Connections watch this to learn that shutdown has begun.
+    let (stopping, stop) = watch::channel(false);
+    let mut connections = JoinSet::new();
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            () = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => {
+                    connections.spawn(serve_connection(stream, handler.clone(), stop.clone()));
+                }
+                Err(e) => {
+                    // Typically out of file descriptors: wait for some to be released
+                    // rather than spin.
+                    tracing::warn!("cannot accept a control connection: {e}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            },
+            Some(finished) = connections.join_next() => log_panic(finished),
+        }
+    }
+    drop(listener);
+    let _ = stopping.send(true);
+    let drained = tokio::time::timeout(grace, async {
+        while let Some(finished) = connections.join_next().await {
+            log_panic(finished);
+        }
+    })
+    .await;
+    if drained.is_err() {
+        tracing::warn!(
+            connections = connections.len(),
+            "control requests still running after {grace:?}; closing their connections",
+        );
+        connections.shutdown().await;
+    }
+    if let Some(socket_file) = socket_file {
+        socket_file.remove();
+    }
+    tracing::debug!("control server stopped");
+}
+
+async fn serve_connection<H: Handler>(
+    stream: UnixStream,
+    handler: Arc<H>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let service = service_fn(move |request| {
+        let handler = handler.clone();
+        async move { Ok::<_, Infallible>(routes::respond(request, handler).await) }
+    });
+    let mut builder = http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT);
+    let connection = builder.serve_connection(TokioIo::new(stream), service);
+    tokio::pin!(connection);
+    let stopping = async {
+        // An error means the server is gone: stop too.
+        let _ = stop.wait_for(|stop| *stop).await;
+    };
+    let served = tokio::select! {
+        served = connection.as_mut() => served,
+        () = stopping => {
+            // Finishes the response in flight, if any, then closes.
+            connection.as_mut().graceful_shutdown();
+            connection.await
+        }
+    };
+    if let Err(e) = served {
+        // Malformed requests land here after hyper has answered them with a bare 400.
+        tracing::debug!("control connection ended: {e}");
+    }
+}
+
+fn log_panic(finished: Result<(), tokio::task::JoinError>) {
+    if let Err(e) = finished
+        && e.is_panic()
+    {
+        tracing::error!("a control connection task panicked: {e}");
+    }
+}

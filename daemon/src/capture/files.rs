@@ -1,0 +1,165 @@
+//! The store's files other than the database: found by a walk, read between two `stat`s.
+
+use std::fs::{self, File, Metadata};
+use std::io;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+/// What `stat` says of a file; two equal `FileStat`s around a read mean it did not change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileStat {
+    pub size: u64,
+    pub mtime_ns: i64,
+    pub ctime_ns: i64,
+    pub inode: u64,
+    pub mode: u32,
+}
+
+impl FileStat {
+    pub fn of(meta: &Metadata) -> FileStat {
+        FileStat {
+            size: meta.len(),
+            mtime_ns: meta.mtime() * 1_000_000_000 + meta.mtime_nsec(),
+            ctime_ns: meta.ctime() * 1_000_000_000 + meta.ctime_nsec(),
+            inode: meta.ino(),
+            mode: meta.mode() & 0o7777,
+        }
+    }
+}
+
+/// A regular file of the store.
+#[derive(Debug, Clone)]
+pub struct StoreFile {
+    /// Relative to the store, `/`-separated.
+    pub path: String,
+    pub abs: PathBuf,
+    pub stat: FileStat,
+}
+
+/// What the walk passed over, for the log.
+#[derive(Debug, Default)]
+pub struct Skipped {
+    pub not_utf8: Vec<PathBuf>,
+    pub not_regular: Vec<PathBuf>,
+}
+
+/// Every regular file under `store` except the database family (`database`, its `-wal`,
+/// `-shm` and `-journal`), sorted by path. Symbolic links and special files are skipped.
+pub fn scan(store: &Path, database: &str) -> io::Result<(Vec<StoreFile>, Skipped)> {
+    let excluded: Vec<String> = ["", "-wal", "-shm", "-journal"]
+        .iter()
+        .map(|s| format!("{database}{s}"))
+        .collect();
+    let mut files = Vec::new();
+    let mut skipped = Skipped::default();
+    let mut stack = vec![(store.to_path_buf(), String::new())];
+    while let Some((dir, rel)) = stack.pop() {
+        let entries = match fs::read_dir(&dir) {
+            Ok(e) => e,
+            // A directory removed while we walk is simply no longer part of the store.
+            Err(e) if e.kind() == io::ErrorKind::NotFound && !rel.is_empty() => continue,
+            Err(e) => {
+                return Err(io::Error::new(
+                    e.kind(),
+                    format!("reading {}: {e}", dir.display()),
+                ));
+            }
+        };
+        for entry in entries {
+            let entry = entry?;
+            let abs = entry.path();
+            let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
+                skipped.not_utf8.push(abs);
+                continue;
+            };
+            let path = if rel.is_empty() {
+                name.clone()
+            } else {
+                format!("{rel}/{name}")
+            };
+            if rel.is_empty() && excluded.contains(&name) {
+                continue;
+            }
+            let meta = match fs::symlink_metadata(&abs) {
+                Ok(m) => m,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(e),
+            };
+            if meta.is_dir() {
+                stack.push((abs, path));
+            } else if meta.is_file() {
+                files.push(StoreFile {
+                    path,
+                    abs,
+                    stat: FileStat::of(&meta),
+                });
+            } else {
+                skipped.not_regular.push(abs);
+            }
+        }
+    }
+    files.sort_by(|a, b| a.path.cmp(&b.path));
+    Ok((files, skipped))
+}
+
+/// Opens a file for a consistent read: returns it with its `stat` at open time.
+pub fn open_for_read(abs: &Path) -> io::Result<(File, FileStat)> {
+    let file = File::open(abs)?;
+    let stat = FileStat::of(&file.metadata()?);
+    Ok((file, stat))
+}
+
+/// True when the file at `abs` is still the one opened, unchanged since `before`.
+pub fn unchanged_since(file: &File, abs: &Path, before: &FileStat) -> bool {
+    let now_open = file.metadata().map(|m| FileStat::of(&m)).ok();
+    let now_path = fs::metadata(abs).map(|m| FileStat::of(&m)).ok();
+    now_open.as_ref() == Some(before) && now_path.as_ref() == Some(before)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    #[test]
+    fn scan_finds_media_and_leaves_out_the_database_family() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root = dir.path();
+        for f in [
+            "msgstore.db",
+            "msgstore.db-wal",
+            "msgstore.db-shm",
+            "notes.txt",
+        ] {
+            fs::write(root.join(f), b"x").expect("write");
+        }
+        fs::create_dir_all(root.join("Media/Images")).expect("mkdir");
+        fs::write(root.join("Media/Images/IMG-1.jpg"), b"jpeg").expect("write");
+        fs::write(root.join("Media/msgstore.db"), b"not the database").expect("write");
+        std::os::unix::fs::symlink("/etc/passwd", root.join("Media/link")).expect("symlink");
+        let (files, skipped) = scan(root, "msgstore.db").expect("scan");
+        let paths: Vec<&str> = files.iter().map(|f| f.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            ["Media/Images/IMG-1.jpg", "Media/msgstore.db", "notes.txt"]
+        );
+        assert_eq!(skipped.not_regular.len(), 1);
+    }
+
+    #[test]
+    fn a_write_during_the_read_is_noticed() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("voice.opus");
+        fs::write(&path, b"first").expect("write");
+        let (file, before) = open_for_read(&path).expect("open");
+        assert!(unchanged_since(&file, &path, &before));
+        std::thread::sleep(std::time::Duration::from_millis(10));
+        fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .expect("open")
+            .write_all(b"more")
+            .expect("append");
+        assert!(!unchanged_since(&file, &path, &before));
+    }
+}

@@ -1,0 +1,511 @@
+//! The local catalog: a SQLite cache, one per target, of what that target's repository
+//! holds (snapshots, blobs and where they are, object sizes) and of the files last backed
+//! up (to skip unchanged media by size, mtime, ctime and inode, as restic's parent
+//! snapshot does). It is only a cache: [`Catalog::sync`] rebuilds it from the repository,
+//! so deleting it loses nothing.
+
+use std::collections::{HashMap, HashSet};
+use std::path::Path;
+
+use rusqlite::{Connection, OptionalExtension, params};
+use sealback_repo::index::Index;
+use sealback_repo::pack::{BlobKind, Compression, PackEntry};
+use sealback_repo::snapshot::Snapshot;
+use sealback_repo::{ChunkId, Repository};
+
+use crate::capture::files::FileStat;
+
+const SCHEMA_VERSION: i64 = 1;
+
+#[derive(Debug, thiserror::Error)]
+pub enum CatalogError {
+    #[error(
+        "local catalog {path}: {source} (it is only a cache: delete it and it is rebuilt from the target)"
+    )]
+    Sqlite {
+        path: String,
+        source: rusqlite::Error,
+    },
+    #[error(transparent)]
+    Repo(#[from] sealback_repo::Error),
+}
+
+type Result<T> = std::result::Result<T, CatalogError>;
+
+/// A snapshot as the catalog lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SnapshotRow {
+    /// Object name, `snapshots/<64 hex>`.
+    pub name: String,
+    pub time_unix_ms: i64,
+    pub host: String,
+    pub files: u64,
+    pub size: u64,
+}
+
+impl SnapshotRow {
+    /// The id users see: the 64 hex digits.
+    pub fn id(&self) -> &str {
+        self.name.trim_start_matches("snapshots/")
+    }
+}
+
+/// What a sync found.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct SyncReport {
+    pub indexes_loaded: u64,
+    pub snapshots_loaded: u64,
+    pub packs_missing: u64,
+    pub rebuilt: bool,
+}
+
+pub struct Catalog {
+    conn: Connection,
+    path: String,
+}
+
+impl Catalog {
+    pub fn open(path: &Path) -> Result<Catalog> {
+        let shown = path.display().to_string();
+        let err = |source| CatalogError::Sqlite {
+            path: shown.clone(),
+            source,
+        };
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| err(rusqlite::Error::ToSqlConversionFailure(Box::new(e))))?;
+        }
+        let conn = Connection::open(path).map_err(err)?;
+        conn.busy_timeout(std::time::Duration::from_secs(30))
+            .map_err(err)?;
+        conn.execute_batch(
+            "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;
+             CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
+             CREATE TABLE IF NOT EXISTS objects(name TEXT PRIMARY KEY, size INTEGER NOT NULL);
+             CREATE TABLE IF NOT EXISTS indexes(name TEXT PRIMARY KEY);
+             CREATE TABLE IF NOT EXISTS blobs(
+                 id BLOB PRIMARY KEY, pack TEXT NOT NULL, idx TEXT NOT NULL, kind INTEGER NOT NULL,
+                 compression INTEGER NOT NULL, offset INTEGER NOT NULL, length INTEGER NOT NULL,
+                 raw_length INTEGER NOT NULL) WITHOUT ROWID;
+             CREATE INDEX IF NOT EXISTS blobs_by_pack ON blobs(pack);
+             CREATE INDEX IF NOT EXISTS blobs_by_idx ON blobs(idx);
+             CREATE TABLE IF NOT EXISTS snapshots(
+                 name TEXT PRIMARY KEY, time_unix_ms INTEGER NOT NULL, host TEXT NOT NULL,
+                 files INTEGER NOT NULL, size INTEGER NOT NULL, manifest BLOB NOT NULL);
+             CREATE TABLE IF NOT EXISTS files(
+                 path TEXT PRIMARY KEY, size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL,
+                 ctime_ns INTEGER NOT NULL, inode INTEGER NOT NULL, mode INTEGER NOT NULL,
+                 chunks BLOB NOT NULL);",
+        )
+        .map_err(err)?;
+        let catalog = Catalog { conn, path: shown };
+        let version: Option<String> = catalog.meta("schema")?;
+        if version.as_deref() != Some(&SCHEMA_VERSION.to_string()) {
+            catalog.wipe()?;
+            catalog.set_meta("schema", &SCHEMA_VERSION.to_string())?;
+        }
+        Ok(catalog)
+    }
+
+    fn err(&self, source: rusqlite::Error) -> CatalogError {
+        CatalogError::Sqlite {
+            path: self.path.clone(),
+            source,
+        }
+    }
+
+    fn meta(&self, key: &str) -> Result<Option<String>> {
+        self.conn
+            .query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
+            .optional()
+            .map_err(|e| self.err(e))
+    }
+
+    fn set_meta(&self, key: &str, value: &str) -> Result<()> {
+        self.conn
+            .execute(
+                "INSERT OR REPLACE INTO meta(key, value) VALUES (?1, ?2)",
+                [key, value],
+            )
+            .map(drop)
+            .map_err(|e| self.err(e))
+    }
+
+    fn wipe(&self) -> Result<()> {
+        self.conn
+            .execute_batch(
+                "DELETE FROM meta; DELETE FROM objects; DELETE FROM indexes; DELETE FROM blobs;
+                 DELETE FROM snapshots; DELETE FROM files;",
+            )
+            .map_err(|e| self.err(e))
+    }
+
+    /// Brings the catalog in line with the repository: a catalog of another repository is
+    /// wiped; indexes and snapshots it lacks are read; blobs in packs that are gone from the
+    /// target are forgotten (so they are uploaded again rather than referenced).
+    pub fn sync(&mut self, repo: &Repository) -> Result<SyncReport> {
+        let mut report = SyncReport::default();
+        let repo_id = repo.config().id.clone();
+        if self.meta("repo")?.as_deref() != Some(repo_id.as_str()) {
+            self.wipe()?;
+            self.set_meta("schema", &SCHEMA_VERSION.to_string())?;
+            self.set_meta("repo", &repo_id)?;
+            report.rebuilt = true;
+        }
+        let store = repo.store();
+        let packs: HashMap<String, u64> = store
+            .list("data/")
+            .map_err(sealback_repo::Error::from)?
+            .into_iter()
+            .collect();
+        let indexes = store.list("index/").map_err(sealback_repo::Error::from)?;
+        let snapshots = store
+            .list("snapshots/")
+            .map_err(sealback_repo::Error::from)?;
+
+        let known_indexes: HashSet<String> = self.names("SELECT name FROM indexes")?;
+        let present: HashSet<&str> = indexes.iter().map(|(n, _)| n.as_str()).collect();
+        for gone in known_indexes
+            .iter()
+            .filter(|n| !present.contains(n.as_str()))
+        {
+            self.forget_index(gone)?;
+        }
+        for (name, size) in &indexes {
+            if !known_indexes.contains(name) {
+                let index = repo.read_index(name)?;
+                self.add_index(name, *size, &index, &packs)?;
+                report.indexes_loaded += 1;
+            }
+        }
+        // Packs the target no longer has: forget their blobs.
+        let known_packs: HashSet<String> = self.names("SELECT DISTINCT pack FROM blobs")?;
+        for gone in known_packs
+            .iter()
+            .filter(|p| !packs.contains_key(p.as_str()))
+        {
+            tracing::warn!(pack = %gone, "pack is missing from the target: its chunks will be stored again");
+            self.conn
+                .execute("DELETE FROM blobs WHERE pack = ?1", [gone])
+                .map_err(|e| self.err(e))?;
+            report.packs_missing += 1;
+        }
+
+        let known_snapshots: HashSet<String> = self.names("SELECT name FROM snapshots")?;
+        let present: HashSet<&str> = snapshots.iter().map(|(n, _)| n.as_str()).collect();
+        for gone in known_snapshots
+            .iter()
+            .filter(|n| !present.contains(n.as_str()))
+        {
+            self.conn
+                .execute("DELETE FROM snapshots WHERE name = ?1", [gone])
+                .map_err(|e| self.err(e))?;
+        }
+        for (name, size) in &snapshots {
+            if !known_snapshots.contains(name) {
+                let snapshot = repo.read_snapshot(name)?;
+                self.add_snapshot(name, *size, &snapshot)?;
+                report.snapshots_loaded += 1;
+            }
+        }
+        // Object sizes, for `status`: what the target holds now.
+        let tx = self.conn.transaction().map_err(|e| CatalogError::Sqlite {
+            path: self.path.clone(),
+            source: e,
+        })?;
+        tx.execute("DELETE FROM objects", [])
+            .map_err(|e| CatalogError::Sqlite {
+                path: self.path.clone(),
+                source: e,
+            })?;
+        for (name, size) in packs
+            .iter()
+            .chain(indexes.iter().map(|(n, s)| (n, s)))
+            .chain(snapshots.iter().map(|(n, s)| (n, s)))
+        {
+            tx.execute(
+                "INSERT OR REPLACE INTO objects(name, size) VALUES (?1, ?2)",
+                params![name, *size as i64],
+            )
+            .map_err(|e| CatalogError::Sqlite {
+                path: self.path.clone(),
+                source: e,
+            })?;
+        }
+        tx.commit().map_err(|e| CatalogError::Sqlite {
+            path: self.path.clone(),
+            source: e,
+        })?;
+        Ok(report)
+    }
+
+    fn names(&self, sql: &str) -> Result<HashSet<String>> {
+        let mut stmt = self.conn.prepare(sql).map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map([], |r| r.get::<_, String>(0))
+            .map_err(|e| self.err(e))?;
+        rows.collect::<std::result::Result<_, _>>()
+            .map_err(|e| self.err(e))
+    }
+
+    fn forget_index(&self, name: &str) -> Result<()> {
+        self.conn
+            .execute("DELETE FROM blobs WHERE idx = ?1", [name])
+            .and_then(|_| {
+                self.conn
+                    .execute("DELETE FROM indexes WHERE name = ?1", [name])
+            })
+            .map(drop)
+            .map_err(|e| self.err(e))
+    }
+
+    /// Records an index (and the sizes of its packs, where known).
+    pub fn add_index(
+        &mut self,
+        name: &str,
+        size: u64,
+        index: &Index,
+        pack_sizes: &HashMap<String, u64>,
+    ) -> Result<()> {
+        let path = self.path.clone();
+        let err = |source| CatalogError::Sqlite {
+            path: path.clone(),
+            source,
+        };
+        let tx = self.conn.transaction().map_err(err)?;
+        {
+            let mut insert = tx
+                .prepare(
+                    "INSERT OR IGNORE INTO blobs(id, pack, idx, kind, compression, offset, length, raw_length)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                )
+                .map_err(err)?;
+            for pack in &index.packs {
+                for e in &pack.entries {
+                    insert
+                        .execute(params![
+                            &e.id.0[..],
+                            pack.name,
+                            name,
+                            e.kind as u8,
+                            e.compression as u8,
+                            e.offset,
+                            e.length,
+                            e.raw_length
+                        ])
+                        .map_err(err)?;
+                }
+                if let Some(size) = pack_sizes.get(&pack.name) {
+                    tx.execute(
+                        "INSERT OR REPLACE INTO objects(name, size) VALUES (?1, ?2)",
+                        params![pack.name, *size as i64],
+                    )
+                    .map_err(err)?;
+                }
+            }
+            tx.execute("INSERT OR IGNORE INTO indexes(name) VALUES (?1)", [name])
+                .map_err(err)?;
+            tx.execute(
+                "INSERT OR REPLACE INTO objects(name, size) VALUES (?1, ?2)",
+                params![name, size as i64],
+            )
+            .map_err(err)?;
+        }
+        tx.commit().map_err(err)
+    }
+
+    pub fn add_snapshot(&mut self, name: &str, size: u64, snapshot: &Snapshot) -> Result<()> {
+        let manifest = serde_json::to_vec(snapshot).expect("snapshot serializes");
+        let manifest = zstd::bulk::compress(&manifest, 1)
+            .map_err(|e| self.err(rusqlite::Error::ToSqlConversionFailure(Box::new(e))))?;
+        self.conn
+            .execute(
+                "INSERT OR REPLACE INTO snapshots(name, time_unix_ms, host, files, size, manifest)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![
+                    name,
+                    snapshot.time_unix_ms,
+                    snapshot.host,
+                    snapshot.files.len() as i64,
+                    snapshot.size() as i64,
+                    manifest
+                ],
+            )
+            .and_then(|_| {
+                self.conn.execute(
+                    "INSERT OR REPLACE INTO objects(name, size) VALUES (?1, ?2)",
+                    params![name, size as i64],
+                )
+            })
+            .map(drop)
+            .map_err(|e| self.err(e))
+    }
+
+    /// Snapshots, oldest first.
+    pub fn snapshots(&self) -> Result<Vec<SnapshotRow>> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT name, time_unix_ms, host, files, size FROM snapshots ORDER BY time_unix_ms, name")
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok(SnapshotRow {
+                    name: r.get(0)?,
+                    time_unix_ms: r.get(1)?,
+                    host: r.get(2)?,
+                    files: r.get::<_, i64>(3)? as u64,
+                    size: r.get::<_, i64>(4)? as u64,
+                })
+            })
+            .map_err(|e| self.err(e))?;
+        rows.collect::<std::result::Result<_, _>>()
+            .map_err(|e| self.err(e))
+    }
+
+    /// The cached manifest of a snapshot.
+    pub fn manifest(&self, name: &str) -> Result<Option<Snapshot>> {
+        let blob: Option<Vec<u8>> = self
+            .conn
+            .query_row(
+                "SELECT manifest FROM snapshots WHERE name = ?1",
+                [name],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(|e| self.err(e))?;
+        Ok(blob
+            .and_then(|b| zstd::stream::decode_all(b.as_slice()).ok())
+            .and_then(|json| serde_json::from_slice(&json).ok()))
+    }
+
+    /// Ids of every blob the repository holds.
+    pub fn known_blobs(&self) -> Result<HashSet<ChunkId>> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT id FROM blobs")
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map([], |r| {
+                let v: Vec<u8> = r.get(0)?;
+                Ok(v)
+            })
+            .map_err(|e| self.err(e))?;
+        let mut out = HashSet::new();
+        for row in rows {
+            let v = row.map_err(|e| self.err(e))?;
+            if let Ok(id) = <[u8; 32]>::try_from(v.as_slice()) {
+                out.insert(ChunkId(id));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Where a blob is.
+    pub fn locate(&self, id: &ChunkId) -> Result<Option<(String, PackEntry)>> {
+        self.conn
+            .query_row(
+                "SELECT pack, kind, compression, offset, length, raw_length FROM blobs WHERE id = ?1",
+                [&id.0[..]],
+                |r| {
+                    let kind = match r.get::<_, u8>(1)? {
+                        1 => BlobKind::List,
+                        _ => BlobKind::Data,
+                    };
+                    let compression = match r.get::<_, u8>(2)? {
+                        1 => Compression::Zstd,
+                        _ => Compression::None,
+                    };
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        PackEntry {
+                            id: *id,
+                            kind,
+                            compression,
+                            offset: r.get(3)?,
+                            length: r.get(4)?,
+                            raw_length: r.get(5)?,
+                        },
+                    ))
+                },
+            )
+            .optional()
+            .map_err(|e| self.err(e))
+    }
+
+    /// Bytes of all objects on the target, as of the last sync and writes.
+    pub fn bytes_stored(&self) -> Result<u64> {
+        self.conn
+            .query_row("SELECT coalesce(sum(size), 0) FROM objects", [], |r| {
+                r.get::<_, i64>(0)
+            })
+            .map(|v| v as u64)
+            .map_err(|e| self.err(e))
+    }
+
+    pub fn record_object(&self, name: &str, size: u64) -> Result<()> {
+        self.conn
+            .execute(
+                "INSERT OR REPLACE INTO objects(name, size) VALUES (?1, ?2)",
+                params![name, size as i64],
+            )
+            .map(drop)
+            .map_err(|e| self.err(e))
+    }
+
+    /// The file cache's entry for `path`, if its `stat` is still `stat`.
+    pub fn cached_file(&self, path: &str, stat: &FileStat) -> Result<Option<Vec<ChunkId>>> {
+        let row: Option<(i64, i64, i64, i64, Vec<u8>)> = self
+            .conn
+            .query_row(
+                "SELECT size, mtime_ns, ctime_ns, inode, chunks FROM files WHERE path = ?1",
+                [path],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+            )
+            .optional()
+            .map_err(|e| self.err(e))?;
+        Ok(row.and_then(|(size, mtime, ctime, inode, chunks)| {
+            let same = size as u64 == stat.size
+                && mtime == stat.mtime_ns
+                && ctime == stat.ctime_ns
+                && inode as u64 == stat.inode;
+            if same {
+                sealback_repo::chunk::decode_list(&chunks)
+            } else {
+                None
+            }
+        }))
+    }
+
+    /// Replaces the file cache with the files of the snapshot just written.
+    pub fn replace_file_cache(&mut self, files: &[(String, FileStat, Vec<ChunkId>)]) -> Result<()> {
+        let path = self.path.clone();
+        let err = |source| CatalogError::Sqlite {
+            path: path.clone(),
+            source,
+        };
+        let tx = self.conn.transaction().map_err(err)?;
+        tx.execute("DELETE FROM files", []).map_err(err)?;
+        {
+            let mut insert = tx
+                .prepare(
+                    "INSERT INTO files(path, size, mtime_ns, ctime_ns, inode, mode, chunks)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                )
+                .map_err(err)?;
+            for (p, stat, chunks) in files {
+                insert
+                    .execute(params![
+                        p,
+                        stat.size as i64,
+                        stat.mtime_ns,
+                        stat.ctime_ns,
+                        stat.inode as i64,
+                        stat.mode,
+                        sealback_repo::chunk::encode_list(chunks)
+                    ])
+                    .map_err(err)?;
+            }
+        }
+        tx.commit().map_err(err)
+    }
+}

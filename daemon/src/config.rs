@@ -1,0 +1,489 @@
+//! The daemon's configuration: a TOML file plus `SEALBACK_SECTION__KEY` environment
+//! overrides, read with the `config` crate. Anything unknown, missing or malformed stops
+//! start-up with an error that names the key. `config/sealback.toml` documents every key.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// Environment variables starting with this and holding a `__` override the file:
+/// `SEALBACK_SCHEDULE__MODE=manual` sets `[schedule] mode`.
+pub const ENV_PREFIX: &str = "SEALBACK_";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("configuration {path}: {message}")]
+    Invalid { path: String, message: String },
+    #[error("configuration {path}: key `{key}`: {message}")]
+    BadValue {
+        path: String,
+        key: String,
+        message: String,
+    },
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    store: RawStore,
+    #[serde(default)]
+    state: RawState,
+    #[serde(default)]
+    control: RawControl,
+    #[serde(default)]
+    plugins: RawPlugins,
+    #[serde(default)]
+    schedule: RawSchedule,
+    targets: Vec<RawTarget>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawStore {
+    path: PathBuf,
+    #[serde(default = "default_database")]
+    database: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawState {
+    #[serde(default = "default_state_dir")]
+    dir: PathBuf,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawControl {
+    #[serde(default = "default_socket")]
+    socket: PathBuf,
+    #[serde(default = "default_socket_mode")]
+    mode: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPlugins {
+    #[serde(default = "default_plugins_dir")]
+    dir: PathBuf,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSchedule {
+    #[serde(default = "default_mode")]
+    mode: String,
+    #[serde(default = "default_debounce")]
+    debounce: String,
+    #[serde(default)]
+    interval: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTarget {
+    name: String,
+    plugin: String,
+    #[serde(default)]
+    options: serde_json::Map<String, serde_json::Value>,
+}
+
+fn default_database() -> String {
+    "msgstore.db".into()
+}
+fn default_state_dir() -> PathBuf {
+    "/var/lib/sealback".into()
+}
+fn default_socket() -> PathBuf {
+    "/run/sealback/control.sock".into()
+}
+fn default_socket_mode() -> String {
+    "0600".into()
+}
+fn default_plugins_dir() -> PathBuf {
+    "/usr/lib/sealback/plugins".into()
+}
+fn default_mode() -> String {
+    "on-change".into()
+}
+fn default_debounce() -> String {
+    "2s".into()
+}
+
+impl Default for RawState {
+    fn default() -> Self {
+        RawState {
+            dir: default_state_dir(),
+        }
+    }
+}
+impl Default for RawControl {
+    fn default() -> Self {
+        RawControl {
+            socket: default_socket(),
+            mode: default_socket_mode(),
+        }
+    }
+}
+impl Default for RawPlugins {
+    fn default() -> Self {
+        RawPlugins {
+            dir: default_plugins_dir(),
+        }
+    }
+}
+impl Default for RawSchedule {
+    fn default() -> Self {
+        RawSchedule {
+            mode: default_mode(),
+            debounce: default_debounce(),
+            interval: None,
+        }
+    }
+}
+
+/// The validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The message store: holds `database` and `Media/`.
+    pub store: PathBuf,
+    /// The database file's name inside the store.
+    pub database: String,
+    pub state_dir: PathBuf,
+    pub socket: PathBuf,
+    pub socket_mode: u32,
+    pub plugins_dir: PathBuf,
+    pub schedule: Schedule,
+    pub debounce: Duration,
+    pub targets: Vec<TargetConfig>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Schedule {
+    /// A backup shortly (the debounce) after the store changes.
+    OnChange,
+    /// A backup every period, counted from the last one.
+    Interval(Duration),
+    /// Only when asked through the control socket.
+    Manual,
+}
+
+impl std::fmt::Display for Schedule {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Schedule::OnChange => f.write_str("on-change"),
+            Schedule::Manual => f.write_str("manual"),
+            Schedule::Interval(d) => write!(f, "interval ({})", humantime::format_duration(*d)),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct TargetConfig {
+    pub name: String,
+    pub plugin: String,
+    /// Handed to the plugin as JSON.
+    pub options: serde_json::Value,
+}
+
+impl Config {
+    /// Reads `path` and the process environment.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        Self::load_with_env(path, std::env::vars())
+    }
+
+    /// Reads `path` with the given environment (tests pass their own).
+    pub fn load_with_env(
+        path: &Path,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config, ConfigError> {
+        let shown = path.display().to_string();
+        let invalid = |message: String| ConfigError::Invalid {
+            path: shown.clone(),
+            message,
+        };
+        if !path.is_file() {
+            return Err(invalid(
+                "no such file: pass the configuration with --config (config/sealback.toml documents every key)".into(),
+            ));
+        }
+        let overrides: HashMap<String, String> = env
+            .into_iter()
+            .filter_map(|(k, v)| {
+                let rest = k.strip_prefix(ENV_PREFIX)?;
+                rest.contains("__").then(|| (rest.to_owned(), v))
+            })
+            .collect();
+        let raw: RawConfig = config::Config::builder()
+            .add_source(config::File::from(path).format(config::FileFormat::Toml))
+            .add_source(
+                config::Environment::default()
+                    .separator("__")
+                    .source(Some(overrides.into_iter().collect())),
+            )
+            .build()
+            .and_then(|c| c.try_deserialize())
+            .map_err(|e| invalid(describe(e)))?;
+        validate(raw, &shown)
+    }
+}
+
+/// The `config` crate's messages, made to name the key the way the file spells it.
+fn describe(e: config::ConfigError) -> String {
+    let text = e.to_string();
+    if text.contains("unknown field") {
+        format!("{text}; remove it or fix its spelling (config/sealback.toml lists every key)")
+    } else if text.contains("missing field") {
+        format!("{text}; it is required (see config/sealback.toml)")
+    } else {
+        text
+    }
+}
+
+fn validate(raw: RawConfig, path: &str) -> Result<Config, ConfigError> {
+    let bad = |key: &str, message: String| ConfigError::BadValue {
+        path: path.to_owned(),
+        key: key.to_owned(),
+        message,
+    };
+    if !raw.store.path.is_absolute() {
+        return Err(bad("store.path", "must be an absolute path".into()));
+    }
+    if raw.store.database.is_empty() || raw.store.database.contains('/') {
+        return Err(bad(
+            "store.database",
+            format!(
+                "{:?} must be a file name inside store.path",
+                raw.store.database
+            ),
+        ));
+    }
+    for (key, p) in [
+        ("state.dir", &raw.state.dir),
+        ("control.socket", &raw.control.socket),
+        ("plugins.dir", &raw.plugins.dir),
+    ] {
+        if !p.is_absolute() {
+            return Err(bad(
+                key,
+                format!("{} must be an absolute path", p.display()),
+            ));
+        }
+    }
+    let socket_mode = u32::from_str_radix(raw.control.mode.trim_start_matches("0o"), 8)
+        .ok()
+        .filter(|m| *m <= 0o777 && m & 0o600 == 0o600)
+        .ok_or_else(|| {
+            bad(
+                "control.mode",
+                format!("{:?} is not an octal file mode that lets the owner read and write, e.g. \"0600\" or \"0660\"", raw.control.mode),
+            )
+        })?;
+    let debounce = humantime::parse_duration(&raw.schedule.debounce).map_err(|e| {
+        bad(
+            "schedule.debounce",
+            format!(
+                "{:?}: {e} (write e.g. \"2s\" or \"500ms\")",
+                raw.schedule.debounce
+            ),
+        )
+    })?;
+    let schedule = match raw.schedule.mode.as_str() {
+        "on-change" => Schedule::OnChange,
+        "manual" => Schedule::Manual,
+        "interval" => {
+            let text = raw.schedule.interval.as_deref().ok_or_else(|| {
+                bad(
+                    "schedule.interval",
+                    "is required when schedule.mode = \"interval\" (daily, weekly, monthly, or a duration such as \"6h\")".into(),
+                )
+            })?;
+            Schedule::Interval(parse_interval(text).ok_or_else(|| {
+                bad(
+                    "schedule.interval",
+                    format!("{text:?} is not daily, weekly, monthly or a duration such as \"6h\""),
+                )
+            })?)
+        }
+        other => {
+            return Err(bad(
+                "schedule.mode",
+                format!("{other:?} is not one of on-change, interval, manual"),
+            ));
+        }
+    };
+    if raw.schedule.interval.is_some() && !matches!(schedule, Schedule::Interval(_)) {
+        return Err(bad(
+            "schedule.interval",
+            "is only meaningful with schedule.mode = \"interval\"".into(),
+        ));
+    }
+    if raw.targets.is_empty() {
+        return Err(bad(
+            "targets",
+            "at least one [[targets]] entry is required".into(),
+        ));
+    }
+    let mut targets: Vec<TargetConfig> = Vec::new();
+    for (i, t) in raw.targets.into_iter().enumerate() {
+        let ok_name = !t.name.is_empty()
+            && t.name.len() <= 64
+            && t.name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+        if !ok_name {
+            return Err(bad(
+                &format!("targets[{i}].name"),
+                format!("{:?} must be 1-64 letters, digits, '-' or '_'", t.name),
+            ));
+        }
+        if targets.iter().any(|o| o.name == t.name) {
+            return Err(bad(
+                &format!("targets[{i}].name"),
+                format!("{:?} is used by two targets; names must be unique", t.name),
+            ));
+        }
+        let ok_plugin = !t.plugin.is_empty()
+            && t.plugin
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+        if !ok_plugin {
+            return Err(bad(
+                &format!("targets[{i}].plugin"),
+                format!("{:?} must be a plugin name such as \"local\"", t.plugin),
+            ));
+        }
+        targets.push(TargetConfig {
+            name: t.name,
+            plugin: t.plugin,
+            options: serde_json::Value::Object(t.options),
+        });
+    }
+    Ok(Config {
+        store: raw.store.path,
+        database: raw.store.database,
+        state_dir: raw.state.dir,
+        socket: raw.control.socket,
+        socket_mode,
+        plugins_dir: raw.plugins.dir,
+        schedule,
+        debounce,
+        targets,
+    })
+}
+
+/// `daily`, `weekly`, `monthly` (30 days), or a humantime duration.
+fn parse_interval(text: &str) -> Option<Duration> {
+    const DAY: u64 = 24 * 3600;
+    match text {
+        "hourly" => Some(Duration::from_secs(3600)),
+        "daily" => Some(Duration::from_secs(DAY)),
+        "weekly" => Some(Duration::from_secs(7 * DAY)),
+        "monthly" => Some(Duration::from_secs(30 * DAY)),
+        other => humantime::parse_duration(other)
+            .ok()
+            .filter(|d| !d.is_zero()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+[store]
+path = "/var/lib/app/store"
+[state]
+dir = "/var/lib/sealback"
+[control]
+socket = "/run/sealback/control.sock"
+[plugins]
+dir = "/usr/lib/sealback/plugins"
+[schedule]
+mode = "on-change"
+debounce = "2s"
+[[targets]]
+name = "disk"
+plugin = "local"
+[targets.options]
+path = "/mnt/backup/sealback"
+"#;
+
+    fn load(text: &str, env: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("sealback.toml");
+        std::fs::write(&path, text).expect("write");
+        Config::load_with_env(
+            &path,
+            env.iter().map(|(k, v)| (k.to_string(), v.to_string())),
+        )
+    }
+
+    #[test]
+    fn the_documented_example_loads() {
+        let c = load(GOOD, &[]).expect("valid");
+        assert_eq!(c.schedule, Schedule::OnChange);
+        assert_eq!(c.debounce, Duration::from_secs(2));
+        assert_eq!(c.socket_mode, 0o600);
+        assert_eq!(c.targets[0].options["path"], "/mnt/backup/sealback");
+        assert_eq!(c.database, "msgstore.db");
+    }
+
+    #[test]
+    fn environment_overrides_the_file_and_plain_variables_are_ignored() {
+        let c = load(
+            GOOD,
+            &[
+                ("SEALBACK_SCHEDULE__MODE", "manual"),
+                ("SEALBACK_SOCKET", "/tmp/for-sealbackctl"),
+            ],
+        )
+        .expect("valid");
+        assert_eq!(c.schedule, Schedule::Manual);
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let err = |text: &str| load(text, &[]).expect_err("invalid").to_string();
+        let unknown = err(&GOOD.replace("debounce = \"2s\"", "debounce = \"2s\"\ndebunce = 1"));
+        assert!(unknown.contains("debunce"), "{unknown}");
+        let missing = err(&GOOD.replace("path = \"/var/lib/app/store\"", ""));
+        assert!(missing.contains("path"), "{missing}");
+        let mode = err(&GOOD.replace("on-change", "sometimes"));
+        assert!(
+            mode.contains("schedule.mode") && mode.contains("sometimes"),
+            "{mode}"
+        );
+        let debounce = err(&GOOD.replace("\"2s\"", "\"soon\""));
+        assert!(debounce.contains("schedule.debounce"), "{debounce}");
+        let interval = err(&GOOD.replace("on-change", "interval"));
+        assert!(interval.contains("schedule.interval"), "{interval}");
+        let relative = err(&GOOD.replace("/var/lib/app/store", "store"));
+        assert!(relative.contains("store.path"), "{relative}");
+        let env = load(GOOD, &[("SEALBACK_SCHEDULE__MODUS", "manual")])
+            .expect_err("unknown override")
+            .to_string();
+        assert!(env.contains("modus"), "{env}");
+    }
+
+    #[test]
+    fn intervals_read_like_the_apps_settings() {
+        assert_eq!(parse_interval("daily"), Some(Duration::from_secs(86400)));
+        assert_eq!(parse_interval("6h"), Some(Duration::from_secs(6 * 3600)));
+        assert_eq!(parse_interval("0s"), None);
+        let c = load(
+            &GOOD.replace(
+                "mode = \"on-change\"",
+                "mode = \"interval\"\ninterval = \"weekly\"",
+            ),
+            &[],
+        )
+        .expect("valid");
+        assert_eq!(
+            c.schedule,
+            Schedule::Interval(Duration::from_secs(7 * 86400))
+        );
+    }
+}

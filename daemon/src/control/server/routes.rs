@@ -1,0 +1,234 @@
+//! One request in, one response out: routing by the table in `api`, reading and checking the
+//! JSON body, calling the [`Handler`] and turning its answer or error into HTTP.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Instant;
+
+use http_body_util::{BodyExt, Either, Full, LengthLimitError, Limited};
+use hyper::body::{Bytes, Incoming};
+use hyper::header::{ALLOW, CONTENT_LENGTH, CONTENT_TYPE, HeaderValue};
+use hyper::{Request, Response, StatusCode};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tokio::task::JoinError;
+
+use super::ndjson::{self, NdjsonBody};
+use crate::control::api::{Accepted, ErrorResponse, MAX_REQUEST_BYTES, Route};
+use crate::control::{ApiError, Handler, ProgressSink};
+
+pub(crate) type ResponseBody = Either<Full<Bytes>, NdjsonBody>;
+
+const JSON: &str = "application/json";
+const NDJSON: &str = "application/x-ndjson";
+
+/// Answers one request. Never fails: every problem is an error response.
+pub(super) async fn respond<H: Handler>(
+    request: Request<Incoming>,
+    handler: Arc<H>,
+) -> Response<ResponseBody> {
+    let started = Instant::now();
+    let method = request.method().clone();
+    let path = request.uri().path().to_owned();
+    let response = match Route::from_path(&path) {
+        None => not_found(&path),
+        Some(route) if method.as_str() != route.method() => method_not_allowed(route, &method),
+        Some(route) => dispatch(route, request, handler)
+            .await
+            .unwrap_or_else(|error| error_response(&error)),
+    };
+    // Bodies are never logged: a key import carries the recovery key.
+    tracing::debug!(
+        %method,
+        path,
+        status = response.status().as_u16(),
+        duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+        "control request",
+    );
+    response
+}
+
+async fn dispatch<H: Handler>(
+    route: Route,
+    request: Request<Incoming>,
+    handler: Arc<H>,
+) -> Result<Response<ResponseBody>, ApiError> {
+    match route {
+        Route::Status => {
+            let status = finish(route, async move { handler.status().await }).await?;
+            json(StatusCode::OK, &status)
+        }
+        Route::Snapshots => {
+            let snapshots = finish(route, async move { handler.snapshots().await }).await?;
+            json(StatusCode::OK, &snapshots)
+        }
+        Route::Backup => {
+            let backup: crate::control::api::BackupRequest = read_json(route, request).await?;
+            if backup.wait {
+                let (sink, progress) = ProgressSink::new();
+                let operation = async move {
+                    handler.backup(backup, sink).await?.ok_or_else(|| {
+                        ApiError::new(500, "internal", "the backup finished without a report")
+                    })
+                };
+                Ok(stream(ndjson::narrate(route, operation, progress)))
+            } else {
+                let queued = async move { handler.backup(backup, ProgressSink::discard()).await };
+                finish(route, queued).await?;
+                let accepted = Accepted {
+                    accepted: true,
+                    message: "backup started; `sealbackctl status` shows when it has finished"
+                        .to_owned(),
+                };
+                json(StatusCode::ACCEPTED, &accepted)
+            }
+        }
+        Route::Restore => {
+            let restore = read_json(route, request).await?;
+            let (sink, progress) = ProgressSink::new();
+            let operation = async move { handler.restore(restore, sink).await };
+            Ok(stream(ndjson::narrate(route, operation, progress)))
+        }
+        Route::KeyGenerate => {
+            let generate = read_json(route, request).await?;
+            let generated =
+                finish(route, async move { handler.key_generate(generate).await }).await?;
+            json(StatusCode::OK, &generated)
+        }
+        Route::KeyImport => {
+            let import = read_json(route, request).await?;
+            let imported = finish(route, async move { handler.key_import(import).await }).await?;
+            json(StatusCode::OK, &imported)
+        }
+    }
+}
+
+/// Runs a handler call in a task of its own, so that it is finished even if the client
+/// goes away (hyper drops the request's future then) and a panic in it is a 500.
+async fn finish<T: Send + 'static>(
+    route: Route,
+    call: impl Future<Output = Result<T, ApiError>> + Send + 'static,
+) -> Result<T, ApiError> {
+    match tokio::spawn(call).await {
+        Ok(outcome) => outcome,
+        Err(join_error) => Err(task_failed(route, &join_error)),
+    }
+}
+
+pub(super) fn task_failed(route: Route, join_error: &JoinError) -> ApiError {
+    tracing::error!(%route, "control handler failed: {join_error}");
+    ApiError::new(
+        500,
+        "internal",
+        format!("the daemon failed while handling {route}: {join_error}"),
+    )
+    .with_hint("this is a bug in sealbackd; its log has the details")
+}
+
+/// Reads and parses the request body: at most [`MAX_REQUEST_BYTES`], empty meaning `{}`.
+async fn read_json<T: DeserializeOwned>(
+    route: Route,
+    request: Request<Incoming>,
+) -> Result<T, ApiError> {
+    let declared = request
+        .headers()
+        .get(CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.parse::<u64>().ok());
+    if declared.is_some_and(|length| length > MAX_REQUEST_BYTES as u64) {
+        return Err(too_large(route));
+    }
+    let body = Limited::new(request.into_body(), MAX_REQUEST_BYTES)
+        .collect()
+        .await
+        .map_err(|e| {
+            if e.downcast_ref::<LengthLimitError>().is_some() {
+                too_large(route)
+            } else {
+                ApiError::bad_request(format!("cannot read the request body of {route}: {e}"))
+            }
+        })?
+        .to_bytes();
+    let body: &[u8] = if body.trim_ascii().is_empty() {
+        b"{}"
+    } else {
+        &body
+    };
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError::bad_request(format!("invalid request body for {route}: {e}")))
+}
+
+fn too_large(route: Route) -> ApiError {
+    ApiError::new(
+        413,
+        "too-large",
+        format!(
+            "the request body of {route} is larger than the {MAX_REQUEST_BYTES} bytes the \
+             control protocol allows"
+        ),
+    )
+}
+
+fn not_found(path: &str) -> Response<ResponseBody> {
+    let routes: Vec<String> = Route::ALL.iter().map(Route::to_string).collect();
+    let error = ApiError::new(
+        404,
+        "not-found",
+        format!(
+            "no route {path:?}; the control protocol v1 has: {}",
+            routes.join(", ")
+        ),
+    )
+    .with_hint("sealbackctl and sealbackd may be of different versions");
+    error_response(&error)
+}
+
+fn method_not_allowed(route: Route, method: &hyper::Method) -> Response<ResponseBody> {
+    let error = ApiError::new(
+        405,
+        "method-not-allowed",
+        format!("{method} is not allowed on {}; use {route}", route.path()),
+    );
+    let mut response = error_response(&error);
+    response
+        .headers_mut()
+        .insert(ALLOW, HeaderValue::from_static(route.method()));
+    response
+}
+
+pub(super) fn error_response(error: &ApiError) -> Response<ResponseBody> {
+    let status = StatusCode::from_u16(error.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let body = ErrorResponse {
+        error: error.body.clone(),
+    };
+    // An `ErrorResponse` is plain strings: it always encodes.
+    let bytes = serde_json::to_vec(&body).unwrap_or_default();
+    with_body(status, JSON, Either::Left(Full::new(Bytes::from(bytes))))
+}
+
+fn json<T: Serialize>(status: StatusCode, value: &T) -> Result<Response<ResponseBody>, ApiError> {
+    let bytes = serde_json::to_vec(value)
+        .map_err(|e| ApiError::new(500, "internal", format!("cannot encode the response: {e}")))?;
+    Ok(with_body(
+        status,
+        JSON,
+        Either::Left(Full::new(Bytes::from(bytes))),
+    ))
+}
+
+fn stream(body: NdjsonBody) -> Response<ResponseBody> {
+    with_body(StatusCode::OK, NDJSON, Either::Right(body))
+}
+
+fn with_body(
+    status: StatusCode,
+    content_type: &'static str,
+    body: ResponseBody,
+) -> Response<ResponseBody> {
+    let mut response = Response::new(body);
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    response
+}

@@ -1,0 +1,551 @@
+//! The daemon's state and the control API's implementation: what each route does.
+
+use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex, RwLock};
+
+use sealback_repo::{BackupKey, Repository, StoreErrorKind};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::catalog::Catalog;
+use crate::config::{Config, TargetConfig};
+use crate::control::api::{
+    Activity, BackupReport, BackupRequest, KeyGenerateRequest, KeyGenerated, KeyImportRequest,
+    KeyImported, KeyMode, PROTOCOL_VERSION, RestoreReport, RestoreRequest, SnapshotInfo,
+    SnapshotList, Status, TargetStatus,
+};
+use crate::control::{ApiError, Handler, ProgressSink};
+use crate::engine::{self, EngineError};
+use crate::keystore::KeyStore;
+use crate::providers::{self, TargetStore};
+
+/// A request for a backup, sent to the scheduler.
+pub struct BackupTicket {
+    pub reply: Option<oneshot::Sender<Result<BackupReport, ApiError>>>,
+    pub progress: ProgressSink,
+}
+
+struct Target {
+    config: TargetConfig,
+    store: Mutex<Option<Arc<TargetStore>>>,
+    last_error: Mutex<Option<String>>,
+}
+
+#[derive(Default)]
+struct Runtime {
+    activity_backup: bool,
+    restores: u32,
+    pending_change: bool,
+    last_backup: Option<BackupReport>,
+    last_error: Option<String>,
+}
+
+pub struct Daemon {
+    pub config: Config,
+    keystore: KeyStore,
+    key: RwLock<Option<Arc<BackupKey>>>,
+    targets: Vec<Target>,
+    runtime: Mutex<Runtime>,
+    backups: mpsc::Sender<BackupTicket>,
+    host: String,
+    /// Set on shutdown; a running backup stops at the next chunk.
+    pub cancel: AtomicBool,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Daemon {
+    /// Loads the key and the targets' plugins. A target that fails to load is kept with its
+    /// error; the daemon runs regardless.
+    pub fn new(config: Config, backups: mpsc::Sender<BackupTicket>) -> anyhow::Result<Daemon> {
+        let keystore = KeyStore::new(
+            &config.state_dir,
+            std::env::var_os("CREDENTIALS_DIRECTORY").map(PathBuf::from),
+        );
+        let key = keystore.load()?.map(Arc::new);
+        if key.is_none() {
+            tracing::warn!(
+                "no backup key on this device yet: run `sealbackctl key generate` (new user) or `sealbackctl key import` (restoring)"
+            );
+        }
+        if let Some(mode) = keystore.file_mode().filter(|m| m & 0o077 != 0) {
+            tracing::warn!(
+                mode = format!("{mode:o}"),
+                "the backup key file is readable by others: chmod 600 it"
+            );
+        }
+        let targets = config
+            .targets
+            .iter()
+            .map(|t| {
+                let (store, error) = match providers::open_target(&config.plugins_dir, t) {
+                    Ok(s) => (Some(s), None),
+                    Err(e) => {
+                        tracing::error!(target = %t.name, error = %e, "storage target unavailable");
+                        (None, Some(e))
+                    }
+                };
+                Target {
+                    config: t.clone(),
+                    store: Mutex::new(store),
+                    last_error: Mutex::new(error),
+                }
+            })
+            .collect();
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_owned())
+            .unwrap_or_else(|_| "unknown".into());
+        Ok(Daemon {
+            config,
+            keystore,
+            key: RwLock::new(key),
+            targets,
+            runtime: Mutex::new(Runtime::default()),
+            backups,
+            host,
+            cancel: AtomicBool::new(false),
+        })
+    }
+
+    fn key(&self) -> Result<Arc<BackupKey>, ApiError> {
+        self.key
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+            .ok_or_else(|| {
+                ApiError::new(409, "no-key", "this device has no backup key yet").with_hint(
+                    "run `sealbackctl key generate` to make one, or `sealbackctl key import` to use the recovery key of an existing backup",
+                )
+            })
+    }
+
+    fn catalog_path(&self, target: &str) -> PathBuf {
+        self.config
+            .state_dir
+            .join("catalog")
+            .join(format!("{target}.db"))
+    }
+
+    /// The target's store, loading its plugin again if it failed before.
+    fn store(&self, target: &Target) -> Result<Arc<TargetStore>, String> {
+        let mut slot = lock(&target.store);
+        if let Some(s) = slot.as_ref() {
+            return Ok(s.clone());
+        }
+        let store = providers::open_target(&self.config.plugins_dir, &target.config)?;
+        *slot = Some(store.clone());
+        Ok(store)
+    }
+
+    fn target(&self, name: Option<&str>) -> Result<&Target, ApiError> {
+        match name {
+            None => self
+                .targets
+                .first()
+                .ok_or_else(|| ApiError::new(500, "internal", "no targets configured")),
+            Some(n) => self
+                .targets
+                .iter()
+                .find(|t| t.config.name == n)
+                .ok_or_else(|| {
+                    let names: Vec<&str> = self
+                        .targets
+                        .iter()
+                        .map(|t| t.config.name.as_str())
+                        .collect();
+                    ApiError::new(404, "not-found", format!("no target named {n:?}"))
+                        .with_hint(format!("configured targets: {}", names.join(", ")))
+                }),
+        }
+    }
+
+    /// The time of the newest snapshot any target's catalog knows.
+    pub fn newest_snapshot_unix_ms(&self) -> Option<i64> {
+        self.targets
+            .iter()
+            .filter_map(|t| self.target_status(t).last_snapshot_unix_ms)
+            .max()
+    }
+
+    pub fn note_change(&self) {
+        lock(&self.runtime).pending_change = true;
+    }
+
+    /// Runs one backup to every target (blocking). Called by the scheduler only, so never
+    /// two at once.
+    pub fn run_backup(
+        &self,
+        progress: &(dyn Fn(u64, u64) + Sync),
+    ) -> Result<BackupReport, ApiError> {
+        let key = self.key()?;
+        {
+            let mut rt = lock(&self.runtime);
+            rt.activity_backup = true;
+            rt.pending_change = false;
+        }
+        let mut first: Option<BackupReport> = None;
+        let mut failures = Vec::new();
+        for target in &self.targets {
+            let result = self.backup_to(target, &key, progress);
+            match result {
+                Ok(report) => {
+                    tracing::info!(
+                        target = %report.target, snapshot = %report.snapshot, bytes_read = report.bytes_read,
+                        bytes_written = report.bytes_written, chunks_new = report.chunks_new,
+                        duration_ms = report.duration_ms, "backup finished"
+                    );
+                    *lock(&target.last_error) = None;
+                    first.get_or_insert(report);
+                }
+                Err(e) => {
+                    tracing::error!(target = %target.config.name, error = %e, "backup failed");
+                    *lock(&target.last_error) = Some(e.to_string());
+                    failures.push(e);
+                }
+            }
+        }
+        let mut rt = lock(&self.runtime);
+        rt.activity_backup = false;
+        match (failures.into_iter().next(), first) {
+            (None, Some(report)) => {
+                rt.last_backup = Some(report.clone());
+                rt.last_error = None;
+                Ok(report)
+            }
+            (Some(e), report) => {
+                if let Some(r) = report {
+                    rt.last_backup = Some(r);
+                }
+                rt.last_error = Some(e.to_string());
+                Err(e)
+            }
+            (None, None) => Err(ApiError::new(500, "internal", "no targets configured")),
+        }
+    }
+
+    fn backup_to(
+        &self,
+        target: &Target,
+        key: &BackupKey,
+        progress: &(dyn Fn(u64, u64) + Sync),
+    ) -> Result<BackupReport, ApiError> {
+        let name = &target.config.name;
+        let store = self
+            .store(target)
+            .map_err(|e| ApiError::new(502, "target-failed", e))?;
+        let (repo, created) = Repository::open_or_init(store, key, engine::backup::now_unix_ms())
+            .map_err(|e| repo_error(name, e))?;
+        if created {
+            tracing::info!(target = %name, repository = %repo.config().id, "created a new repository");
+        }
+        let mut catalog = Catalog::open(&self.catalog_path(name)).map_err(internal)?;
+        let input = engine::backup::BackupInput {
+            store: &self.config.store,
+            database: &self.config.database,
+            host: &self.host,
+            target: name,
+            spool_dir: &self.config.state_dir.join("spool"),
+            progress,
+            cancel: &self.cancel,
+        };
+        engine::backup::run(&repo, &mut catalog, &input).map_err(|e| engine_error(name, e))
+    }
+
+    fn restore_blocking(
+        &self,
+        request: RestoreRequest,
+        progress: ProgressSink,
+    ) -> Result<RestoreReport, ApiError> {
+        let to = PathBuf::from(&request.to);
+        if !to.is_absolute() {
+            return Err(ApiError::bad_request(format!(
+                "restore target {:?} is not an absolute path",
+                request.to
+            )));
+        }
+        let key = self.key()?;
+        let target = self.target(request.target.as_deref())?;
+        let name = &target.config.name;
+        let store = self
+            .store(target)
+            .map_err(|e| ApiError::new(502, "target-failed", e))?;
+        let repo = Repository::open(store, &key).map_err(|e| repo_error(name, e))?;
+        let mut catalog = Catalog::open(&self.catalog_path(name)).map_err(internal)?;
+        catalog
+            .sync(&repo)
+            .map_err(|e| engine_error(name, e.into()))?;
+        let row = engine::restore::resolve(&catalog, &request.snapshot)
+            .map_err(|e| engine_error(name, e))?;
+        let input = engine::restore::RestoreInput {
+            snapshot: &row,
+            target: name,
+            to: &to,
+            force: request.force,
+            progress: &|done, total| progress.set(done, total),
+        };
+        let report =
+            engine::restore::run(&repo, &catalog, &input).map_err(|e| engine_error(name, e))?;
+        tracing::info!(snapshot = %report.snapshot, to = %report.to, files = report.files, bytes = report.bytes, "restore finished");
+        Ok(report)
+    }
+
+    fn target_status(&self, target: &Target) -> TargetStatus {
+        let mut status = TargetStatus {
+            name: target.config.name.clone(),
+            plugin: target.config.plugin.clone(),
+            last_snapshot: None,
+            last_snapshot_unix_ms: None,
+            snapshots: 0,
+            bytes_stored: 0,
+            last_error: lock(&target.last_error).clone(),
+        };
+        let path = self.catalog_path(&target.config.name);
+        if path.exists() {
+            if let Ok(catalog) = Catalog::open(&path) {
+                if let Ok(rows) = catalog.snapshots() {
+                    status.snapshots = rows.len() as u64;
+                    if let Some(last) = rows.last() {
+                        status.last_snapshot = Some(last.id().to_owned());
+                        status.last_snapshot_unix_ms = Some(last.time_unix_ms);
+                    }
+                }
+                status.bytes_stored = catalog.bytes_stored().unwrap_or(0);
+            }
+        }
+        status
+    }
+
+    /// Checks a key against every target's repository; a target with no repository yet
+    /// accepts any key.
+    fn check_key(&self, key: &BackupKey) -> Result<Vec<String>, ApiError> {
+        let mut verified = Vec::new();
+        for target in &self.targets {
+            let name = &target.config.name;
+            let store = self.store(target).map_err(|e| {
+                ApiError::new(
+                    502,
+                    "target-failed",
+                    format!("cannot check the key against target {name:?}: {e}"),
+                )
+                .with_hint("the key was not saved; try again when the target is reachable")
+            })?;
+            match Repository::open(store, key) {
+                Ok(_) => verified.push(name.clone()),
+                Err(sealback_repo::Error::Store(e)) if e.kind == StoreErrorKind::NotFound => {}
+                Err(sealback_repo::Error::Authentication { .. }) => {
+                    return Err(ApiError::new(
+                        400,
+                        "wrong-key",
+                        format!("this recovery key does not open the backup on target {name:?}"),
+                    )
+                    .with_hint("check each group of four digits against what you wrote down; nothing was changed"));
+                }
+                Err(e) => return Err(repo_error(name, e)),
+            }
+        }
+        Ok(verified)
+    }
+
+    fn install_key(&self, key: BackupKey, replace: bool) -> Result<(), ApiError> {
+        let mut slot = self.key.write().unwrap_or_else(|p| p.into_inner());
+        if slot.is_some() && !replace {
+            return Err(ApiError::new(409, "conflict", "this device already has a backup key")
+                .with_hint("pass --replace to replace it; backups made with the old key stay readable only with the old key"));
+        }
+        self.keystore
+            .save(&key)
+            .map_err(|e| ApiError::new(500, "internal", e.to_string()))?;
+        *slot = Some(Arc::new(key));
+        Ok(())
+    }
+}
+
+fn internal(e: impl std::fmt::Display) -> ApiError {
+    ApiError::new(500, "internal", e.to_string())
+}
+
+fn repo_error(target: &str, e: sealback_repo::Error) -> ApiError {
+    match e {
+        sealback_repo::Error::Authentication { ref name } if name == sealback_repo::repository::CONFIG_NAME => {
+            ApiError::new(403, "wrong-key", format!("the backup key does not open the repository on target {target:?}"))
+                .with_hint("the target holds backups made with another key: import that key (sealbackctl key import --replace) or point the target elsewhere")
+        }
+        sealback_repo::Error::Store(s) if s.kind == StoreErrorKind::NotFound => {
+            ApiError::new(404, "not-found", s.message).with_hint("the target has no backup repository yet, or an object was deleted")
+        }
+        sealback_repo::Error::Store(s) => ApiError::new(502, "target-failed", s.message),
+        other => ApiError::new(500, "integrity", other.to_string())
+            .with_hint("run `sealbackctl verify` to list every damaged object"),
+    }
+}
+
+fn engine_error(target: &str, e: EngineError) -> ApiError {
+    match e {
+        EngineError::Repo(r) => repo_error(target, r),
+        EngineError::Catalog(crate::catalog::CatalogError::Repo(r)) => repo_error(target, r),
+        EngineError::NoSuchSnapshot(_)
+        | EngineError::AmbiguousSnapshot(_)
+        | EngineError::NoSnapshots => ApiError::new(404, "not-found", e.to_string()),
+        EngineError::NotEmpty(_) => ApiError::new(409, "conflict", e.to_string()),
+        EngineError::Cancelled => ApiError::new(503, "shutting-down", e.to_string()),
+        EngineError::UnsafePath { .. } | EngineError::SizeMismatch { .. } => {
+            ApiError::new(500, "integrity", e.to_string())
+        }
+        other => ApiError::new(500, "internal", other.to_string()),
+    }
+}
+
+/// The control API: a cheap handle on the daemon.
+#[derive(Clone)]
+pub struct DaemonHandle(pub Arc<Daemon>);
+
+impl Handler for DaemonHandle {
+    async fn status(&self) -> Result<Status, ApiError> {
+        let d = self.0.clone();
+        tokio::task::spawn_blocking(move || {
+            let rt = lock(&d.runtime);
+            let activity = if rt.activity_backup {
+                Activity::BackingUp
+            } else if rt.restores > 0 {
+                Activity::Restoring
+            } else {
+                Activity::Idle
+            };
+            let (pending_change, last_backup, last_error) = (
+                rt.pending_change,
+                rt.last_backup.clone(),
+                rt.last_error.clone(),
+            );
+            drop(rt);
+            let key_mode = if d.key.read().unwrap_or_else(|p| p.into_inner()).is_some() {
+                KeyMode::RecoveryKey
+            } else {
+                KeyMode::None
+            };
+            Status {
+                protocol: PROTOCOL_VERSION,
+                daemon_version: env!("CARGO_PKG_VERSION").to_owned(),
+                activity,
+                key_mode,
+                schedule: d.config.schedule.to_string(),
+                store: d.config.store.display().to_string(),
+                pending_change,
+                last_backup,
+                last_error,
+                targets: d.targets.iter().map(|t| d.target_status(t)).collect(),
+            }
+        })
+        .await
+        .map_err(internal)
+    }
+
+    async fn backup(
+        &self,
+        request: BackupRequest,
+        progress: ProgressSink,
+    ) -> Result<Option<BackupReport>, ApiError> {
+        self.0.key()?;
+        let (reply, wait) = if request.wait {
+            let (tx, rx) = oneshot::channel();
+            (Some(tx), Some(rx))
+        } else {
+            (None, None)
+        };
+        self.0
+            .backups
+            .send(BackupTicket { reply, progress })
+            .await
+            .map_err(|_| ApiError::new(503, "shutting-down", "the daemon is shutting down"))?;
+        match wait {
+            None => Ok(None),
+            Some(rx) => rx
+                .await
+                .map_err(|_| {
+                    ApiError::new(
+                        503,
+                        "shutting-down",
+                        "the daemon stopped before the backup finished",
+                    )
+                })?
+                .map(Some),
+        }
+    }
+
+    async fn snapshots(&self) -> Result<SnapshotList, ApiError> {
+        let d = self.0.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut snapshots = Vec::new();
+            for t in &d.targets {
+                let path = d.catalog_path(&t.config.name);
+                if !path.exists() {
+                    continue;
+                }
+                let catalog = Catalog::open(&path).map_err(internal)?;
+                for row in catalog.snapshots().map_err(internal)? {
+                    snapshots.push(SnapshotInfo {
+                        id: row.id().to_owned(),
+                        target: t.config.name.clone(),
+                        time_unix_ms: row.time_unix_ms,
+                        host: row.host.clone(),
+                        files: row.files,
+                        size: row.size,
+                    });
+                }
+            }
+            Ok(SnapshotList { snapshots })
+        })
+        .await
+        .map_err(internal)?
+    }
+
+    async fn restore(
+        &self,
+        request: RestoreRequest,
+        progress: ProgressSink,
+    ) -> Result<RestoreReport, ApiError> {
+        let d = self.0.clone();
+        lock(&d.runtime).restores += 1;
+        let result = tokio::task::spawn_blocking({
+            let d = d.clone();
+            move || d.restore_blocking(request, progress)
+        })
+        .await
+        .map_err(internal);
+        lock(&d.runtime).restores -= 1;
+        result?
+    }
+
+    async fn key_generate(&self, request: KeyGenerateRequest) -> Result<KeyGenerated, ApiError> {
+        let d = self.0.clone();
+        tokio::task::spawn_blocking(move || {
+            let key = BackupKey::generate();
+            let shown = key.to_recovery_key();
+            d.install_key(key, request.replace)?;
+            tracing::info!("a new backup key was generated");
+            Ok(KeyGenerated {
+                recovery_key: shown.to_string(),
+            })
+        })
+        .await
+        .map_err(internal)?
+    }
+
+    async fn key_import(&self, request: KeyImportRequest) -> Result<KeyImported, ApiError> {
+        let d = self.0.clone();
+        tokio::task::spawn_blocking(move || {
+            let key = BackupKey::from_recovery_key(&request.recovery_key)
+                .map_err(|e| ApiError::new(400, "bad-recovery-key", e.to_string()))?;
+            let verified_targets = d.check_key(&key)?;
+            d.install_key(key, request.replace)?;
+            tracing::info!(verified = ?verified_targets, "backup key imported");
+            Ok(KeyImported {
+                key_mode: KeyMode::RecoveryKey,
+                verified_targets,
+            })
+        })
+        .await
+        .map_err(internal)?
+    }
+}

@@ -1,0 +1,422 @@
+//! One backup of the message store to one repository.
+//!
+//! Order of work, which keeps the repository valid at every instant:
+//! 1. sync the catalog with the repository (what is already stored);
+//! 2. capture the database inside one short read transaction, hashing its page runs and
+//!    spooling the runs the repository lacks; then hand those to the upload workers;
+//! 3. read changed files (unchanged ones are known from the file cache), chunk, hash, and
+//!    hand new chunks to the workers;
+//! 4. when every pack is stored, store the index naming them; then the snapshot.
+//!
+//! A crash anywhere loses at most this backup: packs without an index are ignored, an index
+//! without a snapshot only makes its chunks known.
+
+use std::collections::{HashMap, HashSet};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use sealback_repo::chunk::{LIST_IDS, encode_list, media_chunks, worth_compressing};
+use sealback_repo::index::Index;
+use sealback_repo::pack::BlobKind;
+use sealback_repo::snapshot::{DatabaseImage, FileEntry, SNAPSHOT_VERSION, Snapshot};
+use sealback_repo::{ChunkId, Repository};
+
+use super::EngineError;
+use super::upload::{self, NewChunk, UploadState};
+use crate::capture::database::{DatabaseCaptureError, capture_pages};
+use crate::capture::files::{self, FileStat, StoreFile};
+use crate::catalog::Catalog;
+use crate::control::api::BackupReport;
+
+/// How often a file that changes while we read it is read again.
+const FILE_ATTEMPTS: u32 = 3;
+/// How often a database capture torn by a concurrent schema change is retried.
+const DB_ATTEMPTS: u32 = 3;
+
+pub struct BackupInput<'a> {
+    pub store: &'a Path,
+    pub database: &'a str,
+    pub host: &'a str,
+    pub target: &'a str,
+    /// Where new database runs wait between the read transaction and packing.
+    pub spool_dir: &'a Path,
+    pub progress: &'a (dyn Fn(u64, u64) + Sync),
+    /// Set when the daemon is stopping: the backup ends early, leaving the repository as it was.
+    pub cancel: &'a AtomicBool,
+}
+
+/// New chunks go to the workers; known ones are only counted.
+struct ChunkSink<'a> {
+    repo: &'a Repository,
+    known: HashSet<ChunkId>,
+    tx: crossbeam_channel::Sender<NewChunk>,
+    state: &'a UploadState,
+    cancel: &'a AtomicBool,
+    new: u64,
+    reused: u64,
+}
+
+impl ChunkSink<'_> {
+    /// True, and remembered, if the repository lacks `id`.
+    fn claim(&mut self, id: ChunkId) -> bool {
+        if self.known.insert(id) {
+            self.new += 1;
+            true
+        } else {
+            self.reused += 1;
+            false
+        }
+    }
+
+    fn submit(
+        &self,
+        kind: BlobKind,
+        id: ChunkId,
+        data: Vec<u8>,
+        compress: bool,
+    ) -> Result<(), EngineError> {
+        if self.cancel.load(Ordering::Relaxed) {
+            return Err(EngineError::Cancelled);
+        }
+        if self.state.failed() {
+            return Err(EngineError::Repo(sealback_repo::Error::Malformed {
+                name: "upload".into(),
+                detail: "an upload failed".into(),
+            }));
+        }
+        // The workers only stop receiving once this sender is dropped.
+        let _ = self.tx.send(NewChunk {
+            kind,
+            id,
+            data,
+            compress,
+        });
+        Ok(())
+    }
+
+    /// Hashes `data`, queues it if new, and returns its id.
+    fn add(
+        &mut self,
+        kind: BlobKind,
+        data: Vec<u8>,
+        compress: bool,
+    ) -> Result<ChunkId, EngineError> {
+        let id = self.repo.keys().chunk_id(&data);
+        if self.claim(id) {
+            self.submit(kind, id, data, compress)?;
+        }
+        Ok(id)
+    }
+}
+
+struct Counters {
+    bytes_read: u64,
+    total: u64,
+    files_read: u64,
+    files_unstable: u64,
+}
+
+pub fn run(
+    repo: &Repository,
+    catalog: &mut Catalog,
+    input: &BackupInput<'_>,
+) -> Result<BackupReport, EngineError> {
+    let started = Instant::now();
+    let time_unix_ms = now_unix_ms();
+    catalog.sync(repo)?;
+    let known = catalog.known_blobs()?;
+    let parent_row = catalog.snapshots()?.pop();
+    let parent = match &parent_row {
+        Some(row) => catalog.manifest(&row.name)?,
+        None => None,
+    };
+
+    let (store_files, skipped) = files::scan(input.store, input.database)
+        .map_err(EngineError::io("cannot list the store", input.store))?;
+    for p in skipped.not_regular.iter().chain(&skipped.not_utf8) {
+        tracing::warn!(path = %p.display(), "skipped: not a regular file with a UTF-8 name");
+    }
+    let db_path = input.store.join(input.database);
+    let db_len = std::fs::metadata(&db_path).map(|m| m.len()).unwrap_or(0);
+    let mut counters = Counters {
+        bytes_read: 0,
+        total: db_len + store_files.iter().map(|f| f.stat.size).sum::<u64>(),
+        files_read: 0,
+        files_unstable: 0,
+    };
+
+    let state = UploadState::default();
+    let (tx, rx) = upload::queue();
+    let mut sink = ChunkSink {
+        repo,
+        known,
+        tx,
+        state: &state,
+        cancel: input.cancel,
+        new: 0,
+        reused: 0,
+    };
+    let mut file_cache = Vec::with_capacity(store_files.len());
+    let captured = std::thread::scope(|scope| {
+        for _ in 0..upload::worker_count() {
+            let rx = rx.clone();
+            let state = &state;
+            scope.spawn(move || upload::run_worker(repo, rx, state));
+        }
+        drop(rx);
+        let result = (|| {
+            let database = capture_database(&db_path, input, &mut sink, &mut counters)?;
+            let entries = capture_files(
+                &store_files,
+                parent.as_ref(),
+                catalog,
+                input,
+                &mut sink,
+                &mut counters,
+                &mut file_cache,
+            )?;
+            Ok::<_, EngineError>((database, entries))
+        })();
+        // Closing the queue lets the workers store their last packs and stop.
+        drop(std::mem::replace(
+            &mut sink.tx,
+            crossbeam_channel::bounded(0).0,
+        ));
+        result
+    });
+    let (chunks_new, chunks_reused) = (sink.new, sink.reused);
+    drop(sink);
+    // An upload error is the cause of any capture error that follows it: report it first.
+    let packs = state.finish()?;
+    let (database, file_entries) = captured?;
+
+    let mut bytes_written: u64 = packs.iter().map(|(_, size)| size).sum();
+    let packs_written = packs.len() as u64;
+    if !packs.is_empty() {
+        let sizes: HashMap<String, u64> = packs.iter().map(|(p, s)| (p.name.clone(), *s)).collect();
+        let index = Index {
+            packs: packs.into_iter().map(|(p, _)| p).collect(),
+        };
+        let (name, size) = repo.write_index(&index)?;
+        catalog.add_index(&name, size, &index, &sizes)?;
+        bytes_written += size;
+    }
+
+    let snapshot = Snapshot {
+        version: SNAPSHOT_VERSION,
+        time_unix_ms,
+        host: input.host.to_owned(),
+        parent: parent_row.as_ref().map(|r| r.id().to_owned()),
+        database,
+        files: file_entries,
+    };
+    let unchanged = parent
+        .as_ref()
+        .is_some_and(|p| p.database == snapshot.database && p.files == snapshot.files);
+    let name = match (&parent_row, unchanged) {
+        (Some(row), true) => {
+            tracing::info!(snapshot = %row.id(), "nothing changed since the last snapshot");
+            row.name.clone()
+        }
+        _ => {
+            let (name, size) = repo.write_snapshot(&snapshot)?;
+            catalog.add_snapshot(&name, size, &snapshot)?;
+            bytes_written += size;
+            name
+        }
+    };
+    catalog.replace_file_cache(&file_cache)?;
+    (input.progress)(counters.total, counters.total);
+
+    Ok(BackupReport {
+        snapshot: name.trim_start_matches("snapshots/").to_owned(),
+        target: input.target.to_owned(),
+        time_unix_ms,
+        duration_ms: started.elapsed().as_millis() as u64,
+        files: snapshot.files.len() as u64,
+        files_read: counters.files_read,
+        files_unstable: counters.files_unstable,
+        db_pages: snapshot.database.as_ref().map_or(0, |d| d.page_count),
+        bytes_read: counters.bytes_read,
+        bytes_written,
+        chunks_new,
+        chunks_reused,
+        packs_written,
+    })
+}
+
+/// Captures the database: hashes runs inside the read transaction, spools the new ones,
+/// then queues them once the transaction has ended.
+fn capture_database(
+    db_path: &Path,
+    input: &BackupInput<'_>,
+    sink: &mut ChunkSink<'_>,
+    counters: &mut Counters,
+) -> Result<Option<DatabaseImage>, EngineError> {
+    if !db_path.exists() {
+        tracing::warn!(path = %db_path.display(), "the message store has no database; backing up its files only");
+        return Ok(None);
+    }
+    let chunk_bytes = sink.repo.config().db_chunk_bytes;
+    std::fs::create_dir_all(input.spool_dir).map_err(EngineError::io(
+        "cannot create the spool directory",
+        input.spool_dir,
+    ))?;
+    let mut attempt = 0;
+    let (image, ids, spooled, mut spool) = loop {
+        attempt += 1;
+        let mut spool = tempfile::tempfile_in(input.spool_dir).map_err(EngineError::io(
+            "cannot create a spool file in",
+            input.spool_dir,
+        ))?;
+        let mut ids = Vec::new();
+        let mut spooled = Vec::new();
+        let mut claimed = Vec::new();
+        let result = capture_pages(db_path, chunk_bytes, |run| {
+            let id = sink.repo.keys().chunk_id(run);
+            ids.push(id);
+            if sink.claim(id) {
+                claimed.push(id);
+                spool.write_all(run)?;
+                spooled.push((id, run.len()));
+            }
+            Ok(())
+        });
+        match result {
+            Ok(image) => break (image, ids, spooled, spool),
+            Err(DatabaseCaptureError::Torn { .. }) if attempt < DB_ATTEMPTS => {
+                for id in claimed {
+                    sink.known.remove(&id);
+                    sink.new -= 1;
+                }
+                tracing::info!(
+                    attempt,
+                    "database changed shape during capture; capturing again"
+                );
+            }
+            Err(e) => return Err(e.into()),
+        }
+    };
+    if !image.wal {
+        tracing::warn!(path = %db_path.display(), "the database is not in WAL mode: the app's writers waited while we read it");
+    }
+    let size = image.page_count * u64::from(image.page_size);
+    counters.bytes_read += size;
+    (input.progress)(counters.bytes_read, counters.total);
+
+    spool.seek(SeekFrom::Start(0)).map_err(EngineError::io(
+        "cannot read the spool file in",
+        input.spool_dir,
+    ))?;
+    for (id, len) in spooled {
+        let mut data = vec![0u8; len];
+        spool.read_exact(&mut data).map_err(EngineError::io(
+            "cannot read the spool file in",
+            input.spool_dir,
+        ))?;
+        sink.submit(BlobKind::Data, id, data, true)?;
+    }
+    let mut lists = Vec::with_capacity(ids.len().div_ceil(LIST_IDS));
+    for group in ids.chunks(LIST_IDS) {
+        lists.push(sink.add(BlobKind::List, encode_list(group), false)?);
+    }
+    Ok(Some(DatabaseImage {
+        path: input.database.to_owned(),
+        page_size: image.page_size,
+        page_count: image.page_count,
+        size,
+        chunk_bytes: (chunk_bytes / image.page_size).max(1) * image.page_size,
+        lists,
+    }))
+}
+
+fn capture_files(
+    store_files: &[StoreFile],
+    parent: Option<&Snapshot>,
+    catalog: &Catalog,
+    input: &BackupInput<'_>,
+    sink: &mut ChunkSink<'_>,
+    counters: &mut Counters,
+    file_cache: &mut Vec<(String, FileStat, Vec<ChunkId>)>,
+) -> Result<Vec<FileEntry>, EngineError> {
+    let mut entries = Vec::with_capacity(store_files.len());
+    for file in store_files {
+        if let Some(chunks) = catalog.cached_file(&file.path, &file.stat)? {
+            if chunks.iter().all(|c| sink.known.contains(c)) {
+                sink.reused += chunks.len() as u64;
+                counters.total = counters.total.saturating_sub(file.stat.size);
+                entries.push(entry(&file.path, &file.stat, chunks.clone()));
+                file_cache.push((file.path.clone(), file.stat, chunks));
+                continue;
+            }
+        }
+        match read_stable(file, input, sink, counters)? {
+            Some((stat, chunks)) => {
+                counters.files_read += 1;
+                entries.push(entry(&file.path, &stat, chunks.clone()));
+                file_cache.push((file.path.clone(), stat, chunks));
+            }
+            None => {
+                counters.files_unstable += 1;
+                let previous = parent.and_then(|p| p.files.iter().find(|f| f.path == file.path));
+                if let Some(previous) = previous {
+                    tracing::warn!(path = %file.path, "file kept changing while read: keeping its previous version");
+                    entries.push(previous.clone());
+                } else {
+                    tracing::warn!(path = %file.path, "file kept changing while read: left for the next backup");
+                }
+            }
+        }
+    }
+    Ok(entries)
+}
+
+fn entry(path: &str, stat: &FileStat, chunks: Vec<ChunkId>) -> FileEntry {
+    FileEntry {
+        path: path.to_owned(),
+        size: stat.size,
+        mtime_ns: stat.mtime_ns,
+        mode: stat.mode,
+        chunks,
+    }
+}
+
+/// Reads a file between two identical `stat`s; `None` if it kept changing or vanished.
+fn read_stable(
+    file: &StoreFile,
+    input: &BackupInput<'_>,
+    sink: &mut ChunkSink<'_>,
+    counters: &mut Counters,
+) -> Result<Option<(FileStat, Vec<ChunkId>)>, EngineError> {
+    let compress = worth_compressing(&file.path);
+    for attempt in 1..=FILE_ATTEMPTS {
+        let (handle, before) = match files::open_for_read(&file.abs) {
+            Ok(x) => x,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(EngineError::io("cannot read", &file.abs)(e)),
+        };
+        let mut chunks = Vec::new();
+        let mut read = 0u64;
+        for chunk in media_chunks(&handle, sink.repo.keys().chunker_seed()) {
+            let chunk = chunk.map_err(EngineError::io("cannot read", &file.abs))?;
+            read += chunk.len() as u64;
+            counters.bytes_read += chunk.len() as u64;
+            chunks.push(sink.add(BlobKind::Data, chunk, compress)?);
+            (input.progress)(counters.bytes_read, counters.total);
+        }
+        if read == before.size && files::unchanged_since(&handle, &file.abs, &before) {
+            return Ok(Some((before, chunks)));
+        }
+        tracing::debug!(path = %file.path, attempt, "file changed while read; reading it again");
+        std::thread::sleep(Duration::from_millis(50 * u64::from(attempt)));
+    }
+    Ok(None)
+}
+
+pub fn now_unix_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}

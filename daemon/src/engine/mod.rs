@@ -1,0 +1,68 @@
+//! Turning the captured store into repository objects, and back.
+//!
+//! - [`upload`]: worker threads that compress, encrypt and pack new chunks and store packs.
+//! - [`backup`]: one backup of the store to one repository.
+//! - [`restore`]: one snapshot back into a directory, every blob verified.
+//! - [`verify`]: reads every object of a repository and checks it.
+//!
+//! All of it is blocking code; the daemon runs it on tokio's blocking pool.
+
+pub mod backup;
+pub mod restore;
+pub mod upload;
+pub mod verify;
+
+use std::path::PathBuf;
+
+use crate::capture::database::DatabaseCaptureError;
+use crate::catalog::CatalogError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error(transparent)]
+    Repo(#[from] sealback_repo::Error),
+    #[error(transparent)]
+    Catalog(#[from] CatalogError),
+    #[error(transparent)]
+    Database(#[from] DatabaseCaptureError),
+    #[error("{what} {path}: {source}")]
+    Io {
+        what: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(
+        "the backup was stopped because the daemon is shutting down; nothing already stored is affected"
+    )]
+    Cancelled,
+    #[error("no snapshot matches {0:?}: list them with `sealbackctl snapshots`")]
+    NoSuchSnapshot(String),
+    #[error("{0:?} matches several snapshots: give more digits of the id")]
+    AmbiguousSnapshot(String),
+    #[error("the target has no snapshot yet: make one with `sealbackctl backup --wait`")]
+    NoSnapshots,
+    #[error("{} is not empty: restore into an empty directory, or pass --force to replace files in it", .0.display())]
+    NotEmpty(PathBuf),
+    #[error(
+        "snapshot {snapshot} holds an unsafe path {path:?}: the manifest is damaged; nothing was written outside the target directory"
+    )]
+    UnsafePath { snapshot: String, path: String },
+    #[error(
+        "{path} restored to {found} bytes but the snapshot says {expected}: the repository is damaged"
+    )]
+    SizeMismatch {
+        path: String,
+        expected: u64,
+        found: u64,
+    },
+}
+
+impl EngineError {
+    pub(crate) fn io(
+        what: &'static str,
+        path: impl Into<PathBuf>,
+    ) -> impl FnOnce(std::io::Error) -> EngineError {
+        let path = path.into();
+        move |source| EngineError::Io { what, path, source }
+    }
+}

@@ -1,0 +1,101 @@
+//! The upload side of a backup: a bounded queue of new chunks, and worker threads that
+//! each fill their own pack (compressing and encrypting as they add), store it when full,
+//! and report what they stored for the index.
+//!
+//! Memory stays bounded: at most `QUEUE_DEPTH` chunks wait in the queue (each at most
+//! 4 MiB) and each worker holds one pack of about 8 MiB.
+
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use crossbeam_channel::{Receiver, Sender};
+use sealback_repo::index::IndexedPack;
+use sealback_repo::pack::{BlobKind, PackWriter};
+use sealback_repo::{ChunkId, Repository};
+
+const QUEUE_DEPTH: usize = 8;
+
+/// A chunk the repository lacks.
+pub struct NewChunk {
+    pub kind: BlobKind,
+    pub id: ChunkId,
+    pub data: Vec<u8>,
+    pub compress: bool,
+}
+
+/// What the workers share.
+#[derive(Default)]
+pub struct UploadState {
+    packs: Mutex<Vec<(IndexedPack, u64)>>,
+    error: Mutex<Option<sealback_repo::Error>>,
+    failed: AtomicBool,
+    pub bytes_written: AtomicU64,
+}
+
+impl UploadState {
+    pub fn failed(&self) -> bool {
+        self.failed.load(Ordering::Relaxed)
+    }
+
+    fn fail(&self, e: sealback_repo::Error) {
+        let mut slot = self.error.lock().unwrap_or_else(|p| p.into_inner());
+        slot.get_or_insert(e);
+        self.failed.store(true, Ordering::Relaxed);
+    }
+
+    /// The packs stored (with their sizes), or the first error.
+    pub fn finish(self) -> Result<Vec<(IndexedPack, u64)>, sealback_repo::Error> {
+        if let Some(e) = self.error.into_inner().unwrap_or_else(|p| p.into_inner()) {
+            return Err(e);
+        }
+        Ok(self.packs.into_inner().unwrap_or_else(|p| p.into_inner()))
+    }
+}
+
+pub fn queue() -> (Sender<NewChunk>, Receiver<NewChunk>) {
+    crossbeam_channel::bounded(QUEUE_DEPTH)
+}
+
+/// Number of packing workers: the cores, at least 2 so a store can overlap with packing.
+pub fn worker_count() -> usize {
+    std::thread::available_parallelism()
+        .map_or(2, |n| n.get())
+        .clamp(2, 8)
+}
+
+/// One worker: packs chunks from `rx` until it closes, storing each full pack.
+pub fn run_worker(repo: &Repository, rx: Receiver<NewChunk>, state: &UploadState) {
+    let mut pack = PackWriter::new(repo.keys());
+    for chunk in rx {
+        if state.failed() {
+            continue; // drain, so the producer never blocks on a dead queue
+        }
+        pack.add(chunk.kind, chunk.id, &chunk.data, chunk.compress);
+        if pack.is_full() {
+            let full = std::mem::replace(&mut pack, PackWriter::new(repo.keys()));
+            store(repo, full, state);
+        }
+    }
+    if !pack.is_empty() && !state.failed() {
+        store(repo, pack, state);
+    }
+}
+
+fn store(repo: &Repository, pack: PackWriter, state: &UploadState) {
+    let finished = pack.finish();
+    match repo.write_pack(&finished) {
+        Ok(bytes) => {
+            state.bytes_written.fetch_add(bytes, Ordering::Relaxed);
+            let indexed = IndexedPack {
+                name: finished.name,
+                entries: finished.entries,
+            };
+            state
+                .packs
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push((indexed, bytes));
+        }
+        Err(e) => state.fail(e),
+    }
+}

@@ -1,0 +1,167 @@
+//! When backups run: one at a time, on request, shortly after the store changes
+//! (`on-change`: the debounce after the first change, so a busy app still gets backed up
+//! at a bounded delay), or every interval. A change during a backup schedules another after it.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use notify::{EventKind, RecursiveMode, Watcher};
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
+
+use crate::config::Schedule;
+use crate::control::ApiError;
+use crate::control::api::BackupReport;
+use crate::daemon::{BackupTicket, Daemon};
+
+/// Watches the store; each relevant change makes `tx` hold a token (coalesced).
+pub fn watch_store(
+    store: &Path,
+    tx: mpsc::Sender<()>,
+) -> notify::Result<notify::RecommendedWatcher> {
+    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+        let Ok(event) = event else { return };
+        if is_relevant(&event) {
+            // Full means a change is already pending: nothing to add.
+            let _ = tx.try_send(());
+        }
+    })?;
+    watcher.watch(store, RecursiveMode::Recursive)?;
+    Ok(watcher)
+}
+
+/// Changes to data, not reads; and not the shared-memory index our own reads touch.
+fn is_relevant(event: &notify::Event) -> bool {
+    let data_change = matches!(
+        event.kind,
+        EventKind::Create(_) | EventKind::Remove(_) | EventKind::Modify(_) | EventKind::Any
+    ) && !matches!(
+        event.kind,
+        EventKind::Modify(notify::event::ModifyKind::Metadata(
+            notify::event::MetadataKind::AccessTime
+        ))
+    );
+    data_change
+        && event.paths.iter().any(|p| {
+            let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
+            !name.ends_with("-shm")
+        })
+}
+
+/// The scheduler loop; ends when `shutdown` fires.
+pub async fn run(
+    daemon: Arc<Daemon>,
+    mut tickets: mpsc::Receiver<BackupTicket>,
+    mut changes: mpsc::Receiver<()>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let schedule = daemon.config.schedule.clone();
+    let debounce = daemon.config.debounce;
+    let mut change_deadline: Option<Instant> = None;
+    let mut next_interval = match &schedule {
+        Schedule::Interval(every) => Some(first_interval_run(&daemon, *every)),
+        _ => None,
+    };
+    loop {
+        let mut waiting: Vec<BackupTicket> = Vec::new();
+        tokio::select! {
+            _ = shutdown.changed() => break,
+            Some(()) = changes.recv() => {
+                daemon.note_change();
+                if schedule == Schedule::OnChange && change_deadline.is_none() {
+                    change_deadline = Some(Instant::now() + debounce);
+                }
+                continue;
+            }
+            Some(ticket) = tickets.recv() => waiting.push(ticket),
+            _ = sleep_until(change_deadline) => {}
+            _ = sleep_until(next_interval) => {}
+        }
+        while let Ok(t) = tickets.try_recv() {
+            waiting.push(t);
+        }
+        change_deadline = None;
+        // Changes seen before the capture starts are covered by it; those that arrive while
+        // it runs wait in `changes` and schedule the next backup.
+        while changes.try_recv().is_ok() {}
+        let result = backup(&daemon, &waiting).await;
+        if let Schedule::Interval(every) = &schedule {
+            next_interval = Some(Instant::now() + *every);
+        }
+        for ticket in waiting {
+            if let Some(reply) = ticket.reply {
+                let _ = reply.send(result.clone());
+            }
+        }
+    }
+}
+
+async fn backup(daemon: &Arc<Daemon>, waiting: &[BackupTicket]) -> Result<BackupReport, ApiError> {
+    let sinks: Vec<_> = waiting.iter().map(|t| t.progress.clone()).collect();
+    let d = daemon.clone();
+    tokio::task::spawn_blocking(move || {
+        d.run_backup(&|done, total| {
+            for s in &sinks {
+                s.set(done, total);
+            }
+        })
+    })
+    .await
+    .unwrap_or_else(|e| {
+        Err(ApiError::new(
+            500,
+            "internal",
+            format!("backup task failed: {e}"),
+        ))
+    })
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The first interval backup: one interval after the newest snapshot any target holds, or
+/// soon after start when there is none.
+fn first_interval_run(daemon: &Daemon, every: Duration) -> Instant {
+    let newest = daemon.newest_snapshot_unix_ms();
+    let now_ms = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64);
+    let due_in_ms = newest.map_or(0, |t| (t + every.as_millis() as i64 - now_ms).max(0));
+    Instant::now() + daemon.config.debounce + Duration::from_millis(due_in_ms as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use notify::event::{AccessKind, CreateKind, ModifyKind};
+    use std::path::PathBuf;
+
+    fn event(kind: EventKind, path: &str) -> notify::Event {
+        notify::Event::new(kind).add_path(PathBuf::from(path))
+    }
+
+    #[test]
+    fn reads_and_our_shm_touches_are_not_changes() {
+        assert!(is_relevant(&event(
+            EventKind::Modify(ModifyKind::Any),
+            "/s/msgstore.db-wal"
+        )));
+        assert!(is_relevant(&event(
+            EventKind::Create(CreateKind::File),
+            "/s/Media/a.jpg"
+        )));
+        assert!(!is_relevant(&event(
+            EventKind::Modify(ModifyKind::Any),
+            "/s/msgstore.db-shm"
+        )));
+        assert!(!is_relevant(&event(
+            EventKind::Access(AccessKind::Any),
+            "/s/msgstore.db"
+        )));
+    }
+}

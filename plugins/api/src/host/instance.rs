@@ -1,0 +1,241 @@
+//! An open provider instance: the four operations as safe methods.
+
+use std::ffi::c_void;
+use std::fmt;
+use std::ptr::{self, NonNull};
+use std::sync::Arc;
+
+use super::{Loaded, Plugin};
+use crate::abi::{self, Buf, FreeBufFn};
+use crate::error::{ErrorKind, ProviderError};
+use crate::listing::{self, ObjectInfo};
+use crate::name::{validate_list_prefix, validate_object_name};
+
+/// An open instance of a plugin's provider. Closed when dropped.
+///
+/// Its methods keep the contract of [`Provider`](crate::sdk::Provider) (which they call through
+/// the ABI), may be called from several threads at once, and name the plugin, the operation and
+/// the object in their errors.
+pub struct Instance {
+    loaded: Arc<Loaded>,
+    raw: NonNull<c_void>,
+}
+
+// SAFETY: ABI v1 requires a plugin to accept calls on one instance from any thread, and `close`
+// from whichever thread drops the instance.
+unsafe impl Send for Instance {}
+// SAFETY: ABI v1 requires a plugin to accept put/get/list/remove on one instance from several
+// threads at once; `close` takes `&mut self` (through `Drop`), so it never overlaps them.
+unsafe impl Sync for Instance {}
+
+/// The call being made, for error messages.
+#[derive(Clone, Copy)]
+enum Op<'a> {
+    Open,
+    Put(&'a str),
+    Get(&'a str),
+    List(&'a str),
+    Remove(&'a str),
+}
+
+impl fmt::Display for Op<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Open => f.write_str("open"),
+            Self::Put(name) => write!(f, "put {name:?}"),
+            Self::Get(name) => write!(f, "get {name:?}"),
+            Self::List(prefix) => write!(f, "list {prefix:?}"),
+            Self::Remove(name) => write!(f, "remove {name:?}"),
+        }
+    }
+}
+
+impl Plugin {
+    /// Opens an instance of the provider with its options, a JSON document.
+    pub fn open(&self, options_json: &str) -> Result<Instance, ProviderError> {
+        let loaded = &self.loaded;
+        let mut raw = ptr::null_mut();
+        loaded.call(Op::Open, |error| {
+            // SAFETY: the options are borrowed for the call; `raw` and `error` are valid for
+            // writes and empty, as ABI v1 requires.
+            unsafe {
+                (loaded.functions.open)(options_json.as_ptr(), options_json.len(), &mut raw, error)
+            }
+        })?;
+        let raw = NonNull::new(raw).ok_or_else(|| {
+            ProviderError::permanent(format!(
+                "plugin {:?} returned OK from open but no instance",
+                loaded.name
+            ))
+        })?;
+        Ok(Instance {
+            loaded: Arc::clone(loaded),
+            raw,
+        })
+    }
+}
+
+impl Instance {
+    /// Stores `data` as the object `name`, atomically; replaces an existing object.
+    pub fn put(&self, name: &str, data: &[u8]) -> Result<(), ProviderError> {
+        validate_object_name(name).map_err(|err| ProviderError::permanent(err.to_string()))?;
+        let put = self.loaded.functions.put;
+        self.loaded.call(Op::Put(name), |error| {
+            // SAFETY: the instance is open; the inputs are borrowed for the call; `error` is
+            // valid for writes and empty.
+            unsafe {
+                put(
+                    self.raw.as_ptr(),
+                    name.as_ptr(),
+                    name.len(),
+                    data.as_ptr(),
+                    data.len(),
+                    error,
+                )
+            }
+        })
+    }
+
+    /// Reads the object `name`; [`ErrorKind::NotFound`] if it does not exist.
+    pub fn get(&self, name: &str) -> Result<Vec<u8>, ProviderError> {
+        validate_object_name(name).map_err(|err| ProviderError::permanent(err.to_string()))?;
+        let get = self.loaded.functions.get;
+        let mut data = self.loaded.buf();
+        self.loaded.call(Op::Get(name), |error| {
+            // SAFETY: as for `put`; `data` is valid for writes and empty.
+            unsafe {
+                get(
+                    self.raw.as_ptr(),
+                    name.as_ptr(),
+                    name.len(),
+                    data.as_mut_ptr(),
+                    error,
+                )
+            }
+        })?;
+        Ok(data.bytes().to_vec())
+    }
+
+    /// Lists every object whose name starts with `prefix`.
+    pub fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>, ProviderError> {
+        validate_list_prefix(prefix).map_err(|err| ProviderError::permanent(err.to_string()))?;
+        let list = self.loaded.functions.list;
+        let mut entries = self.loaded.buf();
+        let op = Op::List(prefix);
+        self.loaded.call(op, |error| {
+            // SAFETY: as for `put`; `entries` is valid for writes and empty.
+            unsafe {
+                list(
+                    self.raw.as_ptr(),
+                    prefix.as_ptr(),
+                    prefix.len(),
+                    entries.as_mut_ptr(),
+                    error,
+                )
+            }
+        })?;
+        listing::parse(entries.bytes(), prefix).map_err(|err| {
+            ProviderError::permanent(format!(
+                "plugin {:?} returned a malformed list entry from {op}: {err}",
+                self.loaded.name
+            ))
+        })
+    }
+
+    /// Deletes the object `name`; succeeds if it does not exist.
+    pub fn remove(&self, name: &str) -> Result<(), ProviderError> {
+        validate_object_name(name).map_err(|err| ProviderError::permanent(err.to_string()))?;
+        let remove = self.loaded.functions.remove;
+        self.loaded.call(Op::Remove(name), |error| {
+            // SAFETY: as for `put`.
+            unsafe { remove(self.raw.as_ptr(), name.as_ptr(), name.len(), error) }
+        })
+    }
+
+    /// The name of the provider this is an instance of.
+    pub fn provider_name(&self) -> &str {
+        &self.loaded.name
+    }
+}
+
+impl Drop for Instance {
+    fn drop(&mut self) {
+        // SAFETY: the instance came from `open` and is closed once, here; `&mut self` means no
+        // other call on it is running.
+        unsafe { (self.loaded.functions.close)(self.raw.as_ptr()) }
+    }
+}
+
+impl fmt::Debug for Instance {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Instance")
+            .field("provider", &self.loaded.name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Loaded {
+    /// Makes one call that reports failure as a status and a message in an error buffer.
+    fn call(&self, op: Op<'_>, f: impl FnOnce(*mut Buf) -> i32) -> Result<(), ProviderError> {
+        let mut error = self.buf();
+        let status = f(error.as_mut_ptr());
+        if status == abi::STATUS_OK {
+            return Ok(());
+        }
+        let Some(kind) = ErrorKind::from_status(status) else {
+            return Err(ProviderError::permanent(format!(
+                "plugin {:?} returned unknown status {status} from {op}",
+                self.name
+            )));
+        };
+        let message = String::from_utf8_lossy(error.bytes());
+        let message = if message.is_empty() {
+            format!(
+                "plugin {:?} {op}: {kind} (the plugin gave no message)",
+                self.name
+            )
+        } else {
+            format!("plugin {:?} {op}: {message}", self.name)
+        };
+        Err(ProviderError::new(kind, message))
+    }
+
+    /// An empty buffer for the plugin to fill; freed by the plugin when dropped.
+    fn buf(&self) -> PluginBuf {
+        PluginBuf {
+            buf: Buf::empty(),
+            free: self.functions.free_buf,
+        }
+    }
+}
+
+/// A buffer the plugin may fill, handed back to its `free_buf` on drop.
+struct PluginBuf {
+    buf: Buf,
+    free: FreeBufFn,
+}
+
+impl PluginBuf {
+    fn as_mut_ptr(&mut self) -> *mut Buf {
+        &mut self.buf
+    }
+
+    fn bytes(&self) -> &[u8] {
+        if self.buf.ptr.is_null() || self.buf.len == 0 {
+            return &[];
+        }
+        // SAFETY: ABI v1: a buffer the plugin filled holds `len` initialised bytes at `ptr`,
+        // untouched until `free_buf`, which only `drop` calls.
+        unsafe { std::slice::from_raw_parts(self.buf.ptr, self.buf.len) }
+    }
+}
+
+impl Drop for PluginBuf {
+    fn drop(&mut self) {
+        if !self.buf.ptr.is_null() {
+            // SAFETY: the buffer is empty or was filled by this plugin, whose `free_buf` is the
+            // one allowed to free it; the library is loaded while its `Loaded` lives.
+            unsafe { (self.free)(&mut self.buf) }
+        }
+    }
+}

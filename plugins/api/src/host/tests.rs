@@ -1,0 +1,328 @@
+//! The loader's checks and the instance's handling of what a plugin returns, with tables built
+//! in this process (well-behaved ones by the SDK, broken ones by hand).
+
+use std::collections::BTreeMap;
+use std::ffi::c_void;
+use std::path::Path;
+use std::sync::Mutex;
+
+use super::*;
+use crate::abi::Buf;
+use crate::sdk::shim::into_buf;
+use crate::sdk::{self, Provider};
+use crate::{ErrorKind, ObjectInfo, ProviderError};
+
+struct Memory(Mutex<BTreeMap<String, Vec<u8>>>);
+
+impl Provider for Memory {
+    const NAME: &'static str = "memory";
+    const VERSION: &'static str = "0.1.0";
+
+    fn open(options_json: &str) -> Result<Self, ProviderError> {
+        match options_json {
+            "{}" => Ok(Self(Mutex::new(BTreeMap::new()))),
+            _ => Err(ProviderError::invalid_config("unknown key \"x\"")),
+        }
+    }
+
+    fn put(&self, name: &str, data: &[u8]) -> Result<(), ProviderError> {
+        self.0
+            .lock()
+            .expect("lock")
+            .insert(name.into(), data.into());
+        Ok(())
+    }
+
+    fn get(&self, name: &str) -> Result<Vec<u8>, ProviderError> {
+        let objects = self.0.lock().expect("lock");
+        objects
+            .get(name)
+            .cloned()
+            .ok_or_else(|| ProviderError::not_found(format!("no {name}")))
+    }
+
+    fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>, ProviderError> {
+        let objects = self.0.lock().expect("lock");
+        let listed = objects.iter().filter(|(name, _)| name.starts_with(prefix));
+        Ok(listed
+            .map(|(name, data)| ObjectInfo {
+                name: name.clone(),
+                size: data.len() as u64,
+            })
+            .collect())
+    }
+
+    fn remove(&self, name: &str) -> Result<(), ProviderError> {
+        self.0.lock().expect("lock").remove(name);
+        Ok(())
+    }
+}
+
+static GOOD: ProviderTableV1 = sdk::__table::<Memory>(b"memory\0", b"0.1.0\0");
+
+fn plugin(table: &'static ProviderTableV1) -> Result<Plugin, LoadError> {
+    // SAFETY: the table and everything it points at are static.
+    unsafe { Plugin::from_table(Path::new("/plugins/libtest.so"), table, None) }
+}
+
+fn instance(table: &'static ProviderTableV1) -> Instance {
+    plugin(table)
+        .expect("valid table")
+        .open("{}")
+        .expect("open")
+}
+
+#[test]
+fn a_good_table_gives_a_working_instance() {
+    let plugin = plugin(&GOOD).expect("valid table");
+    assert_eq!((plugin.name(), plugin.version()), ("memory", "0.1.0"));
+    assert_eq!(plugin.path(), Path::new("/plugins/libtest.so"));
+    let instance = plugin.open("{}").expect("open");
+    drop(plugin); // The instance keeps what it needs.
+    instance.put("a/b", b"hello").expect("put");
+    instance.put("a/c", b"").expect("put");
+    assert_eq!(instance.get("a/b").expect("get"), b"hello");
+    assert_eq!(instance.get("a/c").expect("get"), b"");
+    let listed = instance.list("a/").expect("list");
+    assert_eq!(
+        listed,
+        [
+            ObjectInfo {
+                name: "a/b".into(),
+                size: 5
+            },
+            ObjectInfo {
+                name: "a/c".into(),
+                size: 0
+            }
+        ]
+    );
+    instance.remove("a/b").expect("remove");
+    instance.remove("a/b").expect("remove again");
+    let err = instance.get("a/b").expect_err("removed");
+    assert_eq!(err.kind(), ErrorKind::NotFound);
+    assert_eq!(err.message(), "plugin \"memory\" get \"a/b\": no a/b");
+}
+
+#[test]
+fn open_errors_keep_their_kind() {
+    let err = plugin(&GOOD)
+        .expect("valid")
+        .open("{\"x\": 1}")
+        .expect_err("bad options");
+    assert_eq!(err.kind(), ErrorKind::InvalidConfig);
+    assert_eq!(err.message(), "plugin \"memory\" open: unknown key \"x\"");
+}
+
+#[test]
+fn the_host_refuses_invalid_names_itself() {
+    let instance = instance(&GOOD);
+    let err = instance.put("../x", b"").expect_err("invalid");
+    assert_eq!(err.kind(), ErrorKind::Permanent);
+    assert!(
+        err.message().starts_with("invalid object name \"../x\""),
+        "{err}"
+    );
+    assert!(instance.list("/").is_err());
+}
+
+#[test]
+fn instances_are_shared_between_threads() {
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<Instance>();
+    assert_send_sync::<Plugin>();
+    let instance = instance(&GOOD);
+    std::thread::scope(|scope| {
+        for t in 0..4 {
+            let instance = &instance;
+            scope.spawn(move || {
+                for i in 0..50 {
+                    let name = format!("t{t}/{i}");
+                    instance.put(&name, name.as_bytes()).expect("put");
+                    assert_eq!(instance.get(&name).expect("get"), name.as_bytes());
+                }
+            });
+        }
+    });
+    assert_eq!(instance.list("").expect("list").len(), 200);
+}
+
+// Broken plugins, written by hand.
+
+unsafe extern "C" fn put_unknown_status(
+    _: *mut c_void,
+    _: *const u8,
+    _: usize,
+    _: *const u8,
+    _: usize,
+    _: *mut Buf,
+) -> i32 {
+    42
+}
+
+unsafe extern "C" fn put_transient_with_bad_utf8(
+    _: *mut c_void,
+    _: *const u8,
+    _: usize,
+    _: *const u8,
+    _: usize,
+    error: *mut Buf,
+) -> i32 {
+    // SAFETY: the host passes a valid, empty error buffer.
+    unsafe { error.write(into_buf(b"server said \xff".to_vec())) };
+    abi::STATUS_TRANSIENT
+}
+
+unsafe extern "C" fn remove_quota_silently(
+    _: *mut c_void,
+    _: *const u8,
+    _: usize,
+    _: *mut Buf,
+) -> i32 {
+    abi::STATUS_QUOTA
+}
+
+unsafe extern "C" fn list_malformed(
+    _: *mut c_void,
+    _: *const u8,
+    _: usize,
+    entries: *mut Buf,
+    _: *mut Buf,
+) -> i32 {
+    // SAFETY: the host passes a valid, empty entries buffer.
+    unsafe { entries.write(into_buf(b"a\t1\nb 2\n".to_vec())) };
+    abi::STATUS_OK
+}
+
+static BROKEN: ProviderTableV1 = ProviderTableV1 {
+    put: Some(put_unknown_status),
+    remove: Some(remove_quota_silently),
+    list: Some(list_malformed),
+    ..sdk::__table::<Memory>(b"broken\0", b"0\0")
+};
+
+static LOSSY: ProviderTableV1 = ProviderTableV1 {
+    put: Some(put_transient_with_bad_utf8),
+    ..sdk::__table::<Memory>(b"lossy\0", b"0\0")
+};
+
+#[test]
+fn an_unknown_status_is_a_permanent_error() {
+    let err = instance(&BROKEN).put("a", b"x").expect_err("status 42");
+    assert_eq!(err.kind(), ErrorKind::Permanent);
+    assert_eq!(
+        err.message(),
+        "plugin \"broken\" returned unknown status 42 from put \"a\""
+    );
+}
+
+#[test]
+fn a_malformed_list_is_a_permanent_error() {
+    let err = instance(&BROKEN).list("").expect_err("malformed");
+    assert_eq!(err.kind(), ErrorKind::Permanent);
+    assert!(
+        err.message().starts_with(
+            "plugin \"broken\" returned a malformed list entry from list \"\": line 2"
+        ),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_missing_message_is_replaced_by_the_kind() {
+    let err = instance(&BROKEN).remove("a").expect_err("quota");
+    assert_eq!(err.kind(), ErrorKind::Quota);
+    assert_eq!(
+        err.message(),
+        "plugin \"broken\" remove \"a\": storage full (the plugin gave no message)"
+    );
+}
+
+#[test]
+fn invalid_utf8_in_a_message_is_replaced() {
+    let err = instance(&LOSSY).put("a", b"x").expect_err("transient");
+    assert!(err.kind().is_transient());
+    assert_eq!(
+        err.message(),
+        "plugin \"lossy\" put \"a\": server said \u{fffd}"
+    );
+}
+
+static SHORT: ProviderTableV1 = ProviderTableV1 { size: 8, ..GOOD };
+static V2_TABLE: ProviderTableV1 = ProviderTableV1 {
+    abi_version: 2,
+    ..GOOD
+};
+static NO_GET: ProviderTableV1 = ProviderTableV1 { get: None, ..GOOD };
+static NO_NAME: ProviderTableV1 = ProviderTableV1 {
+    name: std::ptr::null(),
+    ..GOOD
+};
+
+#[test]
+fn broken_tables_are_refused_with_the_reason() {
+    for (table, problem) in [
+        (&SHORT, "it is 8 bytes long, but a v1 table is"),
+        (&V2_TABLE, "it says ABI v2, but the magic said v1"),
+        (&NO_GET, "its get function is null"),
+        (&NO_NAME, "its name is null"),
+    ] {
+        let err = plugin(table).expect_err(problem).to_string();
+        assert!(
+            err.starts_with("plugin /plugins/libtest.so has an invalid provider table: "),
+            "{err}"
+        );
+        assert!(err.contains(problem), "{err}");
+    }
+}
+
+#[test]
+fn the_magic_is_checked_first() {
+    let path = Path::new("/x/libfoo.so");
+    let good = PluginMagic {
+        magic: abi::MAGIC,
+        abi_version: 1,
+        reserved: 0,
+    };
+    assert!(check_magic(path, &good).is_ok());
+    let v2 = PluginMagic {
+        abi_version: 2,
+        ..good
+    };
+    assert_eq!(
+        check_magic(path, &v2).expect_err("v2").to_string(),
+        "plugin /x/libfoo.so was built for plugin ABI v2, but this sealbackd speaks v1: \
+         rebuild the plugin against sealback-plugin-api v1"
+    );
+    let other = PluginMagic {
+        magic: *b"NOTMAGIC",
+        ..good
+    };
+    let err = check_magic(path, &other)
+        .expect_err("bad magic")
+        .to_string();
+    assert!(err.starts_with("/x/libfoo.so is not a sealback plugin: its sealback_plugin_magic starts with \"NOTMAGIC\""), "{err}");
+    assert!(check_magic(path, std::ptr::null()).is_err());
+}
+
+#[test]
+fn a_missing_file_is_reported_with_its_path() {
+    let err = Plugin::load(Path::new("/nonexistent/libnothing.so")).expect_err("missing");
+    assert!(matches!(err, LoadError::Open { .. }));
+    assert!(
+        err.to_string()
+            .starts_with("cannot load plugin /nonexistent/libnothing.so: "),
+        "{err}"
+    );
+}
+
+#[test]
+#[cfg(target_os = "linux")]
+fn a_library_without_the_magic_is_not_a_plugin() {
+    let err = Plugin::load(Path::new("libc.so.6")).expect_err("libc is no plugin");
+    assert_eq!(
+        err.to_string(),
+        "libc.so.6 is not a sealback plugin: it does not export sealback_plugin_magic; check \
+         the plugin path in the configuration"
+    );
+}

@@ -1,0 +1,124 @@
+//! The plugin author's side: implement [`Provider`] and call
+//! [`export_provider!`](crate::export_provider).
+//!
+//! ```ignore
+//! struct Memory { /* ... */ }
+//!
+//! impl sealback_plugin_api::sdk::Provider for Memory {
+//!     const NAME: &'static str = "memory";
+//!     const VERSION: &'static str = env!("CARGO_PKG_VERSION");
+//!     fn open(options_json: &str) -> Result<Self, ProviderError> { /* ... */ }
+//!     // put, get, list, remove
+//! }
+//!
+//! sealback_plugin_api::export_provider!(Memory);
+//! ```
+//!
+//! The macro exports `sealback_plugin_magic` and `sealback_plugin_provider` and a static
+//! function table whose entries are the `extern "C"` shims in this module. The shims turn the
+//! C arguments into Rust ones, reject invalid object names before the provider sees them, catch
+//! panics, and turn results into status codes, error messages and plugin-allocated buffers. A
+//! provider therefore never touches a raw pointer, and its crate stays free of `unsafe` apart
+//! from the two `#[unsafe(no_mangle)]` attributes the macro writes (which is why a plugin crate
+//! must not `#![forbid(unsafe_code)]`: `forbid` cannot be lifted by the macro's `allow`).
+
+pub(crate) mod shim;
+
+use crate::error::ProviderError;
+use crate::listing::ObjectInfo;
+
+#[doc(hidden)]
+pub use shim::{
+    __magic, __nul_terminated, __shim_close, __shim_free_buf, __shim_get, __shim_list, __shim_open,
+    __shim_put, __shim_remove, __table,
+};
+
+/// A storage provider: somewhere objects can be stored, read back, listed and removed.
+///
+/// This is the contract every provider keeps; the host relies on it and wraps providers in
+/// retries and limits that only work if it holds. Names given to `put`, `get` and `remove` have
+/// passed [`validate_object_name`](crate::validate_object_name), and prefixes given to `list`
+/// have passed [`validate_list_prefix`](crate::validate_list_prefix), before the provider sees
+/// them.
+///
+/// The host may call `put`, `get`, `list` and `remove` on one instance from several threads at
+/// once. The instance is dropped once, after every other call has returned. A panic in any
+/// method is caught and reported as a [`Permanent`](crate::ErrorKind::Permanent) error; the
+/// instance may still be used afterwards, so a provider that can be left inconsistent by a
+/// panic should poison itself.
+pub trait Provider: Send + Sync + 'static {
+    /// The provider's name, e.g. `"local"`: what the configuration calls it. No NUL bytes.
+    const NAME: &'static str;
+    /// The provider's version, usually `env!("CARGO_PKG_VERSION")`. No NUL bytes.
+    const VERSION: &'static str;
+
+    /// Creates an instance from its options, a JSON document.
+    ///
+    /// Options that are missing, of the wrong type or unknown are
+    /// [`InvalidConfig`](crate::ErrorKind::InvalidConfig) errors whose message names the option.
+    /// `open` may check that the storage is reachable, but it must not modify any object.
+    fn open(options_json: &str) -> Result<Self, ProviderError>
+    where
+        Self: Sized;
+
+    /// Stores `data` as the object `name`.
+    ///
+    /// Atomic: a concurrent or later reader sees the old object, the new one, or none, never a
+    /// part of one; a failed or interrupted put leaves the old object (or none) in place.
+    /// Idempotent: putting the same name again replaces the object, so the host may retry a put
+    /// whose outcome it does not know. When it returns `Ok`, the object is durable.
+    fn put(&self, name: &str, data: &[u8]) -> Result<(), ProviderError>;
+
+    /// Reads the whole object `name`.
+    ///
+    /// An object that does not exist is a [`NotFound`](crate::ErrorKind::NotFound) error; any
+    /// other failure must not be reported as `NotFound`, because the host may act on absence.
+    fn get(&self, name: &str) -> Result<Vec<u8>, ProviderError>;
+
+    /// Lists every object whose name starts with `prefix` (`""` lists everything).
+    ///
+    /// Complete: the provider pages through its storage itself, and returns every object that
+    /// existed for the whole call. Objects put or removed during the call may or may not appear.
+    /// The order does not matter. Every returned name must start with `prefix` and be valid.
+    fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>, ProviderError>;
+
+    /// Deletes the object `name`.
+    ///
+    /// Removing an object that does not exist succeeds, so the host may retry a remove whose
+    /// outcome it does not know. When it returns `Ok`, the removal is durable.
+    fn remove(&self, name: &str) -> Result<(), ProviderError>;
+}
+
+/// Exports a [`Provider`] as a sealback plugin (ABI v1).
+///
+/// Use it once, at the root of a `cdylib` crate: `export_provider!(MyProvider);`. It emits the
+/// two C entry points, `sealback_plugin_magic` and `sealback_plugin_provider`, and the static
+/// function table; everything else lives in this crate.
+#[macro_export]
+macro_rules! export_provider {
+    ($provider:ty) => {
+        const _: () = {
+            static NAME: [u8; <$provider as $crate::sdk::Provider>::NAME.len() + 1] =
+                $crate::sdk::__nul_terminated(<$provider as $crate::sdk::Provider>::NAME);
+            static VERSION: [u8; <$provider as $crate::sdk::Provider>::VERSION.len() + 1] =
+                $crate::sdk::__nul_terminated(<$provider as $crate::sdk::Provider>::VERSION);
+            static TABLE: $crate::abi::ProviderTableV1 =
+                $crate::sdk::__table::<$provider>(&NAME, &VERSION);
+
+            #[allow(unsafe_code)]
+            #[unsafe(no_mangle)]
+            extern "C" fn sealback_plugin_magic() -> *const $crate::abi::PluginMagic {
+                $crate::sdk::__magic()
+            }
+
+            #[allow(unsafe_code)]
+            #[unsafe(no_mangle)]
+            extern "C" fn sealback_plugin_provider() -> *const $crate::abi::ProviderTableV1 {
+                &TABLE
+            }
+        };
+    };
+}
+
+#[cfg(test)]
+mod tests;

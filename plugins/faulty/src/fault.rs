@@ -1,0 +1,137 @@
+//! The fault: which operation fails, how, and when.
+
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use sealback_plugin_api::{ErrorKind, ProviderError};
+use serde::Deserialize;
+use serde_json::{Map, Value};
+
+/// An operation that can be made to fail.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum Operation {
+    Put,
+    Get,
+    List,
+    Remove,
+}
+
+impl fmt::Display for Operation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Put => "put",
+            Self::Get => "get",
+            Self::List => "list",
+            Self::Remove => "remove",
+        })
+    }
+}
+
+/// The status an injected failure reports.
+#[derive(Debug, Clone, Copy, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum Kind {
+    #[default]
+    Transient,
+    Permanent,
+    Quota,
+    Auth,
+}
+
+impl From<Kind> for ErrorKind {
+    fn from(kind: Kind) -> Self {
+        match kind {
+            Kind::Transient => ErrorKind::Transient,
+            Kind::Permanent => ErrorKind::Permanent,
+            Kind::Quota => ErrorKind::Quota,
+            Kind::Auth => ErrorKind::Auth,
+        }
+    }
+}
+
+/// The fault options, as the JSON spells them.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FaultOptions {
+    fail: Option<Operation>,
+    kind: Option<Kind>,
+    after: Option<u64>,
+    times: Option<u64>,
+    panic: Option<bool>,
+}
+
+const FAULT_KEYS: [&str; 5] = ["fail", "kind", "after", "times", "panic"];
+
+/// One operation that fails with `kind` (or panics) on calls `after + 1 ..= after + times`.
+#[derive(Debug)]
+pub(crate) struct Fault {
+    op: Operation,
+    kind: ErrorKind,
+    after: u64,
+    times: Option<u64>,
+    panic: bool,
+    calls: AtomicU64,
+}
+
+impl Fault {
+    /// Splits the options into the fault (if any) and the local provider's options, as JSON.
+    pub(crate) fn parse(options_json: &str) -> Result<(Option<Fault>, String), ProviderError> {
+        let invalid = |problem: String| {
+            ProviderError::invalid_config(format!(
+                "invalid options for the faulty provider: {problem}"
+            ))
+        };
+        let mut local: Map<String, Value> =
+            serde_json::from_str(options_json).map_err(|err| invalid(err.to_string()))?;
+        let fault_options: Map<String, Value> = FAULT_KEYS
+            .iter()
+            .filter_map(|key| local.remove_entry(*key))
+            .collect();
+        let options: FaultOptions = serde_json::from_value(Value::Object(fault_options))
+            .map_err(|err| invalid(err.to_string()))?;
+        let local = Value::Object(local).to_string();
+        let Some(op) = options.fail else {
+            if options.kind.is_some()
+                || options.after.is_some()
+                || options.times.is_some()
+                || options.panic.is_some()
+            {
+                return Err(invalid(
+                    "`kind`, `after`, `times` and `panic` need `fail`".into(),
+                ));
+            }
+            return Ok((None, local));
+        };
+        let fault = Fault {
+            op,
+            kind: options.kind.unwrap_or_default().into(),
+            after: options.after.unwrap_or(0),
+            times: options.times,
+            panic: options.panic.unwrap_or(false),
+            calls: AtomicU64::new(0),
+        };
+        Ok((Some(fault), local))
+    }
+
+    /// Counts a call of `op`; fails it if it is one of the calls that fail.
+    pub(crate) fn check(&self, op: Operation) -> Result<(), ProviderError> {
+        if op != self.op {
+            return Ok(());
+        }
+        let call = self.calls.fetch_add(1, Ordering::SeqCst) + 1;
+        let failing =
+            call > self.after && self.times.is_none_or(|times| call - self.after <= times);
+        if !failing {
+            return Ok(());
+        }
+        let message = format!(
+            "injected {} in {op} (call {call}, sealback-faulty)",
+            self.kind
+        );
+        if self.panic {
+            panic!("{message}");
+        }
+        Err(ProviderError::new(self.kind, message))
+    }
+}
