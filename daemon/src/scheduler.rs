@@ -6,6 +6,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use notify::event::ModifyKind;
 use notify::{EventKind, RecursiveMode, Watcher};
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
@@ -23,6 +24,7 @@ pub fn watch_store(
     let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
         let Ok(event) = event else { return };
         if is_relevant(&event) {
+            tracing::debug!(kind = ?event.kind, paths = ?event.paths, "store changed");
             // Full means a change is already pending: nothing to add.
             let _ = tx.try_send(());
         }
@@ -31,17 +33,14 @@ pub fn watch_store(
     Ok(watcher)
 }
 
-/// Changes to data, not reads; and not the shared-memory index our own reads touch.
+/// Changes to data, not reads or metadata; and not the shared-memory index our own reads
+/// touch. (Opening the database, SQLite re-owns its -wal and -shm when run as root, and
+/// closing it is a close-after-write: neither is a change of the store.)
 fn is_relevant(event: &notify::Event) -> bool {
     let data_change = matches!(
         event.kind,
         EventKind::Create(_) | EventKind::Remove(_) | EventKind::Modify(_) | EventKind::Any
-    ) && !matches!(
-        event.kind,
-        EventKind::Modify(notify::event::ModifyKind::Metadata(
-            notify::event::MetadataKind::AccessTime
-        ))
-    );
+    ) && !matches!(event.kind, EventKind::Modify(ModifyKind::Metadata(_)));
     data_change
         && event.paths.iter().any(|p| {
             let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
@@ -138,7 +137,7 @@ fn first_interval_run(daemon: &Daemon, every: Duration) -> Instant {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use notify::event::{AccessKind, CreateKind, ModifyKind};
+    use notify::event::{AccessKind, AccessMode, CreateKind, MetadataKind};
     use std::path::PathBuf;
 
     fn event(kind: EventKind, path: &str) -> notify::Event {
@@ -163,5 +162,9 @@ mod tests {
             EventKind::Access(AccessKind::Any),
             "/s/msgstore.db"
         )));
+        let closed = EventKind::Access(AccessKind::Close(AccessMode::Write));
+        assert!(!is_relevant(&event(closed, "/s/msgstore.db")));
+        let owner = EventKind::Modify(ModifyKind::Metadata(MetadataKind::Ownership));
+        assert!(!is_relevant(&event(owner, "/s/msgstore.db-wal")));
     }
 }
