@@ -12,7 +12,7 @@ use crate::config::{Config, TargetConfig};
 use crate::control::api::{
     Activity, BackupReport, BackupRequest, KeyGenerateRequest, KeyGenerated, KeyImportRequest,
     KeyImported, KeyMode, PROTOCOL_VERSION, RestoreReport, RestoreRequest, SnapshotInfo,
-    SnapshotList, Status, TargetStatus,
+    SnapshotList, Status, TargetStatus, VerifyReport, VerifyRequest,
 };
 use crate::control::{ApiError, Handler, ProgressSink};
 use crate::engine::{self, EngineError};
@@ -291,6 +291,24 @@ impl Daemon {
         Ok(report)
     }
 
+    fn verify_blocking(
+        &self,
+        request: VerifyRequest,
+        progress: ProgressSink,
+    ) -> Result<VerifyReport, ApiError> {
+        let key = self.key()?;
+        let target = self.target(request.target.as_deref())?;
+        let name = &target.config.name;
+        let store = self
+            .store(target)
+            .map_err(|e| ApiError::new(502, "target-failed", e))?;
+        let repo = Repository::open(store, &key).map_err(|e| repo_error(name, e))?;
+        let report = engine::verify::run(&repo, name, &|done, total| progress.set(done, total))
+            .map_err(|e| repo_error(name, e))?;
+        tracing::info!(target = %name, packs = report.packs, problems = report.problems.len(), "verify finished");
+        Ok(report)
+    }
+
     fn target_status(&self, target: &Target) -> TargetStatus {
         let mut status = TargetStatus {
             name: target.config.name.clone(),
@@ -515,6 +533,17 @@ impl Handler for DaemonHandle {
         .map_err(internal);
         lock(&d.runtime).restores -= 1;
         result?
+    }
+
+    async fn verify(
+        &self,
+        request: VerifyRequest,
+        progress: ProgressSink,
+    ) -> Result<VerifyReport, ApiError> {
+        let d = self.0.clone();
+        tokio::task::spawn_blocking(move || d.verify_blocking(request, progress))
+            .await
+            .map_err(internal)?
     }
 
     async fn key_generate(&self, request: KeyGenerateRequest) -> Result<KeyGenerated, ApiError> {

@@ -11,7 +11,7 @@ use clap::{Parser, Subcommand};
 use indicatif::{HumanBytes, ProgressBar, ProgressStyle};
 use sealback_daemon::control::api::{
     Accepted, Activity, BackupReport, BackupRequest, KeyGenerateRequest, KeyImportRequest, KeyMode,
-    Progress, RestoreRequest, SnapshotList, Status,
+    Progress, RestoreRequest, SnapshotList, Status, VerifyReport, VerifyRequest,
 };
 use sealback_daemon::control::client::{Client, ClientError};
 use serde::Serialize;
@@ -73,6 +73,12 @@ enum Command {
         #[arg(long)]
         force: bool,
         /// The target to restore from [default: the first configured target]
+        #[arg(long, value_name = "NAME")]
+        target: Option<String>,
+    },
+    /// Read every object of a target and check it: exits 1 if anything is damaged or missing
+    Verify {
+        /// The target to check [default: the first configured target]
         #[arg(long, value_name = "NAME")]
         target: Option<String>,
     },
@@ -170,6 +176,22 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     };
                     output(json, &accepted, |a| println!("{}", a.message))?;
                 }
+            }
+        }
+        Command::Verify { target } => {
+            let bar = ProgressView::new(show_progress, "verifying");
+            let report = client
+                .verify(VerifyRequest { target }, |p| bar.update(p))
+                .await;
+            bar.clear();
+            let report = report?;
+            output(json, &report, print_verify)?;
+            if !report.problems.is_empty() {
+                anyhow::bail!(
+                    "{} problem(s) found on target {}",
+                    report.problems.len(),
+                    report.target
+                );
             }
         }
         Command::Snapshots => {
@@ -439,6 +461,24 @@ fn files_line(r: &BackupReport) -> String {
         );
     }
     line + ")"
+}
+
+fn print_verify(report: &VerifyReport) {
+    println!(
+        "target {}: {} snapshots, {} indexes, {} packs, {} blobs, {} read",
+        report.target,
+        report.snapshots,
+        report.indexes,
+        report.packs,
+        report.blobs,
+        HumanBytes(report.bytes_read)
+    );
+    if report.problems.is_empty() {
+        println!("no problems: every object authenticated and every snapshot is complete");
+    }
+    for problem in &report.problems {
+        println!("problem: {problem}");
+    }
 }
 
 fn print_snapshots(list: &SnapshotList) {

@@ -12,6 +12,7 @@
 //! | POST   | /v1/restore     | [`RestoreRequest`]  | stream ending in [`RestoreReport`]|
 //! | POST   | /v1/key/generate| [`KeyGenerateRequest`] | 200 [`KeyGenerated`]           |
 //! | POST   | /v1/key/import  | [`KeyImportRequest`]| 200 [`KeyImported`]               |
+//! | POST   | /v1/verify      | [`VerifyRequest`]   | stream ending in [`VerifyReport`] |
 //!
 //! A "stream" is `application/x-ndjson`: one [`StreamEvent`] per line, progress lines first,
 //! and exactly one final `done` or `error` line. Every error, streamed or not, is an
@@ -58,23 +59,29 @@ pub enum Route {
     Restore,
     KeyGenerate,
     KeyImport,
+    Verify,
 }
 
 impl Route {
-    pub const ALL: [Route; 6] = [
+    pub const ALL: [Route; 7] = [
         Route::Status,
         Route::Backup,
         Route::Snapshots,
         Route::Restore,
         Route::KeyGenerate,
         Route::KeyImport,
+        Route::Verify,
     ];
 
     /// `GET` or `POST`: each route has exactly one method.
     pub fn method(self) -> &'static str {
         match self {
             Route::Status | Route::Snapshots => "GET",
-            Route::Backup | Route::Restore | Route::KeyGenerate | Route::KeyImport => "POST",
+            Route::Backup
+            | Route::Restore
+            | Route::KeyGenerate
+            | Route::KeyImport
+            | Route::Verify => "POST",
         }
     }
 
@@ -86,6 +93,7 @@ impl Route {
             Route::Restore => "/v1/restore",
             Route::KeyGenerate => "/v1/key/generate",
             Route::KeyImport => "/v1/key/import",
+            Route::Verify => "/v1/verify",
         }
     }
 
@@ -289,4 +297,26 @@ pub struct ErrorBody {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ErrorResponse {
     pub error: ErrorBody,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VerifyRequest {
+    /// The target to check; default: the first configured target.
+    #[serde(default)]
+    pub target: Option<String>,
+}
+
+/// What `verify` read and what it found wrong. An empty `problems` means every object
+/// authenticated and every snapshot can be restored in full.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct VerifyReport {
+    pub target: String,
+    pub snapshots: u64,
+    pub indexes: u64,
+    pub packs: u64,
+    pub blobs: u64,
+    pub bytes_read: u64,
+    /// One line per problem, each naming the object.
+    pub problems: Vec<String>,
 }

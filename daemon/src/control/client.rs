@@ -17,7 +17,7 @@ use tokio::net::UnixStream;
 use super::api::{
     BackupReport, BackupRequest, ErrorBody, ErrorResponse, KeyGenerateRequest, KeyGenerated,
     KeyImportRequest, KeyImported, Progress, RestoreReport, RestoreRequest, Route, SnapshotList,
-    Status, StreamEvent,
+    Status, StreamEvent, VerifyReport, VerifyRequest,
 };
 
 /// A whole (non-streamed) response larger than this is not believed.
@@ -134,6 +134,21 @@ impl Client {
         on_progress: impl FnMut(Progress),
     ) -> Result<RestoreReport, ClientError> {
         let route = Route::Restore;
+        let response = self.send(route, Some(&request)).await?;
+        if response.status() == StatusCode::OK {
+            follow(route, response, on_progress).await
+        } else {
+            Err(read_error(route, response).await)
+        }
+    }
+
+    /// Reads and checks every object of a target's repository.
+    pub async fn verify(
+        &self,
+        request: VerifyRequest,
+        on_progress: impl FnMut(Progress),
+    ) -> Result<VerifyReport, ClientError> {
+        let route = Route::Verify;
         let response = self.send(route, Some(&request)).await?;
         if response.status() == StatusCode::OK {
             follow(route, response, on_progress).await

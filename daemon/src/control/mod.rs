@@ -10,7 +10,8 @@ use std::future::Future;
 
 use api::{
     BackupReport, BackupRequest, ErrorBody, KeyGenerateRequest, KeyGenerated, KeyImportRequest,
-    KeyImported, Progress, RestoreReport, RestoreRequest, SnapshotList, Status,
+    KeyImported, Progress, RestoreReport, RestoreRequest, SnapshotList, Status, VerifyReport,
+    VerifyRequest,
 };
 use tokio::sync::watch;
 
@@ -103,6 +104,13 @@ pub trait Handler: Send + Sync + 'static {
         request: RestoreRequest,
         progress: ProgressSink,
     ) -> impl Future<Output = Result<RestoreReport, ApiError>> + Send;
+
+    /// Reads every object of a target's repository and checks it.
+    fn verify(
+        &self,
+        request: VerifyRequest,
+        progress: ProgressSink,
+    ) -> impl Future<Output = Result<VerifyReport, ApiError>> + Send;
 
     fn key_generate(
         &self,

@@ -7,24 +7,18 @@ use std::collections::{HashMap, HashSet};
 use sealback_repo::chunk::decode_list;
 use sealback_repo::pack::{BlobKind, PackEntry, PackReader};
 use sealback_repo::{ChunkId, Repository};
-use serde::Serialize;
 
-#[derive(Debug, Default, Clone, Serialize)]
-pub struct VerifyReport {
-    pub snapshots: u64,
-    pub indexes: u64,
-    pub packs: u64,
-    pub blobs: u64,
-    pub bytes_read: u64,
-    /// One line per problem, each naming the object.
-    pub problems: Vec<String>,
-}
+use crate::control::api::VerifyReport;
 
 pub fn run(
     repo: &Repository,
+    target: &str,
     progress: &(dyn Fn(u64, u64) + Sync),
 ) -> Result<VerifyReport, sealback_repo::Error> {
-    let mut report = VerifyReport::default();
+    let mut report = VerifyReport {
+        target: target.to_owned(),
+        ..VerifyReport::default()
+    };
     let mut located: HashMap<String, Vec<PackEntry>> = HashMap::new();
     for name in repo.list_indexes()? {
         report.indexes += 1;

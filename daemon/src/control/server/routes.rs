@@ -89,6 +89,12 @@ async fn dispatch<H: Handler>(
             let operation = async move { handler.restore(restore, sink).await };
             Ok(stream(ndjson::narrate(route, operation, progress)))
         }
+        Route::Verify => {
+            let verify = read_json(route, request).await?;
+            let (sink, progress) = ProgressSink::new();
+            let operation = async move { handler.verify(verify, sink).await };
+            Ok(stream(ndjson::narrate(route, operation, progress)))
+        }
         Route::KeyGenerate => {
             let generate = read_json(route, request).await?;
             let generated =

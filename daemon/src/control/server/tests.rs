@@ -17,7 +17,7 @@ use super::{bind, serve_with_grace};
 use crate::control::api::{
     Activity, BackupReport, BackupRequest, ErrorResponse, KeyGenerateRequest, KeyGenerated,
     KeyImportRequest, KeyImported, KeyMode, MAX_REQUEST_BYTES, Progress, RestoreReport,
-    RestoreRequest, SnapshotInfo, SnapshotList, Status, TargetStatus,
+    RestoreRequest, SnapshotInfo, SnapshotList, Status, TargetStatus, VerifyReport, VerifyRequest,
 };
 use crate::control::client::{Client, ClientError};
 use crate::control::{ApiError, Handler, ProgressSink};
@@ -107,6 +107,20 @@ impl Handler for FakeDaemon {
                 files: 3,
                 size: 4096,
             }],
+        })
+    }
+
+    async fn verify(
+        &self,
+        request: VerifyRequest,
+        progress: ProgressSink,
+    ) -> Result<VerifyReport, ApiError> {
+        self.record(format!("verify target={:?}", request.target));
+        progress.set(1, 2);
+        Ok(VerifyReport {
+            target: request.target.unwrap_or_else(|| "local".into()),
+            packs: 2,
+            ..VerifyReport::default()
         })
     }
 
@@ -329,6 +343,12 @@ async fn every_route_round_trips_through_the_client() {
         .expect("restore");
     assert_eq!(restored.to, "/restore/here");
 
+    let verified = client
+        .verify(VerifyRequest { target: None }, |_| {})
+        .await
+        .expect("verify");
+    assert_eq!(verified.packs, 2);
+
     let generated = client
         .key_generate(KeyGenerateRequest { replace: true })
         .await
@@ -352,6 +372,7 @@ async fn every_route_round_trips_through_the_client() {
             "backup wait=true",
             "snapshots",
             "restore latest to=/restore/here force=true target=Some(\"local\")",
+            "verify target=None",
             "key_generate replace=true",
             "key_import expected=true replace=false",
         ]
