@@ -554,7 +554,7 @@ impl Handler for DaemonHandle {
             d.install_key(key, request.replace)?;
             tracing::info!("a new backup key was generated");
             Ok(KeyGenerated {
-                recovery_key: shown.to_string(),
+                recovery_key: shown,
             })
         })
         .await

@@ -231,7 +231,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 println!();
                 println!("Your recovery key:");
                 println!();
-                println!("{}", g.recovery_key);
+                println!("{}", g.recovery_key.as_str());
                 println!();
                 println!(
                     "Write it down now and keep it somewhere safe: it will not be shown again."
@@ -242,7 +242,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Key(KeyCommand::Import { replace }) => {
             let recovery_key = read_recovery_key()?;
             let request = KeyImportRequest {
-                recovery_key: recovery_key.as_str().to_owned(),
+                recovery_key,
                 replace,
             };
             let imported = client.key_import(request).await?;

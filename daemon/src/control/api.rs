@@ -43,6 +43,7 @@
 //! [`Accepted`] as soon as the backup is queued, or a plain error if it cannot be.
 
 use serde::{Deserialize, Serialize};
+use zeroize::Zeroizing;
 
 /// The protocol version this file describes; it is the `/v1` in every path.
 pub const PROTOCOL_VERSION: u32 = 1;
@@ -244,15 +245,16 @@ pub struct KeyGenerateRequest {
 /// The only response that carries a secret: the recovery key, shown once.
 #[derive(Serialize, Deserialize)]
 pub struct KeyGenerated {
-    /// 64 hexadecimal digits in 16 groups of 4.
-    pub recovery_key: String,
+    /// 64 hexadecimal digits in 16 groups of 4; zeroized when dropped.
+    pub recovery_key: Zeroizing<String>,
 }
 
 /// Deliberately without Debug: it carries the recovery key.
 #[derive(Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct KeyImportRequest {
-    pub recovery_key: String,
+    /// Zeroized when dropped.
+    pub recovery_key: Zeroizing<String>,
     #[serde(default)]
     pub replace: bool,
 }

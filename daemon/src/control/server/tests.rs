@@ -12,6 +12,7 @@ use hyper::body::Incoming;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
+use zeroize::Zeroizing;
 
 use super::{bind, serve_with_grace};
 use crate::control::api::{
@@ -155,13 +156,13 @@ impl Handler for FakeDaemon {
     async fn key_generate(&self, request: KeyGenerateRequest) -> Result<KeyGenerated, ApiError> {
         self.record(format!("key_generate replace={}", request.replace));
         Ok(KeyGenerated {
-            recovery_key: "0123 4567 89ab cdef".into(),
+            recovery_key: Zeroizing::new("0123 4567 89ab cdef".into()),
         })
     }
 
     async fn key_import(&self, request: KeyImportRequest) -> Result<KeyImported, ApiError> {
         // The key itself is a secret: recorded only as whether it is the expected one.
-        let expected = request.recovery_key == "0123 4567 89ab cdef";
+        let expected = request.recovery_key.as_str() == "0123 4567 89ab cdef";
         self.record(format!(
             "key_import expected={expected} replace={}",
             request.replace
@@ -353,11 +354,11 @@ async fn every_route_round_trips_through_the_client() {
         .key_generate(KeyGenerateRequest { replace: true })
         .await
         .expect("key generate");
-    assert_eq!(generated.recovery_key, "0123 4567 89ab cdef");
+    assert_eq!(generated.recovery_key.as_str(), "0123 4567 89ab cdef");
 
     let imported = client
         .key_import(KeyImportRequest {
-            recovery_key: "0123 4567 89ab cdef".into(),
+            recovery_key: Zeroizing::new("0123 4567 89ab cdef".into()),
             replace: false,
         })
         .await
@@ -384,7 +385,7 @@ async fn every_route_round_trips_through_the_client() {
 async fn handler_errors_reach_the_client_with_code_message_and_hint() {
     let server = Server::start();
     let wrong_key = KeyImportRequest {
-        recovery_key: "ffff".into(),
+        recovery_key: Zeroizing::new("ffff".into()),
         replace: false,
     };
     let error = api_error(server.client().key_import(wrong_key).await);
@@ -442,7 +443,7 @@ async fn wrong_method_is_405_naming_the_allowed_one() {
 async fn oversized_body_is_413_by_content_length() {
     let server = Server::start();
     let huge = KeyImportRequest {
-        recovery_key: "0".repeat(MAX_REQUEST_BYTES),
+        recovery_key: Zeroizing::new("0".repeat(MAX_REQUEST_BYTES)),
         replace: false,
     };
     let error = api_error(server.client().key_import(huge).await);
