@@ -509,3 +509,188 @@ impl Catalog {
         tx.commit().map_err(err)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::sync::{Arc, Mutex};
+
+    use sealback_repo::index::IndexedPack;
+    use sealback_repo::pack::PackWriter;
+    use sealback_repo::snapshot::SNAPSHOT_VERSION;
+    use sealback_repo::{BackupKey, ObjectStore, StoreError, StoreErrorKind};
+
+    use super::*;
+
+    /// An object store in memory: the catalog's unit tests need a repository, not a plugin.
+    #[derive(Default)]
+    struct MemoryStore(Mutex<BTreeMap<String, Vec<u8>>>);
+
+    impl ObjectStore for MemoryStore {
+        fn put(&self, name: &str, data: &[u8]) -> std::result::Result<(), StoreError> {
+            self.0
+                .lock()
+                .expect("lock")
+                .insert(name.into(), data.to_vec());
+            Ok(())
+        }
+        fn get(&self, name: &str) -> std::result::Result<Vec<u8>, StoreError> {
+            self.0
+                .lock()
+                .expect("lock")
+                .get(name)
+                .cloned()
+                .ok_or(StoreError {
+                    kind: StoreErrorKind::NotFound,
+                    message: name.into(),
+                })
+        }
+        fn list(&self, prefix: &str) -> std::result::Result<Vec<(String, u64)>, StoreError> {
+            let map = self.0.lock().expect("lock");
+            Ok(map
+                .iter()
+                .filter(|(n, _)| n.starts_with(prefix))
+                .map(|(n, d)| (n.clone(), d.len() as u64))
+                .collect())
+        }
+        fn remove(&self, name: &str) -> std::result::Result<(), StoreError> {
+            self.0.lock().expect("lock").remove(name);
+            Ok(())
+        }
+    }
+
+    /// A repository holding one pack of two chunks, its index and one snapshot.
+    fn repository() -> (Arc<MemoryStore>, Repository, Vec<ChunkId>) {
+        let store = Arc::new(MemoryStore::default());
+        let key = BackupKey::from_bytes(&mut [3u8; 32]);
+        let (repo, created) = Repository::open_or_init(store.clone(), &key, 0).expect("init");
+        assert!(created);
+        let mut pack = PackWriter::new(repo.keys());
+        let ids: Vec<ChunkId> = [b"one".as_slice(), b"two"]
+            .iter()
+            .map(|c| {
+                let id = repo.keys().chunk_id(c);
+                pack.add(BlobKind::Data, id, c, false);
+                id
+            })
+            .collect();
+        let pack = pack.finish();
+        repo.write_pack(&pack).expect("pack");
+        let index = Index {
+            packs: vec![IndexedPack {
+                name: pack.name.clone(),
+                entries: pack.entries.clone(),
+            }],
+        };
+        repo.write_index(&index).expect("index");
+        let snapshot = Snapshot {
+            version: SNAPSHOT_VERSION,
+            time_unix_ms: 1000,
+            host: "phone".into(),
+            parent: None,
+            database: None,
+            files: vec![sealback_repo::snapshot::FileEntry {
+                path: "Media/a.jpg".into(),
+                size: 6,
+                mtime_ns: 1,
+                mode: 0o644,
+                chunks: ids.clone(),
+            }],
+        };
+        repo.write_snapshot(&snapshot).expect("snapshot");
+        (store, repo, ids)
+    }
+
+    #[test]
+    fn a_deleted_catalog_is_rebuilt_from_the_repository() {
+        let (_store, repo, ids) = repository();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("disk.db");
+        for round in 0..2 {
+            let mut catalog = Catalog::open(&path).expect("open");
+            let report = catalog.sync(&repo).expect("sync");
+            assert!(report.rebuilt);
+            assert_eq!((report.indexes_loaded, report.snapshots_loaded), (1, 1));
+            assert_eq!(
+                catalog.known_blobs().expect("blobs"),
+                ids.iter().copied().collect()
+            );
+            let (pack, entry) = catalog.locate(&ids[1]).expect("query").expect("found");
+            assert!(pack.starts_with("data/"));
+            assert_eq!(entry.raw_length, 3);
+            let rows = catalog.snapshots().expect("rows");
+            assert_eq!(rows.len(), 1);
+            let manifest = catalog
+                .manifest(&rows[0].name)
+                .expect("query")
+                .expect("cached");
+            assert_eq!(manifest.files[0].chunks, ids);
+            assert!(catalog.bytes_stored().expect("bytes") > 0);
+            // A second sync finds nothing new.
+            let again = catalog.sync(&repo).expect("sync");
+            assert_eq!((again.indexes_loaded, again.rebuilt), (0, false));
+            drop(catalog);
+            if round == 0 {
+                std::fs::remove_file(&path).expect("delete the cache");
+            }
+        }
+    }
+
+    #[test]
+    fn blobs_of_a_pack_gone_from_the_target_are_forgotten() {
+        let (store, repo, _ids) = repository();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut catalog = Catalog::open(&dir.path().join("disk.db")).expect("open");
+        catalog.sync(&repo).expect("sync");
+        let pack = store.list("data/").expect("list")[0].0.clone();
+        store.remove(&pack).expect("remove");
+        let report = catalog.sync(&repo).expect("sync");
+        assert_eq!(report.packs_missing, 1);
+        assert!(catalog.known_blobs().expect("blobs").is_empty());
+    }
+
+    #[test]
+    fn a_catalog_of_another_repository_is_wiped() {
+        let (_store, repo, _) = repository();
+        let (_other_store, other, _) = repository();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut catalog = Catalog::open(&dir.path().join("disk.db")).expect("open");
+        catalog.sync(&repo).expect("sync");
+        let report = catalog.sync(&other).expect("sync");
+        assert!(report.rebuilt);
+        assert_eq!(catalog.snapshots().expect("rows").len(), 1);
+    }
+
+    #[test]
+    fn the_file_cache_answers_only_for_an_unchanged_stat() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut catalog = Catalog::open(&dir.path().join("disk.db")).expect("open");
+        let stat = FileStat {
+            size: 10,
+            mtime_ns: 5,
+            ctime_ns: 6,
+            inode: 7,
+            mode: 0o644,
+        };
+        let chunks = vec![ChunkId([9; 32])];
+        catalog
+            .replace_file_cache(&[("Media/a.jpg".into(), stat, chunks.clone())])
+            .expect("cache");
+        assert_eq!(
+            catalog.cached_file("Media/a.jpg", &stat).expect("query"),
+            Some(chunks)
+        );
+        let touched = FileStat {
+            ctime_ns: 8,
+            ..stat
+        };
+        assert_eq!(
+            catalog.cached_file("Media/a.jpg", &touched).expect("query"),
+            None
+        );
+        assert_eq!(
+            catalog.cached_file("Media/b.jpg", &stat).expect("query"),
+            None
+        );
+    }
+}
