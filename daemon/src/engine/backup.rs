@@ -4,8 +4,10 @@
 //! 1. sync the catalog with the repository (what is already stored);
 //! 2. capture the database inside one short read transaction, hashing its page runs and
 //!    spooling the runs the repository lacks; then hand those to the upload workers;
-//! 3. read changed files (unchanged ones are known from the file cache), chunk, hash, and
-//!    hand new chunks to the workers;
+//! 3. list the store's files (only now, so that every file the captured database names is
+//!    listed: the app writes a file before it commits the message naming it), read the
+//!    changed ones (unchanged ones are known from the file cache), chunk, hash, and hand new
+//!    chunks to the workers;
 //! 4. when every pack is stored, store the index naming them; then the snapshot.
 //!
 //! A crash anywhere loses at most this backup: packs without an index are ignored, an index
@@ -133,16 +135,12 @@ pub fn run(
         None => None,
     };
 
-    let (store_files, skipped) = files::scan(input.store, input.database)
-        .map_err(EngineError::io("cannot list the store", input.store))?;
-    for p in skipped.not_regular.iter().chain(&skipped.not_utf8) {
-        tracing::warn!(path = %p.display(), "skipped: not a regular file with a UTF-8 name");
-    }
     let db_path = input.store.join(input.database);
     let db_len = std::fs::metadata(&db_path).map(|m| m.len()).unwrap_or(0);
     let mut counters = Counters {
         bytes_read: 0,
-        total: db_len + store_files.iter().map(|f| f.stat.size).sum::<u64>(),
+        // The files are added once listed.
+        total: db_len,
         files_read: 0,
         files_unstable: 0,
     };
@@ -158,7 +156,7 @@ pub fn run(
         new: 0,
         reused: 0,
     };
-    let mut file_cache = Vec::with_capacity(store_files.len());
+    let mut file_cache = Vec::new();
     let captured = std::thread::scope(|scope| {
         for _ in 0..upload::worker_count() {
             let rx = rx.clone();
@@ -168,6 +166,10 @@ pub fn run(
         drop(rx);
         let result = (|| {
             let database = capture_database(&db_path, input, &mut sink, &mut counters)?;
+            // Listed only now: the app writes a file before it commits the message naming
+            // it, so every file the captured database names is in this listing.
+            let store_files = scan(input)?;
+            counters.total += store_files.iter().map(|f| f.stat.size).sum::<u64>();
             let entries = capture_files(
                 &store_files,
                 parent.as_ref(),
@@ -245,6 +247,16 @@ pub fn run(
         chunks_reused,
         packs_written,
     })
+}
+
+/// The store's files other than the database, sorted.
+fn scan(input: &BackupInput<'_>) -> Result<Vec<StoreFile>, EngineError> {
+    let (store_files, skipped) = files::scan(input.store, input.database)
+        .map_err(EngineError::io("cannot list the store", input.store))?;
+    for p in skipped.not_regular.iter().chain(&skipped.not_utf8) {
+        tracing::warn!(path = %p.display(), "skipped: not a regular file with a UTF-8 name");
+    }
+    Ok(store_files)
 }
 
 /// Captures the database: hashes runs inside the read transaction, spools the new ones,

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use sealback_repo::chunk::decode_list;
-use sealback_repo::pack::PackReader;
+use sealback_repo::pack::{PackEntry, PackReader};
 use sealback_repo::{ChunkId, Repository};
 
 use super::EngineError;
@@ -63,12 +63,13 @@ impl<'a> BlobReader<'a> {
     }
 
     fn blob(&mut self, id: &ChunkId) -> Result<Vec<u8>, EngineError> {
-        let (pack, entry) =
-            self.catalog
-                .locate(id)?
-                .ok_or_else(|| sealback_repo::Error::MissingBlob {
-                    chunk: id.to_string(),
-                })?;
+        let located = match self.catalog.locate(id)? {
+            Some(found) => Some(found),
+            None => self.locate_in_indexes(id)?,
+        };
+        let (pack, entry) = located.ok_or_else(|| sealback_repo::Error::MissingBlob {
+            chunk: id.to_string(),
+        })?;
         let bytes = match self.packs.get(&pack) {
             Some(b) => b.clone(),
             None => {
@@ -85,6 +86,20 @@ impl<'a> BlobReader<'a> {
         };
         let reader = PackReader::new(self.repo.keys(), &pack, &bytes)?;
         Ok(reader.blob(&entry)?)
+    }
+
+    /// Finds a blob the catalog does not know in the repository's indexes. The catalog
+    /// forgets the blobs of packs missing from the target (so that backups store them
+    /// again); the indexes still name those packs, and reading one then fails naming it.
+    fn locate_in_indexes(&self, id: &ChunkId) -> Result<Option<(String, PackEntry)>, EngineError> {
+        for name in self.repo.list_indexes()? {
+            for pack in self.repo.read_index(&name)?.packs {
+                if let Some(entry) = pack.entries.iter().find(|e| e.id == *id) {
+                    return Ok(Some((pack.name, *entry)));
+                }
+            }
+        }
+        Ok(None)
     }
 }
 

@@ -1,0 +1,246 @@
+//! One benchmark run: the store, the tools, every phase in order, the report.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, Result, bail};
+
+use crate::Args;
+use crate::machine::Machine;
+use crate::measure::{Meter, tree_bytes};
+use crate::phase::Phase;
+use crate::report::{self, PhaseResult, Results, StoreSummary, ToolSample};
+use crate::store::{self, Generator};
+use crate::targets;
+use crate::tools::{self, Borg, Restic, Sealback, SealbackBinaries, Tool};
+use crate::verify::Reference;
+
+pub(crate) struct Outcome {
+    /// Whether sealback's restore matched the store.
+    pub restores_verified: bool,
+}
+
+const METHOD_CACHE: &str = "page cache not dropped (that needs root): the store is read once \
+                            before each phase so that every tool finds it cached";
+const METHOD_SYNC: &str = "sync before each tool's command, so that no tool pays for another's \
+                           writeback";
+const METHOD_ORDER: &str = "in each phase every tool runs once, in the order listed, on the \
+                            same store state";
+
+pub(crate) fn run(args: &Args) -> Result<Outcome> {
+    let work = args
+        .work
+        .clone()
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/sealback-bench"));
+    fs::create_dir_all(&work).with_context(|| format!("cannot create {}", work.display()))?;
+    let work = work
+        .canonicalize()
+        .with_context(|| format!("cannot resolve {}", work.display()))?;
+    let bin_dir = match &args.bin_dir {
+        Some(dir) => dir.clone(),
+        None => std::env::current_exe()
+            .context("cannot find this executable's path")?
+            .parent()
+            .context("this executable has no directory")?
+            .to_path_buf(),
+    };
+    let binaries = SealbackBinaries::in_dir(&bin_dir)?;
+    let meter = Meter::new();
+
+    let generator = Generator {
+        script: args
+            .generator
+            .clone()
+            .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("gen_store.py")),
+    };
+    let params = generator.params(args.seed, args.messages, args.media_mb)?;
+    let pristine = generator.pristine(&work, &params)?;
+
+    let run_dir = work.join("run");
+    store::remove_dir_if_exists(&run_dir)?;
+    fs::create_dir_all(&run_dir).with_context(|| format!("cannot create {}", run_dir.display()))?;
+    let live = run_dir.join("store");
+    store::copy(&pristine, &live)?;
+    let listing = store::scan(&live)?;
+
+    let (mut tools, skipped) = select_tools(args, binaries, &run_dir, &live, &meter)?;
+    for tool in tools.iter_mut() {
+        tool.init()
+            .with_context(|| format!("cannot set up {}", tool.name()))?;
+    }
+    let mut method = vec![METHOD_CACHE, METHOD_SYNC, METHOD_ORDER]
+        .into_iter()
+        .map(String::from)
+        .collect::<Vec<_>>();
+    if !meter.has_gnu_time() {
+        method.push("/usr/bin/time missing: the peers' peak RSS and CPU are not measured".into());
+    }
+    let mut results = Results {
+        machine: Machine::describe(tools.iter().map(|t| t.version().to_owned()).collect()),
+        store: StoreSummary {
+            params,
+            files: listing.files.len(),
+            bytes: listing.bytes(),
+            database_bytes: listing.files.get("msgstore.db").map_or(0, |f| f.size),
+        },
+        tools: tools.iter().map(|t| t.name().to_owned()).collect(),
+        skipped,
+        method,
+        days: BTreeMap::new(),
+        phases: Vec::new(),
+        restores: BTreeMap::new(),
+        targets: Vec::new(),
+    };
+    println!("machine: {}", results.machine.line());
+    println!("store: {}", results.store_line());
+    for line in results.skipped.iter().chain(&results.method) {
+        println!("note: {line}");
+    }
+
+    for phase in Phase::ALL {
+        if let Some(mutation) = phase.mutation() {
+            let day = generator.mutate(&live, args.seed, mutation)?;
+            println!("\nday {}: {day}", mutation.day);
+            results.days.insert(phase.key().to_owned(), day);
+        }
+        store::warm(&live)?;
+        let samples = if phase.is_backup() {
+            back_up(&mut tools, phase, &live)?
+        } else {
+            let reference = Reference::of_store(&live, &run_dir.join("reference"))?;
+            restore(&mut tools, &run_dir, &reference, &mut results.restores)?
+        };
+        let result = PhaseResult {
+            phase,
+            title: phase.title(),
+            samples,
+        };
+        print!("{}", report::phase_table(&result, &results.restores));
+        results.phases.push(result);
+    }
+
+    results.targets = targets::evaluate(&results);
+    print!("{}", report::targets_table(&results));
+    let json = work.join("results.json");
+    let text = serde_json::to_string_pretty(&results).context("cannot encode the results")?;
+    fs::write(&json, text).with_context(|| format!("cannot write {}", json.display()))?;
+    println!("\nresults: {}", json.display());
+    println!("\n{}", report::markdown(&results));
+
+    let restores_verified = results.restore_verified("sealback");
+    if args.keep || !restores_verified {
+        println!("kept the run's files in {}", run_dir.display());
+    } else {
+        store::remove_dir_if_exists(&run_dir)?;
+    }
+    Ok(Outcome { restores_verified })
+}
+
+type Tools = Vec<Box<dyn Tool>>;
+
+const KNOWN_PEERS: [&str; 2] = ["restic", "borg"];
+
+/// sealback, then the peers asked for that are installed; and a line for each one skipped.
+fn select_tools(
+    args: &Args,
+    binaries: SealbackBinaries,
+    run_dir: &Path,
+    store: &Path,
+    meter: &Meter,
+) -> Result<(Tools, Vec<String>)> {
+    let mut selected: Tools = vec![Box::new(Sealback::new(
+        binaries,
+        &run_dir.join("sealback"),
+        store,
+    )?)];
+    let mut skipped = Vec::new();
+    let peers = args.peers.split(',').map(str::trim);
+    for peer in peers.filter(|p| !p.is_empty() && *p != "none") {
+        if !KNOWN_PEERS.contains(&peer) {
+            bail!(
+                "unknown peer {peer:?} in --peers: known are {}",
+                KNOWN_PEERS.join(", ")
+            );
+        }
+        let Some(program) = tools::on_path(peer) else {
+            skipped.push(format!("{peer}: not installed, skipped"));
+            continue;
+        };
+        let dir: PathBuf = run_dir.join(peer);
+        let tool: Box<dyn Tool> = match peer {
+            "restic" => Box::new(Restic::new(program, &dir, store, meter.clone())?),
+            "borg" => Box::new(Borg::new(program, &dir, store, meter.clone())?),
+            other => bail!(
+                "unknown peer {other:?} in --peers: known are {}",
+                KNOWN_PEERS.join(", ")
+            ),
+        };
+        selected.push(tool);
+    }
+    Ok((selected, skipped))
+}
+
+/// Every tool backs up the store as it is; none may change it.
+fn back_up(tools: &mut [Box<dyn Tool>], phase: Phase, store: &Path) -> Result<Vec<ToolSample>> {
+    let before = store::scan(store)?;
+    let mut samples = Vec::new();
+    for tool in tools.iter_mut() {
+        sync()?;
+        let repository_before = tree_bytes(tool.repository())?;
+        let mut sample = tool
+            .backup(phase.key())
+            .with_context(|| format!("{}: {}", tool.name(), phase.title()))?;
+        sample.bytes_written =
+            Some(tree_bytes(tool.repository())?.saturating_sub(repository_before));
+        let changes = store::scan(store)?.changes_since(&before);
+        if !changes.is_empty() {
+            bail!(
+                "{} changed the store during its {}, so the tools after it would not see the \
+                 same data: {}",
+                tool.name(),
+                phase.title(),
+                changes.join("; ")
+            );
+        }
+        samples.push(ToolSample {
+            tool: tool.name().to_owned(),
+            sample,
+        });
+    }
+    Ok(samples)
+}
+
+/// Every tool restores its latest snapshot, which is checked against the store.
+fn restore(
+    tools: &mut [Box<dyn Tool>],
+    run_dir: &Path,
+    reference: &Reference,
+    verdicts: &mut BTreeMap<String, crate::verify::Verdict>,
+) -> Result<Vec<ToolSample>> {
+    let mut samples = Vec::new();
+    for tool in tools.iter_mut() {
+        let into = run_dir.join(tool.name()).join("restored");
+        store::remove_dir_if_exists(&into)?;
+        sync()?;
+        let (mut sample, root) = tool
+            .restore(&into)
+            .with_context(|| format!("{}: restore", tool.name()))?;
+        sample.bytes_written = Some(tree_bytes(&into)?);
+        verdicts.insert(tool.name().to_owned(), reference.check(&root));
+        samples.push(ToolSample {
+            tool: tool.name().to_owned(),
+            sample,
+        });
+    }
+    Ok(samples)
+}
+
+fn sync() -> Result<()> {
+    let status = Command::new("sync").status().context("cannot run sync")?;
+    if !status.success() {
+        bail!("sync failed ({status})");
+    }
+    Ok(())
+}

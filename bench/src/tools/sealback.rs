@@ -1,0 +1,342 @@
+//! sealback: `sealbackd` with the local plugin, driven by `sealbackctl`.
+//!
+//! A fresh daemon is started for every phase, so that its high-water mark (VmHWM) belongs
+//! to that phase alone; its VmRSS once it answers is the idle figure. Wall time is the
+//! `sealbackctl backup --wait` (or `restore`) round trip; bytes read come from the daemon's
+//! own report, rchar and CPU from `/proc/<daemon>`.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::thread::sleep;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use serde::Deserialize;
+
+use super::{Tool, version_of};
+use crate::measure::{self, Sample};
+
+/// How long a daemon may take to answer after start, and to stop after SIGTERM.
+const START_TIMEOUT: Duration = Duration::from_secs(30);
+const STOP_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The programs a sealback run needs, all from one build.
+#[derive(Debug, Clone)]
+pub(crate) struct SealbackBinaries {
+    pub daemon: PathBuf,
+    pub ctl: PathBuf,
+    /// Holds libsealback_local.so.
+    pub plugins: PathBuf,
+}
+
+impl SealbackBinaries {
+    pub(crate) fn in_dir(dir: &Path) -> Result<SealbackBinaries> {
+        let binaries = SealbackBinaries {
+            daemon: dir.join("sealbackd"),
+            ctl: dir.join("sealbackctl"),
+            plugins: dir.to_path_buf(),
+        };
+        for needed in [
+            &binaries.daemon,
+            &binaries.ctl,
+            &dir.join("libsealback_local.so"),
+        ] {
+            if !needed.is_file() {
+                bail!(
+                    "{} is missing: build with `cargo build --release -p sealback-daemon \
+                     -p sealback-local -p sealback-bench`, or pass --bin-dir",
+                    needed.display()
+                );
+            }
+        }
+        Ok(binaries)
+    }
+}
+
+pub(crate) struct Sealback {
+    binaries: SealbackBinaries,
+    version: String,
+    dir: PathBuf,
+    repo: PathBuf,
+    config: PathBuf,
+    socket: PathBuf,
+}
+
+/// The fields of sealbackctl's BackupReport the benchmark shows.
+#[derive(Debug, Deserialize)]
+struct BackupReport {
+    bytes_read: u64,
+    #[serde(default)]
+    files: u64,
+    #[serde(default)]
+    files_read: u64,
+    #[serde(default)]
+    db_pages: u64,
+    #[serde(default)]
+    chunks_new: u64,
+    #[serde(default)]
+    chunks_reused: u64,
+    #[serde(default)]
+    packs_written: u64,
+    #[serde(default)]
+    duration_ms: u64,
+}
+
+#[derive(Debug, Deserialize)]
+struct RestoreReport {
+    #[serde(default)]
+    files: u64,
+    #[serde(default)]
+    bytes: u64,
+    #[serde(default)]
+    duration_ms: u64,
+}
+
+impl Sealback {
+    pub(crate) fn new(binaries: SealbackBinaries, dir: &Path, store: &Path) -> Result<Sealback> {
+        fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        let sealback = Sealback {
+            version: version_of(&binaries.daemon, &["--version"]),
+            dir: dir.to_path_buf(),
+            repo: dir.join("repo"),
+            config: dir.join("sealback.toml"),
+            socket: dir.join("control.sock"),
+            binaries,
+        };
+        // sun_path holds 108 bytes.
+        if sealback.socket.as_os_str().len() > 100 {
+            bail!(
+                "the control socket path {} is too long for a Unix socket: use a shorter --work",
+                sealback.socket.display()
+            );
+        }
+        let config = format!(
+            "[store]\npath = {}\n[state]\ndir = {}\n[control]\nsocket = {}\n\
+             [plugins]\ndir = {}\n[schedule]\nmode = \"manual\"\n\
+             [[targets]]\nname = \"disk\"\nplugin = \"local\"\n[targets.options]\npath = {}\n",
+            toml_string(store)?,
+            toml_string(&dir.join("state"))?,
+            toml_string(&sealback.socket)?,
+            toml_string(&sealback.binaries.plugins)?,
+            toml_string(&sealback.repo)?,
+        );
+        fs::write(&sealback.config, config)
+            .with_context(|| format!("cannot write {}", sealback.config.display()))?;
+        Ok(sealback)
+    }
+
+    fn log(&self) -> PathBuf {
+        self.dir.join("sealbackd.log")
+    }
+
+    /// Starts a daemon and waits until it answers `status`.
+    fn start(&self) -> Result<Daemon> {
+        let out = measure::open_log(&self.log(), "sealbackd start")?;
+        let err = out.try_clone().context("cannot duplicate the log handle")?;
+        let child = Command::new(&self.binaries.daemon)
+            .arg("--config")
+            .arg(&self.config)
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .spawn()
+            .with_context(|| format!("cannot start {}", self.binaries.daemon.display()))?;
+        let mut daemon = Daemon { child: Some(child) };
+        let started = Instant::now();
+        loop {
+            if let Some(status) = daemon.exited()? {
+                bail!(
+                    "sealbackd exited at start-up ({status})\n--- last lines of {} ---\n{}",
+                    self.log().display(),
+                    measure::tail(&self.log(), 15)
+                );
+            }
+            if self.socket.exists() && self.ctl(&["status"]).is_ok() {
+                return Ok(daemon);
+            }
+            if started.elapsed() > START_TIMEOUT {
+                bail!(
+                    "sealbackd did not answer on {} within {START_TIMEOUT:?}; see {}",
+                    self.socket.display(),
+                    self.log().display()
+                );
+            }
+            sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Runs `sealbackctl --json ARGS` and returns its standard output.
+    fn ctl(&self, args: &[&str]) -> Result<String> {
+        let output = Command::new(&self.binaries.ctl)
+            .arg("--socket")
+            .arg(&self.socket)
+            .arg("--json")
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .with_context(|| format!("cannot run {}", self.binaries.ctl.display()))?;
+        if !output.status.success() {
+            bail!(
+                "sealbackctl {} failed ({}): {}",
+                args.join(" "),
+                output.status,
+                String::from_utf8_lossy(&output.stderr).trim()
+            );
+        }
+        String::from_utf8(output.stdout)
+            .with_context(|| format!("sealbackctl {} printed non-UTF-8", args.join(" ")))
+    }
+
+    /// Starts a daemon, runs `args` through sealbackctl, measures, stops the daemon.
+    fn measured(&self, args: &[&str]) -> Result<(Sample, String)> {
+        let mut daemon = self.start()?;
+        let pid = daemon.pid()?;
+        let idle_rss = measure::status_bytes(pid, "VmRSS");
+        let rchar_before = measure::io_field(&pid.to_string(), "rchar");
+        let cpu_before = measure::cpu_seconds(pid);
+        let sampler = measure::StatusSampler::start(pid);
+        let started = Instant::now();
+        let answer = self.ctl(args);
+        let wall = started.elapsed();
+        let status_peaks = sampler.finish();
+        let sample = Sample {
+            wall_s: wall.as_secs_f64(),
+            cpu_s: measure::cpu_seconds(pid)
+                .zip(cpu_before)
+                .map(|(after, before)| after - before),
+            rchar: measure::io_field(&pid.to_string(), "rchar")
+                .zip(rchar_before)
+                .map(|(after, before)| after.saturating_sub(before)),
+            peak_rss: measure::status_bytes(pid, "VmHWM"),
+            idle_rss,
+            rss_after: measure::status_bytes(pid, "VmRSS"),
+            status_peaks,
+            ..Sample::default()
+        };
+        daemon.stop()?;
+        let answer = answer.with_context(|| format!("see {}", self.log().display()))?;
+        Ok((sample, answer))
+    }
+}
+
+impl Tool for Sealback {
+    fn name(&self) -> &'static str {
+        "sealback"
+    }
+
+    fn version(&self) -> &str {
+        &self.version
+    }
+
+    fn repository(&self) -> &Path {
+        &self.repo
+    }
+
+    fn init(&mut self) -> Result<()> {
+        let mut daemon = self.start()?;
+        // The answer holds the recovery key: it is neither printed nor logged.
+        let generated = self.ctl(&["key", "generate"]);
+        daemon.stop()?;
+        generated.context("cannot create sealback's key")?;
+        Ok(())
+    }
+
+    fn backup(&mut self, _label: &str) -> Result<Sample> {
+        let (mut sample, answer) = self.measured(&["backup", "--wait"])?;
+        let report: BackupReport = serde_json::from_str(&answer)
+            .with_context(|| format!("sealbackctl backup printed {answer:?}"))?;
+        sample.bytes_read = Some(report.bytes_read);
+        sample.note = Some(format!(
+            "{}/{} files read, {} db pages, chunks {} new/{} reused, {} packs, daemon {} ms",
+            report.files_read,
+            report.files,
+            report.db_pages,
+            report.chunks_new,
+            report.chunks_reused,
+            report.packs_written,
+            report.duration_ms
+        ));
+        Ok(sample)
+    }
+
+    fn restore(&mut self, into: &Path) -> Result<(Sample, PathBuf)> {
+        let to = into
+            .to_str()
+            .with_context(|| format!("{} is not UTF-8", into.display()))?;
+        let (mut sample, answer) = self.measured(&["restore", "latest", "--to", to])?;
+        let report: RestoreReport = serde_json::from_str(&answer)
+            .with_context(|| format!("sealbackctl restore printed {answer:?}"))?;
+        sample.bytes_read = sample.rchar;
+        sample.note = Some(format!(
+            "{} files, {} bytes, daemon {} ms",
+            report.files, report.bytes, report.duration_ms
+        ));
+        Ok((sample, into.to_path_buf()))
+    }
+}
+
+/// A running sealbackd, stopped (SIGTERM, then SIGKILL) at the latest when dropped.
+struct Daemon {
+    child: Option<Child>,
+}
+
+impl Daemon {
+    fn pid(&self) -> Result<u32> {
+        self.child
+            .as_ref()
+            .map(Child::id)
+            .context("the daemon has already been stopped")
+    }
+
+    fn exited(&mut self) -> Result<Option<std::process::ExitStatus>> {
+        match &mut self.child {
+            Some(child) => child.try_wait().context("cannot check on sealbackd"),
+            None => Ok(None),
+        }
+    }
+
+    /// Sends SIGTERM and waits; fails if the daemon had to be killed or exited with an error.
+    fn stop(&mut self) -> Result<()> {
+        let Some(mut child) = self.child.take() else {
+            return Ok(());
+        };
+        let pid = Pid::from_raw(i32::try_from(child.id()).context("pid out of range")?);
+        kill(pid, Signal::SIGTERM).context("cannot send SIGTERM to sealbackd")?;
+        let asked = Instant::now();
+        loop {
+            if let Some(status) = child.try_wait().context("cannot wait for sealbackd")? {
+                if !status.success() {
+                    bail!("sealbackd exited with {status} when asked to stop");
+                }
+                return Ok(());
+            }
+            if asked.elapsed() > STOP_TIMEOUT {
+                let _ = child.kill();
+                let _ = child.wait();
+                bail!("sealbackd did not stop within {STOP_TIMEOUT:?} of SIGTERM; killed it");
+            }
+            sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// A path as a TOML basic string (JSON's string syntax is a subset of it).
+fn toml_string(path: &Path) -> Result<String> {
+    let text = path
+        .to_str()
+        .with_context(|| format!("{} is not UTF-8", path.display()))?;
+    serde_json::to_string(text).context("cannot quote a path")
+}

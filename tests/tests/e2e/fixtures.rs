@@ -1,0 +1,67 @@
+//! What several tests start from: a store that was backed up, and new devices that restore
+//! from its target.
+
+use std::path::{Path, PathBuf};
+
+use sealback_tests::{Device, MessageStore, Setup, Target};
+use tempfile::TempDir;
+
+/// The name every test gives its target.
+pub const TARGET: &str = "disk";
+
+/// A store backed up (once) by a device to a local target.
+pub struct BackedUp {
+    pub dir: TempDir,
+    pub store: MessageStore,
+    pub target: PathBuf,
+    pub device: Device,
+    pub recovery_key: String,
+    /// Snapshot ids, oldest first.
+    pub snapshots: Vec<String>,
+}
+
+impl BackedUp {
+    /// `messages` messages, every `media_every`-th with an image, backed up once.
+    pub fn new(messages: i64, media_every: i64) -> BackedUp {
+        let dir = tempfile::Builder::new()
+            .prefix("sealback-e2e-")
+            .tempdir()
+            .expect("a temporary directory");
+        let store = MessageStore::create(&dir.path().join("store"), media_every);
+        store.append(messages);
+        let target = dir.path().join("target");
+        let device = Device::started(Setup::new(
+            store.dir(),
+            vec![Target::local(TARGET, &target)],
+        ));
+        let recovery_key = device.generate_key();
+        let report = device.backup();
+        BackedUp {
+            dir,
+            store,
+            target,
+            device,
+            recovery_key,
+            snapshots: vec![report.snapshot],
+        }
+    }
+
+    /// Adds `messages` messages and backs up again.
+    pub fn add_and_back_up(&mut self, messages: i64) {
+        self.store.append(messages);
+        let report = self.device.backup();
+        self.snapshots.push(report.snapshot);
+    }
+
+    /// A directory of the test's own.
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+}
+
+/// A new device, with nothing but the recovery key, restoring from the local target `target`.
+pub fn new_device(target: &Path, recovery_key: &str) -> Device {
+    let device = Device::started(Setup::restoring_from(vec![Target::local(TARGET, target)]));
+    device.import_key(recovery_key);
+    device
+}

@@ -1,0 +1,13 @@
+//! End-to-end tests: the built `sealbackd`, `sealbackctl` and plugins, driven as a user
+//! would, one module per capability. Run `cargo build --workspace` first; every test makes
+//! its own temporary devices, stores and targets, so they run in parallel.
+
+mod backup_restore;
+mod config;
+mod fixtures;
+mod incremental;
+mod keys;
+mod lifecycle;
+mod plugins;
+mod socket;
+mod tampering;
