@@ -1,5 +1,6 @@
 //! sealbackctl: the command line of sealbackd. Every command is one request on the daemon's
 //! control socket (see `control::api`); this file only parses arguments and prints answers.
+//! `plugin check` is the exception: it runs the conformance kit here, without the daemon.
 
 use std::io::{self, BufRead, IsTerminal, Read, Write};
 use std::path::PathBuf;
@@ -33,9 +34,10 @@ Examples:
   sealbackctl backup --wait
   sealbackctl restore latest --to ./restored
   sealbackctl key import < recovery-key.txt
+  sealbackctl plugin check ./libsealback_mine.so --options '{\"path\": \"/tmp/sb-check\"}'
 
-Exit status: 0 done, 1 the daemon reported an error, 2 usage error,
-3 the daemon cannot be reached."
+Exit status: 0 done, 1 the daemon reported an error (or a plugin check
+failed), 2 usage error, 3 the daemon cannot be reached."
 )]
 struct Cli {
     /// The daemon's control socket [default: $SEALBACK_SOCKET, else /run/sealback/control.sock]
@@ -85,6 +87,29 @@ enum Command {
     /// Create or import the key that encrypts the backups
     #[command(subcommand)]
     Key(KeyCommand),
+    /// Develop storage-provider plugins (runs here, without the daemon)
+    #[command(subcommand)]
+    Plugin(PluginCommand),
+}
+
+#[derive(Subcommand)]
+enum PluginCommand {
+    /// Run the conformance kit against a plugin file; exits 1 if any case fails
+    #[command(after_help = "\
+Every object the kit stores is under a fresh prefix conformance-<random>/ in the target, and is
+removed at the end. Options are not secret (they are in the process list): a provider takes
+its secrets from files or environment variables that its options name. See docs/plugins.md.")]
+    Check {
+        /// The plugin file, e.g. target/release/libsealback_mine.so
+        plugin: PathBuf,
+        /// The provider's options: a JSON object, as a target's `options` are passed
+        #[arg(long, value_name = "JSON")]
+        options: String,
+        /// Options for a second instance over the same storage whose puts fail (read-only
+        /// credentials, a full quota), for the failed-put cases, which are skipped without
+        #[arg(long, value_name = "JSON")]
+        failing_options: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -239,6 +264,17 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 println!("Without this recovery key or this device, your backups cannot be read.");
             })?;
         }
+        Command::Plugin(PluginCommand::Check {
+            plugin,
+            options,
+            failing_options,
+        }) => {
+            let mut settings = sealback_conformance::Settings::new(options);
+            if let Some(failing) = failing_options {
+                settings = settings.failing_options(failing);
+            }
+            check_plugin(json, plugin, settings).await?;
+        }
         Command::Key(KeyCommand::Import { replace }) => {
             let recovery_key = read_recovery_key()?;
             let request = KeyImportRequest {
@@ -259,6 +295,43 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 }
             })?;
         }
+    }
+    Ok(())
+}
+
+/// Runs the conformance kit on a blocking thread, printing each case as it ends (or, with
+/// `--json`, the report at the end).
+async fn check_plugin(
+    json: bool,
+    plugin: PathBuf,
+    settings: sealback_conformance::Settings,
+) -> anyhow::Result<()> {
+    if !json {
+        println!("checking {}", plugin.display());
+    }
+    let report = tokio::task::spawn_blocking(move || {
+        sealback_conformance::run_with(&plugin, &settings, |case| {
+            if !json {
+                println!("{case}");
+            }
+        })
+    })
+    .await
+    .context("the conformance kit stopped")??;
+    let plugin = &report.plugin;
+    output(json, &report, |report| {
+        println!(
+            "{report}: plugin {:?} {} (ABI v{})",
+            plugin.name, plugin.version, plugin.abi_version
+        );
+    })?;
+    if !report.is_success() {
+        anyhow::bail!(
+            "{} of {} cases failed: the plugin does not keep the provider contract \
+             (docs/plugin-abi.md)",
+            report.failed(),
+            report.cases.len()
+        );
     }
     Ok(())
 }
@@ -416,6 +489,10 @@ fn print_status(status: &Status) {
                 t.snapshots.to_string(),
                 HumanBytes(t.bytes_stored).to_string(),
                 last,
+                format!(
+                    "{} ({} retried, {} failed)",
+                    t.requests.requests, t.requests.retries, t.requests.failures
+                ),
                 t.last_error.clone().unwrap_or_else(|| "-".to_owned()),
             ]
         })
@@ -427,6 +504,7 @@ fn print_status(status: &Status) {
             ("SNAPSHOTS", true),
             ("STORED", true),
             ("LAST SNAPSHOT", false),
+            ("REQUESTS", false),
             ("LAST ERROR", false),
         ],
         &rows,

@@ -1,13 +1,18 @@
-//! The C ABI v1, exactly as `include/sealback_plugin.h` spells it.
+//! The C ABI v1, exactly as `include/sealback_plugin.h` spells it. `docs/plugin-abi.md` is its
+//! specification: what each call must do, who frees which buffer, threads, versioning.
 //!
-//! Everything here is `#[repr(C)]` and only ever appended to: a later ABI version adds fields at
-//! the end of [`ProviderTableV1`] (the table's `size` field tells the host how much of it the
-//! plugin knows about) and never changes or reorders the fields that are already here. The types
-//! are public so that a plugin can be written without the [`sdk`](crate::sdk), in Rust or in C.
+//! Everything here is `#[repr(C)]`, and the ABI only grows: a later version appends fields to the
+//! end of [`ProviderTableV1`] (whose `size` says how much of the table the plugin filled in),
+//! never changes a type, field or signature already here, and keeps every appended field
+//! optional. So a v1 host uses the first `size_of::<ProviderTableV1>()` bytes of a newer
+//! plugin's table, and a newer host treats the fields a v1 table lacks as absent.
+//! `tests/c_header.rs` compiles the header with the system C compiler and checks that it lays
+//! every type out as this file does. The types are public so that a plugin can be written
+//! without the [`sdk`](crate::sdk), in Rust or in C.
 
 use std::ffi::{c_char, c_void};
 
-/// The plugin ABI version this crate speaks.
+/// The plugin ABI version this crate speaks, and the oldest one a host loads.
 pub const ABI_VERSION: u32 = 1;
 
 /// The first eight bytes of a [`PluginMagic`].
@@ -17,7 +22,8 @@ pub const MAGIC: [u8; 8] = *b"SBPLUGIN";
 pub const STATUS_OK: i32 = 0;
 /// The object does not exist.
 pub const STATUS_NOT_FOUND: i32 = 1;
-/// The call failed but retrying it later may succeed (network trouble, a busy server).
+/// The call failed but retrying it later may succeed (network trouble, a busy server); the
+/// plugin may say how long to wait in [`Error::retry_after_ms`].
 pub const STATUS_TRANSIENT: i32 = 2;
 /// The storage refused the credentials.
 pub const STATUS_AUTH: i32 = 3;
@@ -34,14 +40,15 @@ pub const STATUS_INVALID_CONFIG: i32 = 6;
 pub struct PluginMagic {
     /// Always [`MAGIC`].
     pub magic: [u8; 8],
-    /// The ABI version the plugin was built for.
+    /// The ABI version the plugin was built for: 1, or a later one (which only appends).
     pub abi_version: u32,
     /// Zero; the host ignores it.
     pub reserved: u32,
 }
 
 /// A byte buffer allocated by the plugin and handed to the host, which gives it back to the
-/// table's `free_buf` (never to its own allocator). `ptr` may be null when `len` is 0.
+/// table's `free_buf` (never to its own allocator): `sealback_buf_t`. `ptr` may be null when
+/// `len` is 0.
 #[repr(C)]
 #[derive(Debug)]
 pub struct Buf {
@@ -49,7 +56,8 @@ pub struct Buf {
     pub ptr: *mut u8,
     /// How many bytes are initialised.
     pub len: usize,
-    /// How many bytes the plugin allocated; only `free_buf` needs it.
+    /// The plugin's own bookkeeping (for the SDK: the allocated capacity); the host only keeps
+    /// it unchanged for `free_buf`.
     pub cap: usize,
 }
 
@@ -64,30 +72,57 @@ impl Buf {
     }
 }
 
-/// `open(options_json, len, &instance, &error)`.
-pub type OpenFn = unsafe extern "C" fn(*const u8, usize, *mut *mut c_void, *mut Buf) -> i32;
+/// How a call failed, beyond its status: `sealback_error_t`.
+///
+/// The host passes it zeroed (no message, no retry-after). On a failing status the plugin may
+/// fill `message`, which the host gives back to `free_buf` like any other buffer, and, with
+/// [`STATUS_TRANSIENT`] only, may set `retry_after_ms`.
+#[repr(C)]
+#[derive(Debug)]
+pub struct Error {
+    /// A UTF-8 message for people, allocated by the plugin; empty when it has none.
+    pub message: Buf,
+    /// With [`STATUS_TRANSIENT`]: how many milliseconds the host should wait before it retries.
+    /// 0 means the plugin has no advice; the host ignores it with any other status.
+    pub retry_after_ms: u64,
+}
+
+impl Error {
+    /// What the host passes in before the call: no message, no retry-after.
+    pub const fn empty() -> Self {
+        Self {
+            message: Buf::empty(),
+            retry_after_ms: 0,
+        }
+    }
+}
+
+/// `open(options_json, options_len, &instance, &error)`.
+pub type OpenFn = unsafe extern "C" fn(*const u8, usize, *mut *mut c_void, *mut Error) -> i32;
 /// `close(instance)`.
 pub type CloseFn = unsafe extern "C" fn(*mut c_void);
 /// `put(instance, name, name_len, data, data_len, &error)`.
 pub type PutFn =
-    unsafe extern "C" fn(*mut c_void, *const u8, usize, *const u8, usize, *mut Buf) -> i32;
+    unsafe extern "C" fn(*mut c_void, *const u8, usize, *const u8, usize, *mut Error) -> i32;
 /// `get(instance, name, name_len, &data, &error)`.
-pub type GetFn = unsafe extern "C" fn(*mut c_void, *const u8, usize, *mut Buf, *mut Buf) -> i32;
+pub type GetFn = unsafe extern "C" fn(*mut c_void, *const u8, usize, *mut Buf, *mut Error) -> i32;
 /// `list(instance, prefix, prefix_len, &entries, &error)`.
-pub type ListFn = unsafe extern "C" fn(*mut c_void, *const u8, usize, *mut Buf, *mut Buf) -> i32;
+pub type ListFn = unsafe extern "C" fn(*mut c_void, *const u8, usize, *mut Buf, *mut Error) -> i32;
 /// `remove(instance, name, name_len, &error)`.
-pub type RemoveFn = unsafe extern "C" fn(*mut c_void, *const u8, usize, *mut Buf) -> i32;
+pub type RemoveFn = unsafe extern "C" fn(*mut c_void, *const u8, usize, *mut Error) -> i32;
 /// `free_buf(&buf)`.
 pub type FreeBufFn = unsafe extern "C" fn(*mut Buf);
 
-/// What `sealback_plugin_provider()` returns: the provider's function table, v1.
+/// What `sealback_plugin_provider()` returns: the provider's function table, v1
+/// (`sealback_provider_v1_t`).
 ///
 /// The function pointers are `Option`s so that the host can see a null one (the layout of
 /// `Option<extern "C" fn>` is that of a nullable C function pointer); a valid table has none.
 #[repr(C)]
 #[derive(Debug, Clone, Copy)]
 pub struct ProviderTableV1 {
-    /// `size_of` the table as the plugin was built; at least `size_of::<ProviderTableV1>()`.
+    /// `size_of` the table as the plugin was built: `size_of::<ProviderTableV1>()` for v1, more
+    /// for a later version's table.
     pub size: u32,
     /// The ABI version the table follows; the same as the magic's.
     pub abi_version: u32,
@@ -115,35 +150,3 @@ pub struct ProviderTableV1 {
 // NUL-terminated strings, so sharing a reference to it between threads cannot race. This is what
 // lets a plugin keep its table in a `static`.
 unsafe impl Sync for ProviderTableV1 {}
-
-#[cfg(test)]
-mod tests {
-    use std::mem::offset_of;
-
-    use super::*;
-
-    /// The layout `include/sealback_plugin.h` gives a C compiler on a 64-bit target (checked
-    /// with `offsetof` in C when the header was written).
-    #[test]
-    #[cfg(target_pointer_width = "64")]
-    fn the_layout_matches_the_c_header() {
-        assert_eq!(size_of::<PluginMagic>(), 16);
-        assert_eq!(size_of::<Buf>(), 24);
-        assert_eq!(size_of::<ProviderTableV1>(), 80);
-        let offsets = [
-            offset_of!(ProviderTableV1, size),
-            offset_of!(ProviderTableV1, abi_version),
-            offset_of!(ProviderTableV1, name),
-            offset_of!(ProviderTableV1, version),
-            offset_of!(ProviderTableV1, open),
-            offset_of!(ProviderTableV1, close),
-            offset_of!(ProviderTableV1, put),
-            offset_of!(ProviderTableV1, get),
-            offset_of!(ProviderTableV1, list),
-            offset_of!(ProviderTableV1, remove),
-            offset_of!(ProviderTableV1, free_buf),
-        ];
-        assert_eq!(offsets, [0, 4, 8, 16, 24, 32, 40, 48, 56, 64, 72]);
-        assert_eq!(size_of::<Option<PutFn>>(), size_of::<PutFn>());
-    }
-}

@@ -3,6 +3,7 @@
 use std::fmt;
 use std::io;
 use std::path::Path;
+use std::time::Duration;
 
 use crate::abi;
 
@@ -15,7 +16,8 @@ use crate::abi;
 pub enum ErrorKind {
     /// The object does not exist.
     NotFound,
-    /// Retrying later may succeed: a timeout, a dropped connection, a busy server.
+    /// Retrying later may succeed: a timeout, a dropped connection, a busy server. The error
+    /// may say how long to wait first: [`ProviderError::retry_after`].
     Transient,
     /// The storage refused the credentials; a person has to fix them.
     Auth,
@@ -73,12 +75,14 @@ impl fmt::Display for ErrorKind {
     }
 }
 
-/// A failed provider call: its [`ErrorKind`] and a message that names what is wrong.
+/// A failed provider call: its [`ErrorKind`], a message that names what is wrong, and for a
+/// transient error, optionally, how long to wait before retrying.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{message}")]
 pub struct ProviderError {
     kind: ErrorKind,
     message: String,
+    retry_after: Option<Duration>,
 }
 
 impl ProviderError {
@@ -87,7 +91,21 @@ impl ProviderError {
         Self {
             kind,
             message: message.into(),
+            retry_after: None,
         }
+    }
+
+    /// Advises the host to wait `delay` before it retries: what a server's `Retry-After` or a
+    /// rate limit's reset time says. Only a [`Transient`](ErrorKind::Transient) error carries
+    /// it; on any other kind this does nothing.
+    ///
+    /// The delay crosses the ABI in whole milliseconds, so it is rounded up to one (and capped
+    /// at `u64::MAX` milliseconds); a zero delay is no advice, as if this were not called.
+    pub fn with_retry_after(mut self, delay: Duration) -> Self {
+        if self.kind == ErrorKind::Transient {
+            self.retry_after = duration_from_ms(ms_from_duration(delay));
+        }
+        self
     }
 
     /// [`ErrorKind::NotFound`].
@@ -151,6 +169,29 @@ impl ProviderError {
     pub fn message(&self) -> &str {
         &self.message
     }
+
+    /// How long the provider advises waiting before a retry; `None` when it gave no advice,
+    /// and always for errors that are not [`Transient`](ErrorKind::Transient).
+    pub fn retry_after(&self) -> Option<Duration> {
+        self.retry_after
+    }
+
+    /// The retry-after as the ABI's `retry_after_ms`: 0 for none.
+    pub(crate) fn retry_after_ms(&self) -> u64 {
+        self.retry_after.map_or(0, ms_from_duration)
+    }
+}
+
+/// Whole milliseconds, rounded up, saturating.
+fn ms_from_duration(delay: Duration) -> u64 {
+    let ms = delay.as_nanos().div_ceil(1_000_000);
+    u64::try_from(ms).unwrap_or(u64::MAX)
+}
+
+/// The ABI's `retry_after_ms` as a delay: 0 is none.
+#[cfg_attr(not(feature = "host"), allow(dead_code))]
+pub(crate) fn duration_from_ms(ms: u64) -> Option<Duration> {
+    (ms > 0).then(|| Duration::from_millis(ms))
 }
 
 #[cfg(test)]
@@ -171,6 +212,32 @@ mod tests {
         }
         assert_eq!(ErrorKind::from_status(abi::STATUS_OK), None);
         assert_eq!(ErrorKind::from_status(7), None);
+    }
+
+    #[test]
+    fn only_transient_errors_carry_a_retry_after() {
+        let err = ProviderError::transient("busy").with_retry_after(Duration::from_secs(30));
+        assert_eq!(err.retry_after(), Some(Duration::from_secs(30)));
+        assert_eq!(err.retry_after_ms(), 30_000);
+        let err = ProviderError::quota("full").with_retry_after(Duration::from_secs(30));
+        assert_eq!(err.retry_after(), None);
+        assert_eq!(err.retry_after_ms(), 0);
+        assert_eq!(ProviderError::transient("x").retry_after(), None);
+    }
+
+    #[test]
+    fn a_retry_after_is_whole_milliseconds_rounded_up() {
+        let after = |delay| ProviderError::transient("x").with_retry_after(delay);
+        assert_eq!(
+            after(Duration::from_micros(1)).retry_after(),
+            Some(Duration::from_millis(1))
+        );
+        assert_eq!(
+            after(Duration::from_micros(2_500)).retry_after(),
+            Some(Duration::from_millis(3))
+        );
+        assert_eq!(after(Duration::ZERO).retry_after(), None);
+        assert_eq!(after(Duration::MAX).retry_after_ms(), u64::MAX);
     }
 
     #[test]

@@ -11,14 +11,16 @@
 //!   name, a version and seven functions (`open`, `close`, `put`, `get`, `list`, `remove`,
 //!   `free_buf`). The table starts with its own size and is only ever appended to.
 //!
-//! `include/sealback_plugin.h` is the C spelling of the same ABI, for plugins written in C.
+//! `include/sealback_plugin.h` is the C spelling of the same ABI, for plugins written in C, and
+//! `docs/plugin-abi.md` its specification; `docs/plugins.md` is the guide to writing a plugin.
 //!
 //! # Writing a plugin
 //!
 //! Implement [`sdk::Provider`], whose documentation is the contract every provider keeps
 //! (atomic, idempotent `put`; `NotFound` only for absence; complete `list`; `remove` of a missing
 //! object succeeds), and export it with [`export_provider!`] from a `cdylib` crate. Errors are
-//! [`ProviderError`]s whose [`ErrorKind`] tells the host what it can do about them.
+//! [`ProviderError`]s whose [`ErrorKind`] tells the host what it can do about them; a transient
+//! one may carry a [retry-after](ProviderError::with_retry_after).
 //!
 //! # Loading a plugin
 //!

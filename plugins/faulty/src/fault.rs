@@ -2,6 +2,7 @@
 
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use sealback_plugin_api::{ErrorKind, ProviderError};
 use serde::Deserialize;
@@ -59,9 +60,19 @@ struct FaultOptions {
     after: Option<u64>,
     times: Option<u64>,
     panic: Option<bool>,
+    retry_after_ms: Option<u64>,
+    torn: Option<bool>,
 }
 
-const FAULT_KEYS: [&str; 5] = ["fail", "kind", "after", "times", "panic"];
+const FAULT_KEYS: [&str; 7] = [
+    "fail",
+    "kind",
+    "after",
+    "times",
+    "panic",
+    "retry_after_ms",
+    "torn",
+];
 
 /// One operation that fails with `kind` (or panics) on calls `after + 1 ..= after + times`.
 #[derive(Debug)]
@@ -71,6 +82,8 @@ pub(crate) struct Fault {
     after: u64,
     times: Option<u64>,
     panic: bool,
+    retry_after: Option<Duration>,
+    torn: bool,
     calls: AtomicU64,
 }
 
@@ -96,19 +109,35 @@ impl Fault {
                 || options.after.is_some()
                 || options.times.is_some()
                 || options.panic.is_some()
+                || options.retry_after_ms.is_some()
+                || options.torn.is_some()
             {
                 return Err(invalid(
-                    "`kind`, `after`, `times` and `panic` need `fail`".into(),
+                    "`kind`, `after`, `times`, `panic`, `retry_after_ms` and `torn` need `fail`"
+                        .into(),
                 ));
             }
             return Ok((None, local));
         };
+        let kind = ErrorKind::from(options.kind.unwrap_or_default());
+        if options.retry_after_ms.is_some() && kind != ErrorKind::Transient {
+            return Err(invalid(
+                "`retry_after_ms` needs `kind` \"transient\": only transient errors carry one"
+                    .into(),
+            ));
+        }
+        let torn = options.torn.unwrap_or(false);
+        if torn && op != Operation::Put {
+            return Err(invalid("`torn` needs `fail` \"put\"".into()));
+        }
         let fault = Fault {
             op,
-            kind: options.kind.unwrap_or_default().into(),
+            kind,
             after: options.after.unwrap_or(0),
             times: options.times,
             panic: options.panic.unwrap_or(false),
+            retry_after: options.retry_after_ms.map(Duration::from_millis),
+            torn,
             calls: AtomicU64::new(0),
         };
         Ok((Some(fault), local))
@@ -132,6 +161,15 @@ impl Fault {
         if self.panic {
             panic!("{message}");
         }
-        Err(ProviderError::new(self.kind, message))
+        let err = ProviderError::new(self.kind, message);
+        Err(match self.retry_after {
+            Some(delay) => err.with_retry_after(delay),
+            None => err,
+        })
+    }
+
+    /// Whether a failing put first tears the object, as a provider without atomic puts would.
+    pub(crate) fn torn(&self) -> bool {
+        self.torn
     }
 }

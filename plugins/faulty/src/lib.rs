@@ -11,14 +11,20 @@
 //! | `after`  | how many calls of that operation succeed before the failures start | `0` |
 //! | `times`  | how many calls fail before the operation works again | unlimited |
 //! | `panic`  | `true`: panic instead of returning an error (the SDK reports `PERMANENT`, "provider panicked in put: ...") | `false` |
+//! | `retry_after_ms` | with `kind` `"transient"`: the retry-after the failures advise, in milliseconds | none |
+//! | `torn`   | with `fail` `"put"`: a failing put first overwrites the object's file with the first half of the data, in place, as a provider without atomic puts would; for showing that the conformance kit catches it | `false` |
 //!
 //! For example `{"path": "/tmp/x", "fail": "put", "kind": "quota", "after": 2}` stores two
 //! objects, then reports every later put as `QUOTA` without storing anything. Calls are counted
 //! per instance and per operation; calls the SDK refuses (invalid names) are not counted. `kind`,
 //! `after`, `times` and `panic` without `fail` are an `INVALID_CONFIG` error, like any unknown
-//! or mistyped option.
+//! or mistyped option, and so are `retry_after_ms` with another kind and `torn` with another
+//! operation.
 
 mod fault;
+
+use std::fs;
+use std::path::PathBuf;
 
 use sealback_local_store::LocalProvider;
 use sealback_plugin_api::sdk::Provider;
@@ -30,9 +36,21 @@ use crate::fault::{Fault, Operation};
 struct FaultyProvider {
     inner: LocalProvider,
     fault: Option<Fault>,
+    /// The local provider's directory, where a torn put writes.
+    root: PathBuf,
 }
 
 impl FaultyProvider {
+    /// Writes the first half of `data` over the object's file, in place: the torn write that
+    /// atomic puts exist to prevent. Best effort, since the put fails anyway.
+    fn tear(&self, name: &str, data: &[u8]) {
+        let path = self.root.join(name);
+        if let Some(parent) = path.parent() {
+            let _ = fs::create_dir_all(parent);
+        }
+        let _ = fs::write(path, &data[..data.len() / 2]);
+    }
+
     /// Counts a call of `op` and fails it if the fault says so.
     fn check(&self, op: Operation) -> Result<(), ProviderError> {
         match &self.fault {
@@ -49,11 +67,21 @@ impl Provider for FaultyProvider {
     fn open(options_json: &str) -> Result<Self, ProviderError> {
         let (fault, local_options) = Fault::parse(options_json)?;
         let inner = LocalProvider::open(&local_options)?;
-        Ok(Self { inner, fault })
+        // The local provider has checked that `path` is there and is an absolute path.
+        let root = serde_json::from_str::<serde_json::Value>(&local_options)
+            .ok()
+            .and_then(|options| options.get("path")?.as_str().map(PathBuf::from))
+            .unwrap_or_default();
+        Ok(Self { inner, fault, root })
     }
 
     fn put(&self, name: &str, data: &[u8]) -> Result<(), ProviderError> {
-        self.check(Operation::Put)?;
+        if let Err(err) = self.check(Operation::Put) {
+            if self.fault.as_ref().is_some_and(Fault::torn) {
+                self.tear(name, data);
+            }
+            return Err(err);
+        }
         self.inner.put(name, data)
     }
 

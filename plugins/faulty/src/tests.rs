@@ -98,6 +98,27 @@ fn panic_panics_instead() {
 }
 
 #[test]
+fn transient_failures_can_advise_a_retry_after() {
+    let (_dir, provider) = open(json!({ "fail": "get", "retry_after_ms": 1500 }));
+    let err = provider.expect("open").get("a").expect_err("injected");
+    assert_eq!(err.kind(), ErrorKind::Transient);
+    assert_eq!(
+        err.retry_after(),
+        Some(std::time::Duration::from_millis(1500))
+    );
+}
+
+#[test]
+fn a_torn_put_leaves_half_the_data_in_place_of_the_object() {
+    let (dir, provider) = open(json!({ "fail": "put", "after": 1, "torn": true }));
+    let provider = provider.expect("open");
+    provider.put("a/b", b"old!").expect("first put");
+    provider.put("a/b", b"new data").expect_err("injected");
+    assert_eq!(provider.get("a/b").expect("torn object"), b"new ");
+    assert_eq!(fs::read(dir.path().join("a/b")).expect("file"), b"new ");
+}
+
+#[test]
 fn bad_fault_options_are_invalid_config() {
     for (extra, problem) in [
         (json!({ "fail": "open" }), "unknown variant `open`"),
@@ -108,6 +129,15 @@ fn bad_fault_options_are_invalid_config() {
         (json!({ "fail": "put", "after": -1 }), "invalid value"),
         (json!({ "kind": "quota" }), "need `fail`"),
         (json!({ "colour": "red" }), "unknown field `colour`"),
+        (
+            json!({ "fail": "put", "kind": "quota", "retry_after_ms": 5 }),
+            "`retry_after_ms` needs `kind` \"transient\"",
+        ),
+        (
+            json!({ "fail": "get", "torn": true }),
+            "`torn` needs `fail` \"put\"",
+        ),
+        (json!({ "torn": true }), "need `fail`"),
     ] {
         let (_dir, provider) = open(extra);
         let err = provider.err().expect(problem);

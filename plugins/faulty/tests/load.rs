@@ -84,3 +84,18 @@ fn unknown_options_are_refused() {
         .expect_err("bad kind");
     assert_eq!(err.kind(), ErrorKind::InvalidConfig);
 }
+
+#[test]
+fn a_retry_after_crosses_the_boundary() {
+    let plugin = plugin();
+    let (_dir, instance) = open(
+        &plugin,
+        serde_json::json!({ "fail": "list", "retry_after_ms": 2500 }),
+    );
+    let err = instance.list("").expect_err("injected");
+    assert_eq!(err.kind(), ErrorKind::Transient);
+    assert_eq!(
+        err.retry_after(),
+        Some(std::time::Duration::from_millis(2500))
+    );
+}

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use super::{Loaded, Plugin};
 use crate::abi::{self, Buf, FreeBufFn};
-use crate::error::{ErrorKind, ProviderError};
+use crate::error::{ErrorKind, ProviderError, duration_from_ms};
 use crate::listing::{self, ObjectInfo};
 use crate::name::{validate_list_prefix, validate_object_name};
 
@@ -57,7 +57,7 @@ impl Plugin {
         let mut raw = ptr::null_mut();
         loaded.call(Op::Open, |error| {
             // SAFETY: the options are borrowed for the call; `raw` and `error` are valid for
-            // writes and empty, as ABI v1 requires.
+            // writes and zeroed, as ABI v1 requires.
             unsafe {
                 (loaded.functions.open)(options_json.as_ptr(), options_json.len(), &mut raw, error)
             }
@@ -82,7 +82,7 @@ impl Instance {
         let put = self.loaded.functions.put;
         self.loaded.call(Op::Put(name), |error| {
             // SAFETY: the instance is open; the inputs are borrowed for the call; `error` is
-            // valid for writes and empty.
+            // valid for writes and zeroed.
             unsafe {
                 put(
                     self.raw.as_ptr(),
@@ -175,20 +175,40 @@ impl fmt::Debug for Instance {
 }
 
 impl Loaded {
-    /// Makes one call that reports failure as a status and a message in an error buffer.
-    fn call(&self, op: Op<'_>, f: impl FnOnce(*mut Buf) -> i32) -> Result<(), ProviderError> {
-        let mut error = self.buf();
-        let status = f(error.as_mut_ptr());
+    /// Makes one call that reports failure as a status and a `sealback_error_t`.
+    ///
+    /// An unknown status is a permanent error, and so is `NOT_FOUND` from anything but `get`:
+    /// only an object can be missing, and the host acts on absence.
+    fn call(
+        &self,
+        op: Op<'_>,
+        f: impl FnOnce(*mut abi::Error) -> i32,
+    ) -> Result<(), ProviderError> {
+        let mut error = PluginError {
+            error: abi::Error::empty(),
+            free: self.functions.free_buf,
+        };
+        let status = f(&mut error.error);
         if status == abi::STATUS_OK {
             return Ok(());
         }
-        let Some(kind) = ErrorKind::from_status(status) else {
-            return Err(ProviderError::permanent(format!(
-                "plugin {:?} returned unknown status {status} from {op}",
-                self.name
-            )));
+        let message = String::from_utf8_lossy(error.message());
+        let kind = match ErrorKind::from_status(status) {
+            Some(ErrorKind::NotFound) if !matches!(op, Op::Get(_)) => {
+                return Err(ProviderError::permanent(format!(
+                    "plugin {:?} returned NOT_FOUND from {op}, which only get may return \
+                     (its message: {message:?})",
+                    self.name
+                )));
+            }
+            Some(kind) => kind,
+            None => {
+                return Err(ProviderError::permanent(format!(
+                    "plugin {:?} returned unknown status {status} from {op}",
+                    self.name
+                )));
+            }
         };
-        let message = String::from_utf8_lossy(error.bytes());
         let message = if message.is_empty() {
             format!(
                 "plugin {:?} {op}: {kind} (the plugin gave no message)",
@@ -197,7 +217,12 @@ impl Loaded {
         } else {
             format!("plugin {:?} {op}: {message}", self.name)
         };
-        Err(ProviderError::new(kind, message))
+        let mut err = ProviderError::new(kind, message);
+        if let Some(delay) = duration_from_ms(error.error.retry_after_ms) {
+            // `with_retry_after` ignores it unless the error is transient, as ABI v1 says.
+            err = err.with_retry_after(delay);
+        }
+        Err(err)
     }
 
     /// An empty buffer for the plugin to fill; freed by the plugin when dropped.
@@ -206,6 +231,26 @@ impl Loaded {
             buf: Buf::empty(),
             free: self.functions.free_buf,
         }
+    }
+}
+
+/// The `sealback_error_t` of one call; its message goes back to the plugin's `free_buf` on drop.
+struct PluginError {
+    error: abi::Error,
+    free: FreeBufFn,
+}
+
+impl PluginError {
+    fn message(&self) -> &[u8] {
+        // SAFETY: the message is empty or was filled by the plugin, as for `PluginBuf::bytes`.
+        unsafe { filled(&self.error.message) }
+    }
+}
+
+impl Drop for PluginError {
+    fn drop(&mut self) {
+        // SAFETY: as for `PluginBuf`'s drop.
+        unsafe { free(self.free, &mut self.error.message) }
     }
 }
 
@@ -221,21 +266,39 @@ impl PluginBuf {
     }
 
     fn bytes(&self) -> &[u8] {
-        if self.buf.ptr.is_null() || self.buf.len == 0 {
-            return &[];
-        }
-        // SAFETY: ABI v1: a buffer the plugin filled holds `len` initialised bytes at `ptr`,
-        // untouched until `free_buf`, which only `drop` calls.
-        unsafe { std::slice::from_raw_parts(self.buf.ptr, self.buf.len) }
+        // SAFETY: the buffer is empty or was filled by the plugin and not yet freed.
+        unsafe { filled(&self.buf) }
     }
 }
 
 impl Drop for PluginBuf {
     fn drop(&mut self) {
-        if !self.buf.ptr.is_null() {
-            // SAFETY: the buffer is empty or was filled by this plugin, whose `free_buf` is the
-            // one allowed to free it; the library is loaded while its `Loaded` lives.
-            unsafe { (self.free)(&mut self.buf) }
-        }
+        // SAFETY: the buffer is empty or was filled by this plugin, whose `free_buf` is the one
+        // allowed to free it; the library is loaded while its `Loaded` lives.
+        unsafe { free(self.free, &mut self.buf) }
+    }
+}
+
+/// The bytes a plugin put in a buffer.
+///
+/// # Safety
+/// `buf` is empty, or the plugin filled it (ABI v1: `len` initialised bytes at `ptr`, untouched
+/// until `free_buf`) and it has not been freed for as long as the slice lives.
+unsafe fn filled(buf: &Buf) -> &[u8] {
+    if buf.ptr.is_null() || buf.len == 0 {
+        return &[];
+    }
+    // SAFETY: as the caller guarantees.
+    unsafe { std::slice::from_raw_parts(buf.ptr, buf.len) }
+}
+
+/// Gives a buffer back to the plugin's `free_buf`, unless it is null.
+///
+/// # Safety
+/// `buf` is empty or was filled by the plugin whose `free_buf` is `free`, which is loaded.
+unsafe fn free(free: FreeBufFn, buf: &mut Buf) {
+    if !buf.ptr.is_null() {
+        // SAFETY: as the caller guarantees.
+        unsafe { free(buf) }
     }
 }

@@ -1,9 +1,11 @@
 //! The host's side: load a plugin file, check it, open instances of its provider.
 //!
 //! [`Plugin::load`] checks, in this order, that the file loads, that it exports
-//! `sealback_plugin_magic`, that the magic is `SBPLUGIN` with ABI version 1, that it exports
-//! `sealback_plugin_provider`, and that the table is big enough, says v1 and has a name, a
-//! version and every function. Each failure is a [`LoadError`] naming the file and what to do.
+//! `sealback_plugin_magic`, that the magic is `SBPLUGIN` with ABI version 1 or later, that it
+//! exports `sealback_plugin_provider`, and that the table is at least as big as a v1 table, says
+//! the magic's version and has a name, a version and every v1 function. A table from a later
+//! ABI version is used as the v1 table it starts with (later versions only append optional
+//! fields; see `docs/plugin-abi.md`). Each failure is a [`LoadError`] naming the file and what to do.
 //! [`Plugin::open`] then creates [`Instance`]s, which keep the library loaded.
 
 mod instance;
@@ -46,10 +48,10 @@ pub enum LoadError {
         path.display()
     )]
     BadMagic { path: PathBuf, problem: String },
-    /// The plugin was built for another version of the ABI.
+    /// The plugin was built for a version of the ABI this host does not load.
     #[error(
         "plugin {} was built for plugin ABI v{plugin}, but this sealbackd speaks v{host}: \
-         rebuild the plugin against sealback-plugin-api v{host}",
+         rebuild the plugin against sealback-plugin-api v{host} (or upgrade sealbackd)",
         path.display()
     )]
     AbiMismatch {
@@ -82,6 +84,7 @@ pub struct Plugin {
 
 /// What instances share: the checked table and the library that keeps it valid.
 struct Loaded {
+    abi_version: u32,
     name: String,
     version: String,
     functions: Functions,
@@ -120,7 +123,7 @@ impl Plugin {
         .map_err(|_| LoadError::NotAPlugin { path: owned() })?;
         // SAFETY: the function takes nothing and returns a pointer to static data.
         let magic = unsafe { magic_fn() };
-        check_magic(path, magic)?;
+        let abi_version = check_magic(path, magic)?;
         // SAFETY: ABI v1 declares
         // `const sealback_provider_v1_t *sealback_plugin_provider(void)`, which is this type.
         let table_fn = unsafe {
@@ -132,16 +135,17 @@ impl Plugin {
         // SAFETY: the function takes nothing and returns a pointer to a static table.
         let table = unsafe { table_fn() };
         // SAFETY: the table comes from `library`, which `from_table` keeps loaded with it.
-        unsafe { Self::from_table(path, table, Some(library)) }
+        unsafe { Self::from_table(path, abi_version, table, Some(library)) }
     }
 
-    /// Checks a provider table and wraps it.
+    /// Checks a provider table, whose magic said `abi_version`, and wraps it.
     ///
     /// # Safety
     /// `table` is null or points at a table (of at least the `size` it states) whose strings
     /// and functions stay valid while `library` is loaded, or forever if `library` is `None`.
     unsafe fn from_table(
         path: &Path,
+        abi_version: u32,
         table: *const ProviderTableV1,
         library: Option<Library>,
     ) -> Result<Plugin, LoadError> {
@@ -162,13 +166,13 @@ impl Plugin {
                 size_of::<ProviderTableV1>()
             )));
         }
-        // SAFETY: the table states it is at least as big as a v1 table, whose fields come first.
+        // SAFETY: the table states it is at least as big as a v1 table, whose fields come first;
+        // a later version's table only has more fields after them, which this host ignores.
         let table = unsafe { table.read() };
-        if table.abi_version != abi::ABI_VERSION {
+        if table.abi_version != abi_version {
             return Err(bad(format!(
-                "it says ABI v{}, but the magic said v{}",
-                table.abi_version,
-                abi::ABI_VERSION
+                "it says ABI v{}, but the magic said v{abi_version}",
+                table.abi_version
             )));
         }
         // SAFETY: the strings are static and NUL-terminated, as the caller guarantees.
@@ -186,6 +190,7 @@ impl Plugin {
             free_buf: table.free_buf.ok_or_else(|| missing("free_buf"))?,
         };
         let loaded = Loaded {
+            abi_version,
             name,
             version,
             functions,
@@ -207,6 +212,12 @@ impl Plugin {
         &self.loaded.version
     }
 
+    /// The ABI version the plugin was built for: this host's, or a later one that it uses as
+    /// this one.
+    pub fn abi_version(&self) -> u32 {
+        self.loaded.abi_version
+    }
+
     /// The file the plugin was loaded from.
     pub fn path(&self) -> &Path {
         &self.path
@@ -218,6 +229,7 @@ impl fmt::Debug for Plugin {
         f.debug_struct("Plugin")
             .field("name", &self.loaded.name)
             .field("version", &self.loaded.version)
+            .field("abi_version", &self.loaded.abi_version)
             .field("path", &self.path)
             .finish()
     }
@@ -243,7 +255,8 @@ fn describe(err: &libloading::Error) -> String {
     text
 }
 
-fn check_magic(path: &Path, magic: *const PluginMagic) -> Result<(), LoadError> {
+/// Checks the magic; returns the ABI version the plugin was built for.
+fn check_magic(path: &Path, magic: *const PluginMagic) -> Result<u32, LoadError> {
     let bad = |problem: String| LoadError::BadMagic {
         path: path.to_owned(),
         problem,
@@ -260,6 +273,9 @@ fn check_magic(path: &Path, magic: *const PluginMagic) -> Result<(), LoadError> 
             String::from_utf8_lossy(&magic.magic)
         )));
     }
+    // A host of version N loads plugins of versions 1..=N (later versions only append to
+    // the table); a plugin of a later version may rely on host behaviour this host does not
+    // have, so it is refused, naming both versions. This host is version 1.
     if magic.abi_version != abi::ABI_VERSION {
         return Err(LoadError::AbiMismatch {
             path: path.to_owned(),
@@ -267,7 +283,7 @@ fn check_magic(path: &Path, magic: *const PluginMagic) -> Result<(), LoadError> 
             host: abi::ABI_VERSION,
         });
     }
-    Ok(())
+    Ok(magic.abi_version)
 }
 
 /// A string of the table, checked to be present and UTF-8.

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::ffi::c_void;
 use std::path::Path;
 use std::sync::Mutex;
+use std::time::Duration;
 
 use super::*;
 use crate::abi::Buf;
@@ -62,7 +63,7 @@ static GOOD: ProviderTableV1 = sdk::__table::<Memory>(b"memory\0", b"0.1.0\0");
 
 fn plugin(table: &'static ProviderTableV1) -> Result<Plugin, LoadError> {
     // SAFETY: the table and everything it points at are static.
-    unsafe { Plugin::from_table(Path::new("/plugins/libtest.so"), table, None) }
+    unsafe { Plugin::from_table(Path::new("/plugins/libtest.so"), 1, table, None) }
 }
 
 fn instance(table: &'static ProviderTableV1) -> Instance {
@@ -155,7 +156,7 @@ unsafe extern "C" fn put_unknown_status(
     _: usize,
     _: *const u8,
     _: usize,
-    _: *mut Buf,
+    _: *mut abi::Error,
 ) -> i32 {
     42
 }
@@ -166,10 +167,13 @@ unsafe extern "C" fn put_transient_with_bad_utf8(
     _: usize,
     _: *const u8,
     _: usize,
-    error: *mut Buf,
+    error: *mut abi::Error,
 ) -> i32 {
-    // SAFETY: the host passes a valid, empty error buffer.
-    unsafe { error.write(into_buf(b"server said \xff".to_vec())) };
+    // SAFETY: the host passes a valid, zeroed error.
+    unsafe {
+        (*error).message = into_buf(b"server said \xff".to_vec());
+        (*error).retry_after_ms = 1_500;
+    }
     abi::STATUS_TRANSIENT
 }
 
@@ -177,9 +181,36 @@ unsafe extern "C" fn remove_quota_silently(
     _: *mut c_void,
     _: *const u8,
     _: usize,
-    _: *mut Buf,
+    _: *mut abi::Error,
 ) -> i32 {
     abi::STATUS_QUOTA
+}
+
+/// A quota error that (wrongly) advises a retry-after, which the host ignores.
+unsafe extern "C" fn get_quota_with_retry_after(
+    _: *mut c_void,
+    _: *const u8,
+    _: usize,
+    _: *mut Buf,
+    error: *mut abi::Error,
+) -> i32 {
+    // SAFETY: the host passes a valid, zeroed error.
+    unsafe { (*error).retry_after_ms = 5_000 };
+    abi::STATUS_QUOTA
+}
+
+/// A put that reports the object missing, which only a get may.
+unsafe extern "C" fn put_not_found(
+    _: *mut c_void,
+    _: *const u8,
+    _: usize,
+    _: *const u8,
+    _: usize,
+    error: *mut abi::Error,
+) -> i32 {
+    // SAFETY: the host passes a valid, zeroed error.
+    unsafe { (*error).message = into_buf(b"no such bucket".to_vec()) };
+    abi::STATUS_NOT_FOUND
 }
 
 unsafe extern "C" fn list_malformed(
@@ -187,7 +218,7 @@ unsafe extern "C" fn list_malformed(
     _: *const u8,
     _: usize,
     entries: *mut Buf,
-    _: *mut Buf,
+    _: *mut abi::Error,
 ) -> i32 {
     // SAFETY: the host passes a valid, empty entries buffer.
     unsafe { entries.write(into_buf(b"a\t1\nb 2\n".to_vec())) };
@@ -203,7 +234,13 @@ static BROKEN: ProviderTableV1 = ProviderTableV1 {
 
 static LOSSY: ProviderTableV1 = ProviderTableV1 {
     put: Some(put_transient_with_bad_utf8),
+    get: Some(get_quota_with_retry_after),
     ..sdk::__table::<Memory>(b"lossy\0", b"0\0")
+};
+
+static MISSING: ProviderTableV1 = ProviderTableV1 {
+    put: Some(put_not_found),
+    ..sdk::__table::<Memory>(b"missing\0", b"0\0")
 };
 
 #[test]
@@ -245,6 +282,34 @@ fn invalid_utf8_in_a_message_is_replaced() {
     assert_eq!(
         err.message(),
         "plugin \"lossy\" put \"a\": server said \u{fffd}"
+    );
+}
+
+#[test]
+fn a_retry_after_crosses_with_a_transient_error_only() {
+    let transient = instance(&LOSSY).put("a", b"x").expect_err("transient");
+    assert_eq!(transient.retry_after(), Some(Duration::from_millis(1_500)));
+    let silent = instance(&BROKEN)
+        .remove("a")
+        .expect_err("quota, no retry-after");
+    assert_eq!(silent.retry_after(), None);
+    let quota = instance(&LOSSY).get("a").expect_err("quota");
+    assert_eq!(quota.kind(), ErrorKind::Quota);
+    assert_eq!(
+        quota.retry_after(),
+        None,
+        "ignored for anything but TRANSIENT"
+    );
+}
+
+#[test]
+fn not_found_from_anything_but_get_is_permanent() {
+    let err = instance(&MISSING).put("a", b"x").expect_err("not found");
+    assert_eq!(err.kind(), ErrorKind::Permanent);
+    assert_eq!(
+        err.message(),
+        "plugin \"missing\" returned NOT_FOUND from put \"a\", which only get may return (its \
+         message: \"no such bucket\")"
     );
 }
 
@@ -292,7 +357,16 @@ fn the_magic_is_checked_first() {
     assert_eq!(
         check_magic(path, &v2).expect_err("v2").to_string(),
         "plugin /x/libfoo.so was built for plugin ABI v2, but this sealbackd speaks v1: \
-         rebuild the plugin against sealback-plugin-api v1"
+         rebuild the plugin against sealback-plugin-api v1 (or upgrade sealbackd)"
+    );
+    let v0 = PluginMagic {
+        abi_version: 0,
+        ..good
+    };
+    assert_eq!(
+        check_magic(path, &v0).expect_err("v0").to_string(),
+        "plugin /x/libfoo.so was built for plugin ABI v0, but this sealbackd speaks v1: \
+         rebuild the plugin against sealback-plugin-api v1 (or upgrade sealbackd)"
     );
     let other = PluginMagic {
         magic: *b"NOTMAGIC",
@@ -303,6 +377,35 @@ fn the_magic_is_checked_first() {
         .to_string();
     assert!(err.starts_with("/x/libfoo.so is not a sealback plugin: its sealback_plugin_magic starts with \"NOTMAGIC\""), "{err}");
     assert!(check_magic(path, std::ptr::null()).is_err());
+}
+
+/// A table as a later ABI version might spell it: v1's fields, then one more.
+#[repr(C)]
+struct TableV2 {
+    v1: ProviderTableV1,
+    flush: Option<unsafe extern "C" fn(*mut c_void) -> i32>,
+}
+
+static V2: TableV2 = TableV2 {
+    v1: ProviderTableV1 {
+        size: size_of::<TableV2>() as u32,
+        abi_version: 2,
+        ..GOOD
+    },
+    flush: None,
+};
+
+#[test]
+fn a_table_bigger_than_v1s_is_read_only_up_to_its_v1_fields() {
+    // SAFETY: the table and everything it points at are static, and `size` covers all of it.
+    let plugin = unsafe { Plugin::from_table(Path::new("/p/libv2.so"), 2, &V2.v1, None) };
+    let plugin = plugin.expect("a v1 host uses the v1 part");
+    assert_eq!(plugin.abi_version(), 2);
+    let instance = plugin.open("{}").expect("open");
+    instance
+        .put("a", b"1")
+        .expect("put through the v1 function");
+    assert_eq!(instance.get("a").expect("get"), b"1");
 }
 
 #[test]

@@ -14,6 +14,9 @@
 //! sealback_plugin_api::export_provider!(Memory);
 //! ```
 //!
+//! `docs/plugins.md` walks through a whole provider, and `sealbackctl plugin check` runs the
+//! conformance kit against the built library.
+//!
 //! The macro exports `sealback_plugin_magic` and `sealback_plugin_provider` and a static
 //! function table whose entries are the `extern "C"` shims in this module. The shims turn the
 //! C arguments into Rust ones, reject invalid object names before the provider sees them, catch
@@ -45,7 +48,17 @@ pub use shim::{
 /// once. The instance is dropped once, after every other call has returned. A panic in any
 /// method is caught and reported as a [`Permanent`](crate::ErrorKind::Permanent) error; the
 /// instance may still be used afterwards, so a provider that can be left inconsistent by a
-/// panic should poison itself.
+/// panic should poison itself. Calls may block; a provider that talks to a network bounds each
+/// request with its own timeouts, because the host cannot interrupt a call.
+///
+/// # Errors
+///
+/// Every error is a [`ProviderError`] whose [`ErrorKind`](crate::ErrorKind) tells the host what
+/// to do, without parsing the message: `NotFound` (only `get`, only for absence), `Transient`
+/// (retry later; add [`with_retry_after`](ProviderError::with_retry_after) when the storage
+/// says how long to wait), `Auth`, `Quota`, `Permanent`, and `InvalidConfig` (from `open`). The
+/// message names the object or path and what is wrong; it is logged and shown, so it never
+/// holds a secret.
 pub trait Provider: Send + Sync + 'static {
     /// The provider's name, e.g. `"local"`: what the configuration calls it. No NUL bytes.
     const NAME: &'static str;
@@ -55,7 +68,9 @@ pub trait Provider: Send + Sync + 'static {
     /// Creates an instance from its options, a JSON document.
     ///
     /// Options that are missing, of the wrong type or unknown are
-    /// [`InvalidConfig`](crate::ErrorKind::InvalidConfig) errors whose message names the option.
+    /// [`InvalidConfig`](crate::ErrorKind::InvalidConfig) errors whose message names the option
+    /// (with serde: `#[serde(deny_unknown_fields)]`). Options are not secret: a password or
+    /// token comes from a file or an environment variable that an option names, read here.
     /// `open` may check that the storage is reachable, but it must not modify any object.
     fn open(options_json: &str) -> Result<Self, ProviderError>
     where

@@ -2,8 +2,8 @@
 //!
 //! Each shim checks its pointers, borrows the host's inputs for the duration of the call, runs
 //! the provider inside `catch_unwind`, and reports the outcome as ABI v1 says: a status code,
-//! an error message in the `error` buffer, results in buffers allocated here and freed by
-//! [`__shim_free_buf`]. These functions are compiled into the plugin, so "allocated here" means
+//! an error message and retry-after in the `error` struct, results in buffers allocated here
+//! and freed by [`__shim_free_buf`]. These functions are compiled into the plugin, so "allocated here" means
 //! the plugin's allocator, whatever the host uses.
 
 use std::any::Any;
@@ -78,12 +78,12 @@ pub const fn __table<T: Provider>(name: &'static [u8], version: &'static [u8]) -
 ///
 /// # Safety
 /// ABI v1: `options` is readable for `options_len` bytes (or `options_len` is 0); `instance` and
-/// `error` are null or valid for writes, and `*error` is empty.
+/// `error` are null or valid for writes, and `*error` is zeroed.
 pub unsafe extern "C" fn __shim_open<T: Provider>(
     options: *const u8,
     options_len: usize,
     instance: *mut *mut c_void,
-    error: *mut Buf,
+    error: *mut abi::Error,
 ) -> i32 {
     let body = || {
         if instance.is_null() {
@@ -125,14 +125,14 @@ pub unsafe extern "C" fn __shim_close<T: Provider>(instance: *mut c_void) {
 ///
 /// # Safety
 /// ABI v1: `instance` came from `__shim_open::<T>` and is not closed; `name` and `data` are
-/// readable for their lengths; `error` is null or valid for writes, and `*error` is empty.
+/// readable for their lengths; `error` is null or valid for writes, and `*error` is zeroed.
 pub unsafe extern "C" fn __shim_put<T: Provider>(
     instance: *mut c_void,
     name: *const u8,
     name_len: usize,
     data: *const u8,
     data_len: usize,
-    error: *mut Buf,
+    error: *mut abi::Error,
 ) -> i32 {
     let body = || {
         // SAFETY: the host lends a live instance and readable inputs, as the contract says.
@@ -153,13 +153,13 @@ pub unsafe extern "C" fn __shim_put<T: Provider>(
 ///
 /// # Safety
 /// ABI v1: `instance` came from `__shim_open::<T>` and is not closed; `name` is readable for
-/// `name_len` bytes; `data` and `error` are null or valid for writes and empty.
+/// `name_len` bytes; `data` and `error` are null or valid for writes and zeroed.
 pub unsafe extern "C" fn __shim_get<T: Provider>(
     instance: *mut c_void,
     name: *const u8,
     name_len: usize,
     data: *mut Buf,
-    error: *mut Buf,
+    error: *mut abi::Error,
 ) -> i32 {
     let body = || {
         // SAFETY: the host lends a live instance and a readable name, as the contract says.
@@ -176,13 +176,13 @@ pub unsafe extern "C" fn __shim_get<T: Provider>(
 ///
 /// # Safety
 /// ABI v1: `instance` came from `__shim_open::<T>` and is not closed; `prefix` is readable for
-/// `prefix_len` bytes; `entries` and `error` are null or valid for writes and empty.
+/// `prefix_len` bytes; `entries` and `error` are null or valid for writes and zeroed.
 pub unsafe extern "C" fn __shim_list<T: Provider>(
     instance: *mut c_void,
     prefix: *const u8,
     prefix_len: usize,
     entries: *mut Buf,
-    error: *mut Buf,
+    error: *mut abi::Error,
 ) -> i32 {
     let body = || {
         // SAFETY: the host lends a live instance and a readable prefix, as the contract says.
@@ -217,12 +217,12 @@ pub unsafe extern "C" fn __shim_list<T: Provider>(
 ///
 /// # Safety
 /// ABI v1: `instance` came from `__shim_open::<T>` and is not closed; `name` is readable for
-/// `name_len` bytes; `error` is null or valid for writes, and `*error` is empty.
+/// `name_len` bytes; `error` is null or valid for writes, and `*error` is zeroed.
 pub unsafe extern "C" fn __shim_remove<T: Provider>(
     instance: *mut c_void,
     name: *const u8,
     name_len: usize,
-    error: *mut Buf,
+    error: *mut abi::Error,
 ) -> i32 {
     let body = || {
         // SAFETY: the host lends a live instance and a readable name, as the contract says.
@@ -253,13 +253,13 @@ pub unsafe extern "C" fn __shim_free_buf(buf: *mut Buf) {
 }
 
 /// Runs a shim's body, catching a panic, and reports its outcome: the status is returned, the
-/// message of an error goes to `error`.
+/// message and retry-after of an error go to `error`.
 ///
 /// # Safety
 /// `error` is null or valid for writes and holds no allocation (it is overwritten).
 unsafe fn guarded(
     op: &str,
-    error: *mut Buf,
+    error: *mut abi::Error,
     body: impl FnOnce() -> Result<(), ProviderError>,
 ) -> i32 {
     // A panic may leave the provider half-way through a call; the trait's contract tells
@@ -274,7 +274,12 @@ unsafe fn guarded(
     };
     if !error.is_null() {
         // SAFETY: the caller guarantees `error` is valid for writes and holds nothing to leak.
-        unsafe { error.write(into_buf(err.message().as_bytes().to_vec())) };
+        unsafe {
+            error.write(abi::Error {
+                message: into_buf(err.message().as_bytes().to_vec()),
+                retry_after_ms: err.retry_after_ms(),
+            })
+        };
     }
     err.kind().status()
 }

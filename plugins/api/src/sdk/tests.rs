@@ -4,13 +4,14 @@ use std::collections::BTreeMap;
 use std::ffi::{CStr, c_void};
 use std::ptr;
 use std::sync::Mutex;
+use std::time::Duration;
 
 use super::Provider;
 use crate::abi::{self, Buf, PluginMagic, ProviderTableV1};
 use crate::{ErrorKind, ObjectInfo, ProviderError};
 
-/// Objects in memory; the options say whether `open` fails or panics, and a put of a name
-/// starting with `panic` panics.
+/// Objects in memory; the options say whether `open` fails or panics, a put of a name
+/// starting with `panic` panics, and a get of `busy` is a transient error with a retry-after.
 struct Memory {
     objects: Mutex<BTreeMap<String, Vec<u8>>>,
 }
@@ -43,6 +44,10 @@ impl Provider for Memory {
     }
 
     fn get(&self, name: &str) -> Result<Vec<u8>, ProviderError> {
+        if name == "busy" {
+            return Err(ProviderError::transient("server busy")
+                .with_retry_after(Duration::from_millis(250)));
+        }
         let objects = self.objects.lock().expect("lock");
         objects
             .get(name)
@@ -102,16 +107,16 @@ fn take(buf: &mut Buf) -> Vec<u8> {
     bytes
 }
 
-fn status_and_message(status: i32, error: &mut Buf) -> (i32, String) {
+fn status_and_message(status: i32, error: &mut abi::Error) -> (i32, String) {
     (
         status,
-        String::from_utf8(take(error)).expect("UTF-8 message"),
+        String::from_utf8(take(&mut error.message)).expect("UTF-8 message"),
     )
 }
 
 fn open(options: &str) -> Result<*mut c_void, (i32, String)> {
     let mut instance = ptr::null_mut();
-    let mut error = Buf::empty();
+    let mut error = abi::Error::empty();
     let open = table().open.expect("open");
     // SAFETY: the inputs are borrowed for the call, the outputs are valid and empty.
     let status = unsafe { open(options.as_ptr(), options.len(), &mut instance, &mut error) };
@@ -127,7 +132,7 @@ fn close(instance: *mut c_void) {
 }
 
 fn put(instance: *mut c_void, name: &[u8], data: &[u8]) -> (i32, String) {
-    let mut error = Buf::empty();
+    let mut error = abi::Error::empty();
     let put = table().put.expect("put");
     // SAFETY: as for `open`.
     let status = unsafe {
@@ -144,7 +149,7 @@ fn put(instance: *mut c_void, name: &[u8], data: &[u8]) -> (i32, String) {
 }
 
 fn get(instance: *mut c_void, name: &str) -> Result<Vec<u8>, (i32, String)> {
-    let (mut data, mut error) = (Buf::empty(), Buf::empty());
+    let (mut data, mut error) = (Buf::empty(), abi::Error::empty());
     let get = table().get.expect("get");
     // SAFETY: as for `open`.
     let status = unsafe { get(instance, name.as_ptr(), name.len(), &mut data, &mut error) };
@@ -156,7 +161,7 @@ fn get(instance: *mut c_void, name: &str) -> Result<Vec<u8>, (i32, String)> {
 }
 
 fn list(instance: *mut c_void, prefix: &str) -> Result<String, (i32, String)> {
-    let (mut entries, mut error) = (Buf::empty(), Buf::empty());
+    let (mut entries, mut error) = (Buf::empty(), abi::Error::empty());
     let list = table().list.expect("list");
     // SAFETY: as for `open`.
     let status = unsafe {
@@ -176,7 +181,7 @@ fn list(instance: *mut c_void, prefix: &str) -> Result<String, (i32, String)> {
 }
 
 fn remove(instance: *mut c_void, name: &str) -> (i32, String) {
-    let mut error = Buf::empty();
+    let mut error = abi::Error::empty();
     let remove = table().remove.expect("remove");
     // SAFETY: as for `open`.
     let status = unsafe { remove(instance, name.as_ptr(), name.len(), &mut error) };
@@ -234,7 +239,7 @@ fn objects_round_trip_through_plugin_buffers() {
 #[test]
 fn an_empty_input_may_be_a_null_pointer() {
     let instance = open("{}").expect("open");
-    let mut error = Buf::empty();
+    let mut error = abi::Error::empty();
     let put = table().put.expect("put");
     // SAFETY: a null pointer with length 0 is an empty input.
     let status = unsafe { put(instance, b"n".as_ptr(), 1, ptr::null(), 0, &mut error) };
@@ -307,6 +312,29 @@ fn open_reports_invalid_config() {
     );
     let error = open("\u{0}bad").expect_err("bad options");
     assert_eq!(error.0, abi::STATUS_INVALID_CONFIG);
+}
+
+#[test]
+fn a_retry_after_reaches_the_error_struct() {
+    let instance = open("{}").expect("open");
+    let (mut data, mut error) = (Buf::empty(), abi::Error::empty());
+    let get = table().get.expect("get");
+    // SAFETY: as for `open`.
+    let status = unsafe { get(instance, b"busy".as_ptr(), 4, &mut data, &mut error) };
+    assert_eq!(error.retry_after_ms, 250);
+    assert_eq!(
+        status_and_message(status, &mut error),
+        (abi::STATUS_TRANSIENT, "server busy".into())
+    );
+    assert!(take(&mut data).is_empty());
+    // Other errors leave it zero.
+    let mut error = abi::Error::empty();
+    let remove = table().remove.expect("remove");
+    // SAFETY: as for `open`.
+    let status = unsafe { remove(instance, b"a//b".as_ptr(), 4, &mut error) };
+    assert_eq!((status, error.retry_after_ms), (abi::STATUS_PERMANENT, 0));
+    take(&mut error.message);
+    close(instance);
 }
 
 #[test]
