@@ -32,6 +32,30 @@ pub enum CatalogError {
 
 type Result<T> = std::result::Result<T, CatalogError>;
 
+/// The columns a blob's location is read from, in the order [`entry_from_row`] expects.
+const BLOB_COLUMNS: &str = "pack, kind, compression, offset, length, raw_length";
+
+/// A blob's entry from a row that starts with [`BLOB_COLUMNS`].
+fn entry_from_row(id: ChunkId, r: &rusqlite::Row<'_>) -> rusqlite::Result<PackEntry> {
+    let base = 1;
+    let kind = match r.get::<_, u8>(base)? {
+        1 => BlobKind::List,
+        _ => BlobKind::Data,
+    };
+    let compression = match r.get::<_, u8>(base + 1)? {
+        1 => Compression::Zstd,
+        _ => Compression::None,
+    };
+    Ok(PackEntry {
+        id,
+        kind,
+        compression,
+        offset: r.get(base + 2)?,
+        length: r.get(base + 3)?,
+        raw_length: r.get(base + 4)?,
+    })
+}
+
 /// A snapshot as the catalog lists it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SnapshotRow {
@@ -51,12 +75,15 @@ impl SnapshotRow {
 }
 
 /// What a sync found.
-#[derive(Debug, Default, Clone, Copy)]
+#[derive(Debug, Default, Clone)]
 pub struct SyncReport {
     pub indexes_loaded: u64,
     pub snapshots_loaded: u64,
     pub packs_missing: u64,
     pub rebuilt: bool,
+    /// Index and snapshot objects that could not be read (damaged or tampered with): left
+    /// out of the catalog, so one bad object does not block the rest; `verify` lists them.
+    pub damaged: Vec<(String, String)>,
 }
 
 pub struct Catalog {
@@ -173,9 +200,16 @@ impl Catalog {
         }
         for (name, size) in &indexes {
             if !known_indexes.contains(name) {
-                let index = repo.read_index(name)?;
-                self.add_index(name, *size, &index, &packs)?;
-                report.indexes_loaded += 1;
+                match repo.read_index(name) {
+                    Ok(index) => {
+                        self.add_index(name, *size, &index, &packs)?;
+                        report.indexes_loaded += 1;
+                    }
+                    Err(e) if e.is_integrity() => {
+                        report.damaged.push((name.clone(), e.to_string()))
+                    }
+                    Err(e) => return Err(e.into()),
+                }
             }
         }
         // Packs the target no longer has: forget their blobs.
@@ -203,10 +237,20 @@ impl Catalog {
         }
         for (name, size) in &snapshots {
             if !known_snapshots.contains(name) {
-                let snapshot = repo.read_snapshot(name)?;
-                self.add_snapshot(name, *size, &snapshot)?;
-                report.snapshots_loaded += 1;
+                match repo.read_snapshot(name) {
+                    Ok(snapshot) => {
+                        self.add_snapshot(name, *size, &snapshot)?;
+                        report.snapshots_loaded += 1;
+                    }
+                    Err(e) if e.is_integrity() => {
+                        report.damaged.push((name.clone(), e.to_string()))
+                    }
+                    Err(e) => return Err(e.into()),
+                }
             }
+        }
+        for (name, problem) in &report.damaged {
+            tracing::warn!(object = %name, %problem, "left out of the catalog: run `sealbackctl verify`");
         }
         // Object sizes, for `status`: what the target holds now.
         let tx = self.conn.transaction().map_err(|e| CatalogError::Sqlite {
@@ -400,36 +444,31 @@ impl Catalog {
         Ok(out)
     }
 
-    /// Where a blob is.
-    pub fn locate(&self, id: &ChunkId) -> Result<Option<(String, PackEntry)>> {
-        self.conn
-            .query_row(
-                "SELECT pack, kind, compression, offset, length, raw_length FROM blobs WHERE id = ?1",
-                [&id.0[..]],
-                |r| {
-                    let kind = match r.get::<_, u8>(1)? {
-                        1 => BlobKind::List,
-                        _ => BlobKind::Data,
-                    };
-                    let compression = match r.get::<_, u8>(2)? {
-                        1 => Compression::Zstd,
-                        _ => Compression::None,
-                    };
-                    Ok((
-                        r.get::<_, String>(0)?,
-                        PackEntry {
-                            id: *id,
-                            kind,
-                            compression,
-                            offset: r.get(3)?,
-                            length: r.get(4)?,
-                            raw_length: r.get(5)?,
-                        },
-                    ))
-                },
-            )
-            .optional()
-            .map_err(|e| self.err(e))
+    /// Where every blob is, for a restore: one query instead of one per chunk.
+    pub fn all_blobs(&self) -> Result<HashMap<ChunkId, (std::sync::Arc<str>, PackEntry)>> {
+        let mut stmt = self
+            .conn
+            .prepare(&format!(
+                "SELECT {BLOB_COLUMNS}, id FROM blobs ORDER BY pack"
+            ))
+            .map_err(|e| self.err(e))?;
+        let mut rows = stmt.query([]).map_err(|e| self.err(e))?;
+        let mut out = HashMap::new();
+        let mut pack_name: Option<std::sync::Arc<str>> = None;
+        while let Some(r) = rows.next().map_err(|e| self.err(e))? {
+            let id: Vec<u8> = r.get(6).map_err(|e| self.err(e))?;
+            let Ok(id) = <[u8; 32]>::try_from(id.as_slice()) else {
+                continue;
+            };
+            let pack: String = r.get(0).map_err(|e| self.err(e))?;
+            let name = match &pack_name {
+                Some(n) if **n == *pack => n.clone(),
+                _ => pack_name.insert(pack.into()).clone(),
+            };
+            let entry = entry_from_row(ChunkId(id), r).map_err(|e| self.err(e))?;
+            out.insert(entry.id, (name, entry));
+        }
+        Ok(out)
     }
 
     /// Bytes of all objects on the target, as of the last sync and writes.
@@ -540,10 +579,7 @@ mod tests {
                 .expect("lock")
                 .get(name)
                 .cloned()
-                .ok_or(StoreError {
-                    kind: StoreErrorKind::NotFound,
-                    message: name.into(),
-                })
+                .ok_or(StoreError::new(StoreErrorKind::NotFound, name))
         }
         fn list(&self, prefix: &str) -> std::result::Result<Vec<(String, u64)>, StoreError> {
             let map = self.0.lock().expect("lock");
@@ -574,13 +610,9 @@ mod tests {
                 id
             })
             .collect();
-        let pack = pack.finish();
-        repo.write_pack(&pack).expect("pack");
+        let (name, entries, _) = repo.write_pack(pack.finish()).expect("pack");
         let index = Index {
-            packs: vec![IndexedPack {
-                name: pack.name.clone(),
-                entries: pack.entries.clone(),
-            }],
+            packs: vec![IndexedPack { name, entries }],
         };
         repo.write_index(&index).expect("index");
         let snapshot = Snapshot {
@@ -615,7 +647,8 @@ mod tests {
                 catalog.known_blobs().expect("blobs"),
                 ids.iter().copied().collect()
             );
-            let (pack, entry) = catalog.locate(&ids[1]).expect("query").expect("found");
+            let blobs = catalog.all_blobs().expect("query");
+            let (pack, entry) = blobs.get(&ids[1]).expect("found");
             assert!(pack.starts_with("data/"));
             assert_eq!(entry.raw_length, 3);
             let rows = catalog.snapshots().expect("rows");

@@ -88,6 +88,22 @@ struct RawTarget {
     plugin: String,
     #[serde(default)]
     options: serde_json::Map<String, serde_json::Value>,
+    #[serde(default = "default_concurrency")]
+    concurrency: usize,
+    #[serde(default = "default_timeout")]
+    timeout: String,
+    #[serde(default = "default_retries")]
+    retries: u32,
+}
+
+fn default_concurrency() -> usize {
+    4
+}
+fn default_timeout() -> String {
+    "5m".into()
+}
+fn default_retries() -> u32 {
+    5
 }
 
 fn default_database() -> String {
@@ -186,6 +202,12 @@ pub struct TargetConfig {
     pub plugin: String,
     /// Handed to the plugin as JSON.
     pub options: serde_json::Value,
+    /// Calls into the provider at once, at most.
+    pub concurrency: usize,
+    /// How long one call may take before it counts as a transient failure.
+    pub timeout: Duration,
+    /// How transient failures are retried.
+    pub retry: crate::providers::RetryPolicy,
 }
 
 impl Config {
@@ -355,10 +377,40 @@ fn validate(raw: RawConfig, path: &str) -> Result<Config, ConfigError> {
                 format!("{:?} must be a plugin name such as \"local\"", t.plugin),
             ));
         }
+        if !(1..=64).contains(&t.concurrency) {
+            return Err(bad(
+                &format!("targets[{i}].concurrency"),
+                format!("{} must be between 1 and 64", t.concurrency),
+            ));
+        }
+        let timeout = humantime::parse_duration(&t.timeout)
+            .ok()
+            .filter(|d| !d.is_zero())
+            .ok_or_else(|| {
+                bad(
+                    &format!("targets[{i}].timeout"),
+                    format!(
+                        "{:?} is not a duration such as \"60s\" or \"5m\"",
+                        t.timeout
+                    ),
+                )
+            })?;
+        if t.retries > 100 {
+            return Err(bad(
+                &format!("targets[{i}].retries"),
+                format!("{} retries is more than 100", t.retries),
+            ));
+        }
         targets.push(TargetConfig {
             name: t.name,
             plugin: t.plugin,
             options: serde_json::Value::Object(t.options),
+            concurrency: t.concurrency,
+            timeout,
+            retry: crate::providers::RetryPolicy {
+                attempts: t.retries + 1,
+                ..crate::providers::RetryPolicy::default()
+            },
         });
     }
     Ok(Config {

@@ -1,7 +1,7 @@
 //! The daemon's state and the control API's implementation: what each route does.
 
 use std::path::PathBuf;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use sealback_repo::{BackupKey, Repository, StoreErrorKind};
@@ -11,13 +11,13 @@ use crate::catalog::Catalog;
 use crate::config::{Config, TargetConfig};
 use crate::control::api::{
     Activity, BackupReport, BackupRequest, KeyGenerateRequest, KeyGenerated, KeyImportRequest,
-    KeyImported, KeyMode, PROTOCOL_VERSION, RestoreReport, RestoreRequest, SnapshotInfo,
-    SnapshotList, Status, TargetStatus, VerifyReport, VerifyRequest,
+    KeyImported, KeyMode, PROTOCOL_VERSION, ProviderCounters, RestoreReport, RestoreRequest,
+    SnapshotInfo, SnapshotList, Status, TargetStatus, VerifyReport, VerifyRequest,
 };
 use crate::control::{ApiError, Handler, ProgressSink};
 use crate::engine::{self, EngineError};
 use crate::keystore::KeyStore;
-use crate::providers::{self, TargetStore};
+use crate::providers::{self, Counters, TargetStore};
 
 /// A request for a backup, sent to the scheduler.
 pub struct BackupTicket {
@@ -29,6 +29,7 @@ struct Target {
     config: TargetConfig,
     store: Mutex<Option<Arc<TargetStore>>>,
     last_error: Mutex<Option<String>>,
+    counters: Arc<Counters>,
 }
 
 #[derive(Default)]
@@ -80,7 +81,12 @@ impl Daemon {
             .targets
             .iter()
             .map(|t| {
-                let (store, error) = match providers::open_target(&config.plugins_dir, t) {
+                let counters = Arc::new(Counters::default());
+                let (store, error) = match providers::open_target(
+                    &config.plugins_dir,
+                    t,
+                    counters.clone(),
+                ) {
                     Ok(s) => (Some(s), None),
                     Err(e) => {
                         tracing::error!(target = %t.name, error = %e, "storage target unavailable");
@@ -91,6 +97,7 @@ impl Daemon {
                     config: t.clone(),
                     store: Mutex::new(store),
                     last_error: Mutex::new(error),
+                    counters,
                 }
             })
             .collect();
@@ -134,7 +141,11 @@ impl Daemon {
         if let Some(s) = slot.as_ref() {
             return Ok(s.clone());
         }
-        let store = providers::open_target(&self.config.plugins_dir, &target.config)?;
+        let store = providers::open_target(
+            &self.config.plugins_dir,
+            &target.config,
+            target.counters.clone(),
+        )?;
         *slot = Some(store.clone());
         Ok(store)
     }
@@ -185,10 +196,46 @@ impl Daemon {
             rt.activity_backup = true;
             rt.pending_change = false;
         }
+        // Every target at once, each its own repository: a slow or failing target neither
+        // delays nor fails the others. Progress is the sum over the targets.
+        let parts: Vec<(AtomicU64, AtomicU64)> = self
+            .targets
+            .iter()
+            .map(|_| (AtomicU64::new(0), AtomicU64::new(0)))
+            .collect();
+        let results: Vec<Result<BackupReport, ApiError>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = self
+                .targets
+                .iter()
+                .enumerate()
+                .map(|(i, target)| {
+                    let (key, parts) = (&key, &parts);
+                    scope.spawn(move || {
+                        let report_progress = |done: u64, total: u64| {
+                            parts[i].0.store(done, Ordering::Relaxed);
+                            parts[i].1.store(total, Ordering::Relaxed);
+                            let sum =
+                                |f: fn(&(AtomicU64, AtomicU64)) -> u64| parts.iter().map(f).sum();
+                            progress(
+                                sum(|p| p.0.load(Ordering::Relaxed)),
+                                sum(|p| p.1.load(Ordering::Relaxed)),
+                            );
+                        };
+                        self.backup_to(target, key, &report_progress)
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| {
+                    h.join()
+                        .unwrap_or_else(|_| Err(internal("the backup thread panicked")))
+                })
+                .collect()
+        });
         let mut first: Option<BackupReport> = None;
         let mut failures = Vec::new();
-        for target in &self.targets {
-            let result = self.backup_to(target, &key, progress);
+        for (target, result) in self.targets.iter().zip(results) {
             match result {
                 Ok(report) => {
                     tracing::info!(
@@ -268,16 +315,24 @@ impl Daemon {
         let key = self.key()?;
         let target = self.target(request.target.as_deref())?;
         let name = &target.config.name;
-        let store = self
-            .store(target)
-            .map_err(|e| ApiError::new(502, "target-failed", e))?;
-        let repo = Repository::open(store, &key).map_err(|e| repo_error(name, e))?;
-        let mut catalog = Catalog::open(&self.catalog_path(name)).map_err(internal)?;
-        catalog
-            .sync(&repo)
-            .map_err(|e| engine_error(name, e.into()))?;
-        let row = engine::restore::resolve(&catalog, &request.snapshot)
-            .map_err(|e| engine_error(name, e))?;
+        let (repo, catalog, sync) = self.synced(target, &key)?;
+        let row = match engine::restore::resolve(&catalog, &request.snapshot) {
+            Ok(row) => row,
+            // A snapshot left out of the catalog because it cannot be read: say why.
+            Err(e @ EngineError::NoSuchSnapshot(_)) => {
+                let wanted = request.snapshot.trim_start_matches("snapshots/");
+                let damaged = sync.damaged.iter().find(|(object, _)| {
+                    object.starts_with("snapshots/")
+                        && object["snapshots/".len()..].starts_with(wanted)
+                });
+                return Err(match damaged {
+                    Some((_, problem)) => ApiError::new(500, "integrity", problem.clone())
+                        .with_hint("run `sealbackctl verify` to list every damaged object"),
+                    None => engine_error(name, e),
+                });
+            }
+            Err(e) => return Err(engine_error(name, e)),
+        };
         let input = engine::restore::RestoreInput {
             snapshot: &row,
             target: name,
@@ -289,6 +344,24 @@ impl Daemon {
             engine::restore::run(&repo, &catalog, &input).map_err(|e| engine_error(name, e))?;
         tracing::info!(snapshot = %report.snapshot, to = %report.to, files = report.files, bytes = report.bytes, "restore finished");
         Ok(report)
+    }
+
+    /// The target's repository, and its catalog brought up to date with it.
+    fn synced(
+        &self,
+        target: &Target,
+        key: &BackupKey,
+    ) -> Result<(Repository, Catalog, crate::catalog::SyncReport), ApiError> {
+        let name = &target.config.name;
+        let store = self
+            .store(target)
+            .map_err(|e| ApiError::new(502, "target-failed", e))?;
+        let repo = Repository::open(store, key).map_err(|e| repo_error(name, e))?;
+        let mut catalog = Catalog::open(&self.catalog_path(name)).map_err(internal)?;
+        let report = catalog
+            .sync(&repo)
+            .map_err(|e| engine_error(name, e.into()))?;
+        Ok((repo, catalog, report))
     }
 
     fn verify_blocking(
@@ -318,19 +391,29 @@ impl Daemon {
             snapshots: 0,
             bytes_stored: 0,
             last_error: lock(&target.last_error).clone(),
+            requests: {
+                let c = target.counters.snapshot();
+                ProviderCounters {
+                    requests: c.requests,
+                    retries: c.retries,
+                    failures: c.failures,
+                    bytes_sent: c.bytes_sent,
+                    bytes_received: c.bytes_received,
+                }
+            },
         };
         let path = self.catalog_path(&target.config.name);
-        if path.exists() {
-            if let Ok(catalog) = Catalog::open(&path) {
-                if let Ok(rows) = catalog.snapshots() {
-                    status.snapshots = rows.len() as u64;
-                    if let Some(last) = rows.last() {
-                        status.last_snapshot = Some(last.id().to_owned());
-                        status.last_snapshot_unix_ms = Some(last.time_unix_ms);
-                    }
+        if path.exists()
+            && let Ok(catalog) = Catalog::open(&path)
+        {
+            if let Ok(rows) = catalog.snapshots() {
+                status.snapshots = rows.len() as u64;
+                if let Some(last) = rows.last() {
+                    status.last_snapshot = Some(last.id().to_owned());
+                    status.last_snapshot_unix_ms = Some(last.time_unix_ms);
                 }
-                status.bytes_stored = catalog.bytes_stored().unwrap_or(0);
             }
+            status.bytes_stored = catalog.bytes_stored().unwrap_or(0);
         }
         status
     }
@@ -495,7 +578,14 @@ impl Handler for DaemonHandle {
         let d = self.0.clone();
         tokio::task::spawn_blocking(move || {
             let mut snapshots = Vec::new();
+            let key = d.key().ok();
             for t in &d.targets {
+                // With a key, list what the target holds now (a new device has an empty
+                // catalog); without one, or if the target cannot be reached, what is cached.
+                if let Some(key) = &key
+                    && let Err(e) = d.synced(t, key) {
+                        tracing::warn!(target = %t.config.name, error = %e, "listing cached snapshots only");
+                    }
                 let path = d.catalog_path(&t.config.name);
                 if !path.exists() {
                     continue;

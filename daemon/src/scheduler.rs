@@ -48,6 +48,9 @@ fn is_relevant(event: &notify::Event) -> bool {
         })
 }
 
+const RETRY_FIRST: Duration = Duration::from_secs(30);
+const RETRY_MAX: Duration = Duration::from_secs(30 * 60);
+
 /// The scheduler loop; ends when `shutdown` fires.
 pub async fn run(
     daemon: Arc<Daemon>,
@@ -58,6 +61,10 @@ pub async fn run(
     let schedule = daemon.config.schedule.clone();
     let debounce = daemon.config.debounce;
     let mut change_deadline: Option<Instant> = None;
+    // After a failed backup (a target unreachable, say), another is tried after a wait that
+    // doubles up to RETRY_MAX, so a target that comes back catches up on its own.
+    let mut retry_deadline: Option<Instant> = None;
+    let mut retry_wait = RETRY_FIRST;
     let mut next_interval = match &schedule {
         Schedule::Interval(every) => Some(first_interval_run(&daemon, *every)),
         _ => None,
@@ -76,15 +83,28 @@ pub async fn run(
             Some(ticket) = tickets.recv() => waiting.push(ticket),
             _ = sleep_until(change_deadline) => {}
             _ = sleep_until(next_interval) => {}
+            _ = sleep_until(retry_deadline) => {}
         }
         while let Ok(t) = tickets.try_recv() {
             waiting.push(t);
         }
         change_deadline = None;
+        retry_deadline = None;
         // Changes seen before the capture starts are covered by it; those that arrive while
         // it runs wait in `changes` and schedule the next backup.
         while changes.try_recv().is_ok() {}
         let result = backup(&daemon, &waiting).await;
+        match &result {
+            Err(e) if e.body.code != "no-key" && e.body.code != "shutting-down" => {
+                tracing::warn!(
+                    retry_in_s = retry_wait.as_secs(),
+                    "backup failed; trying again later"
+                );
+                retry_deadline = Some(Instant::now() + retry_wait);
+                retry_wait = (retry_wait * 2).min(RETRY_MAX);
+            }
+            _ => retry_wait = RETRY_FIRST,
+        }
         if let Schedule::Interval(every) = &schedule {
             next_interval = Some(Instant::now() + *every);
         }

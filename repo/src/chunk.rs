@@ -152,7 +152,7 @@ pub fn encode_list(ids: &[ChunkId]) -> Vec<u8> {
 
 /// Decodes a list blob; `None` if its length is not a multiple of 32.
 pub fn decode_list(bytes: &[u8]) -> Option<Vec<ChunkId>> {
-    if bytes.len() % 32 != 0 {
+    if !bytes.len().is_multiple_of(32) {
         return None;
     }
     Some(

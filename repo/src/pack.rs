@@ -72,7 +72,7 @@ impl PackEntry {
 
     /// Decodes entries back to back; `name` is the object they came from, for errors.
     pub(crate) fn decode_all(name: &str, bytes: &[u8]) -> Result<Vec<PackEntry>> {
-        if bytes.len() % ENTRY_LEN != 0 {
+        if !bytes.len().is_multiple_of(ENTRY_LEN) {
             return Err(Error::malformed(
                 name,
                 "pack table length is not a multiple of 46",
@@ -115,6 +115,9 @@ pub struct PackWriter {
     header: Header,
     buf: Vec<u8>,
     entries: Vec<PackEntry>,
+    /// One zstd context for the whole pack, and its output buffer.
+    compressor: Option<zstd::bulk::Compressor<'static>>,
+    scratch: Vec<u8>,
 }
 
 /// A finished pack: the bytes to store under `name`, and its table for the index.
@@ -135,6 +138,8 @@ impl PackWriter {
             header,
             buf,
             entries: Vec::new(),
+            compressor: None,
+            scratch: Vec::new(),
         }
     }
 
@@ -159,16 +164,11 @@ impl PackWriter {
     /// Adds a chunk, compressed with zstd if `compress` and if that saves at least 1/32.
     pub fn add(&mut self, kind: BlobKind, id: ChunkId, chunk: &[u8], compress: bool) {
         let offset = self.buf.len();
-        let compressed = if compress {
-            zstd::bulk::compress(chunk, ZSTD_LEVEL)
-                .ok()
-                .filter(|c| c.len() < chunk.len() - chunk.len() / 32)
+        let compressed = compress && self.compress(chunk);
+        let (payload, compression) = if compressed {
+            (self.scratch.as_slice(), Compression::Zstd)
         } else {
-            None
-        };
-        let (payload, compression) = match &compressed {
-            Some(c) => (c.as_slice(), Compression::Zstd),
-            None => (chunk, Compression::None),
+            (chunk, Compression::None)
         };
         self.buf.extend_from_slice(payload);
         let aad = blob_aad(&self.header, &self.name, kind, &id);
@@ -188,6 +188,24 @@ impl PackWriter {
         });
     }
 
+    /// Compresses `chunk` into `scratch`; true if that saved at least 1/32.
+    fn compress(&mut self, chunk: &[u8]) -> bool {
+        let compressor = match &mut self.compressor {
+            Some(c) => c,
+            None => match zstd::bulk::Compressor::new(ZSTD_LEVEL) {
+                Ok(c) => self.compressor.insert(c),
+                Err(_) => return false,
+            },
+        };
+        self.scratch.clear();
+        self.scratch
+            .reserve(zstd::zstd_safe::compress_bound(chunk.len()));
+        match compressor.compress_to_buffer(chunk, &mut self.scratch) {
+            Ok(n) => n < chunk.len() - chunk.len() / 32,
+            Err(_) => false,
+        }
+    }
+
     /// Seals the table and returns the pack.
     pub fn finish(self) -> FinishedPack {
         let PackWriter {
@@ -195,6 +213,7 @@ impl PackWriter {
             header,
             mut buf,
             entries,
+            ..
         } = self;
         let mut table = Vec::with_capacity(entries.len() * ENTRY_LEN);
         for e in &entries {

@@ -20,6 +20,12 @@ use crate::snapshot::Snapshot;
 pub trait ObjectStore: Send + Sync {
     /// Stores `data` under `name` atomically; putting a name again replaces it.
     fn put(&self, name: &str, data: &[u8]) -> Result<(), StoreError>;
+    /// [`put`](ObjectStore::put) of data the caller hands over: a wrapper that must keep
+    /// the data beyond the call (a retry, a call on another thread) shares it instead of
+    /// copying it. Packs are stored this way.
+    fn put_shared(&self, name: &str, data: Arc<Vec<u8>>) -> Result<(), StoreError> {
+        self.put(name, &data)
+    }
     /// The whole object; [`StoreErrorKind::NotFound`] if there is none.
     fn get(&self, name: &str) -> Result<Vec<u8>, StoreError>;
     /// Every object whose name starts with `prefix`, with its size.
@@ -42,6 +48,18 @@ pub enum StoreErrorKind {
 pub struct StoreError {
     pub kind: StoreErrorKind,
     pub message: String,
+    /// For a transient error: how long the provider asked us to wait before retrying.
+    pub retry_after: Option<std::time::Duration>,
+}
+
+impl StoreError {
+    pub fn new(kind: StoreErrorKind, message: impl Into<String>) -> StoreError {
+        StoreError {
+            kind,
+            message: message.into(),
+            retry_after: None,
+        }
+    }
 }
 
 impl fmt::Display for StoreError {
@@ -149,10 +167,20 @@ impl Repository {
         &self.store
     }
 
-    /// Stores a finished pack; returns the bytes written.
-    pub fn write_pack(&self, pack: &FinishedPack) -> Result<u64> {
-        self.store.put(&pack.name, &pack.bytes)?;
-        Ok(pack.bytes.len() as u64)
+    /// Stores a finished pack; returns its name, its table (for the index) and the bytes
+    /// written.
+    pub fn write_pack(
+        &self,
+        pack: FinishedPack,
+    ) -> Result<(String, Vec<crate::pack::PackEntry>, u64)> {
+        let FinishedPack {
+            name,
+            bytes,
+            entries,
+        } = pack;
+        let len = bytes.len() as u64;
+        self.store.put_shared(&name, Arc::new(bytes))?;
+        Ok((name, entries, len))
     }
 
     pub fn read_pack(&self, name: &str) -> Result<Vec<u8>> {

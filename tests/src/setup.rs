@@ -28,6 +28,8 @@ pub struct Target {
     pub name: String,
     pub plugin: String,
     pub options: serde_json::Map<String, serde_json::Value>,
+    /// Target keys beside `name` and `plugin` (`retries`, `timeout`, `concurrency`).
+    pub settings: serde_json::Map<String, serde_json::Value>,
 }
 
 impl Target {
@@ -40,7 +42,14 @@ impl Target {
             name: name.to_owned(),
             plugin: plugin.to_owned(),
             options,
+            settings: serde_json::Map::new(),
         }
+    }
+
+    /// Sets a target key such as `retries` (a JSON scalar is also a TOML value).
+    pub fn with(mut self, key: &str, value: serde_json::Value) -> Target {
+        self.settings.insert(key.to_owned(), value);
+        self
     }
 
     /// The local-disk provider storing into `dir`.
@@ -119,10 +128,14 @@ impl Setup {
         );
         for target in &self.targets {
             text += &format!(
-                "\n[[targets]]\nname = {}\nplugin = {}\n[targets.options]\n",
+                "\n[[targets]]\nname = {}\nplugin = {}\n",
                 toml_string(&target.name),
                 toml_string(&target.plugin)
             );
+            for (key, value) in &target.settings {
+                text += &format!("{key} = {value}\n");
+            }
+            text += "[targets.options]\n";
             for (key, value) in &target.options {
                 // A JSON scalar is also a TOML value.
                 text += &format!("{key} = {value}\n");

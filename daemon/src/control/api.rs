@@ -154,6 +154,21 @@ pub struct TargetStatus {
     /// Bytes of all objects this daemon knows to be stored on the target.
     pub bytes_stored: u64,
     pub last_error: Option<String>,
+    /// Calls into the provider since the daemon started, and how they went.
+    #[serde(default)]
+    pub requests: ProviderCounters,
+}
+
+/// What the host counted of one provider's calls since the daemon started.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ProviderCounters {
+    pub requests: u64,
+    /// Transient failures that were retried.
+    pub retries: u64,
+    /// Calls that failed for good (after their retries).
+    pub failures: u64,
+    pub bytes_sent: u64,
+    pub bytes_received: u64,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]

@@ -355,14 +355,14 @@ fn capture_files(
 ) -> Result<Vec<FileEntry>, EngineError> {
     let mut entries = Vec::with_capacity(store_files.len());
     for file in store_files {
-        if let Some(chunks) = catalog.cached_file(&file.path, &file.stat)? {
-            if chunks.iter().all(|c| sink.known.contains(c)) {
-                sink.reused += chunks.len() as u64;
-                counters.total = counters.total.saturating_sub(file.stat.size);
-                entries.push(entry(&file.path, &file.stat, chunks.clone()));
-                file_cache.push((file.path.clone(), file.stat, chunks));
-                continue;
-            }
+        if let Some(chunks) = catalog.cached_file(&file.path, &file.stat)?
+            && chunks.iter().all(|c| sink.known.contains(c))
+        {
+            sink.reused += chunks.len() as u64;
+            counters.total = counters.total.saturating_sub(file.stat.size);
+            entries.push(entry(&file.path, &file.stat, chunks.clone()));
+            file_cache.push((file.path.clone(), file.stat, chunks));
+            continue;
         }
         match read_stable(file, input, sink, counters)? {
             Some((stat, chunks)) => {

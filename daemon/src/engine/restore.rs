@@ -11,7 +11,8 @@ use std::fs::{self, File, OpenOptions};
 use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Component, Path, PathBuf};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use sealback_repo::chunk::decode_list;
@@ -22,8 +23,8 @@ use super::EngineError;
 use crate::catalog::{Catalog, SnapshotRow};
 use crate::control::api::RestoreReport;
 
-/// Packs kept in memory while restoring (about 8 MiB each).
-const PACK_CACHE: usize = 6;
+/// Packs each restoring thread keeps in memory (about 8 MiB each).
+const PACK_CACHE: usize = 2;
 const PARTIAL_SUFFIX: &str = ".sealback-partial";
 
 /// Finds the snapshot `spec` names: `latest`, a full id, or an unambiguous prefix.
@@ -44,62 +45,89 @@ pub fn resolve(catalog: &Catalog, spec: &str) -> Result<SnapshotRow, EngineError
     }
 }
 
-/// Reads blobs through a small cache of whole packs.
+/// Where every blob is: the catalog's map, loaded once, and for blobs the catalog has
+/// forgotten (it forgets the blobs of packs missing from the target, so that backups store
+/// them again) the repository's indexes, which still name those packs: reading one then
+/// fails naming it.
+struct Locations<'a> {
+    repo: &'a Repository,
+    known: BlobMap,
+    from_indexes: Mutex<Option<BlobMap>>,
+}
+
+/// Chunk id → the pack that holds it and its entry there.
+type BlobMap = HashMap<ChunkId, (Arc<str>, PackEntry)>;
+
+impl<'a> Locations<'a> {
+    fn new(repo: &'a Repository, catalog: &Catalog) -> Result<Self, EngineError> {
+        Ok(Locations {
+            repo,
+            known: catalog.all_blobs()?,
+            from_indexes: Mutex::new(None),
+        })
+    }
+
+    fn find(&self, id: &ChunkId) -> Result<(Arc<str>, PackEntry), EngineError> {
+        if let Some(found) = self.known.get(id) {
+            return Ok(found.clone());
+        }
+        let mut slot = self.from_indexes.lock().unwrap_or_else(|p| p.into_inner());
+        if slot.is_none() {
+            let mut map = HashMap::new();
+            for name in self.repo.list_indexes()? {
+                for pack in self.repo.read_index(&name)?.packs {
+                    let pack_name: Arc<str> = pack.name.into();
+                    for entry in pack.entries {
+                        map.insert(entry.id, (pack_name.clone(), entry));
+                    }
+                }
+            }
+            *slot = Some(map);
+        }
+        slot.as_ref()
+            .and_then(|m| m.get(id).cloned())
+            .ok_or_else(|| {
+                sealback_repo::Error::MissingBlob {
+                    chunk: id.to_string(),
+                }
+                .into()
+            })
+    }
+}
+
+/// Reads blobs through a small cache of whole packs; one per restoring thread.
 struct BlobReader<'a> {
     repo: &'a Repository,
-    catalog: &'a Catalog,
-    packs: HashMap<String, Arc<Vec<u8>>>,
-    order: VecDeque<String>,
+    locations: &'a Locations<'a>,
+    packs: VecDeque<(Arc<str>, Vec<u8>)>,
 }
 
 impl<'a> BlobReader<'a> {
-    fn new(repo: &'a Repository, catalog: &'a Catalog) -> Self {
+    fn new(repo: &'a Repository, locations: &'a Locations<'a>) -> Self {
         BlobReader {
             repo,
-            catalog,
-            packs: HashMap::new(),
-            order: VecDeque::new(),
+            locations,
+            packs: VecDeque::with_capacity(PACK_CACHE),
         }
     }
 
     fn blob(&mut self, id: &ChunkId) -> Result<Vec<u8>, EngineError> {
-        let located = match self.catalog.locate(id)? {
-            Some(found) => Some(found),
-            None => self.locate_in_indexes(id)?,
-        };
-        let (pack, entry) = located.ok_or_else(|| sealback_repo::Error::MissingBlob {
-            chunk: id.to_string(),
-        })?;
-        let bytes = match self.packs.get(&pack) {
-            Some(b) => b.clone(),
+        let (pack, entry) = self.locations.find(id)?;
+        let cached = self.packs.iter().position(|(name, _)| *name == pack);
+        let index = match cached {
+            Some(i) => i,
             None => {
-                let b = Arc::new(self.repo.read_pack(&pack)?);
-                if self.order.len() == PACK_CACHE {
-                    if let Some(old) = self.order.pop_front() {
-                        self.packs.remove(&old);
-                    }
+                let bytes = self.repo.read_pack(&pack)?;
+                if self.packs.len() == PACK_CACHE {
+                    self.packs.pop_front();
                 }
-                self.order.push_back(pack.clone());
-                self.packs.insert(pack.clone(), b.clone());
-                b
+                self.packs.push_back((pack.clone(), bytes));
+                self.packs.len() - 1
             }
         };
-        let reader = PackReader::new(self.repo.keys(), &pack, &bytes)?;
+        let bytes = &self.packs[index].1;
+        let reader = PackReader::new(self.repo.keys(), &pack, bytes)?;
         Ok(reader.blob(&entry)?)
-    }
-
-    /// Finds a blob the catalog does not know in the repository's indexes. The catalog
-    /// forgets the blobs of packs missing from the target (so that backups store them
-    /// again); the indexes still name those packs, and reading one then fails naming it.
-    fn locate_in_indexes(&self, id: &ChunkId) -> Result<Option<(String, PackEntry)>, EngineError> {
-        for name in self.repo.list_indexes()? {
-            for pack in self.repo.read_index(&name)?.packs {
-                if let Some(entry) = pack.entries.iter().find(|e| e.id == *id) {
-                    return Ok(Some((pack.name, *entry)));
-                }
-            }
-        }
-        Ok(None)
     }
 }
 
@@ -111,6 +139,16 @@ pub struct RestoreInput<'a> {
     pub progress: &'a (dyn Fn(u64, u64) + Sync),
 }
 
+/// One file to write.
+struct Job<'s> {
+    dest: PathBuf,
+    shown: &'s str,
+    size: u64,
+    mode: u32,
+    mtime: Option<SystemTime>,
+    chunks: std::borrow::Cow<'s, [ChunkId]>,
+}
+
 pub fn run(
     repo: &Repository,
     catalog: &Catalog,
@@ -120,10 +158,8 @@ pub fn run(
     // Read from the repository, not the cache: the manifest is authenticated on the way.
     let snapshot = repo.read_snapshot(&input.snapshot.name)?;
     prepare_directory(input.to, input.force)?;
-    let total = snapshot.size();
-    let mut done = 0u64;
-    let mut reader = BlobReader::new(repo, catalog);
-    let mut files = 0u64;
+    let locations = Locations::new(repo, catalog)?;
+    let mut jobs = Vec::with_capacity(snapshot.files.len() + 1);
 
     if let Some(db) = &snapshot.database {
         let dest = safe_join(input.to, &db.path, &input.snapshot.name)?;
@@ -137,6 +173,7 @@ pub fn run(
                 _ => {}
             }
         }
+        let mut reader = BlobReader::new(repo, &locations);
         let mut ids = Vec::new();
         for list in &db.lists {
             let bytes = reader.blob(list)?;
@@ -146,45 +183,70 @@ pub fn run(
             })?;
             ids.extend(part);
         }
-        write_file(
-            &dest,
-            &db.path,
-            db.size,
-            0o600,
-            None,
-            &ids,
-            &mut reader,
-            &mut |n| {
-                done += n;
-                (input.progress)(done, total);
-            },
-        )?;
-        files += 1;
+        jobs.push(Job {
+            dest,
+            shown: &db.path,
+            size: db.size,
+            mode: 0o600,
+            mtime: None,
+            chunks: ids.into(),
+        });
     }
     for file in &snapshot.files {
-        let dest = safe_join(input.to, &file.path, &input.snapshot.name)?;
-        let mtime = SystemTime::UNIX_EPOCH + Duration::from_nanos(file.mtime_ns.max(0) as u64);
-        write_file(
-            &dest,
-            &file.path,
-            file.size,
-            file.mode,
-            Some(mtime),
-            &file.chunks,
-            &mut reader,
-            &mut |n| {
-                done += n;
-                (input.progress)(done, total);
-            },
-        )?;
-        files += 1;
+        jobs.push(Job {
+            dest: safe_join(input.to, &file.path, &input.snapshot.name)?,
+            shown: &file.path,
+            size: file.size,
+            mode: file.mode,
+            mtime: Some(SystemTime::UNIX_EPOCH + Duration::from_nanos(file.mtime_ns.max(0) as u64)),
+            chunks: file.chunks.as_slice().into(),
+        });
     }
+
+    let total = snapshot.size();
+    let done = AtomicU64::new(0);
+    let next = AtomicUsize::new(0);
+    let failed = AtomicBool::new(false);
+    let first_error: Mutex<Option<EngineError>> = Mutex::new(None);
+    let threads = std::thread::available_parallelism()
+        .map_or(2, |n| n.get())
+        .clamp(1, 4);
+    std::thread::scope(|scope| {
+        for _ in 0..threads {
+            scope.spawn(|| {
+                let mut reader = BlobReader::new(repo, &locations);
+                while !failed.load(Ordering::Relaxed) {
+                    let Some(job) = jobs.get(next.fetch_add(1, Ordering::Relaxed)) else {
+                        break;
+                    };
+                    let progress = |n: u64| {
+                        let now = done.fetch_add(n, Ordering::Relaxed) + n;
+                        (input.progress)(now, total);
+                    };
+                    if let Err(e) = write_file(job, &mut reader, &progress) {
+                        failed.store(true, Ordering::Relaxed);
+                        first_error
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .get_or_insert(e);
+                    }
+                }
+            });
+        }
+    });
+    if let Some(e) = first_error.into_inner().unwrap_or_else(|p| p.into_inner()) {
+        return Err(e);
+    }
+    // One flush for everything written, rather than one per file.
+    let dir = File::open(input.to).map_err(EngineError::io("cannot open", input.to))?;
+    nix::unistd::syncfs(&dir)
+        .map_err(|e| EngineError::io("cannot flush", input.to)(std::io::Error::from(e)))?;
     Ok(RestoreReport {
         snapshot: input.snapshot.id().to_owned(),
         target: input.target.to_owned(),
         to: input.to.display().to_string(),
-        files,
-        bytes: done,
+        files: jobs.len() as u64,
+        bytes: done.into_inner(),
         duration_ms: started.elapsed().as_millis() as u64,
     })
 }
@@ -213,17 +275,20 @@ fn safe_join(root: &Path, rel: &str, snapshot: &str) -> Result<PathBuf, EngineEr
     Ok(root.join(path))
 }
 
-#[allow(clippy::too_many_arguments)]
 fn write_file(
-    dest: &Path,
-    shown: &str,
-    size: u64,
-    mode: u32,
-    mtime: Option<SystemTime>,
-    chunks: &[ChunkId],
+    job: &Job<'_>,
     reader: &mut BlobReader<'_>,
-    progress: &mut dyn FnMut(u64),
+    progress: &dyn Fn(u64),
 ) -> Result<(), EngineError> {
+    let Job {
+        dest,
+        shown,
+        size,
+        mode,
+        mtime,
+        chunks,
+    } = job;
+    let (dest, size, mode, mtime) = (dest.as_path(), *size, *mode, *mtime);
     if let Some(dir) = dest.parent() {
         fs::create_dir_all(dir).map_err(EngineError::io("cannot create", dir))?;
     }
@@ -236,7 +301,7 @@ fn write_file(
             .open(&partial)
             .map_err(EngineError::io("cannot create", &partial))?;
         let mut written = 0u64;
-        for id in chunks {
+        for id in chunks.iter() {
             let data = reader.blob(id)?;
             out.write_all(&data)
                 .map_err(EngineError::io("cannot write", &partial))?;
@@ -245,13 +310,11 @@ fn write_file(
         }
         if written != size {
             return Err(EngineError::SizeMismatch {
-                path: shown.to_owned(),
+                path: (*shown).to_owned(),
                 expected: size,
                 found: written,
             });
         }
-        out.sync_data()
-            .map_err(EngineError::io("cannot write", &partial))?;
         finish_metadata(&out, mode, mtime)
             .map_err(EngineError::io("cannot set metadata of", &partial))?;
         fs::rename(&partial, dest).map_err(EngineError::io("cannot rename into place", dest))

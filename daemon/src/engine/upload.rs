@@ -3,7 +3,8 @@
 //! and report what they stored for the index.
 //!
 //! Memory stays bounded: at most `QUEUE_DEPTH` chunks wait in the queue (each at most
-//! 4 MiB) and each worker holds one pack of about 8 MiB.
+//! 4 MiB) and each worker holds one pack (8 MiB plus at most one chunk); a worker stores its
+//! full pack before it starts the next, so no worker ever holds two.
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -13,7 +14,7 @@ use sealback_repo::index::IndexedPack;
 use sealback_repo::pack::{BlobKind, PackWriter};
 use sealback_repo::{ChunkId, Repository};
 
-const QUEUE_DEPTH: usize = 8;
+const QUEUE_DEPTH: usize = 4;
 
 /// A chunk the repository lacks.
 pub struct NewChunk {
@@ -56,40 +57,40 @@ pub fn queue() -> (Sender<NewChunk>, Receiver<NewChunk>) {
     crossbeam_channel::bounded(QUEUE_DEPTH)
 }
 
-/// Number of packing workers: the cores, at least 2 so a store can overlap with packing.
+/// Number of packing workers: one more than the cores, so that while one worker waits for
+/// the target to store its pack the cores still compress and encrypt.
 pub fn worker_count() -> usize {
     std::thread::available_parallelism()
-        .map_or(2, |n| n.get())
+        .map_or(2, |n| n.get() + 1)
         .clamp(2, 8)
 }
 
 /// One worker: packs chunks from `rx` until it closes, storing each full pack.
 pub fn run_worker(repo: &Repository, rx: Receiver<NewChunk>, state: &UploadState) {
-    let mut pack = PackWriter::new(repo.keys());
+    let mut pack: Option<PackWriter> = None;
     for chunk in rx {
         if state.failed() {
             continue; // drain, so the producer never blocks on a dead queue
         }
-        pack.add(chunk.kind, chunk.id, &chunk.data, chunk.compress);
-        if pack.is_full() {
-            let full = std::mem::replace(&mut pack, PackWriter::new(repo.keys()));
+        let open = pack.get_or_insert_with(|| PackWriter::new(repo.keys()));
+        open.add(chunk.kind, chunk.id, &chunk.data, chunk.compress);
+        drop(chunk);
+        if open.is_full()
+            && let Some(full) = pack.take()
+        {
             store(repo, full, state);
         }
     }
-    if !pack.is_empty() && !state.failed() {
-        store(repo, pack, state);
+    if let Some(last) = pack.filter(|p| !p.is_empty() && !state.failed()) {
+        store(repo, last, state);
     }
 }
 
 fn store(repo: &Repository, pack: PackWriter, state: &UploadState) {
-    let finished = pack.finish();
-    match repo.write_pack(&finished) {
-        Ok(bytes) => {
+    match repo.write_pack(pack.finish()) {
+        Ok((name, entries, bytes)) => {
             state.bytes_written.fetch_add(bytes, Ordering::Relaxed);
-            let indexed = IndexedPack {
-                name: finished.name,
-                entries: finished.entries,
-            };
+            let indexed = IndexedPack { name, entries };
             state
                 .packs
                 .lock()

@@ -68,10 +68,10 @@ pub fn run(
             report.blobs += 1;
             match reader.blob(&entry) {
                 Ok(plain) => {
-                    if entry.kind == BlobKind::List {
-                        if let Some(ids) = decode_list(&plain) {
-                            lists.insert(entry.id, ids);
-                        }
+                    if entry.kind == BlobKind::List
+                        && let Some(ids) = decode_list(&plain)
+                    {
+                        lists.insert(entry.id, ids);
                     }
                     good.insert(entry.id);
                 }

@@ -80,6 +80,7 @@ impl Handler for FakeDaemon {
                 snapshots: 1,
                 bytes_stored: 4096,
                 last_error: None,
+                requests: Default::default(),
             }],
         })
     }

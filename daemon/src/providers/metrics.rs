@@ -1,0 +1,122 @@
+//! The outermost wrapper: counts what a target was asked and what it answered, for
+//! `sealbackctl status`.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use sealback_repo::{ObjectStore, StoreError, StoreErrorKind};
+
+/// Counters of one target, kept across plugin reloads.
+#[derive(Debug, Default)]
+pub struct Counters {
+    requests: AtomicU64,
+    retries: AtomicU64,
+    /// Calls that failed for good; a NOT_FOUND answer is not a failure.
+    failures: AtomicU64,
+    bytes_sent: AtomicU64,
+    bytes_received: AtomicU64,
+}
+
+/// A copy of the counters at one instant.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CounterValues {
+    pub requests: u64,
+    pub retries: u64,
+    pub failures: u64,
+    pub bytes_sent: u64,
+    pub bytes_received: u64,
+}
+
+impl Counters {
+    pub fn note_retry(&self) {
+        self.retries.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn snapshot(&self) -> CounterValues {
+        CounterValues {
+            requests: self.requests.load(Ordering::Relaxed),
+            retries: self.retries.load(Ordering::Relaxed),
+            failures: self.failures.load(Ordering::Relaxed),
+            bytes_sent: self.bytes_sent.load(Ordering::Relaxed),
+            bytes_received: self.bytes_received.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Counts a call; a missing object is an answer, not a failure.
+    fn count<T>(&self, result: &Result<T, StoreError>) {
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        if result
+            .as_ref()
+            .is_err_and(|e| e.kind != StoreErrorKind::NotFound)
+        {
+            self.failures.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// A target as the engine sees it.
+pub struct TargetStore {
+    name: String,
+    inner: Box<dyn ObjectStore>,
+    counters: Arc<Counters>,
+}
+
+impl TargetStore {
+    pub fn new(name: &str, inner: impl ObjectStore + 'static, counters: Arc<Counters>) -> Self {
+        TargetStore {
+            name: name.to_owned(),
+            inner: Box::new(inner),
+            counters,
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+impl ObjectStore for TargetStore {
+    fn put(&self, name: &str, data: &[u8]) -> Result<(), StoreError> {
+        let result = self.inner.put(name, data);
+        self.counters.count(&result);
+        if result.is_ok() {
+            self.counters
+                .bytes_sent
+                .fetch_add(data.len() as u64, Ordering::Relaxed);
+        }
+        result
+    }
+
+    fn put_shared(&self, name: &str, data: Arc<Vec<u8>>) -> Result<(), StoreError> {
+        let len = data.len() as u64;
+        let result = self.inner.put_shared(name, data);
+        self.counters.count(&result);
+        if result.is_ok() {
+            self.counters.bytes_sent.fetch_add(len, Ordering::Relaxed);
+        }
+        result
+    }
+
+    fn get(&self, name: &str) -> Result<Vec<u8>, StoreError> {
+        let result = self.inner.get(name);
+        self.counters.count(&result);
+        if let Ok(data) = &result {
+            self.counters
+                .bytes_received
+                .fetch_add(data.len() as u64, Ordering::Relaxed);
+        }
+        result
+    }
+
+    fn list(&self, prefix: &str) -> Result<Vec<(String, u64)>, StoreError> {
+        let result = self.inner.list(prefix);
+        self.counters.count(&result);
+        result
+    }
+
+    fn remove(&self, name: &str) -> Result<(), StoreError> {
+        let result = self.inner.remove(name);
+        self.counters.count(&result);
+        result
+    }
+}

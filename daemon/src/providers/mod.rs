@@ -1,0 +1,71 @@
+//! Storage targets: the configured providers, each a plugin loaded from the plugin
+//! directory, seen by the repository as an [`ObjectStore`]. The daemon contains no provider
+//! code. What every provider needs from a host is added here, once, by wrappers that
+//! implement the same trait (as restic wraps its backends):
+//!
+//! ```text
+//! TargetStore (counters) ─▶ Retrying (backoff, jitter, retry-after)
+//!                           ─▶ Timed (deadline per call) ─▶ Limited (concurrency) ─▶ PluginStore
+//! ```
+//!
+//! A target whose plugin fails to load keeps its error (shown by `status`) and is loaded
+//! again at the next backup, while the daemon goes on.
+
+mod limit;
+mod metrics;
+mod plugin;
+mod retry;
+mod timeout;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use sealback_plugin_api::host::Plugin;
+
+pub use metrics::{Counters, TargetStore};
+pub use plugin::PluginStore;
+pub use retry::RetryPolicy;
+
+use crate::config::TargetConfig;
+
+/// The file a plugin name refers to: `libsealback_<name>.so` in the plugin directory (what
+/// cargo builds for a crate `sealback-<name>`), or `<name>.so`.
+pub fn plugin_path(dir: &Path, plugin: &str) -> Result<PathBuf, String> {
+    let candidates = [
+        dir.join(format!("libsealback_{}.so", plugin.replace('-', "_"))),
+        dir.join(format!("{plugin}.so")),
+    ];
+    candidates.iter().find(|p| p.is_file()).cloned().ok_or_else(|| {
+        format!(
+            "no plugin {plugin:?} in {}: looked for {} and {} (is plugins.dir right? is the plugin installed?)",
+            dir.display(),
+            candidates[0].display(),
+            candidates[1].display()
+        )
+    })
+}
+
+/// Loads the target's plugin, opens a provider instance with its options, and wraps it.
+pub fn open_target(
+    plugins_dir: &Path,
+    target: &TargetConfig,
+    counters: Arc<Counters>,
+) -> Result<Arc<TargetStore>, String> {
+    let path = plugin_path(plugins_dir, &target.plugin)?;
+    let plugin = Plugin::load(&path).map_err(|e| e.to_string())?;
+    let options = serde_json::to_string(&target.options).expect("options serialize");
+    let instance = plugin.open(&options).map_err(|e| {
+        format!(
+            "target {:?}: plugin {} refused its options: {}",
+            target.name,
+            path.display(),
+            e
+        )
+    })?;
+    tracing::info!(target = %target.name, plugin = %path.display(), version = %plugin.version(), "storage target ready");
+    let store = PluginStore::new(&target.name, instance);
+    let limited = limit::Limited::new(store, target.concurrency);
+    let timed = timeout::Timed::new(Arc::new(limited), target.timeout);
+    let retrying = retry::Retrying::new(timed, target.retry.clone(), counters.clone());
+    Ok(Arc::new(TargetStore::new(&target.name, retrying, counters)))
+}

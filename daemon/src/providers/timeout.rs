@@ -1,0 +1,82 @@
+//! A deadline for every provider call. A call into a plugin cannot be cancelled, so each
+//! runs on a thread of its own; when the deadline passes, the caller gets a transient error
+//! (and may retry: puts are idempotent) while the stuck call finishes or not in the
+//! background, still holding its concurrency permit, so a hung provider cannot be flooded.
+//! Data handed to `put_shared` is shared with that thread, not copied.
+
+use std::sync::Arc;
+use std::sync::mpsc;
+use std::time::Duration;
+
+use sealback_repo::{ObjectStore, StoreError, StoreErrorKind};
+
+pub struct Timed<S> {
+    inner: Arc<S>,
+    deadline: Duration,
+}
+
+impl<S: ObjectStore + 'static> Timed<S> {
+    pub fn new(inner: Arc<S>, deadline: Duration) -> Timed<S> {
+        Timed { inner, deadline }
+    }
+
+    fn call<T: Send + 'static>(
+        &self,
+        what: String,
+        op: impl FnOnce(&S) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let (tx, rx) = mpsc::sync_channel(1);
+        let inner = self.inner.clone();
+        let spawned = std::thread::Builder::new()
+            .name("sealback-provider-call".into())
+            .spawn(move || {
+                let _ = tx.send(op(&inner));
+            });
+        if let Err(e) = spawned {
+            return Err(StoreError::new(
+                StoreErrorKind::Transient,
+                format!("{what}: cannot start a thread for the call: {e}"),
+            ));
+        }
+        match rx.recv_timeout(self.deadline) {
+            Ok(result) => result,
+            Err(mpsc::RecvTimeoutError::Timeout) => Err(StoreError::new(
+                StoreErrorKind::Transient,
+                format!(
+                    "{what} did not finish within {} (targets.timeout)",
+                    humantime::format_duration(self.deadline)
+                ),
+            )),
+            Err(mpsc::RecvTimeoutError::Disconnected) => Err(StoreError::new(
+                StoreErrorKind::Permanent,
+                format!("{what}: the call ended without an answer"),
+            )),
+        }
+    }
+}
+
+impl<S: ObjectStore + 'static> ObjectStore for Timed<S> {
+    fn put(&self, name: &str, data: &[u8]) -> Result<(), StoreError> {
+        self.put_shared(name, Arc::new(data.to_vec()))
+    }
+
+    fn put_shared(&self, name: &str, data: Arc<Vec<u8>>) -> Result<(), StoreError> {
+        let owned = name.to_owned();
+        self.call(format!("put {name}"), move |s| s.put_shared(&owned, data))
+    }
+
+    fn get(&self, name: &str) -> Result<Vec<u8>, StoreError> {
+        let owned = name.to_owned();
+        self.call(format!("get {name}"), move |s| s.get(&owned))
+    }
+
+    fn list(&self, prefix: &str) -> Result<Vec<(String, u64)>, StoreError> {
+        let owned = prefix.to_owned();
+        self.call(format!("list {prefix}*"), move |s| s.list(&owned))
+    }
+
+    fn remove(&self, name: &str) -> Result<(), StoreError> {
+        let owned = name.to_owned();
+        self.call(format!("remove {name}"), move |s| s.remove(&owned))
+    }
+}
