@@ -65,3 +65,51 @@ impl<S: ObjectStore> ObjectStore for Limited<S> {
         self.inner.remove(name)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::Duration;
+
+    /// Records how many calls are inside it at once.
+    #[derive(Default)]
+    struct Crowd {
+        inside: AtomicUsize,
+        most: AtomicUsize,
+    }
+
+    impl ObjectStore for Crowd {
+        fn put(&self, _: &str, _: &[u8]) -> Result<(), StoreError> {
+            let now = self.inside.fetch_add(1, Ordering::SeqCst) + 1;
+            self.most.fetch_max(now, Ordering::SeqCst);
+            std::thread::sleep(Duration::from_millis(5));
+            self.inside.fetch_sub(1, Ordering::SeqCst);
+            Ok(())
+        }
+        fn get(&self, _: &str) -> Result<Vec<u8>, StoreError> {
+            Ok(Vec::new())
+        }
+        fn list(&self, _: &str) -> Result<Vec<(String, u64)>, StoreError> {
+            Ok(Vec::new())
+        }
+        fn remove(&self, _: &str) -> Result<(), StoreError> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn no_more_than_the_limit_are_inside_at_once() {
+        let limited = Limited::new(Crowd::default(), 3);
+        std::thread::scope(|s| {
+            for _ in 0..12 {
+                s.spawn(|| {
+                    for _ in 0..5 {
+                        limited.put("a", b"x").expect("put");
+                    }
+                });
+            }
+        });
+        assert_eq!(limited.inner.most.load(Ordering::SeqCst), 3);
+    }
+}

@@ -80,3 +80,55 @@ impl<S: ObjectStore + 'static> ObjectStore for Timed<S> {
         self.call(format!("remove {name}"), move |s| s.remove(&owned))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Takes as long as it is told to.
+    struct Slow(Duration);
+
+    impl ObjectStore for Slow {
+        fn put(&self, _: &str, _: &[u8]) -> Result<(), StoreError> {
+            std::thread::sleep(self.0);
+            Ok(())
+        }
+        fn get(&self, name: &str) -> Result<Vec<u8>, StoreError> {
+            std::thread::sleep(self.0);
+            Ok(name.as_bytes().to_vec())
+        }
+        fn list(&self, _: &str) -> Result<Vec<(String, u64)>, StoreError> {
+            Ok(Vec::new())
+        }
+        fn remove(&self, _: &str) -> Result<(), StoreError> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_call_past_its_deadline_is_a_transient_error_naming_it() {
+        let timed = Timed::new(
+            Arc::new(Slow(Duration::from_secs(5))),
+            Duration::from_millis(50),
+        );
+        let started = std::time::Instant::now();
+        let err = timed.put("data/abc", b"x").expect_err("times out");
+        assert!(started.elapsed() < Duration::from_secs(2));
+        assert_eq!(err.kind, StoreErrorKind::Transient);
+        assert!(
+            err.message.contains("put data/abc") && err.message.contains("targets.timeout"),
+            "{}",
+            err.message
+        );
+    }
+
+    #[test]
+    fn a_call_within_its_deadline_answers_as_usual() {
+        let timed = Timed::new(
+            Arc::new(Slow(Duration::from_millis(1))),
+            Duration::from_secs(5),
+        );
+        assert_eq!(timed.get("index/x").expect("answers"), b"index/x");
+        timed.put_shared("a", Arc::new(vec![1, 2, 3])).expect("put");
+    }
+}
