@@ -1,14 +1,16 @@
 //! Restoring a snapshot into a directory.
 //!
-//! Every blob is authenticated and checked against its id as it is read (see
-//! `sealback_repo::pack`), every file is checked against its recorded size, and each file is
-//! written under a temporary name and renamed into place only once complete: a file that
-//! stands under its real name in the target directory is genuine. On the first error the
-//! partial file is removed and the error names the object at fault.
+//! The restore is planned by pack: each pack the snapshot needs is read once (by one of a
+//! few threads), each of its blobs is authenticated and checked against its id once (see
+//! `sealback_repo::pack`), and written at every offset where the snapshot has it. Each file
+//! is written under a temporary name and renamed into place only when its last chunk has
+//! landed and its size is right: a file that stands under its real name in the target
+//! directory is genuine. On the first error every partial file is removed and the error
+//! names the object at fault. One `syncfs` at the end makes the restore durable.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
-use std::io::Write;
+use std::os::unix::fs::FileExt;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Component, Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -23,8 +25,6 @@ use super::EngineError;
 use crate::catalog::{Catalog, SnapshotRow};
 use crate::control::api::RestoreReport;
 
-/// Packs each restoring thread keeps in memory (about 8 MiB each).
-const PACK_CACHE: usize = 2;
 const PARTIAL_SUFFIX: &str = ".sealback-partial";
 
 /// Finds the snapshot `spec` names: `latest`, a full id, or an unambiguous prefix.
@@ -95,42 +95,6 @@ impl<'a> Locations<'a> {
     }
 }
 
-/// Reads blobs through a small cache of whole packs; one per restoring thread.
-struct BlobReader<'a> {
-    repo: &'a Repository,
-    locations: &'a Locations<'a>,
-    packs: VecDeque<(Arc<str>, Vec<u8>)>,
-}
-
-impl<'a> BlobReader<'a> {
-    fn new(repo: &'a Repository, locations: &'a Locations<'a>) -> Self {
-        BlobReader {
-            repo,
-            locations,
-            packs: VecDeque::with_capacity(PACK_CACHE),
-        }
-    }
-
-    fn blob(&mut self, id: &ChunkId) -> Result<Vec<u8>, EngineError> {
-        let (pack, entry) = self.locations.find(id)?;
-        let cached = self.packs.iter().position(|(name, _)| *name == pack);
-        let index = match cached {
-            Some(i) => i,
-            None => {
-                let bytes = self.repo.read_pack(&pack)?;
-                if self.packs.len() == PACK_CACHE {
-                    self.packs.pop_front();
-                }
-                self.packs.push_back((pack.clone(), bytes));
-                self.packs.len() - 1
-            }
-        };
-        let bytes = &self.packs[index].1;
-        let reader = PackReader::new(self.repo.keys(), &pack, bytes)?;
-        Ok(reader.blob(&entry)?)
-    }
-}
-
 pub struct RestoreInput<'a> {
     pub snapshot: &'a SnapshotRow,
     pub target: &'a str,
@@ -139,16 +103,33 @@ pub struct RestoreInput<'a> {
     pub progress: &'a (dyn Fn(u64, u64) + Sync),
 }
 
-/// One file to write.
+/// One file to write, under `partial` until complete.
 struct Job<'s> {
     dest: PathBuf,
+    partial: PathBuf,
     shown: &'s str,
     size: u64,
     mode: u32,
     mtime: Option<SystemTime>,
-    chunks: std::borrow::Cow<'s, [ChunkId]>,
+    /// Chunks not yet written; the thread that writes the last one finishes the file.
+    remaining: AtomicUsize,
 }
 
+/// Where one chunk goes: which file, at which offset.
+struct Placement {
+    job: usize,
+    offset: u64,
+}
+
+/// The blobs needed from one pack, and where each goes.
+struct PackPlan {
+    pack: Arc<str>,
+    blobs: Vec<(PackEntry, Vec<Placement>)>,
+}
+
+/// Restores pack by pack: every pack the snapshot needs is read once, each of its blobs is
+/// verified once and written at every offset where the snapshot has it. Files are complete
+/// when their last chunk lands; only then are they renamed into place.
 pub fn run(
     repo: &Repository,
     catalog: &Catalog,
@@ -160,6 +141,7 @@ pub fn run(
     prepare_directory(input.to, input.force)?;
     let locations = Locations::new(repo, catalog)?;
     let mut jobs = Vec::with_capacity(snapshot.files.len() + 1);
+    let mut chunk_lists: Vec<Vec<ChunkId>> = Vec::with_capacity(jobs.capacity());
 
     if let Some(db) = &snapshot.database {
         let dest = safe_join(input.to, &db.path, &input.snapshot.name)?;
@@ -173,68 +155,80 @@ pub fn run(
                 _ => {}
             }
         }
-        let mut reader = BlobReader::new(repo, &locations);
         let mut ids = Vec::new();
         for list in &db.lists {
-            let bytes = reader.blob(list)?;
-            let part = decode_list(&bytes).ok_or_else(|| sealback_repo::Error::Malformed {
+            let (pack, entry) = locations.find(list)?;
+            let bytes = repo.read_pack(&pack)?;
+            let plain = PackReader::new(repo.keys(), &pack, &bytes)?.blob(&entry)?;
+            let part = decode_list(&plain).ok_or_else(|| sealback_repo::Error::Malformed {
                 name: format!("list blob {}", list.short()),
                 detail: "length is not a multiple of 32".into(),
             })?;
             ids.extend(part);
         }
-        jobs.push(Job {
-            dest,
-            shown: &db.path,
-            size: db.size,
-            mode: 0o600,
-            mtime: None,
-            chunks: ids.into(),
-        });
+        jobs.push(job(dest, &db.path, db.size, 0o600, None));
+        chunk_lists.push(ids);
     }
     for file in &snapshot.files {
-        jobs.push(Job {
-            dest: safe_join(input.to, &file.path, &input.snapshot.name)?,
-            shown: &file.path,
-            size: file.size,
-            mode: file.mode,
-            mtime: Some(SystemTime::UNIX_EPOCH + Duration::from_nanos(file.mtime_ns.max(0) as u64)),
-            chunks: file.chunks.as_slice().into(),
-        });
+        let dest = safe_join(input.to, &file.path, &input.snapshot.name)?;
+        let mtime = SystemTime::UNIX_EPOCH + Duration::from_nanos(file.mtime_ns.max(0) as u64);
+        jobs.push(job(dest, &file.path, file.size, file.mode, Some(mtime)));
+        chunk_lists.push(file.chunks.clone());
     }
+    let plans = plan(&locations, &jobs, &chunk_lists)?;
+    drop(chunk_lists);
 
     let total = snapshot.size();
     let done = AtomicU64::new(0);
-    let next = AtomicUsize::new(0);
     let failed = AtomicBool::new(false);
     let first_error: Mutex<Option<EngineError>> = Mutex::new(None);
+    let fail = |e: EngineError| {
+        failed.store(true, Ordering::Relaxed);
+        first_error
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get_or_insert(e);
+    };
+    // Every file exists at its full size under its partial name before any chunk lands.
+    for (index, job) in jobs.iter().enumerate() {
+        if let Err(e) = create_partial(job) {
+            fail(e);
+            break;
+        }
+        if job.remaining.load(Ordering::Relaxed) == 0 {
+            if let Err(e) = finish(&jobs[index]) {
+                fail(e);
+                break;
+            }
+        }
+    }
+    let next = AtomicUsize::new(0);
     let threads = std::thread::available_parallelism()
         .map_or(2, |n| n.get())
         .clamp(1, 4);
     std::thread::scope(|scope| {
         for _ in 0..threads {
             scope.spawn(|| {
-                let mut reader = BlobReader::new(repo, &locations);
                 while !failed.load(Ordering::Relaxed) {
-                    let Some(job) = jobs.get(next.fetch_add(1, Ordering::Relaxed)) else {
+                    let Some(plan) = plans.get(next.fetch_add(1, Ordering::Relaxed)) else {
                         break;
                     };
                     let progress = |n: u64| {
                         let now = done.fetch_add(n, Ordering::Relaxed) + n;
                         (input.progress)(now, total);
                     };
-                    if let Err(e) = write_file(job, &mut reader, &progress) {
-                        failed.store(true, Ordering::Relaxed);
-                        first_error
-                            .lock()
-                            .unwrap_or_else(|p| p.into_inner())
-                            .get_or_insert(e);
+                    if let Err(e) = restore_pack(repo, plan, &jobs, &progress) {
+                        fail(e);
                     }
                 }
             });
         }
     });
     if let Some(e) = first_error.into_inner().unwrap_or_else(|p| p.into_inner()) {
+        // Nothing incomplete stays behind; files already renamed into place are genuine.
+        for job in &jobs {
+            let _ = fs::remove_file(&job.partial);
+        }
         return Err(e);
     }
     // One flush for everything written, rather than one per file.
@@ -249,6 +243,130 @@ pub fn run(
         bytes: done.into_inner(),
         duration_ms: started.elapsed().as_millis() as u64,
     })
+}
+
+fn job<'s>(
+    dest: PathBuf,
+    shown: &'s str,
+    size: u64,
+    mode: u32,
+    mtime: Option<SystemTime>,
+) -> Job<'s> {
+    let partial = PathBuf::from(format!("{}{PARTIAL_SUFFIX}", dest.display()));
+    Job {
+        dest,
+        partial,
+        shown,
+        size,
+        mode,
+        mtime,
+        remaining: AtomicUsize::new(0),
+    }
+}
+
+/// Groups the chunks of every file by the pack that holds them, and checks that each file's
+/// chunks add up to its recorded size before anything is written.
+fn plan(
+    locations: &Locations<'_>,
+    jobs: &[Job<'_>],
+    chunk_lists: &[Vec<ChunkId>],
+) -> Result<Vec<PackPlan>, EngineError> {
+    let mut by_pack: HashMap<Arc<str>, HashMap<ChunkId, (PackEntry, Vec<Placement>)>> =
+        HashMap::new();
+    for (index, (job, chunks)) in jobs.iter().zip(chunk_lists).enumerate() {
+        let mut offset = 0u64;
+        for id in chunks {
+            let (pack, entry) = locations.find(id)?;
+            by_pack
+                .entry(pack)
+                .or_default()
+                .entry(*id)
+                .or_insert_with(|| (entry, Vec::new()))
+                .1
+                .push(Placement { job: index, offset });
+            offset += u64::from(entry.raw_length);
+        }
+        if offset != job.size {
+            return Err(EngineError::SizeMismatch {
+                path: job.shown.to_owned(),
+                expected: job.size,
+                found: offset,
+            });
+        }
+        job.remaining.store(chunks.len(), Ordering::Relaxed);
+    }
+    let mut plans: Vec<PackPlan> = by_pack
+        .into_iter()
+        .map(|(pack, blobs)| {
+            let mut blobs: Vec<_> = blobs.into_values().collect();
+            blobs.sort_by_key(|(entry, _)| entry.offset);
+            PackPlan { pack, blobs }
+        })
+        .collect();
+    plans.sort_by(|a, b| a.pack.cmp(&b.pack));
+    Ok(plans)
+}
+
+fn create_partial(job: &Job<'_>) -> Result<(), EngineError> {
+    if let Some(dir) = job.dest.parent() {
+        fs::create_dir_all(dir).map_err(EngineError::io("cannot create", dir))?;
+    }
+    let out = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&job.partial)
+        .map_err(EngineError::io("cannot create", &job.partial))?;
+    out.set_len(job.size)
+        .map_err(EngineError::io("cannot size", &job.partial))
+}
+
+/// Reads one pack and writes each of its blobs wherever the snapshot has it.
+fn restore_pack(
+    repo: &Repository,
+    plan: &PackPlan,
+    jobs: &[Job<'_>],
+    progress: &dyn Fn(u64),
+) -> Result<(), EngineError> {
+    let bytes = repo.read_pack(&plan.pack)?;
+    let reader = PackReader::new(repo.keys(), &plan.pack, &bytes)?;
+    for (entry, placements) in &plan.blobs {
+        let data = reader.blob(entry)?;
+        for placement in placements {
+            let job = &jobs[placement.job];
+            let out = OpenOptions::new()
+                .write(true)
+                .open(&job.partial)
+                .map_err(EngineError::io("cannot open", &job.partial))?;
+            out.write_all_at(&data, placement.offset)
+                .map_err(EngineError::io("cannot write", &job.partial))?;
+            progress(data.len() as u64);
+            if job.remaining.fetch_sub(1, Ordering::AcqRel) == 1 {
+                finish(job)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The last chunk of a file has landed: give it its metadata and its real name.
+fn finish(job: &Job<'_>) -> Result<(), EngineError> {
+    let out = File::open(&job.partial).map_err(EngineError::io("cannot open", &job.partial))?;
+    let len = out
+        .metadata()
+        .map_err(EngineError::io("cannot read", &job.partial))?
+        .len();
+    if len != job.size {
+        return Err(EngineError::SizeMismatch {
+            path: job.shown.to_owned(),
+            expected: job.size,
+            found: len,
+        });
+    }
+    finish_metadata(&out, job.mode, job.mtime)
+        .map_err(EngineError::io("cannot set metadata of", &job.partial))?;
+    fs::rename(&job.partial, &job.dest)
+        .map_err(EngineError::io("cannot rename into place", &job.dest))
 }
 
 fn prepare_directory(to: &Path, force: bool) -> Result<(), EngineError> {
@@ -273,56 +391,6 @@ fn safe_join(root: &Path, rel: &str, snapshot: &str) -> Result<PathBuf, EngineEr
         });
     }
     Ok(root.join(path))
-}
-
-fn write_file(
-    job: &Job<'_>,
-    reader: &mut BlobReader<'_>,
-    progress: &dyn Fn(u64),
-) -> Result<(), EngineError> {
-    let Job {
-        dest,
-        shown,
-        size,
-        mode,
-        mtime,
-        chunks,
-    } = job;
-    let (dest, size, mode, mtime) = (dest.as_path(), *size, *mode, *mtime);
-    if let Some(dir) = dest.parent() {
-        fs::create_dir_all(dir).map_err(EngineError::io("cannot create", dir))?;
-    }
-    let partial = PathBuf::from(format!("{}{PARTIAL_SUFFIX}", dest.display()));
-    let result = (|| {
-        let mut out = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&partial)
-            .map_err(EngineError::io("cannot create", &partial))?;
-        let mut written = 0u64;
-        for id in chunks.iter() {
-            let data = reader.blob(id)?;
-            out.write_all(&data)
-                .map_err(EngineError::io("cannot write", &partial))?;
-            written += data.len() as u64;
-            progress(data.len() as u64);
-        }
-        if written != size {
-            return Err(EngineError::SizeMismatch {
-                path: (*shown).to_owned(),
-                expected: size,
-                found: written,
-            });
-        }
-        finish_metadata(&out, mode, mtime)
-            .map_err(EngineError::io("cannot set metadata of", &partial))?;
-        fs::rename(&partial, dest).map_err(EngineError::io("cannot rename into place", dest))
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&partial);
-    }
-    result
 }
 
 fn finish_metadata(out: &File, mode: u32, mtime: Option<SystemTime>) -> std::io::Result<()> {
