@@ -131,7 +131,7 @@ impl PackWriter {
     /// A new, empty pack under a fresh random name (`data/` followed by 64 hex digits).
     pub fn new(keys: &RepoKeys) -> PackWriter {
         let header = Header::new(keys, ObjectKind::Pack);
-        let mut buf = Vec::with_capacity(TARGET_PACK_BYTES + MAX_BLOB_OVERHEAD);
+        let mut buf = Vec::with_capacity(TARGET_PACK_BYTES + TABLE_RESERVE);
         buf.extend_from_slice(&header.bytes);
         PackWriter {
             name: format!("data/{}", random_hex()),
@@ -159,6 +159,13 @@ impl PackWriter {
     /// True once the pack has reached its target size.
     pub fn is_full(&self) -> bool {
         self.buf.len() >= TARGET_PACK_BYTES
+    }
+
+    /// Whether a chunk of `len` bytes still fits within the target size (an empty pack takes
+    /// any chunk). Closing a pack before it would overflow keeps every pack, and so the
+    /// memory a writer holds, within the target.
+    pub fn has_room_for(&self, len: usize) -> bool {
+        self.is_empty() || self.buf.len() + len + TAG_LEN <= TARGET_PACK_BYTES
     }
 
     /// Adds a chunk, compressed with zstd if `compress` and if that saves at least 1/32.
@@ -240,8 +247,9 @@ impl PackWriter {
     }
 }
 
-/// Slack for one blob beyond the target size (largest chunk plus its tag).
-const MAX_BLOB_OVERHEAD: usize = 4 * 1024 * 1024 + TAG_LEN;
+/// Room reserved beyond the target size for the sealed table (46 bytes an entry; 64 KiB
+/// holds ~1,400 entries, more than packs of chunks averaging 6 KiB or more have).
+const TABLE_RESERVE: usize = 64 * 1024;
 
 fn blob_aad(header: &Header, name: &str, kind: BlobKind, id: &ChunkId) -> Vec<u8> {
     let mut extra = Vec::with_capacity(4 + 1 + 32);

@@ -121,10 +121,13 @@ struct Placement {
     offset: u64,
 }
 
+/// One blob and every place it goes.
+type BlobPlan = (PackEntry, Vec<Placement>);
+
 /// The blobs needed from one pack, and where each goes.
 struct PackPlan {
     pack: Arc<str>,
-    blobs: Vec<(PackEntry, Vec<Placement>)>,
+    blobs: Vec<BlobPlan>,
 }
 
 /// Restores pack by pack: every pack the snapshot needs is read once, each of its blobs is
@@ -190,16 +193,16 @@ pub fn run(
             .get_or_insert(e);
     };
     // Every file exists at its full size under its partial name before any chunk lands.
-    for (index, job) in jobs.iter().enumerate() {
+    for job in &jobs {
         if let Err(e) = create_partial(job) {
             fail(e);
             break;
         }
-        if job.remaining.load(Ordering::Relaxed) == 0 {
-            if let Err(e) = finish(&jobs[index]) {
-                fail(e);
-                break;
-            }
+        if job.remaining.load(Ordering::Relaxed) == 0
+            && let Err(e) = finish(job)
+        {
+            fail(e);
+            break;
         }
     }
     let next = AtomicUsize::new(0);
@@ -271,8 +274,7 @@ fn plan(
     jobs: &[Job<'_>],
     chunk_lists: &[Vec<ChunkId>],
 ) -> Result<Vec<PackPlan>, EngineError> {
-    let mut by_pack: HashMap<Arc<str>, HashMap<ChunkId, (PackEntry, Vec<Placement>)>> =
-        HashMap::new();
+    let mut by_pack: HashMap<Arc<str>, HashMap<ChunkId, BlobPlan>> = HashMap::new();
     for (index, (job, chunks)) in jobs.iter().zip(chunk_lists).enumerate() {
         let mut offset = 0u64;
         for id in chunks {

@@ -3,8 +3,9 @@
 //! and report what they stored for the index.
 //!
 //! Memory stays bounded: at most `QUEUE_DEPTH` chunks wait in the queue (each at most
-//! 4 MiB) and each worker holds one pack (8 MiB plus at most one chunk); a worker stores its
-//! full pack before it starts the next, so no worker ever holds two.
+//! 4 MiB) and each worker holds one pack of at most 8 MiB (a chunk that would not fit closes
+//! the pack first); a worker stores its full pack before it starts the next, so no worker
+//! ever holds two.
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -71,6 +72,13 @@ pub fn run_worker(repo: &Repository, rx: Receiver<NewChunk>, state: &UploadState
     for chunk in rx {
         if state.failed() {
             continue; // drain, so the producer never blocks on a dead queue
+        }
+        if pack
+            .as_ref()
+            .is_some_and(|p| !p.has_room_for(chunk.data.len()))
+            && let Some(full) = pack.take()
+        {
+            store(repo, full, state);
         }
         let open = pack.get_or_insert_with(|| PackWriter::new(repo.keys()));
         open.add(chunk.kind, chunk.id, &chunk.data, chunk.compress);
