@@ -37,6 +37,19 @@ struct RawConfig {
     #[serde(default)]
     schedule: RawSchedule,
     targets: Vec<RawTarget>,
+    #[serde(default)]
+    vault: Option<RawVault>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawVault {
+    url: String,
+    server_key: String,
+    account: String,
+    credential_file: PathBuf,
+    #[serde(default)]
+    ca_cert: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -174,6 +187,21 @@ pub struct Config {
     pub schedule: Schedule,
     pub debounce: Duration,
     pub targets: Vec<TargetConfig>,
+    /// The Backup Key Vault, for users who protect the key with a password.
+    pub vault: Option<VaultSettings>,
+}
+
+/// `[vault]`: where the Backup Key Vault is and how this device proves its account.
+#[derive(Debug, Clone)]
+pub struct VaultSettings {
+    pub url: String,
+    /// The vault's OPAQUE server public key, pinned: a vault with another key is refused.
+    pub server_key: String,
+    pub account: String,
+    /// A file holding the account credential (`sealback-vault account add` prints it).
+    pub credential_file: PathBuf,
+    /// The CA certificate that signed the vault's TLS certificate, if not a public one.
+    pub ca_cert: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -413,7 +441,34 @@ fn validate(raw: RawConfig, path: &str) -> Result<Config, ConfigError> {
             },
         });
     }
+    let vault = match raw.vault {
+        None => None,
+        Some(v) => {
+            if !v.url.starts_with("https://") {
+                return Err(bad("vault.url", format!("{:?} must be an https:// URL", v.url)));
+            }
+            if v.server_key.trim().is_empty() {
+                return Err(bad("vault.server_key", "must be the key `sealback-vault init` printed".into()));
+            }
+            if v.account.trim().is_empty() {
+                return Err(bad("vault.account", "must name the account".into()));
+            }
+            for (key, p) in [("vault.credential_file", Some(&v.credential_file)), ("vault.ca_cert", v.ca_cert.as_ref())] {
+                if p.is_some_and(|p| !p.is_absolute()) {
+                    return Err(bad(key, "must be an absolute path".into()));
+                }
+            }
+            Some(VaultSettings {
+                url: v.url,
+                server_key: v.server_key,
+                account: v.account,
+                credential_file: v.credential_file,
+                ca_cert: v.ca_cert,
+            })
+        }
+    };
     Ok(Config {
+        vault,
         store: raw.store.path,
         database: raw.store.database,
         state_dir: raw.state.dir,

@@ -13,6 +13,9 @@ use zeroize::Zeroizing;
 
 pub const CREDENTIAL_NAME: &str = "sealback-backup-key";
 const KEY_FILE: &str = "backup.key";
+/// How the user keeps the key: `recovery-key`, `password` or `device-only`. Absent: a
+/// recovery key (what every key was before the vault existed).
+const MODE_FILE: &str = "key-mode";
 
 #[derive(Debug, thiserror::Error)]
 pub enum KeyStoreError {
@@ -108,6 +111,19 @@ impl KeyStore {
             .and_then(|d| d.sync_all())
             .map_err(write_err)?;
         Ok(())
+    }
+
+    /// How the user keeps the key (see [`MODE_FILE`]).
+    pub fn mode(&self) -> String {
+        let path = self.file.with_file_name(MODE_FILE);
+        fs::read_to_string(path)
+            .map(|m| m.trim().to_owned())
+            .unwrap_or_else(|_| "recovery-key".to_owned())
+    }
+
+    pub fn set_mode(&self, mode: &str) -> Result<(), KeyStoreError> {
+        let path = self.file.with_file_name(MODE_FILE);
+        fs::write(&path, format!("{mode}\n")).map_err(|source| KeyStoreError::Write { path, source })
     }
 
     pub fn from_credential(&self) -> bool {

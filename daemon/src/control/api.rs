@@ -12,6 +12,10 @@
 //! | POST   | /v1/restore     | [`RestoreRequest`]  | stream ending in [`RestoreReport`]|
 //! | POST   | /v1/key/generate| [`KeyGenerateRequest`] | 200 [`KeyGenerated`]           |
 //! | POST   | /v1/key/import  | [`KeyImportRequest`]| 200 [`KeyImported`]               |
+//! | POST   | /v1/key/set-password | [`KeySetPasswordRequest`] | 200 [`KeyChanged`]     |
+//! | POST   | /v1/key/recover | [`KeyRecoverRequest`] | 200 [`KeyChanged`]              |
+//! | POST   | /v1/key/change-password | [`KeyChangePasswordRequest`] | 200 [`KeyChanged`] |
+//! | POST   | /v1/key/disable | [`KeyDisableRequest`] | 200 [`KeyChanged`]              |
 //! | POST   | /v1/verify      | [`VerifyRequest`]   | stream ending in [`VerifyReport`] |
 //!
 //! A "stream" is `application/x-ndjson`: one [`StreamEvent`] per line, progress lines first,
@@ -61,10 +65,14 @@ pub enum Route {
     KeyGenerate,
     KeyImport,
     Verify,
+    KeySetPassword,
+    KeyRecover,
+    KeyChangePassword,
+    KeyDisable,
 }
 
 impl Route {
-    pub const ALL: [Route; 7] = [
+    pub const ALL: [Route; 11] = [
         Route::Status,
         Route::Backup,
         Route::Snapshots,
@@ -72,17 +80,17 @@ impl Route {
         Route::KeyGenerate,
         Route::KeyImport,
         Route::Verify,
+        Route::KeySetPassword,
+        Route::KeyRecover,
+        Route::KeyChangePassword,
+        Route::KeyDisable,
     ];
 
     /// `GET` or `POST`: each route has exactly one method.
     pub fn method(self) -> &'static str {
         match self {
             Route::Status | Route::Snapshots => "GET",
-            Route::Backup
-            | Route::Restore
-            | Route::KeyGenerate
-            | Route::KeyImport
-            | Route::Verify => "POST",
+            _ => "POST",
         }
     }
 
@@ -95,6 +103,10 @@ impl Route {
             Route::KeyGenerate => "/v1/key/generate",
             Route::KeyImport => "/v1/key/import",
             Route::Verify => "/v1/verify",
+            Route::KeySetPassword => "/v1/key/set-password",
+            Route::KeyRecover => "/v1/key/recover",
+            Route::KeyChangePassword => "/v1/key/change-password",
+            Route::KeyDisable => "/v1/key/disable",
         }
     }
 
@@ -118,6 +130,10 @@ pub enum KeyMode {
     None,
     /// The key is kept by the user as a 64-digit recovery key.
     RecoveryKey,
+    /// The key is kept in the Backup Key Vault, behind the user's password.
+    Password,
+    /// The key is on this device only: its vault record was deleted (`key disable`).
+    DeviceOnly,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -142,6 +158,9 @@ pub struct Status {
     pub last_backup: Option<BackupReport>,
     pub last_error: Option<String>,
     pub targets: Vec<TargetStatus>,
+    /// Password attempts the vault still allows, as of the last failed one (absent until then).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vault_attempts_left: Option<u32>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -336,4 +355,43 @@ pub struct VerifyReport {
     pub bytes_read: u64,
     /// One line per problem, each naming the object.
     pub problems: Vec<String>,
+}
+
+/// Protects the device's backup key with a password, in the Backup Key Vault.
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeySetPasswordRequest {
+    /// Zeroized when dropped.
+    pub password: Zeroizing<String>,
+}
+
+/// Fetches the backup key from the vault on a new device.
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyRecoverRequest {
+    pub password: Zeroizing<String>,
+    /// Replace a key this device already has.
+    #[serde(default)]
+    pub replace: bool,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyChangePasswordRequest {
+    pub old_password: Zeroizing<String>,
+    pub new_password: Zeroizing<String>,
+}
+
+/// Deletes the key's vault record (as turning end-to-end encrypted backup off does).
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyDisableRequest {
+    pub password: Zeroizing<String>,
+}
+
+/// The answer to every password operation.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct KeyChanged {
+    pub key_mode: KeyMode,
+    pub message: String,
 }

@@ -16,7 +16,8 @@ use tokio::net::UnixStream;
 
 use super::api::{
     BackupReport, BackupRequest, ErrorBody, ErrorResponse, KeyGenerateRequest, KeyGenerated,
-    KeyImportRequest, KeyImported, Progress, RestoreReport, RestoreRequest, Route, SnapshotList,
+    KeyChangePasswordRequest, KeyChanged, KeyDisableRequest, KeyImportRequest, KeyImported,
+    KeyRecoverRequest, KeySetPasswordRequest, Progress, RestoreReport, RestoreRequest, Route, SnapshotList,
     Status, StreamEvent, VerifyReport, VerifyRequest,
 };
 
@@ -162,6 +163,28 @@ impl Client {
         request: KeyGenerateRequest,
     ) -> Result<KeyGenerated, ClientError> {
         self.call(Route::KeyGenerate, Some(&request)).await
+    }
+
+    pub async fn key_set_password(
+        &self,
+        request: KeySetPasswordRequest,
+    ) -> Result<KeyChanged, ClientError> {
+        self.call(Route::KeySetPassword, Some(&request)).await
+    }
+
+    pub async fn key_recover(&self, request: KeyRecoverRequest) -> Result<KeyChanged, ClientError> {
+        self.call(Route::KeyRecover, Some(&request)).await
+    }
+
+    pub async fn key_change_password(
+        &self,
+        request: KeyChangePasswordRequest,
+    ) -> Result<KeyChanged, ClientError> {
+        self.call(Route::KeyChangePassword, Some(&request)).await
+    }
+
+    pub async fn key_disable(&self, request: KeyDisableRequest) -> Result<KeyChanged, ClientError> {
+        self.call(Route::KeyDisable, Some(&request)).await
     }
 
     pub async fn key_import(&self, request: KeyImportRequest) -> Result<KeyImported, ClientError> {

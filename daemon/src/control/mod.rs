@@ -9,7 +9,9 @@ pub mod server;
 use std::future::Future;
 
 use api::{
-    BackupReport, BackupRequest, ErrorBody, KeyGenerateRequest, KeyGenerated, KeyImportRequest,
+    BackupReport, BackupRequest, ErrorBody, KeyChangePasswordRequest, KeyChanged,
+    KeyDisableRequest, KeyGenerateRequest, KeyGenerated, KeyImportRequest, KeyRecoverRequest,
+    KeySetPasswordRequest,
     KeyImported, Progress, RestoreReport, RestoreRequest, SnapshotList, Status, VerifyReport,
     VerifyRequest,
 };
@@ -116,6 +118,26 @@ pub trait Handler: Send + Sync + 'static {
         &self,
         request: KeyGenerateRequest,
     ) -> impl Future<Output = Result<KeyGenerated, ApiError>> + Send;
+
+    fn key_set_password(
+        &self,
+        request: KeySetPasswordRequest,
+    ) -> impl Future<Output = Result<KeyChanged, ApiError>> + Send;
+
+    fn key_recover(
+        &self,
+        request: KeyRecoverRequest,
+    ) -> impl Future<Output = Result<KeyChanged, ApiError>> + Send;
+
+    fn key_change_password(
+        &self,
+        request: KeyChangePasswordRequest,
+    ) -> impl Future<Output = Result<KeyChanged, ApiError>> + Send;
+
+    fn key_disable(
+        &self,
+        request: KeyDisableRequest,
+    ) -> impl Future<Output = Result<KeyChanged, ApiError>> + Send;
 
     fn key_import(
         &self,

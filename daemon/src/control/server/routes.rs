@@ -101,6 +101,27 @@ async fn dispatch<H: Handler>(
                 finish(route, async move { handler.key_generate(generate).await }).await?;
             json(StatusCode::OK, &generated)
         }
+        Route::KeySetPassword => {
+            let body = read_json(route, request).await?;
+            let done = finish(route, async move { handler.key_set_password(body).await }).await?;
+            json(StatusCode::OK, &done)
+        }
+        Route::KeyRecover => {
+            let body = read_json(route, request).await?;
+            let done = finish(route, async move { handler.key_recover(body).await }).await?;
+            json(StatusCode::OK, &done)
+        }
+        Route::KeyChangePassword => {
+            let body = read_json(route, request).await?;
+            let done =
+                finish(route, async move { handler.key_change_password(body).await }).await?;
+            json(StatusCode::OK, &done)
+        }
+        Route::KeyDisable => {
+            let body = read_json(route, request).await?;
+            let done = finish(route, async move { handler.key_disable(body).await }).await?;
+            json(StatusCode::OK, &done)
+        }
         Route::KeyImport => {
             let import = read_json(route, request).await?;
             let imported = finish(route, async move { handler.key_import(import).await }).await?;

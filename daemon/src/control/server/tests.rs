@@ -17,7 +17,8 @@ use zeroize::Zeroizing;
 use super::{bind, serve_with_grace};
 use crate::control::api::{
     Activity, BackupReport, BackupRequest, ErrorResponse, KeyGenerateRequest, KeyGenerated,
-    KeyImportRequest, KeyImported, KeyMode, MAX_REQUEST_BYTES, Progress, RestoreReport,
+    KeyChangePasswordRequest, KeyChanged, KeyDisableRequest, KeyImportRequest, KeyImported,
+    KeyMode, KeyRecoverRequest, KeySetPasswordRequest, MAX_REQUEST_BYTES, Progress, RestoreReport,
     RestoreRequest, SnapshotInfo, SnapshotList, Status, TargetStatus, VerifyReport, VerifyRequest,
 };
 use crate::control::client::{Client, ClientError};
@@ -58,6 +59,13 @@ fn report() -> BackupReport {
     }
 }
 
+fn changed() -> KeyChanged {
+    KeyChanged {
+        key_mode: KeyMode::Password,
+        message: "ok".into(),
+    }
+}
+
 impl Handler for FakeDaemon {
     async fn status(&self) -> Result<Status, ApiError> {
         self.record("status".into());
@@ -82,6 +90,7 @@ impl Handler for FakeDaemon {
                 last_error: None,
                 requests: Default::default(),
             }],
+            vault_attempts_left: None,
         })
     }
 
@@ -124,6 +133,29 @@ impl Handler for FakeDaemon {
             packs: 2,
             ..VerifyReport::default()
         })
+    }
+
+    async fn key_set_password(&self, _: KeySetPasswordRequest) -> Result<KeyChanged, ApiError> {
+        self.record("key_set_password".into());
+        Ok(changed())
+    }
+
+    async fn key_recover(&self, request: KeyRecoverRequest) -> Result<KeyChanged, ApiError> {
+        self.record(format!("key_recover replace={}", request.replace));
+        match request.password.as_str() {
+            "wrong" => Err(ApiError::new(403, "wrong-password", "wrong password: 9 attempts left")),
+            _ => Ok(changed()),
+        }
+    }
+
+    async fn key_change_password(&self, _: KeyChangePasswordRequest) -> Result<KeyChanged, ApiError> {
+        self.record("key_change_password".into());
+        Ok(changed())
+    }
+
+    async fn key_disable(&self, _: KeyDisableRequest) -> Result<KeyChanged, ApiError> {
+        self.record("key_disable".into());
+        Ok(changed())
     }
 
     async fn restore(

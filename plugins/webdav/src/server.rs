@@ -1,0 +1,190 @@
+//! [`Server`]: the WebDAV server behind the base collection, spoken to over HTTP(S) with basic
+//! authentication, and the few quick retries this provider makes itself.
+//!
+//! Retries here are deliberately small: sealbackd retries transient errors itself, with
+//! backoff, so the plugin only smooths over a busy moment. A request is tried at most
+//! [`ATTEMPTS`] times, waiting [`BACKOFF`] (or what the server's `Retry-After` asks, if it is
+//! at most [`MAX_WAIT`]) between tries, when the server answers 423 Locked, 425 Too Early,
+//! 429 Too Many Requests or a transient 5xx, or when the connection fails (refused, reset,
+//! closed while idle in the pool). A timeout is not retried here: it has used its time
+//! already. Every request this provider makes may be repeated safely (PUT, GET, PROPFIND,
+//! MKCOL, MOVE of a temporary name, DELETE).
+
+use std::sync::{LazyLock, Once};
+use std::thread;
+use std::time::Duration;
+
+use reqwest::blocking::{Client, RequestBuilder, Response};
+use reqwest::{Method, Url};
+use sealback_plugin_api::ProviderError;
+
+use crate::answer::{self, Request, retry_after};
+use crate::href::BasePath;
+use crate::options::{Options, invalid};
+use crate::password::Credentials;
+
+/// Tries per request, the first included.
+pub(crate) const ATTEMPTS: u32 = 3;
+/// The wait before the second and the third try.
+const BACKOFF: [Duration; 2] = [Duration::from_millis(200), Duration::from_millis(800)];
+/// The longest `Retry-After` waited for inside one call; a longer one goes back to the host
+/// with the error.
+const MAX_WAIT: Duration = Duration::from_secs(2);
+/// How long an idle connection stays in the pool: below Apache's default `KeepAliveTimeout`
+/// of 5 s, so that the pool seldom hands out a connection the server is closing.
+const POOL_IDLE: Duration = Duration::from_secs(4);
+/// The longest wait for a TCP and TLS connection, within the request's own timeout.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The server, its base collection and the credentials to use.
+pub(crate) struct Server {
+    client: Client,
+    base: Url,
+    base_path: BasePath,
+    credentials: Option<Credentials>,
+}
+
+/// An answer, and how many tries it took.
+pub(crate) struct Answer {
+    pub(crate) response: Response,
+    pub(crate) attempts: u32,
+}
+
+impl Server {
+    /// The HTTP client for `options`; nothing is sent yet.
+    pub(crate) fn new(options: Options) -> Result<Self, ProviderError> {
+        install_crypto_provider();
+        let mut builder = Client::builder()
+            .timeout(options.timeout)
+            .connect_timeout(options.timeout.min(CONNECT_TIMEOUT))
+            .pool_idle_timeout(POOL_IDLE)
+            // A redirect is reported, not followed: a PUT or a MOVE must not land elsewhere,
+            // and the fix is to configure the address the server redirects to.
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(concat!("sealback-webdav/", env!("CARGO_PKG_VERSION")));
+        if let Some((path, pem)) = &options.ca_pem {
+            let certificates = reqwest::Certificate::from_pem_bundle(pem)
+                .ok()
+                .filter(|certificates| !certificates.is_empty())
+                .ok_or_else(|| {
+                    invalid(format!(
+                        "`ca_file` {}: no PEM certificate in it (it should hold the CA \
+                         certificate, -----BEGIN CERTIFICATE-----)",
+                        path.display()
+                    ))
+                })?;
+            builder = builder.tls_certs_only(certificates);
+        }
+        let client = builder.build().map_err(|err| {
+            ProviderError::permanent(format!(
+                "the webdav provider cannot set up its HTTP client: {}",
+                answer::chain(&err)
+            ))
+        })?;
+        Ok(Server {
+            client,
+            base_path: BasePath::new(&options.url),
+            base: options.url,
+            credentials: options.credentials,
+        })
+    }
+
+    pub(crate) fn base(&self) -> &Url {
+        &self.base
+    }
+
+    pub(crate) fn base_path(&self) -> &BasePath {
+        &self.base_path
+    }
+
+    pub(crate) fn credentials(&self) -> Option<&Credentials> {
+        self.credentials.as_ref()
+    }
+
+    /// The URL of `path` under the base collection: an object name, or a collection's name
+    /// ending with `/`, or `""` for the base itself. Object names need no escaping: they are
+    /// made of `[A-Za-z0-9._-]` and `/`.
+    pub(crate) fn url(&self, path: &str) -> Result<Url, ProviderError> {
+        self.base.join(path).map_err(|err| {
+            ProviderError::permanent(format!(
+                "cannot make a URL of {path:?} under {}: {err}",
+                self.base
+            ))
+        })
+    }
+
+    /// Sends `method url`, with the request `configure` makes (headers, body) and the
+    /// credentials, retrying as the module documentation says. Every status is returned as an
+    /// answer for the caller to judge; only a request that got no answer is an error.
+    pub(crate) fn send(
+        &self,
+        method: &Method,
+        url: &Url,
+        configure: impl Fn(RequestBuilder) -> RequestBuilder,
+    ) -> Result<Answer, ProviderError> {
+        let request = Request { method, url };
+        let mut attempt = 1;
+        loop {
+            let mut builder = configure(self.client.request(method.clone(), url.clone()));
+            if let Some(credentials) = &self.credentials {
+                builder =
+                    builder.basic_auth(&credentials.username, Some(credentials.password.expose()));
+            }
+            let wait = match builder.send() {
+                Ok(response) => {
+                    let status = response.status();
+                    if !answer::is_retryable(status) || attempt == ATTEMPTS {
+                        return Ok(Answer {
+                            response,
+                            attempts: attempt,
+                        });
+                    }
+                    match retry_after(response.headers()) {
+                        Some(asked) if asked > MAX_WAIT => {
+                            return Ok(Answer {
+                                response,
+                                attempts: attempt,
+                            });
+                        }
+                        Some(asked) => asked,
+                        None => backoff(attempt),
+                    }
+                }
+                Err(err) => {
+                    if !answer::is_retryable_failure(&err) || attempt == ATTEMPTS {
+                        return Err(answer::failure(&request, &err, attempt));
+                    }
+                    backoff(attempt)
+                }
+            };
+            thread::sleep(wait);
+            attempt += 1;
+        }
+    }
+}
+
+/// The wait after try `attempt` (1-based).
+pub(crate) fn backoff(attempt: u32) -> Duration {
+    let index = usize::try_from(attempt.saturating_sub(1)).unwrap_or(usize::MAX);
+    BACKOFF.get(index).copied().unwrap_or(MAX_WAIT)
+}
+
+/// rustls needs one crypto provider. This plugin builds rustls with `ring` only and installs
+/// it as the process default of its own copy of rustls (a plugin's statics are its own, so
+/// this cannot clash with the host or another plugin). Installing twice is harmless: the
+/// second attempt reports that a provider is in place, which is all that matters.
+fn install_crypto_provider() {
+    static INSTALL: Once = Once::new();
+    INSTALL.call_once(|| {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    });
+}
+
+/// The WebDAV methods, which `reqwest` has no constants for.
+pub(crate) static PROPFIND: LazyLock<Method> = LazyLock::new(|| webdav_method(b"PROPFIND"));
+pub(crate) static MKCOL: LazyLock<Method> = LazyLock::new(|| webdav_method(b"MKCOL"));
+pub(crate) static MOVE: LazyLock<Method> = LazyLock::new(|| webdav_method(b"MOVE"));
+
+fn webdav_method(name: &'static [u8]) -> Method {
+    Method::from_bytes(name).expect("WebDAV method names are valid HTTP tokens")
+}

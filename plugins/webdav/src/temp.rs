@@ -1,0 +1,78 @@
+//! Names of temporary objects: `.<basename>.tmp-<16 hex digits>`, in the collection of the
+//! object they become (so that a MOVE is a rename within one directory on the server).
+//!
+//! A put that is interrupted between its PUT and its MOVE leaves one behind. They are valid
+//! object names, so the provider reserves them: `put` refuses them, `get` does not find them,
+//! `remove` leaves them alone and `list` skips them. The same holds for the temporary files
+//! Apache's mod_dav_fs writes during a PUT (`.davfs.tmp<random>`), which a listing can catch.
+
+/// How many bytes of the object's basename go into a temporary name, so that the name stays
+/// within the 255 bytes most file systems behind WebDAV servers allow.
+const BASENAME_BYTES: usize = 200;
+const MARKER: &str = ".tmp-";
+const HEX_DIGITS: usize = 16;
+const APACHE_PREFIX: &str = ".davfs.tmp";
+
+/// A fresh temporary name for the object whose last segment is `basename`.
+pub(crate) fn temp_name(basename: &str) -> String {
+    // Object names are ASCII, so any byte offset is a character boundary.
+    let kept = basename
+        .get(..basename.len().min(BASENAME_BYTES))
+        .unwrap_or(basename);
+    format!(
+        ".{kept}{MARKER}{:0width$x}",
+        rand::random::<u64>(),
+        width = HEX_DIGITS
+    )
+}
+
+/// Whether a name's last segment has the shape of a temporary object, ours or the server's.
+pub(crate) fn is_temp_name(basename: &str) -> bool {
+    basename.starts_with(APACHE_PREFIX) || is_own_temp_name(basename)
+}
+
+fn is_own_temp_name(basename: &str) -> bool {
+    let Some(rest) = basename.strip_prefix('.') else {
+        return false;
+    };
+    let Some(hex_start) = rest.len().checked_sub(HEX_DIGITS) else {
+        return false;
+    };
+    let (head, hex) = rest.split_at_checked(hex_start).unwrap_or((rest, ""));
+    hex.len() == HEX_DIGITS
+        && hex
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        && head.ends_with(MARKER)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn temp_names_are_recognised() {
+        for basename in ["c", "0001.pack", ".hidden", &"x".repeat(255)] {
+            let name = temp_name(basename);
+            assert!(is_temp_name(&name), "{name}");
+            assert!(name.len() <= 255, "{name}");
+        }
+        assert!(is_temp_name(".davfs.tmpa1B2c3"));
+    }
+
+    #[test]
+    fn ordinary_names_are_not_temp_names() {
+        for name in [
+            "c",
+            ".c",
+            ".c.tmp-",
+            ".c.tmp-0123",
+            "c.tmp-0123456789abcdef",
+            ".c.tmp-0123456789ABCDEF",
+            ".c.tmp-0123456789abcdeg",
+            "davfs.tmp1",
+        ] {
+            assert!(!is_temp_name(name), "{name}");
+        }
+    }
+}
