@@ -445,15 +445,24 @@ fn validate(raw: RawConfig, path: &str) -> Result<Config, ConfigError> {
         None => None,
         Some(v) => {
             if !v.url.starts_with("https://") {
-                return Err(bad("vault.url", format!("{:?} must be an https:// URL", v.url)));
+                return Err(bad(
+                    "vault.url",
+                    format!("{:?} must be an https:// URL", v.url),
+                ));
             }
             if v.server_key.trim().is_empty() {
-                return Err(bad("vault.server_key", "must be the key `sealback-vault init` printed".into()));
+                return Err(bad(
+                    "vault.server_key",
+                    "must be the key `sealback-vault init` printed".into(),
+                ));
             }
             if v.account.trim().is_empty() {
                 return Err(bad("vault.account", "must name the account".into()));
             }
-            for (key, p) in [("vault.credential_file", Some(&v.credential_file)), ("vault.ca_cert", v.ca_cert.as_ref())] {
+            for (key, p) in [
+                ("vault.credential_file", Some(&v.credential_file)),
+                ("vault.ca_cert", v.ca_cert.as_ref()),
+            ] {
                 if p.is_some_and(|p| !p.is_absolute()) {
                     return Err(bad(key, "must be an absolute path".into()));
                 }

@@ -1,5 +1,7 @@
 //! The daemon's state and the control API's implementation: what each route does.
 
+mod vault;
+
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
@@ -10,8 +12,9 @@ use tokio::sync::{mpsc, oneshot};
 use crate::catalog::Catalog;
 use crate::config::{Config, TargetConfig};
 use crate::control::api::{
-    Activity, BackupReport, BackupRequest, KeyGenerateRequest, KeyGenerated, KeyImportRequest,
-    KeyImported, KeyMode, PROTOCOL_VERSION, ProviderCounters, RestoreReport, RestoreRequest,
+    Activity, BackupReport, BackupRequest, KeyChangePasswordRequest, KeyChanged, KeyDisableRequest,
+    KeyGenerateRequest, KeyGenerated, KeyImportRequest, KeyImported, KeyMode, KeyRecoverRequest,
+    KeySetPasswordRequest, PROTOCOL_VERSION, ProviderCounters, RestoreReport, RestoreRequest,
     SnapshotInfo, SnapshotList, Status, TargetStatus, VerifyReport, VerifyRequest,
 };
 use crate::control::{ApiError, Handler, ProgressSink};
@@ -39,6 +42,8 @@ struct Runtime {
     pending_change: bool,
     last_backup: Option<BackupReport>,
     last_error: Option<String>,
+    /// Vault password attempts left, as of the last failed one.
+    vault_attempts_left: Option<u32>,
 }
 
 pub struct Daemon {
@@ -114,6 +119,22 @@ impl Daemon {
             host,
             cancel: AtomicBool::new(false),
         })
+    }
+
+    fn has_key(&self) -> bool {
+        self.key.read().unwrap_or_else(|p| p.into_inner()).is_some()
+    }
+
+    /// How the user keeps the key, for `status`.
+    fn key_mode(&self) -> KeyMode {
+        if !self.has_key() {
+            return KeyMode::None;
+        }
+        match self.keystore.mode().as_str() {
+            vault::MODE_PASSWORD => KeyMode::Password,
+            vault::MODE_DEVICE_ONLY => KeyMode::DeviceOnly,
+            _ => KeyMode::RecoveryKey,
+        }
     }
 
     fn key(&self) -> Result<Arc<BackupKey>, ApiError> {
@@ -514,17 +535,14 @@ impl Handler for DaemonHandle {
             } else {
                 Activity::Idle
             };
-            let (pending_change, last_backup, last_error) = (
+            let (pending_change, last_backup, last_error, vault_attempts_left) = (
                 rt.pending_change,
                 rt.last_backup.clone(),
                 rt.last_error.clone(),
+                rt.vault_attempts_left,
             );
             drop(rt);
-            let key_mode = if d.key.read().unwrap_or_else(|p| p.into_inner()).is_some() {
-                KeyMode::RecoveryKey
-            } else {
-                KeyMode::None
-            };
+            let key_mode = d.key_mode();
             Status {
                 protocol: PROTOCOL_VERSION,
                 daemon_version: env!("CARGO_PKG_VERSION").to_owned(),
@@ -536,6 +554,7 @@ impl Handler for DaemonHandle {
                 last_backup,
                 last_error,
                 targets: d.targets.iter().map(|t| d.target_status(t)).collect(),
+                vault_attempts_left,
             }
         })
         .await
@@ -642,6 +661,7 @@ impl Handler for DaemonHandle {
             let key = BackupKey::generate();
             let shown = key.to_recovery_key();
             d.install_key(key, request.replace)?;
+            d.keystore.set_mode("recovery-key").map_err(internal)?;
             tracing::info!("a new backup key was generated");
             Ok(KeyGenerated {
                 recovery_key: shown,
@@ -651,6 +671,42 @@ impl Handler for DaemonHandle {
         .map_err(internal)?
     }
 
+    async fn key_set_password(
+        &self,
+        request: KeySetPasswordRequest,
+    ) -> Result<KeyChanged, ApiError> {
+        let d = self.0.clone();
+        tokio::task::spawn_blocking(move || d.set_password(&request.password))
+            .await
+            .map_err(internal)?
+    }
+
+    async fn key_recover(&self, request: KeyRecoverRequest) -> Result<KeyChanged, ApiError> {
+        let d = self.0.clone();
+        tokio::task::spawn_blocking(move || d.recover(&request.password, request.replace))
+            .await
+            .map_err(internal)?
+    }
+
+    async fn key_change_password(
+        &self,
+        request: KeyChangePasswordRequest,
+    ) -> Result<KeyChanged, ApiError> {
+        let d = self.0.clone();
+        tokio::task::spawn_blocking(move || {
+            d.change_password(&request.old_password, &request.new_password)
+        })
+        .await
+        .map_err(internal)?
+    }
+
+    async fn key_disable(&self, request: KeyDisableRequest) -> Result<KeyChanged, ApiError> {
+        let d = self.0.clone();
+        tokio::task::spawn_blocking(move || d.disable(&request.password))
+            .await
+            .map_err(internal)?
+    }
+
     async fn key_import(&self, request: KeyImportRequest) -> Result<KeyImported, ApiError> {
         let d = self.0.clone();
         tokio::task::spawn_blocking(move || {
@@ -658,6 +714,7 @@ impl Handler for DaemonHandle {
                 .map_err(|e| ApiError::new(400, "bad-recovery-key", e.to_string()))?;
             let verified_targets = d.check_key(&key)?;
             d.install_key(key, request.replace)?;
+            d.keystore.set_mode("recovery-key").map_err(internal)?;
             tracing::info!(verified = ?verified_targets, "backup key imported");
             Ok(KeyImported {
                 key_mode: KeyMode::RecoveryKey,

@@ -123,7 +123,8 @@ impl KeyStore {
 
     pub fn set_mode(&self, mode: &str) -> Result<(), KeyStoreError> {
         let path = self.file.with_file_name(MODE_FILE);
-        fs::write(&path, format!("{mode}\n")).map_err(|source| KeyStoreError::Write { path, source })
+        fs::write(&path, format!("{mode}\n"))
+            .map_err(|source| KeyStoreError::Write { path, source })
     }
 
     pub fn from_credential(&self) -> bool {

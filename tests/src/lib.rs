@@ -13,6 +13,7 @@
 //! - [`raw_http`]: requests spoken by hand on the control socket.
 //! - [`wait`]: polling with a deadline; a test never sleeps to assert.
 //! - [`tamper`]: damaging a target's objects on disk.
+//! - [`webdav_servers`]: real WebDAV servers (rclone, Apache httpd) on loopback ports.
 #![forbid(unsafe_code)]
 
 pub mod binaries;
@@ -22,9 +23,10 @@ pub mod setup;
 pub mod store;
 pub mod tamper;
 pub mod wait;
+pub mod webdav_servers;
 pub mod writer;
 
 pub use device::{Ctl, Device};
-pub use setup::{Schedule, Setup, Target};
+pub use setup::{Schedule, Setup, Target, VaultSection};
 pub use store::MessageStore;
 pub use writer::Writer;

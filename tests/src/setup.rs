@@ -75,6 +75,18 @@ pub struct Setup {
     pub schedule: Schedule,
     pub plugins_dir: PathBuf,
     pub targets: Vec<Target>,
+    /// The `[vault]` section, for a device whose key may be kept behind a password.
+    pub vault: Option<VaultSection>,
+}
+
+/// A `[vault]` section: where the Backup Key Vault is, and this device's account.
+#[derive(Debug, Clone)]
+pub struct VaultSection {
+    pub url: String,
+    pub server_key: String,
+    pub account: String,
+    pub credential_file: PathBuf,
+    pub ca_cert: PathBuf,
 }
 
 impl Setup {
@@ -85,6 +97,7 @@ impl Setup {
             schedule: Schedule::Manual,
             plugins_dir: binaries::plugins_dir(),
             targets,
+            vault: None,
         }
     }
 
@@ -98,6 +111,11 @@ impl Setup {
 
     pub fn on_change(mut self, debounce: &'static str) -> Setup {
         self.schedule = Schedule::OnChange { debounce };
+        self
+    }
+
+    pub fn vault(mut self, vault: VaultSection) -> Setup {
+        self.vault = Some(vault);
         self
     }
 
@@ -126,6 +144,16 @@ impl Setup {
             toml_string(mode),
             toml_string(debounce),
         );
+        if let Some(v) = &self.vault {
+            text += &format!(
+                "\n[vault]\nurl = {}\nserver_key = {}\naccount = {}\ncredential_file = {}\nca_cert = {}\n",
+                toml_string(&v.url),
+                toml_string(&v.server_key),
+                toml_string(&v.account),
+                toml_string(&v.credential_file),
+                toml_string(&v.ca_cert),
+            );
+        }
         for target in &self.targets {
             text += &format!(
                 "\n[[targets]]\nname = {}\nplugin = {}\n",

@@ -11,7 +11,8 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use indicatif::{HumanBytes, ProgressBar, ProgressStyle};
 use sealback_daemon::control::api::{
-    Accepted, Activity, BackupReport, BackupRequest, KeyGenerateRequest, KeyImportRequest, KeyMode,
+    Accepted, Activity, BackupReport, BackupRequest, KeyChangePasswordRequest, KeyDisableRequest,
+    KeyGenerateRequest, KeyImportRequest, KeyMode, KeyRecoverRequest, KeySetPasswordRequest,
     Progress, RestoreRequest, SnapshotList, Status, VerifyReport, VerifyRequest,
 };
 use sealback_daemon::control::client::{Client, ClientError};
@@ -126,6 +127,21 @@ enum KeyCommand {
         #[arg(long)]
         replace: bool,
     },
+    /// Keep the key in the Backup Key Vault behind a password (read from the terminal, or
+    /// one line of standard input)
+    SetPassword,
+    /// On a new device: fetch the key from the vault with the password
+    Recover {
+        /// Replace a key this device already has
+        #[arg(long)]
+        replace: bool,
+    },
+    /// Protect the vault's copy of the key with a new password (old and new: two lines of
+    /// standard input, or asked on the terminal); backups are untouched
+    ChangePassword,
+    /// Delete the key's vault record (as turning encrypted backup off does); the key stays
+    /// on this device
+    Disable,
 }
 
 /// A mistake in how sealbackctl was called that clap cannot see: exit status 2.
@@ -275,6 +291,38 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             check_plugin(json, plugin, settings).await?;
         }
+        Command::Key(KeyCommand::SetPassword) => {
+            let mut input = PasswordInput::new()?;
+            let password = input.new_password("New vault password")?;
+            let changed = client
+                .key_set_password(KeySetPasswordRequest { password })
+                .await?;
+            output(json, &changed, |c| println!("{}", c.message))?;
+        }
+        Command::Key(KeyCommand::Recover { replace }) => {
+            let password = PasswordInput::new()?.password("Vault password")?;
+            let changed = client
+                .key_recover(KeyRecoverRequest { password, replace })
+                .await?;
+            output(json, &changed, |c| println!("{}", c.message))?;
+        }
+        Command::Key(KeyCommand::ChangePassword) => {
+            let mut input = PasswordInput::new()?;
+            let old_password = input.password("Current vault password")?;
+            let new_password = input.new_password("New vault password")?;
+            let changed = client
+                .key_change_password(KeyChangePasswordRequest {
+                    old_password,
+                    new_password,
+                })
+                .await?;
+            output(json, &changed, |c| println!("{}", c.message))?;
+        }
+        Command::Key(KeyCommand::Disable) => {
+            let password = PasswordInput::new()?.password("Vault password")?;
+            let changed = client.key_disable(KeyDisableRequest { password }).await?;
+            output(json, &changed, |c| println!("{}", c.message))?;
+        }
         Command::Key(KeyCommand::Import { replace }) => {
             let recovery_key = read_recovery_key()?;
             let request = KeyImportRequest {
@@ -394,6 +442,65 @@ fn read_recovery_key() -> anyhow::Result<Zeroizing<String>> {
     Ok(Zeroizing::new(key.to_owned()))
 }
 
+/// Where passwords come from: the terminal, without echo; or, when standard input is not a
+/// terminal, its lines (one per password asked). Never the command line.
+struct PasswordInput {
+    lines: Option<std::vec::IntoIter<Zeroizing<String>>>,
+}
+
+impl PasswordInput {
+    fn new() -> anyhow::Result<PasswordInput> {
+        let stdin = io::stdin();
+        if stdin.is_terminal() {
+            return Ok(PasswordInput { lines: None });
+        }
+        let mut all = Zeroizing::new(String::with_capacity(MAX_RECOVERY_KEY_INPUT as usize));
+        stdin
+            .lock()
+            .take(MAX_RECOVERY_KEY_INPUT)
+            .read_to_string(&mut all)
+            .context("cannot read the password from standard input")?;
+        let lines: Vec<Zeroizing<String>> = all
+            .lines()
+            .map(|l| Zeroizing::new(l.trim_end_matches('\r').to_owned()))
+            .collect();
+        Ok(PasswordInput {
+            lines: Some(lines.into_iter()),
+        })
+    }
+
+    fn password(&mut self, prompt: &str) -> anyhow::Result<Zeroizing<String>> {
+        let password = match &mut self.lines {
+            Some(lines) => lines.next().unwrap_or_default(),
+            None => Zeroizing::new(
+                rpassword::prompt_password(format!("{prompt}: "))
+                    .context("cannot read the password from the terminal")?,
+            ),
+        };
+        if password.is_empty() {
+            return Err(UsageError {
+                message: format!("no password given ({prompt})"),
+                hint: "type it when asked, or give it as a line of standard input (never as an argument)",
+            }
+            .into());
+        }
+        Ok(password)
+    }
+
+    /// A new password: on the terminal, asked twice.
+    fn new_password(&mut self, prompt: &str) -> anyhow::Result<Zeroizing<String>> {
+        let first = self.password(prompt)?;
+        if self.lines.is_none() && *self.password("Repeat it")? != *first {
+            return Err(UsageError {
+                message: "the two passwords differ".to_owned(),
+                hint: "run the command again",
+            }
+            .into());
+        }
+        Ok(first)
+    }
+}
+
 /// A progress bar on the terminal, or nothing.
 struct ProgressView(Option<ProgressBar>);
 
@@ -430,8 +537,15 @@ fn print_status(status: &Status) {
         Activity::Restoring => "restoring",
     };
     let key = match status.key_mode {
-        KeyMode::RecoveryKey => "recovery key",
-        KeyMode::None => "none (sealbackctl key generate, or key import an existing one)",
+        KeyMode::RecoveryKey => "recovery key".to_owned(),
+        KeyMode::Password => match status.vault_attempts_left {
+            Some(left) => format!("password, in the vault ({left} password attempt(s) left)"),
+            None => "password, in the vault".to_owned(),
+        },
+        KeyMode::DeviceOnly => "on this device only (no recovery key or vault record)".to_owned(),
+        KeyMode::None => {
+            "none (sealbackctl key generate, or key import an existing one)".to_owned()
+        }
     };
     let last_backup = match &status.last_backup {
         Some(r) => format!(

@@ -15,10 +15,10 @@ use serde::de::DeserializeOwned;
 use tokio::net::UnixStream;
 
 use super::api::{
-    BackupReport, BackupRequest, ErrorBody, ErrorResponse, KeyGenerateRequest, KeyGenerated,
-    KeyChangePasswordRequest, KeyChanged, KeyDisableRequest, KeyImportRequest, KeyImported,
-    KeyRecoverRequest, KeySetPasswordRequest, Progress, RestoreReport, RestoreRequest, Route, SnapshotList,
-    Status, StreamEvent, VerifyReport, VerifyRequest,
+    BackupReport, BackupRequest, ErrorBody, ErrorResponse, KeyChangePasswordRequest, KeyChanged,
+    KeyDisableRequest, KeyGenerateRequest, KeyGenerated, KeyImportRequest, KeyImported,
+    KeyRecoverRequest, KeySetPasswordRequest, Progress, RestoreReport, RestoreRequest, Route,
+    SnapshotList, Status, StreamEvent, VerifyReport, VerifyRequest,
 };
 
 /// A whole (non-streamed) response larger than this is not believed.

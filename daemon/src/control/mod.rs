@@ -10,10 +10,9 @@ use std::future::Future;
 
 use api::{
     BackupReport, BackupRequest, ErrorBody, KeyChangePasswordRequest, KeyChanged,
-    KeyDisableRequest, KeyGenerateRequest, KeyGenerated, KeyImportRequest, KeyRecoverRequest,
-    KeySetPasswordRequest,
-    KeyImported, Progress, RestoreReport, RestoreRequest, SnapshotList, Status, VerifyReport,
-    VerifyRequest,
+    KeyDisableRequest, KeyGenerateRequest, KeyGenerated, KeyImportRequest, KeyImported,
+    KeyRecoverRequest, KeySetPasswordRequest, Progress, RestoreReport, RestoreRequest,
+    SnapshotList, Status, VerifyReport, VerifyRequest,
 };
 use tokio::sync::watch;
 

@@ -11,3 +11,6 @@ mod lifecycle;
 mod plugins;
 mod socket;
 mod tampering;
+mod targets;
+mod vault;
+mod webdav;

@@ -113,8 +113,11 @@ async fn dispatch<H: Handler>(
         }
         Route::KeyChangePassword => {
             let body = read_json(route, request).await?;
-            let done =
-                finish(route, async move { handler.key_change_password(body).await }).await?;
+            let done = finish(
+                route,
+                async move { handler.key_change_password(body).await },
+            )
+            .await?;
             json(StatusCode::OK, &done)
         }
         Route::KeyDisable => {

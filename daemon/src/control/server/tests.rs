@@ -16,9 +16,9 @@ use zeroize::Zeroizing;
 
 use super::{bind, serve_with_grace};
 use crate::control::api::{
-    Activity, BackupReport, BackupRequest, ErrorResponse, KeyGenerateRequest, KeyGenerated,
-    KeyChangePasswordRequest, KeyChanged, KeyDisableRequest, KeyImportRequest, KeyImported,
-    KeyMode, KeyRecoverRequest, KeySetPasswordRequest, MAX_REQUEST_BYTES, Progress, RestoreReport,
+    Activity, BackupReport, BackupRequest, ErrorResponse, KeyChangePasswordRequest, KeyChanged,
+    KeyDisableRequest, KeyGenerateRequest, KeyGenerated, KeyImportRequest, KeyImported, KeyMode,
+    KeyRecoverRequest, KeySetPasswordRequest, MAX_REQUEST_BYTES, Progress, RestoreReport,
     RestoreRequest, SnapshotInfo, SnapshotList, Status, TargetStatus, VerifyReport, VerifyRequest,
 };
 use crate::control::client::{Client, ClientError};
@@ -143,12 +143,19 @@ impl Handler for FakeDaemon {
     async fn key_recover(&self, request: KeyRecoverRequest) -> Result<KeyChanged, ApiError> {
         self.record(format!("key_recover replace={}", request.replace));
         match request.password.as_str() {
-            "wrong" => Err(ApiError::new(403, "wrong-password", "wrong password: 9 attempts left")),
+            "wrong" => Err(ApiError::new(
+                403,
+                "wrong-password",
+                "wrong password: 9 attempts left",
+            )),
             _ => Ok(changed()),
         }
     }
 
-    async fn key_change_password(&self, _: KeyChangePasswordRequest) -> Result<KeyChanged, ApiError> {
+    async fn key_change_password(
+        &self,
+        _: KeyChangePasswordRequest,
+    ) -> Result<KeyChanged, ApiError> {
         self.record("key_change_password".into());
         Ok(changed())
     }

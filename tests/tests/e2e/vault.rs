@@ -1,0 +1,156 @@
+//! The password mode, end to end: a device keeps its backup key in a real Backup Key Vault
+//! (a `sealback-vault` process on a fresh SoftHSM2 token), and a new device with only the
+//! password gets the key back and restores.
+
+use sealback_tests::binaries;
+use sealback_tests::store::check_restored;
+use sealback_tests::{Device, MessageStore, Setup, Target, VaultSection};
+use sealback_vault::testing::TestVault;
+
+const PASSWORD: &str = "correct horse battery staple 42";
+
+struct World {
+    dir: tempfile::TempDir,
+    vault: TestVault,
+    section: VaultSection,
+    store: MessageStore,
+    target: std::path::PathBuf,
+}
+
+impl World {
+    fn new() -> World {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let vault = TestVault::start(&binaries::built("sealback-vault"))
+            .unwrap_or_else(|e| panic!("cannot start a vault: {e}"));
+        let credential = vault.add_account("alice").expect("account");
+        let credential_file = dir.path().join("vault-credential");
+        std::fs::write(&credential_file, credential.as_bytes()).expect("write the credential");
+        let section = VaultSection {
+            url: vault.url.clone(),
+            server_key: vault.server_key.clone(),
+            account: "alice".into(),
+            credential_file,
+            ca_cert: vault.ca_cert(),
+        };
+        let store = MessageStore::create(&dir.path().join("store"), 4);
+        store.append(40);
+        let target = dir.path().join("target");
+        World {
+            dir,
+            vault,
+            section,
+            store,
+            target,
+        }
+    }
+
+    /// The phone the user has now: backs up, and keeps its key behind `PASSWORD`.
+    fn first_device(&self) -> Device {
+        let device = Device::started(
+            Setup::new(self.store.dir(), vec![Target::local("disk", &self.target)])
+                .vault(self.section.clone()),
+        );
+        device.generate_key();
+        device.backup();
+        device.ctl_stdin(&["key", "set-password"], &format!("{PASSWORD}\n"));
+        device
+    }
+
+    /// A new phone: only the target and the vault account.
+    fn new_device(&self) -> Device {
+        Device::started(
+            Setup::restoring_from(vec![Target::local("disk", &self.target)])
+                .vault(self.section.clone()),
+        )
+    }
+}
+
+#[test]
+fn the_password_recovers_the_key_on_a_new_device_which_then_restores() {
+    let world = World::new();
+    let mut phone = world.first_device();
+    let status = phone.status();
+    assert_eq!(
+        serde_json::to_value(&status.key_mode).expect("json"),
+        "password",
+        "{status:?}"
+    );
+    phone.stop();
+
+    let mut fresh = world.new_device();
+    let wrong = fresh.ctl_stdin(&["key", "recover"], "not the password\n");
+    assert_eq!(wrong.code, Some(1), "{wrong}");
+    assert!(wrong.stderr.contains("9 attempt"), "{wrong}");
+    assert_eq!(fresh.status().vault_attempts_left, Some(9));
+    assert!(
+        !fresh.state_dir().join("backup.key").exists(),
+        "a wrong password wrote a key"
+    );
+
+    let right = fresh.ctl_stdin(&["key", "recover"], &format!("{PASSWORD}\n"));
+    assert_eq!(right.code, Some(0), "{right}{}", fresh.log_tail());
+    assert!(right.stdout.contains("disk"), "{right}");
+    let to = world.dir.path().join("restored");
+    fresh.ctl_ok(&["restore", "latest", "--to", to.to_str().expect("UTF-8")]);
+    let restored = check_restored(&to).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(restored.messages, world.store.committed());
+    fresh.stop();
+}
+
+#[test]
+fn a_weak_password_is_refused_with_a_reason_and_nothing_changes() {
+    let world = World::new();
+    let device = Device::started(
+        Setup::new(
+            world.store.dir(),
+            vec![Target::local("disk", &world.target)],
+        )
+        .vault(world.section.clone()),
+    );
+    device.generate_key();
+    let weak = device.ctl_stdin(&["key", "set-password"], "1234\n");
+    assert_eq!(weak.code, Some(1), "{weak}");
+    assert!(weak.stderr.contains("too weak"), "{weak}");
+    let status = device.status();
+    assert_eq!(
+        serde_json::to_value(&status.key_mode).expect("json"),
+        "recovery-key"
+    );
+    drop(world.vault);
+}
+
+#[test]
+fn a_changed_password_replaces_the_old_one_and_disable_deletes_the_record() {
+    let world = World::new();
+    let mut phone = world.first_device();
+    let new_password = "a different, longer passphrase 7";
+    let changed = phone.ctl_stdin(
+        &["key", "change-password"],
+        &format!("{PASSWORD}\n{new_password}\n"),
+    );
+    assert_eq!(changed.code, Some(0), "{changed}{}", phone.log_tail());
+
+    let fresh = world.new_device();
+    let old = fresh.ctl_stdin(&["key", "recover"], &format!("{PASSWORD}\n"));
+    assert_eq!(old.code, Some(1), "the old password still works: {old}");
+    let new = fresh.ctl_stdin(&["key", "recover"], &format!("{new_password}\n"));
+    assert_eq!(new.code, Some(0), "{new}");
+
+    let disabled = phone.ctl_stdin(&["key", "disable"], &format!("{new_password}\n"));
+    assert_eq!(disabled.code, Some(0), "{disabled}{}", phone.log_tail());
+    assert_eq!(
+        serde_json::to_value(&phone.status().key_mode).expect("json"),
+        "device-only"
+    );
+    // The phone still backs up with its key.
+    world.store.append(5);
+    phone.backup();
+    phone.stop();
+
+    let gone = fresh.ctl_stdin(
+        &["key", "recover", "--replace"],
+        &format!("{new_password}\n"),
+    );
+    assert_eq!(gone.code, Some(1), "{gone}");
+    assert!(gone.stderr.contains("no backup key"), "{gone}");
+}

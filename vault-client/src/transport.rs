@@ -1,0 +1,163 @@
+//! HTTPS to the vault: one request, one answer, errors mapped to [`VaultError`].
+//!
+//! `reqwest`'s blocking client over rustls with the `ring` provider, installed by this crate
+//! as the process default if none is (installing twice is harmless). The HTTP client is made
+//! on the first request, not in [`crate::Vault::new`]: the blocking client must not be built
+//! on an async runtime's thread, and requests run on a blocking thread anyway. Nothing here
+//! retries: a login that may have reached the vault has consumed a guess, and only the caller
+//! knows whether spending another is wanted.
+
+use std::sync::{Once, OnceLock};
+use std::time::Duration;
+
+use reqwest::Method;
+use reqwest::blocking::Client;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use zeroize::Zeroizing;
+
+use crate::VaultError;
+use crate::protocol::wire::{ErrorAnswer, ErrorCode};
+
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+
+pub(crate) struct Transport {
+    base: String,
+    credential: Zeroizing<String>,
+    ca: Option<Vec<reqwest::Certificate>>,
+    client: OnceLock<Result<Client, String>>,
+}
+
+impl Transport {
+    pub(crate) fn new(
+        base: &str,
+        credential: Zeroizing<String>,
+        ca: Option<Vec<reqwest::Certificate>>,
+    ) -> Transport {
+        Transport {
+            base: base.trim_end_matches('/').to_string(),
+            credential,
+            ca,
+            client: OnceLock::new(),
+        }
+    }
+
+    pub(crate) fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, VaultError> {
+        self.request::<(), T>(Method::GET, path, None)
+    }
+
+    pub(crate) fn post<B: Serialize, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> Result<T, VaultError> {
+        self.request(Method::POST, path, Some(body))
+    }
+
+    pub(crate) fn delete<B: Serialize, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> Result<T, VaultError> {
+        self.request(Method::DELETE, path, Some(body))
+    }
+
+    fn request<B: Serialize, T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&B>,
+    ) -> Result<T, VaultError> {
+        let client = self
+            .client
+            .get_or_init(|| self.build())
+            .as_ref()
+            .map_err(|err| VaultError::Transport(err.clone()))?;
+        let url = format!("{}{path}", self.base);
+        let mut request = client
+            .request(method, &url)
+            .bearer_auth(self.credential.as_str());
+        if let Some(body) = body {
+            let json = serde_json::to_vec(body)
+                .map_err(|err| VaultError::Protocol(format!("cannot encode a request: {err}")))?;
+            request = request
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .body(json);
+        }
+        let response = request
+            .send()
+            .map_err(|err| VaultError::Transport(format!("{url}: {}", chain(&err))))?;
+        let status = response.status();
+        let bytes = response
+            .bytes()
+            .map_err(|err| VaultError::Transport(format!("{url}: {}", chain(&err))))?;
+        if status.is_success() {
+            return serde_json::from_slice(&bytes).map_err(|err| {
+                VaultError::Protocol(format!(
+                    "{url} answered {status} with an unexpected body: {err}"
+                ))
+            });
+        }
+        match serde_json::from_slice::<ErrorAnswer>(&bytes) {
+            Ok(answer) => Err(error_of(answer)),
+            Err(_) => Err(VaultError::Server(format!(
+                "{url} answered {status}: {}",
+                String::from_utf8_lossy(&bytes[..bytes.len().min(200)])
+            ))),
+        }
+    }
+
+    fn build(&self) -> Result<Client, String> {
+        install_crypto_provider();
+        let mut builder = Client::builder()
+            .connect_timeout(CONNECT_TIMEOUT)
+            .timeout(REQUEST_TIMEOUT)
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(concat!("sealback-vault-client/", env!("CARGO_PKG_VERSION")));
+        if let Some(ca) = &self.ca {
+            builder = builder.tls_certs_only(ca.iter().cloned());
+        }
+        builder
+            .build()
+            .map_err(|err| format!("cannot set up the HTTPS client: {}", chain(&err)))
+    }
+}
+
+/// The error a refusal stands for.
+fn error_of(answer: ErrorAnswer) -> VaultError {
+    match answer.error {
+        ErrorCode::Unauthorized => VaultError::Unauthorized,
+        ErrorCode::WrongPassword => VaultError::WrongPassword {
+            attempts_left: answer.attempts_left.unwrap_or(0),
+        },
+        ErrorCode::NotRegistered => VaultError::NotRegistered,
+        ErrorCode::KeyDestroyed => VaultError::KeyDestroyed,
+        ErrorCode::BadRequest | ErrorCode::Conflict => VaultError::Protocol(answer.message),
+        ErrorCode::RecordRefused => VaultError::RecordRefused(answer.message),
+        ErrorCode::Busy | ErrorCode::Internal => VaultError::Server(answer.message),
+    }
+}
+
+/// An error and its causes, `a: b: c`.
+fn chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}
+
+/// rustls needs one crypto provider; this crate builds it with `ring` only.
+fn install_crypto_provider() {
+    static INSTALL: Once = Once::new();
+    INSTALL.call_once(|| {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    });
+}

@@ -1,0 +1,308 @@
+//! [`Vault`]: the operations the daemon calls, each one OPAQUE exchange or two.
+
+use opaque_ke::errors::ProtocolError;
+use opaque_ke::{
+    ClientLogin, ClientLoginFinishParameters, ClientRegistration,
+    ClientRegistrationFinishParameters, CredentialResponse, RegistrationResponse,
+};
+use rand::rngs::OsRng;
+use subtle::ConstantTimeEq;
+use zeroize::{Zeroize, Zeroizing};
+
+use crate::config::{SERVER_KEY_LEN, format_server_key, parse_server_key};
+use crate::protocol::suite::{CONTEXT, Suite, identifiers, key_stretching};
+use crate::protocol::wire::{
+    DeleteRecord, Done, LoginFinish, LoginFinishAnswer, LoginStart, LoginStartAnswer,
+    RegisterFinish, RegisterStart, RegisterStartAnswer, ServerKeyAnswer, StatusAnswer, path,
+};
+use crate::protocol::{check_account_name, sealed_key, transfer};
+use crate::transport::Transport;
+use crate::{Password, VaultConfig, VaultError};
+
+/// What the vault says about the account's record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecordStatus {
+    /// The account has a backup key in the vault.
+    pub registered: bool,
+    /// Wrong passwords the vault still accepts before it erases the key.
+    pub attempts_left: u32,
+    /// The vault erased the account's key after too many wrong passwords (a new
+    /// registration starts over).
+    pub key_destroyed: bool,
+}
+
+/// A client of one vault account. `Send + Sync`; every method blocks (call it from a
+/// blocking thread, e.g. tokio's `spawn_blocking`).
+pub struct Vault {
+    transport: Transport,
+    account: String,
+    server_key: [u8; SERVER_KEY_LEN],
+}
+
+/// A login that proved the password: the keys it produced, zeroized on drop.
+struct Login {
+    login_id: String,
+    key: Zeroizing<[u8; 32]>,
+}
+
+impl Vault {
+    /// Checks the configuration and reads the CA file; nothing is sent yet.
+    pub fn new(config: VaultConfig) -> Result<Vault, VaultError> {
+        let server_key = parse_server_key(&config.server_key)?;
+        check_account_name(&config.account).map_err(VaultError::Config)?;
+        if !config.url.starts_with("https://") {
+            return Err(VaultError::Config(format!(
+                "the vault URL {:?} must start with https://",
+                config.url
+            )));
+        }
+        let ca = match &config.ca_cert {
+            None => None,
+            Some(path) => {
+                let pem = std::fs::read(path).map_err(|err| {
+                    VaultError::Config(format!("cannot read ca_cert {}: {err}", path.display()))
+                })?;
+                let certificates = reqwest::Certificate::from_pem_bundle(&pem)
+                    .ok()
+                    .filter(|certificates| !certificates.is_empty())
+                    .ok_or_else(|| {
+                        VaultError::Config(format!(
+                            "ca_cert {}: no PEM certificate in it (it should hold the CA \
+                             certificate, -----BEGIN CERTIFICATE-----)",
+                            path.display()
+                        ))
+                    })?;
+                Some(certificates)
+            }
+        };
+        Ok(Vault {
+            transport: Transport::new(&config.url, config.credential, ca),
+            account: config.account,
+            server_key,
+        })
+    }
+
+    /// Registers `key` under `password`, replacing any key the account had (that one is then
+    /// gone from the vault). The guess count starts over. Nothing is sent unless the vault's
+    /// key is the pinned one.
+    pub fn register(&self, password: &Password, key: &[u8; 32]) -> Result<(), VaultError> {
+        self.check_server_key()?;
+        let mut rng = OsRng;
+        let secret = password.expose_secret().as_bytes();
+        let start = ClientRegistration::<Suite>::start(&mut rng, secret).map_err(protocol)?;
+        let answer: RegisterStartAnswer = self.transport.post(
+            path::REGISTER_START,
+            &RegisterStart {
+                account: self.account.clone(),
+                request: start.message.serialize().to_vec(),
+            },
+        )?;
+        let response = RegistrationResponse::<Suite>::deserialize(&answer.response)
+            .map_err(|err| VaultError::Protocol(format!("registration response: {err}")))?;
+        let ksf = key_stretching();
+        let mut finish = start
+            .state
+            .finish(
+                &mut rng,
+                secret,
+                response,
+                ClientRegistrationFinishParameters::new(identifiers(&self.account), Some(&ksf)),
+            )
+            .map_err(protocol)?;
+        self.check_pinned(&finish.server_s_pk.serialize())?;
+        let sealed = sealed_key::seal(
+            &finish.export_key,
+            &self.account,
+            answer.record_version,
+            key,
+        );
+        finish.export_key.as_mut_slice().zeroize();
+        let _: Done = self.transport.post(
+            path::REGISTER_FINISH,
+            &RegisterFinish {
+                account: self.account.clone(),
+                record_version: answer.record_version,
+                upload: finish.message.serialize().to_vec(),
+                sealed_key: sealed,
+            },
+        )?;
+        Ok(())
+    }
+
+    /// The backup key registered under `password`. A wrong password spends one of the
+    /// account's guesses ([`VaultError::WrongPassword`] says how many are left); the right
+    /// one resets the count.
+    pub fn recover(&self, password: &Password) -> Result<Zeroizing<[u8; 32]>, VaultError> {
+        Ok(self.login(password)?.key)
+    }
+
+    /// Registers the same key under a new password: recovers it with `old`, registers it
+    /// with `new`.
+    pub fn change_password(&self, old: &Password, new: &Password) -> Result<(), VaultError> {
+        let key = self.recover(old)?;
+        self.register(new, &key)
+    }
+
+    /// Erases the account's key from the vault. Needs the password: the vault deletes only
+    /// after a login that proved it.
+    pub fn delete(&self, password: &Password) -> Result<(), VaultError> {
+        let login = self.login(password)?;
+        let _: Done = self.transport.delete(
+            path::RECORD,
+            &DeleteRecord {
+                account: self.account.clone(),
+                login_id: login.login_id.clone(),
+            },
+        )?;
+        Ok(())
+    }
+
+    /// Whether the account has a key in the vault and how many guesses are left. Spends
+    /// nothing.
+    pub fn status(&self) -> Result<RecordStatus, VaultError> {
+        let answer: StatusAnswer =
+            self.transport
+                .get(&format!("{}?account={}", path::STATUS, self.account))?;
+        Ok(RecordStatus {
+            registered: answer.registered,
+            attempts_left: answer.attempts_left,
+            key_destroyed: answer.key_destroyed,
+        })
+    }
+
+    /// One OPAQUE login, then the sealed key opened.
+    fn login(&self, password: &Password) -> Result<Login, VaultError> {
+        self.check_server_key()?;
+        // A login on an account without a key would spend a guess and answer "wrong
+        // password"; ask first, which spends nothing.
+        let status = self.status()?;
+        if status.key_destroyed {
+            return Err(VaultError::KeyDestroyed);
+        }
+        if !status.registered {
+            return Err(VaultError::NotRegistered);
+        }
+        let mut rng = OsRng;
+        let secret = password.expose_secret().as_bytes();
+        let start = ClientLogin::<Suite>::start(&mut rng, secret).map_err(protocol)?;
+        let answer: LoginStartAnswer = self.transport.post(
+            path::LOGIN_START,
+            &LoginStart {
+                account: self.account.clone(),
+                ke1: start.message.serialize().to_vec(),
+            },
+        )?;
+        let ke2 = CredentialResponse::<Suite>::deserialize(&answer.ke2)
+            .map_err(|err| VaultError::Protocol(format!("login response: {err}")))?;
+        let ksf = key_stretching();
+        let finished = start.state.finish(
+            &mut rng,
+            secret,
+            ke2,
+            ClientLoginFinishParameters::new(Some(CONTEXT), identifiers(&self.account), Some(&ksf)),
+        );
+        let mut finish = match finished {
+            Ok(finish) => finish,
+            Err(ProtocolError::InvalidLoginError) => {
+                return Err(VaultError::WrongPassword {
+                    attempts_left: answer.attempts_left,
+                });
+            }
+            Err(err) => return Err(protocol(err)),
+        };
+        self.check_pinned(&finish.server_s_pk.serialize())?;
+        let session_key = Zeroizing::new(finish.session_key.to_vec());
+        let export_key = Zeroizing::new(finish.export_key.to_vec());
+        finish.session_key.as_mut_slice().zeroize();
+        finish.export_key.as_mut_slice().zeroize();
+        let done: LoginFinishAnswer = self.transport.post(
+            path::LOGIN_FINISH,
+            &LoginFinish {
+                account: self.account.clone(),
+                login_id: answer.login_id.clone(),
+                ke3: finish.message.serialize().to_vec(),
+            },
+        )?;
+        let sealed =
+            transfer::open(&session_key, &answer.login_id, &done.sealed_key).ok_or_else(|| {
+                VaultError::Protocol(
+                    "the vault's answer does not open with this login's session key".into(),
+                )
+            })?;
+        let key = sealed_key::open(&export_key, &self.account, done.record_version, &sealed)
+            .ok_or_else(|| {
+                VaultError::Protocol(
+                    "the sealed key does not open with this password's export key: the \
+                     vault's record was altered"
+                        .into(),
+                )
+            })?;
+        Ok(Login {
+            login_id: answer.login_id,
+            key,
+        })
+    }
+
+    /// Asks the vault for its key and compares it with the pinned one, before anything
+    /// about the password is sent. (A false vault could lie here; OPAQUE then authenticates
+    /// the key, see [`Vault::check_pinned`].)
+    fn check_server_key(&self) -> Result<(), VaultError> {
+        let answer: ServerKeyAnswer =
+            self.transport
+                .get(&format!("{}?account={}", path::SERVER_KEY, self.account))?;
+        let found = parse_server_key(&answer.server_key).map_err(|_| {
+            VaultError::Protocol(format!(
+                "the vault's key {:?} is malformed",
+                answer.server_key
+            ))
+        })?;
+        self.check_pinned(&found)
+    }
+
+    /// The key OPAQUE authenticated must be the pinned one.
+    fn check_pinned(&self, found: &[u8]) -> Result<(), VaultError> {
+        if bool::from(found.ct_eq(&self.server_key)) {
+            Ok(())
+        } else {
+            Err(VaultError::ServerKeyMismatch {
+                expected: format_server_key(&self.server_key),
+                found: format_server_key(found),
+            })
+        }
+    }
+}
+
+fn protocol(err: ProtocolError) -> VaultError {
+    VaultError::Protocol(format!("OPAQUE: {err}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_vault_is_send_and_sync() {
+        fn shared<T: Send + Sync>() {}
+        shared::<Vault>();
+    }
+
+    #[test]
+    fn new_checks_the_configuration_without_sending_anything() {
+        let config = |url: &str, key: &str, account: &str| VaultConfig {
+            url: url.into(),
+            server_key: key.into(),
+            account: account.into(),
+            credential: Zeroizing::new("sbv1_x".into()),
+            ca_cert: None,
+        };
+        let key = format_server_key(&[1u8; 32]);
+        assert!(Vault::new(config("https://127.0.0.1:1", &key, "alice")).is_ok());
+        for bad in [
+            config("http://127.0.0.1:1", &key, "alice"),
+            config("https://127.0.0.1:1", "short", "alice"),
+            config("https://127.0.0.1:1", &key, "no spaces"),
+        ] {
+            assert!(matches!(Vault::new(bad), Err(VaultError::Config(_))));
+        }
+    }
+}

@@ -1,0 +1,133 @@
+//! Accounts: the credential that lets a device speak for an account, and the entry the
+//! store keeps for it.
+//!
+//! A credential is `sbv1_` followed by 32 random bytes in unpadded base64url, made by
+//! `sealback-vault account add NAME` and shown once. The store keeps only its SHA-256: a
+//! credential has 256 bits of entropy, so a fast hash is enough to make a leaked store
+//! useless for speaking to the vault. Requests are checked in constant time, and a request
+//! without a valid credential for its account touches nothing else.
+
+use base64::Engine as _;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use rand::RngCore;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+use zeroize::Zeroizing;
+
+const CREDENTIAL_PREFIX: &str = "sbv1_";
+
+/// The store key of an account's entry.
+pub fn store_key(account: &str) -> String {
+    format!("account/{account}")
+}
+
+/// The account name in a store key made by [`store_key`].
+pub fn account_of(store_key: &str) -> Option<&str> {
+    store_key.strip_prefix("account/")
+}
+
+/// A new credential, and the hash the store keeps.
+pub fn new_credential() -> (Zeroizing<String>, String) {
+    let mut secret = Zeroizing::new([0u8; 32]);
+    rand::rngs::OsRng.fill_bytes(secret.as_mut_slice());
+    let credential = Zeroizing::new(format!(
+        "{CREDENTIAL_PREFIX}{}",
+        URL_SAFE_NO_PAD.encode(secret.as_slice())
+    ));
+    let hash = credential_hash(&credential);
+    (credential, hash)
+}
+
+/// The stored form of a credential: its SHA-256, in standard base64.
+pub fn credential_hash(credential: &str) -> String {
+    STANDARD.encode(Sha256::digest(credential.as_bytes()))
+}
+
+/// Everything the vault keeps about one account, under [`store_key`]. JSON.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccountEntry {
+    /// [`credential_hash`] of the account's current credential.
+    pub credential_sha256: String,
+    /// Guesses consumed since the last successful login or registration.
+    pub guesses: u32,
+    /// The highest record version handed out to a registration of this account. Versions
+    /// are never reused, so a sealed record or sealed key is bound to one registration.
+    pub last_version: u64,
+    /// The current record, if any.
+    pub record: Option<StoredRecord>,
+    /// The last record was erased because the guess limit was reached.
+    pub destroyed: bool,
+}
+
+/// A record as stored: its version and the HSM-sealed bytes ([`crate::record`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoredRecord {
+    pub version: u64,
+    #[serde(with = "sealback_vault_client::protocol::wire::b64")]
+    pub sealed: Vec<u8>,
+}
+
+impl AccountEntry {
+    /// A new account with no record.
+    pub fn new(credential_sha256: String) -> AccountEntry {
+        AccountEntry {
+            credential_sha256,
+            guesses: 0,
+            last_version: 0,
+            record: None,
+            destroyed: false,
+        }
+    }
+
+    /// Whether `credential` is this account's, in constant time.
+    pub fn accepts(&self, credential: &str) -> bool {
+        credential_hash(credential)
+            .as_bytes()
+            .ct_eq(self.credential_sha256.as_bytes())
+            .into()
+    }
+
+    pub fn to_bytes(&self) -> Vec<u8> {
+        serde_json::to_vec(self).expect("an account entry serializes")
+    }
+
+    pub fn from_bytes(bytes: &[u8]) -> Result<AccountEntry, String> {
+        serde_json::from_slice(bytes).map_err(|err| format!("malformed account entry: {err}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn credentials_are_checked_against_their_hash() {
+        let (credential, hash) = new_credential();
+        assert!(credential.starts_with(CREDENTIAL_PREFIX));
+        assert_eq!(credential.len(), CREDENTIAL_PREFIX.len() + 43);
+        let entry = AccountEntry::new(hash);
+        assert!(entry.accepts(&credential));
+        assert!(!entry.accepts("sbv1_other"));
+        assert!(
+            !entry
+                .to_bytes()
+                .windows(10)
+                .any(|w| credential.as_bytes().windows(10).any(|c| c == w))
+        );
+    }
+
+    #[test]
+    fn entries_round_trip() {
+        let mut entry = AccountEntry::new("h".into());
+        entry.record = Some(StoredRecord {
+            version: 3,
+            sealed: vec![1, 2, 3],
+        });
+        let back = AccountEntry::from_bytes(&entry.to_bytes()).expect("parses");
+        assert_eq!(back, entry);
+        assert!(AccountEntry::from_bytes(b"{\"x\":1}").is_err());
+    }
+}

@@ -1,0 +1,138 @@
+//! The guess limit.
+//!
+//! An account's entry holds `guesses`, the guesses consumed since the last successful login
+//! or registration. With limit L:
+//!
+//! 1. **Consume** (at `login/start`, before the password is evaluated or anything is
+//!    answered): read the entry; if it is *destroyed*, refuse; if `guesses >= L`, erase
+//!    (step 4) and refuse; otherwise write `guesses + 1` with compare-and-swap on the
+//!    entry's revision, and start over if another write came first. The write is durable
+//!    before the vault goes on, so a client that hangs up has still spent the guess.
+//! 2. **Reset** (at `login/finish`, when KE3 proves the password): compare-and-swap
+//!    `guesses = 0`, if the record is still the one the login opened.
+//! 3. **Fail** (`login/finish` without proof): if that login took the last guess, erase.
+//! 4. **Erase**: compare-and-swap the entry to no record, *destroyed*; then purge the store's
+//!    history so the sealed record leaves its files. Also done when a last-chance login
+//!    expires unfinished, and at start for entries at the limit (their logins died with the
+//!    previous process).
+//!
+//! Each consumed guess is one successful compare-and-swap from `n` to `n + 1 <= L`, and a
+//! swap succeeds only on the revision it read, so however many logins race, at most L
+//! guesses are granted between two resets: exactly L evaluations, the rest refused. An
+//! account without a record counts its guesses the same way and, at the limit, becomes
+//! *destroyed* too: a probe sees the same answers for "no record" and "wrong password".
+
+use sealback_vault_client::protocol::wire::ErrorCode;
+
+use super::{KeyVault, Refusal};
+use crate::account::{self, StoredRecord};
+use crate::audit::{Event, EventKind};
+
+/// A guess granted by [`KeyVault::consume_guess`].
+pub(super) struct Guess {
+    /// The record to evaluate the password against.
+    pub record: Option<StoredRecord>,
+    /// Guesses left if this one is wrong.
+    pub attempts_left: u32,
+    /// This guess is the last one.
+    pub last_chance: bool,
+}
+
+enum Consumed {
+    Granted(Guess),
+    /// The limit had been reached: the record was erased by this call.
+    Exhausted(Option<u64>),
+}
+
+impl KeyVault {
+    /// Step 1: consumes one guess of `account`, durably, or refuses with `key-destroyed`.
+    pub(super) fn consume_guess(&self, account: &str) -> Result<Guess, Refusal> {
+        let limit = self.guess_limit;
+        let consumed = self.update(account, |entry| {
+            if entry.destroyed {
+                return Err(Refusal::key_destroyed());
+            }
+            if entry.guesses >= limit {
+                let version = entry.record.take().map(|record| record.version);
+                entry.destroyed = true;
+                return Ok(Consumed::Exhausted(version));
+            }
+            entry.guesses += 1;
+            Ok(Consumed::Granted(Guess {
+                record: entry.record.clone(),
+                attempts_left: limit - entry.guesses,
+                last_chance: entry.guesses == limit,
+            }))
+        });
+        match consumed {
+            Ok(Consumed::Granted(guess)) => Ok(guess),
+            Ok(Consumed::Exhausted(version)) => {
+                self.erased(account, version);
+                self.audit
+                    .append(Event::new(EventKind::LoginRefused, account));
+                Err(Refusal::key_destroyed())
+            }
+            Err(refusal) => {
+                if refusal.code == ErrorCode::KeyDestroyed {
+                    self.audit
+                        .append(Event::new(EventKind::LoginRefused, account));
+                }
+                Err(refusal)
+            }
+        }
+    }
+
+    /// Step 2: the login on record `version` proved the password.
+    pub(super) fn reset_guesses(&self, account: &str, version: u64) -> Result<(), Refusal> {
+        self.update(account, |entry| match &entry.record {
+            Some(record) if record.version == version => {
+                entry.guesses = 0;
+                Ok(())
+            }
+            // Erased (by the limit or a deletion) or replaced since the login started.
+            _ => Err(Refusal::key_destroyed()),
+        })
+    }
+
+    /// Steps 3 and 4: erases the account's record if its guesses are used up. Whether it
+    /// erased.
+    pub(super) fn erase_if_exhausted(&self, account: &str) -> Result<bool, Refusal> {
+        let limit = self.guess_limit;
+        let erased = self.update(account, |entry| {
+            if entry.destroyed || entry.guesses < limit {
+                return Ok(None);
+            }
+            entry.destroyed = true;
+            Ok(Some(entry.record.take().map(|record| record.version)))
+        })?;
+        match erased {
+            Some(version) => {
+                self.erased(account, version);
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+
+    /// At start: erases every record at the limit.
+    pub(super) fn erase_all_exhausted(&self) -> Result<(), Refusal> {
+        for key in self.store.keys("account/")? {
+            if let Some(account) = account::account_of(&key)
+                && self.erase_if_exhausted(account)?
+            {
+                tracing::warn!("erased the record of {account}: its guesses ran out");
+            }
+        }
+        Ok(())
+    }
+
+    /// After an erase was written: purges the store's history and logs it.
+    fn erased(&self, account: &str, version: Option<u64>) {
+        if let Err(err) = self.store.purge_history() {
+            tracing::error!("erased the record of {account}, but the store kept old pages: {err}");
+        }
+        let mut event = Event::new(EventKind::Erase, account);
+        event.record_version = version;
+        self.audit.append(event);
+    }
+}

@@ -1,0 +1,162 @@
+//! OPAQUE login: `login/start` consumes a guess and answers KE2; `login/finish` checks KE3
+//! and, if it proves the password, hands back the sealed key under the session key.
+//!
+//! A login on an account without a record runs exactly like one with a record: the guess
+//! is consumed, the HSM opens a (dummy) sealed record, and `ServerLogin::start` gets no
+//! password file, so `opaque-ke` answers with its dummy record. The client cannot tell the
+//! two apart from the answers: same fields, same sizes, same guess counting, the same
+//! `wrong-password` at the end.
+
+use opaque_ke::{CredentialFinalization, CredentialRequest, ServerLogin, ServerLoginParameters};
+use rand::rngs::OsRng;
+use sealback_vault_client::protocol::suite::{CONTEXT, identifiers};
+use sealback_vault_client::protocol::transfer;
+use sealback_vault_client::protocol::wire::{
+    ErrorCode, LoginFinish, LoginFinishAnswer, LoginStart, LoginStartAnswer,
+};
+use zeroize::{Zeroize, Zeroizing};
+
+use super::{KeyVault, Refusal, internal};
+use crate::audit::{Event, EventKind};
+use crate::logins::Started;
+use crate::record;
+
+impl KeyVault {
+    /// `POST /v1/login/start`.
+    pub fn login_start(
+        &self,
+        credential: &str,
+        request: &LoginStart,
+    ) -> Result<LoginStartAnswer, Refusal> {
+        let account = request.account.as_str();
+        self.authenticate(credential, account)?;
+        let ke1 = CredentialRequest::deserialize(&request.ke1)
+            .map_err(|err| Refusal::bad_request(format!("ke1 is not an OPAQUE KE1: {err}")))?;
+        if self.logins.is_full() {
+            return Err(Refusal::new(
+                ErrorCode::Busy,
+                "too many logins in progress; try again in a minute",
+            ));
+        }
+        let guess = self.consume_guess(account)?;
+        // The guess is on disk: only now is the password evaluated.
+        self.audit
+            .append(Event::new(EventKind::LoginStart, account).attempts_left(guess.attempts_left));
+        let (password_file, record) = match &guess.record {
+            Some(stored) => {
+                match record::open(&self.hsm, account, stored.version, &stored.sealed) {
+                    Ok(opened) => (
+                        Some(opened.registration),
+                        Some((stored.version, opened.sealed_key)),
+                    ),
+                    Err(err) => {
+                        self.audit.append(
+                            Event::new(EventKind::RecordRefused, account).version(stored.version),
+                        );
+                        tracing::error!("the record of account {account} was refused: {err}");
+                        return Err(Refusal::new(
+                            ErrorCode::RecordRefused,
+                            "the record failed its integrity check in the HSM and was not used (it \
+                         was altered or moved in the vault's store)",
+                        ));
+                    }
+                }
+            }
+            None => {
+                // The same HSM call as for a real record; the result is not needed.
+                let _ = record::open(&self.hsm, "", 0, &self.dummy_record);
+                (None, None)
+            }
+        };
+        let start = ServerLogin::start(
+            &mut OsRng,
+            &self.setup,
+            password_file,
+            ke1,
+            account.as_bytes(),
+            ServerLoginParameters {
+                context: Some(CONTEXT),
+                identifiers: identifiers(account),
+            },
+        )
+        .map_err(|err| internal("OPAQUE login start", err))?;
+        let login_id = self
+            .logins
+            .insert(Started {
+                account: account.to_string(),
+                state: start.state,
+                record,
+                last_chance: guess.last_chance,
+            })
+            .ok_or_else(|| Refusal::new(ErrorCode::Busy, "too many logins in progress"))?;
+        Ok(LoginStartAnswer {
+            login_id,
+            ke2: start.message.serialize().to_vec(),
+            attempts_left: guess.attempts_left,
+        })
+    }
+
+    /// `POST /v1/login/finish`.
+    pub fn login_finish(
+        &self,
+        credential: &str,
+        request: &LoginFinish,
+    ) -> Result<LoginFinishAnswer, Refusal> {
+        let account = request.account.as_str();
+        self.authenticate(credential, account)?;
+        let started = self
+            .logins
+            .take_started(&request.login_id, account)
+            .ok_or_else(|| {
+                Refusal::new(
+                    ErrorCode::Conflict,
+                    "no such login in progress: it expired, was finished, or belongs to another \
+                     account; start a new login",
+                )
+            })?;
+        // A malformed KE3 is a failed proof like any other: a login on the dummy record must
+        // end the same way as one with a wrong password.
+        let proof = CredentialFinalization::deserialize(&request.ke3)
+            .ok()
+            .and_then(|ke3| {
+                started
+                    .state
+                    .finish(
+                        ke3,
+                        ServerLoginParameters {
+                            context: Some(CONTEXT),
+                            identifiers: identifiers(account),
+                        },
+                    )
+                    .ok()
+            });
+        match (proof, started.record) {
+            (Some(mut finish), Some((version, sealed_key))) => {
+                let session_key = Zeroizing::new(finish.session_key.to_vec());
+                finish.session_key.as_mut_slice().zeroize();
+                self.reset_guesses(account, version)?;
+                self.audit
+                    .append(Event::new(EventKind::LoginSuccess, account).version(version));
+                let sealed = transfer::seal(&session_key, &request.login_id, &sealed_key);
+                self.logins
+                    .authenticated(request.login_id.clone(), account, version);
+                Ok(LoginFinishAnswer {
+                    sealed_key: sealed,
+                    record_version: version,
+                })
+            }
+            _ => {
+                let attempts_left = if started.last_chance && self.erase_if_exhausted(account)? {
+                    0
+                } else {
+                    let (entry, _) = self.entry(account)?.ok_or_else(Refusal::unauthorized)?;
+                    self.guess_limit.saturating_sub(entry.guesses)
+                };
+                self.audit.append(
+                    Event::new(EventKind::LoginFailure, account).attempts_left(attempts_left),
+                );
+                Err(Refusal::wrong_password(attempts_left))
+            }
+        }
+    }
+}

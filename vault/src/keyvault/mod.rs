@@ -1,0 +1,349 @@
+//! [`KeyVault`]: the vault's operations, one method per protocol request, independent of
+//! HTTP. Every method checks the account's credential first and touches nothing else when
+//! it is wrong. Methods block (store, HSM, OPAQUE): the server calls them on blocking threads.
+//!
+//! - [`guesses`]: the guess-limit algorithm, compare-and-swap on the account's entry.
+//! - [`login`]: `login/start`, `login/finish`.
+//! - [`register`]: `register/start`, `register/finish`, `DELETE /v1/record`, the status.
+
+mod guesses;
+mod login;
+mod register;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use opaque_ke::ServerSetup;
+use rand::rngs::OsRng;
+use sealback_vault_client::format_server_key;
+use sealback_vault_client::protocol::check_account_name;
+use sealback_vault_client::protocol::sealed_key::SEALED_KEY_LEN;
+use sealback_vault_client::protocol::suite::Suite;
+use sealback_vault_client::protocol::wire::{ErrorAnswer, ErrorCode, ServerKeyAnswer};
+
+use crate::account::{self, AccountEntry};
+use crate::audit::{AuditError, AuditLog};
+use crate::config::{Config, ConfigError};
+use crate::hsm::{Hsm, HsmError};
+use crate::logins::Logins;
+use crate::record::{self, RecordError, SERVER_SETUP_KEY};
+use crate::store::{RecordStore, Revision, SqliteStore, StoreError, Swap};
+
+/// The length of a serialized OPAQUE `ServerRegistration` of our suite: the dummy record
+/// sealed at start has a real record's size.
+const REGISTRATION_LEN: usize = 192;
+
+/// The vault: its store, HSM, OPAQUE setup, audit log and logins in progress.
+pub struct KeyVault {
+    store: Arc<dyn RecordStore>,
+    hsm: Hsm,
+    setup: ServerSetup<Suite>,
+    server_key: String,
+    audit: AuditLog,
+    logins: Logins,
+    guess_limit: u32,
+    /// A record sealed for no account: a login on an account without a record opens it, so
+    /// that it costs the same HSM call as a login on a real record.
+    dummy_record: Vec<u8>,
+}
+
+/// A request the vault refuses: the protocol's error code, a message for a person (never a
+/// secret), and with `wrong-password` the guesses left.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    pub code: ErrorCode,
+    pub message: String,
+    pub attempts_left: Option<u32>,
+}
+
+impl Refusal {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Refusal {
+        Refusal {
+            code,
+            message: message.into(),
+            attempts_left: None,
+        }
+    }
+
+    pub fn unauthorized() -> Refusal {
+        Refusal::new(
+            ErrorCode::Unauthorized,
+            "no valid credential for this account (Authorization: Bearer <credential>)",
+        )
+    }
+
+    pub fn key_destroyed() -> Refusal {
+        Refusal::new(
+            ErrorCode::KeyDestroyed,
+            "the guess limit was reached and this account's key was erased; nobody can recover \
+             it",
+        )
+    }
+
+    pub fn wrong_password(attempts_left: u32) -> Refusal {
+        Refusal {
+            code: ErrorCode::WrongPassword,
+            message: format!("wrong password; {attempts_left} attempt(s) left"),
+            attempts_left: Some(attempts_left),
+        }
+    }
+
+    pub fn bad_request(what: impl std::fmt::Display) -> Refusal {
+        Refusal::new(ErrorCode::BadRequest, what.to_string())
+    }
+
+    pub fn to_answer(&self) -> ErrorAnswer {
+        ErrorAnswer {
+            error: self.code,
+            message: self.message.clone(),
+            attempts_left: self.attempts_left,
+        }
+    }
+}
+
+/// Failures of the store and the HSM: the vault's fault, logged in full.
+fn internal(what: &str, err: impl std::fmt::Display) -> Refusal {
+    tracing::error!("{what}: {err}");
+    Refusal::new(ErrorCode::Internal, format!("{what}: {err}"))
+}
+
+impl From<StoreError> for Refusal {
+    fn from(err: StoreError) -> Refusal {
+        internal("the record store failed", err)
+    }
+}
+
+impl From<HsmError> for Refusal {
+    fn from(err: HsmError) -> Refusal {
+        internal("the HSM failed", err)
+    }
+}
+
+/// Why the vault cannot start, or `init` cannot initialise it.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Hsm(#[from] HsmError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Audit(#[from] AuditError),
+    #[error("the sealed OPAQUE server setup cannot be used: {0}")]
+    Setup(#[from] RecordError),
+    #[error("{0}")]
+    State(String),
+}
+
+/// Initialises a vault: the record key in the HSM (unless the token has it already), a new
+/// OPAQUE ServerSetup sealed under it in the store. Returns the server's public key, the one
+/// clients pin. Refuses a store that has a ServerSetup.
+pub fn init(config: &Config) -> Result<String, StartError> {
+    let store = SqliteStore::open(&config.store)?;
+    if store.get(SERVER_SETUP_KEY)?.is_some() {
+        return Err(StartError::State(format!(
+            "{} already holds a server setup: this vault is initialised (`sealback-vault \
+             server-key` prints its key)",
+            config.store.display()
+        )));
+    }
+    let pin = config.hsm.pin()?;
+    let (hsm, created) = Hsm::open_or_create(&config.hsm, &pin)?;
+    if !created {
+        tracing::warn!(
+            "the token already had a record key; the new server setup is sealed under it"
+        );
+    }
+    let setup = ServerSetup::<Suite>::new(&mut OsRng);
+    let sealed = record::seal_setup(&hsm, &setup)?;
+    match store.compare_and_swap(SERVER_SETUP_KEY, None, Some(&sealed))? {
+        Swap::Done(_) => Ok(format_server_key(&setup.keypair().public().serialize())),
+        Swap::Conflict => Err(StartError::State(
+            "another `init` wrote a server setup at the same time".into(),
+        )),
+    }
+}
+
+impl KeyVault {
+    /// Opens the HSM, the store, the ServerSetup and the audit log of `config`, and erases
+    /// records whose guesses ran out while the vault was down.
+    pub fn open(config: &Config) -> Result<KeyVault, StartError> {
+        let pin = config.hsm.pin()?;
+        let hsm = Hsm::open(&config.hsm, &pin)?;
+        drop(pin);
+        let store: Arc<dyn RecordStore> = Arc::new(SqliteStore::open(&config.store)?);
+        KeyVault::with_store(config, hsm, store)
+    }
+
+    /// [`KeyVault::open`] with another store.
+    pub fn with_store(
+        config: &Config,
+        hsm: Hsm,
+        store: Arc<dyn RecordStore>,
+    ) -> Result<KeyVault, StartError> {
+        let sealed = store.get(SERVER_SETUP_KEY)?.ok_or_else(|| {
+            StartError::State(format!(
+                "{} holds no server setup: run `sealback-vault init` first",
+                config.store.display()
+            ))
+        })?;
+        let setup = record::open_setup(&hsm, &sealed.value)?;
+        let server_key = format_server_key(&setup.keypair().public().serialize());
+        let audit = AuditLog::open(&config.audit_log)?;
+        let dummy_record = record::seal(
+            &hsm,
+            "",
+            0,
+            &[0u8; REGISTRATION_LEN],
+            &[0u8; SEALED_KEY_LEN],
+        )?;
+        let vault = KeyVault {
+            store,
+            hsm,
+            setup,
+            server_key,
+            audit,
+            logins: Logins::new(Duration::from_secs(config.login_expiry_secs)),
+            guess_limit: config.guess_limit,
+            dummy_record,
+        };
+        vault.erase_all_exhausted().map_err(|refusal| {
+            StartError::State(format!(
+                "cannot erase exhausted records: {}",
+                refusal.message
+            ))
+        })?;
+        Ok(vault)
+    }
+
+    /// The public key clients pin (base64).
+    pub fn server_key(&self) -> &str {
+        &self.server_key
+    }
+
+    /// `GET /v1/server-key`.
+    pub fn server_key_answer(
+        &self,
+        credential: &str,
+        account: &str,
+    ) -> Result<ServerKeyAnswer, Refusal> {
+        self.authenticate(credential, account)?;
+        Ok(ServerKeyAnswer {
+            server_key: self.server_key.clone(),
+        })
+    }
+
+    /// Expires old logins; erases the records whose last-chance login expired.
+    pub fn sweep(&self) {
+        for account in self.logins.sweep() {
+            if let Err(refusal) = self.erase_if_exhausted(&account) {
+                tracing::error!(
+                    "cannot erase the exhausted record of {account}: {}",
+                    refusal.message
+                );
+            }
+        }
+    }
+
+    /// Writes the audit log's queue to disk (at shutdown).
+    pub fn close(&self) {
+        self.audit.close();
+    }
+
+    /// The account's entry and its revision, if `credential` is the account's. Nothing else
+    /// is read or written before this succeeds.
+    fn authenticate(
+        &self,
+        credential: &str,
+        account: &str,
+    ) -> Result<(AccountEntry, Revision), Refusal> {
+        check_account_name(account).map_err(Refusal::bad_request)?;
+        let (entry, revision) = self.entry(account)?.ok_or_else(Refusal::unauthorized)?;
+        if !entry.accepts(credential) {
+            return Err(Refusal::unauthorized());
+        }
+        Ok((entry, revision))
+    }
+
+    fn entry(&self, account: &str) -> Result<Option<(AccountEntry, Revision)>, Refusal> {
+        match self.store.get(&account::store_key(account))? {
+            None => Ok(None),
+            Some(stored) => {
+                let entry = AccountEntry::from_bytes(&stored.value)
+                    .map_err(|err| internal(&format!("the entry of account {account}"), err))?;
+                Ok(Some((entry, stored.revision)))
+            }
+        }
+    }
+
+    /// Changes the account's entry with compare-and-swap: reads it, lets `change` edit it
+    /// (or refuse), writes it if nobody wrote in between, else starts again. Returns what
+    /// `change` returned for the version that was written.
+    fn update<T>(
+        &self,
+        account: &str,
+        mut change: impl FnMut(&mut AccountEntry) -> Result<T, Refusal>,
+    ) -> Result<T, Refusal> {
+        loop {
+            let (mut entry, revision) = self.entry(account)?.ok_or_else(Refusal::unauthorized)?;
+            let outcome = change(&mut entry)?;
+            match self.store.compare_and_swap(
+                &account::store_key(account),
+                Some(revision),
+                Some(&entry.to_bytes()),
+            )? {
+                Swap::Done(_) => return Ok(outcome),
+                Swap::Conflict => continue,
+            }
+        }
+    }
+}
+
+/// Account administration (`sealback-vault account ...`): works on the store alone, so it
+/// can run beside a serving vault.
+pub mod accounts {
+    use zeroize::Zeroizing;
+
+    use super::*;
+
+    /// Creates `account`; its credential (shown once).
+    pub fn add(store: &dyn RecordStore, account: &str) -> Result<Zeroizing<String>, String> {
+        check_account_name(account)?;
+        let (credential, hash) = account::new_credential();
+        let entry = AccountEntry::new(hash);
+        match store
+            .compare_and_swap(&account::store_key(account), None, Some(&entry.to_bytes()))
+            .map_err(|err| err.to_string())?
+        {
+            Swap::Done(_) => Ok(credential),
+            Swap::Conflict => Err(format!(
+                "account {account} exists; `sealback-vault account reissue {account}` gives it \
+                 a new credential"
+            )),
+        }
+    }
+
+    /// Gives `account` a new credential; the old one stops working. The guess count, the
+    /// record and everything else are kept.
+    pub fn reissue(store: &dyn RecordStore, account: &str) -> Result<Zeroizing<String>, String> {
+        check_account_name(account)?;
+        let key = account::store_key(account);
+        loop {
+            let stored = store
+                .get(&key)
+                .map_err(|err| err.to_string())?
+                .ok_or_else(|| format!("no account {account}"))?;
+            let mut entry = AccountEntry::from_bytes(&stored.value)?;
+            let (credential, hash) = account::new_credential();
+            entry.credential_sha256 = hash;
+            match store
+                .compare_and_swap(&key, Some(stored.revision), Some(&entry.to_bytes()))
+                .map_err(|err| err.to_string())?
+            {
+                Swap::Done(_) => return Ok(credential),
+                Swap::Conflict => continue,
+            }
+        }
+    }
+}

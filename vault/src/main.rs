@@ -1,0 +1,185 @@
+//! `sealback-vault`: the Backup Key Vault's server and its administration.
+#![forbid(unsafe_code)]
+
+use std::io::Write as _;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{Context as _, Result, anyhow};
+use clap::{Parser, Subcommand};
+use sealback_vault::hsm::Hsm;
+use sealback_vault::keyvault::{accounts, init};
+use sealback_vault::store::SqliteStore;
+use sealback_vault::{Config, KeyVault, audit, server};
+
+#[derive(Parser)]
+#[command(
+    name = "sealback-vault",
+    version,
+    about = "The sealback Backup Key Vault"
+)]
+struct Cli {
+    /// The configuration file.
+    #[arg(long, global = true, default_value = "/etc/sealback-vault/vault.toml")]
+    config: PathBuf,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serves the vault over HTTPS until SIGTERM or Ctrl-C.
+    Serve,
+    /// Generates the record key in the HSM and the OPAQUE server setup; prints the server
+    /// key that clients pin.
+    Init,
+    /// Prints the server key that clients pin.
+    ServerKey,
+    /// Accounts and their credentials.
+    Account {
+        #[command(subcommand)]
+        command: AccountCommand,
+    },
+    /// The audit log.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+    /// Shows the record key's PKCS#11 attributes.
+    Hsm,
+}
+
+#[derive(Subcommand)]
+enum AccountCommand {
+    /// Creates an account; prints its credential (shown this once).
+    Add { name: String },
+    /// Gives an account a new credential (the old one stops working); the guess count and
+    /// the record are kept.
+    Reissue { name: String },
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Verifies the hash chain; prints the entry count and the last hash.
+    Verify,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("sealback-vault: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
+    let config = Config::load(&cli.config)?;
+    match cli.command {
+        Command::Serve => serve(&config),
+        Command::Init => {
+            let key = init(&config)?;
+            println!("initialised; clients pin this key (vault `server_key`):");
+            println!("server_key = \"{key}\"");
+            Ok(())
+        }
+        Command::ServerKey => {
+            let vault = KeyVault::open(&config)?;
+            println!("server_key = \"{}\"", vault.server_key());
+            Ok(())
+        }
+        Command::Account { command } => {
+            let store = SqliteStore::open(&config.store)?;
+            let (name, credential) = match command {
+                AccountCommand::Add { name } => {
+                    let credential = accounts::add(&store, &name).map_err(|e| anyhow!(e))?;
+                    (name, credential)
+                }
+                AccountCommand::Reissue { name } => {
+                    let credential = accounts::reissue(&store, &name).map_err(|e| anyhow!(e))?;
+                    (name, credential)
+                }
+            };
+            eprintln!(
+                "the credential of account {name} (shown once; the vault keeps only a hash):"
+            );
+            println!("{}", credential.as_str());
+            Ok(())
+        }
+        Command::Audit {
+            command: AuditCommand::Verify,
+        } => {
+            let head = audit::verify(&config.audit_log)?;
+            println!(
+                "audit log {}: the chain holds, {} entries, last hash {}",
+                config.audit_log.display(),
+                head.entries,
+                head.hash
+            );
+            Ok(())
+        }
+        Command::Hsm => {
+            let pin = config.hsm.pin()?;
+            let hsm = Hsm::open(&config.hsm, &pin)?;
+            let report = hsm.record_key_report()?;
+            println!("record key {:?}:", sealback_vault::hsm::RECORD_KEY_LABEL);
+            println!("  sensitive = {}", report.sensitive);
+            println!("  extractable = {}", report.extractable);
+            println!("  always_sensitive = {}", report.always_sensitive);
+            println!("  never_extractable = {}", report.never_extractable);
+            println!("  token = {}", report.token);
+            println!("  value_len = {}", report.value_len);
+            println!("  value_readable = {}", report.value_readable);
+            Ok(())
+        }
+    }
+}
+
+fn serve(config: &Config) -> Result<()> {
+    let tls = server::tls_config(&config.tls_cert, &config.tls_key).map_err(|e| anyhow!(e))?;
+    let vault = Arc::new(KeyVault::open(config)?);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async {
+        let listener = tokio::net::TcpListener::bind(config.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", config.listen))?;
+        let address = listener.local_addr()?;
+        tracing::info!("serving with server key {}", vault.server_key());
+        // The line a supervisor or a test waits for.
+        println!("listening on https://{address}");
+        std::io::stdout().flush()?;
+        server::run(listener, tls, vault.clone(), shutdown_signal()).await;
+        Ok::<_, anyhow::Error>(())
+    })?;
+    vault.close();
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// SIGTERM or Ctrl-C.
+async fn shutdown_signal() {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(term) => term,
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}

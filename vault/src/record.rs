@@ -1,0 +1,97 @@
+//! What the vault seals with the HSM's record key ([`crate::hsm`]), and the additional data
+//! that binds each sealed value to its place.
+//!
+//! ```text
+//! record plaintext = len(registration) (u16 BE) || OPAQUE ServerRegistration || sealed key
+//! record AAD       = "sealback-vault v1 record" || len(account) (u16 BE) || account
+//!                    || record version (u64 BE)
+//! setup plaintext  = the serialized OPAQUE ServerSetup (OPRF seed, server key pair, dummy key)
+//! setup AAD        = "sealback-vault v1 server setup"
+//! ```
+//!
+//! The sealed key inside a record is already sealed by the client under its export key
+//! (`sealback_vault_client::protocol::sealed_key`); the HSM layer adds that nobody without the
+//! HSM reads the OPAQUE record (which with the ServerSetup would allow offline guessing) and
+//! that a record edited in the store, or moved to another account or another version, does
+//! not open: the vault refuses it instead of using it. The guess count is outside the sealed
+//! record, in the account entry, so counting a guess is a store write without an HSM call.
+
+use opaque_ke::{ServerRegistration, ServerSetup};
+use sealback_vault_client::protocol::account_version_aad;
+use sealback_vault_client::protocol::suite::Suite;
+use zeroize::Zeroizing;
+
+use crate::hsm::{Hsm, HsmError};
+
+const RECORD_LABEL: &[u8] = b"sealback-vault v1 record";
+const SETUP_LABEL: &[u8] = b"sealback-vault v1 server setup";
+
+/// The store key of the sealed ServerSetup.
+pub const SERVER_SETUP_KEY: &str = "server-setup";
+
+/// An opened record.
+pub struct Record {
+    pub registration: ServerRegistration<Suite>,
+    /// K sealed by the client; zeroized on drop (it is not K, but no copy need linger).
+    pub sealed_key: Zeroizing<Vec<u8>>,
+}
+
+/// Why a stored record cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum RecordError {
+    #[error(transparent)]
+    Hsm(#[from] HsmError),
+    #[error("the opened record is malformed: {0}")]
+    Malformed(String),
+}
+
+/// Seals a record of `account` at `version`.
+pub fn seal(
+    hsm: &Hsm,
+    account: &str,
+    version: u64,
+    registration: &[u8],
+    sealed_key: &[u8],
+) -> Result<Vec<u8>, HsmError> {
+    let length = u16::try_from(registration.len()).map_err(|_| HsmError::Unsealable)?;
+    let mut plain = Zeroizing::new(Vec::with_capacity(
+        2 + registration.len() + sealed_key.len(),
+    ));
+    plain.extend_from_slice(&length.to_be_bytes());
+    plain.extend_from_slice(registration);
+    plain.extend_from_slice(sealed_key);
+    hsm.seal(&account_version_aad(RECORD_LABEL, account, version), &plain)
+}
+
+/// Opens a record of `account` at `version`.
+pub fn open(hsm: &Hsm, account: &str, version: u64, sealed: &[u8]) -> Result<Record, RecordError> {
+    let plain = hsm.open_sealed(&account_version_aad(RECORD_LABEL, account, version), sealed)?;
+    let malformed = || RecordError::Malformed("truncated".into());
+    let length = usize::from(u16::from_be_bytes(
+        plain
+            .get(..2)
+            .ok_or_else(malformed)?
+            .try_into()
+            .map_err(|_| malformed())?,
+    ));
+    let registration = plain.get(2..2 + length).ok_or_else(malformed)?;
+    let sealed_key = plain.get(2 + length..).ok_or_else(malformed)?;
+    Ok(Record {
+        registration: ServerRegistration::deserialize(registration)
+            .map_err(|err| RecordError::Malformed(format!("OPAQUE registration: {err}")))?,
+        sealed_key: Zeroizing::new(sealed_key.to_vec()),
+    })
+}
+
+/// Seals the ServerSetup.
+pub fn seal_setup(hsm: &Hsm, setup: &ServerSetup<Suite>) -> Result<Vec<u8>, HsmError> {
+    let plain = Zeroizing::new(setup.serialize().to_vec());
+    hsm.seal(SETUP_LABEL, &plain)
+}
+
+/// Opens the ServerSetup.
+pub fn open_setup(hsm: &Hsm, sealed: &[u8]) -> Result<ServerSetup<Suite>, RecordError> {
+    let plain = hsm.open_sealed(SETUP_LABEL, sealed)?;
+    ServerSetup::deserialize(&plain)
+        .map_err(|err| RecordError::Malformed(format!("OPAQUE server setup: {err}")))
+}

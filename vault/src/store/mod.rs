@@ -1,0 +1,170 @@
+//! Where the vault keeps its accounts: a small key-value store with compare-and-swap.
+//!
+//! Everything the vault persists is a value under a key: `account/<name>` (an
+//! [`crate::account::AccountEntry`]: credential hash, guess count, the HSM-sealed record) and
+//! `server-setup` (the HSM-sealed OPAQUE ServerSetup). The guess limit is enforced with
+//! compare-and-swap on these values, so any store with the contract below enforces it
+//! exactly, however many vault threads or processes share it. SQLite ([`SqliteStore`]) is
+//! the embedded default; a replicated store (etcd's transactions on `mod_revision`) fits
+//! the same contract.
+//!
+//! [`check_contract`] is the test every implementation must pass.
+
+mod sqlite;
+
+pub use sqlite::SqliteStore;
+
+/// A value's revision. Every successful write of any key takes the next revision of the
+/// whole store, so revisions strictly increase and a key that is deleted and written again
+/// never gets back a revision it had (compare-and-swap is free of ABA).
+pub type Revision = u64;
+
+/// A value and the revision that wrote it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Versioned {
+    pub value: Vec<u8>,
+    pub revision: Revision,
+}
+
+/// The outcome of [`RecordStore::compare_and_swap`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Swap {
+    /// Written; the key's new revision (`None` after a delete).
+    Done(Option<Revision>),
+    /// The key's revision was not the expected one; nothing was written.
+    Conflict,
+}
+
+/// The store failed (I/O, corruption); not a conflict.
+#[derive(Debug, thiserror::Error)]
+#[error("record store: cannot {operation}: {message}")]
+pub struct StoreError {
+    pub operation: &'static str,
+    pub message: String,
+}
+
+/// The vault's persistent state. The contract, method by method:
+pub trait RecordStore: Send + Sync {
+    /// The value of `key` and its revision, or `None` if the key is absent. Reflects every
+    /// [`compare_and_swap`](RecordStore::compare_and_swap) that returned before the call.
+    fn get(&self, key: &str) -> Result<Option<Versioned>, StoreError>;
+
+    /// Atomically: if the revision of `key` is `expected` (`None`: the key is absent), sets
+    /// it to `value` (`None`: deletes it) and returns [`Swap::Done`]; otherwise changes
+    /// nothing and returns [`Swap::Conflict`]. A `Done` is durable when it is returned: it
+    /// survives a crash of the vault or of the machine (the guess counter depends on it).
+    /// Deleting an absent key with `expected = None` is a `Done(None)`.
+    fn compare_and_swap(
+        &self,
+        key: &str,
+        expected: Option<Revision>,
+        value: Option<&[u8]>,
+    ) -> Result<Swap, StoreError>;
+
+    /// The keys that start with `prefix`, in byte order.
+    fn keys(&self, prefix: &str) -> Result<Vec<String>, StoreError>;
+
+    /// Makes values that were overwritten or deleted unrecoverable from the store's own
+    /// files (SQLite: secure delete, then a WAL checkpoint that truncates the log). The
+    /// vault calls it after it erases a record. Copies of the store made before (backups)
+    /// are outside its reach.
+    fn purge_history(&self) -> Result<(), StoreError>;
+}
+
+/// The contract of [`RecordStore`], checked on an empty store. Panics on a violation.
+#[cfg(any(test, feature = "testing"))]
+pub fn check_contract(store: &dyn RecordStore) {
+    // Absent keys, creation, expected revisions.
+    assert_eq!(store.get("a").expect("get"), None);
+    let Swap::Done(Some(r1)) = store.compare_and_swap("a", None, Some(b"1")).expect("cas") else {
+        panic!("creating an absent key succeeds");
+    };
+    assert_eq!(
+        store.compare_and_swap("a", None, Some(b"x")).expect("cas"),
+        Swap::Conflict,
+        "creating an existing key conflicts"
+    );
+    assert_eq!(
+        store.get("a").expect("get"),
+        Some(Versioned {
+            value: b"1".to_vec(),
+            revision: r1
+        })
+    );
+    let Swap::Done(Some(r2)) = store
+        .compare_and_swap("a", Some(r1), Some(b"2"))
+        .expect("cas")
+    else {
+        panic!("a swap at the current revision succeeds");
+    };
+    assert!(r2 > r1);
+    assert_eq!(
+        store
+            .compare_and_swap("a", Some(r1), Some(b"3"))
+            .expect("cas"),
+        Swap::Conflict,
+        "a stale revision conflicts"
+    );
+    // Deletion, and no ABA: a re-created key has a new revision.
+    assert_eq!(
+        store.compare_and_swap("a", Some(r2), None).expect("cas"),
+        Swap::Done(None)
+    );
+    assert_eq!(store.get("a").expect("get"), None);
+    assert_eq!(
+        store.compare_and_swap("a", None, None).expect("cas"),
+        Swap::Done(None)
+    );
+    let Swap::Done(Some(r3)) = store.compare_and_swap("a", None, Some(b"4")).expect("cas") else {
+        panic!("re-creating succeeds");
+    };
+    assert!(r3 > r2);
+    assert_eq!(
+        store
+            .compare_and_swap("a", Some(r2), Some(b"5"))
+            .expect("cas"),
+        Swap::Conflict
+    );
+    // Prefix listing.
+    for key in ["account/b", "account/a", "other"] {
+        store.compare_and_swap(key, None, Some(b"v")).expect("cas");
+    }
+    assert_eq!(
+        store.keys("account/").expect("keys"),
+        vec!["account/a".to_string(), "account/b".to_string()]
+    );
+    store.purge_history().expect("purge");
+    // Concurrent increments through compare-and-swap lose none and duplicate none.
+    const THREADS: u64 = 8;
+    const EACH: u64 = 25;
+    std::thread::scope(|scope| {
+        for _ in 0..THREADS {
+            scope.spawn(|| {
+                for _ in 0..EACH {
+                    loop {
+                        let current = store.get("counter").expect("get");
+                        let (n, expected) = match &current {
+                            None => (0u64, None),
+                            Some(v) => (
+                                String::from_utf8_lossy(&v.value)
+                                    .parse::<u64>()
+                                    .expect("number"),
+                                Some(v.revision),
+                            ),
+                        };
+                        let next = (n + 1).to_string();
+                        match store
+                            .compare_and_swap("counter", expected, Some(next.as_bytes()))
+                            .expect("cas")
+                        {
+                            Swap::Done(_) => break,
+                            Swap::Conflict => continue,
+                        }
+                    }
+                }
+            });
+        }
+    });
+    let total = store.get("counter").expect("get").expect("counter exists");
+    assert_eq!(total.value, (THREADS * EACH).to_string().into_bytes());
+}

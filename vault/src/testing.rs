@@ -1,0 +1,408 @@
+//! A real vault for tests and benchmarks: a fresh SoftHSM2 token, TLS certificates from a
+//! throw-away CA, a configuration, `sealback-vault init`, and `sealback-vault serve` as a
+//! process on a loopback port, all in one temporary directory.
+//!
+//! Needs `softhsm2-util` and `openssl` on the PATH and SoftHSM2's module at
+//! [`SOFTHSM_MODULE`]. Every process the harness runs gets its own `SOFTHSM2_CONF`, so
+//! vaults of parallel tests do not share a token.
+//!
+//! ```no_run
+//! # fn main() -> Result<(), String> {
+//! use sealback_vault::testing::TestVault;
+//! // In an integration test of this crate: env!("CARGO_BIN_EXE_sealback-vault").
+//! let vault = TestVault::start(std::path::Path::new("target/debug/sealback-vault"))?;
+//! let credential = vault.add_account("alice")?;
+//! let client = sealback_vault_client::Vault::new(vault.client_config("alice", &credential))
+//!     .map_err(|e| e.to_string())?;
+//! # Ok(()) }
+//! ```
+
+use std::fs;
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use sealback_vault_client::VaultConfig;
+use zeroize::Zeroizing;
+
+/// SoftHSM2's PKCS#11 module (Debian's path).
+pub const SOFTHSM_MODULE: &str = "/usr/lib/softhsm/libsofthsm2.so";
+/// The test token's label and user PIN.
+pub const TOKEN_LABEL: &str = "sealback-vault-test";
+pub const USER_PIN: &str = "87654321";
+const SO_PIN: &str = "12345678";
+const START_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How to set up a test vault.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub guess_limit: u32,
+    pub login_expiry_secs: u64,
+}
+
+impl Default for Options {
+    fn default() -> Options {
+        Options {
+            guess_limit: 10,
+            login_expiry_secs: 60,
+        }
+    }
+}
+
+/// A vault process and everything it stands on. Stopped (killed) on drop.
+pub struct TestVault {
+    dir: tempfile::TempDir,
+    binary: PathBuf,
+    child: Option<Child>,
+    /// `https://127.0.0.1:PORT`; the port stays the same across [`TestVault::restart`].
+    pub url: String,
+    /// The server key, as clients pin it.
+    pub server_key: String,
+    pub options: Options,
+}
+
+impl TestVault {
+    /// A vault with [`Options::default`] (guess limit 10), served by `binary` (the
+    /// `sealback-vault` executable).
+    pub fn start(binary: &Path) -> Result<TestVault, String> {
+        TestVault::start_with(binary, Options::default())
+    }
+
+    pub fn start_with(binary: &Path, options: Options) -> Result<TestVault, String> {
+        if !binary.is_file() {
+            return Err(format!(
+                "{} is missing: build it first (`cargo build -p sealback-vault`)",
+                binary.display()
+            ));
+        }
+        let dir = tempfile::Builder::new()
+            .prefix("sealback-vault-test")
+            .tempdir()
+            .map_err(|err| format!("temporary directory: {err}"))?;
+        let mut vault = TestVault {
+            dir,
+            binary: binary.to_path_buf(),
+            child: None,
+            url: String::new(),
+            server_key: String::new(),
+            options,
+        };
+        vault.make_token()?;
+        vault.make_certificates()?;
+        vault.write_config("127.0.0.1:0")?;
+        let init = vault.run(&["init"])?;
+        vault.server_key = stdout(&init)
+            .lines()
+            .find_map(|line| line.strip_prefix("server_key = \""))
+            .and_then(|rest| rest.strip_suffix('"'))
+            .ok_or_else(|| format!("`init` printed no server key: {}", stdout(&init)))?
+            .to_string();
+        vault.serve()?;
+        // Keep the port for restarts.
+        let address = vault.url.trim_start_matches("https://").to_string();
+        vault.write_config(&address)?;
+        Ok(vault)
+    }
+
+    /// The temporary directory: `vault.toml`, `records.db`, `audit.log`, `vault.log` (the
+    /// server's standard error), `tls/ca.pem`, `tokens/`.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn config_path(&self) -> PathBuf {
+        self.dir().join("vault.toml")
+    }
+
+    pub fn store_path(&self) -> PathBuf {
+        self.dir().join("records.db")
+    }
+
+    pub fn audit_path(&self) -> PathBuf {
+        self.dir().join("audit.log")
+    }
+
+    /// The CA certificate that signed the vault's TLS certificate.
+    pub fn ca_cert(&self) -> PathBuf {
+        self.dir().join("tls/ca.pem")
+    }
+
+    /// What the server wrote to its standard error so far.
+    pub fn log(&self) -> String {
+        fs::read_to_string(self.dir().join("vault.log")).unwrap_or_default()
+    }
+
+    /// Creates `account`; its credential.
+    pub fn add_account(&self, account: &str) -> Result<Zeroizing<String>, String> {
+        self.credential_of(&["account", "add", account])
+    }
+
+    /// A new credential for `account`.
+    pub fn reissue(&self, account: &str) -> Result<Zeroizing<String>, String> {
+        self.credential_of(&["account", "reissue", account])
+    }
+
+    fn credential_of(&self, args: &[&str]) -> Result<Zeroizing<String>, String> {
+        let output = self.run(args)?;
+        let credential = Zeroizing::new(stdout(&output).trim().to_string());
+        if credential.is_empty() {
+            return Err("no credential printed".into());
+        }
+        Ok(credential)
+    }
+
+    /// A client configuration for `account`, pinned to this vault's key.
+    pub fn client_config(&self, account: &str, credential: &str) -> VaultConfig {
+        VaultConfig {
+            url: self.url.clone(),
+            server_key: self.server_key.clone(),
+            account: account.to_string(),
+            credential: Zeroizing::new(credential.to_string()),
+            ca_cert: Some(self.ca_cert()),
+        }
+    }
+
+    /// `sealback-vault ARGS --config <this vault's>` with this vault's token; fails unless it
+    /// exits 0.
+    pub fn run(&self, args: &[&str]) -> Result<Output, String> {
+        let output = self
+            .command(args)
+            .output()
+            .map_err(|err| format!("cannot run {}: {err}", self.binary.display()))?;
+        if !output.status.success() {
+            return Err(format!(
+                "sealback-vault {}: {}{}",
+                args.join(" "),
+                stdout(&output),
+                String::from_utf8_lossy(&output.stderr)
+            ));
+        }
+        Ok(output)
+    }
+
+    /// The command [`TestVault::run`] runs, to run it otherwise.
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(&self.binary);
+        command
+            .args(args)
+            .arg("--config")
+            .arg(self.config_path())
+            .env("SOFTHSM2_CONF", self.dir().join("softhsm2.conf"))
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null());
+        command
+    }
+
+    /// Stops the server with SIGTERM (it syncs its audit log), or kills it after 10 s.
+    pub fn stop(&mut self) {
+        let Some(mut child) = self.child.take() else {
+            return;
+        };
+        let _ = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+
+    /// Kills the server at once (SIGKILL), as a crash would.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Stops the server and starts it again on the same port, store, token and log.
+    pub fn restart(&mut self) -> Result<(), String> {
+        self.stop();
+        self.serve()
+    }
+
+    fn serve(&mut self) -> Result<(), String> {
+        let log = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir().join("vault.log"))
+            .map_err(|err| format!("vault.log: {err}"))?;
+        let mut child = self
+            .command(&["serve"])
+            .stdout(Stdio::piped())
+            .stderr(log)
+            .spawn()
+            .map_err(|err| format!("cannot start {}: {err}", self.binary.display()))?;
+        let stdout = child.stdout.take().ok_or("no stdout")?;
+        let (send, receive) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut lines = BufReader::new(stdout);
+            let mut first = String::new();
+            let _ = lines.read_line(&mut first);
+            let _ = send.send(first);
+            // Drain whatever else comes, so the server never blocks on a full pipe.
+            let _ = lines.read_to_end(&mut Vec::new());
+        });
+        let first = receive.recv_timeout(START_TIMEOUT).unwrap_or_default();
+        self.child = Some(child);
+        match first.trim().strip_prefix("listening on ") {
+            Some(url) => {
+                self.url = url.to_string();
+                Ok(())
+            }
+            None => {
+                self.kill();
+                Err(format!("the vault did not start: {}", self.log()))
+            }
+        }
+    }
+
+    fn make_token(&self) -> Result<(), String> {
+        let tokens = self.dir().join("tokens");
+        fs::create_dir(&tokens).map_err(|err| format!("tokens/: {err}"))?;
+        fs::write(
+            self.dir().join("softhsm2.conf"),
+            format!(
+                "directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\n\
+                 slots.removable = false\n",
+                tokens.display()
+            ),
+        )
+        .map_err(|err| format!("softhsm2.conf: {err}"))?;
+        let output = Command::new("softhsm2-util")
+            .args(["--init-token", "--free", "--label", TOKEN_LABEL])
+            .args(["--pin", USER_PIN, "--so-pin", SO_PIN])
+            .env("SOFTHSM2_CONF", self.dir().join("softhsm2.conf"))
+            .output()
+            .map_err(|err| format!("cannot run softhsm2-util (install softhsm2): {err}"))?;
+        if !output.status.success() {
+            return Err(format!(
+                "softhsm2-util --init-token: {}",
+                String::from_utf8_lossy(&output.stderr)
+            ));
+        }
+        fs::write(self.dir().join("pin"), USER_PIN).map_err(|err| format!("pin: {err}"))
+    }
+
+    fn make_certificates(&self) -> Result<(), String> {
+        let tls = self.dir().join("tls");
+        fs::create_dir(&tls).map_err(|err| format!("tls/: {err}"))?;
+        fs::write(
+            tls.join("leaf.ext"),
+            "subjectAltName = DNS:localhost, IP:127.0.0.1\nbasicConstraints = critical, CA:FALSE\n\
+             keyUsage = critical, digitalSignature\nextendedKeyUsage = serverAuth\n",
+        )
+        .map_err(|err| format!("leaf.ext: {err}"))?;
+        let ec = [
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+        ];
+        openssl(
+            &tls,
+            &[
+                &["req", "-x509"],
+                &ec[..],
+                &[
+                    "-keyout",
+                    "ca.key",
+                    "-out",
+                    "ca.pem",
+                    "-days",
+                    "2",
+                    "-subj",
+                    "/CN=sealback test CA",
+                ],
+            ],
+        )?;
+        openssl(
+            &tls,
+            &[
+                &["req"],
+                &ec[..],
+                &[
+                    "-keyout",
+                    "key.pem",
+                    "-out",
+                    "leaf.csr",
+                    "-subj",
+                    "/CN=localhost",
+                ],
+            ],
+        )?;
+        openssl(
+            &tls,
+            &[&[
+                "x509",
+                "-req",
+                "-in",
+                "leaf.csr",
+                "-CA",
+                "ca.pem",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-out",
+                "cert.pem",
+                "-days",
+                "2",
+                "-extfile",
+                "leaf.ext",
+            ]],
+        )
+    }
+
+    fn write_config(&self, listen: &str) -> Result<(), String> {
+        let text = format!(
+            "listen = \"{listen}\"\n\
+             tls_cert = \"tls/cert.pem\"\n\
+             tls_key = \"tls/key.pem\"\n\
+             store = \"records.db\"\n\
+             audit_log = \"audit.log\"\n\
+             guess_limit = {}\n\
+             login_expiry_secs = {}\n\
+             \n\
+             [hsm]\n\
+             module = \"{SOFTHSM_MODULE}\"\n\
+             token_label = \"{TOKEN_LABEL}\"\n\
+             pin_file = \"pin\"\n",
+            self.options.guess_limit, self.options.login_expiry_secs
+        );
+        fs::write(self.config_path(), text).map_err(|err| format!("vault.toml: {err}"))
+    }
+}
+
+impl Drop for TestVault {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn openssl(dir: &Path, args: &[&[&str]]) -> Result<(), String> {
+    let args: Vec<&str> = args.concat();
+    let output = Command::new("openssl")
+        .args(&args)
+        .current_dir(dir)
+        .output()
+        .map_err(|err| format!("cannot run openssl (install openssl): {err}"))?;
+    if !output.status.success() {
+        return Err(format!(
+            "openssl {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&output.stderr)
+        ));
+    }
+    Ok(())
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}

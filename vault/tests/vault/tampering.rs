@@ -1,0 +1,112 @@
+//! The store and the network are not trusted: an altered record, a record moved to another
+//! account, or another vault are refused.
+
+use sealback_vault_client::{Vault, VaultError};
+
+use crate::{RIGHT, account, audit_events, overwrite_entry, password, stored_entry, vault};
+
+#[test]
+fn an_edited_record_is_refused() {
+    let vault = vault();
+    let (client, _) = account(&vault, "alice");
+    client
+        .register(&password(RIGHT), &[1u8; 32])
+        .expect("registers");
+    let mut entry = stored_entry(&vault, "alice");
+    let record = entry.record.as_mut().expect("a record");
+    let middle = record.sealed.len() / 2;
+    record.sealed[middle] ^= 0x01;
+    overwrite_entry(&vault, "alice", &entry);
+    match client.recover(&password(RIGHT)) {
+        Err(VaultError::RecordRefused(message)) => {
+            assert!(message.contains("integrity"), "{message}")
+        }
+        other => panic!("expected a refusal, got {:?}", other.map(|_| ())),
+    }
+    crate::raw::eventually("the refusal is logged", || {
+        audit_events(&vault, "alice", "record-refused") == 1
+    });
+}
+
+#[test]
+fn a_record_moved_to_another_account_or_version_is_refused() {
+    let vault = vault();
+    let (alice, _) = account(&vault, "alice");
+    let (bob, _) = account(&vault, "bob");
+    alice
+        .register(&password(RIGHT), &[1u8; 32])
+        .expect("registers");
+    bob.register(&password("bobs password 9"), &[2u8; 32])
+        .expect("registers");
+    let original = stored_entry(&vault, "alice");
+
+    // Bob's record (same version number) put in Alice's entry.
+    let mut swapped = original.clone();
+    swapped.record = stored_entry(&vault, "bob").record;
+    overwrite_entry(&vault, "alice", &swapped);
+    for attempt in [RIGHT, "bobs password 9"] {
+        assert!(
+            matches!(
+                alice.recover(&password(attempt)),
+                Err(VaultError::RecordRefused(_))
+            ),
+            "{attempt}"
+        );
+    }
+
+    // Alice's own record under another version number.
+    let mut renumbered = original.clone();
+    if let Some(record) = renumbered.record.as_mut() {
+        record.version += 1;
+    }
+    renumbered.last_version += 1;
+    overwrite_entry(&vault, "alice", &renumbered);
+    assert!(matches!(
+        alice.recover(&password(RIGHT)),
+        Err(VaultError::RecordRefused(_))
+    ));
+
+    // Put back, it opens again.
+    let mut restored = original;
+    restored.guesses = 0;
+    overwrite_entry(&vault, "alice", &restored);
+    assert_eq!(
+        *alice.recover(&password(RIGHT)).expect("recovers"),
+        [1u8; 32]
+    );
+}
+
+#[test]
+fn a_client_pinned_to_another_server_key_refuses_the_vault() {
+    let vault = vault();
+    let other = crate::vault();
+    let (genuine, credential) = account(&vault, "alice");
+    let mut config = vault.client_config("alice", &credential);
+    config.server_key = other.server_key.clone();
+    let pinned_elsewhere = Vault::new(config).expect("client");
+
+    match pinned_elsewhere.register(&password(RIGHT), &[1u8; 32]) {
+        Err(VaultError::ServerKeyMismatch { expected, found }) => {
+            assert_eq!(expected, other.server_key);
+            assert_eq!(found, vault.server_key);
+        }
+        other => panic!("expected a key mismatch, got {other:?}"),
+    }
+    assert!(
+        !genuine.status().expect("status").registered,
+        "nothing was registered"
+    );
+
+    genuine
+        .register(&password(RIGHT), &[1u8; 32])
+        .expect("registers");
+    assert!(matches!(
+        pinned_elsewhere.recover(&password(RIGHT)),
+        Err(VaultError::ServerKeyMismatch { .. })
+    ));
+    assert_eq!(
+        genuine.status().expect("status").attempts_left,
+        10,
+        "no guess spent"
+    );
+}
