@@ -49,8 +49,11 @@ pub fn built(file: &str) -> PathBuf {
     path
 }
 
-/// A source file newer than `output`, from the list cargo writes beside it
-/// (`<output without extension>.d`, a makefile rule: `output: source source ...`).
+/// A source file of the output's own package newer than `output`, from the list cargo
+/// writes beside it (`<output without extension>.d`, a makefile rule: `output: source ...`,
+/// the crate root first). Sources of other packages are not compared: cargo does not relink
+/// an output whose dependencies changed in ways that do not reach it, so their times would
+/// raise false alarms.
 fn newer_source(output: &Path) -> Option<PathBuf> {
     let modified = |p: &Path| fs::metadata(p).and_then(|m| m.modified()).ok();
     let built: SystemTime = modified(output)?;
@@ -58,9 +61,17 @@ fn newer_source(output: &Path) -> Option<PathBuf> {
     let (_, sources) = rule.lines().next()?.split_once(": ")?;
     // Spaces inside a path are escaped with a backslash.
     let sources = sources.replace("\\ ", "\0");
-    sources
+    let mut sources = sources
         .split_whitespace()
-        .map(|s| PathBuf::from(s.replace('\0', " ")))
+        .map(|s| PathBuf::from(s.replace('\0', " ")));
+    let root = sources.next()?;
+    let package = root
+        .ancestors()
+        .find(|dir| dir.join("Cargo.toml").is_file())?
+        .to_path_buf();
+    std::iter::once(root)
+        .chain(sources)
+        .filter(|source| source.starts_with(&package))
         .find(|source| modified(source).is_some_and(|m| m > built))
 }
 

@@ -46,7 +46,7 @@
 //! checks.
 //!
 //! [`server`] puts [`keyvault::KeyVault`] behind HTTPS. With the `testing` feature,
-//! [`testing`] starts a real vault process on a fresh SoftHSM2 token.
+//! `testing` starts a real vault process on a fresh SoftHSM2 token.
 #![forbid(unsafe_code)]
 
 pub mod account;

@@ -165,3 +165,56 @@ fn new_id() -> String {
     rand::rngs::OsRng.fill_bytes(&mut bytes);
     URL_SAFE_NO_PAD.encode(bytes)
 }
+
+#[cfg(test)]
+mod tests {
+    use opaque_ke::{ClientLogin, ServerLoginParameters, ServerSetup};
+    use rand::rngs::OsRng;
+
+    use super::*;
+
+    fn started(account: &str, last_chance: bool) -> Started {
+        let setup = ServerSetup::<Suite>::new(&mut OsRng);
+        let ke1 = ClientLogin::<Suite>::start(&mut OsRng, b"pw")
+            .expect("KE1")
+            .message;
+        let start = ServerLogin::start(
+            &mut OsRng,
+            &setup,
+            None,
+            ke1,
+            account.as_bytes(),
+            ServerLoginParameters::default(),
+        )
+        .expect("KE2");
+        Started {
+            account: account.to_string(),
+            state: start.state,
+            record: None,
+            last_chance,
+        }
+    }
+
+    #[test]
+    fn a_login_is_taken_once_and_only_by_its_account() {
+        let logins = Logins::new(Duration::from_secs(60));
+        let id = logins.insert(started("alice", false)).expect("room");
+        assert!(logins.take_started(&id, "bob").is_none());
+        assert!(logins.take_started(&id, "alice").is_some());
+        assert!(logins.take_started(&id, "alice").is_none());
+        logins.authenticated(id.clone(), "alice", 3);
+        assert_eq!(logins.take_authenticated(&id, "bob"), None);
+        assert_eq!(logins.take_authenticated(&id, "alice"), Some(3));
+        assert_eq!(logins.take_authenticated(&id, "alice"), None);
+    }
+
+    #[test]
+    fn expired_logins_are_dropped_and_last_chances_reported() {
+        let logins = Logins::new(Duration::ZERO);
+        let id = logins.insert(started("alice", true)).expect("room");
+        logins.insert(started("bob", false)).expect("room");
+        assert!(logins.take_started(&id, "alice").is_none(), "expired");
+        assert_eq!(logins.sweep(), vec!["alice".to_string()]);
+        assert!(logins.sweep().is_empty());
+    }
+}

@@ -24,10 +24,26 @@ use zeroize::Zeroizing;
 use crate::hsm::{Hsm, HsmError};
 
 const RECORD_LABEL: &[u8] = b"sealback-vault v1 record";
+const CREDENTIAL_LABEL: &[u8] = b"sealback-vault v1 credential";
 const SETUP_LABEL: &[u8] = b"sealback-vault v1 server setup";
 
 /// The store key of the sealed ServerSetup.
 pub const SERVER_SETUP_KEY: &str = "server-setup";
+
+/// The OPAQUE credential identifier of `account`'s record `version`, from which the OPRF key
+/// of that record is derived:
+/// `"sealback-vault v1 credential" || len(account) (u16 BE) || account || version (u64 BE)`.
+///
+/// Each record version has its own OPRF key. `register/start` evaluates the OPRF without
+/// consuming a guess, so with one key per account it would be an unlimited oracle: its
+/// answers, with one KE2 from a counted login, would let a credential holder test passwords
+/// offline. Here `register/start` evaluates under the key of a version it has just reserved,
+/// which no existing record uses. Logins on an account without a record use version 0,
+/// which no record ever has (versions start at 1), so their counted evaluations cannot be
+/// carried over to a future record either.
+pub fn credential_identifier(account: &str, version: u64) -> Vec<u8> {
+    account_version_aad(CREDENTIAL_LABEL, account, version)
+}
 
 /// An opened record.
 pub struct Record {

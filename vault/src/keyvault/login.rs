@@ -68,12 +68,13 @@ impl KeyVault {
                 (None, None)
             }
         };
+        let version = record.as_ref().map_or(0, |(version, _)| *version);
         let start = ServerLogin::start(
             &mut OsRng,
             &self.setup,
             password_file,
             ke1,
-            account.as_bytes(),
+            &record::credential_identifier(account, version),
             ServerLoginParameters {
                 context: Some(CONTEXT),
                 identifiers: identifiers(account),

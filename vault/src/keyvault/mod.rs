@@ -2,9 +2,9 @@
 //! HTTP. Every method checks the account's credential first and touches nothing else when
 //! it is wrong. Methods block (store, HSM, OPAQUE): the server calls them on blocking threads.
 //!
-//! - [`guesses`]: the guess-limit algorithm, compare-and-swap on the account's entry.
-//! - [`login`]: `login/start`, `login/finish`.
-//! - [`register`]: `register/start`, `register/finish`, `DELETE /v1/record`, the status.
+//! - `guesses`: the guess-limit algorithm, compare-and-swap on the account's entry.
+//! - `login`: `login/start`, `login/finish`.
+//! - `register`: `register/start`, `register/finish`, `DELETE /v1/record`, the status.
 
 mod guesses;
 mod login;

@@ -40,7 +40,8 @@ impl KeyVault {
             entry.last_version += 1;
             Ok(entry.last_version)
         })?;
-        let start = ServerRegistration::start(&self.setup, message, account.as_bytes())
+        let identifier = record::credential_identifier(account, version);
+        let start = ServerRegistration::start(&self.setup, message, &identifier)
             .map_err(|err| internal("OPAQUE registration start", err))?;
         Ok(RegisterStartAnswer {
             response: start.message.serialize().to_vec(),

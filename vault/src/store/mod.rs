@@ -8,7 +8,7 @@
 //! the embedded default; a replicated store (etcd's transactions on `mod_revision`) fits
 //! the same contract.
 //!
-//! [`check_contract`] is the test every implementation must pass.
+//! `check_contract` (with the `testing` feature) is the test every implementation must pass.
 
 mod sqlite;
 

@@ -74,3 +74,41 @@ fn an_account_without_a_record_answers_like_a_wrong_password() {
         "timing differs: {a:.2} ms vs {b:.2} ms"
     );
 }
+
+/// `register/start` evaluates the OPRF without spending a guess. If it used the key of the
+/// account's current record, its answers plus one KE2 would allow testing passwords offline.
+/// The same blinded password sent to both must come back evaluated under different keys.
+#[test]
+fn registration_is_no_oprf_oracle_for_the_current_record() {
+    let vault = crate::vault();
+    let (client, credential) = account(&vault, "alice");
+    client
+        .register(&password(RIGHT), &[1u8; 32])
+        .expect("registers");
+    let raw = Raw::new(&vault);
+    let ke1 = crate::raw::ke1();
+    let blinded = &ke1[..32];
+    let login = raw.post(
+        "/v1/login/start",
+        Some(&credential),
+        &json!({ "account": "alice", "ke1": b64(&ke1) }),
+    );
+    let register = raw.post(
+        "/v1/register/start",
+        Some(&credential),
+        &json!({ "account": "alice", "request": b64(blinded) }),
+    );
+    assert_eq!((login.status, register.status), (200, 200));
+    let evaluated = |answer: &Value, field: &str| {
+        use base64::Engine as _;
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(answer[field].as_str().expect("base64"))
+            .expect("base64");
+        bytes[..32].to_vec()
+    };
+    assert_ne!(
+        evaluated(&login.body, "ke2"),
+        evaluated(&register.body, "response"),
+        "registration evaluated the OPRF under the current record's key"
+    );
+}
