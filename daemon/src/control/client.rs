@@ -134,13 +134,7 @@ impl Client {
         request: RestoreRequest,
         on_progress: impl FnMut(Progress),
     ) -> Result<RestoreReport, ClientError> {
-        let route = Route::Restore;
-        let response = self.send(route, Some(&request)).await?;
-        if response.status() == StatusCode::OK {
-            follow(route, response, on_progress).await
-        } else {
-            Err(read_error(route, response).await)
-        }
+        self.stream(Route::Restore, &request, on_progress).await
     }
 
     /// Reads and checks every object of a target's repository.
@@ -149,8 +143,17 @@ impl Client {
         request: VerifyRequest,
         on_progress: impl FnMut(Progress),
     ) -> Result<VerifyReport, ClientError> {
-        let route = Route::Verify;
-        let response = self.send(route, Some(&request)).await?;
+        self.stream(Route::Verify, &request, on_progress).await
+    }
+
+    /// A streamed operation: progress lines, then its result.
+    async fn stream<T: DeserializeOwned>(
+        &self,
+        route: Route,
+        request: &impl Serialize,
+        on_progress: impl FnMut(Progress),
+    ) -> Result<T, ClientError> {
+        let response = self.send(route, Some(request)).await?;
         if response.status() == StatusCode::OK {
             follow(route, response, on_progress).await
         } else {
