@@ -1,6 +1,9 @@
 //! The daemon's state and the control API's implementation: what each route does.
 
+mod handler;
 mod vault;
+
+pub use handler::DaemonHandle;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -12,12 +15,10 @@ use tokio::sync::{mpsc, oneshot};
 use crate::catalog::Catalog;
 use crate::config::{Config, TargetConfig};
 use crate::control::api::{
-    Activity, BackupReport, BackupRequest, KeyChangePasswordRequest, KeyChanged, KeyDisableRequest,
-    KeyGenerateRequest, KeyGenerated, KeyImportRequest, KeyImported, KeyMode, KeyRecoverRequest,
-    KeySetPasswordRequest, PROTOCOL_VERSION, ProviderCounters, RestoreReport, RestoreRequest,
-    SnapshotInfo, SnapshotList, Status, TargetStatus, VerifyReport, VerifyRequest,
+    BackupReport, KeyMode, ProviderCounters, RestoreReport, RestoreRequest, TargetStatus,
+    VerifyReport, VerifyRequest,
 };
-use crate::control::{ApiError, Handler, ProgressSink};
+use crate::control::{ApiError, ProgressSink};
 use crate::engine::{self, EngineError};
 use crate::keystore::KeyStore;
 use crate::providers::{self, Counters, TargetStore};
@@ -516,212 +517,5 @@ fn engine_error(target: &str, e: EngineError) -> ApiError {
             ApiError::new(500, "integrity", e.to_string())
         }
         other => ApiError::new(500, "internal", other.to_string()),
-    }
-}
-
-/// The control API: a cheap handle on the daemon.
-#[derive(Clone)]
-pub struct DaemonHandle(pub Arc<Daemon>);
-
-impl Handler for DaemonHandle {
-    async fn status(&self) -> Result<Status, ApiError> {
-        let d = self.0.clone();
-        tokio::task::spawn_blocking(move || {
-            let rt = lock(&d.runtime);
-            let activity = if rt.activity_backup {
-                Activity::BackingUp
-            } else if rt.restores > 0 {
-                Activity::Restoring
-            } else {
-                Activity::Idle
-            };
-            let (pending_change, last_backup, last_error, vault_attempts_left) = (
-                rt.pending_change,
-                rt.last_backup.clone(),
-                rt.last_error.clone(),
-                rt.vault_attempts_left,
-            );
-            drop(rt);
-            let key_mode = d.key_mode();
-            Status {
-                protocol: PROTOCOL_VERSION,
-                daemon_version: env!("CARGO_PKG_VERSION").to_owned(),
-                activity,
-                key_mode,
-                schedule: d.config.schedule.to_string(),
-                store: d.config.store.display().to_string(),
-                pending_change,
-                last_backup,
-                last_error,
-                targets: d.targets.iter().map(|t| d.target_status(t)).collect(),
-                vault_attempts_left,
-            }
-        })
-        .await
-        .map_err(internal)
-    }
-
-    async fn backup(
-        &self,
-        request: BackupRequest,
-        progress: ProgressSink,
-    ) -> Result<Option<BackupReport>, ApiError> {
-        self.0.key()?;
-        let (reply, wait) = if request.wait {
-            let (tx, rx) = oneshot::channel();
-            (Some(tx), Some(rx))
-        } else {
-            (None, None)
-        };
-        self.0
-            .backups
-            .send(BackupTicket { reply, progress })
-            .await
-            .map_err(|_| ApiError::new(503, "shutting-down", "the daemon is shutting down"))?;
-        match wait {
-            None => Ok(None),
-            Some(rx) => rx
-                .await
-                .map_err(|_| {
-                    ApiError::new(
-                        503,
-                        "shutting-down",
-                        "the daemon stopped before the backup finished",
-                    )
-                })?
-                .map(Some),
-        }
-    }
-
-    async fn snapshots(&self) -> Result<SnapshotList, ApiError> {
-        let d = self.0.clone();
-        tokio::task::spawn_blocking(move || {
-            let mut snapshots = Vec::new();
-            let key = d.key().ok();
-            for t in &d.targets {
-                // With a key, list what the target holds now (a new device has an empty
-                // catalog); without one, or if the target cannot be reached, what is cached.
-                if let Some(key) = &key
-                    && let Err(e) = d.synced(t, key) {
-                        tracing::warn!(target = %t.config.name, error = %e, "listing cached snapshots only");
-                    }
-                let path = d.catalog_path(&t.config.name);
-                if !path.exists() {
-                    continue;
-                }
-                let catalog = Catalog::open(&path).map_err(internal)?;
-                for row in catalog.snapshots().map_err(internal)? {
-                    snapshots.push(SnapshotInfo {
-                        id: row.id().to_owned(),
-                        target: t.config.name.clone(),
-                        time_unix_ms: row.time_unix_ms,
-                        host: row.host.clone(),
-                        files: row.files,
-                        size: row.size,
-                    });
-                }
-            }
-            Ok(SnapshotList { snapshots })
-        })
-        .await
-        .map_err(internal)?
-    }
-
-    async fn restore(
-        &self,
-        request: RestoreRequest,
-        progress: ProgressSink,
-    ) -> Result<RestoreReport, ApiError> {
-        let d = self.0.clone();
-        lock(&d.runtime).restores += 1;
-        let result = tokio::task::spawn_blocking({
-            let d = d.clone();
-            move || d.restore_blocking(request, progress)
-        })
-        .await
-        .map_err(internal);
-        lock(&d.runtime).restores -= 1;
-        result?
-    }
-
-    async fn verify(
-        &self,
-        request: VerifyRequest,
-        progress: ProgressSink,
-    ) -> Result<VerifyReport, ApiError> {
-        let d = self.0.clone();
-        tokio::task::spawn_blocking(move || d.verify_blocking(request, progress))
-            .await
-            .map_err(internal)?
-    }
-
-    async fn key_generate(&self, request: KeyGenerateRequest) -> Result<KeyGenerated, ApiError> {
-        let d = self.0.clone();
-        tokio::task::spawn_blocking(move || {
-            let key = BackupKey::generate();
-            let shown = key.to_recovery_key();
-            d.install_key(key, request.replace)?;
-            d.keystore.set_mode("recovery-key").map_err(internal)?;
-            tracing::info!("a new backup key was generated");
-            Ok(KeyGenerated {
-                recovery_key: shown,
-            })
-        })
-        .await
-        .map_err(internal)?
-    }
-
-    async fn key_set_password(
-        &self,
-        request: KeySetPasswordRequest,
-    ) -> Result<KeyChanged, ApiError> {
-        let d = self.0.clone();
-        tokio::task::spawn_blocking(move || d.set_password(&request.password))
-            .await
-            .map_err(internal)?
-    }
-
-    async fn key_recover(&self, request: KeyRecoverRequest) -> Result<KeyChanged, ApiError> {
-        let d = self.0.clone();
-        tokio::task::spawn_blocking(move || d.recover(&request.password, request.replace))
-            .await
-            .map_err(internal)?
-    }
-
-    async fn key_change_password(
-        &self,
-        request: KeyChangePasswordRequest,
-    ) -> Result<KeyChanged, ApiError> {
-        let d = self.0.clone();
-        tokio::task::spawn_blocking(move || {
-            d.change_password(&request.old_password, &request.new_password)
-        })
-        .await
-        .map_err(internal)?
-    }
-
-    async fn key_disable(&self, request: KeyDisableRequest) -> Result<KeyChanged, ApiError> {
-        let d = self.0.clone();
-        tokio::task::spawn_blocking(move || d.disable(&request.password))
-            .await
-            .map_err(internal)?
-    }
-
-    async fn key_import(&self, request: KeyImportRequest) -> Result<KeyImported, ApiError> {
-        let d = self.0.clone();
-        tokio::task::spawn_blocking(move || {
-            let key = BackupKey::from_recovery_key(&request.recovery_key)
-                .map_err(|e| ApiError::new(400, "bad-recovery-key", e.to_string()))?;
-            let verified_targets = d.check_key(&key)?;
-            d.install_key(key, request.replace)?;
-            d.keystore.set_mode("recovery-key").map_err(internal)?;
-            tracing::info!(verified = ?verified_targets, "backup key imported");
-            Ok(KeyImported {
-                key_mode: KeyMode::RecoveryKey,
-                verified_targets,
-            })
-        })
-        .await
-        .map_err(internal)?
     }
 }
