@@ -6,44 +6,17 @@
 //! `remove` leaves them alone and `list` skips them. The same holds for the temporary files
 //! Apache's mod_dav_fs writes during a PUT (`.davfs.tmp<random>`), which a listing can catch.
 
-/// How many bytes of the object's basename go into a temporary name, so that the name stays
-/// within the 255 bytes most file systems behind WebDAV servers allow.
-const BASENAME_BYTES: usize = 200;
-const MARKER: &str = ".tmp-";
-const HEX_DIGITS: usize = 16;
 const APACHE_PREFIX: &str = ".davfs.tmp";
 
-/// A fresh temporary name for the object whose last segment is `basename`.
+/// A fresh temporary name for the object whose last segment is `basename` (the SDK's
+/// convention, `sealback_plugin_api::sdk::temp`).
 pub(crate) fn temp_name(basename: &str) -> String {
-    // Object names are ASCII, so any byte offset is a character boundary.
-    let kept = basename
-        .get(..basename.len().min(BASENAME_BYTES))
-        .unwrap_or(basename);
-    format!(
-        ".{kept}{MARKER}{:0width$x}",
-        rand::random::<u64>(),
-        width = HEX_DIGITS
-    )
+    sealback_plugin_api::sdk::temp::temp_name(basename, rand::random())
 }
 
 /// Whether a name's last segment has the shape of a temporary object, ours or the server's.
 pub(crate) fn is_temp_name(basename: &str) -> bool {
-    basename.starts_with(APACHE_PREFIX) || is_own_temp_name(basename)
-}
-
-fn is_own_temp_name(basename: &str) -> bool {
-    let Some(rest) = basename.strip_prefix('.') else {
-        return false;
-    };
-    let Some(hex_start) = rest.len().checked_sub(HEX_DIGITS) else {
-        return false;
-    };
-    let (head, hex) = rest.split_at_checked(hex_start).unwrap_or((rest, ""));
-    hex.len() == HEX_DIGITS
-        && hex
-            .bytes()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-        && head.ends_with(MARKER)
+    basename.starts_with(APACHE_PREFIX) || sealback_plugin_api::sdk::temp::is_temp_name(basename)
 }
 
 #[cfg(test)]

@@ -26,6 +26,7 @@
 //! must not `#![forbid(unsafe_code)]`: `forbid` cannot be lifted by the macro's `allow`).
 
 pub(crate) mod shim;
+pub mod temp;
 
 use crate::error::ProviderError;
 use crate::listing::ObjectInfo;

@@ -1,42 +1,11 @@
-//! Names of temporary files: `.<basename>.tmp-<16 hex digits>`, beside the object they become.
-//!
-//! A put that crashes leaves one behind. They are valid object names, so the provider reserves
-//! them: `put` refuses them, `get` does not find them, `remove` leaves them alone and `list`
-//! skips them.
+//! Names of temporary files: the SDK's convention (`sealback_plugin_api::sdk::temp`),
+//! `.<basename>.tmp-<16 hex digits>` beside the object they become.
 
-/// How many bytes of the object's basename go into a temporary name, so that the name stays
-/// within the 255 bytes most file systems allow.
-const BASENAME_BYTES: usize = 200;
-const MARKER: &str = ".tmp-";
-const HEX_DIGITS: usize = 16;
+pub(crate) use sealback_plugin_api::sdk::temp::is_temp_name;
 
 /// A fresh temporary file name for the object whose last segment is `basename`.
 pub(crate) fn temp_name(basename: &str) -> String {
-    // Object names are ASCII, so any byte offset is a character boundary.
-    let kept = basename
-        .get(..basename.len().min(BASENAME_BYTES))
-        .unwrap_or(basename);
-    format!(
-        ".{kept}{MARKER}{:0width$x}",
-        rand::random::<u64>(),
-        width = HEX_DIGITS
-    )
-}
-
-/// Whether a file name (one segment) has the shape of a temporary file.
-pub(crate) fn is_temp_name(file_name: &str) -> bool {
-    let Some(rest) = file_name.strip_prefix('.') else {
-        return false;
-    };
-    let Some(hex_start) = rest.len().checked_sub(HEX_DIGITS) else {
-        return false;
-    };
-    let (head, hex) = rest.split_at_checked(hex_start).unwrap_or((rest, ""));
-    hex.len() == HEX_DIGITS
-        && hex
-            .bytes()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-        && head.ends_with(MARKER)
+    sealback_plugin_api::sdk::temp::temp_name(basename, rand::random())
 }
 
 #[cfg(test)]
