@@ -13,6 +13,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
+mod latency;
 mod machine;
 mod measure;
 mod phase;
@@ -32,6 +33,8 @@ Examples:
   sealback-bench                                   # the medium store: 300k messages, 1 GB media
   sealback-bench --messages 20000 --media-mb 50    # a quick run
   sealback-bench --peers restic                    # leave borg out
+  sealback-bench --large-messages 1500000 --large-media-mb 5120 --large-peers none
+                                                   # also day 1 on a large store, sealback only
 
 Build first: cargo build --release -p sealback-daemon -p sealback-local -p sealback-bench"
 )]
@@ -59,6 +62,19 @@ pub(crate) struct Args {
     /// directory]
     #[arg(long, value_name = "DIR")]
     pub bin_dir: Option<PathBuf>,
+    /// Commits in the latency phase (sealback in on-change mode, debounce 1 s; 0 skips it)
+    #[arg(long, default_value_t = 20, value_name = "N")]
+    pub latency_commits: usize,
+    /// Also generate a large store of this many messages, back it up and run its day-1
+    /// incremental, to compare with the medium store's (growth table)
+    #[arg(long, value_name = "N")]
+    pub large_messages: Option<u64>,
+    /// Megabytes of media in the large store (with --large-messages)
+    #[arg(long, default_value_t = 5120, value_name = "M")]
+    pub large_media_mb: u64,
+    /// The peers to measure on the large store ("none" for none) [default: --peers]
+    #[arg(long, value_name = "LIST")]
+    pub large_peers: Option<String>,
     /// The store generator [default: gen_store.py beside this crate's sources]
     #[arg(long, value_name = "PATH")]
     pub generator: Option<PathBuf>,

@@ -6,6 +6,7 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
+use crate::latency::Latency;
 use crate::machine::Machine;
 use crate::measure::Sample;
 use crate::phase::Phase;
@@ -28,7 +29,35 @@ pub(crate) struct Results {
     pub phases: Vec<PhaseResult>,
     /// The check of each tool's restore, by tool.
     pub restores: BTreeMap<String, Verdict>,
+    /// sealback's commit-to-durable latency in on-change mode, if measured.
+    pub latency: Option<Latency>,
+    /// The day-1 incremental on a large store, if asked for (`--large-messages`).
+    pub growth: Option<Growth>,
     pub targets: Vec<TargetResult>,
+}
+
+/// The large store's run: a full backup, then day 1, to compare with the medium store's.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct Growth {
+    pub store: StoreSummary,
+    pub tools: Vec<String>,
+    pub skipped: Vec<String>,
+    /// gen_store.py's summary of the large store's day 1.
+    pub day: serde_json::Value,
+    /// The full backup, then day 1.
+    pub phases: Vec<PhaseResult>,
+}
+
+impl Growth {
+    pub(crate) fn sample(&self, phase: Phase, tool: &str) -> Option<&Sample> {
+        self.phases
+            .iter()
+            .find(|p| p.phase == phase)?
+            .samples
+            .iter()
+            .find(|s| s.tool == tool)
+            .map(|s| &s.sample)
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -79,7 +108,13 @@ impl Results {
     }
 
     pub(crate) fn store_line(&self) -> String {
-        let s = &self.store;
+        self.store.line()
+    }
+}
+
+impl StoreSummary {
+    pub(crate) fn line(&self) -> String {
+        let s = self;
         format!(
             "seed {}, {} messages, {} MB media requested: {} files, {} (msgstore.db {})",
             s.params.seed,
@@ -189,6 +224,78 @@ pub(crate) fn phase_table(phase: &PhaseResult, verdicts: &BTreeMap<String, Verdi
         }
     }
     text
+}
+
+/// The day-1 incremental on the medium and the large store side by side: time and bytes
+/// should stay flat as the store grows.
+pub(crate) fn growth_table(results: &Results) -> String {
+    let Some(growth) = &results.growth else {
+        return String::new();
+    };
+    let ratio = |medium: Option<f64>, large: Option<f64>| {
+        medium
+            .zip(large)
+            .filter(|(m, _)| *m > 0.0)
+            .map_or_else(|| "-".to_owned(), |(m, l)| format!("×{:.2}", l / m))
+    };
+    let mut rows = vec![[
+        "tool".to_owned(),
+        "wall medium".to_owned(),
+        "wall large".to_owned(),
+        "".to_owned(),
+        "read medium".to_owned(),
+        "read large".to_owned(),
+        "".to_owned(),
+        "added medium".to_owned(),
+        "added large".to_owned(),
+        "".to_owned(),
+    ]];
+    for tool in &growth.tools {
+        let medium = results.sample(Phase::Day1, tool);
+        let large = growth.sample(Phase::Day1, tool);
+        let wall = |s: Option<&Sample>| s.map(|s| s.wall_s);
+        let read = |s: Option<&Sample>| s.and_then(|s| s.bytes_read);
+        let added = |s: Option<&Sample>| s.and_then(|s| s.bytes_written);
+        rows.push([
+            tool.clone(),
+            or_dash(wall(medium), seconds),
+            or_dash(wall(large), seconds),
+            ratio(wall(medium), wall(large)),
+            or_dash(read(medium), bytes),
+            or_dash(read(large), bytes),
+            ratio(
+                read(medium).map(|b| b as f64),
+                read(large).map(|b| b as f64),
+            ),
+            or_dash(added(medium), bytes),
+            or_dash(added(large), bytes),
+            ratio(
+                added(medium).map(|b| b as f64),
+                added(large).map(|b| b as f64),
+            ),
+        ]);
+    }
+    let day = |d: Option<&serde_json::Value>| {
+        let field = |name: &str| {
+            d.and_then(|d| d.get(name))
+                .and_then(serde_json::Value::as_u64)
+        };
+        format!(
+            "{} messages, {} new media, {} -wal",
+            or_dash(field("inserted"), |n| n.to_string()),
+            or_dash(field("media_bytes_added"), bytes),
+            or_dash(field("wal_bytes"), bytes)
+        )
+    };
+    format!(
+        "\n== day-1 incremental, medium vs large store (should stay flat) ==\n\
+         medium: {}\n  day 1: {}\nlarge:  {}\n  day 1: {}\n{}",
+        results.store.line(),
+        day(results.days.get(Phase::Day1.key())),
+        growth.store.line(),
+        day(Some(&growth.day)),
+        align(&rows)
+    )
 }
 
 pub(crate) fn targets_table(results: &Results) -> String {
@@ -307,6 +414,24 @@ pub(crate) fn markdown(results: &Results) -> String {
         "Cells: wall time, bytes read (sealback's backups: its own report; else rchar), \
          bytes added to the repository (restore: bytes restored), peak RSS."
     );
+    if let Some(l) = &results.latency {
+        let _ = writeln!(md);
+        let _ = writeln!(
+            md,
+            "Commit to durable copy, on-change with debounce {} ({} commits): p50 {}, p90 {}, \
+             p99 {}, max {}.",
+            seconds(l.debounce_s),
+            l.samples_s.len(),
+            seconds(l.p50_s),
+            seconds(l.p90_s),
+            seconds(l.p99_s),
+            seconds(l.max_s)
+        );
+    }
+    if results.growth.is_some() {
+        let _ = writeln!(md);
+        let _ = writeln!(md, "```text{}```", growth_table(results));
+    }
     let _ = writeln!(md);
     let _ = writeln!(md, "| target | sealback | restic | ratio | goal | result |");
     let _ = writeln!(md, "|---|---|---|---|---|---|");

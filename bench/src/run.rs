@@ -8,10 +8,11 @@ use std::process::Command;
 use anyhow::{Context, Result, bail};
 
 use crate::Args;
+use crate::latency::{self, Latency};
 use crate::machine::Machine;
 use crate::measure::{Meter, tree_bytes};
 use crate::phase::Phase;
-use crate::report::{self, PhaseResult, Results, StoreSummary, ToolSample};
+use crate::report::{self, Growth, PhaseResult, Results, StoreSummary, ToolSample};
 use crate::store::{self, Generator};
 use crate::targets;
 use crate::tools::{self, Borg, Restic, Sealback, SealbackBinaries, Tool};
@@ -47,6 +48,10 @@ pub(crate) fn run(args: &Args) -> Result<Outcome> {
             .to_path_buf(),
     };
     let binaries = SealbackBinaries::in_dir(&bin_dir)?;
+    // Checked before the long medium run, not after it.
+    if let Some(peers) = &args.large_peers {
+        parse_peers(peers)?;
+    }
     let meter = Meter::new();
 
     let generator = Generator {
@@ -65,7 +70,8 @@ pub(crate) fn run(args: &Args) -> Result<Outcome> {
     store::copy(&pristine, &live)?;
     let listing = store::scan(&live)?;
 
-    let (mut tools, skipped) = select_tools(args, binaries, &run_dir, &live, &meter)?;
+    let (mut tools, skipped) =
+        select_tools(&args.peers, binaries.clone(), &run_dir, &live, &meter)?;
     for tool in tools.iter_mut() {
         tool.init()
             .with_context(|| format!("cannot set up {}", tool.name()))?;
@@ -91,6 +97,8 @@ pub(crate) fn run(args: &Args) -> Result<Outcome> {
         days: BTreeMap::new(),
         phases: Vec::new(),
         restores: BTreeMap::new(),
+        latency: None,
+        growth: None,
         targets: Vec::new(),
     };
     println!("machine: {}", results.machine.line());
@@ -121,6 +129,35 @@ pub(crate) fn run(args: &Args) -> Result<Outcome> {
         results.phases.push(result);
     }
 
+    // After the restore, which checked the store as the backups left it: the commits of
+    // this phase change it.
+    if args.latency_commits > 0 {
+        let sealback = tools
+            .iter()
+            .find_map(|t| t.as_sealback())
+            .context("sealback is not among the tools")?;
+        println!(
+            "\nlatency: {} commits, {} apart, sealbackd on-change with debounce {:?} ...",
+            args.latency_commits,
+            report::seconds(latency::SPACING.as_secs_f64()),
+            latency::DEBOUNCE
+        );
+        let samples =
+            sealback.commit_latency(args.latency_commits, latency::SPACING, latency::DEBOUNCE)?;
+        let measured = Latency::of(&samples).context("no latency measured")?;
+        print!("{}", measured.table());
+        results.latency = Some(measured);
+    }
+
+    if let Some(messages) = args.large_messages {
+        let peers = args.large_peers.as_deref().unwrap_or(&args.peers);
+        let growth = large_day1(
+            args, &generator, &binaries, &meter, &run_dir, messages, peers,
+        )?;
+        results.growth = Some(growth);
+        print!("{}", report::growth_table(&results));
+    }
+
     results.targets = targets::evaluate(&results);
     print!("{}", report::targets_table(&results));
     let json = work.join("results.json");
@@ -142,9 +179,94 @@ type Tools = Vec<Box<dyn Tool>>;
 
 const KNOWN_PEERS: [&str; 2] = ["restic", "borg"];
 
+/// The large store: generated (or reused), copied, backed up in full, then its day 1.
+fn large_day1(
+    args: &Args,
+    generator: &Generator,
+    binaries: &SealbackBinaries,
+    meter: &Meter,
+    run_dir: &Path,
+    messages: u64,
+    peers: &str,
+) -> Result<Growth> {
+    println!(
+        "\n== large store: {messages} messages, {} MB media (day-1 growth) ==",
+        args.large_media_mb
+    );
+    let work = run_dir
+        .parent()
+        .context("the run directory has no parent")?;
+    let params = generator.params(args.seed, messages, args.large_media_mb)?;
+    let pristine = generator.pristine(work, &params)?;
+    let dir = run_dir.join("large");
+    store::remove_dir_if_exists(&dir)?;
+    fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let live = dir.join("store");
+    store::copy(&pristine, &live)?;
+    let listing = store::scan(&live)?;
+    let summary = StoreSummary {
+        params,
+        files: listing.files.len(),
+        bytes: listing.bytes(),
+        database_bytes: listing.files.get("msgstore.db").map_or(0, |f| f.size),
+    };
+    println!("large store: {}", summary.line());
+    let (mut tools, skipped) = select_tools(peers, binaries.clone(), &dir, &live, meter)?;
+    for line in &skipped {
+        println!("note: large store: {line}");
+    }
+    for tool in tools.iter_mut() {
+        tool.init()
+            .with_context(|| format!("cannot set up {} for the large store", tool.name()))?;
+    }
+    let mut phases = Vec::new();
+    let mut day = serde_json::Value::Null;
+    for phase in [Phase::Full, Phase::Day1] {
+        if let Some(mutation) = phase.mutation() {
+            day = generator.mutate(&live, args.seed, mutation)?;
+            println!("\nlarge store, day {}: {day}", mutation.day);
+        }
+        store::warm(&live)?;
+        let samples = back_up(&mut tools, phase, &live)?;
+        let result = PhaseResult {
+            phase,
+            title: phase.title(),
+            samples,
+        };
+        print!(
+            "{}",
+            report::phase_table(&result, &BTreeMap::new()).replacen("== ", "== large store: ", 1)
+        );
+        phases.push(result);
+    }
+    Ok(Growth {
+        store: summary,
+        tools: tools.iter().map(|t| t.name().to_owned()).collect(),
+        skipped,
+        day,
+        phases,
+    })
+}
+
+/// The peers named in a --peers list.
+fn parse_peers(list: &str) -> Result<Vec<&str>> {
+    let peers: Vec<&str> = list
+        .split(',')
+        .map(str::trim)
+        .filter(|p| !p.is_empty() && *p != "none")
+        .collect();
+    if let Some(unknown) = peers.iter().find(|p| !KNOWN_PEERS.contains(p)) {
+        bail!(
+            "unknown peer {unknown:?}: known are {}",
+            KNOWN_PEERS.join(", ")
+        );
+    }
+    Ok(peers)
+}
+
 /// sealback, then the peers asked for that are installed; and a line for each one skipped.
 fn select_tools(
-    args: &Args,
+    peers: &str,
     binaries: SealbackBinaries,
     run_dir: &Path,
     store: &Path,
@@ -156,14 +278,7 @@ fn select_tools(
         store,
     )?)];
     let mut skipped = Vec::new();
-    let peers = args.peers.split(',').map(str::trim);
-    for peer in peers.filter(|p| !p.is_empty() && *p != "none") {
-        if !KNOWN_PEERS.contains(&peer) {
-            bail!(
-                "unknown peer {peer:?} in --peers: known are {}",
-                KNOWN_PEERS.join(", ")
-            );
-        }
+    for peer in parse_peers(peers)? {
         let Some(program) = tools::on_path(peer) else {
             skipped.push(format!("{peer}: not installed, skipped"));
             continue;

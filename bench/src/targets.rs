@@ -23,6 +23,9 @@ pub(crate) enum Metric {
     /// The sealback daemon's RSS once started, before any work: the highest over the
     /// backup phases (later start-ups load more state).
     IdleRss,
+    /// sealback's p99 time from an app commit to a finished snapshot holding it, in
+    /// on-change mode with `latency::DEBOUNCE`, in seconds.
+    CommitLatencyP99,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -84,6 +87,13 @@ pub(crate) const TARGETS: &[Target] = &[
         metric: Metric::IdleRss,
         goal: Goal::AtMost(20.0 * 1024.0 * 1024.0),
     },
+    Target {
+        label: "commit-to-durable latency p99",
+        issue: 5,
+        metric: Metric::CommitLatencyP99,
+        // The debounce plus 1 s.
+        goal: Goal::AtMost(crate::latency::DEBOUNCE.as_secs_f64() + 1.0),
+    },
 ];
 
 /// How a metric's values are printed.
@@ -98,7 +108,7 @@ pub(crate) enum Unit {
 impl Metric {
     pub(crate) fn unit(self) -> Unit {
         match self {
-            Metric::Wall(_) => Unit::Seconds,
+            Metric::Wall(_) | Metric::CommitLatencyP99 => Unit::Seconds,
             Metric::Added(_) | Metric::AddedBeyondNewMedia(_) => Unit::Bytes,
             Metric::PeakRssBackups | Metric::IdleRss => Unit::Rss,
         }
@@ -124,6 +134,11 @@ impl Metric {
                 .max()
                 .map(|b| b as f64),
             Metric::IdleRss => results.idle_rss(tool).map(|b| b as f64),
+            Metric::CommitLatencyP99 => results
+                .latency
+                .as_ref()
+                .filter(|_| tool == SEALBACK)
+                .map(|l| l.p99_s),
         }
     }
 }

@@ -39,6 +39,11 @@ pub(crate) trait Tool {
     /// measurement and the directory holding the restored store's top level (tools that
     /// restore absolute paths put it below `into`).
     fn restore(&mut self, into: &Path) -> Result<(Sample, PathBuf)>;
+
+    /// sealback itself, for the phases only it takes part in.
+    fn as_sealback(&self) -> Option<&Sealback> {
+        None
+    }
 }
 
 /// The first `name` on `PATH` that is an executable file.

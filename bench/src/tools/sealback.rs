@@ -63,6 +63,7 @@ pub(crate) struct Sealback {
     repo: PathBuf,
     config: PathBuf,
     socket: PathBuf,
+    store: PathBuf,
 }
 
 /// The fields of sealbackctl's BackupReport the benchmark shows.
@@ -104,6 +105,7 @@ impl Sealback {
             repo: dir.join("repo"),
             config: dir.join("sealback.toml"),
             socket: dir.join("control.sock"),
+            store: store.to_path_buf(),
             binaries,
         };
         // sun_path holds 108 bytes.
@@ -113,19 +115,24 @@ impl Sealback {
                 sealback.socket.display()
             );
         }
-        let config = format!(
-            "[store]\npath = {}\n[state]\ndir = {}\n[control]\nsocket = {}\n\
-             [plugins]\ndir = {}\n[schedule]\nmode = \"manual\"\n\
-             [[targets]]\nname = \"disk\"\nplugin = \"local\"\n[targets.options]\npath = {}\n",
-            toml_string(store)?,
-            toml_string(&dir.join("state"))?,
-            toml_string(&sealback.socket)?,
-            toml_string(&sealback.binaries.plugins)?,
-            toml_string(&sealback.repo)?,
-        );
+        let config = sealback.config_text("mode = \"manual\"")?;
         fs::write(&sealback.config, config)
             .with_context(|| format!("cannot write {}", sealback.config.display()))?;
         Ok(sealback)
+    }
+
+    /// The daemon's configuration, with `schedule` as the body of its `[schedule]` table.
+    fn config_text(&self, schedule: &str) -> Result<String> {
+        Ok(format!(
+            "[store]\npath = {}\n[state]\ndir = {}\n[control]\nsocket = {}\n\
+             [plugins]\ndir = {}\n[schedule]\n{schedule}\n\
+             [[targets]]\nname = \"disk\"\nplugin = \"local\"\n[targets.options]\npath = {}\n",
+            toml_string(&self.store)?,
+            toml_string(&self.dir.join("state"))?,
+            toml_string(&self.socket)?,
+            toml_string(&self.binaries.plugins)?,
+            toml_string(&self.repo)?,
+        ))
     }
 
     fn log(&self) -> PathBuf {
@@ -134,11 +141,16 @@ impl Sealback {
 
     /// Starts a daemon and waits until it answers `status`.
     fn start(&self) -> Result<Daemon> {
+        self.start_with(&self.config)
+    }
+
+    /// Starts a daemon on `config` and waits until it answers `status`.
+    fn start_with(&self, config: &Path) -> Result<Daemon> {
         let out = measure::open_log(&self.log(), "sealbackd start")?;
         let err = out.try_clone().context("cannot duplicate the log handle")?;
         let child = Command::new(&self.binaries.daemon)
             .arg("--config")
-            .arg(&self.config)
+            .arg(config)
             .env("NO_COLOR", "1")
             .stdin(Stdio::null())
             .stdout(out)
@@ -223,7 +235,159 @@ impl Sealback {
     }
 }
 
+/// The fields of `sealbackctl --json status` the latency phase reads.
+#[derive(Debug, Deserialize)]
+struct Status {
+    activity: String,
+    #[serde(default)]
+    pending_change: bool,
+    last_backup: Option<LastBackup>,
+    last_error: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct LastBackup {
+    snapshot: String,
+    time_unix_ms: i64,
+}
+
+/// How long one commit may wait for its backup before the phase gives up.
+const COMMIT_TIMEOUT: Duration = Duration::from_secs(120);
+/// How often the latency phase asks the daemon for its status.
+const POLL_EVERY: Duration = Duration::from_millis(25);
+
+impl Sealback {
+    /// The latency phase: a daemon in `on-change` mode with `debounce` watches the store
+    /// (already backed up); `commits` times, one message is committed in its own
+    /// transaction, and the time until a snapshot captured after the commit is visible in
+    /// the daemon's status is one latency. Commits start `spacing` apart, and never before
+    /// the previous commit's backup is done, so that each gets its own backup.
+    pub(crate) fn commit_latency(
+        &self,
+        commits: usize,
+        spacing: Duration,
+        debounce: Duration,
+    ) -> Result<Vec<Duration>> {
+        let config = self.dir.join("sealback-on-change.toml");
+        let schedule = format!(
+            "mode = \"on-change\"\ndebounce = \"{}ms\"",
+            debounce.as_millis()
+        );
+        fs::write(&config, self.config_text(&schedule)?)
+            .with_context(|| format!("cannot write {}", config.display()))?;
+        let mut daemon = self.start_with(&config)?;
+        let result = self.commits(commits, spacing, debounce);
+        let stopped = daemon.stop();
+        let latencies = result.with_context(|| format!("see {}", self.log().display()))?;
+        stopped?;
+        Ok(latencies)
+    }
+
+    fn status(&self) -> Result<Status> {
+        let answer = self.ctl(&["status"])?;
+        serde_json::from_str(&answer)
+            .with_context(|| format!("sealbackctl status printed {answer:?}"))
+    }
+
+    fn commits(
+        &self,
+        commits: usize,
+        spacing: Duration,
+        debounce: Duration,
+    ) -> Result<Vec<Duration>> {
+        let db_path = self.store.join("msgstore.db");
+        let db = rusqlite::Connection::open(&db_path)
+            .with_context(|| format!("cannot open {}", db_path.display()))?;
+        db.busy_timeout(Duration::from_secs(10))?;
+        // As the app (and live_writer.py) does.
+        db.pragma_update(None, "synchronous", "NORMAL")?;
+        let chat: i64 = db
+            .query_row("SELECT min(_id) FROM chat", [], |row| row.get(0))
+            .context("the store has no chat")?;
+
+        // Whatever the start-up may have caught settles first: idle, nothing pending, for
+        // longer than the debounce.
+        let settle = debounce + Duration::from_millis(500);
+        let started = Instant::now();
+        let mut quiet_since = Instant::now();
+        let mut last = loop {
+            let status = self.status()?;
+            if status.activity != "idle" || status.pending_change {
+                quiet_since = Instant::now();
+            } else if quiet_since.elapsed() >= settle {
+                break status.last_backup.map(|b| b.snapshot);
+            }
+            if started.elapsed() > COMMIT_TIMEOUT {
+                bail!("the on-change daemon did not settle within {COMMIT_TIMEOUT:?}");
+            }
+            sleep(POLL_EVERY);
+        };
+
+        let mut latencies = Vec::with_capacity(commits);
+        for n in 0..commits {
+            let round = Instant::now();
+            let now = unix_ms();
+            let tx = db.unchecked_transaction()?;
+            tx.execute(
+                "INSERT INTO message(chat_row_id, from_me, key_id, timestamp, \
+                 received_timestamp, status, text_data) VALUES (?1, 1, ?2, ?3, ?3, 0, ?4)",
+                rusqlite::params![
+                    chat,
+                    format!("BENCHLATENCY{now:X}{n}"),
+                    now,
+                    format!("latency probe {n}")
+                ],
+            )
+            .context("cannot insert the probe message")?;
+            tx.commit().context("cannot commit the probe message")?;
+            let committed = Instant::now();
+            let committed_ms = unix_ms();
+            // last_backup is set when a backup has finished, so a new one whose capture
+            // started at or after the commit is durable and holds the message. (Not also
+            // waiting for `idle`: a backup the daemon starts right after would delay the
+            // sighting, not the copy.)
+            loop {
+                let status = self.status()?;
+                if let Some(backup) = &status.last_backup
+                    && last.as_deref() != Some(backup.snapshot.as_str())
+                    && backup.time_unix_ms >= committed_ms
+                {
+                    latencies.push(committed.elapsed());
+                    last = Some(backup.snapshot.clone());
+                    break;
+                }
+                if committed.elapsed() > COMMIT_TIMEOUT {
+                    bail!(
+                        "commit {} of {commits}: no backup after {COMMIT_TIMEOUT:?} (activity \
+                         {}, last error {:?})",
+                        n + 1,
+                        status.activity,
+                        status.last_error
+                    );
+                }
+                sleep(POLL_EVERY);
+            }
+            let next = round + spacing;
+            sleep(
+                next.saturating_duration_since(Instant::now())
+                    .max(Duration::from_millis(500)),
+            );
+        }
+        Ok(latencies)
+    }
+}
+
+fn unix_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
 impl Tool for Sealback {
+    fn as_sealback(&self) -> Option<&Sealback> {
+        Some(self)
+    }
+
     fn name(&self) -> &'static str {
         "sealback"
     }
