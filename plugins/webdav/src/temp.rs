@@ -23,29 +23,11 @@ pub(crate) fn is_temp_name(basename: &str) -> bool {
 mod tests {
     use super::*;
 
+    /// The SDK tests the convention itself; here, only what this provider adds.
     #[test]
-    fn temp_names_are_recognised() {
-        for basename in ["c", "0001.pack", ".hidden", &"x".repeat(255)] {
-            let name = temp_name(basename);
-            assert!(is_temp_name(&name), "{name}");
-            assert!(name.len() <= 255, "{name}");
-        }
+    fn apaches_temporary_files_count_as_temporary_too() {
+        assert!(is_temp_name(&temp_name("0001.pack")));
         assert!(is_temp_name(".davfs.tmpa1B2c3"));
-    }
-
-    #[test]
-    fn ordinary_names_are_not_temp_names() {
-        for name in [
-            "c",
-            ".c",
-            ".c.tmp-",
-            ".c.tmp-0123",
-            "c.tmp-0123456789abcdef",
-            ".c.tmp-0123456789ABCDEF",
-            ".c.tmp-0123456789abcdeg",
-            "davfs.tmp1",
-        ] {
-            assert!(!is_temp_name(name), "{name}");
-        }
+        assert!(!is_temp_name("davfs.tmp1"));
     }
 }
