@@ -32,6 +32,14 @@ pub enum CatalogError {
 
 type Result<T> = std::result::Result<T, CatalogError>;
 
+/// The error of a failed SQLite call on the catalog at `path`.
+fn sqlite(path: &str) -> impl Fn(rusqlite::Error) -> CatalogError + Copy + '_ {
+    move |source| CatalogError::Sqlite {
+        path: path.to_owned(),
+        source,
+    }
+}
+
 /// The columns a blob's location is read from, in the order [`entry_from_row`] expects.
 const BLOB_COLUMNS: &str = "pack, kind, compression, offset, length, raw_length";
 
@@ -94,10 +102,7 @@ pub struct Catalog {
 impl Catalog {
     pub fn open(path: &Path) -> Result<Catalog> {
         let shown = path.display().to_string();
-        let err = |source| CatalogError::Sqlite {
-            path: shown.clone(),
-            source,
-        };
+        let err = sqlite(&shown);
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir)
                 .map_err(|e| err(rusqlite::Error::ToSqlConversionFailure(Box::new(e))))?;
@@ -135,10 +140,7 @@ impl Catalog {
     }
 
     fn err(&self, source: rusqlite::Error) -> CatalogError {
-        CatalogError::Sqlite {
-            path: self.path.clone(),
-            source,
-        }
+        sqlite(&self.path)(source)
     }
 
     fn meta(&self, key: &str) -> Result<Option<String>> {
@@ -253,15 +255,9 @@ impl Catalog {
             tracing::warn!(object = %name, %problem, "left out of the catalog: run `sealbackctl verify`");
         }
         // Object sizes, for `status`: what the target holds now.
-        let tx = self.conn.transaction().map_err(|e| CatalogError::Sqlite {
-            path: self.path.clone(),
-            source: e,
-        })?;
+        let tx = self.conn.transaction().map_err(sqlite(&self.path))?;
         tx.execute("DELETE FROM objects", [])
-            .map_err(|e| CatalogError::Sqlite {
-                path: self.path.clone(),
-                source: e,
-            })?;
+            .map_err(sqlite(&self.path))?;
         for (name, size) in packs
             .iter()
             .chain(indexes.iter().map(|(n, s)| (n, s)))
@@ -271,15 +267,9 @@ impl Catalog {
                 "INSERT OR REPLACE INTO objects(name, size) VALUES (?1, ?2)",
                 params![name, *size as i64],
             )
-            .map_err(|e| CatalogError::Sqlite {
-                path: self.path.clone(),
-                source: e,
-            })?;
+            .map_err(sqlite(&self.path))?;
         }
-        tx.commit().map_err(|e| CatalogError::Sqlite {
-            path: self.path.clone(),
-            source: e,
-        })?;
+        tx.commit().map_err(sqlite(&self.path))?;
         Ok(report)
     }
 
@@ -312,10 +302,7 @@ impl Catalog {
         pack_sizes: &HashMap<String, u64>,
     ) -> Result<()> {
         let path = self.path.clone();
-        let err = |source| CatalogError::Sqlite {
-            path: path.clone(),
-            source,
-        };
+        let err = sqlite(&path);
         let tx = self.conn.transaction().map_err(err)?;
         {
             let mut insert = tx
@@ -518,10 +505,7 @@ impl Catalog {
     /// Replaces the file cache with the files of the snapshot just written.
     pub fn replace_file_cache(&mut self, files: &[(String, FileStat, Vec<ChunkId>)]) -> Result<()> {
         let path = self.path.clone();
-        let err = |source| CatalogError::Sqlite {
-            path: path.clone(),
-            source,
-        };
+        let err = sqlite(&path);
         let tx = self.conn.transaction().map_err(err)?;
         tx.execute("DELETE FROM files", []).map_err(err)?;
         {

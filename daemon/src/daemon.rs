@@ -477,9 +477,7 @@ impl Daemon {
             return Err(ApiError::new(409, "conflict", "this device already has a backup key")
                 .with_hint("pass --replace to replace it; backups made with the old key stay readable only with the old key"));
         }
-        self.keystore
-            .save(&key)
-            .map_err(|e| ApiError::new(500, "internal", e.to_string()))?;
+        self.keystore.save(&key).map_err(internal)?;
         *slot = Some(Arc::new(key));
         Ok(())
     }

@@ -98,15 +98,20 @@ impl Handler for DaemonHandle {
             for t in &d.targets {
                 // With a key, list what the target holds now (a new device has an empty
                 // catalog); without one, or if the target cannot be reached, what is cached.
-                if let Some(key) = &key
-                    && let Err(e) = d.synced(t, key) {
-                        tracing::warn!(target = %t.config.name, error = %e, "listing cached snapshots only");
+                let synced = key.as_ref().map(|key| d.synced(t, key));
+                let catalog = match synced {
+                    Some(Ok((_, catalog, _))) => catalog,
+                    other => {
+                        if let Some(Err(e)) = other {
+                            tracing::warn!(target = %t.config.name, error = %e, "listing cached snapshots only");
+                        }
+                        let path = d.catalog_path(&t.config.name);
+                        if !path.exists() {
+                            continue;
+                        }
+                        Catalog::open(&path).map_err(internal)?
                     }
-                let path = d.catalog_path(&t.config.name);
-                if !path.exists() {
-                    continue;
-                }
-                let catalog = Catalog::open(&path).map_err(internal)?;
+                };
                 for row in catalog.snapshots().map_err(internal)? {
                     snapshots.push(SnapshotInfo {
                         id: row.id().to_owned(),

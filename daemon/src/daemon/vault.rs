@@ -7,7 +7,7 @@ use sealback_repo::BackupKey;
 use sealback_vault_client::{Password, Vault, VaultConfig, VaultError, check_password_strength};
 use zeroize::Zeroizing;
 
-use super::{Daemon, lock};
+use super::{Daemon, internal, lock};
 use crate::control::ApiError;
 use crate::control::api::{KeyChanged, KeyMode};
 
@@ -80,9 +80,7 @@ impl Daemon {
         self.vault()?
             .register(&password, key.expose_secret())
             .map_err(|e| self.vault_error(e))?;
-        self.keystore
-            .set_mode(MODE_PASSWORD)
-            .map_err(|e| ApiError::new(500, "internal", e.to_string()))?;
+        self.keystore.set_mode(MODE_PASSWORD).map_err(internal)?;
         tracing::info!("the backup key is now kept in the vault behind a password");
         Ok(KeyChanged {
             key_mode: KeyMode::Password,
@@ -108,9 +106,7 @@ impl Daemon {
         let key = BackupKey::from_bytes(&mut bytes);
         let verified = self.check_key(&key)?;
         self.install_key(key, true)?;
-        self.keystore
-            .set_mode(MODE_PASSWORD)
-            .map_err(|e| ApiError::new(500, "internal", e.to_string()))?;
+        self.keystore.set_mode(MODE_PASSWORD).map_err(internal)?;
         tracing::info!(verified = ?verified, "backup key recovered from the vault");
         Ok(KeyChanged {
             key_mode: KeyMode::Password,
@@ -143,9 +139,7 @@ impl Daemon {
         self.vault()?
             .delete(&Password::new(password.to_owned()))
             .map_err(|e| self.vault_error(e))?;
-        self.keystore
-            .set_mode(MODE_DEVICE_ONLY)
-            .map_err(|e| ApiError::new(500, "internal", e.to_string()))?;
+        self.keystore.set_mode(MODE_DEVICE_ONLY).map_err(internal)?;
         tracing::info!("the vault record was deleted; the backup key is on this device only");
         Ok(KeyChanged {
             key_mode: KeyMode::DeviceOnly,

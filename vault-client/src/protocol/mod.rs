@@ -18,6 +18,18 @@ pub mod wire;
 /// label and additional-data string.
 pub const VERSION: u32 = 1;
 
+/// The AES-256-GCM cipher keyed by HKDF-SHA512(salt = none, IKM = `ikm`, info = `label`,
+/// L = 32): how both the sealed key (from the export key) and the transfer (from the session
+/// key) derive their keys, each under its own label.
+pub(crate) fn derive_cipher(ikm: &[u8], label: &[u8]) -> aes_gcm::Aes256Gcm {
+    use aes_gcm::KeyInit;
+    let mut key = zeroize::Zeroizing::new([0u8; 32]);
+    hkdf::Hkdf::<sha2::Sha512>::new(None, ikm)
+        .expand(label, key.as_mut_slice())
+        .expect("32 bytes is a valid HKDF-SHA512 output length");
+    aes_gcm::Aes256Gcm::new_from_slice(key.as_slice()).expect("the key is 32 bytes")
+}
+
 /// The longest account name, in bytes.
 pub const MAX_ACCOUNT_LEN: usize = 128;
 

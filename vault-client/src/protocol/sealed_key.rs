@@ -15,10 +15,8 @@
 //! under a newer record, fails to open.
 
 use aes_gcm::aead::{Aead, Payload};
-use aes_gcm::{Aes256Gcm, KeyInit, Nonce};
-use hkdf::Hkdf;
+use aes_gcm::{Aes256Gcm, Nonce};
 use rand::RngCore;
-use sha2::Sha512;
 use zeroize::Zeroizing;
 
 use super::account_version_aad;
@@ -80,11 +78,7 @@ pub fn open(
 }
 
 fn cipher(export_key: &[u8]) -> Aes256Gcm {
-    let mut key = Zeroizing::new([0u8; 32]);
-    Hkdf::<Sha512>::new(None, export_key)
-        .expand(LABEL, key.as_mut_slice())
-        .expect("32 bytes is a valid HKDF-SHA512 output length");
-    Aes256Gcm::new_from_slice(key.as_slice()).expect("the key is 32 bytes")
+    super::derive_cipher(export_key, LABEL)
 }
 
 #[cfg(test)]

@@ -13,10 +13,8 @@
 //! it then opens with its export key, [`super::sealed_key`]).
 
 use aes_gcm::aead::{Aead, Payload};
-use aes_gcm::{Aes256Gcm, KeyInit, Nonce};
-use hkdf::Hkdf;
+use aes_gcm::{Aes256Gcm, Nonce};
 use rand::RngCore;
-use sha2::Sha512;
 use zeroize::Zeroizing;
 
 const LABEL: &[u8] = b"sealback-vault v1 transfer";
@@ -66,11 +64,7 @@ fn aad(login_id: &str) -> Vec<u8> {
 }
 
 fn cipher(session_key: &[u8]) -> Aes256Gcm {
-    let mut key = Zeroizing::new([0u8; 32]);
-    Hkdf::<Sha512>::new(None, session_key)
-        .expand(LABEL, key.as_mut_slice())
-        .expect("32 bytes is a valid HKDF-SHA512 output length");
-    Aes256Gcm::new_from_slice(key.as_slice()).expect("the key is 32 bytes")
+    super::derive_cipher(session_key, LABEL)
 }
 
 #[cfg(test)]
