@@ -13,6 +13,7 @@ use sealback_repo::pack::{BlobKind, Compression, PackEntry};
 use sealback_repo::snapshot::Snapshot;
 use sealback_repo::{ChunkId, Repository};
 
+use crate::capture::database::Baseline;
 use crate::capture::files::FileStat;
 
 const SCHEMA_VERSION: i64 = 1;
@@ -127,7 +128,9 @@ impl Catalog {
              CREATE TABLE IF NOT EXISTS files(
                  path TEXT PRIMARY KEY, size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL,
                  ctime_ns INTEGER NOT NULL, inode INTEGER NOT NULL, mode INTEGER NOT NULL,
-                 chunks BLOB NOT NULL);",
+                 chunks BLOB NOT NULL);
+             CREATE TABLE IF NOT EXISTS db_baseline(
+                 snapshot TEXT PRIMARY KEY, baseline TEXT NOT NULL, chunks BLOB NOT NULL);",
         )
         .map_err(err)?;
         let catalog = Catalog { conn, path: shown };
@@ -164,7 +167,7 @@ impl Catalog {
         self.conn
             .execute_batch(
                 "DELETE FROM meta; DELETE FROM objects; DELETE FROM indexes; DELETE FROM blobs;
-                 DELETE FROM snapshots; DELETE FROM files;",
+                 DELETE FROM snapshots; DELETE FROM files; DELETE FROM db_baseline;",
             )
             .map_err(|e| self.err(e))
     }
@@ -500,6 +503,48 @@ impl Catalog {
                 None
             }
         }))
+    }
+
+    /// Where the capture behind `snapshot` left the database, and its chunk ids.
+    pub fn db_baseline(&self, snapshot: &str) -> Result<Option<(Baseline, Vec<ChunkId>)>> {
+        let row: Option<(String, Vec<u8>)> = self
+            .conn
+            .query_row(
+                "SELECT baseline, chunks FROM db_baseline WHERE snapshot = ?1",
+                [snapshot],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()
+            .map_err(|e| self.err(e))?;
+        // A row this build cannot read only costs a full capture.
+        Ok(row.and_then(|(baseline, chunks)| {
+            Some((
+                serde_json::from_str(&baseline).ok()?,
+                sealback_repo::chunk::decode_list(&chunks)?,
+            ))
+        }))
+    }
+
+    /// Keeps only the baseline of `snapshot`, or none.
+    pub fn replace_db_baseline(
+        &mut self,
+        snapshot: &str,
+        baseline: Option<(&Baseline, &[ChunkId])>,
+    ) -> Result<()> {
+        let path = self.path.clone();
+        let err = sqlite(&path);
+        let tx = self.conn.transaction().map_err(err)?;
+        tx.execute("DELETE FROM db_baseline", []).map_err(err)?;
+        if let Some((baseline, chunks)) = baseline {
+            let json = serde_json::to_string(baseline)
+                .map_err(|e| err(rusqlite::Error::ToSqlConversionFailure(Box::new(e))))?;
+            tx.execute(
+                "INSERT INTO db_baseline(snapshot, baseline, chunks) VALUES (?1, ?2, ?3)",
+                params![snapshot, json, sealback_repo::chunk::encode_list(chunks)],
+            )
+            .map_err(err)?;
+        }
+        tx.commit().map_err(err)
     }
 
     /// Replaces the file cache with the files of the snapshot just written.

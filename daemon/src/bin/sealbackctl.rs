@@ -549,11 +549,12 @@ fn print_status(status: &Status) {
     };
     let last_backup = match &status.last_backup {
         Some(r) => format!(
-            "{}, snapshot {} on {}, {} files, {} written",
+            "{}, snapshot {} on {}, {} files, {} read, {} written",
             utc(r.time_unix_ms),
             short_id(&r.snapshot),
             r.target,
             r.files,
+            HumanBytes(r.bytes_read),
             HumanBytes(r.bytes_written)
         ),
         None => "never".to_owned(),
@@ -630,6 +631,7 @@ fn print_backup(r: &BackupReport) {
         ("snapshot", format!("{} on {}", r.snapshot, r.target)),
         ("files", files_line(r)),
         ("read", HumanBytes(r.bytes_read).to_string()),
+        ("database", database_line(r)),
         (
             "written",
             format!(
@@ -642,6 +644,23 @@ fn print_backup(r: &BackupReport) {
         ),
         ("took", took(r.duration_ms)),
     ]);
+}
+
+fn database_line(r: &BackupReport) -> String {
+    match &r.db_read {
+        None => "none in the store".to_owned(),
+        Some(read) if read.delta => format!(
+            "{} pages, {} read: only what changed since the last snapshot",
+            r.db_pages,
+            HumanBytes(read.bytes)
+        ),
+        Some(read) => format!(
+            "{} pages, {} read: all of it ({})",
+            r.db_pages,
+            HumanBytes(read.bytes),
+            read.why_full.as_deref().unwrap_or("no reason given")
+        ),
+    }
 }
 
 fn files_line(r: &BackupReport) -> String {

@@ -10,12 +10,21 @@
 //!
 //! Our connection is opened with `SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE` and `query_only`, so
 //! closing it never checkpoints or deletes the app's WAL, even when the app is not running.
+//!
+//! Given the [`Baseline`] an earlier capture left, the same transaction reads only the page
+//! runs the WAL says may have changed since, when that can be known for sure, and every
+//! page otherwise (DESIGN.md §4.1.1 argues why the two give the same image).
 
+use std::collections::BTreeSet;
+use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::time::Duration;
 
 use rusqlite::config::DbConfig;
-use rusqlite::{Connection, OpenFlags};
+use rusqlite::{Connection, OpenFlags, OptionalExtension};
+use serde::{Deserialize, Serialize};
+
+use super::wal::{self, Generation, Log};
 
 #[derive(Debug, thiserror::Error)]
 pub enum DatabaseCaptureError {
@@ -41,26 +50,79 @@ pub enum DatabaseCaptureError {
         "this sealbackd's SQLite lacks the sqlite_dbpage table: build it with LIBSQLITE3_FLAGS=-DSQLITE_ENABLE_DBPAGE_VTAB (.cargo/config.toml)"
     )]
     NoDbPage,
+    #[error("cannot stat the database {path}: {source}")]
+    Stat {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("cannot read the database's WAL: {0}")]
+    Wal(std::io::Error),
     #[error("spool: {0}")]
     Sink(#[from] std::io::Error),
 }
 
+/// Where the database stood at a capture, for the next one to read only what changed since.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Baseline {
+    pub page_size: u32,
+    pub page_count: u64,
+    pub device: u64,
+    pub inode: u64,
+    pub since: Since,
+}
+
+/// How a later capture can know which pages changed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Since {
+    /// This WAL generation was current before the capture's snapshot began and after it was
+    /// read: every later commit is a frame of it until it is restarted.
+    Wal(Generation),
+    /// There was no WAL and the database file had not changed for a while: the image is the
+    /// file itself, and any later write to it moves its `ctime`.
+    File {
+        size: u64,
+        mtime_ns: i64,
+        ctime_ns: i64,
+    },
+}
+
+/// How the pages were read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reading {
+    /// Every page, for the reason given.
+    Full { reason: &'static str },
+    /// Only these runs (indices of `chunk_bytes` stretches); the others are as in the baseline.
+    Delta { runs: u64 },
+}
+
 /// What the capture saw.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PageImage {
     pub page_size: u32,
     pub page_count: u64,
     /// Whether the database is in WAL mode (in rollback mode the app's writers wait for us).
     pub wal: bool,
+    pub reading: Reading,
+    /// Bytes read from the database and its WAL.
+    pub bytes_read: u64,
+    /// What the next capture can start from, if anything.
+    pub next: Option<Baseline>,
 }
 
+/// A database that has not changed for this long is settled: any later write to it gets a
+/// later `ctime`, however coarse the file system's clock.
+const SETTLED: Duration = Duration::from_secs(1);
+
 /// Reads the database at `path` as of one committed transaction and hands `sink` its bytes
-/// in runs of `chunk_bytes` (rounded up to whole pages; the last run may be shorter).
+/// in runs of `chunk_bytes` (rounded up to whole pages; the last run may be shorter), each
+/// with its index. Given the `baseline` of an earlier capture, only the runs that may have
+/// changed since are read, when that can be known for sure (see [`Since`]); otherwise all.
 /// `sink` runs inside the read transaction: it must be quick.
 pub fn capture_pages(
     path: &Path,
     chunk_bytes: u32,
-    mut sink: impl FnMut(&[u8]) -> std::io::Result<()>,
+    baseline: Option<&Baseline>,
+    mut sink: impl FnMut(u64, &[u8]) -> std::io::Result<()>,
 ) -> Result<PageImage, DatabaseCaptureError> {
     let shown = path.display().to_string();
     let open_err = |source| DatabaseCaptureError::Open {
@@ -87,26 +149,50 @@ pub fn capture_pages(
     let journal: String = conn
         .query_row("PRAGMA journal_mode", [], |r| r.get(0))
         .map_err(read_err)?;
+    let wal_path = wal_path(path);
+    let wal_before = wal::header(&wal_path).map_err(DatabaseCaptureError::Wal)?;
     conn.execute_batch("BEGIN DEFERRED").map_err(read_err)?;
-    let result = read_pages(&conn, &shown, chunk_bytes, &mut sink);
+    let result = read_snapshot(
+        &conn,
+        &Target {
+            path,
+            wal_path: &wal_path,
+            shown: &shown,
+            chunk_bytes,
+        },
+        baseline,
+        wal_before,
+        &mut sink,
+    );
     // A read transaction has nothing to commit; ending it releases the WAL snapshot.
     let _ = conn.execute_batch("COMMIT");
-    let (page_size, page_count) = result?;
-    Ok(PageImage {
-        page_size,
-        page_count,
-        wal: journal.eq_ignore_ascii_case("wal"),
-    })
+    let mut image = result?;
+    image.wal = journal.eq_ignore_ascii_case("wal");
+    Ok(image)
 }
 
-fn read_pages(
-    conn: &Connection,
-    shown: &str,
+struct Target<'a> {
+    path: &'a Path,
+    wal_path: &'a Path,
+    shown: &'a str,
     chunk_bytes: u32,
-    sink: &mut impl FnMut(&[u8]) -> std::io::Result<()>,
-) -> Result<(u32, u64), DatabaseCaptureError> {
+}
+
+fn wal_path(db: &Path) -> std::path::PathBuf {
+    let mut name = db.as_os_str().to_owned();
+    name.push("-wal");
+    name.into()
+}
+
+fn read_snapshot(
+    conn: &Connection,
+    target: &Target<'_>,
+    baseline: Option<&Baseline>,
+    wal_before: Option<Generation>,
+    sink: &mut impl FnMut(u64, &[u8]) -> std::io::Result<()>,
+) -> Result<PageImage, DatabaseCaptureError> {
     let read_err = |source| DatabaseCaptureError::Read {
-        path: shown.to_owned(),
+        path: target.shown.to_owned(),
         source,
     };
     // The first read starts the transaction's snapshot; everything below sees the same one.
@@ -119,51 +205,249 @@ fn read_pages(
         .query_row("PRAGMA page_count", [], |r| r.get(0))
         .map_err(read_err)?;
     let page_count = page_count as u64;
-    let mut stmt = match conn.prepare("SELECT pgno, data FROM sqlite_dbpage ORDER BY pgno") {
-        Ok(s) => s,
-        Err(e) if e.to_string().contains("no such table") => {
-            return Err(DatabaseCaptureError::NoDbPage);
-        }
-        Err(e) => return Err(read_err(e)),
+    // Taken after the snapshot began: a change the snapshot missed shows in this stat.
+    let meta = std::fs::metadata(target.path).map_err(|source| DatabaseCaptureError::Stat {
+        path: target.shown.to_owned(),
+        source,
+    })?;
+    let seen_at = std::time::SystemTime::now();
+    let (log, wal_bytes) = wal::scan(target.wal_path).map_err(DatabaseCaptureError::Wal)?;
+
+    let pages_per_run = u64::from((target.chunk_bytes / page_size).max(1));
+    let runs = page_count.div_ceil(pages_per_run);
+    let plan = plan(baseline, page_size, page_count, &meta, &log, pages_per_run);
+    let mut reader = PageReader {
+        conn,
+        shown: target.shown,
+        page_size,
+        run: Vec::with_capacity((pages_per_run * u64::from(page_size)) as usize),
     };
-    let pages_per_chunk = (chunk_bytes / page_size).max(1) as usize;
-    let run_bytes = pages_per_chunk * page_size as usize;
-    let mut run = Vec::with_capacity(run_bytes);
-    let mut rows = stmt.query([]).map_err(read_err)?;
-    let mut expected = 1u64;
-    while let Some(row) = rows.next().map_err(read_err)? {
-        let pgno = row.get::<_, i64>(0).map_err(read_err)? as u64;
-        let data = row
-            .get_ref(1)
-            .map_err(read_err)?
-            .as_blob()
-            .map_err(|e| read_err(e.into()))?;
-        if pgno != expected || data.len() != page_size as usize {
-            return Err(DatabaseCaptureError::Torn {
-                path: shown.to_owned(),
-                expected,
-                found: pgno,
-            });
+    let reading = match plan {
+        Ok(dirty) if (dirty.len() as u64) * 2 <= runs.max(1) => {
+            for &run in &dirty {
+                let first = run * pages_per_run + 1;
+                let last = (first + pages_per_run - 1).min(page_count);
+                sink(run, reader.read_run(first, last)?)?;
+            }
+            Reading::Delta {
+                runs: dirty.len() as u64,
+            }
         }
-        expected += 1;
-        run.extend_from_slice(data);
-        if run.len() == run_bytes {
-            sink(&run)?;
-            run.clear();
+        Ok(_) => {
+            reader.read_all(page_count, pages_per_run, sink)?;
+            Reading::Full {
+                reason: "most of the database changed",
+            }
         }
-    }
-    if !run.is_empty() {
-        sink(&run)?;
-    }
-    if expected - 1 != page_count {
-        return Err(DatabaseCaptureError::Torn {
-            path: shown.to_owned(),
-            expected: page_count,
-            found: expected - 1,
-        });
-    }
-    Ok((page_size, page_count))
+        Err(reason) => {
+            reader.read_all(page_count, pages_per_run, sink)?;
+            Reading::Full { reason }
+        }
+    };
+    let pages_read = match reading {
+        Reading::Full { .. } => page_count,
+        Reading::Delta { runs } => (runs * pages_per_run).min(page_count),
+    };
+
+    let since = match (wal_before, &log) {
+        (Some(before), Log::Frames { generation, .. }) if before == *generation => {
+            Some(Since::Wal(before))
+        }
+        (None, Log::Absent) if settled(&meta, seen_at) => Some(Since::File {
+            size: meta.len(),
+            mtime_ns: meta.mtime() * 1_000_000_000 + meta.mtime_nsec(),
+            ctime_ns: meta.ctime() * 1_000_000_000 + meta.ctime_nsec(),
+        }),
+        _ => None,
+    };
+    Ok(PageImage {
+        page_size,
+        page_count,
+        wal: false,
+        reading,
+        bytes_read: pages_read * u64::from(page_size) + wal_bytes,
+        next: since.map(|since| Baseline {
+            page_size,
+            page_count,
+            device: meta.dev(),
+            inode: meta.ino(),
+            since,
+        }),
+    })
 }
+
+/// The runs that may differ from the baseline's image, or why every run must be read.
+///
+/// Sound because (DESIGN.md §4): with the WAL generation unchanged since a capture whose
+/// snapshot began inside it, every commit since is a frame still in the log; with no WAL
+/// at the baseline and the file's `ctime` unchanged, the file is as it was and every commit
+/// since is a frame of the current log. Pages past the smaller page count are read anyway.
+fn plan(
+    baseline: Option<&Baseline>,
+    page_size: u32,
+    page_count: u64,
+    meta: &std::fs::Metadata,
+    log: &Log,
+    pages_per_run: u64,
+) -> Result<BTreeSet<u64>, &'static str> {
+    let Some(base) = baseline else {
+        return Err(
+            "no baseline: the first capture, or the last one saw the WAL restart or the file just written",
+        );
+    };
+    if base.page_size != page_size {
+        return Err("the page size changed");
+    }
+    if (base.device, base.inode) != (meta.dev(), meta.ino()) {
+        return Err("the database file was replaced");
+    }
+    let empty = BTreeSet::new();
+    let pages = match (&base.since, log) {
+        (_, Log::Restarted) => return Err("the WAL was restarted while we read it"),
+        (Since::Wal(was), Log::Frames { generation, pages }) if was == generation => pages,
+        (Since::Wal(_), _) => {
+            return Err(
+                "the WAL was restarted since the last capture (a checkpoint we did not see)",
+            );
+        }
+        (
+            Since::File {
+                size,
+                mtime_ns,
+                ctime_ns,
+            },
+            _,
+        ) if (*size, *mtime_ns, *ctime_ns)
+            != (
+                meta.len(),
+                meta.mtime() * 1_000_000_000 + meta.mtime_nsec(),
+                meta.ctime() * 1_000_000_000 + meta.ctime_nsec(),
+            ) =>
+        {
+            return Err("the database file was written since the last capture");
+        }
+        (Since::File { .. }, Log::Frames { pages, .. }) => pages,
+        (Since::File { .. }, Log::Absent) => &empty,
+    };
+    let mut dirty: BTreeSet<u64> = pages
+        .iter()
+        .filter(|&&p| p >= 1 && p <= page_count)
+        .map(|p| (p - 1) / pages_per_run)
+        .collect();
+    if page_count != base.page_count {
+        // From the run holding the first page past the shorter image: it grew or shrank.
+        let from = page_count.min(base.page_count) / pages_per_run;
+        dirty.extend(from..page_count.div_ceil(pages_per_run));
+    }
+    Ok(dirty)
+}
+
+fn settled(meta: &std::fs::Metadata, seen_at: std::time::SystemTime) -> bool {
+    let changed = [
+        (meta.mtime(), meta.mtime_nsec()),
+        (meta.ctime(), meta.ctime_nsec()),
+    ]
+    .into_iter()
+    .map(|(s, ns)| std::time::UNIX_EPOCH + Duration::new(s.max(0) as u64, ns.max(0) as u32))
+    .max();
+    changed.is_some_and(|t| t + SETTLED <= seen_at)
+}
+
+struct PageReader<'a> {
+    conn: &'a Connection,
+    shown: &'a str,
+    page_size: u32,
+    run: Vec<u8>,
+}
+
+impl PageReader<'_> {
+    fn read_err(&self, source: rusqlite::Error) -> DatabaseCaptureError {
+        if source.to_string().contains("no such table") {
+            return DatabaseCaptureError::NoDbPage;
+        }
+        DatabaseCaptureError::Read {
+            path: self.shown.to_owned(),
+            source,
+        }
+    }
+
+    fn torn(&self, expected: u64, found: u64) -> DatabaseCaptureError {
+        DatabaseCaptureError::Torn {
+            path: self.shown.to_owned(),
+            expected,
+            found,
+        }
+    }
+
+    /// Pages `first..=last`, looked up one by one.
+    fn read_run(&mut self, first: u64, last: u64) -> Result<&[u8], DatabaseCaptureError> {
+        self.run.clear();
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT data FROM sqlite_dbpage WHERE pgno = ?1")
+            .map_err(|e| self.read_err(e))?;
+        for pgno in first..=last {
+            let page: Option<Vec<u8>> = stmt
+                .query_row([pgno as i64], |r| r.get(0))
+                .optional()
+                .map_err(|e| self.read_err(e))?;
+            match page {
+                Some(data) if data.len() == self.page_size as usize => {
+                    self.run.extend_from_slice(&data)
+                }
+                _ => return Err(self.torn(pgno, 0)),
+            }
+        }
+        Ok(&self.run)
+    }
+
+    /// Every page in order, in runs of `pages_per_run`.
+    fn read_all(
+        &mut self,
+        page_count: u64,
+        pages_per_run: u64,
+        sink: &mut impl FnMut(u64, &[u8]) -> std::io::Result<()>,
+    ) -> Result<(), DatabaseCaptureError> {
+        let run_bytes = (pages_per_run * u64::from(self.page_size)) as usize;
+        self.run.clear();
+        let mut stmt = self
+            .conn
+            .prepare("SELECT pgno, data FROM sqlite_dbpage ORDER BY pgno")
+            .map_err(|e| self.read_err(e))?;
+        let mut rows = stmt.query([]).map_err(|e| self.read_err(e))?;
+        let mut expected = 1u64;
+        let mut index = 0u64;
+        while let Some(row) = rows.next().map_err(|e| self.read_err(e))? {
+            let pgno = row.get::<_, i64>(0).map_err(|e| self.read_err(e))? as u64;
+            let data = row
+                .get_ref(1)
+                .map_err(|e| self.read_err(e))?
+                .as_blob()
+                .map_err(|e| self.read_err(e.into()))?;
+            if pgno != expected || data.len() != self.page_size as usize {
+                return Err(self.torn(expected, pgno));
+            }
+            expected += 1;
+            self.run.extend_from_slice(data);
+            if self.run.len() == run_bytes {
+                sink(index, &self.run)?;
+                index += 1;
+                self.run.clear();
+            }
+        }
+        if !self.run.is_empty() {
+            sink(index, &self.run)?;
+            self.run.clear();
+        }
+        if expected - 1 != page_count {
+            return Err(self.torn(page_count, expected - 1));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod delta_tests;
 
 #[cfg(test)]
 mod tests {
@@ -191,7 +475,7 @@ mod tests {
             .expect("insert");
         }
         let mut image = Vec::new();
-        let info = capture_pages(&dir.path().join("msgstore.db"), 16384, |run| {
+        let info = capture_pages(&dir.path().join("msgstore.db"), 16384, None, |_, run| {
             assert!(run.len() <= 16384 && run.len() % 4096 == 0);
             image.extend_from_slice(run);
             Ok(())
@@ -233,7 +517,7 @@ mod tests {
             .expect("insert");
         app.busy_timeout(Duration::ZERO).expect("no waiting");
         let mut writes_during_capture = 0;
-        capture_pages(&dir.path().join("msgstore.db"), 4096, |_| {
+        capture_pages(&dir.path().join("msgstore.db"), 4096, None, |_, _| {
             // With no busy timeout at all, any lock we held against writers would fail here.
             app.execute("INSERT INTO message(text) VALUES ('during')", [])
                 .expect("app never gets SQLITE_BUSY");

@@ -217,13 +217,26 @@ pub struct BackupReport {
     /// Files that kept changing while we read them; their previous version was kept.
     pub files_unstable: u64,
     pub db_pages: u64,
-    /// Bytes read from the message store (database pages and media).
+    /// How the database was read.
+    #[serde(default)]
+    pub db_read: Option<DbRead>,
+    /// Bytes read from the message store (database pages, WAL headers and media).
     pub bytes_read: u64,
     /// Bytes handed to the storage target (packs, index, snapshot).
     pub bytes_written: u64,
     pub chunks_new: u64,
     pub chunks_reused: u64,
     pub packs_written: u64,
+}
+
+/// How a backup read the database: only what changed since the parent snapshot (`delta`),
+/// or every page, and then why.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct DbRead {
+    pub delta: bool,
+    pub why_full: Option<String>,
+    /// Bytes of pages and WAL headers read.
+    pub bytes: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

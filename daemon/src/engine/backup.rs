@@ -27,10 +27,10 @@ use sealback_repo::{ChunkId, Repository};
 
 use super::EngineError;
 use super::upload::{self, NewChunk, UploadState};
-use crate::capture::database::{DatabaseCaptureError, capture_pages};
+use crate::capture::database::{Baseline, DatabaseCaptureError, Reading, capture_pages};
 use crate::capture::files::{self, FileStat, StoreFile};
 use crate::catalog::Catalog;
-use crate::control::api::BackupReport;
+use crate::control::api::{BackupReport, DbRead};
 
 /// How often a file that changes while we read it is read again.
 const FILE_ATTEMPTS: u32 = 3;
@@ -134,6 +134,12 @@ pub fn run(
         Some(row) => catalog.manifest(&row.name)?,
         None => None,
     };
+    // Where the parent's capture left the database, if its chunks are all still stored.
+    let baseline = match &parent_row {
+        Some(row) => catalog.db_baseline(&row.name)?,
+        None => None,
+    }
+    .filter(|(_, ids)| ids.iter().all(|id| known.contains(id)));
 
     let db_path = input.store.join(input.database);
     let db_len = std::fs::metadata(&db_path).map(|m| m.len()).unwrap_or(0);
@@ -165,7 +171,7 @@ pub fn run(
         }
         drop(rx);
         let result = (|| {
-            let database = capture_database(&db_path, input, &mut sink, &mut counters)?;
+            let database = capture_database(&db_path, input, baseline, &mut sink, &mut counters)?;
             // Listed only now: the app writes a file before it commits the message naming
             // it, so every file the captured database names is in this listing.
             let store_files = scan(input)?;
@@ -192,7 +198,7 @@ pub fn run(
     drop(sink);
     // An upload error is the cause of any capture error that follows it: report it first.
     let packs = state.finish()?;
-    let (database, file_entries) = captured?;
+    let (captured_db, file_entries) = captured?;
 
     let mut bytes_written: u64 = packs.iter().map(|(_, size)| size).sum();
     let packs_written = packs.len() as u64;
@@ -211,7 +217,7 @@ pub fn run(
         time_unix_ms,
         host: input.host.to_owned(),
         parent: parent_row.as_ref().map(|r| r.id().to_owned()),
-        database,
+        database: captured_db.as_ref().map(|c| c.image.clone()),
         files: file_entries,
     };
     let unchanged = parent
@@ -230,6 +236,13 @@ pub fn run(
         }
     };
     catalog.replace_file_cache(&file_cache)?;
+    catalog.replace_db_baseline(
+        &name,
+        captured_db
+            .as_ref()
+            .and_then(|c| c.next.as_ref())
+            .map(|(b, ids)| (b, ids.as_slice())),
+    )?;
     (input.progress)(counters.total, counters.total);
 
     Ok(BackupReport {
@@ -241,6 +254,18 @@ pub fn run(
         files_read: counters.files_read,
         files_unstable: counters.files_unstable,
         db_pages: snapshot.database.as_ref().map_or(0, |d| d.page_count),
+        db_read: captured_db.as_ref().map(|c| match c.reading {
+            Reading::Full { reason } => DbRead {
+                delta: false,
+                why_full: Some(reason.to_owned()),
+                bytes: c.bytes_read,
+            },
+            Reading::Delta { .. } => DbRead {
+                delta: true,
+                why_full: None,
+                bytes: c.bytes_read,
+            },
+        }),
         bytes_read: counters.bytes_read,
         bytes_written,
         chunks_new,
@@ -259,14 +284,26 @@ fn scan(input: &BackupInput<'_>) -> Result<Vec<StoreFile>, EngineError> {
     Ok(store_files)
 }
 
+/// The database part of a backup.
+struct CapturedDatabase {
+    image: DatabaseImage,
+    /// How its pages were read (full, or only the runs changed since the baseline).
+    reading: Reading,
+    bytes_read: u64,
+    /// What the next backup can start from.
+    next: Option<(Baseline, Vec<ChunkId>)>,
+}
+
 /// Captures the database: hashes runs inside the read transaction, spools the new ones,
-/// then queues them once the transaction has ended.
+/// then queues them once the transaction has ended. Given the baseline of the parent
+/// snapshot, only the runs that changed since are read; the others keep their chunk ids.
 fn capture_database(
     db_path: &Path,
     input: &BackupInput<'_>,
+    baseline: Option<(Baseline, Vec<ChunkId>)>,
     sink: &mut ChunkSink<'_>,
     counters: &mut Counters,
-) -> Result<Option<DatabaseImage>, EngineError> {
+) -> Result<Option<CapturedDatabase>, EngineError> {
     if !db_path.exists() {
         tracing::warn!(path = %db_path.display(), "the message store has no database; backing up its files only");
         return Ok(None);
@@ -277,27 +314,32 @@ fn capture_database(
         input.spool_dir,
     ))?;
     let mut attempt = 0;
-    let (image, ids, spooled, mut spool) = loop {
+    let (image, read, spooled, mut spool) = loop {
         attempt += 1;
         let mut spool = tempfile::tempfile_in(input.spool_dir).map_err(EngineError::io(
             "cannot create a spool file in",
             input.spool_dir,
         ))?;
-        let mut ids = Vec::new();
+        let mut read = Vec::new();
         let mut spooled = Vec::new();
         let mut claimed = Vec::new();
-        let result = capture_pages(db_path, chunk_bytes, |run| {
-            let id = sink.repo.keys().chunk_id(run);
-            ids.push(id);
-            if sink.claim(id) {
-                claimed.push(id);
-                spool.write_all(run)?;
-                spooled.push((id, run.len()));
-            }
-            Ok(())
-        });
+        let result = capture_pages(
+            db_path,
+            chunk_bytes,
+            baseline.as_ref().map(|(b, _)| b),
+            |run, data| {
+                let id = sink.repo.keys().chunk_id(data);
+                read.push((run, id));
+                if sink.claim(id) {
+                    claimed.push(id);
+                    spool.write_all(data)?;
+                    spooled.push((id, data.len()));
+                }
+                Ok(())
+            },
+        );
         match result {
-            Ok(image) => break (image, ids, spooled, spool),
+            Ok(image) => break (image, read, spooled, spool),
             Err(DatabaseCaptureError::Torn { .. }) if attempt < DB_ATTEMPTS => {
                 for id in claimed {
                     sink.known.remove(&id);
@@ -314,8 +356,39 @@ fn capture_database(
     if !image.wal {
         tracing::warn!(path = %db_path.display(), "the database is not in WAL mode: the app's writers waited while we read it");
     }
-    let size = image.page_count * u64::from(image.page_size);
-    counters.bytes_read += size;
+    let run_bytes = (chunk_bytes / image.page_size).max(1) * image.page_size;
+    let runs = (image.page_count * u64::from(image.page_size)).div_ceil(u64::from(run_bytes));
+    let ids: Vec<Option<ChunkId>> = match (&image.reading, baseline) {
+        (Reading::Delta { .. }, Some((_, before))) => {
+            let mut ids: Vec<Option<ChunkId>> = before.into_iter().map(Some).collect();
+            ids.resize(runs as usize, None);
+            for (run, id) in &read {
+                ids[*run as usize] = Some(*id);
+            }
+            // The runs not read are reused from the parent snapshot.
+            sink.reused += (runs as usize).saturating_sub(read.len()) as u64;
+            ids
+        }
+        _ => read.into_iter().map(|(_, id)| Some(id)).collect(),
+    };
+    let ids: Vec<ChunkId> = match ids.into_iter().collect::<Option<Vec<_>>>() {
+        Some(ids) if ids.len() as u64 == runs => ids,
+        _ => {
+            return Err(EngineError::Repo(sealback_repo::Error::Malformed {
+                name: input.database.to_owned(),
+                detail: format!("the capture did not cover all {runs} runs"),
+            }));
+        }
+    };
+    match &image.reading {
+        Reading::Full { reason } => {
+            tracing::info!(reason, "database read in full");
+        }
+        Reading::Delta { runs: read } => {
+            tracing::info!(runs_read = read, runs, "database read where it changed");
+        }
+    }
+    counters.bytes_read += image.bytes_read;
     (input.progress)(counters.bytes_read, counters.total);
 
     spool.seek(SeekFrom::Start(0)).map_err(EngineError::io(
@@ -334,13 +407,18 @@ fn capture_database(
     for group in ids.chunks(LIST_IDS) {
         lists.push(sink.add(BlobKind::List, encode_list(group), false)?);
     }
-    Ok(Some(DatabaseImage {
-        path: input.database.to_owned(),
-        page_size: image.page_size,
-        page_count: image.page_count,
-        size,
-        chunk_bytes: (chunk_bytes / image.page_size).max(1) * image.page_size,
-        lists,
+    Ok(Some(CapturedDatabase {
+        image: DatabaseImage {
+            path: input.database.to_owned(),
+            page_size: image.page_size,
+            page_count: image.page_count,
+            size: image.page_count * u64::from(image.page_size),
+            chunk_bytes: run_bytes,
+            lists,
+        },
+        reading: image.reading,
+        bytes_read: image.bytes_read,
+        next: image.next.map(|b| (b, ids)),
     }))
 }
 

@@ -1,6 +1,6 @@
 //! Incremental backups: what is already on the target is not uploaded again.
 
-use sealback_tests::store::media_bytes;
+use sealback_tests::store::{check_restored, media_bytes};
 use sealback_tests::tamper::tree_size;
 use sealback_tests::{Device, MessageStore, Setup, Target};
 
@@ -73,4 +73,72 @@ fn a_small_change_uploads_a_small_fraction_and_no_change_uploads_nothing() {
         "with nothing changed, a backup stores nothing and names the last snapshot: {third:?}"
     );
     assert_eq!(device.snapshots().len(), 2);
+}
+
+#[test]
+fn a_backup_after_a_few_commits_reads_only_the_pages_they_wrote() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // About 12 MB of database, few images.
+    let store = MessageStore::create(&dir.path().join("store"), 5000);
+    for _ in 0..6 {
+        store.append(10_000);
+    }
+    // The app is running: its connection keeps the WAL between its commits.
+    let app = store.connect();
+    let target = dir.path().join("target");
+    let device = Device::started(Setup::new(
+        store.dir(),
+        vec![Target::local(TARGET, &target)],
+    ));
+    device.generate_key();
+    let db_size = std::fs::metadata(store.dir().join("msgstore.db"))
+        .expect("db")
+        .len();
+
+    let first = device.backup();
+    let read = first.db_read.clone().expect("the database was captured");
+    assert!(!read.delta, "nothing to start from yet: {first:?}");
+    assert!(read.bytes >= db_size, "{first:?}");
+
+    store.append(3);
+    device.backup();
+    store.append(3);
+    let third = device.backup();
+    let read = third.db_read.clone().expect("the database was captured");
+    assert!(
+        read.delta,
+        "three messages later, only their pages are read: {third:?}"
+    );
+    assert!(
+        read.bytes * 50 < db_size,
+        "three messages cost {} bytes of a {db_size}-byte database: {third:?}",
+        read.bytes
+    );
+    assert_eq!(third.bytes_read, read.bytes, "no image was read: {third:?}");
+    assert!(third.bytes_written < 256 * 1024, "{third:?}");
+    let status = device.status();
+    assert_eq!(
+        status.last_backup.as_ref(),
+        Some(&third),
+        "status --json shows it"
+    );
+
+    // A checkpoint that restarts the WAL, unseen by us: the next capture reads everything.
+    app.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+        .expect("checkpoint");
+    store.append(2);
+    let fourth = device.backup();
+    let read = fourth.db_read.clone().expect("the database was captured");
+    assert!(!read.delta, "{fourth:?}");
+    assert!(read.why_full.is_some(), "{fourth:?}");
+
+    // Each snapshot is the database as committed: the delta one and the full one after it.
+    for (report, messages) in [(&third, 60_006), (&fourth, 60_008)] {
+        let to = dir.path().join(format!("restored-{}", report.snapshot));
+        device.restore(&report.snapshot, &to);
+        let restored = check_restored(&to)
+            .unwrap_or_else(|e| panic!("snapshot {} restored wrong: {e}", report.snapshot));
+        assert_eq!(restored.messages, messages, "snapshot {}", report.snapshot);
+    }
+    drop(app);
 }
