@@ -1,7 +1,7 @@
 //! Snapshot manifests: what one backup holds.
 //!
 //! A snapshot object (`snapshots/<64 hex digits>`) is the JSON below, zstd-compressed, then
-//! sealed. The database image is described by list blobs (each up to 1024 chunk ids, in
+//! sealed. The database image is described by list blobs (each up to 64 chunk ids, in
 //! page order) so that an unchanged stretch of the database costs nothing in the next
 //! manifest; files list their chunk ids inline.
 

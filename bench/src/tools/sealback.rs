@@ -84,6 +84,15 @@ struct BackupReport {
     packs_written: u64,
     #[serde(default)]
     duration_ms: u64,
+    #[serde(default)]
+    db_read: Option<DbRead>,
+}
+
+#[derive(Debug, Deserialize)]
+struct DbRead {
+    delta: bool,
+    why_full: Option<String>,
+    bytes: u64,
 }
 
 #[derive(Debug, Deserialize)]
@@ -414,8 +423,17 @@ impl Tool for Sealback {
         let report: BackupReport = serde_json::from_str(&answer)
             .with_context(|| format!("sealbackctl backup printed {answer:?}"))?;
         sample.bytes_read = Some(report.bytes_read);
+        let db = match &report.db_read {
+            Some(r) if r.delta => format!("{} db bytes read (changed pages only)", r.bytes),
+            Some(r) => format!(
+                "{} db bytes read (all: {})",
+                r.bytes,
+                r.why_full.as_deref().unwrap_or("-")
+            ),
+            None => "no db".to_owned(),
+        };
         sample.note = Some(format!(
-            "{}/{} files read, {} db pages, chunks {} new/{} reused, {} packs, daemon {} ms",
+            "{}/{} files read, {} db pages, {db}, chunks {} new/{} reused, {} packs, daemon {} ms",
             report.files_read,
             report.files,
             report.db_pages,

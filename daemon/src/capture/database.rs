@@ -110,8 +110,10 @@ pub struct PageImage {
 }
 
 /// A database that has not changed for this long is settled: any later write to it gets a
-/// later `ctime`, however coarse the file system's clock.
-const SETTLED: Duration = Duration::from_secs(1);
+/// later `ctime`. File systems with nanosecond fields stamp with the kernel's coarse clock
+/// (one tick, at most 10 ms); those without (FAT, ext4 with small inodes) in 1 or 2 s.
+const SETTLED_FINE: Duration = Duration::from_millis(50);
+const SETTLED_COARSE: Duration = Duration::from_secs(2);
 
 /// Reads the database at `path` as of one committed transaction and hands `sink` its bytes
 /// in runs of `chunk_bytes` (rounded up to whole pages; the last run may be shorter), each
@@ -150,7 +152,18 @@ pub fn capture_pages(
         .query_row("PRAGMA journal_mode", [], |r| r.get(0))
         .map_err(read_err)?;
     let wal_path = wal_path(path);
-    let wal_before = wal::header(&wal_path).map_err(DatabaseCaptureError::Wal)?;
+    let mut wal_before = wal::header(&wal_path).map_err(DatabaseCaptureError::Wal)?;
+    if wal_before.is_none() && journal.eq_ignore_ascii_case("wal") {
+        // No WAL, and the file written a moment ago (the app just closed it, or checkpointed
+        // with TRUNCATE): waiting out the margin lets this capture be a baseline.
+        let wait = std::fs::metadata(path)
+            .map(|m| unsettled_for(&m, std::time::SystemTime::now()))
+            .unwrap_or(Duration::ZERO);
+        if !wait.is_zero() && wait <= SETTLED_FINE {
+            std::thread::sleep(wait);
+            wal_before = wal::header(&wal_path).map_err(DatabaseCaptureError::Wal)?;
+        }
+    }
     conn.execute_batch("BEGIN DEFERRED").map_err(read_err)?;
     let result = read_snapshot(
         &conn,
@@ -342,15 +355,29 @@ fn plan(
     Ok(dirty)
 }
 
-fn settled(meta: &std::fs::Metadata, seen_at: std::time::SystemTime) -> bool {
-    let changed = [
+/// How long until the file is settled (zero if it is).
+fn unsettled_for(meta: &std::fs::Metadata, now: std::time::SystemTime) -> Duration {
+    let times = [
         (meta.mtime(), meta.mtime_nsec()),
         (meta.ctime(), meta.ctime_nsec()),
-    ]
-    .into_iter()
-    .map(|(s, ns)| std::time::UNIX_EPOCH + Duration::new(s.max(0) as u64, ns.max(0) as u32))
-    .max();
-    changed.is_some_and(|t| t + SETTLED <= seen_at)
+    ];
+    let margin = if times.iter().all(|&(_, ns)| ns == 0) {
+        SETTLED_COARSE
+    } else {
+        SETTLED_FINE
+    };
+    let changed = times
+        .into_iter()
+        .map(|(s, ns)| std::time::UNIX_EPOCH + Duration::new(s.max(0) as u64, ns.max(0) as u32))
+        .max()
+        .unwrap_or(std::time::UNIX_EPOCH);
+    (changed + margin)
+        .duration_since(now)
+        .unwrap_or(Duration::ZERO)
+}
+
+fn settled(meta: &std::fs::Metadata, seen_at: std::time::SystemTime) -> bool {
+    unsettled_for(meta, seen_at).is_zero()
 }
 
 struct PageReader<'a> {

@@ -130,6 +130,33 @@ struct PackPlan {
     blobs: Vec<BlobPlan>,
 }
 
+/// The chunk ids the database's list blobs name, in order; each pack holding lists is read
+/// once, however many lists it holds.
+fn read_lists(
+    repo: &Repository,
+    locations: &Locations<'_>,
+    lists: &[ChunkId],
+) -> Result<Vec<ChunkId>, EngineError> {
+    let mut by_pack: HashMap<Arc<str>, Vec<(usize, PackEntry)>> = HashMap::new();
+    for (at, list) in lists.iter().enumerate() {
+        let (pack, entry) = locations.find(list)?;
+        by_pack.entry(pack).or_default().push((at, entry));
+    }
+    let mut parts: Vec<Vec<ChunkId>> = vec![Vec::new(); lists.len()];
+    for (pack, entries) in by_pack {
+        let bytes = repo.read_pack(&pack)?;
+        let reader = PackReader::new(repo.keys(), &pack, &bytes)?;
+        for (at, entry) in entries {
+            let plain = reader.blob(&entry)?;
+            parts[at] = decode_list(&plain).ok_or_else(|| sealback_repo::Error::Malformed {
+                name: format!("list blob {}", entry.id.short()),
+                detail: "length is not a multiple of 32".into(),
+            })?;
+        }
+    }
+    Ok(parts.concat())
+}
+
 /// Restores pack by pack: every pack the snapshot needs is read once, each of its blobs is
 /// verified once and written at every offset where the snapshot has it. Files are complete
 /// when their last chunk lands; only then are they renamed into place.
@@ -158,17 +185,7 @@ pub fn run(
                 _ => {}
             }
         }
-        let mut ids = Vec::new();
-        for list in &db.lists {
-            let (pack, entry) = locations.find(list)?;
-            let bytes = repo.read_pack(&pack)?;
-            let plain = PackReader::new(repo.keys(), &pack, &bytes)?.blob(&entry)?;
-            let part = decode_list(&plain).ok_or_else(|| sealback_repo::Error::Malformed {
-                name: format!("list blob {}", list.short()),
-                detail: "length is not a multiple of 32".into(),
-            })?;
-            ids.extend(part);
-        }
+        let ids = read_lists(repo, &locations, &db.lists)?;
         jobs.push(job(dest, &db.path, db.size, 0o600, None));
         chunk_lists.push(ids);
     }
@@ -332,14 +349,21 @@ fn restore_pack(
 ) -> Result<(), EngineError> {
     let bytes = repo.read_pack(&plan.pack)?;
     let reader = PackReader::new(repo.keys(), &plan.pack, &bytes)?;
+    // A pack's blobs often land in the same few files (the database above all).
+    let mut open: HashMap<usize, File> = HashMap::new();
     for (entry, placements) in &plan.blobs {
         let data = reader.blob(entry)?;
         for placement in placements {
             let job = &jobs[placement.job];
-            let out = OpenOptions::new()
-                .write(true)
-                .open(&job.partial)
-                .map_err(EngineError::io("cannot open", &job.partial))?;
+            let out = match open.entry(placement.job) {
+                std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
+                std::collections::hash_map::Entry::Vacant(v) => v.insert(
+                    OpenOptions::new()
+                        .write(true)
+                        .open(&job.partial)
+                        .map_err(EngineError::io("cannot open", &job.partial))?,
+                ),
+            };
             out.write_all_at(&data, placement.offset)
                 .map_err(EngineError::io("cannot write", &job.partial))?;
             progress(data.len() as u64);
