@@ -64,6 +64,12 @@ pub(crate) const TARGETS: &[Target] = &[
         goal: Goal::TimesRestic(1.0 / 2.0, "1/2"),
     },
     Target {
+        label: "peak RSS, backups (absolute)",
+        issue: 5,
+        metric: Metric::PeakRssBackups,
+        goal: Goal::AtMost(64.0 * 1000.0 * 1000.0),
+    },
+    Target {
         label: "restore time",
         issue: 5,
         metric: Metric::Wall(Phase::Restore),
@@ -74,6 +80,12 @@ pub(crate) const TARGETS: &[Target] = &[
         issue: 5,
         metric: Metric::Added(Phase::Day1),
         goal: Goal::TimesRestic(1.0, "1"),
+    },
+    Target {
+        label: "day-1 bytes beyond new media (≈ database)",
+        issue: 5,
+        metric: Metric::AddedBeyondNewMedia(Phase::Day1),
+        goal: Goal::TimesRestic(1.0 / 10.0, "1/10"),
     },
     Target {
         label: "day-2 bytes beyond new media (≈ database)",

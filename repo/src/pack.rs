@@ -131,7 +131,7 @@ impl PackWriter {
     /// A new, empty pack under a fresh random name (`data/` followed by 64 hex digits).
     pub fn new(keys: &RepoKeys) -> PackWriter {
         let header = Header::new(keys, ObjectKind::Pack);
-        let mut buf = Vec::with_capacity(TARGET_PACK_BYTES + TABLE_RESERVE);
+        let mut buf = Vec::with_capacity(TARGET_PACK_BYTES);
         buf.extend_from_slice(&header.bytes);
         PackWriter {
             name: format!("data/{}", random_hex()),
@@ -156,16 +156,22 @@ impl PackWriter {
         self.entries.is_empty()
     }
 
-    /// True once the pack has reached its target size.
-    pub fn is_full(&self) -> bool {
-        self.buf.len() >= TARGET_PACK_BYTES
+    /// The pack's size once finished, with `blobs` more blobs of `bytes` in all.
+    fn finished_len(&self, blobs: usize, bytes: usize) -> usize {
+        let table = (self.entries.len() + blobs) * ENTRY_LEN + TAG_LEN + 4;
+        self.buf.len() + bytes + blobs * TAG_LEN + table
     }
 
-    /// Whether a chunk of `len` bytes still fits within the target size (an empty pack takes
-    /// any chunk). Closing a pack before it would overflow keeps every pack, and so the
-    /// memory a writer holds, within the target.
+    /// True once the pack, table included, has reached its target size.
+    pub fn is_full(&self) -> bool {
+        self.finished_len(0, 0) >= TARGET_PACK_BYTES
+    }
+
+    /// Whether a chunk of `len` bytes still fits within the target size, table included (an
+    /// empty pack takes any chunk). Closing a pack before it would overflow keeps every pack
+    /// within the buffer it was given, so a writer holds one allocation, never a doubled one.
     pub fn has_room_for(&self, len: usize) -> bool {
-        self.is_empty() || self.buf.len() + len + TAG_LEN <= TARGET_PACK_BYTES
+        self.is_empty() || self.finished_len(1, len) <= TARGET_PACK_BYTES
     }
 
     /// Adds a chunk, compressed with zstd if `compress` and if that saves at least 1/32.
@@ -247,10 +253,6 @@ impl PackWriter {
     }
 }
 
-/// Room reserved beyond the target size for the sealed table (46 bytes an entry; 64 KiB
-/// holds ~1,400 entries, more than packs of chunks averaging 6 KiB or more have).
-const TABLE_RESERVE: usize = 64 * 1024;
-
 fn blob_aad(header: &Header, name: &str, kind: BlobKind, id: &ChunkId) -> Vec<u8> {
     let mut extra = Vec::with_capacity(4 + 1 + 32);
     extra.extend_from_slice(b"blob");
@@ -321,6 +323,13 @@ impl<'a> PackReader<'a> {
 
     /// The plaintext chunk of `entry`: authenticated, decompressed, and checked against its id.
     pub fn blob(&self, entry: &PackEntry) -> Result<Vec<u8>> {
+        let mut scratch = BlobScratch::default();
+        self.blob_in(entry, &mut scratch).map(<[u8]>::to_vec)
+    }
+
+    /// [`PackReader::blob`] into reusable buffers and zstd context: restoring a pack of
+    /// thousands of one-page blobs allocates nothing per blob.
+    pub fn blob_in<'s>(&self, entry: &PackEntry, scratch: &'s mut BlobScratch) -> Result<&'s [u8]> {
         let start = entry.offset as usize;
         let end = start.checked_add(entry.length as usize);
         let range = end
@@ -334,31 +343,39 @@ impl<'a> PackReader<'a> {
                 len: self.bytes.len(),
             });
         };
-        let mut payload = self.bytes[range.start..range.end - TAG_LEN].to_vec();
+        let payload = &mut scratch.payload;
+        payload.clear();
+        payload.extend_from_slice(&self.bytes[range.start..range.end - TAG_LEN]);
         let tag = aes_gcm::Tag::clone_from_slice(&self.bytes[range.end - TAG_LEN..range.end]);
         let aad = blob_aad(&self.header, self.name, entry.kind, &entry.id);
         self.header
             .cipher
-            .decrypt_in_place_detached(
-                &counter_nonce(entry.offset as u64),
-                &aad,
-                &mut payload,
-                &tag,
-            )
+            .decrypt_in_place_detached(&counter_nonce(entry.offset as u64), &aad, payload, &tag)
             .map_err(|_| Error::Authentication {
                 name: format!("{} (blob {})", self.name, entry.id.short()),
             })?;
-        let plain = match entry.compression {
-            Compression::None => payload,
+        let plain: &[u8] = match entry.compression {
+            Compression::None => &scratch.payload,
             Compression::Zstd => {
                 if entry.raw_length > MAX_RAW_LEN {
                     return Err(Error::malformed(self.name, "blob larger than 64 MiB"));
                 }
-                zstd::bulk::decompress(&payload, entry.raw_length as usize)
-                    .map_err(|e| Error::malformed(self.name, format!("zstd: {e}")))?
+                let decompressor = match &mut scratch.decompressor {
+                    Some(d) => d,
+                    None => scratch.decompressor.insert(
+                        zstd::bulk::Decompressor::new()
+                            .map_err(|e| Error::malformed(self.name, format!("zstd: {e}")))?,
+                    ),
+                };
+                scratch.plain.clear();
+                scratch.plain.reserve(entry.raw_length as usize);
+                decompressor
+                    .decompress_to_buffer(&scratch.payload, &mut scratch.plain)
+                    .map_err(|e| Error::malformed(self.name, format!("zstd: {e}")))?;
+                &scratch.plain
             }
         };
-        if plain.len() != entry.raw_length as usize || self.keys.chunk_id(&plain) != entry.id {
+        if plain.len() != entry.raw_length as usize || self.keys.chunk_id(plain) != entry.id {
             return Err(Error::ChunkMismatch {
                 pack: self.name.to_owned(),
                 chunk: entry.id.to_string(),
@@ -366,6 +383,14 @@ impl<'a> PackReader<'a> {
         }
         Ok(plain)
     }
+}
+
+/// Buffers and a zstd context that [`PackReader::blob_in`] reuses from blob to blob.
+#[derive(Default)]
+pub struct BlobScratch {
+    payload: Vec<u8>,
+    plain: Vec<u8>,
+    decompressor: Option<zstd::bulk::Decompressor<'static>>,
 }
 
 #[cfg(test)]

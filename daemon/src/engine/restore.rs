@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use sealback_repo::chunk::decode_list;
-use sealback_repo::pack::{PackEntry, PackReader};
+use sealback_repo::pack::{BlobScratch, PackEntry, PackReader};
 use sealback_repo::{ChunkId, Repository};
 
 use super::EngineError;
@@ -146,9 +146,10 @@ fn read_lists(
     for (pack, entries) in by_pack {
         let bytes = repo.read_pack(&pack)?;
         let reader = PackReader::new(repo.keys(), &pack, &bytes)?;
+        let mut scratch = BlobScratch::default();
         for (at, entry) in entries {
-            let plain = reader.blob(&entry)?;
-            parts[at] = decode_list(&plain).ok_or_else(|| sealback_repo::Error::Malformed {
+            let plain = reader.blob_in(&entry, &mut scratch)?;
+            parts[at] = decode_list(plain).ok_or_else(|| sealback_repo::Error::Malformed {
                 name: format!("list blob {}", entry.id.short()),
                 detail: "length is not a multiple of 32".into(),
             })?;
@@ -351,8 +352,9 @@ fn restore_pack(
     let reader = PackReader::new(repo.keys(), &plan.pack, &bytes)?;
     // A pack's blobs often land in the same few files (the database above all).
     let mut open: HashMap<usize, File> = HashMap::new();
+    let mut scratch = BlobScratch::default();
     for (entry, placements) in &plan.blobs {
-        let data = reader.blob(entry)?;
+        let data = reader.blob_in(entry, &mut scratch)?;
         for placement in placements {
             let job = &jobs[placement.job];
             let out = match open.entry(placement.job) {
@@ -364,7 +366,7 @@ fn restore_pack(
                         .map_err(EngineError::io("cannot open", &job.partial))?,
                 ),
             };
-            out.write_all_at(&data, placement.offset)
+            out.write_all_at(data, placement.offset)
                 .map_err(EngineError::io("cannot write", &job.partial))?;
             progress(data.len() as u64);
             if job.remaining.fetch_sub(1, Ordering::AcqRel) == 1 {

@@ -15,7 +15,7 @@ use sealback_repo::index::IndexedPack;
 use sealback_repo::pack::{BlobKind, PackWriter};
 use sealback_repo::{ChunkId, Repository};
 
-const QUEUE_DEPTH: usize = 4;
+const QUEUE_DEPTH: usize = 2;
 
 /// A chunk the repository lacks.
 pub struct NewChunk {
@@ -58,11 +58,13 @@ pub fn queue() -> (Sender<NewChunk>, Receiver<NewChunk>) {
     crossbeam_channel::bounded(QUEUE_DEPTH)
 }
 
-/// Number of packing workers: one more than the cores, so that while one worker waits for
-/// the target to store its pack the cores still compress and encrypt.
+/// Number of packing workers: one per core (at least two, so that one compresses and
+/// encrypts while the other waits for the target). Each holds one pack of up to 8 MiB, so
+/// this is also what bounds the backup's memory; a third worker on two cores bought no
+/// time (the full backup is CPU-bound there) and cost 8 MiB.
 pub fn worker_count() -> usize {
     std::thread::available_parallelism()
-        .map_or(2, |n| n.get() + 1)
+        .map_or(2, |n| n.get())
         .clamp(2, 8)
 }
 

@@ -5,7 +5,7 @@
 use std::collections::{HashMap, HashSet};
 
 use sealback_repo::chunk::decode_list;
-use sealback_repo::pack::{BlobKind, PackEntry, PackReader};
+use sealback_repo::pack::{BlobKind, BlobScratch, PackEntry, PackReader};
 use sealback_repo::{ChunkId, Repository};
 
 use crate::control::api::VerifyReport;
@@ -64,12 +64,13 @@ pub fn run(
         if let Err(e) = reader.table() {
             report.problems.push(e.to_string());
         }
+        let mut scratch = BlobScratch::default();
         for entry in entries {
             report.blobs += 1;
-            match reader.blob(&entry) {
+            match reader.blob_in(&entry, &mut scratch) {
                 Ok(plain) => {
                     if entry.kind == BlobKind::List
-                        && let Some(ids) = decode_list(&plain)
+                        && let Some(ids) = decode_list(plain)
                     {
                         lists.insert(entry.id, ids);
                     }
