@@ -314,21 +314,29 @@ impl Catalog {
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
                 )
                 .map_err(err)?;
+            // In id order: random ids inserted as they come touch a random leaf each, and a
+            // full backup's 50,000 blobs then rewrote 500 MB of catalog WAL.
+            let mut rows: Vec<(&PackEntry, &str)> = index
+                .packs
+                .iter()
+                .flat_map(|p| p.entries.iter().map(move |e| (e, p.name.as_str())))
+                .collect();
+            rows.sort_unstable_by_key(|(e, _)| e.id);
+            for (e, pack) in rows {
+                insert
+                    .execute(params![
+                        &e.id.0[..],
+                        pack,
+                        name,
+                        e.kind as u8,
+                        e.compression as u8,
+                        e.offset,
+                        e.length,
+                        e.raw_length
+                    ])
+                    .map_err(err)?;
+            }
             for pack in &index.packs {
-                for e in &pack.entries {
-                    insert
-                        .execute(params![
-                            &e.id.0[..],
-                            pack.name,
-                            name,
-                            e.kind as u8,
-                            e.compression as u8,
-                            e.offset,
-                            e.length,
-                            e.raw_length
-                        ])
-                        .map_err(err)?;
-                }
                 if let Some(size) = pack_sizes.get(&pack.name) {
                     tx.execute(
                         "INSERT OR REPLACE INTO objects(name, size) VALUES (?1, ?2)",

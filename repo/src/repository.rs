@@ -254,5 +254,28 @@ fn read_config(keys: &RepoKeys, bytes: &[u8]) -> Result<RepoConfig> {
             supported: object::FORMAT_VERSION,
         });
     }
+    // The bounds fastcdc accepts; anything else would make the chunker misbehave.
+    let (min, avg, max) = (
+        config.media_chunk_min,
+        config.media_chunk_avg,
+        config.media_chunk_max,
+    );
+    let even = [min, avg, max].iter().all(|n| n % 2 == 0);
+    if !(even
+        && (64..=1 << 20).contains(&min)
+        && (256..=4 << 20).contains(&avg)
+        && (1024..=16 << 20).contains(&max)
+        && min <= avg
+        && avg <= max
+        && config.db_chunk_bytes > 0)
+    {
+        return Err(Error::malformed(
+            CONFIG_NAME,
+            format!(
+                "chunk bounds out of range (media {min}/{avg}/{max}, database {})",
+                config.db_chunk_bytes
+            ),
+        ));
+    }
     Ok(config)
 }

@@ -16,10 +16,11 @@
 use std::collections::{HashMap, HashSet};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use sealback_repo::chunk::{LIST_IDS, encode_list, media_chunks, worth_compressing};
+use sealback_repo::chunk::{LIST_IDS, MediaChunker, encode_list, worth_compressing};
 use sealback_repo::index::Index;
 use sealback_repo::pack::BlobKind;
 use sealback_repo::snapshot::{DatabaseImage, FileEntry, SNAPSHOT_VERSION, Snapshot};
@@ -49,27 +50,40 @@ pub struct BackupInput<'a> {
     pub cancel: &'a AtomicBool,
 }
 
-/// New chunks go to the workers; known ones are only counted.
+/// New chunks go to the workers; known ones are only counted. Shared by the file readers.
 struct ChunkSink<'a> {
     repo: &'a Repository,
-    known: HashSet<ChunkId>,
+    known: Mutex<HashSet<ChunkId>>,
     tx: crossbeam_channel::Sender<NewChunk>,
     state: &'a UploadState,
     cancel: &'a AtomicBool,
-    new: u64,
-    reused: u64,
+    new: AtomicU64,
+    reused: AtomicU64,
 }
 
 impl ChunkSink<'_> {
+    fn known(&self) -> std::sync::MutexGuard<'_, HashSet<ChunkId>> {
+        self.known.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     /// True, and remembered, if the repository lacks `id`.
-    fn claim(&mut self, id: ChunkId) -> bool {
-        if self.known.insert(id) {
-            self.new += 1;
+    fn claim(&self, id: ChunkId) -> bool {
+        if self.known().insert(id) {
+            self.new.fetch_add(1, Ordering::Relaxed);
             true
         } else {
-            self.reused += 1;
+            self.reused.fetch_add(1, Ordering::Relaxed);
             false
         }
+    }
+
+    /// Forgets claims whose chunks will not be stored after all.
+    fn unclaim(&self, ids: &[ChunkId]) {
+        let mut known = self.known();
+        for id in ids {
+            known.remove(id);
+        }
+        self.new.fetch_sub(ids.len() as u64, Ordering::Relaxed);
     }
 
     fn submit(
@@ -99,12 +113,7 @@ impl ChunkSink<'_> {
     }
 
     /// Hashes `data`, queues it if new, and returns its id.
-    fn add(
-        &mut self,
-        kind: BlobKind,
-        data: Vec<u8>,
-        compress: bool,
-    ) -> Result<ChunkId, EngineError> {
+    fn add(&self, kind: BlobKind, data: Vec<u8>, compress: bool) -> Result<ChunkId, EngineError> {
         let id = self.repo.keys().chunk_id(&data);
         if self.claim(id) {
             self.submit(kind, id, data, compress)?;
@@ -113,11 +122,21 @@ impl ChunkSink<'_> {
     }
 }
 
+/// Running totals, shared by the file readers.
+#[derive(Default)]
 struct Counters {
-    bytes_read: u64,
-    total: u64,
-    files_read: u64,
-    files_unstable: u64,
+    bytes_read: AtomicU64,
+    total: AtomicU64,
+    files_read: AtomicU64,
+    files_unstable: AtomicU64,
+}
+
+impl Counters {
+    /// Counts `n` bytes read and reports progress.
+    fn read(&self, n: u64, input: &BackupInput<'_>) {
+        let done = self.bytes_read.fetch_add(n, Ordering::Relaxed) + n;
+        (input.progress)(done, self.total.load(Ordering::Relaxed));
+    }
 }
 
 pub fn run(
@@ -143,24 +162,22 @@ pub fn run(
 
     let db_path = input.store.join(input.database);
     let db_len = std::fs::metadata(&db_path).map(|m| m.len()).unwrap_or(0);
-    let mut counters = Counters {
-        bytes_read: 0,
-        // The files are added once listed.
-        total: db_len,
-        files_read: 0,
-        files_unstable: 0,
+    // The files are added to the total once listed.
+    let counters = Counters {
+        total: AtomicU64::new(db_len),
+        ..Counters::default()
     };
 
     let state = UploadState::default();
     let (tx, rx) = upload::queue();
     let mut sink = ChunkSink {
         repo,
-        known,
+        known: Mutex::new(known),
         tx,
         state: &state,
         cancel: input.cancel,
-        new: 0,
-        reused: 0,
+        new: AtomicU64::new(0),
+        reused: AtomicU64::new(0),
     };
     let mut file_cache = Vec::new();
     let captured = std::thread::scope(|scope| {
@@ -171,18 +188,21 @@ pub fn run(
         }
         drop(rx);
         let result = (|| {
-            let database = capture_database(&db_path, input, baseline, &mut sink, &mut counters)?;
+            let database = capture_database(&db_path, input, baseline, &sink, &counters)?;
             // Listed only now: the app writes a file before it commits the message naming
             // it, so every file the captured database names is in this listing.
             let store_files = scan(input)?;
-            counters.total += store_files.iter().map(|f| f.stat.size).sum::<u64>();
+            counters.total.fetch_add(
+                store_files.iter().map(|f| f.stat.size).sum::<u64>(),
+                Ordering::Relaxed,
+            );
             let entries = capture_files(
                 &store_files,
                 parent.as_ref(),
                 catalog,
                 input,
-                &mut sink,
-                &mut counters,
+                &sink,
+                &counters,
                 &mut file_cache,
             )?;
             Ok::<_, EngineError>((database, entries))
@@ -194,7 +214,10 @@ pub fn run(
         ));
         result
     });
-    let (chunks_new, chunks_reused) = (sink.new, sink.reused);
+    let (chunks_new, chunks_reused) = (
+        sink.new.load(Ordering::Relaxed),
+        sink.reused.load(Ordering::Relaxed),
+    );
     drop(sink);
     // An upload error is the cause of any capture error that follows it: report it first.
     let packs = state.finish()?;
@@ -243,7 +266,8 @@ pub fn run(
             .and_then(|c| c.next.as_ref())
             .map(|(b, ids)| (b, ids.as_slice())),
     )?;
-    (input.progress)(counters.total, counters.total);
+    let total = counters.total.load(Ordering::Relaxed);
+    (input.progress)(total, total);
 
     Ok(BackupReport {
         snapshot: name.trim_start_matches("snapshots/").to_owned(),
@@ -251,8 +275,8 @@ pub fn run(
         time_unix_ms,
         duration_ms: started.elapsed().as_millis() as u64,
         files: snapshot.files.len() as u64,
-        files_read: counters.files_read,
-        files_unstable: counters.files_unstable,
+        files_read: counters.files_read.into_inner(),
+        files_unstable: counters.files_unstable.into_inner(),
         db_pages: snapshot.database.as_ref().map_or(0, |d| d.page_count),
         db_read: captured_db.as_ref().map(|c| match c.reading {
             Reading::Full { reason } => DbRead {
@@ -266,7 +290,7 @@ pub fn run(
                 bytes: c.bytes_read,
             },
         }),
-        bytes_read: counters.bytes_read,
+        bytes_read: counters.bytes_read.into_inner(),
         bytes_written,
         chunks_new,
         chunks_reused,
@@ -301,8 +325,8 @@ fn capture_database(
     db_path: &Path,
     input: &BackupInput<'_>,
     baseline: Option<(Baseline, Vec<ChunkId>)>,
-    sink: &mut ChunkSink<'_>,
-    counters: &mut Counters,
+    sink: &ChunkSink<'_>,
+    counters: &Counters,
 ) -> Result<Option<CapturedDatabase>, EngineError> {
     if !db_path.exists() {
         tracing::warn!(path = %db_path.display(), "the message store has no database; backing up its files only");
@@ -341,10 +365,7 @@ fn capture_database(
         match result {
             Ok(image) => break (image, read, spooled, spool),
             Err(DatabaseCaptureError::Torn { .. }) if attempt < DB_ATTEMPTS => {
-                for id in claimed {
-                    sink.known.remove(&id);
-                    sink.new -= 1;
-                }
+                sink.unclaim(&claimed);
                 tracing::info!(
                     attempt,
                     "database changed shape during capture; capturing again"
@@ -366,7 +387,10 @@ fn capture_database(
                 ids[*run as usize] = Some(*id);
             }
             // The runs not read are reused from the parent snapshot.
-            sink.reused += (runs as usize).saturating_sub(read.len()) as u64;
+            sink.reused.fetch_add(
+                (runs as usize).saturating_sub(read.len()) as u64,
+                Ordering::Relaxed,
+            );
             ids
         }
         _ => read.into_iter().map(|(_, id)| Some(id)).collect(),
@@ -388,8 +412,7 @@ fn capture_database(
             tracing::info!(runs_read = read, runs, "database read where it changed");
         }
     }
-    counters.bytes_read += image.bytes_read;
-    (input.progress)(counters.bytes_read, counters.total);
+    counters.read(image.bytes_read, input);
 
     spool.seek(SeekFrom::Start(0)).map_err(EngineError::io(
         "cannot read the spool file in",
@@ -422,34 +445,61 @@ fn capture_database(
     }))
 }
 
+/// What became of one file.
+enum Captured {
+    Read(FileStat, Vec<ChunkId>),
+    /// It kept changing while read, or vanished.
+    Unstable,
+}
+
+/// The files' entries, in order. Files the file cache knows are not read; the others are
+/// read, chunked and hashed by one thread per core.
 fn capture_files(
     store_files: &[StoreFile],
     parent: Option<&Snapshot>,
     catalog: &Catalog,
     input: &BackupInput<'_>,
-    sink: &mut ChunkSink<'_>,
-    counters: &mut Counters,
+    sink: &ChunkSink<'_>,
+    counters: &Counters,
     file_cache: &mut Vec<(String, FileStat, Vec<ChunkId>)>,
 ) -> Result<Vec<FileEntry>, EngineError> {
-    let mut entries = Vec::with_capacity(store_files.len());
-    for file in store_files {
-        if let Some(chunks) = catalog.cached_file(&file.path, &file.stat)?
-            && chunks.iter().all(|c| sink.known.contains(c))
-        {
-            sink.reused += chunks.len() as u64;
-            counters.total = counters.total.saturating_sub(file.stat.size);
-            entries.push(entry(&file.path, &file.stat, chunks.clone()));
-            file_cache.push((file.path.clone(), file.stat, chunks));
-            continue;
+    let mut outcomes: Vec<Option<Captured>> = Vec::with_capacity(store_files.len());
+    let mut to_read = Vec::new();
+    for (at, file) in store_files.iter().enumerate() {
+        let cached = catalog
+            .cached_file(&file.path, &file.stat)?
+            .filter(|chunks| {
+                let known = sink.known();
+                chunks.iter().all(|c| known.contains(c))
+            });
+        match cached {
+            Some(chunks) => {
+                sink.reused
+                    .fetch_add(chunks.len() as u64, Ordering::Relaxed);
+                counters.total.fetch_sub(file.stat.size, Ordering::Relaxed);
+                outcomes.push(Some(Captured::Read(file.stat, chunks)));
+            }
+            None => {
+                outcomes.push(None);
+                to_read.push(at);
+            }
         }
-        match read_stable(file, input, sink, counters)? {
-            Some((stat, chunks)) => {
-                counters.files_read += 1;
+    }
+
+    let read = read_files(store_files, &to_read, input, sink, counters)?;
+    for (at, captured) in to_read.into_iter().zip(read) {
+        outcomes[at] = Some(captured);
+    }
+
+    let mut entries = Vec::with_capacity(store_files.len());
+    for (file, outcome) in store_files.iter().zip(outcomes) {
+        match outcome {
+            Some(Captured::Read(stat, chunks)) => {
                 entries.push(entry(&file.path, &stat, chunks.clone()));
                 file_cache.push((file.path.clone(), stat, chunks));
             }
-            None => {
-                counters.files_unstable += 1;
+            Some(Captured::Unstable) | None => {
+                counters.files_unstable.fetch_add(1, Ordering::Relaxed);
                 let previous = parent.and_then(|p| p.files.iter().find(|f| f.path == file.path));
                 if let Some(previous) = previous {
                     tracing::warn!(path = %file.path, "file kept changing while read: keeping its previous version");
@@ -463,6 +513,69 @@ fn capture_files(
     Ok(entries)
 }
 
+/// Reads the files `which` (indices into `store_files`) on one thread per core; returns
+/// what became of each, in the same order.
+fn read_files(
+    store_files: &[StoreFile],
+    which: &[usize],
+    input: &BackupInput<'_>,
+    sink: &ChunkSink<'_>,
+    counters: &Counters,
+) -> Result<Vec<Captured>, EngineError> {
+    let next = AtomicUsize::new(0);
+    let failed = AtomicBool::new(false);
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .clamp(1, 8)
+        .min(which.len().max(1));
+    let results: Vec<Vec<(usize, Result<Captured, EngineError>)>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..threads)
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut done = Vec::new();
+                    let config = sink.repo.config();
+                    let mut chunker = MediaChunker::new(
+                        sink.repo.keys().chunker_seed(),
+                        config.media_chunk_min,
+                        config.media_chunk_avg,
+                        config.media_chunk_max,
+                    );
+                    while !failed.load(Ordering::Relaxed) {
+                        let n = next.fetch_add(1, Ordering::Relaxed);
+                        let Some(&at) = which.get(n) else { break };
+                        let result =
+                            read_stable(&store_files[at], &mut chunker, input, sink, counters);
+                        if result.is_err() {
+                            failed.store(true, Ordering::Relaxed);
+                        }
+                        done.push((n, result));
+                    }
+                    done
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or_default())
+            .collect()
+    });
+    let mut ordered: Vec<Option<Captured>> = (0..which.len()).map(|_| None).collect();
+    for (n, result) in results.into_iter().flatten() {
+        ordered[n] = Some(result?);
+    }
+    ordered
+        .into_iter()
+        .map(|c| {
+            c.ok_or_else(|| {
+                EngineError::Repo(sealback_repo::Error::Malformed {
+                    name: "file capture".into(),
+                    detail: "a file reader stopped early".into(),
+                })
+            })
+        })
+        .collect()
+}
+
 fn entry(path: &str, stat: &FileStat, chunks: Vec<ChunkId>) -> FileEntry {
     FileEntry {
         path: path.to_owned(),
@@ -473,36 +586,60 @@ fn entry(path: &str, stat: &FileStat, chunks: Vec<ChunkId>) -> FileEntry {
     }
 }
 
-/// Reads a file between two identical `stat`s; `None` if it kept changing or vanished.
+/// Reads a file between two identical `stat`s.
 fn read_stable(
     file: &StoreFile,
+    chunker: &mut MediaChunker,
     input: &BackupInput<'_>,
-    sink: &mut ChunkSink<'_>,
-    counters: &mut Counters,
-) -> Result<Option<(FileStat, Vec<ChunkId>)>, EngineError> {
+    sink: &ChunkSink<'_>,
+    counters: &Counters,
+) -> Result<Captured, EngineError> {
     let compress = worth_compressing(&file.path);
     for attempt in 1..=FILE_ATTEMPTS {
         let (handle, before) = match files::open_for_read(&file.abs) {
             Ok(x) => x,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Captured::Unstable),
             Err(e) => return Err(EngineError::io("cannot read", &file.abs)(e)),
         };
         let mut chunks = Vec::new();
         let mut read = 0u64;
-        for chunk in media_chunks(&handle, sink.repo.keys().chunker_seed()) {
-            let chunk = chunk.map_err(EngineError::io("cannot read", &file.abs))?;
-            read += chunk.len() as u64;
-            counters.bytes_read += chunk.len() as u64;
-            chunks.push(sink.add(BlobKind::Data, chunk, compress)?);
-            (input.progress)(counters.bytes_read, counters.total);
-        }
+        chunker
+            .chunks(&handle, |chunk| {
+                read += chunk.len() as u64;
+                counters.read(chunk.len() as u64, input);
+                chunks.push(sink.add(BlobKind::Data, chunk.to_vec(), compress)?);
+                Ok::<_, ReadError>(())
+            })
+            .map_err(|e| match e {
+                ReadError::Io(e) => EngineError::io("cannot read", &file.abs)(e),
+                ReadError::Engine(e) => e,
+            })?;
         if read == before.size && files::unchanged_since(&handle, &file.abs, &before) {
-            return Ok(Some((before, chunks)));
+            counters.files_read.fetch_add(1, Ordering::Relaxed);
+            return Ok(Captured::Read(before, chunks));
         }
         tracing::debug!(path = %file.path, attempt, "file changed while read; reading it again");
         std::thread::sleep(Duration::from_millis(50 * u64::from(attempt)));
     }
-    Ok(None)
+    Ok(Captured::Unstable)
+}
+
+/// Reading a file fails on the file or on the backup.
+enum ReadError {
+    Io(std::io::Error),
+    Engine(EngineError),
+}
+
+impl From<std::io::Error> for ReadError {
+    fn from(e: std::io::Error) -> Self {
+        ReadError::Io(e)
+    }
+}
+
+impl From<EngineError> for ReadError {
+    fn from(e: EngineError) -> Self {
+        ReadError::Engine(e)
+    }
 }
 
 pub fn now_unix_ms() -> i64 {

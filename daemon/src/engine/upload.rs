@@ -3,7 +3,7 @@
 //! and report what they stored for the index.
 //!
 //! Memory stays bounded: at most `QUEUE_DEPTH` chunks wait in the queue (each at most
-//! 4 MiB) and each worker holds one pack of at most 8 MiB (a chunk that would not fit closes
+//! 2 MiB by default) and each worker holds one pack of at most 4 MiB (a chunk that would not fit closes
 //! the pack first); a worker stores its full pack before it starts the next, so no worker
 //! ever holds two.
 
@@ -59,9 +59,9 @@ pub fn queue() -> (Sender<NewChunk>, Receiver<NewChunk>) {
 }
 
 /// Number of packing workers: one per core (at least two, so that one compresses and
-/// encrypts while the other waits for the target). Each holds one pack of up to 8 MiB, so
+/// encrypts while the other waits for the target). Each holds one pack of up to 4 MiB, so
 /// this is also what bounds the backup's memory; a third worker on two cores bought no
-/// time (the full backup is CPU-bound there) and cost 8 MiB.
+/// time (the full backup is CPU-bound there) and cost a pack.
 pub fn worker_count() -> usize {
     std::thread::available_parallelism()
         .map_or(2, |n| n.get())

@@ -19,6 +19,7 @@
 
 #![forbid(unsafe_code)]
 
+mod direct;
 mod list;
 mod options;
 mod provider;

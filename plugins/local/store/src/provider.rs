@@ -2,13 +2,14 @@
 
 use std::collections::HashSet;
 use std::fs::{self, File};
-use std::io::{self, Write as _};
+use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, PoisonError};
 
 use sealback_plugin_api::sdk::Provider;
 use sealback_plugin_api::{ObjectInfo, ProviderError, validate_list_prefix, validate_object_name};
 
+use crate::direct::write_synced;
 use crate::options::Options;
 use crate::temp;
 
@@ -181,13 +182,6 @@ impl LocalProvider {
         durable.insert(parents.to_owned());
         Ok(())
     }
-}
-
-/// Writes a new file and flushes it to disk.
-fn write_synced(path: &Path, data: &[u8]) -> io::Result<()> {
-    let mut file = File::options().write(true).create_new(true).open(path)?;
-    file.write_all(data)?;
-    file.sync_all()
 }
 
 /// Flushes a directory's entries to disk, so that a rename or unlink in it is durable.
