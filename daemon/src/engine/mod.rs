@@ -8,6 +8,7 @@
 //! All of it is blocking code; the daemon runs it on tokio's blocking pool.
 
 pub mod backup;
+mod chunk_writer;
 pub mod restore;
 pub mod upload;
 pub mod verify;
