@@ -47,15 +47,11 @@ impl Default for ChunkWriter {
 impl ChunkWriter {
     /// Writes `data` at `offset` of the file `path`, known to the caller as `file`.
     pub fn write(&mut self, file: usize, path: &Path, data: &[u8], offset: u64) -> io::Result<()> {
-        if !self.files.contains_key(&file) {
-            let buffered = OpenOptions::new().write(true).open(path)?;
-            self.files.insert(
-                file,
-                Handles {
-                    buffered,
-                    direct: None,
-                },
-            );
+        if let std::collections::hash_map::Entry::Vacant(slot) = self.files.entry(file) {
+            slot.insert(Handles {
+                buffered: OpenOptions::new().write(true).open(path)?,
+                direct: None,
+            });
         }
         let end = offset + data.len() as u64;
         let (first, last) = (offset.next_multiple_of(ALIGN), end / ALIGN * ALIGN);
