@@ -8,6 +8,7 @@ use std::collections::{HashMap, HashSet};
 use std::path::Path;
 
 use rusqlite::{Connection, OptionalExtension, params};
+use sealback_repo::chunk::{IdSet, LIST_IDS};
 use sealback_repo::index::Index;
 use sealback_repo::pack::{BlobKind, Compression, PackEntry};
 use sealback_repo::snapshot::Snapshot;
@@ -16,7 +17,7 @@ use sealback_repo::{ChunkId, Repository};
 use crate::capture::database::Baseline;
 use crate::capture::files::FileStat;
 
-const SCHEMA_VERSION: i64 = 1;
+const SCHEMA_VERSION: i64 = 2;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CatalogError {
@@ -129,8 +130,11 @@ impl Catalog {
                  path TEXT PRIMARY KEY, size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL,
                  ctime_ns INTEGER NOT NULL, inode INTEGER NOT NULL, mode INTEGER NOT NULL,
                  chunks BLOB NOT NULL);
-             CREATE TABLE IF NOT EXISTS db_baseline(
-                 snapshot TEXT PRIMARY KEY, baseline TEXT NOT NULL, chunks BLOB NOT NULL);",
+             CREATE TABLE IF NOT EXISTS packs(name TEXT PRIMARY KEY) WITHOUT ROWID;
+             CREATE TABLE IF NOT EXISTS db_capture(
+                 snapshot TEXT NOT NULL, baseline TEXT NOT NULL, forgotten INTEGER NOT NULL);
+             CREATE TABLE IF NOT EXISTS db_capture_ids(
+                 list INTEGER PRIMARY KEY, list_id BLOB NOT NULL, ids BLOB NOT NULL);",
         )
         .map_err(err)?;
         let catalog = Catalog { conn, path: shown };
@@ -163,11 +167,26 @@ impl Catalog {
             .map_err(|e| self.err(e))
     }
 
+    /// How many times blobs were forgotten (packs or indexes gone from the target). What the
+    /// file cache and the database baseline name was all known when they were written; as
+    /// long as this has not moved, it still is, and need not be checked chunk by chunk.
+    fn forgotten(&self) -> Result<i64> {
+        Ok(self
+            .meta("forgotten")?
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0))
+    }
+
+    fn note_forgotten(&self) -> Result<()> {
+        self.set_meta("forgotten", &(self.forgotten()? + 1).to_string())
+    }
+
     fn wipe(&self) -> Result<()> {
         self.conn
             .execute_batch(
                 "DELETE FROM meta; DELETE FROM objects; DELETE FROM indexes; DELETE FROM blobs;
-                 DELETE FROM snapshots; DELETE FROM files; DELETE FROM db_baseline;",
+                 DELETE FROM snapshots; DELETE FROM files; DELETE FROM packs;
+                 DELETE FROM db_capture; DELETE FROM db_capture_ids;",
             )
             .map_err(|e| self.err(e))
     }
@@ -218,7 +237,7 @@ impl Catalog {
             }
         }
         // Packs the target no longer has: forget their blobs.
-        let known_packs: HashSet<String> = self.names("SELECT DISTINCT pack FROM blobs")?;
+        let known_packs: HashSet<String> = self.names("SELECT name FROM packs")?;
         for gone in known_packs
             .iter()
             .filter(|p| !packs.contains_key(p.as_str()))
@@ -226,7 +245,12 @@ impl Catalog {
             tracing::warn!(pack = %gone, "pack is missing from the target: its chunks will be stored again");
             self.conn
                 .execute("DELETE FROM blobs WHERE pack = ?1", [gone])
+                .and_then(|_| {
+                    self.conn
+                        .execute("DELETE FROM packs WHERE name = ?1", [gone])
+                })
                 .map_err(|e| self.err(e))?;
+            self.note_forgotten()?;
             report.packs_missing += 1;
         }
 
@@ -293,7 +317,8 @@ impl Catalog {
                     .execute("DELETE FROM indexes WHERE name = ?1", [name])
             })
             .map(drop)
-            .map_err(|e| self.err(e))
+            .map_err(|e| self.err(e))?;
+        self.note_forgotten()
     }
 
     /// Records an index (and the sizes of its packs, where known).
@@ -337,6 +362,11 @@ impl Catalog {
                     .map_err(err)?;
             }
             for pack in &index.packs {
+                tx.execute(
+                    "INSERT OR IGNORE INTO packs(name) VALUES (?1)",
+                    [&pack.name],
+                )
+                .map_err(err)?;
                 if let Some(size) = pack_sizes.get(&pack.name) {
                     tx.execute(
                         "INSERT OR REPLACE INTO objects(name, size) VALUES (?1, ?2)",
@@ -421,21 +451,19 @@ impl Catalog {
     }
 
     /// Ids of every blob the repository holds.
-    pub fn known_blobs(&self) -> Result<HashSet<ChunkId>> {
+    pub fn known_blobs(&self) -> Result<IdSet> {
+        let mut out = IdSet::default();
         let mut stmt = self
             .conn
             .prepare("SELECT id FROM blobs")
             .map_err(|e| self.err(e))?;
-        let rows = stmt
-            .query_map([], |r| {
-                let v: Vec<u8> = r.get(0)?;
-                Ok(v)
-            })
-            .map_err(|e| self.err(e))?;
-        let mut out = HashSet::new();
-        for row in rows {
-            let v = row.map_err(|e| self.err(e))?;
-            if let Ok(id) = <[u8; 32]>::try_from(v.as_slice()) {
+        let mut rows = stmt.query([]).map_err(|e| self.err(e))?;
+        while let Some(row) = rows.next().map_err(|e| self.err(e))? {
+            let bytes = row
+                .get_ref(0)
+                .and_then(|v| v.as_blob().map_err(Into::into))
+                .map_err(|e| self.err(e))?;
+            if let Ok(id) = <[u8; 32]>::try_from(bytes) {
                 out.insert(ChunkId(id));
             }
         }
@@ -489,87 +517,65 @@ impl Catalog {
             .map_err(|e| self.err(e))
     }
 
-    /// The file cache's entry for `path`, if its `stat` is still `stat`.
-    pub fn cached_file(&self, path: &str, stat: &FileStat) -> Result<Option<Vec<ChunkId>>> {
-        let row: Option<(i64, i64, i64, i64, Vec<u8>)> = self
+    /// The file cache: what the last snapshot recorded of each file (its `stat` and chunk
+    /// ids), and whether all those chunks are still known to be stored (false once blobs
+    /// have been forgotten since; then check each file's chunks).
+    pub fn file_cache(&self) -> Result<(FileCache, bool)> {
+        let mut stmt = self
             .conn
-            .query_row(
-                "SELECT size, mtime_ns, ctime_ns, inode, chunks FROM files WHERE path = ?1",
-                [path],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
-            )
-            .optional()
+            .prepare("SELECT path, size, mtime_ns, ctime_ns, inode, mode, chunks FROM files")
             .map_err(|e| self.err(e))?;
-        Ok(row.and_then(|(size, mtime, ctime, inode, chunks)| {
-            let same = size as u64 == stat.size
-                && mtime == stat.mtime_ns
-                && ctime == stat.ctime_ns
-                && inode as u64 == stat.inode;
-            if same {
-                sealback_repo::chunk::decode_list(&chunks)
-            } else {
-                None
+        let rows = stmt
+            .query_map([], |r| {
+                let stat = FileStat {
+                    size: r.get::<_, i64>(1)? as u64,
+                    mtime_ns: r.get(2)?,
+                    ctime_ns: r.get(3)?,
+                    inode: r.get::<_, i64>(4)? as u64,
+                    mode: r.get(5)?,
+                };
+                Ok((r.get::<_, String>(0)?, stat, r.get::<_, Vec<u8>>(6)?))
+            })
+            .map_err(|e| self.err(e))?;
+        let mut cache = FileCache::new();
+        for row in rows {
+            let (path, stat, chunks) = row.map_err(|e| self.err(e))?;
+            if let Some(chunks) = sealback_repo::chunk::decode_list(&chunks) {
+                cache.insert(path, (stat, chunks));
             }
-        }))
-    }
-
-    /// Where the capture behind `snapshot` left the database, and its chunk ids.
-    pub fn db_baseline(&self, snapshot: &str) -> Result<Option<(Baseline, Vec<ChunkId>)>> {
-        let row: Option<(String, Vec<u8>)> = self
-            .conn
-            .query_row(
-                "SELECT baseline, chunks FROM db_baseline WHERE snapshot = ?1",
-                [snapshot],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .optional()
-            .map_err(|e| self.err(e))?;
-        // A row this build cannot read only costs a full capture.
-        Ok(row.and_then(|(baseline, chunks)| {
-            Some((
-                serde_json::from_str(&baseline).ok()?,
-                sealback_repo::chunk::decode_list(&chunks)?,
-            ))
-        }))
-    }
-
-    /// Keeps only the baseline of `snapshot`, or none.
-    pub fn replace_db_baseline(
-        &mut self,
-        snapshot: &str,
-        baseline: Option<(&Baseline, &[ChunkId])>,
-    ) -> Result<()> {
-        let path = self.path.clone();
-        let err = sqlite(&path);
-        let tx = self.conn.transaction().map_err(err)?;
-        tx.execute("DELETE FROM db_baseline", []).map_err(err)?;
-        if let Some((baseline, chunks)) = baseline {
-            let json = serde_json::to_string(baseline)
-                .map_err(|e| err(rusqlite::Error::ToSqlConversionFailure(Box::new(e))))?;
-            tx.execute(
-                "INSERT INTO db_baseline(snapshot, baseline, chunks) VALUES (?1, ?2, ?3)",
-                params![snapshot, json, sealback_repo::chunk::encode_list(chunks)],
-            )
-            .map_err(err)?;
         }
-        tx.commit().map_err(err)
+        let trusted = self
+            .meta("files_forgotten")?
+            .and_then(|v| v.parse::<i64>().ok())
+            == Some(self.forgotten()?);
+        Ok((cache, trusted))
     }
 
-    /// Replaces the file cache with the files of the snapshot just written.
-    pub fn replace_file_cache(&mut self, files: &[(String, FileStat, Vec<ChunkId>)]) -> Result<()> {
+    /// Brings the file cache to the files of the snapshot just written, writing only the
+    /// rows that changed since `before` (what [`Catalog::file_cache`] returned).
+    pub fn update_file_cache(
+        &mut self,
+        before: &FileCache,
+        files: &[(String, FileStat, Vec<ChunkId>)],
+    ) -> Result<()> {
+        let forgotten = self.forgotten()?;
         let path = self.path.clone();
         let err = sqlite(&path);
         let tx = self.conn.transaction().map_err(err)?;
-        tx.execute("DELETE FROM files", []).map_err(err)?;
         {
-            let mut insert = tx
+            let mut upsert = tx
                 .prepare(
-                    "INSERT INTO files(path, size, mtime_ns, ctime_ns, inode, mode, chunks)
+                    "INSERT OR REPLACE INTO files(path, size, mtime_ns, ctime_ns, inode, mode, chunks)
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
                 )
                 .map_err(err)?;
+            let mut now = HashSet::with_capacity(files.len());
             for (p, stat, chunks) in files {
-                insert
+                now.insert(p.as_str());
+                if matches!(before.get(p), Some((s, c)) if s == stat && c == chunks) {
+                    continue;
+                }
+                upsert
                     .execute(params![
                         p,
                         stat.size as i64,
@@ -581,10 +587,127 @@ impl Catalog {
                     ])
                     .map_err(err)?;
             }
+            let mut delete = tx
+                .prepare("DELETE FROM files WHERE path = ?1")
+                .map_err(err)?;
+            for gone in before.keys().filter(|p| !now.contains(p.as_str())) {
+                delete.execute([gone]).map_err(err)?;
+            }
+            tx.execute(
+                "INSERT OR REPLACE INTO meta(key, value) VALUES ('files_forgotten', ?1)",
+                [forgotten.to_string()],
+            )
+            .map_err(err)?;
+        }
+        tx.commit().map_err(err)
+    }
+
+    /// Where the capture behind `snapshot` left the database, and its chunk ids; `None`
+    /// if the baseline belongs to another snapshot, or blobs were forgotten since it was
+    /// written (some of its chunks may be gone).
+    pub fn db_baseline(&self, snapshot: &str) -> Result<Option<(Baseline, Vec<ChunkId>)>> {
+        let row: Option<(String, String, i64)> = self
+            .conn
+            .query_row(
+                "SELECT snapshot, baseline, forgotten FROM db_capture",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .optional()
+            .map_err(|e| self.err(e))?;
+        let Some((owner, baseline, forgotten)) = row else {
+            return Ok(None);
+        };
+        if owner != snapshot || forgotten != self.forgotten()? {
+            return Ok(None);
+        }
+        // A row this build cannot read only costs a full capture.
+        let Ok(baseline) = serde_json::from_str::<Baseline>(&baseline) else {
+            return Ok(None);
+        };
+        let mut stmt = self
+            .conn
+            .prepare("SELECT ids FROM db_capture_ids ORDER BY list")
+            .map_err(|e| self.err(e))?;
+        let mut rows = stmt.query([]).map_err(|e| self.err(e))?;
+        let mut ids = Vec::new();
+        while let Some(row) = rows.next().map_err(|e| self.err(e))? {
+            let bytes = row
+                .get_ref(0)
+                .and_then(|v| v.as_blob().map_err(Into::into))
+                .map_err(|e| self.err(e))?;
+            match sealback_repo::chunk::decode_list(bytes) {
+                Some(part) => ids.extend(part),
+                None => return Ok(None),
+            }
+        }
+        Ok(Some((baseline, ids)))
+    }
+
+    /// Keeps only the baseline of `snapshot` (or none), its ids stored by list so that a
+    /// backup rewrites only the lists that changed.
+    pub fn replace_db_baseline(
+        &mut self,
+        snapshot: &str,
+        baseline: Option<(&Baseline, &[ChunkId], &[ChunkId])>,
+    ) -> Result<()> {
+        let forgotten = self.forgotten()?;
+        let path = self.path.clone();
+        let err = sqlite(&path);
+        let tx = self.conn.transaction().map_err(err)?;
+        tx.execute("DELETE FROM db_capture", []).map_err(err)?;
+        let Some((baseline, ids, lists)) = baseline else {
+            tx.execute("DELETE FROM db_capture_ids", []).map_err(err)?;
+            return tx.commit().map_err(err);
+        };
+        let json = serde_json::to_string(baseline)
+            .map_err(|e| err(rusqlite::Error::ToSqlConversionFailure(Box::new(e))))?;
+        tx.execute(
+            "INSERT INTO db_capture(snapshot, baseline, forgotten) VALUES (?1, ?2, ?3)",
+            params![snapshot, json, forgotten],
+        )
+        .map_err(err)?;
+        {
+            let mut stored: HashMap<i64, Vec<u8>> = HashMap::new();
+            let mut select = tx
+                .prepare("SELECT list, list_id FROM db_capture_ids")
+                .map_err(err)?;
+            let rows = select
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+                .map_err(err)?;
+            for row in rows {
+                let (list, id) = row.map_err(err)?;
+                stored.insert(list, id);
+            }
+            let mut upsert = tx
+                .prepare(
+                    "INSERT OR REPLACE INTO db_capture_ids(list, list_id, ids) VALUES (?1, ?2, ?3)",
+                )
+                .map_err(err)?;
+            // A list blob's id is the keyed hash of the ids it holds: same id, same ids.
+            for (at, (group, list_id)) in ids.chunks(LIST_IDS).zip(lists).enumerate() {
+                if stored.get(&(at as i64)).map(Vec::as_slice) != Some(&list_id.0[..]) {
+                    upsert
+                        .execute(params![
+                            at as i64,
+                            &list_id.0[..],
+                            sealback_repo::chunk::encode_list(group)
+                        ])
+                        .map_err(err)?;
+                }
+            }
+            tx.execute(
+                "DELETE FROM db_capture_ids WHERE list >= ?1",
+                [lists.len() as i64],
+            )
+            .map_err(err)?;
         }
         tx.commit().map_err(err)
     }
 }
+
+/// The file cache as loaded: path → (stat, chunk ids).
+pub type FileCache = HashMap<String, (FileStat, Vec<ChunkId>)>;
 
 #[cfg(test)]
 mod tests {
@@ -732,9 +855,11 @@ mod tests {
     }
 
     #[test]
-    fn the_file_cache_answers_only_for_an_unchanged_stat() {
+    fn the_file_cache_writes_only_what_changed_and_is_vouched_for_until_blobs_are_forgotten() {
+        let (store, repo, ids) = repository();
         let dir = tempfile::tempdir().expect("tempdir");
         let mut catalog = Catalog::open(&dir.path().join("disk.db")).expect("open");
+        catalog.sync(&repo).expect("sync");
         let stat = FileStat {
             size: 10,
             mtime_ns: 5,
@@ -742,25 +867,62 @@ mod tests {
             inode: 7,
             mode: 0o644,
         };
-        let chunks = vec![ChunkId([9; 32])];
-        catalog
-            .replace_file_cache(&[("Media/a.jpg".into(), stat, chunks.clone())])
-            .expect("cache");
-        assert_eq!(
-            catalog.cached_file("Media/a.jpg", &stat).expect("query"),
-            Some(chunks)
-        );
+        let files = vec![
+            ("Media/a.jpg".to_owned(), stat, vec![ids[0]]),
+            ("Media/b.jpg".to_owned(), stat, vec![ids[1]]),
+        ];
+        let (empty, _) = catalog.file_cache().expect("cache");
+        catalog.update_file_cache(&empty, &files).expect("write");
+        let (cache, trusted) = catalog.file_cache().expect("cache");
+        assert!(trusted);
+        assert_eq!(cache.len(), 2);
+        assert_eq!(cache["Media/a.jpg"], (stat, vec![ids[0]]));
+
+        // b changed, a is gone, c is new.
         let touched = FileStat {
             ctime_ns: 8,
             ..stat
         };
+        let files = vec![
+            ("Media/b.jpg".to_owned(), touched, vec![ids[1]]),
+            ("Media/c.jpg".to_owned(), stat, ids.clone()),
+        ];
+        catalog.update_file_cache(&cache, &files).expect("write");
+        let (cache, _) = catalog.file_cache().expect("cache");
+        let mut paths: Vec<&str> = cache.keys().map(String::as_str).collect();
+        paths.sort_unstable();
+        assert_eq!(paths, ["Media/b.jpg", "Media/c.jpg"]);
+        assert_eq!(cache["Media/b.jpg"].0, touched);
+
+        // A pack goes missing: the cache is no longer vouched for, nor is the baseline.
+        let baseline = Baseline {
+            page_size: 4096,
+            page_count: 2,
+            device: 1,
+            inode: 2,
+            since: crate::capture::database::Since::File {
+                size: 8192,
+                mtime_ns: 1,
+                ctime_ns: 1,
+            },
+        };
+        let snapshot = catalog.snapshots().expect("rows")[0].name.clone();
+        let list = ChunkId([4; 32]);
+        catalog
+            .replace_db_baseline(&snapshot, Some((&baseline, &ids, &[list])))
+            .expect("baseline");
         assert_eq!(
-            catalog.cached_file("Media/a.jpg", &touched).expect("query"),
-            None
+            catalog.db_baseline(&snapshot).expect("baseline"),
+            Some((baseline.clone(), ids.clone()))
         );
         assert_eq!(
-            catalog.cached_file("Media/b.jpg", &stat).expect("query"),
+            catalog.db_baseline("snapshots/other").expect("baseline"),
             None
         );
+        let pack = store.list("data/").expect("list")[0].0.clone();
+        store.remove(&pack).expect("remove");
+        catalog.sync(&repo).expect("sync");
+        assert!(!catalog.file_cache().expect("cache").1);
+        assert_eq!(catalog.db_baseline(&snapshot).expect("baseline"), None);
     }
 }

@@ -55,6 +55,28 @@ impl ChunkId {
     }
 }
 
+/// Hashes a [`ChunkId`] by its first eight bytes. Ids are keyed BLAKE3 hashes, uniform and
+/// unpredictable without the backup key, so hashing them again (SipHash, the default)
+/// only costs time: a quarter of loading a catalog of 250,000 ids.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct IdHasher(u64);
+
+impl std::hash::Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        // `ChunkId` hashes as one 32-byte slice (with a length prefix written first).
+        for (at, b) in bytes.iter().take(8).enumerate() {
+            self.0 ^= u64::from(*b) << (8 * at);
+        }
+    }
+}
+
+/// A set of chunk ids, hashed by [`IdHasher`].
+pub type IdSet = std::collections::HashSet<ChunkId, std::hash::BuildHasherDefault<IdHasher>>;
+
 impl fmt::Display for ChunkId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         for b in self.0 {

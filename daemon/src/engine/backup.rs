@@ -13,14 +13,14 @@
 //! A crash anywhere loses at most this backup: packs without an index are ignored, an index
 //! without a snapshot only makes its chunks known.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::Path;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use sealback_repo::chunk::{LIST_IDS, MediaChunker, encode_list, worth_compressing};
+use sealback_repo::chunk::{IdSet, LIST_IDS, MediaChunker, encode_list, worth_compressing};
 use sealback_repo::index::Index;
 use sealback_repo::pack::BlobKind;
 use sealback_repo::snapshot::{DatabaseImage, FileEntry, SNAPSHOT_VERSION, Snapshot};
@@ -30,7 +30,7 @@ use super::EngineError;
 use super::upload::{self, NewChunk, UploadState};
 use crate::capture::database::{Baseline, DatabaseCaptureError, Reading, capture_pages};
 use crate::capture::files::{self, FileStat, StoreFile};
-use crate::catalog::Catalog;
+use crate::catalog::{Catalog, FileCache};
 use crate::control::api::{BackupReport, DbRead};
 
 /// How often a file that changes while we read it is read again.
@@ -53,7 +53,7 @@ pub struct BackupInput<'a> {
 /// New chunks go to the workers; known ones are only counted. Shared by the file readers.
 struct ChunkSink<'a> {
     repo: &'a Repository,
-    known: Mutex<HashSet<ChunkId>>,
+    known: Mutex<IdSet>,
     tx: crossbeam_channel::Sender<NewChunk>,
     state: &'a UploadState,
     cancel: &'a AtomicBool,
@@ -62,7 +62,7 @@ struct ChunkSink<'a> {
 }
 
 impl ChunkSink<'_> {
-    fn known(&self) -> std::sync::MutexGuard<'_, HashSet<ChunkId>> {
+    fn known(&self) -> std::sync::MutexGuard<'_, IdSet> {
         self.known.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -153,12 +153,13 @@ pub fn run(
         Some(row) => catalog.manifest(&row.name)?,
         None => None,
     };
-    // Where the parent's capture left the database, if its chunks are all still stored.
+    // Where the parent's capture left the database (the catalog vouches its chunks are all
+    // still stored), and what the parent recorded of each file.
     let baseline = match &parent_row {
         Some(row) => catalog.db_baseline(&row.name)?,
         None => None,
-    }
-    .filter(|(_, ids)| ids.iter().all(|id| known.contains(id)));
+    };
+    let (cached_files, cache_trusted) = catalog.file_cache()?;
 
     let db_path = input.store.join(input.database);
     let db_len = std::fs::metadata(&db_path).map(|m| m.len()).unwrap_or(0);
@@ -199,7 +200,7 @@ pub fn run(
             let entries = capture_files(
                 &store_files,
                 parent.as_ref(),
-                catalog,
+                (&cached_files, cache_trusted),
                 input,
                 &sink,
                 &counters,
@@ -258,13 +259,14 @@ pub fn run(
             name
         }
     };
-    catalog.replace_file_cache(&file_cache)?;
+    catalog.update_file_cache(&cached_files, &file_cache)?;
     catalog.replace_db_baseline(
         &name,
-        captured_db
-            .as_ref()
-            .and_then(|c| c.next.as_ref())
-            .map(|(b, ids)| (b, ids.as_slice())),
+        captured_db.as_ref().and_then(|c| {
+            c.next
+                .as_ref()
+                .map(|(b, ids)| (b, ids.as_slice(), c.image.lists.as_slice()))
+        }),
     )?;
     let total = counters.total.load(Ordering::Relaxed);
     (input.progress)(total, total);
@@ -457,7 +459,7 @@ enum Captured {
 fn capture_files(
     store_files: &[StoreFile],
     parent: Option<&Snapshot>,
-    catalog: &Catalog,
+    (cache, trusted): (&FileCache, bool),
     input: &BackupInput<'_>,
     sink: &ChunkSink<'_>,
     counters: &Counters,
@@ -466,14 +468,19 @@ fn capture_files(
     let mut outcomes: Vec<Option<Captured>> = Vec::with_capacity(store_files.len());
     let mut to_read = Vec::new();
     for (at, file) in store_files.iter().enumerate() {
-        let cached = catalog
-            .cached_file(&file.path, &file.stat)?
+        let cached = cache
+            .get(&file.path)
+            .filter(|(stat, _)| same_file(stat, &file.stat))
+            .map(|(_, chunks)| chunks)
             .filter(|chunks| {
-                let known = sink.known();
-                chunks.iter().all(|c| known.contains(c))
+                trusted || {
+                    let known = sink.known();
+                    chunks.iter().all(|c| known.contains(c))
+                }
             });
         match cached {
             Some(chunks) => {
+                let chunks = chunks.clone();
                 sink.reused
                     .fetch_add(chunks.len() as u64, Ordering::Relaxed);
                 counters.total.fetch_sub(file.stat.size, Ordering::Relaxed);
@@ -574,6 +581,13 @@ fn read_files(
             })
         })
         .collect()
+}
+
+/// Whether a file is as the cache recorded it: same size, times and inode (its mode alone
+/// may have changed, and is taken from the new `stat`).
+fn same_file(cached: &FileStat, now: &FileStat) -> bool {
+    (cached.size, cached.mtime_ns, cached.ctime_ns, cached.inode)
+        == (now.size, now.mtime_ns, now.ctime_ns, now.inode)
 }
 
 fn entry(path: &str, stat: &FileStat, chunks: Vec<ChunkId>) -> FileEntry {
