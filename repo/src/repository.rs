@@ -254,7 +254,8 @@ fn read_config(keys: &RepoKeys, bytes: &[u8]) -> Result<RepoConfig> {
             supported: object::FORMAT_VERSION,
         });
     }
-    // The bounds fastcdc accepts; anything else would make the chunker misbehave.
+    // Within the bounds fastcdc accepts, a largest chunk that fits one pack, and database
+    // runs no larger than a reader accepts; anything else would make the chunker misbehave.
     let (min, avg, max) = (
         config.media_chunk_min,
         config.media_chunk_avg,
@@ -264,10 +265,10 @@ fn read_config(keys: &RepoKeys, bytes: &[u8]) -> Result<RepoConfig> {
     if !(even
         && (64..=1 << 20).contains(&min)
         && (256..=4 << 20).contains(&avg)
-        && (1024..=16 << 20).contains(&max)
+        && (1024..=4 << 20).contains(&max)
         && min <= avg
         && avg <= max
-        && config.db_chunk_bytes > 0)
+        && (512..=1 << 20).contains(&config.db_chunk_bytes))
     {
         return Err(Error::malformed(
             CONFIG_NAME,

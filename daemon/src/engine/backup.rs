@@ -619,6 +619,9 @@ fn read_stable(
         let mut read = 0u64;
         chunker
             .chunks(&handle, |chunk| {
+                if sink.cancel.load(Ordering::Relaxed) {
+                    return Err(ReadError::Engine(EngineError::Cancelled));
+                }
                 read += chunk.len() as u64;
                 counters.read(chunk.len() as u64, input);
                 chunks.push(sink.add(BlobKind::Data, chunk.to_vec(), compress)?);

@@ -365,6 +365,7 @@ fn restore_pack(
                 .map_err(EngineError::io("cannot write", &job.partial))?;
             progress(data.len() as u64);
             if job.remaining.fetch_sub(1, Ordering::AcqRel) == 1 {
+                writer.done_with(placement.job);
                 finish(job)?;
             }
         }

@@ -32,13 +32,13 @@ pub fn write_synced(path: &Path, data: &[u8]) -> io::Result<()> {
         match direct {
             Ok(file) => match write_direct(&file, data) {
                 Ok(()) => return file.sync_all(),
-                Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
+                Err(e) if refused(&e) => {
                     drop(file);
                     fs::remove_file(path)?;
                 }
                 Err(e) => return Err(e),
             },
-            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {}
+            Err(e) if refused(&e) => {}
             Err(e) => return Err(e),
         }
     }
@@ -47,12 +47,22 @@ pub fn write_synced(path: &Path, data: &[u8]) -> io::Result<()> {
     file.sync_all()
 }
 
+/// Whether an error says the file system does not do direct I/O (or not at this alignment).
+#[cfg(target_os = "linux")]
+fn refused(e: &io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::EINVAL | libc::EOPNOTSUPP))
+}
+
 #[cfg(target_os = "linux")]
 fn write_direct(file: &File, data: &[u8]) -> io::Result<()> {
     use std::os::unix::fs::FileExt as _;
-    let mut buffer = vec![0u8; SLAB.min(data.len().next_multiple_of(ALIGN)) + ALIGN];
+    let size = SLAB.min(data.len().next_multiple_of(ALIGN));
+    let mut buffer = vec![0u8; size + ALIGN];
     let start = buffer.as_ptr().align_offset(ALIGN);
-    let slab = &mut buffer[start..start + SLAB.min(data.len().next_multiple_of(ALIGN))];
+    let Some(slab) = buffer.get_mut(start..start.saturating_add(size)) else {
+        // Not expected for bytes; refusing sends the caller down the buffered path.
+        return Err(io::Error::from_raw_os_error(libc::EINVAL));
+    };
     let mut offset = 0u64;
     for piece in data.chunks(SLAB) {
         let padded = piece.len().next_multiple_of(ALIGN);
