@@ -170,7 +170,7 @@ impl Catalog {
     /// How many times blobs were forgotten (packs or indexes gone from the target). What the
     /// file cache and the database baseline name was all known when they were written; as
     /// long as this has not moved, it still is, and need not be checked chunk by chunk.
-    fn forgotten(&self) -> Result<i64> {
+    pub fn forgotten(&self) -> Result<i64> {
         Ok(self
             .meta("forgotten")?
             .and_then(|v| v.parse().ok())
@@ -553,12 +553,15 @@ impl Catalog {
 
     /// Brings the file cache to the files of the snapshot just written, writing only the
     /// rows that changed since `before` (what [`Catalog::file_cache`] returned).
+    /// `forgotten` is [`Catalog::forgotten`] as of when the backup loaded what it trusted:
+    /// a sync that forgets blobs meanwhile (a concurrent `snapshots` or `restore`) then
+    /// leaves the new rows unvouched for.
     pub fn update_file_cache(
         &mut self,
         before: &FileCache,
         files: &[(String, FileStat, Vec<ChunkId>)],
+        forgotten: i64,
     ) -> Result<()> {
-        let forgotten = self.forgotten()?;
         let path = self.path.clone();
         let err = sqlite(&path);
         let tx = self.conn.transaction().map_err(err)?;
@@ -645,13 +648,14 @@ impl Catalog {
     }
 
     /// Keeps only the baseline of `snapshot` (or none), its ids stored by list so that a
-    /// backup rewrites only the lists that changed.
+    /// backup rewrites only the lists that changed; `forgotten` as for
+    /// [`Catalog::update_file_cache`].
     pub fn replace_db_baseline(
         &mut self,
         snapshot: &str,
         baseline: Option<(&Baseline, &[ChunkId], &[ChunkId])>,
+        forgotten: i64,
     ) -> Result<()> {
-        let forgotten = self.forgotten()?;
         let path = self.path.clone();
         let err = sqlite(&path);
         let tx = self.conn.transaction().map_err(err)?;
@@ -872,7 +876,7 @@ mod tests {
             ("Media/b.jpg".to_owned(), stat, vec![ids[1]]),
         ];
         let (empty, _) = catalog.file_cache().expect("cache");
-        catalog.update_file_cache(&empty, &files).expect("write");
+        catalog.update_file_cache(&empty, &files, 0).expect("write");
         let (cache, trusted) = catalog.file_cache().expect("cache");
         assert!(trusted);
         assert_eq!(cache.len(), 2);
@@ -887,7 +891,7 @@ mod tests {
             ("Media/b.jpg".to_owned(), touched, vec![ids[1]]),
             ("Media/c.jpg".to_owned(), stat, ids.clone()),
         ];
-        catalog.update_file_cache(&cache, &files).expect("write");
+        catalog.update_file_cache(&cache, &files, 0).expect("write");
         let (cache, _) = catalog.file_cache().expect("cache");
         let mut paths: Vec<&str> = cache.keys().map(String::as_str).collect();
         paths.sort_unstable();
@@ -900,6 +904,7 @@ mod tests {
             page_count: 2,
             device: 1,
             inode: 2,
+            boot: None,
             since: crate::capture::database::Since::File {
                 size: 8192,
                 mtime_ns: 1,
@@ -909,7 +914,7 @@ mod tests {
         let snapshot = catalog.snapshots().expect("rows")[0].name.clone();
         let list = ChunkId([4; 32]);
         catalog
-            .replace_db_baseline(&snapshot, Some((&baseline, &ids, &[list])))
+            .replace_db_baseline(&snapshot, Some((&baseline, &ids, &[list])), 0)
             .expect("baseline");
         assert_eq!(
             catalog.db_baseline(&snapshot).expect("baseline"),
@@ -924,5 +929,16 @@ mod tests {
         catalog.sync(&repo).expect("sync");
         assert!(!catalog.file_cache().expect("cache").1);
         assert_eq!(catalog.db_baseline(&snapshot).expect("baseline"), None);
+
+        // A backup that loaded its cache before that sync (a concurrent `snapshots`) writes
+        // rows vouched for as of its load: they stay unvouched for.
+        let (cache, _) = catalog.file_cache().expect("cache");
+        catalog.update_file_cache(&cache, &files, 0).expect("write");
+        assert!(!catalog.file_cache().expect("cache").1);
+        let now = catalog.forgotten().expect("counter");
+        catalog
+            .update_file_cache(&cache, &files, now)
+            .expect("write");
+        assert!(catalog.file_cache().expect("cache").1);
     }
 }

@@ -68,7 +68,18 @@ pub struct Baseline {
     pub page_count: u64,
     pub device: u64,
     pub inode: u64,
+    /// The kernel's boot id when it was taken: after a power loss the app's last commits,
+    /// not yet synced, may be gone from its WAL while this baseline still has them.
+    #[serde(default)]
+    pub boot: Option<String>,
     pub since: Since,
+}
+
+/// This boot's id (Linux), to tell a capture taken before a restart.
+fn boot_id() -> Option<String> {
+    std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
+        .ok()
+        .map(|s| s.trim().to_owned())
 }
 
 /// How a later capture can know which pages changed.
@@ -91,7 +102,8 @@ pub enum Since {
 pub enum Reading {
     /// Every page, for the reason given.
     Full { reason: &'static str },
-    /// Only these runs (indices of `chunk_bytes` stretches); the others are as in the baseline.
+    /// Only this many runs (of `chunk_bytes`), those that may have changed; the others are
+    /// as in the baseline.
     Delta { runs: u64 },
 }
 
@@ -108,12 +120,6 @@ pub struct PageImage {
     /// What the next capture can start from, if anything.
     pub next: Option<Baseline>,
 }
-
-/// A database that has not changed for this long is settled: any later write to it gets a
-/// later `ctime`. File systems with nanosecond fields stamp with the kernel's coarse clock
-/// (one tick, at most 10 ms); those without (FAT, ext4 with small inodes) in 1 or 2 s.
-const SETTLED_FINE: Duration = Duration::from_millis(50);
-const SETTLED_COARSE: Duration = Duration::from_secs(2);
 
 /// Reads the database at `path` as of one committed transaction and hands `sink` its bytes
 /// in runs of `chunk_bytes` (rounded up to whole pages; the last run may be shorter), each
@@ -151,6 +157,15 @@ pub fn capture_pages(
     let journal: String = conn
         .query_row("PRAGMA journal_mode", [], |r| r.get(0))
         .map_err(read_err)?;
+    // The WAL sits beside the file SQLite resolved the path to (a symbolic link is followed),
+    // so ask SQLite which file that is rather than appending "-wal" to what we were given.
+    let db_file = conn
+        .path()
+        .filter(|p| !p.is_empty())
+        .map(std::path::PathBuf::from)
+        .or_else(|| std::fs::canonicalize(path).ok())
+        .unwrap_or_else(|| path.to_path_buf());
+    let path = db_file.as_path();
     let wal_path = wal_path(path);
     let mut wal_before = wal::header(&wal_path).map_err(DatabaseCaptureError::Wal)?;
     if wal_before.is_none() && journal.eq_ignore_ascii_case("wal") {
@@ -159,7 +174,7 @@ pub fn capture_pages(
         let wait = std::fs::metadata(path)
             .map(|m| unsettled_for(&m, std::time::SystemTime::now()))
             .unwrap_or(Duration::ZERO);
-        if !wait.is_zero() && wait <= SETTLED_FINE {
+        if !wait.is_zero() && wait <= super::SETTLE_WAIT {
             std::thread::sleep(wait);
             wal_before = wal::header(&wal_path).map_err(DatabaseCaptureError::Wal)?;
         }
@@ -228,7 +243,16 @@ fn read_snapshot(
 
     let pages_per_run = u64::from((target.chunk_bytes / page_size).max(1));
     let runs = page_count.div_ceil(pages_per_run);
-    let plan = plan(baseline, page_size, page_count, &meta, &log, pages_per_run);
+    let boot = boot_id();
+    let plan = plan(
+        baseline,
+        boot.as_deref(),
+        page_size,
+        page_count,
+        &meta,
+        &log,
+        pages_per_run,
+    );
     let mut reader = PageReader {
         conn,
         shown: target.shown,
@@ -284,6 +308,7 @@ fn read_snapshot(
             page_count,
             device: meta.dev(),
             inode: meta.ino(),
+            boot,
             since,
         }),
     })
@@ -297,6 +322,7 @@ fn read_snapshot(
 /// since is a frame of the current log. Pages past the smaller page count are read anyway.
 fn plan(
     baseline: Option<&Baseline>,
+    boot: Option<&str>,
     page_size: u32,
     page_count: u64,
     meta: &std::fs::Metadata,
@@ -305,9 +331,12 @@ fn plan(
 ) -> Result<BTreeSet<u64>, &'static str> {
     let Some(base) = baseline else {
         return Err(
-            "no baseline: the first capture, or the last one saw the WAL restart or the file just written",
+            "no baseline: the first capture, or the last one saw the WAL restart or the file just written, or the catalog no longer vouches for it",
         );
     };
+    if base.boot.as_deref() != boot {
+        return Err("the device restarted since the last capture");
+    }
     if base.page_size != page_size {
         return Err("the page size changed");
     }
@@ -355,25 +384,13 @@ fn plan(
     Ok(dirty)
 }
 
-/// How long until the file is settled (zero if it is).
+/// How long until the file is settled (zero if it is): see [`super::unsettled_for`].
 fn unsettled_for(meta: &std::fs::Metadata, now: std::time::SystemTime) -> Duration {
-    let times = [
-        (meta.mtime(), meta.mtime_nsec()),
-        (meta.ctime(), meta.ctime_nsec()),
-    ];
-    let margin = if times.iter().all(|&(_, ns)| ns == 0) {
-        SETTLED_COARSE
-    } else {
-        SETTLED_FINE
-    };
-    let changed = times
-        .into_iter()
-        .map(|(s, ns)| std::time::UNIX_EPOCH + Duration::new(s.max(0) as u64, ns.max(0) as u32))
-        .max()
-        .unwrap_or(std::time::UNIX_EPOCH);
-    (changed + margin)
-        .duration_since(now)
-        .unwrap_or(Duration::ZERO)
+    super::unsettled_for(
+        meta.mtime() * 1_000_000_000 + meta.mtime_nsec(),
+        meta.ctime() * 1_000_000_000 + meta.ctime_nsec(),
+        now,
+    )
 }
 
 fn settled(meta: &std::fs::Metadata, seen_at: std::time::SystemTime) -> bool {

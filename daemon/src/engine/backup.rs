@@ -154,7 +154,8 @@ pub fn run(
         None => None,
     };
     // Where the parent's capture left the database (the catalog vouches its chunks are all
-    // still stored), and what the parent recorded of each file.
+    // still stored), and what the parent recorded of each file; both vouched for as of now.
+    let forgotten = catalog.forgotten()?;
     let baseline = match &parent_row {
         Some(row) => catalog.db_baseline(&row.name)?,
         None => None,
@@ -259,7 +260,7 @@ pub fn run(
             name
         }
     };
-    catalog.update_file_cache(&cached_files, &file_cache)?;
+    catalog.update_file_cache(&cached_files, &file_cache, forgotten)?;
     catalog.replace_db_baseline(
         &name,
         captured_db.as_ref().and_then(|c| {
@@ -267,6 +268,7 @@ pub fn run(
                 .as_ref()
                 .map(|(b, ids)| (b, ids.as_slice(), c.image.lists.as_slice()))
         }),
+        forgotten,
     )?;
     let total = counters.total.load(Ordering::Relaxed);
     (input.progress)(total, total);
@@ -503,7 +505,12 @@ fn capture_files(
         match outcome {
             Some(Captured::Read(stat, chunks)) => {
                 entries.push(entry(&file.path, &stat, chunks.clone()));
-                file_cache.push((file.path.clone(), stat, chunks));
+                // A file written a moment ago is not cached: a rewrite within the same
+                // clock tick would keep its stat, and the next backup must read it again.
+                let now = std::time::SystemTime::now();
+                if crate::capture::unsettled_for(stat.mtime_ns, stat.ctime_ns, now).is_zero() {
+                    file_cache.push((file.path.clone(), stat, chunks));
+                }
             }
             Some(Captured::Unstable) | None => {
                 counters.files_unstable.fetch_add(1, Ordering::Relaxed);

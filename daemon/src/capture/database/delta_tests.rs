@@ -383,3 +383,73 @@ fn delta_captures_stay_exact_while_the_app_commits_and_checkpoints_concurrently(
 fn rng_pause(round: u32) -> u64 {
     u64::from(round % 7)
 }
+
+#[test]
+fn a_database_reached_through_a_symbolic_link_is_followed_to_its_wal() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join("msgstore.db");
+    let app = open_app(&db);
+    for i in 0..2000 {
+        app.execute(
+            "INSERT INTO message(chat, body) VALUES (?1, ?2)",
+            params![i % 20, "x".repeat(200)],
+        )
+        .expect("insert");
+    }
+    app.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+        .expect("checkpoint");
+    let link = dir.path().join("link.db");
+    std::os::unix::fs::symlink(&db, &link).expect("symlink");
+    app.execute("UPDATE message SET body = 'first' WHERE id = 7", [])
+        .expect("update");
+    let mut chain = Chain::default();
+    chain.capture(&link);
+    assert_eq!(chain.image, full_image(&link));
+    for id in [100, 900, 1900] {
+        app.execute("UPDATE message SET body = 'edited' WHERE id = ?1", [id])
+            .expect("update");
+        let info = chain.capture(&link);
+        assert!(
+            matches!(info.reading, Reading::Delta { runs } if runs > 0),
+            "{info:?}"
+        );
+        assert!(
+            chain.image == full_image(&link),
+            "the delta missed the WAL's pages"
+        );
+    }
+}
+
+#[test]
+fn a_baseline_from_before_a_restart_is_not_trusted() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join("msgstore.db");
+    let app = open_app(&db);
+    let tx = app.unchecked_transaction().expect("begin");
+    for i in 0..2000 {
+        tx.execute(
+            "INSERT INTO message(chat, body) VALUES (?1, ?2)",
+            params![i % 20, "x".repeat(200)],
+        )
+        .expect("insert");
+    }
+    tx.commit().expect("commit");
+    app.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+        .expect("checkpoint");
+    let mut chain = Chain::default();
+    chain.capture(&db);
+    app.execute("UPDATE message SET body = 'y' WHERE id = 5", [])
+        .expect("update");
+    let info = chain.capture(&db);
+    assert!(matches!(info.reading, Reading::Delta { .. }), "{info:?}");
+    if let Some(baseline) = chain.baseline.as_mut() {
+        baseline.boot = Some("an earlier boot".into());
+    }
+    let info = chain.capture(&db);
+    assert_eq!(
+        info.reading,
+        Reading::Full {
+            reason: "the device restarted since the last capture"
+        }
+    );
+}
