@@ -76,6 +76,23 @@ fn open_app(db: &Path) -> Connection {
     app
 }
 
+/// The app with `rows` messages committed and folded into the file (its WAL emptied).
+fn app_with_messages(db: &Path, rows: usize) -> Connection {
+    let app = open_app(db);
+    let tx = app.unchecked_transaction().expect("begin");
+    for i in 0..rows {
+        tx.execute(
+            "INSERT INTO message(chat, body) VALUES (?1, ?2)",
+            params![(i % 20) as i64, "x".repeat(200)],
+        )
+        .expect("insert");
+    }
+    tx.commit().expect("commit");
+    app.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+        .expect("checkpoint");
+    app
+}
+
 fn body(rng: &mut StdRng) -> String {
     let len = rng.gen_range(10..1500);
     (0..len)
@@ -210,17 +227,8 @@ fn delta_captures_equal_full_captures_whatever_the_app_does_between() {
 fn a_settled_database_without_wal_is_read_only_where_a_new_wal_says() {
     let dir = tempfile::tempdir().expect("tempdir");
     let db = dir.path().join("msgstore.db");
-    {
-        let app = open_app(&db);
-        for i in 0..3000 {
-            app.execute(
-                "INSERT INTO message(chat, body) VALUES (?1, ?2)",
-                params![i % 20, "x".repeat(200)],
-            )
-            .expect("insert");
-        }
-        // A clean close folds the WAL into the file and deletes it.
-    }
+    // A clean close then deletes the WAL.
+    drop(app_with_messages(&db, 3000));
     let mut chain = Chain::default();
     // Written a moment ago: the capture waits out the margin, then can be a baseline.
     let info = chain.capture(&db);
@@ -388,16 +396,7 @@ fn rng_pause(round: u32) -> u64 {
 fn a_database_reached_through_a_symbolic_link_is_followed_to_its_wal() {
     let dir = tempfile::tempdir().expect("tempdir");
     let db = dir.path().join("msgstore.db");
-    let app = open_app(&db);
-    for i in 0..2000 {
-        app.execute(
-            "INSERT INTO message(chat, body) VALUES (?1, ?2)",
-            params![i % 20, "x".repeat(200)],
-        )
-        .expect("insert");
-    }
-    app.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
-        .expect("checkpoint");
+    let app = app_with_messages(&db, 2000);
     let link = dir.path().join("link.db");
     std::os::unix::fs::symlink(&db, &link).expect("symlink");
     app.execute("UPDATE message SET body = 'first' WHERE id = 7", [])
@@ -424,18 +423,7 @@ fn a_database_reached_through_a_symbolic_link_is_followed_to_its_wal() {
 fn a_baseline_from_before_a_restart_is_not_trusted() {
     let dir = tempfile::tempdir().expect("tempdir");
     let db = dir.path().join("msgstore.db");
-    let app = open_app(&db);
-    let tx = app.unchecked_transaction().expect("begin");
-    for i in 0..2000 {
-        tx.execute(
-            "INSERT INTO message(chat, body) VALUES (?1, ?2)",
-            params![i % 20, "x".repeat(200)],
-        )
-        .expect("insert");
-    }
-    tx.commit().expect("commit");
-    app.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
-        .expect("checkpoint");
+    let app = app_with_messages(&db, 2000);
     let mut chain = Chain::default();
     chain.capture(&db);
     app.execute("UPDATE message SET body = 'y' WHERE id = 5", [])
