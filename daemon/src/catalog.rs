@@ -66,6 +66,11 @@ fn entry_from_row(id: ChunkId, r: &rusqlite::Row<'_>) -> rusqlite::Result<PackEn
     })
 }
 
+/// The first column of `row`, a blob, borrowed: no copy per row of a large scan.
+fn first_blob<'r>(row: &'r rusqlite::Row<'_>) -> rusqlite::Result<&'r [u8]> {
+    row.get_ref(0)?.as_blob().map_err(Into::into)
+}
+
 /// A snapshot as the catalog lists it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SnapshotRow {
@@ -459,10 +464,7 @@ impl Catalog {
             .map_err(|e| self.err(e))?;
         let mut rows = stmt.query([]).map_err(|e| self.err(e))?;
         while let Some(row) = rows.next().map_err(|e| self.err(e))? {
-            let bytes = row
-                .get_ref(0)
-                .and_then(|v| v.as_blob().map_err(Into::into))
-                .map_err(|e| self.err(e))?;
+            let bytes = first_blob(row).map_err(|e| self.err(e))?;
             if let Ok(id) = <[u8; 32]>::try_from(bytes) {
                 out.insert(ChunkId(id));
             }
@@ -635,10 +637,7 @@ impl Catalog {
         let mut rows = stmt.query([]).map_err(|e| self.err(e))?;
         let mut ids = Vec::new();
         while let Some(row) = rows.next().map_err(|e| self.err(e))? {
-            let bytes = row
-                .get_ref(0)
-                .and_then(|v| v.as_blob().map_err(Into::into))
-                .map_err(|e| self.err(e))?;
+            let bytes = first_blob(row).map_err(|e| self.err(e))?;
             match sealback_repo::chunk::decode_list(bytes) {
                 Some(part) => ids.extend(part),
                 None => return Ok(None),

@@ -24,6 +24,7 @@ use rusqlite::config::DbConfig;
 use rusqlite::{Connection, OpenFlags, OptionalExtension};
 use serde::{Deserialize, Serialize};
 
+use super::files::{FileStat, SETTLE_WAIT};
 use super::wal::{self, Generation, Log};
 
 #[derive(Debug, thiserror::Error)]
@@ -168,13 +169,14 @@ pub fn capture_pages(
     let path = db_file.as_path();
     let wal_path = wal_path(path);
     let mut wal_before = wal::header(&wal_path).map_err(DatabaseCaptureError::Wal)?;
-    if wal_before.is_none() && journal.eq_ignore_ascii_case("wal") {
+    let wal_mode = journal.eq_ignore_ascii_case("wal");
+    if wal_before.is_none() && wal_mode {
         // No WAL, and the file written a moment ago (the app just closed it, or checkpointed
         // with TRUNCATE): waiting out the margin lets this capture be a baseline.
         let wait = std::fs::metadata(path)
-            .map(|m| unsettled_for(&m, std::time::SystemTime::now()))
+            .map(|m| FileStat::of(&m).unsettled_for(std::time::SystemTime::now()))
             .unwrap_or(Duration::ZERO);
-        if !wait.is_zero() && wait <= super::SETTLE_WAIT {
+        if !wait.is_zero() && wait <= SETTLE_WAIT {
             std::thread::sleep(wait);
             wal_before = wal::header(&wal_path).map_err(DatabaseCaptureError::Wal)?;
         }
@@ -187,6 +189,7 @@ pub fn capture_pages(
             wal_path: &wal_path,
             shown: &shown,
             chunk_bytes,
+            wal: wal_mode,
         },
         baseline,
         wal_before,
@@ -194,9 +197,7 @@ pub fn capture_pages(
     );
     // A read transaction has nothing to commit; ending it releases the WAL snapshot.
     let _ = conn.execute_batch("COMMIT");
-    let mut image = result?;
-    image.wal = journal.eq_ignore_ascii_case("wal");
-    Ok(image)
+    result
 }
 
 struct Target<'a> {
@@ -204,6 +205,8 @@ struct Target<'a> {
     wal_path: &'a Path,
     shown: &'a str,
     chunk_bytes: u32,
+    /// Whether the database is in WAL mode.
+    wal: bool,
 }
 
 fn wal_path(db: &Path) -> std::path::PathBuf {
@@ -238,21 +241,21 @@ fn read_snapshot(
         path: target.shown.to_owned(),
         source,
     })?;
+    let stat = FileStat::of(&meta);
     let seen_at = std::time::SystemTime::now();
     let (log, wal_bytes) = wal::scan(target.wal_path).map_err(DatabaseCaptureError::Wal)?;
 
     let pages_per_run = u64::from((target.chunk_bytes / page_size).max(1));
     let runs = page_count.div_ceil(pages_per_run);
     let boot = boot_id();
-    let plan = plan(
-        baseline,
-        boot.as_deref(),
+    let now = Seen {
+        boot: boot.as_deref(),
         page_size,
         page_count,
-        &meta,
-        &log,
-        pages_per_run,
-    );
+        device: meta.dev(),
+        stat: &stat,
+    };
+    let plan = plan(baseline, &now, &log, pages_per_run);
     let mut reader = PageReader {
         conn,
         shown: target.shown,
@@ -290,17 +293,17 @@ fn read_snapshot(
         (Some(before), Log::Frames { generation, .. }) if before == *generation => {
             Some(Since::Wal(before))
         }
-        (None, Log::Absent) if settled(&meta, seen_at) => Some(Since::File {
-            size: meta.len(),
-            mtime_ns: meta.mtime() * 1_000_000_000 + meta.mtime_nsec(),
-            ctime_ns: meta.ctime() * 1_000_000_000 + meta.ctime_nsec(),
+        (None, Log::Absent) if stat.unsettled_for(seen_at).is_zero() => Some(Since::File {
+            size: stat.size,
+            mtime_ns: stat.mtime_ns,
+            ctime_ns: stat.ctime_ns,
         }),
         _ => None,
     };
     Ok(PageImage {
         page_size,
         page_count,
-        wal: false,
+        wal: target.wal,
         reading,
         bytes_read: pages_read * u64::from(page_size) + wal_bytes,
         next: since.map(|since| Baseline {
@@ -320,15 +323,28 @@ fn read_snapshot(
 /// snapshot began inside it, every commit since is a frame still in the log; with no WAL
 /// at the baseline and the file's `ctime` unchanged, the file is as it was and every commit
 /// since is a frame of the current log. Pages past the smaller page count are read anyway.
-fn plan(
-    baseline: Option<&Baseline>,
-    boot: Option<&str>,
+/// What this capture sees of the database, to compare with a baseline.
+struct Seen<'a> {
+    boot: Option<&'a str>,
     page_size: u32,
     page_count: u64,
-    meta: &std::fs::Metadata,
+    device: u64,
+    stat: &'a FileStat,
+}
+
+fn plan(
+    baseline: Option<&Baseline>,
+    now: &Seen<'_>,
     log: &Log,
     pages_per_run: u64,
 ) -> Result<BTreeSet<u64>, &'static str> {
+    let Seen {
+        boot,
+        page_size,
+        page_count,
+        device,
+        stat,
+    } = *now;
     let Some(base) = baseline else {
         return Err(
             "no baseline: the first capture, or the last one saw the WAL restart or the file just written, or the catalog no longer vouches for it",
@@ -340,7 +356,7 @@ fn plan(
     if base.page_size != page_size {
         return Err("the page size changed");
     }
-    if (base.device, base.inode) != (meta.dev(), meta.ino()) {
+    if (base.device, base.inode) != (device, stat.inode) {
         return Err("the database file was replaced");
     }
     let empty = BTreeSet::new();
@@ -359,13 +375,7 @@ fn plan(
                 ctime_ns,
             },
             _,
-        ) if (*size, *mtime_ns, *ctime_ns)
-            != (
-                meta.len(),
-                meta.mtime() * 1_000_000_000 + meta.mtime_nsec(),
-                meta.ctime() * 1_000_000_000 + meta.ctime_nsec(),
-            ) =>
-        {
+        ) if (*size, *mtime_ns, *ctime_ns) != (stat.size, stat.mtime_ns, stat.ctime_ns) => {
             return Err("the database file was written since the last capture");
         }
         (Since::File { .. }, Log::Frames { pages, .. }) => pages,
@@ -382,19 +392,6 @@ fn plan(
         dirty.extend(from..page_count.div_ceil(pages_per_run));
     }
     Ok(dirty)
-}
-
-/// How long until the file is settled (zero if it is): see [`super::unsettled_for`].
-fn unsettled_for(meta: &std::fs::Metadata, now: std::time::SystemTime) -> Duration {
-    super::unsettled_for(
-        meta.mtime() * 1_000_000_000 + meta.mtime_nsec(),
-        meta.ctime() * 1_000_000_000 + meta.ctime_nsec(),
-        now,
-    )
-}
-
-fn settled(meta: &std::fs::Metadata, seen_at: std::time::SystemTime) -> bool {
-    unsettled_for(meta, seen_at).is_zero()
 }
 
 struct PageReader<'a> {

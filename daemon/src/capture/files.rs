@@ -4,6 +4,7 @@ use std::fs::{self, File, Metadata};
 use std::io;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// What `stat` says of a file; two equal `FileStat`s around a read mean it did not change.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -24,6 +25,29 @@ impl FileStat {
             inode: meta.ino(),
             mode: meta.mode() & 0o7777,
         }
+    }
+}
+
+/// A file unchanged for this long is settled: any later write to it gets a later `ctime`.
+/// File systems with nanosecond fields stamp with the kernel's coarse clock (one tick, at
+/// most 10 ms); those without (FAT, ext4 with small inodes) in 1 or 2 s.
+const SETTLED_FINE: Duration = Duration::from_millis(50);
+const SETTLED_COARSE: Duration = Duration::from_secs(2);
+
+/// The longest wait [`FileStat::unsettled_for`] can ask that a capture may spend waiting.
+pub(crate) const SETTLE_WAIT: Duration = SETTLED_FINE;
+
+impl FileStat {
+    /// How long until the file is settled, as seen at `now`; zero if it is. Only a settled
+    /// file's `stat` can stand for its content later: a write within the same clock tick as
+    /// the last one would leave the timestamps as they are.
+    pub fn unsettled_for(&self, now: SystemTime) -> Duration {
+        let at = |ns: i64| UNIX_EPOCH + Duration::from_nanos(ns.max(0) as u64);
+        let coarse = self.mtime_ns % 1_000_000_000 == 0 && self.ctime_ns % 1_000_000_000 == 0;
+        let margin = if coarse { SETTLED_COARSE } else { SETTLED_FINE };
+        (at(self.mtime_ns).max(at(self.ctime_ns)) + margin)
+            .duration_since(now)
+            .unwrap_or(Duration::ZERO)
     }
 }
 

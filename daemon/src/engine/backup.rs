@@ -508,7 +508,7 @@ fn capture_files(
                 // A file written a moment ago is not cached: a rewrite within the same
                 // clock tick would keep its stat, and the next backup must read it again.
                 let now = std::time::SystemTime::now();
-                if crate::capture::unsettled_for(stat.mtime_ns, stat.ctime_ns, now).is_zero() {
+                if stat.unsettled_for(now).is_zero() {
                     file_cache.push((file.path.clone(), stat, chunks));
                 }
             }
