@@ -144,7 +144,7 @@ impl Header {
 pub(crate) fn counter_nonce(counter: u64) -> Nonce<aes_gcm::aead::consts::U12> {
     let mut n = [0u8; 12];
     n[4..].copy_from_slice(&counter.to_be_bytes());
-    Nonce::clone_from_slice(&n)
+    Nonce::from(n)
 }
 
 /// Seals a single-payload object (config, index, snapshot).

@@ -18,7 +18,10 @@
 //! id is also recomputed from the plaintext.
 
 use aes_gcm::aead::Aead;
-use aes_gcm::aead::{AeadInPlace, Payload};
+use aes_gcm::aead::inout::InOutBuf;
+use aes_gcm::aead::{AeadInOut, Payload};
+
+use bytes::Bytes;
 
 use crate::chunk::ChunkId;
 use crate::error::{Error, Result};
@@ -33,6 +36,9 @@ const ENTRY_LEN: usize = 46;
 /// A chunk larger than this is refused when reading (no chunk is ever written larger).
 const MAX_RAW_LEN: u32 = 64 * 1024 * 1024;
 const ZSTD_LEVEL: i32 = 1;
+/// A finished pack starts at a multiple of this in memory, so that a provider writing
+/// around the page cache (`O_DIRECT`) can write it where it lies instead of copying it.
+pub const PACK_ALIGN: usize = 4096;
 
 /// What a blob holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -115,7 +121,9 @@ impl PackEntry {
 pub struct PackWriter {
     name: String,
     header: Header,
+    /// The pack from `buf[start..]`, `start` putting it on a [`PACK_ALIGN`] boundary.
     buf: Vec<u8>,
+    start: usize,
     entries: Vec<PackEntry>,
     /// One zstd context for the whole pack, and its output buffer.
     compressor: Option<zstd::bulk::Compressor<'static>>,
@@ -125,7 +133,8 @@ pub struct PackWriter {
 /// A finished pack: the bytes to store under `name`, and its table for the index.
 pub struct FinishedPack {
     pub name: String,
-    pub bytes: Vec<u8>,
+    /// Starts on a [`PACK_ALIGN`] boundary.
+    pub bytes: Bytes,
     pub entries: Vec<PackEntry>,
 }
 
@@ -133,12 +142,15 @@ impl PackWriter {
     /// A new, empty pack under a fresh random name (`data/` followed by 64 hex digits).
     pub fn new(keys: &RepoKeys) -> PackWriter {
         let header = Header::new(keys, ObjectKind::Pack);
-        let mut buf = Vec::with_capacity(TARGET_PACK_BYTES);
+        let mut buf: Vec<u8> = Vec::with_capacity(TARGET_PACK_BYTES + PACK_ALIGN);
+        let start = buf.as_ptr().align_offset(PACK_ALIGN).min(PACK_ALIGN);
+        buf.resize(start, 0);
         buf.extend_from_slice(&header.bytes);
         PackWriter {
             name: format!("data/{}", random_hex()),
             header,
             buf,
+            start,
             entries: Vec::new(),
             compressor: None,
             scratch: Vec::new(),
@@ -151,7 +163,7 @@ impl PackWriter {
 
     /// Bytes in the pack so far.
     pub fn len(&self) -> usize {
-        self.buf.len()
+        self.buf.len() - self.start
     }
 
     pub fn is_empty(&self) -> bool {
@@ -161,7 +173,7 @@ impl PackWriter {
     /// The pack's size once finished, with `blobs` more blobs of `bytes` in all.
     fn finished_len(&self, blobs: usize, bytes: usize) -> usize {
         let table = (self.entries.len() + blobs) * ENTRY_LEN + TAG_LEN + 4;
-        self.buf.len() + bytes + blobs * TAG_LEN + table
+        self.len() + bytes + blobs * TAG_LEN + table
     }
 
     /// True once the pack, table included, has reached its target size.
@@ -178,7 +190,8 @@ impl PackWriter {
 
     /// Adds a chunk, compressed with zstd if `compress` and if that saves at least 1/32.
     pub fn add(&mut self, kind: BlobKind, id: ChunkId, chunk: &[u8], compress: bool) {
-        let offset = self.buf.len();
+        let at = self.buf.len();
+        let offset = self.len();
         let compressed = compress && self.compress(chunk);
         let (payload, compression) = if compressed {
             (self.scratch.as_slice(), Compression::Zstd)
@@ -190,7 +203,11 @@ impl PackWriter {
         let tag = self
             .header
             .cipher
-            .encrypt_in_place_detached(&counter_nonce(offset as u64), &aad, &mut self.buf[offset..])
+            .encrypt_inout_detached(
+                &counter_nonce(offset as u64),
+                &aad,
+                self.buf[at..].as_mut().into(),
+            )
             .expect("AES-GCM encrypts any chunk");
         self.buf.extend_from_slice(&tag);
         self.entries.push(PackEntry {
@@ -198,7 +215,7 @@ impl PackWriter {
             kind,
             compression,
             offset: offset as u32,
-            length: (self.buf.len() - offset) as u32,
+            length: (self.buf.len() - at) as u32,
             raw_length: chunk.len() as u32,
         });
     }
@@ -227,6 +244,7 @@ impl PackWriter {
             name,
             header,
             mut buf,
+            start,
             entries,
             ..
         } = self;
@@ -249,7 +267,7 @@ impl PackWriter {
         buf.extend_from_slice(&(sealed.len() as u32).to_le_bytes());
         FinishedPack {
             name,
-            bytes: buf,
+            bytes: Bytes::from(buf).slice(start..),
             entries,
         }
     }
@@ -345,19 +363,28 @@ impl<'a> PackReader<'a> {
                 len: self.bytes.len(),
             });
         };
-        let payload = &mut scratch.payload;
-        payload.clear();
-        payload.extend_from_slice(&self.bytes[range.start..range.end - TAG_LEN]);
-        let tag = aes_gcm::Tag::clone_from_slice(&self.bytes[range.end - TAG_LEN..range.end]);
+        let (ciphertext, tag) = self.bytes[range].split_at(entry.length as usize - TAG_LEN);
+        let tag = aes_gcm::Tag::try_from(tag).expect("the tag is TAG_LEN bytes");
+        // Decrypted straight from the pack into the scratch buffer, which only ever grows.
+        if scratch.payload.len() < ciphertext.len() {
+            scratch.payload.resize(ciphertext.len(), 0);
+        }
+        let payload = &mut scratch.payload[..ciphertext.len()];
         let aad = blob_aad(&self.header, self.name, entry.kind, &entry.id);
         self.header
             .cipher
-            .decrypt_in_place_detached(&counter_nonce(entry.offset as u64), &aad, payload, &tag)
+            .decrypt_inout_detached(
+                &counter_nonce(entry.offset as u64),
+                &aad,
+                InOutBuf::new(ciphertext, payload).expect("equal lengths"),
+                &tag,
+            )
             .map_err(|_| Error::Authentication {
                 name: format!("{} (blob {})", self.name, entry.id.short()),
             })?;
+        let payload = &scratch.payload[..ciphertext.len()];
         let plain: &[u8] = match entry.compression {
-            Compression::None => &scratch.payload,
+            Compression::None => payload,
             Compression::Zstd => {
                 if entry.raw_length > MAX_RAW_LEN {
                     return Err(Error::malformed(self.name, "blob larger than 64 MiB"));
@@ -372,7 +399,7 @@ impl<'a> PackReader<'a> {
                 scratch.plain.clear();
                 scratch.plain.reserve(entry.raw_length as usize);
                 decompressor
-                    .decompress_to_buffer(&scratch.payload, &mut scratch.plain)
+                    .decompress_to_buffer(payload, &mut scratch.plain)
                     .map_err(|e| Error::malformed(self.name, format!("zstd: {e}")))?;
                 &scratch.plain
             }
@@ -413,6 +440,21 @@ mod tests {
     }
 
     #[test]
+    fn finished_packs_start_on_a_block_boundary() {
+        let keys = keys();
+        for chunks in [
+            &[][..],
+            &[&b"x"[..]][..],
+            &[&[7u8; 100_000][..], &b"y"[..]][..],
+        ] {
+            let pack = pack_of(&keys, chunks);
+            assert_eq!(pack.bytes.as_ptr().align_offset(PACK_ALIGN), 0);
+            let reader = PackReader::new(&keys, &pack.name, &pack.bytes).expect("header");
+            assert_eq!(reader.table().expect("table").len(), chunks.len());
+        }
+    }
+
+    #[test]
     fn blobs_round_trip_and_compress_only_when_it_helps() {
         let keys = keys();
         let text = b"hello hello hello hello hello hello hello hello".repeat(100);
@@ -434,7 +476,7 @@ mod tests {
         let keys = keys();
         let pack = pack_of(&keys, &[b"first chunk", b"second chunk"]);
         for i in 0..pack.bytes.len() {
-            let mut bad = pack.bytes.clone();
+            let mut bad = pack.bytes.to_vec();
             bad[i] ^= 0x80;
             let detected = match PackReader::new(&keys, &pack.name, &bad) {
                 Err(_) => true,

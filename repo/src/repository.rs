@@ -2,6 +2,7 @@
 //! writing its objects in the order that keeps it valid at every instant (packs, then the
 //! index naming them, then the snapshot naming their chunks).
 
+use bytes::Bytes;
 use std::fmt;
 use std::sync::Arc;
 
@@ -23,7 +24,7 @@ pub trait ObjectStore: Send + Sync {
     /// [`put`](ObjectStore::put) of data the caller hands over: a wrapper that must keep
     /// the data beyond the call (a retry, a call on another thread) shares it instead of
     /// copying it. Packs are stored this way.
-    fn put_shared(&self, name: &str, data: Arc<Vec<u8>>) -> Result<(), StoreError> {
+    fn put_shared(&self, name: &str, data: Bytes) -> Result<(), StoreError> {
         self.put(name, &data)
     }
     /// The whole object; [`StoreErrorKind::NotFound`] if there is none.
@@ -179,7 +180,7 @@ impl Repository {
             entries,
         } = pack;
         let len = bytes.len() as u64;
-        self.store.put_shared(&name, Arc::new(bytes))?;
+        self.store.put_shared(&name, bytes)?;
         Ok((name, entries, len))
     }
 

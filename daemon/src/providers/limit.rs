@@ -1,7 +1,8 @@
 //! At most N calls into a provider at once (a counting semaphore), so that a backup's
 //! workers and a restore together do not open more connections than the provider likes.
 
-use std::sync::{Arc, Condvar, Mutex};
+use bytes::Bytes;
+use std::sync::{Condvar, Mutex};
 
 use sealback_repo::{ObjectStore, StoreError};
 
@@ -45,7 +46,7 @@ impl<S: ObjectStore> ObjectStore for Limited<S> {
         self.inner.put(name, data)
     }
 
-    fn put_shared(&self, name: &str, data: Arc<Vec<u8>>) -> Result<(), StoreError> {
+    fn put_shared(&self, name: &str, data: Bytes) -> Result<(), StoreError> {
         let _permit = self.permit();
         self.inner.put_shared(name, data)
     }

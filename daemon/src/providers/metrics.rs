@@ -1,6 +1,7 @@
 //! The outermost wrapper: counts what a target was asked and what it answered, for
 //! `sealbackctl status`.
 
+use bytes::Bytes;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -87,7 +88,7 @@ impl ObjectStore for TargetStore {
         result
     }
 
-    fn put_shared(&self, name: &str, data: Arc<Vec<u8>>) -> Result<(), StoreError> {
+    fn put_shared(&self, name: &str, data: Bytes) -> Result<(), StoreError> {
         let len = data.len() as u64;
         let result = self.inner.put_shared(name, data);
         self.counters.count(&result);

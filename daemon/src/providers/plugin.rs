@@ -1,7 +1,7 @@
 //! A plugin instance as an object store. Errors keep the provider's classification and
 //! retry-after, and name the target, the operation and the object.
 
-use std::sync::Arc;
+use bytes::Bytes;
 
 use sealback_plugin_api::host::Instance;
 use sealback_plugin_api::{ErrorKind, ProviderError};
@@ -50,7 +50,7 @@ impl ObjectStore for PluginStore {
             .map_err(|e| self.error("put", name, e))
     }
 
-    fn put_shared(&self, name: &str, data: Arc<Vec<u8>>) -> Result<(), StoreError> {
+    fn put_shared(&self, name: &str, data: Bytes) -> Result<(), StoreError> {
         self.put(name, &data)
     }
 

@@ -4,6 +4,7 @@
 //! answered at once. Retrying is safe because every operation of the provider contract is
 //! idempotent (puts replace, removes of missing objects succeed).
 
+use bytes::Bytes;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -98,7 +99,7 @@ impl<S: ObjectStore> ObjectStore for Retrying<S> {
         self.run(|s| s.put(name, data))
     }
 
-    fn put_shared(&self, name: &str, data: Arc<Vec<u8>>) -> Result<(), StoreError> {
+    fn put_shared(&self, name: &str, data: Bytes) -> Result<(), StoreError> {
         self.run(|s| s.put_shared(name, data.clone()))
     }
 

@@ -4,6 +4,7 @@
 //! background, still holding its concurrency permit, so a hung provider cannot be flooded.
 //! Data handed to `put_shared` is shared with that thread, not copied.
 
+use bytes::Bytes;
 use std::sync::Arc;
 use std::sync::mpsc;
 use std::time::Duration;
@@ -57,10 +58,10 @@ impl<S: ObjectStore + 'static> Timed<S> {
 
 impl<S: ObjectStore + 'static> ObjectStore for Timed<S> {
     fn put(&self, name: &str, data: &[u8]) -> Result<(), StoreError> {
-        self.put_shared(name, Arc::new(data.to_vec()))
+        self.put_shared(name, Bytes::copy_from_slice(data))
     }
 
-    fn put_shared(&self, name: &str, data: Arc<Vec<u8>>) -> Result<(), StoreError> {
+    fn put_shared(&self, name: &str, data: Bytes) -> Result<(), StoreError> {
         let owned = name.to_owned();
         self.call(format!("put {name}"), move |s| s.put_shared(&owned, data))
     }
@@ -129,6 +130,8 @@ mod tests {
             Duration::from_secs(5),
         );
         assert_eq!(timed.get("index/x").expect("answers"), b"index/x");
-        timed.put_shared("a", Arc::new(vec![1, 2, 3])).expect("put");
+        timed
+            .put_shared("a", Bytes::from(vec![1, 2, 3]))
+            .expect("put");
     }
 }

@@ -35,7 +35,7 @@ pub fn seal(export_key: &[u8], account: &str, record_version: u64, key: &[u8; 32
     let aad = account_version_aad(LABEL, account, record_version);
     let ciphertext = cipher
         .encrypt(
-            Nonce::from_slice(&nonce),
+            &Nonce::from(nonce),
             Payload {
                 msg: key,
                 aad: &aad,
@@ -59,12 +59,12 @@ pub fn open(
     if sealed.len() != SEALED_KEY_LEN {
         return None;
     }
-    let (nonce, ciphertext) = sealed.split_at(NONCE_LEN);
+    let (nonce, ciphertext) = sealed.split_first_chunk::<NONCE_LEN>()?;
     let aad = account_version_aad(LABEL, account, record_version);
     let plain = Zeroizing::new(
         cipher(export_key)
             .decrypt(
-                Nonce::from_slice(nonce),
+                &Nonce::from(*nonce),
                 Payload {
                     msg: ciphertext,
                     aad: &aad,
@@ -107,7 +107,7 @@ mod tests {
         let aad = account_version_aad(LABEL, "a", 1);
         let ct = cipher
             .encrypt(
-                Nonce::from_slice(&[0u8; 12]),
+                &Nonce::from([0u8; 12]),
                 Payload {
                     msg: &[2u8; 32],
                     aad: &aad,

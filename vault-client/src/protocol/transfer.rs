@@ -27,7 +27,7 @@ pub fn seal(session_key: &[u8], login_id: &str, sealed_key: &[u8]) -> Vec<u8> {
     let aad = aad(login_id);
     let ciphertext = cipher(session_key)
         .encrypt(
-            Nonce::from_slice(&nonce),
+            &Nonce::from(nonce),
             Payload {
                 msg: sealed_key,
                 aad: &aad,
@@ -42,14 +42,11 @@ pub fn seal(session_key: &[u8], login_id: &str, sealed_key: &[u8]) -> Vec<u8> {
 
 /// The client's side; `None` if the transfer was not made with this session key and login.
 pub fn open(session_key: &[u8], login_id: &str, transfer: &[u8]) -> Option<Zeroizing<Vec<u8>>> {
-    if transfer.len() < NONCE_LEN {
-        return None;
-    }
-    let (nonce, ciphertext) = transfer.split_at(NONCE_LEN);
+    let (nonce, ciphertext) = transfer.split_first_chunk::<NONCE_LEN>()?;
     let aad = aad(login_id);
     cipher(session_key)
         .decrypt(
-            Nonce::from_slice(nonce),
+            &Nonce::from(*nonce),
             Payload {
                 msg: ciphertext,
                 aad: &aad,

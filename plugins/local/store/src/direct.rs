@@ -6,7 +6,8 @@
 //! copy was the largest item in a full backup's profile. So on Linux a file is opened with
 //! `O_DIRECT` and written from a 4 KiB-aligned buffer, its last block padded and the file
 //! then cut to its length. A file system that refuses `O_DIRECT` (tmpfs, some network file
-//! systems) or its alignment gets an ordinary buffered write instead.
+//! systems) or its alignment gets an ordinary buffered write instead. Data that starts on
+//! a block boundary, as the host's packs do, is written in place up to its last whole block.
 
 use std::fs::{self, File};
 use std::io::{self, Write as _};
@@ -56,20 +57,33 @@ fn refused(e: &io::Error) -> bool {
 #[cfg(target_os = "linux")]
 fn write_direct(file: &File, data: &[u8]) -> io::Result<()> {
     use std::os::unix::fs::FileExt as _;
-    let size = SLAB.min(data.len().next_multiple_of(ALIGN));
-    let mut buffer = vec![0u8; size + ALIGN];
-    let start = buffer.as_ptr().align_offset(ALIGN);
-    let Some(slab) = buffer.get_mut(start..start.saturating_add(size)) else {
-        // Not expected for bytes; refusing sends the caller down the buffered path.
-        return Err(io::Error::from_raw_os_error(libc::EINVAL));
+    // Data that already starts on a block boundary (the host's packs do) is written where
+    // it lies, up to its last whole block; the rest goes through an aligned slab.
+    let in_place = if data.as_ptr().align_offset(ALIGN) == 0 {
+        data.len() - data.len() % ALIGN
+    } else {
+        0
     };
-    let mut offset = 0u64;
-    for piece in data.chunks(SLAB) {
-        let padded = piece.len().next_multiple_of(ALIGN);
-        slab[..piece.len()].copy_from_slice(piece);
-        slab[piece.len()..padded].fill(0);
-        file.write_all_at(&slab[..padded], offset)?;
-        offset += piece.len() as u64;
+    if in_place > 0 {
+        file.write_all_at(&data[..in_place], 0)?;
+    }
+    let rest = &data[in_place..];
+    if !rest.is_empty() {
+        let size = SLAB.min(rest.len().next_multiple_of(ALIGN));
+        let mut buffer = vec![0u8; size + ALIGN];
+        let start = buffer.as_ptr().align_offset(ALIGN);
+        let Some(slab) = buffer.get_mut(start..start.saturating_add(size)) else {
+            // Not expected for bytes; refusing sends the caller down the buffered path.
+            return Err(io::Error::from_raw_os_error(libc::EINVAL));
+        };
+        let mut offset = in_place as u64;
+        for piece in rest.chunks(SLAB) {
+            let padded = piece.len().next_multiple_of(ALIGN);
+            slab[..piece.len()].copy_from_slice(piece);
+            slab[piece.len()..padded].fill(0);
+            file.write_all_at(&slab[..padded], offset)?;
+            offset += piece.len() as u64;
+        }
     }
     if !data.len().is_multiple_of(ALIGN) {
         file.set_len(data.len() as u64)?;
@@ -96,13 +110,21 @@ mod tests {
             3 * SLAB + 123,
         ] {
             let data: Vec<u8> = (0..len).map(|i| (i * 7 + len) as u8).collect();
-            let path = dir.path().join(format!("f{len}"));
-            write_synced(&path, &data).expect("write");
-            assert_eq!(fs::read(&path).expect("read"), data, "length {len}");
-            assert!(
-                write_synced(&path, &data).is_err(),
-                "an existing file is refused"
-            );
+            // Once from a block-aligned address (written in place), once from one that
+            // is not (copied through the slab).
+            let mut spare = vec![0u8; len + 2 * ALIGN];
+            let aligned = spare.as_ptr().align_offset(ALIGN);
+            for at in [aligned, aligned + 1] {
+                let from = &mut spare[at..at + len];
+                from.copy_from_slice(&data);
+                let path = dir.path().join(format!("f{len}-{}", at - aligned));
+                write_synced(&path, from).expect("write");
+                assert_eq!(fs::read(&path).expect("read"), data, "length {len}");
+                assert!(
+                    write_synced(&path, from).is_err(),
+                    "an existing file is refused"
+                );
+            }
         }
     }
 }
