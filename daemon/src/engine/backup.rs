@@ -27,7 +27,7 @@ use sealback_repo::snapshot::{DatabaseImage, FileEntry, SNAPSHOT_VERSION, Snapsh
 use sealback_repo::{ChunkId, Repository};
 
 use super::EngineError;
-use super::upload::{self, NewChunk, UploadState};
+use super::upload::{self, Batch, NewChunk, UploadState};
 use crate::capture::database::{Baseline, DatabaseCaptureError, Reading, capture_pages};
 use crate::capture::files::{self, FileStat, StoreFile};
 use crate::catalog::{Catalog, FileCache};
@@ -54,7 +54,7 @@ pub struct BackupInput<'a> {
 struct ChunkSink<'a> {
     repo: &'a Repository,
     known: Mutex<IdSet>,
-    tx: crossbeam_channel::Sender<NewChunk>,
+    tx: crossbeam_channel::Sender<Batch>,
     state: &'a UploadState,
     cancel: &'a AtomicBool,
     new: AtomicU64,
@@ -93,6 +93,15 @@ impl ChunkSink<'_> {
         data: Vec<u8>,
         compress: bool,
     ) -> Result<(), EngineError> {
+        self.submit_batch(vec![NewChunk {
+            kind,
+            id,
+            data,
+            compress,
+        }])
+    }
+
+    fn submit_batch(&self, batch: Batch) -> Result<(), EngineError> {
         if self.cancel.load(Ordering::Relaxed) {
             return Err(EngineError::Cancelled);
         }
@@ -103,12 +112,7 @@ impl ChunkSink<'_> {
             }));
         }
         // The workers only stop receiving once this sender is dropped.
-        let _ = self.tx.send(NewChunk {
-            kind,
-            id,
-            data,
-            compress,
-        });
+        let _ = self.tx.send(batch);
         Ok(())
     }
 
@@ -119,6 +123,60 @@ impl ChunkSink<'_> {
             self.submit(kind, id, data, compress)?;
         }
         Ok(id)
+    }
+}
+
+/// Small chunks (database pages, lists) on their way to the workers, sent together once
+/// they reach [`upload::BATCH_BYTES`].
+struct Batcher<'s, 'a> {
+    sink: &'s ChunkSink<'a>,
+    batch: Batch,
+    bytes: usize,
+}
+
+impl<'s, 'a> Batcher<'s, 'a> {
+    fn new(sink: &'s ChunkSink<'a>) -> Self {
+        Batcher {
+            sink,
+            batch: Vec::new(),
+            bytes: 0,
+        }
+    }
+
+    fn push(&mut self, chunk: NewChunk) -> Result<(), EngineError> {
+        self.bytes += chunk.data.len();
+        self.batch.push(chunk);
+        if self.bytes >= upload::BATCH_BYTES {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    /// Hashes `data`, queues it if new, and returns its id.
+    fn add(
+        &mut self,
+        kind: BlobKind,
+        data: Vec<u8>,
+        compress: bool,
+    ) -> Result<ChunkId, EngineError> {
+        let id = self.sink.repo.keys().chunk_id(&data);
+        if self.sink.claim(id) {
+            self.push(NewChunk {
+                kind,
+                id,
+                data,
+                compress,
+            })?;
+        }
+        Ok(id)
+    }
+
+    fn flush(&mut self) -> Result<(), EngineError> {
+        self.bytes = 0;
+        match std::mem::take(&mut self.batch) {
+            batch if batch.is_empty() => Ok(()),
+            batch => self.sink.submit_batch(batch),
+        }
     }
 }
 
@@ -190,7 +248,11 @@ pub fn run(
         }
         drop(rx);
         let result = (|| {
-            let database = capture_database(&db_path, input, baseline, &sink, &counters)?;
+            let (database, spool) =
+                match capture_database(&db_path, input, baseline, &sink, &counters)? {
+                    Some((database, spool)) => (Some(database), Some(spool)),
+                    None => (None, None),
+                };
             // Listed only now: the app writes a file before it commits the message naming
             // it, so every file the captured database names is in this listing.
             let store_files = scan(input)?;
@@ -198,16 +260,26 @@ pub fn run(
                 store_files.iter().map(|f| f.stat.size).sum::<u64>(),
                 Ordering::Relaxed,
             );
-            let entries = capture_files(
-                &store_files,
-                parent.as_ref(),
-                (&cached_files, cache_trusted),
-                input,
-                &sink,
-                &counters,
-                &mut file_cache,
-            )?;
-            Ok::<_, EngineError>((database, entries))
+            // The spooled pages are queued while the files are read, so that the workers
+            // and the readers share the cores from the start.
+            std::thread::scope(|scope| {
+                let feeder = spool.map(|spool| scope.spawn(|| spool.feed(input, &sink)));
+                let entries = capture_files(
+                    &store_files,
+                    parent.as_ref(),
+                    (&cached_files, cache_trusted),
+                    input,
+                    &sink,
+                    &counters,
+                    &mut file_cache,
+                );
+                if let Some(feeder) = feeder {
+                    feeder
+                        .join()
+                        .unwrap_or_else(|panic| std::panic::resume_unwind(panic))?;
+                }
+                Ok::<_, EngineError>((database, entries?))
+            })
         })();
         // Closing the queue lets the workers store their last packs and stop.
         drop(std::mem::replace(
@@ -322,16 +394,44 @@ struct CapturedDatabase {
     next: Option<(Baseline, Vec<ChunkId>)>,
 }
 
-/// Captures the database: hashes runs inside the read transaction, spools the new ones,
-/// then queues them once the transaction has ended. Given the baseline of the parent
-/// snapshot, only the runs that changed since are read; the others keep their chunk ids.
+/// The new runs of a capture, written aside during its read transaction and queued after it.
+struct Spool {
+    file: std::fs::File,
+    chunks: Vec<(ChunkId, usize)>,
+}
+
+impl Spool {
+    /// Queues the spooled runs, in batches.
+    fn feed(mut self, input: &BackupInput<'_>, sink: &ChunkSink<'_>) -> Result<(), EngineError> {
+        let unreadable = |e| EngineError::io("cannot read the spool file in", input.spool_dir)(e);
+        self.file.seek(SeekFrom::Start(0)).map_err(unreadable)?;
+        let mut reader = std::io::BufReader::with_capacity(upload::BATCH_BYTES, self.file);
+        let mut batcher = Batcher::new(sink);
+        for (id, len) in self.chunks {
+            let mut data = vec![0u8; len];
+            reader.read_exact(&mut data).map_err(unreadable)?;
+            batcher.push(NewChunk {
+                kind: BlobKind::Data,
+                id,
+                data,
+                compress: true,
+            })?;
+        }
+        batcher.flush()
+    }
+}
+
+/// Captures the database: hashes runs inside the read transaction and spools the new ones
+/// (to be queued by [`Spool::feed`] once the transaction has ended). Given the baseline of
+/// the parent snapshot, only the runs that changed since are read; the others keep their
+/// chunk ids.
 fn capture_database(
     db_path: &Path,
     input: &BackupInput<'_>,
     baseline: Option<(Baseline, Vec<ChunkId>)>,
     sink: &ChunkSink<'_>,
     counters: &Counters,
-) -> Result<Option<CapturedDatabase>, EngineError> {
+) -> Result<Option<(CapturedDatabase, Spool)>, EngineError> {
     if !db_path.exists() {
         tracing::warn!(path = %db_path.display(), "the message store has no database; backing up its files only");
         return Ok(None);
@@ -342,12 +442,14 @@ fn capture_database(
         input.spool_dir,
     ))?;
     let mut attempt = 0;
-    let (image, read, spooled, mut spool) = loop {
+    let (image, read, spooled, spool) = loop {
         attempt += 1;
-        let mut spool = tempfile::tempfile_in(input.spool_dir).map_err(EngineError::io(
+        let spool = tempfile::tempfile_in(input.spool_dir).map_err(EngineError::io(
             "cannot create a spool file in",
             input.spool_dir,
         ))?;
+        // Buffered: a write per 4 KiB page was a system call per page.
+        let mut spool = std::io::BufWriter::with_capacity(upload::BATCH_BYTES, spool);
         let mut read = Vec::new();
         let mut spooled = Vec::new();
         let mut claimed = Vec::new();
@@ -418,23 +520,19 @@ fn capture_database(
     }
     counters.read(image.bytes_read, input);
 
-    spool.seek(SeekFrom::Start(0)).map_err(EngineError::io(
-        "cannot read the spool file in",
-        input.spool_dir,
-    ))?;
-    for (id, len) in spooled {
-        let mut data = vec![0u8; len];
-        spool.read_exact(&mut data).map_err(EngineError::io(
-            "cannot read the spool file in",
-            input.spool_dir,
-        ))?;
-        sink.submit(BlobKind::Data, id, data, true)?;
-    }
     let mut lists = Vec::with_capacity(ids.len().div_ceil(LIST_IDS));
+    let mut batcher = Batcher::new(sink);
     for group in ids.chunks(LIST_IDS) {
-        lists.push(sink.add(BlobKind::List, encode_list(group), false)?);
+        lists.push(batcher.add(BlobKind::List, encode_list(group), false)?);
     }
-    Ok(Some(CapturedDatabase {
+    batcher.flush()?;
+    let spool = Spool {
+        file: spool.into_inner().map_err(|e| {
+            EngineError::io("cannot write the spool file in", input.spool_dir)(e.into_error())
+        })?,
+        chunks: spooled,
+    };
+    let captured = CapturedDatabase {
         image: DatabaseImage {
             path: input.database.to_owned(),
             page_size: image.page_size,
@@ -446,7 +544,8 @@ fn capture_database(
         reading: image.reading,
         bytes_read: image.bytes_read,
         next: image.next.map(|b| (b, ids)),
-    }))
+    };
+    Ok(Some((captured, spool)))
 }
 
 /// What became of one file.
