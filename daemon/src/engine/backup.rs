@@ -3,11 +3,13 @@
 //! Order of work, which keeps the repository valid at every instant:
 //! 1. sync the catalog with the repository (what is already stored);
 //! 2. capture the database inside one short read transaction, hashing its page runs and
-//!    spooling the runs the repository lacks; then hand those to the upload workers;
-//! 3. list the store's files (only now, so that every file the captured database names is
-//!    listed: the app writes a file before it commits the message naming it), read the
-//!    changed ones (unchanged ones are known from the file cache), chunk, hash, and hand new
-//!    chunks to the workers;
+//!    spooling the runs the repository lacks; then hand those to the upload workers.
+//!    Meanwhile the files listed so far are read where they changed (unchanged ones are
+//!    known from the file cache), chunked and hashed, and new chunks go to the workers;
+//! 3. list the store's files again once the capture is done, so that every file the
+//!    captured database names is listed (the app writes a file before it commits the
+//!    message naming it); the snapshot records this listing, reading only the files that
+//!    are new or changed since step 2;
 //! 4. when every pack is stored, store the index naming them; then the snapshot.
 //!
 //! A crash anywhere loses at most this backup: packs without an index are ignored, an index
@@ -78,12 +80,12 @@ impl ChunkSink<'_> {
     }
 
     /// Forgets claims whose chunks will not be stored after all.
-    fn unclaim(&self, ids: &[ChunkId]) {
+    fn unclaim(&self, ids: impl Iterator<Item = ChunkId>) {
         let mut known = self.known();
         for id in ids {
-            known.remove(id);
+            known.remove(&id);
+            self.new.fetch_sub(1, Ordering::Relaxed);
         }
-        self.new.fetch_sub(ids.len() as u64, Ordering::Relaxed);
     }
 
     fn submit(
@@ -248,37 +250,67 @@ pub fn run(
         }
         drop(rx);
         let result = (|| {
-            let (database, spool) =
-                match capture_database(&db_path, input, baseline, &sink, &counters)? {
-                    Some((database, spool)) => (Some(database), Some(spool)),
-                    None => (None, None),
-                };
-            // Listed only now: the app writes a file before it commits the message naming
-            // it, so every file the captured database names is in this listing.
-            let store_files = scan(input)?;
-            counters.total.fetch_add(
-                store_files.iter().map(|f| f.stat.size).sum::<u64>(),
-                Ordering::Relaxed,
-            );
-            // The spooled pages are queued while the files are read, so that the workers
-            // and the readers share the cores from the start.
-            std::thread::scope(|scope| {
-                let feeder = spool.map(|spool| scope.spawn(|| spool.feed(input, &sink)));
-                let entries = capture_files(
-                    &store_files,
-                    parent.as_ref(),
-                    (&cached_files, cache_trusted),
+            // The files already there are read while the database is captured (a full
+            // capture holds one core for a while); what the snapshot records of them is
+            // settled by the listing after the capture.
+            let early_files = scan(input)?;
+            let (captured, read_early) = std::thread::scope(|scope| {
+                let database =
+                    scope.spawn(|| capture_database(&db_path, input, baseline, &sink, &counters));
+                let read_early = collect_files(
+                    &early_files,
+                    Known::Cache {
+                        cache: &cached_files,
+                        trusted: cache_trusted,
+                    },
                     input,
                     &sink,
                     &counters,
-                    &mut file_cache,
+                );
+                let captured = database
+                    .join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+                (captured, read_early)
+            });
+            let (database, spool) = match captured? {
+                Some((database, spool)) => (Some(database), Some(spool)),
+                None => (None, None),
+            };
+            let read_early: FileCache = early_files
+                .into_iter()
+                .zip(read_early?)
+                .filter_map(|(file, outcome)| match outcome {
+                    Some(Captured::Read(stat, chunks)) => Some((file.path, (stat, chunks))),
+                    _ => None,
+                })
+                .collect();
+            // Listed again now: the app writes a file before it commits the message naming
+            // it, so every file the captured database names is in this listing. Files read
+            // above and unchanged since are not read again.
+            let store_files = scan(input)?;
+            // The spooled pages are queued while any new files are read.
+            std::thread::scope(|scope| {
+                let feeder = spool.map(|spool| scope.spawn(|| spool.feed(input, &sink)));
+                let outcomes = collect_files(
+                    &store_files,
+                    Known::ReadEarlier(&read_early),
+                    input,
+                    &sink,
+                    &counters,
                 );
                 if let Some(feeder) = feeder {
                     feeder
                         .join()
                         .unwrap_or_else(|panic| std::panic::resume_unwind(panic))?;
                 }
-                Ok::<_, EngineError>((database, entries?))
+                let entries = file_entries(
+                    &store_files,
+                    outcomes?,
+                    parent.as_ref(),
+                    &counters,
+                    &mut file_cache,
+                );
+                Ok::<_, EngineError>((database, entries))
             })
         })();
         // Closing the queue lets the workers store their last packs and stop.
@@ -437,6 +469,7 @@ fn capture_database(
         return Ok(None);
     }
     let chunk_bytes = sink.repo.config().db_chunk_bytes;
+    let db_len = std::fs::metadata(db_path).map_or(0, |m| m.len());
     std::fs::create_dir_all(input.spool_dir).map_err(EngineError::io(
         "cannot create the spool directory",
         input.spool_dir,
@@ -450,9 +483,14 @@ fn capture_database(
         ))?;
         // Buffered: a write per 4 KiB page was a system call per page.
         let mut spool = std::io::BufWriter::with_capacity(upload::BATCH_BYTES, spool);
-        let mut read = Vec::new();
-        let mut spooled = Vec::new();
-        let mut claimed = Vec::new();
+        // Sized for a full read up front: doubling would hold two copies at its peak.
+        let expected = if baseline.is_none() {
+            (db_len / u64::from(chunk_bytes)) as usize
+        } else {
+            0
+        };
+        let mut read = Vec::with_capacity(expected);
+        let mut spooled = Vec::with_capacity(expected);
         let result = capture_pages(
             db_path,
             chunk_bytes,
@@ -461,7 +499,6 @@ fn capture_database(
                 let id = sink.repo.keys().chunk_id(data);
                 read.push((run, id));
                 if sink.claim(id) {
-                    claimed.push(id);
                     spool.write_all(data)?;
                     spooled.push((id, data.len()));
                 }
@@ -471,7 +508,7 @@ fn capture_database(
         match result {
             Ok(image) => break (image, read, spooled, spool),
             Err(DatabaseCaptureError::Torn { .. }) if attempt < DB_ATTEMPTS => {
-                sink.unclaim(&claimed);
+                sink.unclaim(spooled.iter().map(|(id, _)| *id));
                 tracing::info!(
                     attempt,
                     "database changed shape during capture; capturing again"
@@ -555,20 +592,31 @@ enum Captured {
     Unstable,
 }
 
-/// The files' entries, in order. Files the file cache knows are not read; the others are
-/// read, chunked and hashed by one thread per core.
-fn capture_files(
+/// Files known without reading them, when their `stat` is as recorded.
+enum Known<'c> {
+    /// The file cache of earlier backups: its chunks are checked against the repository
+    /// unless the catalog vouches for them.
+    Cache { cache: &'c FileCache, trusted: bool },
+    /// Read earlier in this backup: its chunks are claimed, and already counted.
+    ReadEarlier(&'c FileCache),
+}
+
+/// What became of each file, in order: files known with the same `stat` are not read; the
+/// others are read, chunked and hashed by one thread per core.
+fn collect_files(
     store_files: &[StoreFile],
-    parent: Option<&Snapshot>,
-    (cache, trusted): (&FileCache, bool),
+    known: Known<'_>,
     input: &BackupInput<'_>,
     sink: &ChunkSink<'_>,
     counters: &Counters,
-    file_cache: &mut Vec<(String, FileStat, Vec<ChunkId>)>,
-) -> Result<Vec<FileEntry>, EngineError> {
+) -> Result<Vec<Option<Captured>>, EngineError> {
     let mut outcomes: Vec<Option<Captured>> = Vec::with_capacity(store_files.len());
     let mut to_read = Vec::new();
     for (at, file) in store_files.iter().enumerate() {
+        let (cache, trusted, earlier) = match known {
+            Known::Cache { cache, trusted } => (cache, trusted, false),
+            Known::ReadEarlier(cache) => (cache, true, true),
+        };
         let cached = cache
             .get(&file.path)
             .filter(|(stat, _)| same_file(stat, &file.stat))
@@ -581,11 +629,11 @@ fn capture_files(
             });
         match cached {
             Some(chunks) => {
-                let chunks = chunks.clone();
-                sink.reused
-                    .fetch_add(chunks.len() as u64, Ordering::Relaxed);
-                counters.total.fetch_sub(file.stat.size, Ordering::Relaxed);
-                outcomes.push(Some(Captured::Read(file.stat, chunks)));
+                if !earlier {
+                    sink.reused
+                        .fetch_add(chunks.len() as u64, Ordering::Relaxed);
+                }
+                outcomes.push(Some(Captured::Read(file.stat, chunks.clone())));
             }
             None => {
                 outcomes.push(None);
@@ -594,11 +642,26 @@ fn capture_files(
         }
     }
 
+    counters.total.fetch_add(
+        to_read.iter().map(|&at| store_files[at].stat.size).sum(),
+        Ordering::Relaxed,
+    );
     let read = read_files(store_files, &to_read, input, sink, counters)?;
     for (at, captured) in to_read.into_iter().zip(read) {
         outcomes[at] = Some(captured);
     }
+    Ok(outcomes)
+}
 
+/// The snapshot's entries for the files, in order, from what became of each; the settled
+/// ones also go to `file_cache`.
+fn file_entries(
+    store_files: &[StoreFile],
+    outcomes: Vec<Option<Captured>>,
+    parent: Option<&Snapshot>,
+    counters: &Counters,
+    file_cache: &mut Vec<(String, FileStat, Vec<ChunkId>)>,
+) -> Vec<FileEntry> {
     let mut entries = Vec::with_capacity(store_files.len());
     for (file, outcome) in store_files.iter().zip(outcomes) {
         match outcome {
@@ -623,7 +686,7 @@ fn capture_files(
             }
         }
     }
-    Ok(entries)
+    entries
 }
 
 /// Reads the files `which` (indices into `store_files`) on one thread per core; returns

@@ -69,8 +69,9 @@ pub fn queue() -> (Sender<Batch>, Receiver<Batch>) {
 
 /// Number of packing workers: one per core (at least two, so that one compresses and
 /// encrypts while the other waits for the target). Each holds one pack of up to 4 MiB, so
-/// this is also what bounds the backup's memory; a third worker on two cores bought no
-/// time (the full backup is CPU-bound there) and cost a pack.
+/// this is also what bounds the backup's memory: on two cores, four workers were 5 to 15%
+/// faster (a worker waits on its pack's write about twice as long as it computes) but took
+/// a full backup's peak RSS past 64 MB.
 pub fn worker_count() -> usize {
     std::thread::available_parallelism()
         .map_or(2, |n| n.get())
