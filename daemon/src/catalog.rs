@@ -773,9 +773,16 @@ mod tests {
                 id
             })
             .collect();
-        let (name, entries, _) = repo.write_pack(pack.finish()).expect("pack");
+        let stored = repo.write_pack(pack.finish()).expect("pack");
+        assert!(
+            stored.buffer.is_some_and(|b| b.is_empty()),
+            "a store that keeps no reference gives the pack's buffer back, emptied"
+        );
         let index = Index {
-            packs: vec![IndexedPack { name, entries }],
+            packs: vec![IndexedPack {
+                name: stored.name,
+                entries: stored.entries,
+            }],
         };
         repo.write_index(&index).expect("index");
         let snapshot = Snapshot {

@@ -141,8 +141,14 @@ pub struct FinishedPack {
 impl PackWriter {
     /// A new, empty pack under a fresh random name (`data/` followed by 64 hex digits).
     pub fn new(keys: &RepoKeys) -> PackWriter {
+        PackWriter::new_in(keys, Vec::new())
+    }
+
+    /// [`PackWriter::new`] in the buffer of an earlier pack.
+    pub fn new_in(keys: &RepoKeys, mut buf: Vec<u8>) -> PackWriter {
         let header = Header::new(keys, ObjectKind::Pack);
-        let mut buf: Vec<u8> = Vec::with_capacity(TARGET_PACK_BYTES + PACK_ALIGN);
+        buf.clear();
+        buf.reserve(TARGET_PACK_BYTES + PACK_ALIGN);
         let start = buf.as_ptr().align_offset(PACK_ALIGN).min(PACK_ALIGN);
         buf.resize(start, 0);
         buf.extend_from_slice(&header.bytes);
@@ -447,10 +453,21 @@ mod tests {
             &[&b"x"[..]][..],
             &[&[7u8; 100_000][..], &b"y"[..]][..],
         ] {
-            let pack = pack_of(&keys, chunks);
-            assert_eq!(pack.bytes.as_ptr().align_offset(PACK_ALIGN), 0);
-            let reader = PackReader::new(&keys, &pack.name, &pack.bytes).expect("header");
-            assert_eq!(reader.table().expect("table").len(), chunks.len());
+            // In a fresh buffer, and in used ones of other sizes and contents.
+            for buffer in [Vec::new(), vec![9u8; 17], Vec::with_capacity(5 << 20)] {
+                let mut w = PackWriter::new_in(&keys, buffer);
+                for c in chunks {
+                    w.add(BlobKind::Data, keys.chunk_id(c), c, true);
+                }
+                let pack = w.finish();
+                assert_eq!(pack.bytes.as_ptr().align_offset(PACK_ALIGN), 0);
+                let reader = PackReader::new(&keys, &pack.name, &pack.bytes).expect("header");
+                let table = reader.table().expect("table");
+                assert_eq!(table.len(), chunks.len());
+                for (entry, c) in table.iter().zip(chunks) {
+                    assert_eq!(reader.blob(entry).expect("blob"), *c);
+                }
+            }
         }
     }
 

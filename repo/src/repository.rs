@@ -16,6 +16,16 @@ use crate::object::{self, ObjectKind};
 use crate::pack::{FinishedPack, random_hex};
 use crate::snapshot::Snapshot;
 
+/// A pack the store has taken.
+pub struct StoredPack {
+    pub name: String,
+    pub entries: Vec<crate::pack::PackEntry>,
+    pub size: u64,
+    /// The pack's buffer, emptied, for [`crate::pack::PackWriter::new_in`]: a fresh
+    /// allocation per pack had glibc keep megabytes per thread in its arenas.
+    pub buffer: Option<Vec<u8>>,
+}
+
 /// The object store a repository lives on: the daemon's adapter over a provider plugin,
 /// or anything else with these semantics (they are the plugin ABI's, see DESIGN.md).
 pub trait ObjectStore: Send + Sync {
@@ -168,20 +178,28 @@ impl Repository {
         &self.store
     }
 
-    /// Stores a finished pack; returns its name, its table (for the index) and the bytes
-    /// written.
-    pub fn write_pack(
-        &self,
-        pack: FinishedPack,
-    ) -> Result<(String, Vec<crate::pack::PackEntry>, u64)> {
+    /// Stores a finished pack; returns its name, its table (for the index), the bytes
+    /// written, and its buffer for the next pack once the store holds no reference to it.
+    pub fn write_pack(&self, pack: FinishedPack) -> Result<StoredPack> {
         let FinishedPack {
             name,
             bytes,
             entries,
         } = pack;
-        let len = bytes.len() as u64;
+        let size = bytes.len() as u64;
+        let kept = bytes.clone();
         self.store.put_shared(&name, bytes)?;
-        Ok((name, entries, len))
+        // Emptied first, so that taking the allocation back copies nothing.
+        let buffer = kept.try_into_mut().ok().map(|mut b| {
+            b.clear();
+            Vec::from(b)
+        });
+        Ok(StoredPack {
+            name,
+            entries,
+            size,
+            buffer,
+        })
     }
 
     pub fn read_pack(&self, name: &str) -> Result<Vec<u8>> {

@@ -118,11 +118,11 @@ impl ChunkSink<'_> {
         Ok(())
     }
 
-    /// Hashes `data`, queues it if new, and returns its id.
-    fn add(&self, kind: BlobKind, data: Vec<u8>, compress: bool) -> Result<ChunkId, EngineError> {
-        let id = self.repo.keys().chunk_id(&data);
+    /// Hashes `data`, queues a copy of it if new, and returns its id.
+    fn add(&self, kind: BlobKind, data: &[u8], compress: bool) -> Result<ChunkId, EngineError> {
+        let id = self.repo.keys().chunk_id(data);
         if self.claim(id) {
-            self.submit(kind, id, data, compress)?;
+            self.submit(kind, id, data.to_vec(), compress)?;
         }
         Ok(id)
     }
@@ -793,7 +793,7 @@ fn read_stable(
                 }
                 read += chunk.len() as u64;
                 counters.read(chunk.len() as u64, input);
-                chunks.push(sink.add(BlobKind::Data, chunk.to_vec(), compress)?);
+                chunks.push(sink.add(BlobKind::Data, chunk, compress)?);
                 Ok::<_, ReadError>(())
             })
             .map_err(|e| match e {
