@@ -63,7 +63,13 @@ impl ChunkWriter {
         }
         if let std::collections::hash_map::Entry::Vacant(slot) = self.files.entry(file) {
             slot.insert(Handles {
-                buffered: OpenOptions::new().write(true).open(path)?,
+                // The first chunk of a file creates it; later ones (on any thread) must
+                // not truncate it. Together the chunks cover the file.
+                buffered: OpenOptions::new()
+                    .write(true)
+                    .create(true)
+                    .truncate(false)
+                    .open(path)?,
                 direct: None,
             });
         }

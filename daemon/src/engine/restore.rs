@@ -8,7 +8,7 @@
 //! directory is genuine. On the first error every partial file is removed and the error
 //! names the object at fault. One `syncfs` at the end makes the restore durable.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fs::{self, File, OpenOptions};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Component, Path, PathBuf};
@@ -211,9 +211,13 @@ pub fn run(
             .unwrap_or_else(|p| p.into_inner())
             .get_or_insert(e);
     };
-    // Every file exists at its full size under its partial name before any chunk lands.
+    // A file is created under its partial name by the first chunk that lands in it, on the
+    // restore threads: creating every file first, on one thread, took 1.7 s of the medium
+    // store's restore where the file system had just deleted many files (ext4 then scans
+    // its inode bitmaps). Files without chunks are created here.
+    let mut parents = HashSet::new();
     for job in &jobs {
-        if let Err(e) = create_partial(job) {
+        if let Err(e) = prepare_partial(job, input.force, &mut parents) {
             fail(e);
             break;
         }
@@ -337,18 +341,37 @@ fn plan(
     Ok(plans)
 }
 
-fn create_partial(job: &Job<'_>) -> Result<(), EngineError> {
-    if let Some(dir) = job.dest.parent() {
+/// Makes way for a file's partial copy: its directory exists, no stale partial copy is
+/// left (`force` restores into a directory that may hold one), and a file without chunks
+/// is created.
+fn prepare_partial<'j>(
+    job: &'j Job<'_>,
+    force: bool,
+    parents: &mut HashSet<&'j Path>,
+) -> Result<(), EngineError> {
+    if let Some(dir) = job.dest.parent()
+        && parents.insert(dir)
+    {
         fs::create_dir_all(dir).map_err(EngineError::io("cannot create", dir))?;
     }
-    let out = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(&job.partial)
-        .map_err(EngineError::io("cannot create", &job.partial))?;
-    out.set_len(job.size)
-        .map_err(EngineError::io("cannot size", &job.partial))
+    if job.remaining.load(Ordering::Relaxed) == 0 {
+        OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&job.partial)
+            .map_err(EngineError::io("cannot create", &job.partial))?;
+        return Ok(());
+    }
+    if !force {
+        return Ok(());
+    }
+    match fs::remove_file(&job.partial) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            Err(EngineError::io("cannot remove", &job.partial)(e))
+        }
+        _ => Ok(()),
+    }
 }
 
 /// Reads one pack and writes each of its blobs wherever the snapshot has it.

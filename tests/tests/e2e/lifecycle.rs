@@ -45,6 +45,10 @@ fn restore_into_a_non_empty_directory_needs_force() {
     fs::write(to.join("mine.txt"), "not the app's").expect("write");
     fs::write(to.join(store::DATABASE), "an old database").expect("write");
     fs::write(to.join(format!("{}-wal", store::DATABASE)), "its stale WAL").expect("write");
+    // A partial copy left by an interrupted restore, longer than the database: a restore
+    // writing over it instead of starting afresh would fail its size check or keep its tail.
+    let stale_partial = to.join(format!("{}.sealback-partial", store::DATABASE));
+    fs::write(&stale_partial, vec![0xA5u8; 8 << 20]).expect("write");
 
     let refused = fixture
         .device
@@ -68,6 +72,10 @@ fn restore_into_a_non_empty_directory_needs_force() {
         "--force replaces files of the snapshot, and only those"
     );
     fs::remove_file(to.join("mine.txt")).expect("remove");
+    assert!(
+        !stale_partial.exists(),
+        "the stale partial copy became the database"
+    );
     // check_restored also fails on a stale -wal left next to the database.
     let restored = check_restored(&to).unwrap_or_else(|e| panic!("restored with --force: {e}"));
     assert_eq!(restored.messages, 50);
