@@ -736,12 +736,12 @@ mod tests {
                 .insert(name.into(), data.to_vec());
             Ok(())
         }
-        fn get(&self, name: &str) -> std::result::Result<Vec<u8>, StoreError> {
+        fn get(&self, name: &str) -> std::result::Result<bytes::Bytes, StoreError> {
             self.0
                 .lock()
                 .expect("lock")
                 .get(name)
-                .cloned()
+                .map(|data| bytes::Bytes::copy_from_slice(data))
                 .ok_or(StoreError::new(StoreErrorKind::NotFound, name))
         }
         fn list(&self, prefix: &str) -> std::result::Result<Vec<(String, u64)>, StoreError> {

@@ -38,7 +38,7 @@ pub trait ObjectStore: Send + Sync {
         self.put(name, &data)
     }
     /// The whole object; [`StoreErrorKind::NotFound`] if there is none.
-    fn get(&self, name: &str) -> Result<Vec<u8>, StoreError>;
+    fn get(&self, name: &str) -> Result<Bytes, StoreError>;
     /// Every object whose name starts with `prefix`, with its size.
     fn list(&self, prefix: &str) -> Result<Vec<(String, u64)>, StoreError>;
     /// Removes an object; removing a missing object succeeds.
@@ -202,7 +202,7 @@ impl Repository {
         })
     }
 
-    pub fn read_pack(&self, name: &str) -> Result<Vec<u8>> {
+    pub fn read_pack(&self, name: &str) -> Result<Bytes> {
         Ok(self.store.get(name)?)
     }
 

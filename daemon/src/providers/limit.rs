@@ -51,7 +51,7 @@ impl<S: ObjectStore> ObjectStore for Limited<S> {
         self.inner.put_shared(name, data)
     }
 
-    fn get(&self, name: &str) -> Result<Vec<u8>, StoreError> {
+    fn get(&self, name: &str) -> Result<Bytes, StoreError> {
         let _permit = self.permit();
         self.inner.get(name)
     }
@@ -88,8 +88,8 @@ mod tests {
             self.inside.fetch_sub(1, Ordering::SeqCst);
             Ok(())
         }
-        fn get(&self, _: &str) -> Result<Vec<u8>, StoreError> {
-            Ok(Vec::new())
+        fn get(&self, _: &str) -> Result<Bytes, StoreError> {
+            Ok(Bytes::new())
         }
         fn list(&self, _: &str) -> Result<Vec<(String, u64)>, StoreError> {
             Ok(Vec::new())

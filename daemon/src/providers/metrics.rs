@@ -98,7 +98,7 @@ impl ObjectStore for TargetStore {
         result
     }
 
-    fn get(&self, name: &str) -> Result<Vec<u8>, StoreError> {
+    fn get(&self, name: &str) -> Result<Bytes, StoreError> {
         let result = self.inner.get(name);
         self.counters.count(&result);
         if let Ok(data) = &result {

@@ -54,7 +54,7 @@ impl ObjectStore for PluginStore {
         self.put(name, &data)
     }
 
-    fn get(&self, name: &str) -> Result<Vec<u8>, StoreError> {
+    fn get(&self, name: &str) -> Result<Bytes, StoreError> {
         self.instance
             .get(name)
             .map_err(|e| self.error("get", name, e))

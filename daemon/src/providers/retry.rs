@@ -103,7 +103,7 @@ impl<S: ObjectStore> ObjectStore for Retrying<S> {
         self.run(|s| s.put_shared(name, data.clone()))
     }
 
-    fn get(&self, name: &str) -> Result<Vec<u8>, StoreError> {
+    fn get(&self, name: &str) -> Result<Bytes, StoreError> {
         self.run(|s| s.get(name))
     }
 
@@ -132,7 +132,7 @@ mod tests {
                 None => Ok(()),
             }
         }
-        fn get(&self, _: &str) -> Result<Vec<u8>, StoreError> {
+        fn get(&self, _: &str) -> Result<Bytes, StoreError> {
             unreachable!()
         }
         fn list(&self, _: &str) -> Result<Vec<(String, u64)>, StoreError> {

@@ -66,7 +66,7 @@ impl<S: ObjectStore + 'static> ObjectStore for Timed<S> {
         self.call(format!("put {name}"), move |s| s.put_shared(&owned, data))
     }
 
-    fn get(&self, name: &str) -> Result<Vec<u8>, StoreError> {
+    fn get(&self, name: &str) -> Result<Bytes, StoreError> {
         let owned = name.to_owned();
         self.call(format!("get {name}"), move |s| s.get(&owned))
     }
@@ -94,9 +94,9 @@ mod tests {
             std::thread::sleep(self.0);
             Ok(())
         }
-        fn get(&self, name: &str) -> Result<Vec<u8>, StoreError> {
+        fn get(&self, name: &str) -> Result<Bytes, StoreError> {
             std::thread::sleep(self.0);
-            Ok(name.as_bytes().to_vec())
+            Ok(Bytes::copy_from_slice(name.as_bytes()))
         }
         fn list(&self, _: &str) -> Result<Vec<(String, u64)>, StoreError> {
             Ok(Vec::new())
@@ -129,7 +129,7 @@ mod tests {
             Arc::new(Slow(Duration::from_millis(1))),
             Duration::from_secs(5),
         );
-        assert_eq!(timed.get("index/x").expect("answers"), b"index/x");
+        assert_eq!(timed.get("index/x").expect("answers"), &b"index/x"[..]);
         timed
             .put_shared("a", Bytes::from(vec![1, 2, 3]))
             .expect("put");

@@ -48,7 +48,8 @@ pub struct PluginMagic {
 
 /// A byte buffer allocated by the plugin and handed to the host, which gives it back to the
 /// table's `free_buf` (never to its own allocator): `sealback_buf_t`. `ptr` may be null when
-/// `len` is 0.
+/// `len` is 0. The host may keep a buffer after the call that filled it and free it later,
+/// from any thread, while the library is loaded: `free_buf` must allow that.
 #[repr(C)]
 #[derive(Debug)]
 pub struct Buf {

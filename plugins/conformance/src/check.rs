@@ -86,6 +86,7 @@ impl Ctx {
     pub(crate) fn get(&self, name: &str) -> Result<Vec<u8>, Problem> {
         self.instance
             .get(name)
+            .map(Vec::from)
             .map_err(|err| Problem::Failed(format!("get {name:?} failed: {}", describe(&err))))
     }
 

@@ -41,7 +41,7 @@ fn it_is_a_plugin_named_faulty() {
     assert_eq!(plugin.name(), "faulty");
     let (_dir, instance) = open(&plugin, serde_json::json!({}));
     instance.put("a/b", b"x").expect("put");
-    assert_eq!(instance.get("a/b").expect("get"), b"x");
+    assert_eq!(instance.get("a/b").expect("get"), &b"x"[..]);
 }
 
 #[test]

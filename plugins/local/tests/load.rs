@@ -45,8 +45,8 @@ fn the_built_plugin_loads_and_round_trips_objects() {
     instance.put("snapshots/1", b"first").expect("put");
     instance.put("snapshots/2", b"").expect("put empty");
     instance.put("config", b"c").expect("put");
-    assert_eq!(instance.get("snapshots/1").expect("get"), b"first");
-    assert_eq!(instance.get("snapshots/2").expect("get"), b"");
+    assert_eq!(instance.get("snapshots/1").expect("get"), &b"first"[..]);
+    assert_eq!(instance.get("snapshots/2").expect("get"), &b""[..]);
     assert_eq!(
         instance.list("snapshots/").expect("list"),
         [
@@ -79,4 +79,28 @@ fn the_built_plugin_refuses_unknown_options() {
         .expect_err("unknown key");
     assert_eq!(err.kind(), ErrorKind::InvalidConfig);
     assert!(err.message().contains("unknown field `colour`"), "{err}");
+}
+
+#[test]
+fn the_bytes_of_a_get_outlive_the_instance_and_its_library() {
+    let path = plugin_path();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let options = serde_json::json!({ "path": dir.path() }).to_string();
+    let plugin = Plugin::load(&path).unwrap_or_else(|err| panic!("{err}"));
+    let instance = plugin.open(&options).expect("open");
+    instance.put("a/b", b"kept past the close").expect("put");
+    // The bytes stay in the plugin's buffer, uncopied; they keep the library loaded, so
+    // that dropping them after the instance and the plugin, on another thread, still
+    // reaches the plugin's free_buf.
+    let kept = instance.get("a/b").expect("get");
+    let shared = kept.slice(5..);
+    drop(kept);
+    drop(instance);
+    drop(plugin);
+    std::thread::spawn(move || {
+        assert_eq!(shared, &b"past the close"[..]);
+        drop(shared);
+    })
+    .join()
+    .expect("read and freed on another thread");
 }

@@ -195,7 +195,7 @@ fn names_below_objects_and_collections_are_no_objects() {
             dav.remove(missing)
                 .unwrap_or_else(|e| panic!("{name}: remove {missing:?}: {e}"));
         }
-        assert_eq!(dav.get("a/b").expect("get"), b"object", "{name}");
+        assert_eq!(dav.get("a/b").expect("get"), &b"object"[..], "{name}");
         let err = dav.put("a/b/c", b"x").expect_err("put below an object");
         assert_eq!(err.kind(), ErrorKind::Permanent, "{name}: {err}");
         assert!(err.message().contains("/a/b/"), "{name}: {err}");
@@ -220,7 +220,7 @@ fn https_with_a_private_ca_works_through_ca_file_and_fails_clearly_without() {
         .unwrap_or_else(|err| panic!("{err}"));
     dav.put("snapshots/1", b"over tls")
         .unwrap_or_else(|e| panic!("{e}{}", server.log_tail()));
-    assert_eq!(dav.get("snapshots/1").expect("get"), b"over tls");
+    assert_eq!(dav.get("snapshots/1").expect("get"), &b"over tls"[..]);
     assert_eq!(dav.list("snapshots/").expect("list").len(), 1);
     dav.remove("snapshots/1").expect("remove");
 

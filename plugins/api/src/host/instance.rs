@@ -5,6 +5,8 @@ use std::fmt;
 use std::ptr::{self, NonNull};
 use std::sync::Arc;
 
+use bytes::Bytes;
+
 use super::{Loaded, Plugin};
 use crate::abi::{self, Buf, FreeBufFn};
 use crate::error::{ErrorKind, ProviderError, duration_from_ms};
@@ -96,8 +98,9 @@ impl Instance {
         })
     }
 
-    /// Reads the object `name`; [`ErrorKind::NotFound`] if it does not exist.
-    pub fn get(&self, name: &str) -> Result<Vec<u8>, ProviderError> {
+    /// Reads the object `name`; [`ErrorKind::NotFound`] if it does not exist. The bytes
+    /// stay in the plugin's buffer, uncopied, until the last reference to them is dropped.
+    pub fn get(&self, name: &str) -> Result<Bytes, ProviderError> {
         validate_object_name(name).map_err(|err| ProviderError::permanent(err.to_string()))?;
         let get = self.loaded.functions.get;
         let mut data = self.loaded.buf();
@@ -113,7 +116,10 @@ impl Instance {
                 )
             }
         })?;
-        Ok(data.bytes().to_vec())
+        Ok(Bytes::from_owner(PluginBytes {
+            buf: data,
+            _loaded: self.loaded.clone(),
+        }))
     }
 
     /// Lists every object whose name starts with `prefix`.
@@ -276,6 +282,24 @@ impl Drop for PluginBuf {
         // SAFETY: the buffer is empty or was filled by this plugin, whose `free_buf` is the one
         // allowed to free it; the library is loaded while its `Loaded` lives.
         unsafe { free(self.free, &mut self.buf) }
+    }
+}
+
+/// A filled buffer handed out as [`Bytes`]: it goes back to the plugin's `free_buf` when
+/// the last reference is dropped, and keeps the library loaded until then (fields drop in
+/// order: the buffer first).
+struct PluginBytes {
+    buf: PluginBuf,
+    _loaded: Arc<Loaded>,
+}
+
+// SAFETY: the buffer is owned by this value alone, and ABI v1 lets `free_buf` be called from
+// any thread while the library is loaded, which `_loaded` ensures.
+unsafe impl Send for PluginBytes {}
+
+impl AsRef<[u8]> for PluginBytes {
+    fn as_ref(&self) -> &[u8] {
+        self.buf.bytes()
     }
 }
 

@@ -82,8 +82,8 @@ fn a_good_table_gives_a_working_instance() {
     drop(plugin); // The instance keeps what it needs.
     instance.put("a/b", b"hello").expect("put");
     instance.put("a/c", b"").expect("put");
-    assert_eq!(instance.get("a/b").expect("get"), b"hello");
-    assert_eq!(instance.get("a/c").expect("get"), b"");
+    assert_eq!(instance.get("a/b").expect("get"), &b"hello"[..]);
+    assert_eq!(instance.get("a/c").expect("get"), &b""[..]);
     let listed = instance.list("a/").expect("list");
     assert_eq!(
         listed,
@@ -405,7 +405,7 @@ fn a_table_bigger_than_v1s_is_read_only_up_to_its_v1_fields() {
     instance
         .put("a", b"1")
         .expect("put through the v1 function");
-    assert_eq!(instance.get("a").expect("get"), b"1");
+    assert_eq!(instance.get("a").expect("get"), &b"1"[..]);
 }
 
 #[test]
