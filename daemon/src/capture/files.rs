@@ -104,7 +104,9 @@ pub fn scan(store: &Path, database: &str) -> io::Result<(Vec<StoreFile>, Skipped
             if rel.is_empty() && excluded.contains(&name) {
                 continue;
             }
-            let meta = match fs::symlink_metadata(&abs) {
+            // `fstatat` beside the directory's handle, not following links: a lookup of
+            // the name, where a path would walk the whole tree again for every file.
+            let meta = match entry.metadata() {
                 Ok(m) => m,
                 Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
                 Err(e) => return Err(e),

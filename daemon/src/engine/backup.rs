@@ -250,10 +250,12 @@ pub fn run(
         }
         drop(rx);
         let result = (|| {
-            // The files already there are read while the database is captured (a full
-            // capture holds one core for a while); what the snapshot records of them is
-            // settled by the listing after the capture.
-            let early_files = scan(input)?;
+            // Before a full capture (no baseline), which holds one core for a while, the
+            // files already there are read meanwhile; what the snapshot records of them is
+            // settled by the listing after the capture. A capture from a baseline reads
+            // little, and a second listing of a large store would cost more than it saves.
+            let early_pass = baseline.is_none();
+            let early_files = if early_pass { scan(input)? } else { Vec::new() };
             let (captured, read_early) = std::thread::scope(|scope| {
                 let database =
                     scope.spawn(|| capture_database(&db_path, input, baseline, &sink, &counters));
@@ -291,13 +293,15 @@ pub fn run(
             // The spooled pages are queued while any new files are read.
             std::thread::scope(|scope| {
                 let feeder = spool.map(|spool| scope.spawn(|| spool.feed(input, &sink)));
-                let outcomes = collect_files(
-                    &store_files,
-                    Known::ReadEarlier(&read_early),
-                    input,
-                    &sink,
-                    &counters,
-                );
+                let known = if early_pass {
+                    Known::ReadEarlier(&read_early)
+                } else {
+                    Known::Cache {
+                        cache: &cached_files,
+                        trusted: cache_trusted,
+                    }
+                };
+                let outcomes = collect_files(&store_files, known, input, &sink, &counters);
                 if let Some(feeder) = feeder {
                     feeder
                         .join()
