@@ -22,7 +22,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use sealback_repo::chunk::{IdSet, LIST_IDS, MediaChunker, encode_list, worth_compressing};
+use sealback_repo::chunk::{LIST_IDS, MediaChunker, encode_list, worth_compressing};
 use sealback_repo::index::Index;
 use sealback_repo::pack::BlobKind;
 use sealback_repo::snapshot::{DatabaseImage, FileEntry, SNAPSHOT_VERSION, Snapshot};
@@ -32,7 +32,7 @@ use super::EngineError;
 use super::upload::{self, Batch, NewChunk, UploadState};
 use crate::capture::database::{Baseline, DatabaseCaptureError, Reading, capture_pages};
 use crate::capture::files::{self, FileStat, StoreFile};
-use crate::catalog::{Catalog, FileCache};
+use crate::catalog::{ASK_BEFORE_LOADING, Catalog, FileCache, KnownIds};
 use crate::control::api::{BackupReport, DbRead};
 
 /// How often a file that changes while we read it is read again.
@@ -55,7 +55,7 @@ pub struct BackupInput<'a> {
 /// New chunks go to the workers; known ones are only counted. Shared by the file readers.
 struct ChunkSink<'a> {
     repo: &'a Repository,
-    known: Mutex<IdSet>,
+    known: Mutex<KnownIds>,
     tx: crossbeam_channel::Sender<Batch>,
     state: &'a UploadState,
     cancel: &'a AtomicBool,
@@ -64,13 +64,13 @@ struct ChunkSink<'a> {
 }
 
 impl ChunkSink<'_> {
-    fn known(&self) -> std::sync::MutexGuard<'_, IdSet> {
+    fn known(&self) -> std::sync::MutexGuard<'_, KnownIds> {
         self.known.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// True, and remembered, if the repository lacks `id`.
     fn claim(&self, id: ChunkId) -> bool {
-        if self.known().insert(id) {
+        if self.known().claim(id) {
             self.new.fetch_add(1, Ordering::Relaxed);
             true
         } else {
@@ -83,7 +83,7 @@ impl ChunkSink<'_> {
     fn unclaim(&self, ids: impl Iterator<Item = ChunkId>) {
         let mut known = self.known();
         for id in ids {
-            known.remove(&id);
+            known.unclaim(&id);
             self.new.fetch_sub(1, Ordering::Relaxed);
         }
     }
@@ -207,7 +207,7 @@ pub fn run(
     let started = Instant::now();
     let time_unix_ms = now_unix_ms();
     catalog.sync(repo)?;
-    let known = catalog.known_blobs()?;
+    let known = KnownIds::new(catalog.blob_lookup()?, ASK_BEFORE_LOADING);
     let parent_row = catalog.snapshots()?.pop();
     let parent = match &parent_row {
         Some(row) => catalog.manifest(&row.name)?,
@@ -221,6 +221,12 @@ pub fn run(
         None => None,
     };
     let (cached_files, cache_trusted) = catalog.file_cache()?;
+    // The parent's lists, which the baseline's ids are the concatenation of.
+    let parent_lists = parent
+        .as_ref()
+        .and_then(|p| p.database.as_ref())
+        .filter(|d| d.path == input.database)
+        .map(|d| d.lists.as_slice());
 
     let db_path = input.store.join(input.database);
     let db_len = std::fs::metadata(&db_path).map(|m| m.len()).unwrap_or(0);
@@ -257,8 +263,9 @@ pub fn run(
             let early_pass = baseline.is_none();
             let early_files = if early_pass { scan(input)? } else { Vec::new() };
             let (captured, read_early) = std::thread::scope(|scope| {
-                let database =
-                    scope.spawn(|| capture_database(&db_path, input, baseline, &sink, &counters));
+                let database = scope.spawn(|| {
+                    capture_database(&db_path, input, baseline, parent_lists, &sink, &counters)
+                });
                 let read_early = collect_files(
                     &early_files,
                     Known::Cache {
@@ -465,6 +472,7 @@ fn capture_database(
     db_path: &Path,
     input: &BackupInput<'_>,
     baseline: Option<(Baseline, Vec<ChunkId>)>,
+    parent_lists: Option<&[ChunkId]>,
     sink: &ChunkSink<'_>,
     counters: &Counters,
 ) -> Result<Option<(CapturedDatabase, Spool)>, EngineError> {
@@ -526,9 +534,10 @@ fn capture_database(
     }
     let run_bytes = (chunk_bytes / image.page_size).max(1) * image.page_size;
     let runs = (image.page_count * u64::from(image.page_size)).div_ceil(u64::from(run_bytes));
-    let ids: Vec<Option<ChunkId>> = match (&image.reading, baseline) {
-        (Reading::Delta { .. }, Some((_, before))) => {
-            let mut ids: Vec<Option<ChunkId>> = before.into_iter().map(Some).collect();
+    let before: &[ChunkId] = baseline.as_ref().map_or(&[], |(_, ids)| ids.as_slice());
+    let ids: Vec<Option<ChunkId>> = match &image.reading {
+        Reading::Delta { .. } if !before.is_empty() => {
+            let mut ids: Vec<Option<ChunkId>> = before.iter().copied().map(Some).collect();
             ids.resize(runs as usize, None);
             for (run, id) in &read {
                 ids[*run as usize] = Some(*id);
@@ -561,11 +570,14 @@ fn capture_database(
     }
     counters.read(image.bytes_read, input);
 
-    let mut lists = Vec::with_capacity(ids.len().div_ceil(LIST_IDS));
     let mut batcher = Batcher::new(sink);
-    for group in ids.chunks(LIST_IDS) {
-        lists.push(batcher.add(BlobKind::List, encode_list(group), false)?);
-    }
+    let lists = list_ids(&ids, before, parent_lists, |group| match group {
+        ListGroup::Unchanged(list) => {
+            sink.reused.fetch_add(1, Ordering::Relaxed);
+            Ok(list)
+        }
+        ListGroup::Changed(group) => batcher.add(BlobKind::List, encode_list(group), false),
+    })?;
     batcher.flush()?;
     let spool = Spool {
         file: spool.into_inner().map_err(|e| {
@@ -587,6 +599,42 @@ fn capture_database(
         next: image.next.map(|b| (b, ids)),
     };
     Ok(Some((captured, spool)))
+}
+
+/// One list of a database image: the same ids as the parent's list, or others.
+enum ListGroup<'i> {
+    Unchanged(ChunkId),
+    Changed(&'i [ChunkId]),
+}
+
+/// The list blobs of a database image of chunk ids `ids`, whose baseline (the parent's
+/// image) was `before` in `parent_lists`. A list holding the same ids as in the baseline is
+/// the parent's list blob, stored and vouched for with the baseline: only the lists around
+/// changed pages are encoded and hashed again (the large store has 3,600 lists, a day
+/// changes a few hundred). `each` turns every group into its list's id.
+fn list_ids<'i>(
+    ids: &'i [ChunkId],
+    before: &[ChunkId],
+    parent_lists: Option<&[ChunkId]>,
+    mut each: impl FnMut(ListGroup<'i>) -> Result<ChunkId, EngineError>,
+) -> Result<Vec<ChunkId>, EngineError> {
+    let parent_lists = parent_lists
+        .filter(|lists| lists.len() == before.len().div_ceil(LIST_IDS))
+        .unwrap_or_default();
+    let mut lists = Vec::with_capacity(ids.len().div_ceil(LIST_IDS));
+    for (at, group) in ids.chunks(LIST_IDS).enumerate() {
+        let start = at * LIST_IDS;
+        let end = start + group.len();
+        // The parent's list covered exactly this stretch, with these ids.
+        let unchanged = parent_lists.get(at).filter(|_| {
+            before.len().min(start + LIST_IDS) == end && before.get(start..end) == Some(group)
+        });
+        lists.push(match unchanged {
+            Some(list) => each(ListGroup::Unchanged(*list))?,
+            None => each(ListGroup::Changed(group))?,
+        });
+    }
+    Ok(lists)
 }
 
 /// What became of one file.
@@ -627,7 +675,7 @@ fn collect_files(
             .map(|(_, chunks)| chunks)
             .filter(|chunks| {
                 trusted || {
-                    let known = sink.known();
+                    let mut known = sink.known();
                     chunks.iter().all(|c| known.contains(c))
                 }
             });
@@ -836,4 +884,72 @@ pub fn now_unix_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The lists as `list_ids` makes them, and how many it encoded.
+    fn lists(
+        ids: &[ChunkId],
+        before: &[ChunkId],
+        parent: Option<&[ChunkId]>,
+    ) -> (Vec<ChunkId>, usize) {
+        let mut encoded = 0;
+        let lists = list_ids(ids, before, parent, |group| {
+            Ok(match group {
+                ListGroup::Unchanged(list) => list,
+                ListGroup::Changed(group) => {
+                    encoded += 1;
+                    name(group)
+                }
+            })
+        })
+        .expect("lists");
+        (lists, encoded)
+    }
+
+    fn name(group: &[ChunkId]) -> ChunkId {
+        sealback_repo::BackupKey::from_bytes(&mut [1u8; 32])
+            .derive()
+            .chunk_id(&encode_list(group))
+    }
+
+    fn ids(n: usize, seed: u8) -> Vec<ChunkId> {
+        (0..n)
+            .map(|i| {
+                let mut id = [seed; 32];
+                id[..8].copy_from_slice(&(i as u64).to_le_bytes());
+                ChunkId(id)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn only_the_lists_whose_ids_changed_are_made_again() {
+        let before = ids(3 * LIST_IDS + 10, 1);
+        let (parent, _) = lists(&before, &[], None);
+        // Whatever happens, the lists are those of a fresh encoding of the new ids.
+        let check = |now: &[ChunkId], encoded_expected: usize| {
+            let (fresh, _) = lists(now, &[], None);
+            let (made, encoded) = lists(now, &before, Some(&parent));
+            assert_eq!(made, fresh);
+            assert_eq!(encoded, encoded_expected);
+        };
+        check(&before, 0);
+        let mut one = before.clone();
+        one[LIST_IDS + 5] = ChunkId([9; 32]);
+        check(&one, 1);
+        // Grown: the short last list and the new one.
+        check(&ids(4 * LIST_IDS + 1, 1), 2);
+        // Shrunk within the last list, and to a whole number of lists: the lists that end
+        // elsewhere than the parent's are made again, even with the same leading ids.
+        check(&before[..3 * LIST_IDS + 3], 1);
+        check(&before[..3 * LIST_IDS], 0);
+        check(&before[..2 * LIST_IDS + 7], 1);
+        // Parent lists that do not match the baseline are not used.
+        let (made, encoded) = lists(&before, &before, Some(&parent[1..]));
+        assert_eq!((made.len(), encoded), (parent.len(), parent.len()));
+    }
 }
