@@ -7,7 +7,7 @@
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
 
-use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
+use rusqlite::{Connection, OptionalExtension, params};
 use sealback_repo::chunk::{IdSet, LIST_IDS};
 use sealback_repo::index::Index;
 use sealback_repo::pack::{BlobKind, Compression, PackEntry};
@@ -103,107 +103,7 @@ pub struct SyncReport {
 
 pub struct Catalog {
     conn: Connection,
-    /// The file, and its name as errors show it.
-    file: std::path::PathBuf,
     path: String,
-}
-
-/// The chunk ids the repository holds, as far as this backup needs them: those found or
-/// claimed so far, and the catalog asked about the others one at a time, until so many
-/// were asked that loading them all costs less. An incremental backup asks about a few
-/// hundred; loading all 250,000 of the large store took 70 ms.
-pub struct KnownIds {
-    ids: IdSet,
-    lookup: Option<BlobLookup>,
-    asked: usize,
-    ask_before_loading: usize,
-}
-
-/// Ids asked about one at a time (~5 µs each) before all are loaded instead.
-pub const ASK_BEFORE_LOADING: usize = 10_000;
-
-impl KnownIds {
-    pub fn new(lookup: BlobLookup, ask_before_loading: usize) -> Self {
-        KnownIds {
-            ids: IdSet::default(),
-            lookup: Some(lookup),
-            asked: 0,
-            ask_before_loading,
-        }
-    }
-
-    /// Whether the repository holds `id`, or it was claimed. A catalog that cannot answer
-    /// makes the chunk unknown: it is stored again, which costs only room.
-    pub fn contains(&mut self, id: &ChunkId) -> bool {
-        if self.ids.contains(id) {
-            return true;
-        }
-        let Some(lookup) = &self.lookup else {
-            return false;
-        };
-        self.asked += 1;
-        if self.asked > self.ask_before_loading {
-            match lookup.all() {
-                Ok(all) => {
-                    self.ids.extend(all);
-                    self.lookup = None;
-                    return self.ids.contains(id);
-                }
-                Err(e) => tracing::warn!(error = %e, "cannot load the catalog's chunk ids"),
-            }
-        }
-        match lookup.contains(id) {
-            Ok(true) => {
-                self.ids.insert(*id);
-                true
-            }
-            Ok(false) => false,
-            Err(e) => {
-                tracing::warn!(error = %e, chunk = %id.short(), "cannot ask the catalog about a chunk: storing it again");
-                false
-            }
-        }
-    }
-
-    /// True, and remembered, if the repository lacks `id`.
-    pub fn claim(&mut self, id: ChunkId) -> bool {
-        !self.contains(&id) && self.ids.insert(id)
-    }
-
-    pub fn unclaim(&mut self, id: &ChunkId) {
-        self.ids.remove(id);
-    }
-}
-
-/// Whether the catalog knows chunk ids: see [`Catalog::blob_lookup`].
-pub struct BlobLookup {
-    conn: Connection,
-    path: String,
-}
-
-impl BlobLookup {
-    /// Whether the catalog knows `id`.
-    pub fn contains(&self, id: &ChunkId) -> Result<bool> {
-        self.conn
-            .prepare_cached("SELECT 1 FROM blobs WHERE id = ?1")
-            .and_then(|mut stmt| stmt.exists([&id.0[..]]))
-            .map_err(sqlite(&self.path))
-    }
-
-    /// Every id the catalog knows.
-    pub fn all(&self) -> Result<IdSet> {
-        let err = sqlite(&self.path);
-        let mut out = IdSet::default();
-        let mut stmt = self.conn.prepare("SELECT id FROM blobs").map_err(&err)?;
-        let mut rows = stmt.query([]).map_err(&err)?;
-        while let Some(row) = rows.next().map_err(&err)? {
-            let bytes = first_blob(row).map_err(&err)?;
-            if let Ok(id) = <[u8; 32]>::try_from(bytes) {
-                out.insert(ChunkId(id));
-            }
-        }
-        Ok(out)
-    }
 }
 
 impl Catalog {
@@ -242,11 +142,7 @@ impl Catalog {
                  list INTEGER PRIMARY KEY, list_id BLOB NOT NULL, ids BLOB NOT NULL);",
         )
         .map_err(err)?;
-        let catalog = Catalog {
-            conn,
-            file: path.to_path_buf(),
-            path: shown,
-        };
+        let catalog = Catalog { conn, path: shown };
         let version: Option<String> = catalog.meta("schema")?;
         if version.as_deref() != Some(&SCHEMA_VERSION.to_string()) {
             catalog.wipe()?;
@@ -560,20 +456,20 @@ impl Catalog {
     }
 
     /// Ids of every blob the repository holds.
-    /// A lookup of chunk ids on a read-only connection of its own, which the backup's
-    /// reader threads share while the backup holds the catalog.
-    pub fn blob_lookup(&self) -> Result<BlobLookup> {
-        let conn = Connection::open_with_flags(
-            &self.file,
-            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )
-        .map_err(|e| self.err(e))?;
-        conn.busy_timeout(std::time::Duration::from_secs(30))
+    pub fn known_blobs(&self) -> Result<IdSet> {
+        let mut out = IdSet::default();
+        let mut stmt = self
+            .conn
+            .prepare("SELECT id FROM blobs")
             .map_err(|e| self.err(e))?;
-        Ok(BlobLookup {
-            conn,
-            path: self.path.clone(),
-        })
+        let mut rows = stmt.query([]).map_err(|e| self.err(e))?;
+        while let Some(row) = rows.next().map_err(|e| self.err(e))? {
+            let bytes = first_blob(row).map_err(|e| self.err(e))?;
+            if let Ok(id) = <[u8; 32]>::try_from(bytes) {
+                out.insert(ChunkId(id));
+            }
+        }
+        Ok(out)
     }
 
     /// Where every blob is, for a restore: one query instead of one per chunk.
@@ -917,10 +813,10 @@ mod tests {
             let report = catalog.sync(&repo).expect("sync");
             assert!(report.rebuilt);
             assert_eq!((report.indexes_loaded, report.snapshots_loaded), (1, 1));
-            let lookup = catalog.blob_lookup().expect("lookup");
-            assert_eq!(lookup.all().expect("blobs"), ids.iter().copied().collect());
-            assert!(ids.iter().all(|id| lookup.contains(id).expect("asks")));
-            assert!(!lookup.contains(&ChunkId([7; 32])).expect("asks"));
+            assert_eq!(
+                catalog.known_blobs().expect("blobs"),
+                ids.iter().copied().collect()
+            );
             let blobs = catalog.all_blobs().expect("query");
             let (pack, entry) = blobs.get(&ids[1]).expect("found");
             assert!(pack.starts_with("data/"));
@@ -944,28 +840,8 @@ mod tests {
     }
 
     #[test]
-    fn known_ids_ask_the_catalog_then_load_it_all() {
-        let (_store, repo, ids) = repository();
-        let dir = tempfile::tempdir().expect("tempdir");
-        let mut catalog = Catalog::open(&dir.path().join("disk.db")).expect("open");
-        catalog.sync(&repo).expect("sync");
-        let new = ChunkId([7; 32]);
-        for ask_before_loading in [0, 1, 100] {
-            let mut known =
-                KnownIds::new(catalog.blob_lookup().expect("lookup"), ask_before_loading);
-            assert!(!known.claim(ids[0]), "a stored chunk is not claimed");
-            assert!(known.claim(new), "an unknown one is");
-            assert!(!known.claim(new), "once");
-            assert!(known.contains(&ids[1]) && known.contains(&new));
-            known.unclaim(&new);
-            assert!(!known.contains(&new), "an unclaimed chunk is unknown again");
-            assert_eq!(known.lookup.is_none(), ask_before_loading < 3);
-        }
-    }
-
-    #[test]
     fn blobs_of_a_pack_gone_from_the_target_are_forgotten() {
-        let (store, repo, ids) = repository();
+        let (store, repo, _ids) = repository();
         let dir = tempfile::tempdir().expect("tempdir");
         let mut catalog = Catalog::open(&dir.path().join("disk.db")).expect("open");
         catalog.sync(&repo).expect("sync");
@@ -973,9 +849,7 @@ mod tests {
         store.remove(&pack).expect("remove");
         let report = catalog.sync(&repo).expect("sync");
         assert_eq!(report.packs_missing, 1);
-        let lookup = catalog.blob_lookup().expect("lookup");
-        assert!(lookup.all().expect("blobs").is_empty());
-        assert!(!lookup.contains(&ids[0]).expect("asks"));
+        assert!(catalog.known_blobs().expect("blobs").is_empty());
     }
 
     #[test]

@@ -22,7 +22,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use sealback_repo::chunk::{LIST_IDS, MediaChunker, encode_list, worth_compressing};
+use sealback_repo::chunk::{IdSet, LIST_IDS, MediaChunker, encode_list, worth_compressing};
 use sealback_repo::index::Index;
 use sealback_repo::pack::BlobKind;
 use sealback_repo::snapshot::{DatabaseImage, FileEntry, SNAPSHOT_VERSION, Snapshot};
@@ -32,7 +32,7 @@ use super::EngineError;
 use super::upload::{self, Batch, NewChunk, UploadState};
 use crate::capture::database::{Baseline, DatabaseCaptureError, Reading, capture_pages};
 use crate::capture::files::{self, FileStat, StoreFile};
-use crate::catalog::{ASK_BEFORE_LOADING, Catalog, FileCache, KnownIds};
+use crate::catalog::{Catalog, FileCache};
 use crate::control::api::{BackupReport, DbRead};
 
 /// How often a file that changes while we read it is read again.
@@ -55,7 +55,7 @@ pub struct BackupInput<'a> {
 /// New chunks go to the workers; known ones are only counted. Shared by the file readers.
 struct ChunkSink<'a> {
     repo: &'a Repository,
-    known: Mutex<KnownIds>,
+    known: Mutex<IdSet>,
     tx: crossbeam_channel::Sender<Batch>,
     state: &'a UploadState,
     cancel: &'a AtomicBool,
@@ -64,13 +64,13 @@ struct ChunkSink<'a> {
 }
 
 impl ChunkSink<'_> {
-    fn known(&self) -> std::sync::MutexGuard<'_, KnownIds> {
+    fn known(&self) -> std::sync::MutexGuard<'_, IdSet> {
         self.known.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// True, and remembered, if the repository lacks `id`.
     fn claim(&self, id: ChunkId) -> bool {
-        if self.known().claim(id) {
+        if self.known().insert(id) {
             self.new.fetch_add(1, Ordering::Relaxed);
             true
         } else {
@@ -83,7 +83,7 @@ impl ChunkSink<'_> {
     fn unclaim(&self, ids: impl Iterator<Item = ChunkId>) {
         let mut known = self.known();
         for id in ids {
-            known.unclaim(&id);
+            known.remove(&id);
             self.new.fetch_sub(1, Ordering::Relaxed);
         }
     }
@@ -207,7 +207,7 @@ pub fn run(
     let started = Instant::now();
     let time_unix_ms = now_unix_ms();
     catalog.sync(repo)?;
-    let known = KnownIds::new(catalog.blob_lookup()?, ASK_BEFORE_LOADING);
+    let known = catalog.known_blobs()?;
     let parent_row = catalog.snapshots()?.pop();
     let parent = match &parent_row {
         Some(row) => catalog.manifest(&row.name)?,
@@ -675,7 +675,7 @@ fn collect_files(
             .map(|(_, chunks)| chunks)
             .filter(|chunks| {
                 trusted || {
-                    let mut known = sink.known();
+                    let known = sink.known();
                     chunks.iter().all(|c| known.contains(c))
                 }
             });
