@@ -79,15 +79,6 @@ impl ChunkSink<'_> {
         }
     }
 
-    /// Forgets claims whose chunks will not be stored after all.
-    fn unclaim(&self, ids: impl Iterator<Item = ChunkId>) {
-        let mut known = self.known();
-        for id in ids {
-            known.remove(&id);
-            self.new.fetch_sub(1, Ordering::Relaxed);
-        }
-    }
-
     fn submit(
         &self,
         kind: BlobKind,
@@ -255,7 +246,9 @@ pub fn run(
             scope.spawn(move || upload::run_worker(repo, rx, state));
         }
         drop(rx);
-        let result = (|| {
+        // A panic below must still close the queue, or the workers would wait for chunks
+        // forever and this scope for them.
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             // Before a full capture (no baseline), which holds one core for a while, the
             // files already there are read meanwhile; what the snapshot records of them is
             // settled by the listing after the capture. A capture from a baseline reads
@@ -289,7 +282,13 @@ pub fn run(
                 .into_iter()
                 .zip(read_early?)
                 .filter_map(|(file, outcome)| match outcome {
-                    Some(Captured::Read(stat, chunks)) => Some((file.path, (stat, chunks))),
+                    // Only a file that had settled when read may stand for the listing
+                    // after the capture: a write in the same clock tick keeps the `stat`.
+                    Some(Captured::Read {
+                        stat,
+                        chunks,
+                        settled: true,
+                    }) => Some((file.path, (stat, chunks))),
                     _ => None,
                 })
                 .collect();
@@ -323,13 +322,13 @@ pub fn run(
                 );
                 Ok::<_, EngineError>((database, entries))
             })
-        })();
+        }));
         // Closing the queue lets the workers store their last packs and stop.
         drop(std::mem::replace(
             &mut sink.tx,
             crossbeam_channel::bounded(0).0,
         ));
-        result
+        result.unwrap_or_else(|panic| std::panic::resume_unwind(panic))
     });
     let (chunks_new, chunks_reused) = (
         sink.new.load(Ordering::Relaxed),
@@ -437,28 +436,46 @@ struct CapturedDatabase {
     next: Option<(Baseline, Vec<ChunkId>)>,
 }
 
-/// The new runs of a capture, written aside during its read transaction and queued after it.
+/// The new runs of a capture, written aside during its read transaction and queued after
+/// it: one part per attempt. The runs of a torn attempt are stored too: their ids were
+/// claimed, and a file read meanwhile may have found its chunk among them.
+#[derive(Default)]
 struct Spool {
-    file: std::fs::File,
-    chunks: Vec<(ChunkId, usize)>,
+    parts: Vec<(std::fs::File, Vec<(ChunkId, usize)>)>,
 }
 
 impl Spool {
+    /// Keeps an attempt's spool file and the runs in it.
+    fn add(
+        &mut self,
+        file: std::io::BufWriter<std::fs::File>,
+        chunks: Vec<(ChunkId, usize)>,
+        input: &BackupInput<'_>,
+    ) -> Result<(), EngineError> {
+        let file = file.into_inner().map_err(|e| {
+            EngineError::io("cannot write the spool file in", input.spool_dir)(e.into_error())
+        })?;
+        self.parts.push((file, chunks));
+        Ok(())
+    }
+
     /// Queues the spooled runs, in batches.
-    fn feed(mut self, input: &BackupInput<'_>, sink: &ChunkSink<'_>) -> Result<(), EngineError> {
+    fn feed(self, input: &BackupInput<'_>, sink: &ChunkSink<'_>) -> Result<(), EngineError> {
         let unreadable = |e| EngineError::io("cannot read the spool file in", input.spool_dir)(e);
-        self.file.seek(SeekFrom::Start(0)).map_err(unreadable)?;
-        let mut reader = std::io::BufReader::with_capacity(upload::BATCH_BYTES, self.file);
         let mut batcher = Batcher::new(sink);
-        for (id, len) in self.chunks {
-            let mut data = vec![0u8; len];
-            reader.read_exact(&mut data).map_err(unreadable)?;
-            batcher.push(NewChunk {
-                kind: BlobKind::Data,
-                id,
-                data,
-                compress: true,
-            })?;
+        for (mut file, chunks) in self.parts {
+            file.seek(SeekFrom::Start(0)).map_err(unreadable)?;
+            let mut reader = std::io::BufReader::with_capacity(upload::BATCH_BYTES, file);
+            for (id, len) in chunks {
+                let mut data = vec![0u8; len];
+                reader.read_exact(&mut data).map_err(unreadable)?;
+                batcher.push(NewChunk {
+                    kind: BlobKind::Data,
+                    id,
+                    data,
+                    compress: true,
+                })?;
+            }
         }
         batcher.flush()
     }
@@ -487,7 +504,8 @@ fn capture_database(
         input.spool_dir,
     ))?;
     let mut attempt = 0;
-    let (image, read, spooled, spool) = loop {
+    let mut spools = Spool::default();
+    let (image, read) = loop {
         attempt += 1;
         let spool = tempfile::tempfile_in(input.spool_dir).map_err(EngineError::io(
             "cannot create a spool file in",
@@ -518,9 +536,12 @@ fn capture_database(
             },
         );
         match result {
-            Ok(image) => break (image, read, spooled, spool),
+            Ok(image) => {
+                spools.add(spool, spooled, input)?;
+                break (image, read);
+            }
             Err(DatabaseCaptureError::Torn { .. }) if attempt < DB_ATTEMPTS => {
-                sink.unclaim(spooled.iter().map(|(id, _)| *id));
+                spools.add(spool, spooled, input)?;
                 tracing::info!(
                     attempt,
                     "database changed shape during capture; capturing again"
@@ -579,12 +600,6 @@ fn capture_database(
         ListGroup::Changed(group) => batcher.add(BlobKind::List, encode_list(group), false),
     })?;
     batcher.flush()?;
-    let spool = Spool {
-        file: spool.into_inner().map_err(|e| {
-            EngineError::io("cannot write the spool file in", input.spool_dir)(e.into_error())
-        })?,
-        chunks: spooled,
-    };
     let captured = CapturedDatabase {
         image: DatabaseImage {
             path: input.database.to_owned(),
@@ -598,7 +613,7 @@ fn capture_database(
         bytes_read: image.bytes_read,
         next: image.next.map(|b| (b, ids)),
     };
-    Ok(Some((captured, spool)))
+    Ok(Some((captured, spools)))
 }
 
 /// One list of a database image: the same ids as the parent's list, or others.
@@ -639,7 +654,14 @@ fn list_ids<'i>(
 
 /// What became of one file.
 enum Captured {
-    Read(FileStat, Vec<ChunkId>),
+    /// Read (or known) with this `stat` and these chunks; `settled` if its last change was
+    /// older than the timestamp margin when the read ended, so that a later write within
+    /// the same clock tick cannot have kept its `stat`.
+    Read {
+        stat: FileStat,
+        chunks: Vec<ChunkId>,
+        settled: bool,
+    },
     /// It kept changing while read, or vanished.
     Unstable,
 }
@@ -685,7 +707,12 @@ fn collect_files(
                     sink.reused
                         .fetch_add(chunks.len() as u64, Ordering::Relaxed);
                 }
-                outcomes.push(Some(Captured::Read(file.stat, chunks.clone())));
+                // Cached and read-early files were settled when they were recorded.
+                outcomes.push(Some(Captured::Read {
+                    stat: file.stat,
+                    chunks: chunks.clone(),
+                    settled: true,
+                }));
             }
             None => {
                 outcomes.push(None);
@@ -717,12 +744,16 @@ fn file_entries(
     let mut entries = Vec::with_capacity(store_files.len());
     for (file, outcome) in store_files.iter().zip(outcomes) {
         match outcome {
-            Some(Captured::Read(stat, chunks)) => {
+            Some(Captured::Read {
+                stat,
+                chunks,
+                settled,
+            }) => {
                 entries.push(entry(&file.path, &stat, chunks.clone()));
-                // A file written a moment ago is not cached: a rewrite within the same
-                // clock tick would keep its stat, and the next backup must read it again.
-                let now = std::time::SystemTime::now();
-                if stat.unsettled_for(now).is_zero() {
+                // A file written a moment before it was read is not cached: a rewrite within
+                // the same clock tick would keep its stat, and the next backup must read it
+                // again.
+                if settled {
                     file_cache.push((file.path.clone(), stat, chunks));
                 }
             }
@@ -854,7 +885,12 @@ fn read_stable(
             })?;
         if read == before.size && files::unchanged_since(&handle, &file.abs, &before) {
             counters.files_read.fetch_add(1, Ordering::Relaxed);
-            return Ok(Captured::Read(before, chunks));
+            let settled = before.unsettled_for(std::time::SystemTime::now()).is_zero();
+            return Ok(Captured::Read {
+                stat: before,
+                chunks,
+                settled,
+            });
         }
         tracing::debug!(path = %file.path, attempt, "file changed while read; reading it again");
         std::thread::sleep(Duration::from_millis(50 * u64::from(attempt)));

@@ -354,24 +354,23 @@ fn prepare_partial<'j>(
     {
         fs::create_dir_all(dir).map_err(EngineError::io("cannot create", dir))?;
     }
+    if force {
+        // Removed, not opened: whatever stands there (a link too) is not followed.
+        match fs::remove_file(&job.partial) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(EngineError::io("cannot remove", &job.partial)(e));
+            }
+            _ => {}
+        }
+    }
     if job.remaining.load(Ordering::Relaxed) == 0 {
         OpenOptions::new()
             .write(true)
-            .create(true)
-            .truncate(true)
+            .create_new(true)
             .open(&job.partial)
             .map_err(EngineError::io("cannot create", &job.partial))?;
-        return Ok(());
     }
-    if !force {
-        return Ok(());
-    }
-    match fs::remove_file(&job.partial) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-            Err(EngineError::io("cannot remove", &job.partial)(e))
-        }
-        _ => Ok(()),
-    }
+    Ok(())
 }
 
 /// Reads one pack and writes each of its blobs wherever the snapshot has it.
