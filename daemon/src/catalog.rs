@@ -17,7 +17,7 @@ use sealback_repo::{ChunkId, Repository};
 use crate::capture::database::Baseline;
 use crate::capture::files::FileStat;
 
-const SCHEMA_VERSION: i64 = 2;
+const SCHEMA_VERSION: i64 = 3;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CatalogError {
@@ -43,7 +43,7 @@ fn sqlite(path: &str) -> impl Fn(rusqlite::Error) -> CatalogError + Copy + '_ {
 }
 
 /// The columns a blob's location is read from, in the order [`entry_from_row`] expects.
-const BLOB_COLUMNS: &str = "pack, kind, compression, offset, length, raw_length";
+const BLOB_COLUMNS: &str = "packs.name, kind, compression, offset, length, raw_length";
 
 /// A blob's entry from a row that starts with [`BLOB_COLUMNS`].
 fn entry_from_row(id: ChunkId, r: &rusqlite::Row<'_>) -> rusqlite::Result<PackEntry> {
@@ -119,13 +119,37 @@ impl Catalog {
             .map_err(err)?;
         conn.execute_batch(
             "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;
-             CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
-             CREATE TABLE IF NOT EXISTS objects(name TEXT PRIMARY KEY, size INTEGER NOT NULL);
-             CREATE TABLE IF NOT EXISTS indexes(name TEXT PRIMARY KEY);
+             CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);",
+        )
+        .map_err(err)?;
+        // A catalog of another schema is only a cache: its tables are dropped and the
+        // catalog is rebuilt from the repository by the next sync.
+        let version: Option<String> = conn
+            .query_row("SELECT value FROM meta WHERE key = 'schema'", [], |r| {
+                r.get(0)
+            })
+            .optional()
+            .map_err(err)?;
+        if version.as_deref() != Some(&SCHEMA_VERSION.to_string()) {
+            conn.execute_batch(
+                "DROP TABLE IF EXISTS objects; DROP TABLE IF EXISTS indexes;
+                 DROP TABLE IF EXISTS blobs; DROP TABLE IF EXISTS snapshots;
+                 DROP TABLE IF EXISTS files; DROP TABLE IF EXISTS packs;
+                 DROP TABLE IF EXISTS db_capture; DROP TABLE IF EXISTS db_capture_ids;
+                 DELETE FROM meta;",
+            )
+            .map_err(err)?;
+        }
+        // Blobs name their pack and index by number: with the 69-character names in every
+        // row (and in two of its indexes), recording a full backup's 50,000 blobs took
+        // 0.22 s and a large store's id scan read 47 MB.
+        conn.execute_batch(
+            "CREATE TABLE IF NOT EXISTS objects(name TEXT PRIMARY KEY, size INTEGER NOT NULL);
+             CREATE TABLE IF NOT EXISTS indexes(id INTEGER PRIMARY KEY, name TEXT UNIQUE NOT NULL);
              CREATE TABLE IF NOT EXISTS blobs(
-                 id BLOB PRIMARY KEY, pack TEXT NOT NULL, idx TEXT NOT NULL, kind INTEGER NOT NULL,
-                 compression INTEGER NOT NULL, offset INTEGER NOT NULL, length INTEGER NOT NULL,
-                 raw_length INTEGER NOT NULL) WITHOUT ROWID;
+                 id BLOB PRIMARY KEY, pack INTEGER NOT NULL, idx INTEGER NOT NULL,
+                 kind INTEGER NOT NULL, compression INTEGER NOT NULL, offset INTEGER NOT NULL,
+                 length INTEGER NOT NULL, raw_length INTEGER NOT NULL) WITHOUT ROWID;
              CREATE INDEX IF NOT EXISTS blobs_by_pack ON blobs(pack);
              CREATE INDEX IF NOT EXISTS blobs_by_idx ON blobs(idx);
              CREATE TABLE IF NOT EXISTS snapshots(
@@ -135,7 +159,7 @@ impl Catalog {
                  path TEXT PRIMARY KEY, size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL,
                  ctime_ns INTEGER NOT NULL, inode INTEGER NOT NULL, mode INTEGER NOT NULL,
                  chunks BLOB NOT NULL);
-             CREATE TABLE IF NOT EXISTS packs(name TEXT PRIMARY KEY) WITHOUT ROWID;
+             CREATE TABLE IF NOT EXISTS packs(id INTEGER PRIMARY KEY, name TEXT UNIQUE NOT NULL);
              CREATE TABLE IF NOT EXISTS db_capture(
                  snapshot TEXT NOT NULL, baseline TEXT NOT NULL, forgotten INTEGER NOT NULL);
              CREATE TABLE IF NOT EXISTS db_capture_ids(
@@ -249,7 +273,10 @@ impl Catalog {
         {
             tracing::warn!(pack = %gone, "pack is missing from the target: its chunks will be stored again");
             self.conn
-                .execute("DELETE FROM blobs WHERE pack = ?1", [gone])
+                .execute(
+                    "DELETE FROM blobs WHERE pack = (SELECT id FROM packs WHERE name = ?1)",
+                    [gone],
+                )
                 .and_then(|_| {
                     self.conn
                         .execute("DELETE FROM packs WHERE name = ?1", [gone])
@@ -316,7 +343,10 @@ impl Catalog {
 
     fn forget_index(&self, name: &str) -> Result<()> {
         self.conn
-            .execute("DELETE FROM blobs WHERE idx = ?1", [name])
+            .execute(
+                "DELETE FROM blobs WHERE idx = (SELECT id FROM indexes WHERE name = ?1)",
+                [name],
+            )
             .and_then(|_| {
                 self.conn
                     .execute("DELETE FROM indexes WHERE name = ?1", [name])
@@ -338,40 +368,27 @@ impl Catalog {
         let err = sqlite(&path);
         let tx = self.conn.transaction().map_err(err)?;
         {
-            let mut insert = tx
-                .prepare(
-                    "INSERT OR IGNORE INTO blobs(id, pack, idx, kind, compression, offset, length, raw_length)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-                )
+            // The numbers of the index and of its packs.
+            tx.execute("INSERT OR IGNORE INTO indexes(name) VALUES (?1)", [name])
                 .map_err(err)?;
-            // In id order: random ids inserted as they come touch a random leaf each, and a
-            // full backup's 50,000 blobs then rewrote 500 MB of catalog WAL.
-            let mut rows: Vec<(&PackEntry, &str)> = index
-                .packs
-                .iter()
-                .flat_map(|p| p.entries.iter().map(move |e| (e, p.name.as_str())))
-                .collect();
-            rows.sort_unstable_by_key(|(e, _)| e.id);
-            for (e, pack) in rows {
-                insert
-                    .execute(params![
-                        &e.id.0[..],
-                        pack,
-                        name,
-                        e.kind as u8,
-                        e.compression as u8,
-                        e.offset,
-                        e.length,
-                        e.raw_length
-                    ])
-                    .map_err(err)?;
-            }
+            let index_id: i64 = tx
+                .query_row("SELECT id FROM indexes WHERE name = ?1", [name], |r| {
+                    r.get(0)
+                })
+                .map_err(err)?;
+            let mut pack_ids: HashMap<&str, i64> = HashMap::with_capacity(index.packs.len());
             for pack in &index.packs {
                 tx.execute(
                     "INSERT OR IGNORE INTO packs(name) VALUES (?1)",
                     [&pack.name],
                 )
                 .map_err(err)?;
+                let id = tx
+                    .query_row("SELECT id FROM packs WHERE name = ?1", [&pack.name], |r| {
+                        r.get(0)
+                    })
+                    .map_err(err)?;
+                pack_ids.insert(&pack.name, id);
                 if let Some(size) = pack_sizes.get(&pack.name) {
                     tx.execute(
                         "INSERT OR REPLACE INTO objects(name, size) VALUES (?1, ?2)",
@@ -380,8 +397,37 @@ impl Catalog {
                     .map_err(err)?;
                 }
             }
-            tx.execute("INSERT OR IGNORE INTO indexes(name) VALUES (?1)", [name])
+            let mut insert = tx
+                .prepare(
+                    "INSERT OR IGNORE INTO blobs(id, pack, idx, kind, compression, offset, length, raw_length)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                )
                 .map_err(err)?;
+            // In id order: random ids inserted as they come touch a random leaf each, and a
+            // full backup's 50,000 blobs then rewrote 500 MB of catalog WAL.
+            let mut rows: Vec<(&PackEntry, i64)> = index
+                .packs
+                .iter()
+                .flat_map(|p| {
+                    let pack = pack_ids.get(p.name.as_str()).copied().unwrap_or_default();
+                    p.entries.iter().map(move |e| (e, pack))
+                })
+                .collect();
+            rows.sort_unstable_by_key(|(e, _)| e.id);
+            for (e, pack) in rows {
+                insert
+                    .execute(params![
+                        &e.id.0[..],
+                        pack,
+                        index_id,
+                        e.kind as u8,
+                        e.compression as u8,
+                        e.offset,
+                        e.length,
+                        e.raw_length
+                    ])
+                    .map_err(err)?;
+            }
             tx.execute(
                 "INSERT OR REPLACE INTO objects(name, size) VALUES (?1, ?2)",
                 params![name, size as i64],
@@ -477,7 +523,8 @@ impl Catalog {
         let mut stmt = self
             .conn
             .prepare(&format!(
-                "SELECT {BLOB_COLUMNS}, id FROM blobs ORDER BY pack"
+                "SELECT {BLOB_COLUMNS}, blobs.id FROM blobs JOIN packs ON packs.id = blobs.pack
+                 ORDER BY blobs.pack"
             ))
             .map_err(|e| self.err(e))?;
         let mut rows = stmt.query([]).map_err(|e| self.err(e))?;
@@ -837,6 +884,36 @@ mod tests {
                 std::fs::remove_file(&path).expect("delete the cache");
             }
         }
+    }
+
+    #[test]
+    fn a_catalog_of_an_older_schema_is_rebuilt() {
+        let (_store, repo, ids) = repository();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("disk.db");
+        // Schema 2 named packs and indexes by text in every blob row.
+        let old = Connection::open(&path).expect("open");
+        old.execute_batch(
+            "CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
+             INSERT INTO meta VALUES ('schema', '2'), ('forgotten', '7');
+             CREATE TABLE blobs(id BLOB PRIMARY KEY, pack TEXT NOT NULL, idx TEXT NOT NULL,
+                 kind INTEGER NOT NULL, compression INTEGER NOT NULL, offset INTEGER NOT NULL,
+                 length INTEGER NOT NULL, raw_length INTEGER NOT NULL) WITHOUT ROWID;
+             INSERT INTO blobs VALUES (x'00', 'data/x', 'index/y', 0, 0, 42, 1, 1);
+             CREATE TABLE packs(name TEXT PRIMARY KEY) WITHOUT ROWID;
+             CREATE TABLE indexes(name TEXT PRIMARY KEY);",
+        )
+        .expect("an old catalog");
+        drop(old);
+        let mut catalog = Catalog::open(&path).expect("open");
+        assert!(catalog.sync(&repo).expect("sync").rebuilt);
+        assert_eq!(
+            catalog.known_blobs().expect("blobs"),
+            ids.iter().copied().collect()
+        );
+        let blobs = catalog.all_blobs().expect("query");
+        assert!(blobs.get(&ids[0]).expect("found").0.starts_with("data/"));
+        assert_eq!(catalog.forgotten().expect("counter"), 0);
     }
 
     #[test]
