@@ -130,7 +130,8 @@ impl Catalog {
             })
             .optional()
             .map_err(err)?;
-        if version.as_deref() != Some(&SCHEMA_VERSION.to_string()) {
+        let stale = version.as_deref() != Some(&SCHEMA_VERSION.to_string());
+        if stale {
             conn.execute_batch(
                 "DROP TABLE IF EXISTS objects; DROP TABLE IF EXISTS indexes;
                  DROP TABLE IF EXISTS blobs; DROP TABLE IF EXISTS snapshots;
@@ -167,9 +168,7 @@ impl Catalog {
         )
         .map_err(err)?;
         let catalog = Catalog { conn, path: shown };
-        let version: Option<String> = catalog.meta("schema")?;
-        if version.as_deref() != Some(&SCHEMA_VERSION.to_string()) {
-            catalog.wipe()?;
+        if stale {
             catalog.set_meta("schema", &SCHEMA_VERSION.to_string())?;
         }
         Ok(catalog)
@@ -376,7 +375,7 @@ impl Catalog {
                     r.get(0)
                 })
                 .map_err(err)?;
-            let mut pack_ids: HashMap<&str, i64> = HashMap::with_capacity(index.packs.len());
+            let mut pack_ids: Vec<i64> = Vec::with_capacity(index.packs.len());
             for pack in &index.packs {
                 tx.execute(
                     "INSERT OR IGNORE INTO packs(name) VALUES (?1)",
@@ -388,7 +387,7 @@ impl Catalog {
                         r.get(0)
                     })
                     .map_err(err)?;
-                pack_ids.insert(&pack.name, id);
+                pack_ids.push(id);
                 if let Some(size) = pack_sizes.get(&pack.name) {
                     tx.execute(
                         "INSERT OR REPLACE INTO objects(name, size) VALUES (?1, ?2)",
@@ -408,10 +407,8 @@ impl Catalog {
             let mut rows: Vec<(&PackEntry, i64)> = index
                 .packs
                 .iter()
-                .flat_map(|p| {
-                    let pack = pack_ids.get(p.name.as_str()).copied().unwrap_or_default();
-                    p.entries.iter().map(move |e| (e, pack))
-                })
+                .zip(pack_ids)
+                .flat_map(|(p, pack)| p.entries.iter().map(move |e| (e, pack)))
                 .collect();
             rows.sort_unstable_by_key(|(e, _)| e.id);
             for (e, pack) in rows {

@@ -79,21 +79,6 @@ impl ChunkSink<'_> {
         }
     }
 
-    fn submit(
-        &self,
-        kind: BlobKind,
-        id: ChunkId,
-        data: Vec<u8>,
-        compress: bool,
-    ) -> Result<(), EngineError> {
-        self.submit_batch(vec![NewChunk {
-            kind,
-            id,
-            data,
-            compress,
-        }])
-    }
-
     fn submit_batch(&self, batch: Batch) -> Result<(), EngineError> {
         if self.cancel.load(Ordering::Relaxed) {
             return Err(EngineError::Cancelled);
@@ -113,7 +98,12 @@ impl ChunkSink<'_> {
     fn add(&self, kind: BlobKind, data: &[u8], compress: bool) -> Result<ChunkId, EngineError> {
         let id = self.repo.keys().chunk_id(data);
         if self.claim(id) {
-            self.submit(kind, id, data.to_vec(), compress)?;
+            self.submit_batch(vec![NewChunk {
+                kind,
+                id,
+                data: data.to_vec(),
+                compress,
+            }])?;
         }
         Ok(id)
     }
@@ -257,7 +247,15 @@ pub fn run(
             let early_files = if early_pass { scan(input)? } else { Vec::new() };
             let (captured, read_early) = std::thread::scope(|scope| {
                 let database = scope.spawn(|| {
-                    capture_database(&db_path, input, baseline, parent_lists, &sink, &counters)
+                    capture_database(
+                        &db_path,
+                        db_len,
+                        input,
+                        baseline,
+                        parent_lists,
+                        &sink,
+                        &counters,
+                    )
                 });
                 let read_early = collect_files(
                     &early_files,
@@ -484,9 +482,10 @@ impl Spool {
 /// Captures the database: hashes runs inside the read transaction and spools the new ones
 /// (to be queued by [`Spool::feed`] once the transaction has ended). Given the baseline of
 /// the parent snapshot, only the runs that changed since are read; the others keep their
-/// chunk ids.
+/// chunk ids. `db_len`, the file's size as the backup found it, sizes a full read's lists.
 fn capture_database(
     db_path: &Path,
+    db_len: u64,
     input: &BackupInput<'_>,
     baseline: Option<(Baseline, Vec<ChunkId>)>,
     parent_lists: Option<&[ChunkId]>,
@@ -498,7 +497,6 @@ fn capture_database(
         return Ok(None);
     }
     let chunk_bytes = sink.repo.config().db_chunk_bytes;
-    let db_len = std::fs::metadata(db_path).map_or(0, |m| m.len());
     std::fs::create_dir_all(input.spool_dir).map_err(EngineError::io(
         "cannot create the spool directory",
         input.spool_dir,
@@ -684,13 +682,13 @@ fn collect_files(
     sink: &ChunkSink<'_>,
     counters: &Counters,
 ) -> Result<Vec<Option<Captured>>, EngineError> {
+    let (cache, trusted, earlier) = match known {
+        Known::Cache { cache, trusted } => (cache, trusted, false),
+        Known::ReadEarlier(cache) => (cache, true, true),
+    };
     let mut outcomes: Vec<Option<Captured>> = Vec::with_capacity(store_files.len());
     let mut to_read = Vec::new();
     for (at, file) in store_files.iter().enumerate() {
-        let (cache, trusted, earlier) = match known {
-            Known::Cache { cache, trusted } => (cache, trusted, false),
-            Known::ReadEarlier(cache) => (cache, true, true),
-        };
         let cached = cache
             .get(&file.path)
             .filter(|(stat, _)| same_file(stat, &file.stat))

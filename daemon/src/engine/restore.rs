@@ -18,11 +18,10 @@ use std::time::{Duration, Instant, SystemTime};
 
 use sealback_repo::chunk::decode_list;
 use sealback_repo::pack::{BlobScratch, PackEntry, PackReader};
-
-use super::chunk_writer::ChunkWriter;
 use sealback_repo::{ChunkId, Repository};
 
 use super::EngineError;
+use super::chunk_writer::ChunkWriter;
 use crate::catalog::{Catalog, SnapshotRow};
 use crate::control::api::RestoreReport;
 
