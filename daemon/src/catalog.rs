@@ -17,7 +17,7 @@ use sealback_repo::{ChunkId, Repository};
 use crate::capture::database::Baseline;
 use crate::capture::files::FileStat;
 
-const SCHEMA_VERSION: i64 = 3;
+const SCHEMA_VERSION: i64 = 4;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CatalogError {
@@ -50,6 +50,7 @@ fn entry_from_row(id: ChunkId, r: &rusqlite::Row<'_>) -> rusqlite::Result<PackEn
     let base = 1;
     let kind = match r.get::<_, u8>(base)? {
         1 => BlobKind::List,
+        2 => BlobKind::Patch,
         _ => BlobKind::Data,
     };
     let compression = match r.get::<_, u8>(base + 1)? {
@@ -164,7 +165,7 @@ impl Catalog {
              CREATE TABLE IF NOT EXISTS db_capture(
                  snapshot TEXT NOT NULL, baseline TEXT NOT NULL, forgotten INTEGER NOT NULL);
              CREATE TABLE IF NOT EXISTS db_capture_ids(
-                 list INTEGER PRIMARY KEY, list_id BLOB NOT NULL, ids BLOB NOT NULL);",
+                 list INTEGER PRIMARY KEY, digest BLOB NOT NULL, ids BLOB NOT NULL);",
         )
         .map_err(err)?;
         let catalog = Catalog { conn, path: shown };
@@ -690,20 +691,21 @@ impl Catalog {
         Ok(Some((baseline, ids)))
     }
 
-    /// Keeps only the baseline of `snapshot` (or none), its ids stored by list so that a
-    /// backup rewrites only the lists that changed; `forgotten` as for
+    /// Keeps only the baseline of `snapshot` (or none), its ids stored by groups of
+    /// [`LIST_IDS`] so that a backup rewrites only the groups that changed (each group's
+    /// row carries a digest of its ids to tell); `forgotten` as for
     /// [`Catalog::update_file_cache`].
     pub fn replace_db_baseline(
         &mut self,
         snapshot: &str,
-        baseline: Option<(&Baseline, &[ChunkId], &[ChunkId])>,
+        baseline: Option<(&Baseline, &[ChunkId])>,
         forgotten: i64,
     ) -> Result<()> {
         let path = self.path.clone();
         let err = sqlite(&path);
         let tx = self.conn.transaction().map_err(err)?;
         tx.execute("DELETE FROM db_capture", []).map_err(err)?;
-        let Some((baseline, ids, lists)) = baseline else {
+        let Some((baseline, ids)) = baseline else {
             tx.execute("DELETE FROM db_capture_ids", []).map_err(err)?;
             return tx.commit().map_err(err);
         };
@@ -717,35 +719,34 @@ impl Catalog {
         {
             let mut stored: HashMap<i64, Vec<u8>> = HashMap::new();
             let mut select = tx
-                .prepare("SELECT list, list_id FROM db_capture_ids")
+                .prepare("SELECT list, digest FROM db_capture_ids")
                 .map_err(err)?;
             let rows = select
                 .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
                 .map_err(err)?;
             for row in rows {
-                let (list, id) = row.map_err(err)?;
-                stored.insert(list, id);
+                let (list, digest) = row.map_err(err)?;
+                stored.insert(list, digest);
             }
             let mut upsert = tx
                 .prepare(
-                    "INSERT OR REPLACE INTO db_capture_ids(list, list_id, ids) VALUES (?1, ?2, ?3)",
+                    "INSERT OR REPLACE INTO db_capture_ids(list, digest, ids) VALUES (?1, ?2, ?3)",
                 )
                 .map_err(err)?;
-            // A list blob's id is the keyed hash of the ids it holds: same id, same ids.
-            for (at, (group, list_id)) in ids.chunks(LIST_IDS).zip(lists).enumerate() {
-                if stored.get(&(at as i64)).map(Vec::as_slice) != Some(&list_id.0[..]) {
+            let groups = ids.chunks(LIST_IDS);
+            let count = groups.len();
+            for (at, group) in groups.enumerate() {
+                let encoded = sealback_repo::chunk::encode_list(group);
+                let digest = blake3::hash(&encoded);
+                if stored.get(&(at as i64)).map(Vec::as_slice) != Some(&digest.as_bytes()[..]) {
                     upsert
-                        .execute(params![
-                            at as i64,
-                            &list_id.0[..],
-                            sealback_repo::chunk::encode_list(group)
-                        ])
+                        .execute(params![at as i64, &digest.as_bytes()[..], encoded])
                         .map_err(err)?;
                 }
             }
             tx.execute(
                 "DELETE FROM db_capture_ids WHERE list >= ?1",
-                [lists.len() as i64],
+                [count as i64],
             )
             .map_err(err)?;
         }
@@ -992,14 +993,25 @@ mod tests {
             },
         };
         let snapshot = catalog.snapshots().expect("rows")[0].name.clone();
-        let list = ChunkId([4; 32]);
         catalog
-            .replace_db_baseline(&snapshot, Some((&baseline, &ids, &[list])), 0)
+            .replace_db_baseline(&snapshot, Some((&baseline, &ids)), 0)
             .expect("baseline");
         assert_eq!(
             catalog.db_baseline(&snapshot).expect("baseline"),
             Some((baseline.clone(), ids.clone()))
         );
+        // A patched run changes an id within a group: the group is rewritten.
+        let patched = vec![ids[0], ChunkId([4; 32])];
+        catalog
+            .replace_db_baseline(&snapshot, Some((&baseline, &patched)), 0)
+            .expect("baseline");
+        assert_eq!(
+            catalog.db_baseline(&snapshot).expect("baseline"),
+            Some((baseline.clone(), patched))
+        );
+        catalog
+            .replace_db_baseline(&snapshot, Some((&baseline, &ids)), 0)
+            .expect("baseline");
         assert_eq!(
             catalog.db_baseline("snapshots/other").expect("baseline"),
             None

@@ -9,6 +9,7 @@
 //! - [`object`]: the sealed-object framing every object shares (header, AEAD, AAD).
 //! - [`chunk`]: chunk ids (keyed BLAKE3) and the content-defined chunker.
 //! - [`pack`]: pack objects, many encrypted blobs and an encrypted table.
+//! - [`patch`]: database patches, changed runs compressed against their old contents.
 //! - [`index`]: index objects, which pack holds which blob.
 //! - [`snapshot`]: snapshot manifests, what one backup holds.
 //! - [`repository`]: reading and writing all of these through an [`ObjectStore`].
@@ -20,6 +21,7 @@ pub mod index;
 pub mod keys;
 pub mod object;
 pub mod pack;
+pub mod patch;
 pub mod repository;
 pub mod snapshot;
 

@@ -48,6 +48,8 @@ pub enum BlobKind {
     Data = 0,
     /// A list of chunk ids (32 bytes each) describing a large file.
     List = 1,
+    /// A database patch ([`crate::patch`]): changed runs against their old contents.
+    Patch = 2,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -96,6 +98,7 @@ impl PackEntry {
         let kind = match e[0] {
             0 => BlobKind::Data,
             1 => BlobKind::List,
+            2 => BlobKind::Patch,
             k => return Err(Error::malformed(name, format!("unknown blob kind {k}"))),
         };
         let compression = match e[1] {

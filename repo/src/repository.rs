@@ -14,7 +14,7 @@ use crate::index::Index;
 use crate::keys::{BackupKey, RepoKeys};
 use crate::object::{self, ObjectKind};
 use crate::pack::{FinishedPack, random_hex};
-use crate::snapshot::Snapshot;
+use crate::snapshot::{SNAPSHOT_VERSION, Snapshot};
 
 /// A pack the store has taken.
 pub struct StoredPack {
@@ -240,6 +240,22 @@ impl Repository {
         let plain = object::open(&self.keys, ObjectKind::Snapshot, name, &bytes)?;
         let json = zstd::stream::decode_all(plain.as_slice())
             .map_err(|e| Error::malformed(name, format!("zstd: {e}")))?;
+        // The version first: a newer manifest's fields are not ours to judge.
+        #[derive(serde::Deserialize)]
+        struct Versioned {
+            version: u32,
+        }
+        let versioned: Versioned = serde_json::from_slice(&json)
+            .map_err(|e| Error::malformed(name, format!("manifest: {e}")))?;
+        if versioned.version > SNAPSHOT_VERSION {
+            return Err(Error::malformed(
+                name,
+                format!(
+                    "manifest version {}, this sealback reads up to {SNAPSHOT_VERSION}: upgrade sealback",
+                    versioned.version
+                ),
+            ));
+        }
         let snapshot: Snapshot = serde_json::from_slice(&json)
             .map_err(|e| Error::malformed(name, format!("manifest: {e}")))?;
         Ok(snapshot)

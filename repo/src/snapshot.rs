@@ -9,7 +9,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::chunk::ChunkId;
 
-pub const SNAPSHOT_VERSION: u32 = 1;
+/// Version 2 added database patches; a version-1 manifest reads as one without them.
+pub const SNAPSHOT_VERSION: u32 = 2;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -44,8 +45,12 @@ pub struct DatabaseImage {
     pub size: u64,
     /// Bytes of database per chunk (a multiple of the page size; the last chunk may be shorter).
     pub chunk_bytes: u32,
-    /// List blobs, in order; their concatenation is the chunk ids of the image.
+    /// List blobs, in order; their concatenation is the chunk ids of the image the
+    /// patches start from.
     pub lists: Vec<ChunkId>,
+    /// Patch blobs ([`crate::patch`]), applied in order to the image the lists name.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub patches: Vec<ChunkId>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

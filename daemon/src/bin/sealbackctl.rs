@@ -650,9 +650,14 @@ fn database_line(r: &BackupReport) -> String {
     match &r.db_read {
         None => "none in the store".to_owned(),
         Some(read) if read.delta => format!(
-            "{} pages, {} read: only what changed since the last snapshot",
+            "{} pages, {} read: only what changed since the last snapshot{}",
             r.db_pages,
-            HumanBytes(read.bytes)
+            HumanBytes(read.bytes),
+            if read.patch {
+                ", stored as a patch"
+            } else {
+                ""
+            }
         ),
         Some(read) => format!(
             "{} pages, {} read: all of it ({})",

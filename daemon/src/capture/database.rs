@@ -120,6 +120,8 @@ pub struct PageImage {
     pub bytes_read: u64,
     /// What the next capture can start from, if anything.
     pub next: Option<Baseline>,
+    /// The database file SQLite opened (a symbolic link resolved); its WAL is beside it.
+    pub file: std::path::PathBuf,
 }
 
 /// Reads the database at `path` as of one committed transaction and hands `sink` its bytes
@@ -209,7 +211,7 @@ struct Target<'a> {
     wal: bool,
 }
 
-fn wal_path(db: &Path) -> std::path::PathBuf {
+pub(crate) fn wal_path(db: &Path) -> std::path::PathBuf {
     let mut name = db.as_os_str().to_owned();
     name.push("-wal");
     name.into()
@@ -314,6 +316,7 @@ fn read_snapshot(
             boot,
             since,
         }),
+        file: target.path.to_path_buf(),
     })
 }
 

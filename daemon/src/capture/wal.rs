@@ -38,7 +38,7 @@ impl Generation {
         u32::from_be_bytes([self.0[at], self.0[at + 1], self.0[at + 2], self.0[at + 3]])
     }
 
-    fn page_size(&self) -> u64 {
+    pub fn page_size(&self) -> u64 {
         match self.word(8) {
             1 => 65536,
             n => u64::from(n),
@@ -123,6 +123,34 @@ pub fn scan(path: &Path) -> io::Result<(Log, u64)> {
     } else {
         Ok((Log::Restarted, read))
     }
+}
+
+/// Where the frames of `pages` (of the log's current generation) hold their page, in log
+/// order; empty if there is no log. Read outside any transaction, so the frames may be
+/// overwritten by a restart meanwhile: whoever reads them must check what they read.
+pub fn frames_of(path: &Path, pages: &BTreeSet<u64>) -> io::Result<Vec<(u64, u64)>> {
+    let file = match File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    let Some(generation) = read_header(&file)? else {
+        return Ok(Vec::new());
+    };
+    let stride = FRAME_HEADER_BYTES + generation.page_size();
+    let len = file.metadata()?.len();
+    let mut found = Vec::new();
+    let mut frame = [0u8; FRAME_HEADER_BYTES as usize];
+    let mut offset = HEADER_BYTES as u64;
+    while offset + stride <= len {
+        file.read_exact_at(&mut frame, offset)?;
+        let pgno = u64::from(u32::from_be_bytes([frame[0], frame[1], frame[2], frame[3]]));
+        if &frame[8..16] == generation.salts() && pages.contains(&pgno) {
+            found.push((pgno, offset + FRAME_HEADER_BYTES));
+        }
+        offset += stride;
+    }
+    Ok(found)
 }
 
 #[cfg(test)]

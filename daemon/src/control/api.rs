@@ -237,6 +237,10 @@ pub struct DbRead {
     pub why_full: Option<String>,
     /// Bytes of pages and WAL headers read.
     pub bytes: u64,
+    /// Whether the changed pages went as a patch on the last snapshot's image (DESIGN.md
+    /// §4.1.2), rather than as pages and the lists naming them.
+    #[serde(default)]
+    pub patch: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

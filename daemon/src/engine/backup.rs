@@ -17,6 +17,7 @@
 
 use std::collections::HashMap;
 use std::io::{Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -25,13 +26,15 @@ use std::time::{Duration, Instant};
 use sealback_repo::chunk::{IdSet, LIST_IDS, MediaChunker, encode_list, worth_compressing};
 use sealback_repo::index::Index;
 use sealback_repo::pack::BlobKind;
+use sealback_repo::patch;
 use sealback_repo::snapshot::{DatabaseImage, FileEntry, SNAPSHOT_VERSION, Snapshot};
 use sealback_repo::{ChunkId, Repository};
 
 use super::EngineError;
 use super::upload::{self, Batch, NewChunk, UploadState};
-use crate::capture::database::{Baseline, DatabaseCaptureError, Reading, capture_pages};
+use crate::capture::database::{Baseline, DatabaseCaptureError, PageImage, Reading, capture_pages};
 use crate::capture::files::{self, FileStat, StoreFile};
+use crate::capture::wal;
 use crate::catalog::{Catalog, FileCache};
 use crate::control::api::{BackupReport, DbRead};
 
@@ -135,6 +138,16 @@ impl<'s, 'a> Batcher<'s, 'a> {
         Ok(())
     }
 
+    /// Queues a run of the database already claimed as new.
+    fn push_run(&mut self, id: ChunkId, data: Vec<u8>) -> Result<(), EngineError> {
+        self.push(NewChunk {
+            kind: BlobKind::Data,
+            id,
+            data,
+            compress: true,
+        })
+    }
+
     /// Hashes `data`, queues it if new, and returns its id.
     fn add(
         &mut self,
@@ -202,12 +215,22 @@ pub fn run(
         None => None,
     };
     let (cached_files, cache_trusted) = catalog.file_cache()?;
-    // The parent's lists, which the baseline's ids are the concatenation of.
-    let parent_lists = parent
+    // The parent's database image, which the baseline's ids are the runs of.
+    let parent_db = parent
         .as_ref()
         .and_then(|p| p.database.as_ref())
-        .filter(|d| d.path == input.database)
-        .map(|d| d.lists.as_slice());
+        .filter(|d| d.path == input.database);
+    // A chain of patches is bounded: at its end, the image is read and written whole.
+    let baseline = baseline.filter(|_| {
+        let full = parent_db.is_some_and(|d| d.patches.len() >= MAX_PATCHES);
+        if full {
+            tracing::info!(
+                patches = MAX_PATCHES,
+                "the database image has its most patches: reading it whole"
+            );
+        }
+        !full
+    });
 
     let db_path = input.store.join(input.database);
     let db_len = std::fs::metadata(&db_path).map(|m| m.len()).unwrap_or(0);
@@ -248,13 +271,7 @@ pub fn run(
             let (captured, read_early) = std::thread::scope(|scope| {
                 let database = scope.spawn(|| {
                     capture_database(
-                        &db_path,
-                        db_len,
-                        input,
-                        baseline,
-                        parent_lists,
-                        &sink,
-                        &counters,
+                        &db_path, db_len, input, baseline, parent_db, &sink, &counters,
                     )
                 });
                 let read_early = collect_files(
@@ -375,11 +392,9 @@ pub fn run(
     catalog.update_file_cache(&cached_files, &file_cache, forgotten)?;
     catalog.replace_db_baseline(
         &name,
-        captured_db.as_ref().and_then(|c| {
-            c.next
-                .as_ref()
-                .map(|(b, ids)| (b, ids.as_slice(), c.image.lists.as_slice()))
-        }),
+        captured_db
+            .as_ref()
+            .and_then(|c| c.next.as_ref().map(|(b, ids)| (b, ids.as_slice()))),
         forgotten,
     )?;
     let total = counters.total.load(Ordering::Relaxed);
@@ -399,11 +414,13 @@ pub fn run(
                 delta: false,
                 why_full: Some(reason.to_owned()),
                 bytes: c.bytes_read,
+                patch: c.patched,
             },
             Reading::Delta { .. } => DbRead {
                 delta: true,
                 why_full: None,
                 bytes: c.bytes_read,
+                patch: c.patched,
             },
         }),
         bytes_read: counters.bytes_read.into_inner(),
@@ -430,6 +447,8 @@ struct CapturedDatabase {
     /// How its pages were read (full, or only the runs changed since the baseline).
     reading: Reading,
     bytes_read: u64,
+    /// Whether its changes went as a patch on the parent's image.
+    patched: bool,
     /// What the next backup can start from.
     next: Option<(Baseline, Vec<ChunkId>)>,
 }
@@ -467,28 +486,43 @@ impl Spool {
             for (id, len) in chunks {
                 let mut data = vec![0u8; len];
                 reader.read_exact(&mut data).map_err(unreadable)?;
-                batcher.push(NewChunk {
-                    kind: BlobKind::Data,
-                    id,
-                    data,
-                    compress: true,
-                })?;
+                batcher.push_run(id, data)?;
             }
         }
         batcher.flush()
     }
 }
 
-/// Captures the database: hashes runs inside the read transaction and spools the new ones
-/// (to be queued by [`Spool::feed`] once the transaction has ended). Given the baseline of
-/// the parent snapshot, only the runs that changed since are read; the others keep their
-/// chunk ids. `db_len`, the file's size as the backup found it, sizes a full read's lists.
+/// At most this many runs go into one patch (4 MiB of pages, and at most as much of their
+/// old contents, held in memory while it is made); a capture that read more writes its
+/// image as lists of page blobs.
+const PATCH_RUNS: usize = 1024;
+/// A database image is its lists and at most this many patches applied in order; a backup
+/// after that many reads the whole database and writes its image as lists again.
+pub(crate) const MAX_PATCHES: usize = 64;
+
+/// Runs a delta capture read, kept in memory to become a patch.
+type Held = Vec<(u64, ChunkId, Vec<u8>)>;
+
+/// What one read of the database gave: the image, the id of each run read, and the runs
+/// themselves when few enough were read to make a patch of them (the others were spooled).
+struct DatabaseRead {
+    image: PageImage,
+    read: Vec<(u64, ChunkId)>,
+    held: Option<Held>,
+}
+
+/// Captures the database. Given the baseline of the parent snapshot, only the runs that
+/// changed since are read, and become one patch on top of the parent's image (DESIGN.md
+/// §4.1.2); otherwise the image is written as lists of runs, the new ones spooled during
+/// the read transaction and queued by [`Spool::feed`] once it has ended. `db_len`, the
+/// file's size as the backup found it, sizes a full read's lists.
 fn capture_database(
     db_path: &Path,
     db_len: u64,
     input: &BackupInput<'_>,
     baseline: Option<(Baseline, Vec<ChunkId>)>,
-    parent_lists: Option<&[ChunkId]>,
+    parent_db: Option<&DatabaseImage>,
     sink: &ChunkSink<'_>,
     counters: &Counters,
 ) -> Result<Option<(CapturedDatabase, Spool)>, EngineError> {
@@ -501,9 +535,157 @@ fn capture_database(
         "cannot create the spool directory",
         input.spool_dir,
     ))?;
-    let mut attempt = 0;
     let mut spools = Spool::default();
-    let (image, read) = loop {
+    let mut bytes_read = 0;
+    let mut baseline = baseline;
+    let (mut done, run_bytes, runs) = loop {
+        let done = read_database(
+            db_path,
+            db_len,
+            chunk_bytes,
+            baseline.as_ref().map(|(b, _)| b),
+            input,
+            sink,
+            &mut spools,
+        )?;
+        bytes_read += done.image.bytes_read;
+        let page_size = done.image.page_size;
+        let run_bytes = (chunk_bytes / page_size).max(1) * page_size;
+        let runs = (done.image.page_count * u64::from(page_size)).div_ceil(u64::from(run_bytes));
+        // An image with patches can only be continued by another patch: its lists lack
+        // the runs the patches changed, so writing it as lists needs every run read.
+        let delta = matches!(done.image.reading, Reading::Delta { .. });
+        let patched_parent = parent_db.is_some_and(|d| !d.patches.is_empty());
+        if delta && patched_parent && patch_base(parent_db, &done, run_bytes).is_none() {
+            tracing::info!("too much of the database changed for a patch: reading it whole");
+            baseline = None;
+            continue;
+        }
+        break (done, run_bytes, runs);
+    };
+    if !done.image.wal {
+        tracing::warn!(path = %db_path.display(), "the database is not in WAL mode: the app's writers waited while we read it");
+    }
+    let before: &[ChunkId] = baseline.as_ref().map_or(&[], |(_, ids)| ids.as_slice());
+    let delta = matches!(done.image.reading, Reading::Delta { .. }) && !before.is_empty();
+    let read = std::mem::take(&mut done.read);
+    let ids: Vec<Option<ChunkId>> = if delta {
+        let mut ids: Vec<Option<ChunkId>> = before.iter().copied().map(Some).collect();
+        ids.resize(runs as usize, None);
+        for (run, id) in &read {
+            ids[*run as usize] = Some(*id);
+        }
+        // The runs not read are reused from the parent snapshot.
+        sink.reused.fetch_add(
+            (runs as usize).saturating_sub(read.len()) as u64,
+            Ordering::Relaxed,
+        );
+        ids
+    } else {
+        read.into_iter().map(|(_, id)| Some(id)).collect()
+    };
+    let ids: Vec<ChunkId> = match ids.into_iter().collect::<Option<Vec<_>>>() {
+        Some(ids) if ids.len() as u64 == runs => ids,
+        _ => {
+            return Err(EngineError::Repo(sealback_repo::Error::Malformed {
+                name: input.database.to_owned(),
+                detail: format!("the capture did not cover all {runs} runs"),
+            }));
+        }
+    };
+    match &done.image.reading {
+        Reading::Full { reason } => {
+            tracing::info!(reason, "database read in full");
+        }
+        Reading::Delta { runs: read } => {
+            tracing::info!(runs_read = read, runs, "database read where it changed");
+        }
+    }
+    counters.read(bytes_read, input);
+
+    let size = done.image.page_count * u64::from(done.image.page_size);
+    let mut batcher = Batcher::new(sink);
+    let base = patch_base(parent_db, &done, run_bytes).filter(|_| delta);
+    let DatabaseRead { image, held, .. } = done;
+    let mut patched = false;
+    let (lists, patches) = match (base, held) {
+        (Some(base), Some(held)) => {
+            let mut patches = base.patches.clone();
+            let file = &image.file;
+            if let Some(patch) = make_patch(file, sink, base.size, size, run_bytes, before, held) {
+                patches.push(batcher.add(BlobKind::Patch, patch, false)?);
+                patched = true;
+            }
+            (base.lists.clone(), patches)
+        }
+        (_, held) => {
+            // Runs held for a patch that will not be made are stored like any others.
+            for (_, id, data) in held.into_iter().flatten() {
+                if sink.claim(id) {
+                    batcher.push_run(id, data)?;
+                }
+            }
+            let parent_lists = parent_db
+                .filter(|d| d.patches.is_empty())
+                .map(|d| d.lists.as_slice());
+            let lists = list_ids(&ids, before, parent_lists, |group| match group {
+                ListGroup::Unchanged(list) => {
+                    sink.reused.fetch_add(1, Ordering::Relaxed);
+                    Ok(list)
+                }
+                ListGroup::Changed(group) => batcher.add(BlobKind::List, encode_list(group), false),
+            })?;
+            (lists, Vec::new())
+        }
+    };
+    batcher.flush()?;
+    let captured = CapturedDatabase {
+        image: DatabaseImage {
+            path: input.database.to_owned(),
+            page_size: image.page_size,
+            page_count: image.page_count,
+            size,
+            chunk_bytes: run_bytes,
+            lists,
+            patches,
+        },
+        reading: image.reading,
+        bytes_read,
+        patched,
+        next: image.next.map(|b| (b, ids)),
+    };
+    Ok(Some((captured, spools)))
+}
+
+/// The parent's image, if `done` can be a patch on top of it: a delta read of few enough
+/// runs, from the baseline of that image, and room in its chain.
+fn patch_base<'p>(
+    parent_db: Option<&'p DatabaseImage>,
+    done: &DatabaseRead,
+    run_bytes: u32,
+) -> Option<&'p DatabaseImage> {
+    parent_db.filter(|d| {
+        done.held.is_some()
+            && d.patches.len() < MAX_PATCHES
+            && d.page_size == done.image.page_size
+            && d.chunk_bytes == run_bytes
+    })
+}
+
+/// One read of the database, retried when a schema change tears it. A full read spools
+/// the runs the repository lacks; a delta read holds what it reads for a patch, and
+/// spools it too once it has read more than a patch takes.
+fn read_database(
+    db_path: &Path,
+    db_len: u64,
+    chunk_bytes: u32,
+    baseline: Option<&Baseline>,
+    input: &BackupInput<'_>,
+    sink: &ChunkSink<'_>,
+    spools: &mut Spool,
+) -> Result<DatabaseRead, EngineError> {
+    let mut attempt = 0;
+    loop {
         attempt += 1;
         let spool = tempfile::tempfile_in(input.spool_dir).map_err(EngineError::io(
             "cannot create a spool file in",
@@ -519,24 +701,34 @@ fn capture_database(
         };
         let mut read = Vec::with_capacity(expected);
         let mut spooled = Vec::with_capacity(expected);
-        let result = capture_pages(
-            db_path,
-            chunk_bytes,
-            baseline.as_ref().map(|(b, _)| b),
-            |run, data| {
-                let id = sink.repo.keys().chunk_id(data);
-                read.push((run, id));
-                if sink.claim(id) {
-                    spool.write_all(data)?;
-                    spooled.push((id, data.len()));
+        let mut held: Option<Held> = baseline.is_some().then(Vec::new);
+        let mut to_spool = |id: ChunkId, data: &[u8]| -> std::io::Result<()> {
+            if sink.claim(id) {
+                spool.write_all(data)?;
+                spooled.push((id, data.len()));
+            }
+            Ok(())
+        };
+        let result = capture_pages(db_path, chunk_bytes, baseline, |run, data| {
+            let id = sink.repo.keys().chunk_id(data);
+            read.push((run, id));
+            match &mut held {
+                Some(runs) if runs.len() < PATCH_RUNS => runs.push((run, id, data.to_vec())),
+                Some(_) => {
+                    // More than a patch takes: everything read goes the way of a full read.
+                    for (_, id, data) in held.take().into_iter().flatten() {
+                        to_spool(id, &data)?;
+                    }
+                    to_spool(id, data)?;
                 }
-                Ok(())
-            },
-        );
+                None => to_spool(id, data)?,
+            }
+            Ok(())
+        });
         match result {
             Ok(image) => {
                 spools.add(spool, spooled, input)?;
-                break (image, read);
+                return Ok(DatabaseRead { image, read, held });
             }
             Err(DatabaseCaptureError::Torn { .. }) if attempt < DB_ATTEMPTS => {
                 spools.add(spool, spooled, input)?;
@@ -547,71 +739,80 @@ fn capture_database(
             }
             Err(e) => return Err(e.into()),
         }
-    };
-    if !image.wal {
-        tracing::warn!(path = %db_path.display(), "the database is not in WAL mode: the app's writers waited while we read it");
     }
-    let run_bytes = (chunk_bytes / image.page_size).max(1) * image.page_size;
-    let runs = (image.page_count * u64::from(image.page_size)).div_ceil(u64::from(run_bytes));
-    let before: &[ChunkId] = baseline.as_ref().map_or(&[], |(_, ids)| ids.as_slice());
-    let ids: Vec<Option<ChunkId>> = match &image.reading {
-        Reading::Delta { .. } if !before.is_empty() => {
-            let mut ids: Vec<Option<ChunkId>> = before.iter().copied().map(Some).collect();
-            ids.resize(runs as usize, None);
-            for (run, id) in &read {
-                ids[*run as usize] = Some(*id);
-            }
-            // The runs not read are reused from the parent snapshot.
-            sink.reused.fetch_add(
-                (runs as usize).saturating_sub(read.len()) as u64,
-                Ordering::Relaxed,
-            );
-            ids
-        }
-        _ => read.into_iter().map(|(_, id)| Some(id)).collect(),
-    };
-    let ids: Vec<ChunkId> = match ids.into_iter().collect::<Option<Vec<_>>>() {
-        Some(ids) if ids.len() as u64 == runs => ids,
-        _ => {
-            return Err(EngineError::Repo(sealback_repo::Error::Malformed {
-                name: input.database.to_owned(),
-                detail: format!("the capture did not cover all {runs} runs"),
-            }));
-        }
-    };
-    match &image.reading {
-        Reading::Full { reason } => {
-            tracing::info!(reason, "database read in full");
-        }
-        Reading::Delta { runs: read } => {
-            tracing::info!(runs_read = read, runs, "database read where it changed");
-        }
-    }
-    counters.read(image.bytes_read, input);
+}
 
-    let mut batcher = Batcher::new(sink);
-    let lists = list_ids(&ids, before, parent_lists, |group| match group {
-        ListGroup::Unchanged(list) => {
-            sink.reused.fetch_add(1, Ordering::Relaxed);
-            Ok(list)
+/// The patch of the runs in `held` that differ from the baseline's `before`, compressed
+/// against their old contents; `None` if nothing changed. A run's old contents are looked
+/// for in the database file `db_file` (a page no checkpoint has copied over yet) and in
+/// the earlier frames of its WAL (a page changed before the baseline, and again since):
+/// a candidate counts only if its keyed hash is the baseline's id for the run. A run whose
+/// old contents are nowhere is compressed without them.
+fn make_patch(
+    db_file: &Path,
+    sink: &ChunkSink<'_>,
+    size_before: u64,
+    size_after: u64,
+    run_bytes: u32,
+    before: &[ChunkId],
+    held: Held,
+) -> Option<Vec<u8>> {
+    let changed: Vec<(u64, Vec<u8>)> = held
+        .into_iter()
+        .filter(|(run, id, _)| before.get(*run as usize) != Some(id))
+        .map(|(run, _, data)| (run, data))
+        .collect();
+    if changed.is_empty() && size_before == size_after {
+        return None;
+    }
+    let keys = sink.repo.keys();
+    let file = std::fs::File::open(db_file).ok();
+    let wal_path = crate::capture::database::wal_path(db_file);
+    let wal = std::fs::File::open(&wal_path).ok();
+    // WAL frames hold one page: they can stand for runs of one page only.
+    let single_pages = patch::run_len(run_bytes, size_before, 0) == run_bytes as usize
+        && wal::header(&wal_path)
+            .ok()
+            .flatten()
+            .is_some_and(|g| g.page_size() == u64::from(run_bytes));
+    let mut frames: HashMap<u64, Vec<u64>> = HashMap::new();
+    if single_pages {
+        let pages = changed.iter().map(|(run, _)| run + 1).collect();
+        for (page, offset) in wal::frames_of(&wal_path, &pages).unwrap_or_default() {
+            frames.entry(page).or_default().push(offset);
         }
-        ListGroup::Changed(group) => batcher.add(BlobKind::List, encode_list(group), false),
-    })?;
-    batcher.flush()?;
-    let captured = CapturedDatabase {
-        image: DatabaseImage {
-            path: input.database.to_owned(),
-            page_size: image.page_size,
-            page_count: image.page_count,
-            size: image.page_count * u64::from(image.page_size),
-            chunk_bytes: run_bytes,
-            lists,
-        },
-        reading: image.reading,
-        bytes_read: image.bytes_read,
-        next: image.next.map(|b| (b, ids)),
-    };
-    Ok(Some((captured, spools)))
+    }
+    let old: Vec<(u64, Vec<u8>)> = changed
+        .iter()
+        .filter_map(|(run, _)| {
+            let len = patch::run_len(run_bytes, size_before, *run);
+            let want = before.get(*run as usize)?;
+            let mut data = vec![0u8; len];
+            let mut matches = |from: &std::fs::File, offset: u64| {
+                from.read_exact_at(&mut data, offset).is_ok() && keys.chunk_id(&data) == *want
+            };
+            // The file first, then the WAL's frames from the newest back.
+            let in_file = file
+                .as_ref()
+                .is_some_and(|f| matches(f, run * u64::from(run_bytes)));
+            let found = in_file
+                || wal.as_ref().is_some_and(|w| {
+                    let offsets = frames.get(&(run + 1)).map_or(&[][..], Vec::as_slice);
+                    offsets.iter().rev().any(|&o| matches(w, o))
+                });
+            (len > 0 && found).then_some((*run, data))
+        })
+        .collect();
+    let changed: Vec<(u64, &[u8])> = changed.iter().map(|(r, d)| (*r, d.as_slice())).collect();
+    let old: Vec<(u64, &[u8])> = old.iter().map(|(r, d)| (*r, d.as_slice())).collect();
+    let patch = patch::encode(keys, run_bytes, size_before, size_after, &changed, &old);
+    tracing::info!(
+        runs = changed.len(),
+        against_old = old.len(),
+        bytes = patch.len(),
+        "database patch"
+    );
+    Some(patch)
 }
 
 /// One list of a database image: the same ids as the parent's list, or others.

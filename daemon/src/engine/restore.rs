@@ -10,14 +10,15 @@
 
 use std::collections::{HashMap, HashSet};
 use std::fs::{self, File, OpenOptions};
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{FileExt, PermissionsExt};
 use std::path::{Component, Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use sealback_repo::chunk::decode_list;
-use sealback_repo::pack::{BlobScratch, PackEntry, PackReader};
+use sealback_repo::pack::{BlobKind, BlobScratch, PackEntry, PackReader};
+use sealback_repo::patch;
 use sealback_repo::{ChunkId, Repository};
 
 use super::EngineError;
@@ -113,6 +114,10 @@ struct Job<'s> {
     mtime: Option<SystemTime>,
     /// Chunks not yet written; the thread that writes the last one finishes the file.
     remaining: AtomicUsize,
+    /// The database with patches: the chunks write the image its lists name (`size`
+    /// bytes); the patches are applied once every chunk has landed, and the file is
+    /// finished at this size.
+    patched: Option<u64>,
 }
 
 /// Where one chunk goes: which file, at which offset.
@@ -187,7 +192,17 @@ pub fn run(
             }
         }
         let ids = read_lists(repo, &locations, &db.lists)?;
-        jobs.push(job(dest, &db.path, db.size, 0o600, None));
+        let mut db_job = job(dest, &db.path, db.size, 0o600, None);
+        if !db.patches.is_empty() {
+            // The lists name the image the first patch starts from.
+            let mut base = 0;
+            for id in &ids {
+                base += u64::from(locations.find(id)?.1.raw_length);
+            }
+            db_job.size = base;
+            db_job.patched = Some(db.size);
+        }
+        jobs.push(db_job);
         chunk_lists.push(ids);
     }
     for file in &snapshot.files {
@@ -221,7 +236,8 @@ pub fn run(
             break;
         }
         if job.remaining.load(Ordering::Relaxed) == 0
-            && let Err(e) = finish(job)
+            && job.patched.is_none()
+            && let Err(e) = finish(job, job.size)
         {
             fail(e);
             break;
@@ -258,7 +274,17 @@ pub fn run(
             });
         }
     });
-    if let Some(e) = first_error.into_inner().unwrap_or_else(|p| p.into_inner()) {
+    let mut first_error = first_error.into_inner().unwrap_or_else(|p| p.into_inner());
+    if first_error.is_none()
+        && let (Some(db), Some(job)) = (&snapshot.database, jobs.first())
+        && let Some(size) = job.patched
+    {
+        let patched = apply_patches(repo, &locations, job, &db.patches, db.chunk_bytes);
+        if let Err(e) = patched.and_then(|()| finish(job, size)) {
+            first_error = Some(e);
+        }
+    }
+    if let Some(e) = first_error {
         // Nothing incomplete stays behind; files already renamed into place are genuine.
         for job in &jobs {
             let _ = fs::remove_file(&job.partial);
@@ -295,6 +321,7 @@ fn job<'s>(
         mode,
         mtime,
         remaining: AtomicUsize::new(0),
+        patched: None,
     }
 }
 
@@ -394,7 +421,9 @@ fn restore_pack(
             progress(data.len() as u64);
             if job.remaining.fetch_sub(1, Ordering::AcqRel) == 1 {
                 writer.done_with(placement.job);
-                finish(job)?;
+                if job.patched.is_none() {
+                    finish(job, job.size)?;
+                }
             }
         }
     }
@@ -402,17 +431,86 @@ fn restore_pack(
     Ok(())
 }
 
-/// The last chunk of a file has landed: give it its metadata and its real name.
-fn finish(job: &Job<'_>) -> Result<(), EngineError> {
+/// Applies the database's patches, in order, to the image its chunks wrote: each patch's
+/// dictionary runs are read back from the file, its new runs written over them, and the
+/// file cut or grown to the patch's size. A patch that does not follow the image before it
+/// fails, naming it.
+fn apply_patches(
+    repo: &Repository,
+    locations: &Locations<'_>,
+    job: &Job<'_>,
+    patches: &[ChunkId],
+    run_bytes: u32,
+) -> Result<(), EngineError> {
+    let io = |what: &'static str| EngineError::io(what, &job.partial);
+    let out = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&job.partial)
+        .map_err(io("cannot open"))?;
+    let mut scratch = BlobScratch::default();
+    for (at, id) in patches.iter().enumerate() {
+        let name = format!(
+            "patch {} ({} of {}) of {}",
+            id.short(),
+            at + 1,
+            patches.len(),
+            job.shown
+        );
+        let (pack, entry) = locations.find(id)?;
+        let bytes = repo.read_pack(&pack)?;
+        let reader = PackReader::new(repo.keys(), &pack, &bytes)?;
+        let plain = reader.blob_in(&entry, &mut scratch)?;
+        let patch = patch::decode(plain, &name)?;
+        let size = out.metadata().map_err(io("cannot read"))?.len();
+        if entry.kind != BlobKind::Patch
+            || patch.run_bytes != run_bytes
+            || patch.size_before != size
+        {
+            return Err(sealback_repo::Error::Malformed {
+                name,
+                detail: format!(
+                    "it does not follow the image before it ({size} bytes in runs of {run_bytes}; \
+                     the patch starts from {} bytes in runs of {})",
+                    patch.size_before, patch.run_bytes
+                ),
+            }
+            .into());
+        }
+        let offset = |run: u64| run * u64::from(run_bytes);
+        let mut prefix = vec![0u8; patch.dictionary_len()];
+        let mut at = 0;
+        for &run in &patch.dictionary {
+            let len = patch::run_len(run_bytes, size, run);
+            out.read_exact_at(&mut prefix[at..at + len], offset(run))
+                .map_err(io("cannot read"))?;
+            at += len;
+        }
+        let new = patch.decompress(repo.keys(), &prefix, &name)?;
+        let mut at = 0;
+        for &run in &patch.runs {
+            let len = patch::run_len(run_bytes, patch.size_after, run);
+            out.write_all_at(&new[at..at + len], offset(run))
+                .map_err(io("cannot write"))?;
+            at += len;
+        }
+        out.set_len(patch.size_after).map_err(io("cannot resize"))?;
+    }
+    Ok(())
+}
+
+/// The last chunk of a file has landed (and, for a patched database, its patches are
+/// applied): give it its metadata and its real name, once it is `size` bytes.
+fn finish(job: &Job<'_>, size: u64) -> Result<(), EngineError> {
     let out = File::open(&job.partial).map_err(EngineError::io("cannot open", &job.partial))?;
     let len = out
         .metadata()
         .map_err(EngineError::io("cannot read", &job.partial))?
         .len();
-    if len != job.size {
+    if len != size {
         return Err(EngineError::SizeMismatch {
             path: job.shown.to_owned(),
-            expected: job.size,
+            expected: size,
             found: len,
         });
     }

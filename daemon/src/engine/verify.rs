@@ -91,6 +91,7 @@ pub fn run(
         };
         let mut needed: Vec<(String, ChunkId)> = Vec::new();
         if let Some(db) = &snapshot.database {
+            needed.extend(db.patches.iter().map(|p| (db.path.clone(), *p)));
             for list in &db.lists {
                 needed.push((db.path.clone(), *list));
                 needed.extend(
