@@ -835,6 +835,7 @@ mod tests {
             time_unix_ms: 1000,
             host: "phone".into(),
             parent: None,
+            base: None,
             database: None,
             files: vec![sealback_repo::snapshot::FileEntry {
                 path: "Media/a.jpg".into(),
@@ -844,7 +845,7 @@ mod tests {
                 chunks: ids.clone(),
             }],
         };
-        repo.write_snapshot(&snapshot).expect("snapshot");
+        repo.write_snapshot(&snapshot, None).expect("snapshot");
         (store, repo, ids)
     }
 

@@ -4,7 +4,7 @@
 
 use bytes::Bytes;
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
 
@@ -14,7 +14,7 @@ use crate::index::Index;
 use crate::keys::{BackupKey, RepoKeys};
 use crate::object::{self, ObjectKind};
 use crate::pack::{FinishedPack, random_hex};
-use crate::snapshot::{SNAPSHOT_VERSION, Snapshot};
+use crate::snapshot::{Manifest, SNAPSHOT_VERSION, Snapshot};
 
 /// A pack the store has taken.
 pub struct StoredPack {
@@ -102,6 +102,8 @@ pub struct Repository {
     store: Arc<dyn ObjectStore>,
     keys: RepoKeys,
     config: RepoConfig,
+    /// The base last read by [`Repository::read_snapshot`], by id.
+    base_cache: Mutex<Option<(String, Arc<Snapshot>)>>,
 }
 
 impl Repository {
@@ -115,6 +117,7 @@ impl Repository {
             store,
             keys,
             config,
+            base_cache: Mutex::new(None),
         })
     }
 
@@ -134,6 +137,7 @@ impl Repository {
                         store,
                         keys,
                         config,
+                        base_cache: Mutex::new(None),
                     },
                     false,
                 ))
@@ -158,6 +162,7 @@ impl Repository {
                         store,
                         keys,
                         config,
+                        base_cache: Mutex::new(None),
                     },
                     true,
                 ))
@@ -225,17 +230,61 @@ impl Repository {
         self.list_names("index/")
     }
 
-    /// Stores a snapshot; returns its name and the bytes written.
-    pub fn write_snapshot(&self, snapshot: &Snapshot) -> Result<(String, u64)> {
+    /// Stores a snapshot, relative to `base` (the resolved snapshot `snapshot.base` names)
+    /// when one is given; returns its name and the bytes written.
+    pub fn write_snapshot(
+        &self,
+        snapshot: &Snapshot,
+        base: Option<&Snapshot>,
+    ) -> Result<(String, u64)> {
         let name = format!("snapshots/{}", random_hex());
-        let json = serde_json::to_vec(snapshot).expect("snapshot serializes");
+        let manifest = Manifest::of(snapshot, base);
+        let json = serde_json::to_vec(&manifest).expect("manifest serializes");
         let compressed = zstd::bulk::compress(&json, 3).expect("zstd compresses in memory");
         let sealed = object::seal(&self.keys, ObjectKind::Snapshot, &name, &compressed);
         self.store.put(&name, &sealed)?;
         Ok((name, sealed.len() as u64))
     }
 
+    /// A snapshot, resolved against its base if its manifest is relative.
     pub fn read_snapshot(&self, name: &str) -> Result<Snapshot> {
+        let manifest = self.read_manifest(name)?;
+        let base = match &manifest.base {
+            Some(id) => Some(self.read_base(id)?),
+            None => None,
+        };
+        manifest
+            .resolve(base.as_deref())
+            .map_err(|e| Error::malformed(name, e.0))
+    }
+
+    /// The snapshot `id` as the base of others: written whole. The last one read is kept,
+    /// since a run of snapshots shares one base.
+    fn read_base(&self, id: &str) -> Result<Arc<Snapshot>> {
+        let mut cached = self.base_cache.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((cached_id, base)) = cached.as_ref()
+            && cached_id == id
+        {
+            return Ok(base.clone());
+        }
+        let name = format!("snapshots/{id}");
+        let manifest = self.read_manifest(&name)?;
+        if manifest.base.is_some() {
+            return Err(Error::malformed(
+                &name,
+                "it is the base of another snapshot but is itself relative to a base",
+            ));
+        }
+        let base = Arc::new(
+            manifest
+                .resolve(None)
+                .map_err(|e| Error::malformed(&name, e.0))?,
+        );
+        *cached = Some((id.to_owned(), base.clone()));
+        Ok(base)
+    }
+
+    fn read_manifest(&self, name: &str) -> Result<Manifest> {
         let bytes = self.store.get(name)?;
         let plain = object::open(&self.keys, ObjectKind::Snapshot, name, &bytes)?;
         let json = zstd::stream::decode_all(plain.as_slice())
@@ -256,9 +305,7 @@ impl Repository {
                 ),
             ));
         }
-        let snapshot: Snapshot = serde_json::from_slice(&json)
-            .map_err(|e| Error::malformed(name, format!("manifest: {e}")))?;
-        Ok(snapshot)
+        serde_json::from_slice(&json).map_err(|e| Error::malformed(name, format!("manifest: {e}")))
     }
 
     /// Names of all snapshot objects.

@@ -27,7 +27,7 @@ use sealback_repo::chunk::{IdSet, LIST_IDS, MediaChunker, encode_list, worth_com
 use sealback_repo::index::Index;
 use sealback_repo::pack::BlobKind;
 use sealback_repo::patch;
-use sealback_repo::snapshot::{DatabaseImage, FileEntry, SNAPSHOT_VERSION, Snapshot};
+use sealback_repo::snapshot::{DatabaseImage, FileEntry, Manifest, SNAPSHOT_VERSION, Snapshot};
 use sealback_repo::{ChunkId, Repository};
 
 use super::EngineError;
@@ -42,6 +42,9 @@ use crate::control::api::{BackupReport, DbRead};
 const FILE_ATTEMPTS: u32 = 3;
 /// How often a database capture torn by a concurrent schema change is retried.
 const DB_ATTEMPTS: u32 = 3;
+/// A manifest is written relative to its base while the files added, changed or removed
+/// since that base are at most this fraction (1/n) of its files; then whole again.
+const MANIFEST_CHANGES_DIVISOR: usize = 4;
 
 pub struct BackupInput<'a> {
     pub store: &'a Path,
@@ -366,14 +369,36 @@ pub fn run(
         bytes_written += size;
     }
 
-    let snapshot = Snapshot {
+    let mut snapshot = Snapshot {
         version: SNAPSHOT_VERSION,
         time_unix_ms,
         host: input.host.to_owned(),
         parent: parent_row.as_ref().map(|r| r.id().to_owned()),
+        base: None,
         database: captured_db.as_ref().map(|c| c.image.clone()),
         files: file_entries,
     };
+    // The manifest is written relative to the parent's base (or the parent, if written
+    // whole) while the changes since that base stay a small part of it.
+    let base = match (&parent_row, &parent) {
+        (Some(row), Some(p)) => match &p.base {
+            Some(id) => catalog
+                .manifest(&format!("snapshots/{id}"))?
+                .map(|b| (id.clone(), b)),
+            None => Some((row.id().to_owned(), p.clone())),
+        },
+        _ => None,
+    };
+    let base = base.filter(|(id, b)| {
+        snapshot.base = Some(id.clone());
+        let changes = Manifest::of(&snapshot, Some(b)).changes();
+        snapshot.base = None;
+        b.base.is_none() && changes * MANIFEST_CHANGES_DIVISOR <= snapshot.files.len()
+    });
+    snapshot.base = base.as_ref().map(|(id, _)| id.clone());
+    if let Some(id) = &snapshot.base {
+        tracing::info!(base = %id, "manifest written relative to its base");
+    }
     let unchanged = parent
         .as_ref()
         .is_some_and(|p| p.database == snapshot.database && p.files == snapshot.files);
@@ -383,7 +408,7 @@ pub fn run(
             row.name.clone()
         }
         _ => {
-            let (name, size) = repo.write_snapshot(&snapshot)?;
+            let (name, size) = repo.write_snapshot(&snapshot, base.as_ref().map(|(_, b)| b))?;
             catalog.add_snapshot(&name, size, &snapshot)?;
             bytes_written += size;
             name

@@ -1,6 +1,6 @@
 //! Incremental backups: what is already on the target is not uploaded again.
 
-use sealback_tests::store::{check_restored, media_bytes};
+use sealback_tests::store::{check_restored, media_bytes, walk};
 use sealback_tests::tamper::tree_size;
 use sealback_tests::{Device, MessageStore, Setup, Target};
 
@@ -206,6 +206,25 @@ fn a_chain_of_patches_restores_every_snapshot_exactly() {
         app.execute_batch("COMMIT").expect("commit");
     };
     insert(0, 100_000);
+    // And files added, rewritten and removed: the manifests record them relative to a base.
+    for i in 0..40 {
+        std::fs::create_dir_all(store.join("Media")).expect("media");
+        std::fs::write(
+            store.join(format!("Media/f-{i:02}")),
+            media_bytes(&i.to_string()),
+        )
+        .expect("file");
+    }
+    let files_now = |root: &std::path::Path| -> Vec<(String, String)> {
+        walk(&root.join("Media"))
+            .expect("walk")
+            .into_iter()
+            .map(|rel| {
+                let bytes = std::fs::read(root.join("Media").join(&rel)).expect("read");
+                (rel, blake3::hash(&bytes).to_hex().to_string())
+            })
+            .collect()
+    };
     // Folded into the file, as the app's checkpoints leave it: the WAL holds one day.
     let checkpoint = || {
         app.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
@@ -216,7 +235,7 @@ fn a_chain_of_patches_restores_every_snapshot_exactly() {
     let device = Device::started(Setup::new(&store, vec![Target::local(TARGET, &target)]));
     device.generate_key();
 
-    let mut taken = vec![(device.backup(), database_digest(&app))];
+    let mut taken = vec![(device.backup(), database_digest(&app), files_now(&store))];
     let mut next = 100_000;
     for round in 1..=12i64 {
         // A day of use: new rows, rows changed in place and moved in the index, deletions.
@@ -232,6 +251,14 @@ fn a_chain_of_patches_restores_every_snapshot_exactly() {
         }
         app.execute("DELETE FROM t WHERE id % 997 = ?1", [round])
             .expect("delete");
+        let media = store.join("Media");
+        std::fs::write(
+            media.join(format!("new-{round:02}")),
+            media_bytes(&format!("n{round}")),
+        )
+        .expect("add");
+        std::fs::remove_file(media.join(format!("f-{round:02}"))).expect("remove");
+        std::fs::write(media.join(format!("f-{:02}", 20 + round)), b"rewritten").expect("rewrite");
         match round {
             // The app's checkpoint copies the WAL into the file: the next write restarts it.
             5 => {
@@ -247,11 +274,11 @@ fn a_chain_of_patches_restores_every_snapshot_exactly() {
             }
             _ => {}
         }
-        taken.push((device.backup(), database_digest(&app)));
+        taken.push((device.backup(), database_digest(&app), files_now(&store)));
     }
     let patched: Vec<bool> = taken
         .iter()
-        .map(|(r, _)| r.db_read.as_ref().is_some_and(|d| d.patch))
+        .map(|(r, ..)| r.db_read.as_ref().is_some_and(|d| d.patch))
         .collect();
     // Written whole: the first, the one after the WAL restarted, the one after VACUUM.
     let expected: Vec<bool> = (0..=12).map(|i| ![0, 5, 9].contains(&i)).collect();
@@ -259,13 +286,22 @@ fn a_chain_of_patches_restores_every_snapshot_exactly() {
         patched,
         expected,
         "{:#?}",
-        taken.iter().map(|(r, _)| &r.db_read).collect::<Vec<_>>()
+        taken.iter().map(|(r, ..)| &r.db_read).collect::<Vec<_>>()
     );
-    for (i, (report, digest)) in taken.iter().enumerate() {
+    assert!(
+        std::fs::read_to_string(device.log_path())
+            .expect("log")
+            .contains("manifest written relative to its base"),
+        "{}",
+        device.log_tail()
+    );
+    for (i, (report, digest, files)) in taken.iter().enumerate() {
         if i > 0 && report.db_read.as_ref().is_some_and(|d| d.patch) {
+            // The day's new file (incompressible), and little more.
+            let new_file = media_bytes(&format!("n{i}")).len() as u64;
             assert!(
-                report.bytes_written < 64 * 1024,
-                "a day's patch is small: {report:?}\n{}",
+                report.bytes_written < new_file + 64 * 1024,
+                "a day's patch and manifest are small: {report:?}\n{}",
                 device.log_tail()
             );
         }
@@ -281,6 +317,7 @@ fn a_chain_of_patches_restores_every_snapshot_exactly() {
             digest,
             "snapshot {i} ({report:?})"
         );
+        assert_eq!(&files_now(&to), files, "snapshot {i}");
     }
     // verify fails on any problem: every patch is there and sound.
     device.ctl_ok(&["verify"]);
