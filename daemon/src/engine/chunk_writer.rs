@@ -1,43 +1,66 @@
-//! Writing restored chunks into their files, the large ones around the page cache.
+//! Writing restored chunks into their files, around the page cache where it pays.
 //!
 //! A restore writes the whole store once; sending it through the page cache costs more CPU
 //! than the disk takes (on the benchmark machine buffered writes ran at a third of the
 //! disk's speed, and the copy into the cache was 41% of a restore's profile) and evicts
 //! what the device is using. So the 4 KiB-aligned middle of every chunk of 64 KiB or more
-//! (media) is written with `O_DIRECT` from an aligned buffer; its unaligned head and tail,
-//! and small chunks (database pages), are written through the cache as before. The middle
-//! is aligned to the memory page (at least 4 KiB; 16 or 64 KiB on some arm64 kernels), so
-//! the two never touch the same page and the kernel keeps them coherent. Where `O_DIRECT`
-//! is refused (tmpfs on older kernels, some network or FUSE file systems), everything is
-//! buffered.
+//! (media) is written with `O_DIRECT` from an aligned buffer; its unaligned head and tail
+//! are written through the cache. Small chunks that follow each other in a file (the
+//! database's pages, which a pack holds in runs of consecutive pages) are gathered into an
+//! aligned run first and written the same way: one write per run instead of one per page,
+//! which took the database's 47,000 `pwrite`s and 192 MB of page-cache copies out of a
+//! restore. The middle is aligned to the memory page (at least 4 KiB; 16 or 64 KiB on some
+//! arm64 kernels), so the direct and buffered parts never touch the same page and the
+//! kernel keeps them coherent. Where `O_DIRECT` is refused (tmpfs on older kernels, some
+//! network or FUSE file systems), everything is buffered.
+//!
+//! A chunk has *landed* once it is written to its file: [`ChunkWriter::write`] and
+//! [`ChunkWriter::flush`] say which chunks landed, so that a file is finished only when
+//! every one of its chunks has, whichever thread gathered them.
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::io;
 use std::os::unix::fs::FileExt as _;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// Chunks whose aligned middle is smaller than this are written buffered.
 const DIRECT_MIN: u64 = 64 * 1024;
-/// Bytes copied into the aligned buffer per direct write (a multiple of any page size).
+/// Bytes copied into the aligned buffer per direct write (a multiple of any page size); also
+/// the most a run of small chunks gathers.
 const SLAB: usize = 1 << 20;
 /// Files kept open at once; past this they are all closed (a pack of many small files, or
 /// one chunk shared by many identical files, must not run the process out of descriptors).
 const MAX_OPEN: usize = 64;
 
-/// One restore thread's open files and aligned buffer.
+/// Chunks that landed in one file: (file, how many).
+pub type Landed = (usize, usize);
+
+/// One restore thread's open files, aligned buffer and run of small chunks.
 pub struct ChunkWriter {
     files: HashMap<usize, Handles>,
     buffer: Vec<u8>,
     direct: bool,
     /// Alignment of direct writes: the memory page, at least 4 KiB.
     align: u64,
+    run: Option<Run>,
 }
 
 struct Handles {
     buffered: File,
     /// Opened at the first large chunk: `Some(None)` once refused.
     direct: Option<Option<File>>,
+}
+
+/// Small chunks gathered for one write: they cover `[offset, offset + len)` of `file`, and
+/// sit in the writer's buffer at the same distance from an aligned position as `offset`
+/// from an aligned file offset, so that the run's aligned middle is written in place.
+struct Run {
+    file: usize,
+    path: PathBuf,
+    offset: u64,
+    len: usize,
+    chunks: usize,
 }
 
 impl Default for ChunkWriter {
@@ -51,13 +74,85 @@ impl Default for ChunkWriter {
             buffer: Vec::new(),
             direct: cfg!(target_os = "linux") && (SLAB as u64).is_multiple_of(page),
             align: page,
+            run: None,
         }
     }
 }
 
 impl ChunkWriter {
-    /// Writes `data` at `offset` of the file `path`, known to the caller as `file`.
-    pub fn write(&mut self, file: usize, path: &Path, data: &[u8], offset: u64) -> io::Result<()> {
+    /// Writes `data` at `offset` of the file `path`, known to the caller as `file`, or
+    /// gathers it into the current run; returns the chunks that landed meanwhile (this one,
+    /// or the run it ended, or both).
+    pub fn write(
+        &mut self,
+        file: usize,
+        path: &Path,
+        data: &[u8],
+        offset: u64,
+    ) -> io::Result<[Option<Landed>; 2]> {
+        let small = data.len() < DIRECT_MIN as usize;
+        if small && self.direct {
+            let start = self.slab_start();
+            if let Some(run) = &mut self.run
+                && run.file == file
+                && run.offset + run.len as u64 == offset
+                && run.len + data.len() <= SLAB
+            {
+                let at = start + (run.offset % self.align) as usize + run.len;
+                self.buffer[at..at + data.len()].copy_from_slice(data);
+                run.len += data.len();
+                run.chunks += 1;
+                return Ok([None, None]);
+            }
+            let ended = self.flush()?;
+            let at = self.slab_start() + (offset % self.align) as usize;
+            self.buffer[at..at + data.len()].copy_from_slice(data);
+            self.run = Some(Run {
+                file,
+                path: path.to_path_buf(),
+                offset,
+                len: data.len(),
+                chunks: 1,
+            });
+            return Ok([ended, None]);
+        }
+        let ended = self.flush()?;
+        self.open(file, path)?;
+        self.write_now(file, path, data, offset, None)?;
+        Ok([ended, Some((file, 1))])
+    }
+
+    /// Writes the current run; returns its chunks.
+    pub fn flush(&mut self) -> io::Result<Option<Landed>> {
+        let Some(run) = self.run.take() else {
+            return Ok(None);
+        };
+        self.open(run.file, &run.path)?;
+        let at = self.slab_start() + (run.offset % self.align) as usize;
+        let data = std::mem::take(&mut self.buffer);
+        let written = self.write_now(
+            run.file,
+            &run.path,
+            &data[at..at + run.len],
+            run.offset,
+            Some(at),
+        );
+        self.buffer = data;
+        written?;
+        Ok(Some((run.file, run.chunks)))
+    }
+
+    /// Where the aligned part of the buffer starts (allocating it the first time).
+    fn slab_start(&mut self) -> usize {
+        let align = self.align as usize;
+        if self.buffer.is_empty() {
+            // A run starts up to `align` bytes into the slab and fills at most SLAB.
+            self.buffer = vec![0u8; SLAB + 2 * align];
+        }
+        self.buffer.as_ptr().align_offset(align)
+    }
+
+    fn open(&mut self, file: usize, path: &Path) -> io::Result<()> {
         if self.files.len() >= MAX_OPEN && !self.files.contains_key(&file) {
             self.files.clear();
         }
@@ -73,6 +168,20 @@ impl ChunkWriter {
                 direct: None,
             });
         }
+        Ok(())
+    }
+
+    /// Writes `data` at `offset`: its aligned middle directly when large enough, the rest
+    /// through the cache. `in_buffer` is where `data` sits in the writer's own buffer (a
+    /// run), aligned as the file: its middle is then written from there without a copy.
+    fn write_now(
+        &mut self,
+        file: usize,
+        path: &Path,
+        data: &[u8],
+        offset: u64,
+        in_buffer: Option<usize>,
+    ) -> io::Result<()> {
         let end = offset + data.len() as u64;
         let align = self.align;
         let (first, last) = (offset.next_multiple_of(align), end / align * align);
@@ -84,7 +193,11 @@ impl ChunkWriter {
         self.buffered(file)?.write_all_at(&data[..head], offset)?;
         self.buffered(file)?
             .write_all_at(&data[head + middle..], last)?;
-        match self.write_direct(file, path, &data[head..head + middle], first) {
+        let written = match in_buffer {
+            Some(_) => self.write_direct_in_place(file, path, &data[head..head + middle], first),
+            None => self.write_direct(file, path, &data[head..head + middle], first),
+        };
+        match written {
             Ok(true) => Ok(()),
             // Refused: this writer writes through the cache from now on.
             Ok(false) => {
@@ -96,13 +209,20 @@ impl ChunkWriter {
         }
     }
 
-    /// Closes one file: its last chunk is written.
+    /// The file the current run is gathered for, if any.
+    pub fn run_file(&self) -> Option<usize> {
+        self.run.as_ref().map(|r| r.file)
+    }
+
+    /// Closes one file: its last chunk has landed (no run holds any of it).
     pub fn done_with(&mut self, file: usize) {
         self.files.remove(&file);
     }
 
-    /// Closes the files (their chunks are all written, or the restore is failing).
+    /// Closes the files: after a [`ChunkWriter::flush`], or when the restore is failing (a
+    /// run not flushed is dropped).
     pub fn close(&mut self) {
+        self.run = None;
         self.files.clear();
     }
 
@@ -113,12 +233,12 @@ impl ChunkWriter {
             .ok_or_else(|| io::Error::other("file not open"))
     }
 
-    /// Writes an aligned stretch with `O_DIRECT`; false if the file system refuses it.
+    /// The file's `O_DIRECT` handle, opened the first time; `None` if refused.
     #[cfg(target_os = "linux")]
-    fn write_direct(&mut self, file: usize, path: &Path, data: &[u8], at: u64) -> io::Result<bool> {
+    fn direct_handle(&mut self, file: usize, path: &Path) -> io::Result<Option<&File>> {
         use std::os::unix::fs::OpenOptionsExt as _;
         let Some(handles) = self.files.get_mut(&file) else {
-            return Ok(false);
+            return Ok(None);
         };
         if handles.direct.is_none() {
             let opened = OpenOptions::new()
@@ -131,32 +251,62 @@ impl ChunkWriter {
                 Err(e) => return Err(e),
             });
         }
-        let direct = handles.direct.as_ref().and_then(Option::as_ref);
-        let Some(direct) = direct else {
-            return Ok(false);
-        };
-        let align = self.align as usize;
-        if self.buffer.is_empty() {
-            self.buffer = vec![0u8; SLAB + align];
-        }
-        let start = self.buffer.as_ptr().align_offset(align);
-        let Some(slab) = self.buffer.get_mut(start..start.saturating_add(SLAB)) else {
-            return Ok(false);
-        };
-        let mut pos = at;
-        for piece in data.chunks(SLAB) {
-            slab[..piece.len()].copy_from_slice(piece);
-            match direct.write_all_at(&slab[..piece.len()], pos) {
-                Ok(()) => pos += piece.len() as u64,
-                Err(e) if refused(&e) => return Ok(false),
-                Err(e) => return Err(e),
+        Ok(handles.direct.as_ref().and_then(Option::as_ref))
+    }
+
+    /// Writes an aligned stretch with `O_DIRECT` through the aligned buffer; false if the
+    /// file system refuses it.
+    #[cfg(target_os = "linux")]
+    fn write_direct(&mut self, file: usize, path: &Path, data: &[u8], at: u64) -> io::Result<bool> {
+        let start = self.slab_start();
+        let mut slab = std::mem::take(&mut self.buffer);
+        let result = (|| {
+            let Some(direct) = self.direct_handle(file, path)? else {
+                return Ok(false);
+            };
+            let slab = &mut slab[start..start + SLAB];
+            let mut pos = at;
+            for piece in data.chunks(SLAB) {
+                slab[..piece.len()].copy_from_slice(piece);
+                match direct.write_all_at(&slab[..piece.len()], pos) {
+                    Ok(()) => pos += piece.len() as u64,
+                    Err(e) if refused(&e) => return Ok(false),
+                    Err(e) => return Err(e),
+                }
             }
+            Ok(true)
+        })();
+        self.buffer = slab;
+        result
+    }
+
+    /// Writes an aligned stretch that already sits aligned in memory with `O_DIRECT`;
+    /// false if the file system refuses it.
+    #[cfg(target_os = "linux")]
+    fn write_direct_in_place(
+        &mut self,
+        file: usize,
+        path: &Path,
+        data: &[u8],
+        at: u64,
+    ) -> io::Result<bool> {
+        let Some(direct) = self.direct_handle(file, path)? else {
+            return Ok(false);
+        };
+        match direct.write_all_at(data, at) {
+            Ok(()) => Ok(true),
+            Err(e) if refused(&e) => Ok(false),
+            Err(e) => Err(e),
         }
-        Ok(true)
     }
 
     #[cfg(not(target_os = "linux"))]
     fn write_direct(&mut self, _: usize, _: &Path, _: &[u8], _: u64) -> io::Result<bool> {
+        Ok(false)
+    }
+
+    #[cfg(not(target_os = "linux"))]
+    fn write_direct_in_place(&mut self, _: usize, _: &Path, _: &[u8], _: u64) -> io::Result<bool> {
         Ok(false)
     }
 }
@@ -202,10 +352,51 @@ mod tests {
             .expect("create");
         let mut writer = ChunkWriter::default();
         // Out of order, as packs deliver them.
+        let mut landed = 0;
         for (offset, data) in pieces.iter().rev() {
-            writer.write(0, &path, data, *offset).expect("write");
+            let now = writer.write(0, &path, data, *offset).expect("write");
+            landed += now.iter().flatten().map(|(_, n)| n).sum::<usize>();
         }
+        landed += writer.flush().expect("flush").map_or(0, |(_, n)| n);
+        assert_eq!(landed, pieces.len(), "every chunk lands once");
         writer.close();
+        assert!(std::fs::read(&path).expect("read") == expected);
+    }
+
+    #[test]
+    fn consecutive_small_chunks_land_together_and_exactly() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("db");
+        // 600 pages from an unaligned offset, a gap, 3 more, and one out of order.
+        let mut pieces: Vec<(u64, Vec<u8>)> = (0..600u64)
+            .map(|i| (100 + i * 4096, vec![(i % 251) as u8; 4096]))
+            .collect();
+        let after = 100 + 700 * 4096;
+        pieces.extend((0..3u64).map(|i| (after + i * 4096, vec![7u8; 4096])));
+        pieces.push((100 + 650 * 4096, vec![9u8; 4096]));
+        let size = after + 3 * 4096;
+        File::create(&path)
+            .and_then(|f| f.set_len(size))
+            .expect("create");
+        let mut writer = ChunkWriter::default();
+        let mut landings = Vec::new();
+        for (offset, data) in &pieces {
+            let now = writer.write(0, &path, data, *offset).expect("write");
+            landings.extend(now.into_iter().flatten());
+        }
+        landings.extend(writer.flush().expect("flush"));
+        writer.close();
+        assert_eq!(
+            landings.iter().map(|(_, n)| n).sum::<usize>(),
+            pieces.len(),
+            "every chunk lands once"
+        );
+        // 600 pages are 2.3 MiB: three runs of at most 1 MiB; then the 3, then the 1.
+        assert_eq!(landings.len(), 5, "{landings:?}");
+        let mut expected = vec![0u8; size as usize];
+        for (offset, data) in &pieces {
+            expected[*offset as usize..*offset as usize + data.len()].copy_from_slice(data);
+        }
         assert!(std::fs::read(&path).expect("read") == expected);
     }
 
@@ -221,6 +412,7 @@ mod tests {
                 .and_then(|f| f.set_len(200_000))
                 .expect("create");
             writer.write(n, &path, &[7u8; 200_000], 0).expect("write");
+            writer.flush().expect("flush");
         }
         // Other tests open files concurrently: allow them some slack.
         assert!(
