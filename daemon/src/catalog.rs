@@ -42,10 +42,11 @@ fn sqlite(path: &str) -> impl Fn(rusqlite::Error) -> CatalogError + Copy + '_ {
     }
 }
 
-/// The columns a blob's location is read from, in the order [`entry_from_row`] expects.
-const BLOB_COLUMNS: &str = "packs.name, kind, compression, offset, length, raw_length";
+/// The columns a blob's location is read from, in the order [`entry_from_row`] expects: the
+/// pack's number, the entry, the blob's id.
+const BLOB_COLUMNS: &str = "pack, kind, compression, offset, length, raw_length, id";
 
-/// A blob's entry from a row that starts with [`BLOB_COLUMNS`].
+/// A blob's entry from a row of [`BLOB_COLUMNS`].
 fn entry_from_row(id: ChunkId, r: &rusqlite::Row<'_>) -> rusqlite::Result<PackEntry> {
     let base = 1;
     let kind = match r.get::<_, u8>(base)? {
@@ -518,28 +519,42 @@ impl Catalog {
 
     /// Where every blob is, for a restore: one query instead of one per chunk.
     pub fn all_blobs(&self) -> Result<HashMap<ChunkId, (std::sync::Arc<str>, PackEntry)>> {
+        // Pack names first, then the blobs in table order: no join, no sort, no allocation
+        // per row (the medium store's 50,000 blobs: 90 ms joined and sorted by pack).
+        let mut packs: HashMap<i64, std::sync::Arc<str>> = HashMap::new();
         let mut stmt = self
             .conn
-            .prepare(&format!(
-                "SELECT {BLOB_COLUMNS}, blobs.id FROM blobs JOIN packs ON packs.id = blobs.pack
-                 ORDER BY blobs.pack"
-            ))
+            .prepare("SELECT id, name FROM packs")
             .map_err(|e| self.err(e))?;
         let mut rows = stmt.query([]).map_err(|e| self.err(e))?;
-        let mut out = HashMap::new();
-        let mut pack_name: Option<std::sync::Arc<str>> = None;
         while let Some(r) = rows.next().map_err(|e| self.err(e))? {
-            let id: Vec<u8> = r.get(6).map_err(|e| self.err(e))?;
-            let Ok(id) = <[u8; 32]>::try_from(id.as_slice()) else {
+            let (id, name): (i64, String) = (
+                r.get(0).map_err(|e| self.err(e))?,
+                r.get(1).map_err(|e| self.err(e))?,
+            );
+            packs.insert(id, name.into());
+        }
+        let count: i64 = self
+            .conn
+            .query_row("SELECT count(*) FROM blobs", [], |r| r.get(0))
+            .map_err(|e| self.err(e))?;
+        let mut out = HashMap::with_capacity(count.max(0) as usize);
+        let mut stmt = self
+            .conn
+            .prepare(&format!("SELECT {BLOB_COLUMNS} FROM blobs"))
+            .map_err(|e| self.err(e))?;
+        let mut rows = stmt.query([]).map_err(|e| self.err(e))?;
+        while let Some(r) = rows.next().map_err(|e| self.err(e))? {
+            let id = r.get_ref(6).and_then(|v| Ok(v.as_blob()?));
+            let Some(id) = id.ok().and_then(|b| <[u8; 32]>::try_from(b).ok()) else {
                 continue;
             };
-            let pack: String = r.get(0).map_err(|e| self.err(e))?;
-            let name = match &pack_name {
-                Some(n) if **n == *pack => n.clone(),
-                _ => pack_name.insert(pack.into()).clone(),
+            let pack: i64 = r.get(0).map_err(|e| self.err(e))?;
+            let Some(name) = packs.get(&pack) else {
+                continue;
             };
             let entry = entry_from_row(ChunkId(id), r).map_err(|e| self.err(e))?;
-            out.insert(entry.id, (name, entry));
+            out.insert(entry.id, (name.clone(), entry));
         }
         Ok(out)
     }
