@@ -164,6 +164,35 @@ pub(crate) fn warm(dir: &Path) -> Result<u64> {
     Ok(total)
 }
 
+/// Drops every file under `dir` from the page cache (`POSIX_FADV_DONTNEED`; clean pages
+/// only, so a `sync` comes first), as if the machine had just started: what a restore on a
+/// new device finds of its repository. Needs no privileges, unlike `drop_caches`.
+pub(crate) fn evict(dir: &Path) -> Result<u64> {
+    let mut files = 0;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(at) = stack.pop() {
+        for entry in fs::read_dir(&at).with_context(|| format!("cannot list {}", at.display()))? {
+            let entry = entry.with_context(|| format!("cannot list {}", at.display()))?;
+            let kind = entry.file_type()?;
+            if kind.is_dir() {
+                stack.push(entry.path());
+            } else if kind.is_file() {
+                let file = fs::File::open(entry.path())
+                    .with_context(|| format!("cannot open {}", entry.path().display()))?;
+                nix::fcntl::posix_fadvise(
+                    &file,
+                    0,
+                    0,
+                    nix::fcntl::PosixFadviseAdvice::POSIX_FADV_DONTNEED,
+                )
+                .with_context(|| format!("cannot evict {}", entry.path().display()))?;
+                files += 1;
+            }
+        }
+    }
+    Ok(files)
+}
+
 /// A listing of a store: every regular file but SQLite's `-shm` (its shared-memory index,
 /// rewritten by every reader and holding no data), with size and modification time.
 #[derive(Debug, Clone, PartialEq, Eq)]
