@@ -359,6 +359,19 @@ impl<'a> PackReader<'a> {
     /// [`PackReader::blob`] into reusable buffers and zstd context: restoring a pack of
     /// thousands of one-page blobs allocates nothing per blob.
     pub fn blob_in<'s>(&self, entry: &PackEntry, scratch: &'s mut BlobScratch) -> Result<&'s [u8]> {
+        self.blob_placed(entry, scratch, None)
+    }
+
+    /// [`PackReader::blob_in`], an uncompressed blob's plaintext placed in memory at
+    /// `phase.0` bytes past a multiple of `phase.1` (a power of two): a writer bound for a
+    /// file offset with that phase can then write its aligned middle with `O_DIRECT` where
+    /// it lies, without copying it to an aligned buffer first.
+    pub fn blob_placed<'s>(
+        &self,
+        entry: &PackEntry,
+        scratch: &'s mut BlobScratch,
+        phase: Option<(usize, usize)>,
+    ) -> Result<&'s [u8]> {
         let start = entry.offset as usize;
         let end = start.checked_add(entry.length as usize);
         let range = end
@@ -375,10 +388,18 @@ impl<'a> PackReader<'a> {
         let (ciphertext, tag) = self.bytes[range].split_at(entry.length as usize - TAG_LEN);
         let tag = aes_gcm::Tag::try_from(tag).expect("the tag is TAG_LEN bytes");
         // Decrypted straight from the pack into the scratch buffer, which only ever grows.
-        if scratch.payload.len() < ciphertext.len() {
-            scratch.payload.resize(ciphertext.len(), 0);
+        let (skew, align) = match (entry.compression, phase) {
+            (Compression::None, Some((at, align))) if align.is_power_of_two() => {
+                (at % align, align)
+            }
+            _ => (0, 1),
+        };
+        if scratch.payload.len() < ciphertext.len() + 2 * align {
+            scratch.payload.resize(ciphertext.len() + 2 * align, 0);
         }
-        let payload = &mut scratch.payload[..ciphertext.len()];
+        let base = scratch.payload.as_ptr() as usize;
+        let start = (skew + align - base % align) % align;
+        let payload = &mut scratch.payload[start..start + ciphertext.len()];
         let aad = blob_aad(&self.header, self.name, entry.kind, &entry.id);
         self.header
             .cipher
@@ -391,7 +412,7 @@ impl<'a> PackReader<'a> {
             .map_err(|_| Error::Authentication {
                 name: format!("{} (blob {})", self.name, entry.id.short()),
             })?;
-        let payload = &scratch.payload[..ciphertext.len()];
+        let payload = &scratch.payload[start..start + ciphertext.len()];
         let plain: &[u8] = match entry.compression {
             Compression::None => payload,
             Compression::Zstd => {
@@ -489,6 +510,29 @@ mod tests {
         assert_eq!(reader.blob(&pack.entries[0]).expect("blob"), text);
         assert_eq!(reader.blob(&pack.entries[1]).expect("blob"), random);
         assert_eq!(reader.blob(&pack.entries[2]).expect("blob"), b"");
+    }
+
+    #[test]
+    fn an_uncompressed_blob_is_placed_at_the_phase_asked_for() {
+        let keys = keys();
+        let mut random = vec![0u8; 70_000];
+        rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut random);
+        let text = b"compressible ".repeat(1000);
+        let pack = pack_of(&keys, &[&random, &text]);
+        let reader = PackReader::new(&keys, &pack.name, &pack.bytes).expect("header");
+        let mut scratch = BlobScratch::default();
+        for (at, align) in [(0, 4096), (1, 4096), (4095, 4096), (100, 16384), (7, 1)] {
+            let plain = reader
+                .blob_placed(&pack.entries[0], &mut scratch, Some((at, align)))
+                .expect("blob");
+            assert_eq!(plain, &random[..]);
+            assert_eq!(plain.as_ptr() as usize % align, at % align);
+        }
+        // Compressed blobs come out of zstd where they come: the phase is ignored.
+        let plain = reader
+            .blob_placed(&pack.entries[1], &mut scratch, Some((5, 4096)))
+            .expect("blob");
+        assert_eq!(plain, &text[..]);
     }
 
     #[test]

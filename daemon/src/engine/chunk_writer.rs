@@ -118,7 +118,7 @@ impl ChunkWriter {
         }
         let ended = self.flush()?;
         self.open(file, path)?;
-        self.write_now(file, path, data, offset, None)?;
+        self.write_now(file, path, data, offset)?;
         Ok([ended, Some((file, 1))])
     }
 
@@ -130,13 +130,7 @@ impl ChunkWriter {
         self.open(run.file, &run.path)?;
         let at = self.slab_start() + (run.offset % self.align) as usize;
         let data = std::mem::take(&mut self.buffer);
-        let written = self.write_now(
-            run.file,
-            &run.path,
-            &data[at..at + run.len],
-            run.offset,
-            Some(at),
-        );
+        let written = self.write_now(run.file, &run.path, &data[at..at + run.len], run.offset);
         self.buffer = data;
         written?;
         Ok(Some((run.file, run.chunks)))
@@ -172,16 +166,11 @@ impl ChunkWriter {
     }
 
     /// Writes `data` at `offset`: its aligned middle directly when large enough, the rest
-    /// through the cache. `in_buffer` is where `data` sits in the writer's own buffer (a
-    /// run), aligned as the file: its middle is then written from there without a copy.
-    fn write_now(
-        &mut self,
-        file: usize,
-        path: &Path,
-        data: &[u8],
-        offset: u64,
-        in_buffer: Option<usize>,
-    ) -> io::Result<()> {
+    /// through the cache. A middle that already sits aligned in memory (a run in this
+    /// writer's buffer, or a blob decrypted where the caller placed it, see
+    /// [`ChunkWriter::alignment`]) is written from where it lies; any other through the
+    /// aligned buffer.
+    fn write_now(&mut self, file: usize, path: &Path, data: &[u8], offset: u64) -> io::Result<()> {
         let end = offset + data.len() as u64;
         let align = self.align;
         let (first, last) = (offset.next_multiple_of(align), end / align * align);
@@ -193,9 +182,11 @@ impl ChunkWriter {
         self.buffered(file)?.write_all_at(&data[..head], offset)?;
         self.buffered(file)?
             .write_all_at(&data[head + middle..], last)?;
-        let written = match in_buffer {
-            Some(_) => self.write_direct_in_place(file, path, &data[head..head + middle], first),
-            None => self.write_direct(file, path, &data[head..head + middle], first),
+        let in_place = (data[head..].as_ptr() as usize).is_multiple_of(self.align as usize);
+        let written = if in_place {
+            self.write_direct_in_place(file, path, &data[head..head + middle], first)
+        } else {
+            self.write_direct(file, path, &data[head..head + middle], first)
         };
         match written {
             Ok(true) => Ok(()),
@@ -207,6 +198,12 @@ impl ChunkWriter {
             }
             Err(e) => Err(e),
         }
+    }
+
+    /// The memory alignment a chunk's aligned middle needs to be written where it lies: a
+    /// chunk bound for offset `o` should sit at `o % alignment()` past a multiple of it.
+    pub fn alignment(&self) -> usize {
+        self.align as usize
     }
 
     /// The file the current run is gathered for, if any.

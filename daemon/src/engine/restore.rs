@@ -438,7 +438,14 @@ fn restore_pack(
     };
     // A pack's blobs often land in the same few files (the database above all).
     for (entry, placements) in &plan.blobs {
-        let data = reader.blob_in(entry, scratch)?;
+        // Placed for its first offset, so that its middle needs no copy on the way out.
+        let phase = placements.first().map(|p| {
+            (
+                (p.offset % writer.alignment() as u64) as usize,
+                writer.alignment(),
+            )
+        });
+        let data = reader.blob_placed(entry, scratch, phase)?;
         for placement in placements {
             let job = &jobs[placement.job];
             let landed = writer

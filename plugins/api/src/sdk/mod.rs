@@ -25,8 +25,11 @@
 //! from the two `#[unsafe(no_mangle)]` attributes the macro writes (which is why a plugin crate
 //! must not `#![forbid(unsafe_code)]`: `forbid` cannot be lifted by the macro's `allow`).
 
+mod recycle;
 pub(crate) mod shim;
 pub mod temp;
+
+pub use recycle::buffer;
 
 use crate::error::ProviderError;
 use crate::listing::ObjectInfo;

@@ -248,7 +248,7 @@ pub unsafe extern "C" fn __shim_free_buf(buf: *mut Buf) {
         // SAFETY: a non-null buffer was made by `into_buf` from a `Vec<u8>` this plugin
         // allocated, with its pointer, length and capacity unchanged; the host's copy has been
         // emptied above, so the allocation is freed once.
-        drop(unsafe { Vec::from_raw_parts(buf.ptr, buf.len, buf.cap) });
+        super::recycle::give_back(unsafe { Vec::from_raw_parts(buf.ptr, buf.len, buf.cap) });
     }
 }
 

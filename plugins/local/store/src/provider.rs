@@ -83,7 +83,7 @@ impl Provider for LocalProvider {
                 path.display()
             )));
         }
-        fs::read(&path).map_err(|err| match err.kind() {
+        read(&path).map_err(|err| match err.kind() {
             // A directory, or a path through a file, is not an object either.
             io::ErrorKind::IsADirectory | io::ErrorKind::NotADirectory => {
                 ProviderError::not_found(format!("read {}: no such object", path.display()))
@@ -193,3 +193,13 @@ fn sync_dir(dir: &Path) -> Result<(), ProviderError> {
 
 #[cfg(test)]
 mod tests;
+
+/// The whole file at `path`, into a buffer the SDK may have recycled.
+fn read(path: &Path) -> io::Result<Vec<u8>> {
+    use std::io::Read as _;
+    let mut file = fs::File::open(path)?;
+    let size = file.metadata()?.len() as usize;
+    let mut bytes = sealback_plugin_api::sdk::buffer(size);
+    file.read_to_end(&mut bytes)?;
+    Ok(bytes)
+}
