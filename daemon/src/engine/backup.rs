@@ -23,7 +23,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use sealback_repo::chunk::{IdSet, LIST_IDS, MediaChunker, encode_list, worth_compressing};
+use sealback_repo::chunk::{LIST_IDS, MediaChunker, encode_list, worth_compressing};
 use sealback_repo::index::Index;
 use sealback_repo::pack::BlobKind;
 use sealback_repo::patch;
@@ -31,6 +31,7 @@ use sealback_repo::snapshot::{DatabaseImage, FileEntry, Manifest, SNAPSHOT_VERSI
 use sealback_repo::{ChunkId, Repository};
 
 use super::EngineError;
+use super::known::KnownIds;
 use super::upload::{self, Batch, NewChunk, UploadState};
 use crate::capture::database::{Baseline, DatabaseCaptureError, PageImage, Reading, capture_pages};
 use crate::capture::files::{self, FileStat, StoreFile};
@@ -61,7 +62,7 @@ pub struct BackupInput<'a> {
 /// New chunks go to the workers; known ones are only counted. Shared by the file readers.
 struct ChunkSink<'a> {
     repo: &'a Repository,
-    known: Mutex<IdSet>,
+    known: Mutex<KnownIds>,
     tx: crossbeam_channel::Sender<Batch>,
     state: &'a UploadState,
     cancel: &'a AtomicBool,
@@ -70,13 +71,13 @@ struct ChunkSink<'a> {
 }
 
 impl ChunkSink<'_> {
-    fn known(&self) -> std::sync::MutexGuard<'_, IdSet> {
+    fn known(&self) -> std::sync::MutexGuard<'_, KnownIds> {
         self.known.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// True, and remembered, if the repository lacks `id`.
     fn claim(&self, id: ChunkId) -> bool {
-        if self.known().insert(id) {
+        if self.known().claim(id) {
             self.new.fetch_add(1, Ordering::Relaxed);
             true
         } else {
@@ -204,7 +205,6 @@ pub fn run(
     let started = Instant::now();
     let time_unix_ms = now_unix_ms();
     catalog.sync(repo)?;
-    let known = catalog.known_blobs()?;
     let parent_row = catalog.snapshots()?.pop();
     let parent = match &parent_row {
         Some(row) => catalog.manifest(&row.name)?,
@@ -218,6 +218,11 @@ pub fn run(
         None => None,
     };
     let (cached_files, cache_trusted) = catalog.file_cache()?;
+    // A backup from a baseline asks about few chunks: see `KnownIds`.
+    let known = match baseline {
+        Some(_) => KnownIds::lazy(catalog)?,
+        None => KnownIds::loaded(catalog)?,
+    };
     // The parent's database image, which the baseline's ids are the runs of.
     let parent_db = parent
         .as_ref()
@@ -921,7 +926,7 @@ fn collect_files(
             .map(|(_, chunks)| chunks)
             .filter(|chunks| {
                 trusted || {
-                    let known = sink.known();
+                    let mut known = sink.known();
                     chunks.iter().all(|c| known.contains(c))
                 }
             });

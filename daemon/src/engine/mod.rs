@@ -2,6 +2,7 @@
 //!
 //! - [`upload`]: worker threads that compress, encrypt and pack new chunks and store packs.
 //! - [`backup`]: one backup of the store to one repository.
+//! - `known`: which chunks the repository holds, loaded or looked up as a backup needs.
 //! - [`restore`]: one snapshot back into a directory, every blob verified.
 //! - [`verify`]: reads every object of a repository and checks it.
 //!
@@ -9,6 +10,7 @@
 
 pub mod backup;
 mod chunk_writer;
+mod known;
 pub mod restore;
 pub mod upload;
 pub mod verify;
