@@ -185,7 +185,8 @@ fn a_chain_of_patches_restores_every_snapshot_exactly() {
     // A database of its own: rows inserted, updated and deleted all over the file.
     let app = rusqlite::Connection::open(store.join("msgstore.db")).expect("open");
     app.execute_batch(
-        "PRAGMA journal_mode = WAL; PRAGMA wal_autocheckpoint = 0;
+        "PRAGMA auto_vacuum = INCREMENTAL; PRAGMA journal_mode = WAL;
+         PRAGMA wal_autocheckpoint = 0;
          CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT NOT NULL, n INTEGER NOT NULL);
          CREATE INDEX t_v ON t(v);",
     )
@@ -267,6 +268,17 @@ fn a_chain_of_patches_restores_every_snapshot_exactly() {
                 insert(next, next + 3);
                 next += 3;
             }
+            // Rows gone and the file shrunk: a patch that cuts the image short.
+            7 => {
+                app.execute("DELETE FROM t WHERE id BETWEEN 50000 AND 50599", [])
+                    .expect("delete");
+                // Frees a page per step: stepped to the end.
+                let mut vacuum = app
+                    .prepare("PRAGMA incremental_vacuum(100)")
+                    .expect("vacuum");
+                let mut steps = vacuum.query([]).expect("vacuum");
+                while steps.next().expect("vacuum").is_some() {}
+            }
             // Rewrites most pages: too much for a patch.
             9 => {
                 app.execute_batch("VACUUM").expect("vacuum");
@@ -280,6 +292,12 @@ fn a_chain_of_patches_restores_every_snapshot_exactly() {
         .iter()
         .map(|(r, ..)| r.db_read.as_ref().is_some_and(|d| d.patch))
         .collect();
+    assert!(
+        taken[7].0.db_pages < taken[6].0.db_pages,
+        "the incremental vacuum shrank the database: {} then {} pages",
+        taken[6].0.db_pages,
+        taken[7].0.db_pages
+    );
     // Written whole: the first, the one after the WAL restarted, the one after VACUUM.
     let expected: Vec<bool> = (0..=12).map(|i| ![0, 5, 9].contains(&i)).collect();
     assert_eq!(
