@@ -205,6 +205,7 @@ pub fn run(
     let started = Instant::now();
     let time_unix_ms = now_unix_ms();
     catalog.sync(repo)?;
+    let synced = started.elapsed();
     let parent_row = catalog.snapshots()?.pop();
     let parent = match &parent_row {
         Some(row) => catalog.manifest(&row.name)?,
@@ -223,6 +224,7 @@ pub fn run(
         Some(_) => KnownIds::lazy(catalog)?,
         None => KnownIds::loaded(catalog)?,
     };
+    let loaded = started.elapsed();
     // The parent's database image, which the baseline's ids are the runs of.
     let parent_db = parent
         .as_ref()
@@ -361,6 +363,7 @@ pub fn run(
     // An upload error is the cause of any capture error that follows it: report it first.
     let packs = state.finish()?;
     let (captured_db, file_entries) = captured?;
+    let stored = started.elapsed();
 
     let mut bytes_written: u64 = packs.iter().map(|(_, size)| size).sum();
     let packs_written = packs.len() as u64;
@@ -374,6 +377,7 @@ pub fn run(
         bytes_written += size;
     }
 
+    let indexed = started.elapsed();
     let mut snapshot = Snapshot {
         version: SNAPSHOT_VERSION,
         time_unix_ms,
@@ -419,6 +423,7 @@ pub fn run(
             name
         }
     };
+    let written = started.elapsed();
     catalog.update_file_cache(&cached_files, &file_cache, forgotten)?;
     catalog.replace_db_baseline(
         &name,
@@ -427,6 +432,16 @@ pub fn run(
             .and_then(|c| c.next.as_ref().map(|(b, ids)| (b, ids.as_slice()))),
         forgotten,
     )?;
+    let ms = |d: Duration| d.as_millis() as u64;
+    tracing::debug!(
+        sync_ms = ms(synced),
+        load_ms = ms(loaded - synced),
+        capture_ms = ms(stored - loaded),
+        index_ms = ms(indexed - stored),
+        snapshot_ms = ms(written - indexed),
+        bookkeeping_ms = ms(started.elapsed() - written),
+        "backup phases"
+    );
     let total = counters.total.load(Ordering::Relaxed);
     (input.progress)(total, total);
 
