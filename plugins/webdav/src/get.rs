@@ -8,8 +8,11 @@
 //! `ETag` (both servers derive theirs from size and modification time), a HEAD after the GET
 //! must show the same `ETag`: then nothing replaced the object between the GET's `stat` and
 //! the HEAD, which encloses the GET's read. Otherwise the GET is made again, up to
-//! [`ATTEMPTS`] times. This costs one HEAD per get, and only matters when an object is
-//! replaced while it is read, which sealbackd does not do but the contract allows.
+//! [`REPLACED_ATTEMPTS`] times: a reader racing writers of the same name wins once they
+//! pause, and under load they were seen to win three races in a row from it for over a
+//! second (the conformance kit's four writers). This costs one HEAD per get, and only
+//! matters when an object is replaced while it is read, which sealbackd does not do but the
+//! contract allows.
 //!
 //! A MOVE over an object deletes it first (rclone, Apache), so a GET can also find nothing for
 //! an instant while puts may use MOVE: a 404 is asked again after [`NOT_FOUND_RECHECKS`]
@@ -31,6 +34,13 @@ use crate::server::{ATTEMPTS, Answer, Server, backoff};
 /// may be replacing objects with MOVE. rclone's gap between delete and rename was seen to
 /// last up to about 80 ms under concurrent MOVEs.
 const NOT_FOUND_RECHECKS: [Duration; 2] = [Duration::from_millis(50), Duration::from_millis(200)];
+/// Tries of a GET that keeps finding the object replaced while it was read, the first
+/// included; the waits between them double from 50 ms up to 800 ms (about 6 s in all).
+const REPLACED_ATTEMPTS: u32 = 12;
+
+fn replaced_backoff(attempt: u32) -> Duration {
+    Duration::from_millis(50 << attempt.saturating_sub(1).min(4))
+}
 
 /// Reads the whole object `name`, whose last segment is `basename`.
 pub(crate) fn get(
@@ -57,24 +67,30 @@ pub(crate) fn get(
             return Err(not_ok(server, &request, name, basename, &answer));
         }
         let etag = answer.response.headers().get(ETAG).cloned();
-        let problem = match read_body(answer) {
+        let (problem, limit, wait) = match read_body(answer) {
             Ok(data) => match etag {
                 None => return Ok(data),
                 Some(etag) if unchanged(server, &url, &etag)? => return Ok(data),
-                Some(_) => ProviderError::transient(format!(
-                    "{request}: the object was replaced while it was read ({attempt} times \
-                     running)"
-                )),
+                Some(_) => (
+                    ProviderError::transient(format!(
+                        "{request}: the object was replaced while it was read ({attempt} \
+                         times running)"
+                    )),
+                    REPLACED_ATTEMPTS,
+                    replaced_backoff(attempt),
+                ),
             },
-            Err(err) if answer::is_retryable_failure(&err) => {
-                answer::failure(&request, &err, attempt)
-            }
+            Err(err) if answer::is_retryable_failure(&err) => (
+                answer::failure(&request, &err, attempt),
+                ATTEMPTS,
+                backoff(attempt),
+            ),
             Err(err) => return Err(answer::failure(&request, &err, attempt)),
         };
-        if attempt >= ATTEMPTS {
+        if attempt >= limit {
             return Err(problem);
         }
-        thread::sleep(backoff(attempt));
+        thread::sleep(wait);
         attempt += 1;
     }
 }
