@@ -821,7 +821,7 @@ mod tests {
 
     use sealback_repo::index::IndexedPack;
     use sealback_repo::pack::PackWriter;
-    use sealback_repo::snapshot::SNAPSHOT_VERSION;
+    use sealback_repo::snapshot::{Manifest, SNAPSHOT_VERSION};
     use sealback_repo::{BackupKey, ObjectStore, StoreError, StoreErrorKind};
 
     use super::*;
@@ -902,7 +902,8 @@ mod tests {
                 chunks: ids.clone(),
             }],
         };
-        repo.write_snapshot(&snapshot, None).expect("snapshot");
+        repo.write_snapshot(&Manifest::of(&snapshot, None))
+            .expect("snapshot");
         (store, repo, ids)
     }
 

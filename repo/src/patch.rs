@@ -70,14 +70,8 @@ pub fn encode(
     changed: &[(u64, &[u8])],
     dictionary: &[(u64, &[u8])],
 ) -> Vec<u8> {
-    let new: Vec<u8> = changed
-        .iter()
-        .flat_map(|(_, d)| d.iter().copied())
-        .collect();
-    let prefix: Vec<u8> = dictionary
-        .iter()
-        .flat_map(|(_, d)| d.iter().copied())
-        .collect();
+    let joined = |runs: &[(u64, &[u8])]| runs.iter().map(|(_, d)| *d).collect::<Vec<_>>().concat();
+    let (new, prefix) = (joined(changed), joined(dictionary));
     let mut out = Vec::with_capacity(64 + 8 * (changed.len() + dictionary.len()));
     out.push(PATCH_VERSION);
     out.extend_from_slice(&run_bytes.to_le_bytes());

@@ -230,16 +230,11 @@ impl Repository {
         self.list_names("index/")
     }
 
-    /// Stores a snapshot, relative to `base` (the resolved snapshot `snapshot.base` names)
-    /// when one is given; returns its name and the bytes written.
-    pub fn write_snapshot(
-        &self,
-        snapshot: &Snapshot,
-        base: Option<&Snapshot>,
-    ) -> Result<(String, u64)> {
+    /// Stores a snapshot's manifest (see [`Manifest::of`]); returns its name and the bytes
+    /// written.
+    pub fn write_snapshot(&self, manifest: &Manifest) -> Result<(String, u64)> {
         let name = format!("snapshots/{}", random_hex());
-        let manifest = Manifest::of(snapshot, base);
-        let json = serde_json::to_vec(&manifest).expect("manifest serializes");
+        let json = serde_json::to_vec(manifest).expect("manifest serializes");
         let compressed = zstd::bulk::compress(&json, 3).expect("zstd compresses in memory");
         let sealed = object::seal(&self.keys, ObjectKind::Snapshot, &name, &compressed);
         self.store.put(&name, &sealed)?;

@@ -38,7 +38,7 @@ impl Generation {
         u32::from_be_bytes([self.0[at], self.0[at + 1], self.0[at + 2], self.0[at + 3]])
     }
 
-    pub fn page_size(&self) -> u64 {
+    fn page_size(&self) -> u64 {
         match self.word(8) {
             1 => 65536,
             n => u64::from(n),
@@ -125,17 +125,16 @@ pub fn scan(path: &Path) -> io::Result<(Log, u64)> {
     }
 }
 
-/// Where the frames of `pages` (of the log's current generation) hold their page, in log
-/// order; empty if there is no log. Read outside any transaction, so the frames may be
-/// overwritten by a restart meanwhile: whoever reads them must check what they read.
-pub fn frames_of(path: &Path, pages: &BTreeSet<u64>) -> io::Result<Vec<(u64, u64)>> {
-    let file = match File::open(path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(e),
-    };
-    let Some(generation) = read_header(&file)? else {
-        return Ok(Vec::new());
+/// The log's page size, and (page number, offset of its contents) of the frames found.
+pub type Frames = (u64, Vec<(u64, u64)>);
+
+/// Where the frames of `pages` (of the current generation of the log open as `file`) hold
+/// their page, in log order, with the log's page size; `None` if it has no valid header.
+/// Read outside any transaction, so the frames may be overwritten by a restart meanwhile:
+/// whoever reads them must check what they read.
+pub fn frames_of(file: &File, pages: &BTreeSet<u64>) -> io::Result<Option<Frames>> {
+    let Some(generation) = read_header(file)? else {
+        return Ok(None);
     };
     let stride = FRAME_HEADER_BYTES + generation.page_size();
     let len = file.metadata()?.len();
@@ -150,7 +149,7 @@ pub fn frames_of(path: &Path, pages: &BTreeSet<u64>) -> io::Result<Vec<(u64, u64
         }
         offset += stride;
     }
-    Ok(found)
+    Ok(Some((generation.page_size(), found)))
 }
 
 #[cfg(test)]

@@ -398,16 +398,21 @@ pub fn run(
         },
         _ => None,
     };
-    let base = base.filter(|(id, b)| {
-        snapshot.base = Some(id.clone());
-        let changes = Manifest::of(&snapshot, Some(b)).changes();
-        snapshot.base = None;
-        b.base.is_none() && changes * MANIFEST_CHANGES_DIVISOR <= snapshot.files.len()
+    let relative = base.filter(|(_, b)| b.base.is_none()).and_then(|(id, b)| {
+        snapshot.base = Some(id);
+        let manifest = Manifest::of(&snapshot, Some(&b));
+        (manifest.changes() * MANIFEST_CHANGES_DIVISOR <= snapshot.files.len()).then_some(manifest)
     });
-    snapshot.base = base.as_ref().map(|(id, _)| id.clone());
-    if let Some(id) = &snapshot.base {
-        tracing::info!(base = %id, "manifest written relative to its base");
-    }
+    let manifest = match relative {
+        Some(manifest) => {
+            tracing::info!(base = ?manifest.base, "manifest written relative to its base");
+            manifest
+        }
+        None => {
+            snapshot.base = None;
+            Manifest::of(&snapshot, None)
+        }
+    };
     let unchanged = parent
         .as_ref()
         .is_some_and(|p| p.database == snapshot.database && p.files == snapshot.files);
@@ -417,7 +422,7 @@ pub fn run(
             row.name.clone()
         }
         _ => {
-            let (name, size) = repo.write_snapshot(&snapshot, base.as_ref().map(|(_, b)| b))?;
+            let (name, size) = repo.write_snapshot(&manifest)?;
             catalog.add_snapshot(&name, size, &snapshot)?;
             bytes_written += size;
             name
@@ -812,19 +817,19 @@ fn make_patch(
     }
     let keys = sink.repo.keys();
     let file = std::fs::File::open(db_file).ok();
-    let wal_path = crate::capture::database::wal_path(db_file);
-    let wal = std::fs::File::open(&wal_path).ok();
-    // WAL frames hold one page: they can stand for runs of one page only.
-    let single_pages = patch::run_len(run_bytes, size_before, 0) == run_bytes as usize
-        && wal::header(&wal_path)
-            .ok()
-            .flatten()
-            .is_some_and(|g| g.page_size() == u64::from(run_bytes));
+    let wal = std::fs::File::open(crate::capture::database::wal_path(db_file)).ok();
     let mut frames: HashMap<u64, Vec<u64>> = HashMap::new();
-    if single_pages {
+    // WAL frames hold one page: they can stand for runs of one page only.
+    if let Some(w) = &wal
+        && patch::run_len(run_bytes, size_before, 0) == run_bytes as usize
+    {
         let pages = changed.iter().map(|(run, _)| run + 1).collect();
-        for (page, offset) in wal::frames_of(&wal_path, &pages).unwrap_or_default() {
-            frames.entry(page).or_default().push(offset);
+        if let Ok(Some((page_size, found))) = wal::frames_of(w, &pages)
+            && page_size == u64::from(run_bytes)
+        {
+            for (page, offset) in found {
+                frames.entry(page).or_default().push(offset);
+            }
         }
     }
     let old: Vec<(u64, Vec<u8>)> = changed

@@ -182,13 +182,7 @@ impl ChunkWriter {
         self.buffered(file)?.write_all_at(&data[..head], offset)?;
         self.buffered(file)?
             .write_all_at(&data[head + middle..], last)?;
-        let in_place = (data[head..].as_ptr() as usize).is_multiple_of(self.align as usize);
-        let written = if in_place {
-            self.write_direct_in_place(file, path, &data[head..head + middle], first)
-        } else {
-            self.write_direct(file, path, &data[head..head + middle], first)
-        };
-        match written {
+        match self.write_direct(file, path, &data[head..head + middle], first) {
             Ok(true) => Ok(()),
             // Refused: this writer writes through the cache from now on.
             Ok(false) => {
@@ -251,59 +245,41 @@ impl ChunkWriter {
         Ok(handles.direct.as_ref().and_then(Option::as_ref))
     }
 
-    /// Writes an aligned stretch with `O_DIRECT` through the aligned buffer; false if the
-    /// file system refuses it.
+    /// Writes an aligned stretch with `O_DIRECT`: where it lies if it sits aligned in
+    /// memory, else through the aligned buffer; false if the file system refuses it.
     #[cfg(target_os = "linux")]
     fn write_direct(&mut self, file: usize, path: &Path, data: &[u8], at: u64) -> io::Result<bool> {
-        let start = self.slab_start();
+        let in_place = (data.as_ptr() as usize).is_multiple_of(self.align as usize);
+        let start = if in_place { 0 } else { self.slab_start() };
         let mut slab = std::mem::take(&mut self.buffer);
         let result = (|| {
             let Some(direct) = self.direct_handle(file, path)? else {
                 return Ok(false);
             };
-            let slab = &mut slab[start..start + SLAB];
-            let mut pos = at;
-            for piece in data.chunks(SLAB) {
-                slab[..piece.len()].copy_from_slice(piece);
-                match direct.write_all_at(&slab[..piece.len()], pos) {
-                    Ok(()) => pos += piece.len() as u64,
-                    Err(e) if refused(&e) => return Ok(false),
-                    Err(e) => return Err(e),
-                }
+            let written = if in_place {
+                direct.write_all_at(data, at)
+            } else {
+                let slab = &mut slab[start..start + SLAB];
+                data.chunks(SLAB)
+                    .try_fold(at, |pos, piece| {
+                        slab[..piece.len()].copy_from_slice(piece);
+                        direct.write_all_at(&slab[..piece.len()], pos)?;
+                        Ok(pos + piece.len() as u64)
+                    })
+                    .map(|_| ())
+            };
+            match written {
+                Ok(()) => Ok(true),
+                Err(e) if refused(&e) => Ok(false),
+                Err(e) => Err(e),
             }
-            Ok(true)
         })();
         self.buffer = slab;
         result
     }
 
-    /// Writes an aligned stretch that already sits aligned in memory with `O_DIRECT`;
-    /// false if the file system refuses it.
-    #[cfg(target_os = "linux")]
-    fn write_direct_in_place(
-        &mut self,
-        file: usize,
-        path: &Path,
-        data: &[u8],
-        at: u64,
-    ) -> io::Result<bool> {
-        let Some(direct) = self.direct_handle(file, path)? else {
-            return Ok(false);
-        };
-        match direct.write_all_at(data, at) {
-            Ok(()) => Ok(true),
-            Err(e) if refused(&e) => Ok(false),
-            Err(e) => Err(e),
-        }
-    }
-
     #[cfg(not(target_os = "linux"))]
     fn write_direct(&mut self, _: usize, _: &Path, _: &[u8], _: u64) -> io::Result<bool> {
-        Ok(false)
-    }
-
-    #[cfg(not(target_os = "linux"))]
-    fn write_direct_in_place(&mut self, _: usize, _: &Path, _: &[u8], _: u64) -> io::Result<bool> {
         Ok(false)
     }
 }

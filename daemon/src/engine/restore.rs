@@ -114,10 +114,10 @@ struct Job<'s> {
     mtime: Option<SystemTime>,
     /// Chunks not yet written; the thread that writes the last one finishes the file.
     remaining: AtomicUsize,
-    /// The database with patches: the chunks write the image its lists name (`size`
-    /// bytes); the patches are applied once every chunk has landed, and the file is
-    /// finished at this size.
-    patched: Option<u64>,
+    /// The database with patches: the chunks write the image its lists name, whose size
+    /// the first patch checks; the patches are applied once every chunk has landed, and the
+    /// file is finished at `size`.
+    patched: bool,
 }
 
 /// Where one chunk goes: which file, at which offset.
@@ -193,15 +193,7 @@ pub fn run(
         }
         let ids = read_lists(repo, &locations, &db.lists)?;
         let mut db_job = job(dest, &db.path, db.size, 0o600, None);
-        if !db.patches.is_empty() {
-            // The lists name the image the first patch starts from.
-            let mut base = 0;
-            for id in &ids {
-                base += u64::from(locations.find(id)?.1.raw_length);
-            }
-            db_job.size = base;
-            db_job.patched = Some(db.size);
-        }
+        db_job.patched = !db.patches.is_empty();
         jobs.push(db_job);
         chunk_lists.push(ids);
     }
@@ -237,8 +229,8 @@ pub fn run(
             break;
         }
         if job.remaining.load(Ordering::Relaxed) == 0
-            && job.patched.is_none()
-            && let Err(e) = finish(job, job.size)
+            && !job.patched
+            && let Err(e) = finish(job)
         {
             fail(e);
             break;
@@ -279,10 +271,10 @@ pub fn run(
     let mut first_error = first_error.into_inner().unwrap_or_else(|p| p.into_inner());
     if first_error.is_none()
         && let (Some(db), Some(job)) = (&snapshot.database, jobs.first())
-        && let Some(size) = job.patched
+        && job.patched
     {
         let patched = apply_patches(repo, &locations, job, &db.patches, db.chunk_bytes);
-        if let Err(e) = patched.and_then(|()| finish(job, size)) {
+        if let Err(e) = patched.and_then(|()| finish(job)) {
             first_error = Some(e);
         }
     }
@@ -331,7 +323,7 @@ fn job<'s>(
         mode,
         mtime,
         remaining: AtomicUsize::new(0),
-        patched: None,
+        patched: false,
     }
 }
 
@@ -356,7 +348,8 @@ fn plan(
                 .push(Placement { job: index, offset });
             offset += u64::from(entry.raw_length);
         }
-        if offset != job.size {
+        // A patched database's image is checked against its first patch instead.
+        if !job.patched && offset != job.size {
             return Err(EngineError::SizeMismatch {
                 path: job.shown.to_owned(),
                 expected: job.size,
@@ -425,8 +418,8 @@ fn restore_pack(
         let job = &jobs[file];
         if job.remaining.fetch_sub(chunks, Ordering::AcqRel) == chunks {
             writer.done_with(file);
-            if job.patched.is_none() {
-                finish(job, job.size)?;
+            if !job.patched {
+                finish(job)?;
             }
         }
         Ok::<_, EngineError>(())
@@ -538,17 +531,17 @@ fn apply_patches(
 }
 
 /// The last chunk of a file has landed (and, for a patched database, its patches are
-/// applied): give it its metadata and its real name, once it is `size` bytes.
-fn finish(job: &Job<'_>, size: u64) -> Result<(), EngineError> {
+/// applied): give it its metadata and its real name, once it is its recorded size.
+fn finish(job: &Job<'_>) -> Result<(), EngineError> {
     let out = File::open(&job.partial).map_err(EngineError::io("cannot open", &job.partial))?;
     let len = out
         .metadata()
         .map_err(EngineError::io("cannot read", &job.partial))?
         .len();
-    if len != size {
+    if len != job.size {
         return Err(EngineError::SizeMismatch {
             path: job.shown.to_owned(),
-            expected: size,
+            expected: job.size,
             found: len,
         });
     }
