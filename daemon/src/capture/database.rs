@@ -128,11 +128,14 @@ pub struct PageImage {
 /// in runs of `chunk_bytes` (rounded up to whole pages; the last run may be shorter), each
 /// with its index. Given the `baseline` of an earlier capture, only the runs that may have
 /// changed since are read, when that can be known for sure (see [`Since`]); otherwise all.
-/// `sink` runs inside the read transaction: it must be quick.
+/// `sink` runs inside the read transaction: it must be quick. `began` is called once the
+/// transaction's snapshot is taken: whatever happens after that call (a file the app
+/// writes before committing a message that names it) is not in the image.
 pub fn capture_pages(
     path: &Path,
     chunk_bytes: u32,
     baseline: Option<&Baseline>,
+    began: impl FnOnce(),
     mut sink: impl FnMut(u64, &[u8]) -> std::io::Result<()>,
 ) -> Result<PageImage, DatabaseCaptureError> {
     let shown = path.display().to_string();
@@ -195,6 +198,7 @@ pub fn capture_pages(
         },
         baseline,
         wal_before,
+        began,
         &mut sink,
     );
     // A read transaction has nothing to commit; ending it releases the WAL snapshot.
@@ -222,6 +226,7 @@ fn read_snapshot(
     target: &Target<'_>,
     baseline: Option<&Baseline>,
     wal_before: Option<Generation>,
+    began: impl FnOnce(),
     sink: &mut impl FnMut(u64, &[u8]) -> std::io::Result<()>,
 ) -> Result<PageImage, DatabaseCaptureError> {
     let read_err = |source| DatabaseCaptureError::Read {
@@ -231,6 +236,7 @@ fn read_snapshot(
     // The first read starts the transaction's snapshot; everything below sees the same one.
     conn.query_row("SELECT count(*) FROM sqlite_schema", [], |_| Ok(()))
         .map_err(read_err)?;
+    began();
     let page_size: u32 = conn
         .query_row("PRAGMA page_size", [], |r| r.get(0))
         .map_err(read_err)?;
@@ -519,11 +525,17 @@ mod tests {
             .expect("insert");
         }
         let mut image = Vec::new();
-        let info = capture_pages(&dir.path().join("msgstore.db"), 16384, None, |_, run| {
-            assert!(run.len() <= 16384 && run.len() % 4096 == 0);
-            image.extend_from_slice(run);
-            Ok(())
-        })
+        let info = capture_pages(
+            &dir.path().join("msgstore.db"),
+            16384,
+            None,
+            || {},
+            |_, run| {
+                assert!(run.len() <= 16384 && run.len() % 4096 == 0);
+                image.extend_from_slice(run);
+                Ok(())
+            },
+        )
         .expect("captured");
         assert!(info.wal);
         assert_eq!(
@@ -561,13 +573,19 @@ mod tests {
             .expect("insert");
         app.busy_timeout(Duration::ZERO).expect("no waiting");
         let mut writes_during_capture = 0;
-        capture_pages(&dir.path().join("msgstore.db"), 4096, None, |_, _| {
-            // With no busy timeout at all, any lock we held against writers would fail here.
-            app.execute("INSERT INTO message(text) VALUES ('during')", [])
-                .expect("app never gets SQLITE_BUSY");
-            writes_during_capture += 1;
-            Ok(())
-        })
+        capture_pages(
+            &dir.path().join("msgstore.db"),
+            4096,
+            None,
+            || {},
+            |_, _| {
+                // With no busy timeout at all, any lock we held against writers would fail here.
+                app.execute("INSERT INTO message(text) VALUES ('during')", [])
+                    .expect("app never gets SQLITE_BUSY");
+                writes_during_capture += 1;
+                Ok(())
+            },
+        )
         .expect("captured");
         assert!(writes_during_capture > 0);
     }

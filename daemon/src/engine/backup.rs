@@ -272,67 +272,74 @@ pub fn run(
         // A panic below must still close the queue, or the workers would wait for chunks
         // forever and this scope for them.
         let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            // Before a full capture (no baseline), which holds one core for a while, the
-            // files already there are read meanwhile; what the snapshot records of them is
-            // settled by the listing after the capture. A capture from a baseline reads
-            // little, and a second listing of a large store would cost more than it saves.
-            let early_pass = baseline.is_none();
-            let early_files = if early_pass { scan(input)? } else { Vec::new() };
-            let (captured, read_early) = std::thread::scope(|scope| {
-                let database = scope.spawn(|| {
-                    capture_database(
-                        &db_path, db_len, input, baseline, parent_db, &sink, &counters,
-                    )
+            // The store is listed once the capture's snapshot has begun: the app writes a
+            // file before it commits the message naming it, so every file the captured
+            // database names is in that listing. Its files are read while the capture
+            // reads the database.
+            let (began, snapshot_began) = std::sync::mpsc::channel::<()>();
+            let (captured, listed, later_snapshots) = std::thread::scope(|scope| {
+                let (db_path, sink, counters) = (&db_path, &sink, &counters);
+                let database = scope.spawn(move || {
+                    let began = || {
+                        let _ = began.send(());
+                    };
+                    let parent = ParentDb {
+                        baseline,
+                        image: parent_db,
+                    };
+                    capture_database(db_path, db_len, input, parent, &began, sink, counters)
                 });
-                let read_early = collect_files(
-                    &early_files,
-                    Known::Cache {
+                // Either the snapshot began, or the capture ended without one.
+                let _ = snapshot_began.recv();
+                let listed = scan(input).and_then(|files| {
+                    let known = Known::Cache {
                         cache: &cached_files,
                         trusted: cache_trusted,
-                    },
-                    input,
-                    &sink,
-                    &counters,
-                );
+                    };
+                    let outcomes = collect_files(&files, known, input, sink, counters)?;
+                    Ok((files, outcomes))
+                });
                 let captured = database
                     .join()
                     .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
-                (captured, read_early)
+                (captured, listed, snapshot_began.try_iter().count())
             });
             let (database, spool) = match captured? {
                 Some((database, spool)) => (Some(database), Some(spool)),
                 None => (None, None),
             };
-            let read_early: FileCache = early_files
-                .into_iter()
-                .zip(read_early?)
-                .filter_map(|(file, outcome)| match outcome {
-                    // Only a file that had settled when read may stand for the listing
-                    // after the capture: a write in the same clock tick keeps the `stat`.
-                    Some(Captured::Read {
-                        stat,
-                        chunks,
-                        settled: true,
-                    }) => Some((file.path, (stat, chunks))),
-                    _ => None,
-                })
-                .collect();
-            // Listed again now: the app writes a file before it commits the message naming
-            // it, so every file the captured database names is in this listing. Files read
-            // above and unchanged since are not read again.
-            let store_files = scan(input)?;
-            // The spooled pages are queued while any new files are read.
+            let (mut store_files, mut outcomes) = listed?;
+            // A capture torn by a schema change took a later snapshot than the one the
+            // listing followed: the store is listed again, and the files read above and
+            // unchanged since are not read again.
+            let relisted = later_snapshots > 0;
+            let read_early: FileCache = if relisted {
+                tracing::info!("the capture took a later snapshot: listing the store again");
+                store_files
+                    .drain(..)
+                    .zip(outcomes.drain(..))
+                    .filter_map(|(file, outcome)| match outcome {
+                        // Only a file that had settled when read may stand for the listing
+                        // after the capture: a write in the same clock tick keeps the `stat`.
+                        Some(Captured::Read {
+                            stat,
+                            chunks,
+                            settled: true,
+                        }) => Some((file.path, (stat, chunks))),
+                        _ => None,
+                    })
+                    .collect()
+            } else {
+                FileCache::new()
+            };
+            // The spooled pages are queued while any files listed again are read.
             std::thread::scope(|scope| {
                 let feeder = spool.map(|spool| scope.spawn(|| spool.feed(input, &sink)));
-                let known = if early_pass {
-                    Known::ReadEarlier(&read_early)
-                } else {
-                    Known::Cache {
-                        cache: &cached_files,
-                        trusted: cache_trusted,
-                    }
-                };
-                let outcomes = collect_files(&store_files, known, input, &sink, &counters);
+                if relisted {
+                    store_files = scan(input)?;
+                    let known = Known::ReadEarlier(&read_early);
+                    outcomes = collect_files(&store_files, known, input, &sink, &counters)?;
+                }
                 if let Some(feeder) = feeder {
                     feeder
                         .join()
@@ -340,7 +347,7 @@ pub fn run(
                 }
                 let entries = file_entries(
                     &store_files,
-                    outcomes?,
+                    outcomes,
                     parent.as_ref(),
                     &counters,
                     &mut file_cache,
@@ -562,6 +569,14 @@ struct DatabaseRead {
     held: Option<Held>,
 }
 
+/// Where the parent snapshot left the database.
+struct ParentDb<'p> {
+    /// The parent capture's baseline and the ids of its runs, if it can be started from.
+    baseline: Option<(Baseline, Vec<ChunkId>)>,
+    /// The parent's image of the database (lists and patches).
+    image: Option<&'p DatabaseImage>,
+}
+
 /// Captures the database. Given the baseline of the parent snapshot, only the runs that
 /// changed since are read, and become one patch on top of the parent's image (DESIGN.md
 /// §4.1.2); otherwise the image is written as lists of runs, the new ones spooled during
@@ -571,11 +586,15 @@ fn capture_database(
     db_path: &Path,
     db_len: u64,
     input: &BackupInput<'_>,
-    baseline: Option<(Baseline, Vec<ChunkId>)>,
-    parent_db: Option<&DatabaseImage>,
+    parent: ParentDb<'_>,
+    began: &dyn Fn(),
     sink: &ChunkSink<'_>,
     counters: &Counters,
 ) -> Result<Option<(CapturedDatabase, Spool)>, EngineError> {
+    let ParentDb {
+        baseline,
+        image: parent_db,
+    } = parent;
     if !db_path.exists() {
         tracing::warn!(path = %db_path.display(), "the message store has no database; backing up its files only");
         return Ok(None);
@@ -592,9 +611,9 @@ fn capture_database(
         let done = read_database(
             db_path,
             db_len,
-            chunk_bytes,
             baseline.as_ref().map(|(b, _)| b),
             input,
+            began,
             sink,
             &mut spools,
         )?;
@@ -728,12 +747,13 @@ fn patch_base<'p>(
 fn read_database(
     db_path: &Path,
     db_len: u64,
-    chunk_bytes: u32,
     baseline: Option<&Baseline>,
     input: &BackupInput<'_>,
+    began: &dyn Fn(),
     sink: &ChunkSink<'_>,
     spools: &mut Spool,
 ) -> Result<DatabaseRead, EngineError> {
+    let chunk_bytes = sink.repo.config().db_chunk_bytes;
     let mut attempt = 0;
     loop {
         attempt += 1;
@@ -759,7 +779,7 @@ fn read_database(
             }
             Ok(())
         };
-        let result = capture_pages(db_path, chunk_bytes, baseline, |run, data| {
+        let result = capture_pages(db_path, chunk_bytes, baseline, began, |run, data| {
             let id = sink.repo.keys().chunk_id(data);
             read.push((run, id));
             match &mut held {

@@ -31,10 +31,16 @@ struct Chain {
 impl Chain {
     fn capture(&mut self, db: &Path) -> PageImage {
         let mut read = Vec::new();
-        let info = capture_pages(db, RUN, self.baseline.as_ref(), |run, data| {
-            read.push((run as usize, data.to_vec()));
-            Ok(())
-        })
+        let info = capture_pages(
+            db,
+            RUN,
+            self.baseline.as_ref(),
+            || {},
+            |run, data| {
+                read.push((run as usize, data.to_vec()));
+                Ok(())
+            },
+        )
         .expect("capture");
         let runs = (info.page_count * u64::from(info.page_size)).div_ceil(u64::from(RUN));
         match info.reading {
@@ -57,10 +63,16 @@ impl Chain {
 
 fn full_image(db: &Path) -> Vec<u8> {
     let mut image = Vec::new();
-    capture_pages(db, RUN, None, |_, data| {
-        image.extend_from_slice(data);
-        Ok(())
-    })
+    capture_pages(
+        db,
+        RUN,
+        None,
+        || {},
+        |_, data| {
+            image.extend_from_slice(data);
+            Ok(())
+        },
+    )
     .expect("full capture");
     image
 }
