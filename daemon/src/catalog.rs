@@ -11,13 +11,13 @@ use rusqlite::{Connection, OptionalExtension, params};
 use sealback_repo::chunk::{IdSet, LIST_IDS};
 use sealback_repo::index::Index;
 use sealback_repo::pack::{BlobKind, Compression, PackEntry};
-use sealback_repo::snapshot::Snapshot;
+use sealback_repo::snapshot::{Manifest, Snapshot};
 use sealback_repo::{ChunkId, Repository};
 
 use crate::capture::database::Baseline;
 use crate::capture::files::FileStat;
 
-const SCHEMA_VERSION: i64 = 4;
+const SCHEMA_VERSION: i64 = 5;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CatalogError {
@@ -299,9 +299,9 @@ impl Catalog {
         }
         for (name, size) in &snapshots {
             if !known_snapshots.contains(name) {
-                match repo.read_snapshot(name) {
-                    Ok(snapshot) => {
-                        self.add_snapshot(name, *size, &snapshot)?;
+                match repo.read_manifest(name) {
+                    Ok((manifest, snapshot)) => {
+                        self.add_snapshot(name, *size, &manifest, &snapshot)?;
                         report.snapshots_loaded += 1;
                     }
                     Err(e) if e.is_integrity() => {
@@ -436,8 +436,16 @@ impl Catalog {
         tx.commit().map_err(err)
     }
 
-    pub fn add_snapshot(&mut self, name: &str, size: u64, snapshot: &Snapshot) -> Result<()> {
-        let manifest = serde_json::to_vec(snapshot).expect("snapshot serializes");
+    /// Records a snapshot: its manifest as stored (a relative one stays small) and, from
+    /// `resolved`, what `snapshots` shows of it.
+    pub fn add_snapshot(
+        &mut self,
+        name: &str,
+        size: u64,
+        manifest: &Manifest,
+        resolved: &Snapshot,
+    ) -> Result<()> {
+        let manifest = serde_json::to_vec(manifest).expect("manifest serializes");
         let manifest = zstd::bulk::compress(&manifest, 1)
             .map_err(|e| self.err(rusqlite::Error::ToSqlConversionFailure(Box::new(e))))?;
         self.conn
@@ -446,10 +454,10 @@ impl Catalog {
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
                 params![
                     name,
-                    snapshot.time_unix_ms,
-                    snapshot.host,
-                    snapshot.files.len() as i64,
-                    snapshot.size() as i64,
+                    resolved.time_unix_ms,
+                    resolved.host,
+                    resolved.files.len() as i64,
+                    resolved.size() as i64,
                     manifest
                 ],
             )
@@ -484,8 +492,32 @@ impl Catalog {
             .map_err(|e| self.err(e))
     }
 
-    /// The cached manifest of a snapshot.
+    /// The cached manifest of a snapshot, resolved against its base if it is relative;
+    /// `None` if the catalog lacks either.
     pub fn manifest(&self, name: &str) -> Result<Option<Snapshot>> {
+        let Some(manifest) = self.stored_manifest(name)? else {
+            return Ok(None);
+        };
+        let base = match &manifest.base {
+            Some(id) => match self.base(id)? {
+                Some(base) => Some(base),
+                None => return Ok(None),
+            },
+            None => None,
+        };
+        Ok(manifest.resolve(base.as_ref()).ok())
+    }
+
+    /// The snapshot `id` as the base of others (written whole), resolved.
+    pub fn base(&self, id: &str) -> Result<Option<Snapshot>> {
+        Ok(self
+            .stored_manifest(&format!("snapshots/{id}"))?
+            .filter(|m| m.base.is_none())
+            .and_then(|m| m.resolve(None).ok()))
+    }
+
+    /// The cached manifest of a snapshot as stored: whole, or relative to its base.
+    pub fn stored_manifest(&self, name: &str) -> Result<Option<Manifest>> {
         let blob: Option<Vec<u8>> = self
             .conn
             .query_row(
@@ -941,6 +973,45 @@ mod tests {
                 std::fs::remove_file(&path).expect("delete the cache");
             }
         }
+    }
+
+    #[test]
+    fn a_relative_manifest_is_kept_relative_and_resolved_through_its_base() {
+        let (_store, repo, ids) = repository();
+        let base_name = repo.list_snapshots().expect("list").remove(0);
+        let base = repo.read_snapshot(&base_name).expect("base");
+        let mut later = base.clone();
+        later.time_unix_ms += 1;
+        later.parent = Some(base_name.trim_start_matches("snapshots/").to_owned());
+        later.base = later.parent.clone();
+        later.files.push(sealback_repo::snapshot::FileEntry {
+            path: "Media/b.jpg".into(),
+            size: 3,
+            mtime_ns: 2,
+            mode: 0o644,
+            chunks: vec![ids[1]],
+        });
+        let manifest = Manifest::of(&later, Some(&base));
+        let (name, _) = repo.write_snapshot(&manifest).expect("snapshot");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut catalog = Catalog::open(&dir.path().join("disk.db")).expect("open");
+        catalog.sync(&repo).expect("sync");
+        let stored = catalog
+            .stored_manifest(&name)
+            .expect("query")
+            .expect("cached");
+        assert_eq!(stored, manifest, "kept as stored: only the file added");
+        assert_eq!(stored.files.len(), 1);
+        let resolved = catalog.manifest(&name).expect("query").expect("resolved");
+        assert_eq!(resolved, later);
+        let row = catalog.snapshots().expect("rows").pop().expect("a row");
+        assert_eq!((row.files, row.size), (2, later.size()));
+        // Without its base the catalog cannot resolve it, and says so with `None`.
+        catalog
+            .conn
+            .execute("DELETE FROM snapshots WHERE name = ?1", [&base_name])
+            .expect("delete");
+        assert_eq!(catalog.manifest(&name).expect("query"), None);
     }
 
     #[test]

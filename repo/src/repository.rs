@@ -243,7 +243,18 @@ impl Repository {
 
     /// A snapshot, resolved against its base if its manifest is relative.
     pub fn read_snapshot(&self, name: &str) -> Result<Snapshot> {
-        let manifest = self.read_manifest(name)?;
+        let manifest = self.read_stored(name)?;
+        self.resolve(name, manifest)
+    }
+
+    /// A snapshot's manifest as stored (whole or relative), and the snapshot it resolves to.
+    pub fn read_manifest(&self, name: &str) -> Result<(Manifest, Snapshot)> {
+        let manifest = self.read_stored(name)?;
+        let resolved = self.resolve(name, manifest.clone())?;
+        Ok((manifest, resolved))
+    }
+
+    fn resolve(&self, name: &str, manifest: Manifest) -> Result<Snapshot> {
         let base = match &manifest.base {
             Some(id) => Some(self.read_base(id)?),
             None => None,
@@ -263,7 +274,7 @@ impl Repository {
             return Ok(base.clone());
         }
         let name = format!("snapshots/{id}");
-        let manifest = self.read_manifest(&name)?;
+        let manifest = self.read_stored(&name)?;
         if manifest.base.is_some() {
             return Err(Error::malformed(
                 &name,
@@ -279,7 +290,7 @@ impl Repository {
         Ok(base)
     }
 
-    fn read_manifest(&self, name: &str) -> Result<Manifest> {
+    fn read_stored(&self, name: &str) -> Result<Manifest> {
         let bytes = self.store.get(name)?;
         let plain = object::open(&self.keys, ObjectKind::Snapshot, name, &bytes)?;
         let json = zstd::stream::decode_all(plain.as_slice())

@@ -207,10 +207,17 @@ pub fn run(
     catalog.sync(repo)?;
     let synced = started.elapsed();
     let parent_row = catalog.snapshots()?.pop();
-    let parent = match &parent_row {
-        Some(row) => catalog.manifest(&row.name)?,
+    // The parent, resolved against its base; the base is kept, for this snapshot's
+    // manifest is written relative to it too.
+    let parent_manifest = match &parent_row {
+        Some(row) => catalog.stored_manifest(&row.name)?,
         None => None,
     };
+    let parent_base = match parent_manifest.as_ref().and_then(|m| m.base.as_ref()) {
+        Some(id) => catalog.base(id)?.map(|b| (id.clone(), b)),
+        None => None,
+    };
+    let parent = parent_manifest.and_then(|m| m.resolve(parent_base.as_ref().map(|(_, b)| b)).ok());
     // Where the parent's capture left the database (the catalog vouches its chunks are all
     // still stored), and what the parent recorded of each file; both vouched for as of now.
     let forgotten = catalog.forgotten()?;
@@ -396,18 +403,14 @@ pub fn run(
     };
     // The manifest is written relative to the parent's base (or the parent, if written
     // whole) while the changes since that base stay a small part of it.
-    let base = match (&parent_row, &parent) {
-        (Some(row), Some(p)) => match &p.base {
-            Some(id) => catalog
-                .manifest(&format!("snapshots/{id}"))?
-                .map(|b| (id.clone(), b)),
-            None => Some((row.id().to_owned(), p.clone())),
-        },
+    let base = match (&parent_row, &parent, &parent_base) {
+        (_, _, Some((id, base))) => Some((id.as_str(), base)),
+        (Some(row), Some(p), None) if p.base.is_none() => Some((row.id(), p)),
         _ => None,
     };
-    let relative = base.filter(|(_, b)| b.base.is_none()).and_then(|(id, b)| {
-        snapshot.base = Some(id);
-        let manifest = Manifest::of(&snapshot, Some(&b));
+    let relative = base.and_then(|(id, b)| {
+        snapshot.base = Some(id.to_owned());
+        let manifest = Manifest::of(&snapshot, Some(b));
         (manifest.changes() * MANIFEST_CHANGES_DIVISOR <= snapshot.files.len()).then_some(manifest)
     });
     let manifest = match relative {
@@ -430,7 +433,7 @@ pub fn run(
         }
         _ => {
             let (name, size) = repo.write_snapshot(&manifest)?;
-            catalog.add_snapshot(&name, size, &snapshot)?;
+            catalog.add_snapshot(&name, size, &manifest, &snapshot)?;
             bytes_written += size;
             name
         }
