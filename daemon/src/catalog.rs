@@ -5,10 +5,11 @@
 //! so deleting it loses nothing.
 
 use std::collections::{HashMap, HashSet};
+use std::os::unix::fs::FileExt;
 use std::path::Path;
 
 use rusqlite::{Connection, OptionalExtension, params};
-use sealback_repo::chunk::{IdSet, LIST_IDS};
+use sealback_repo::chunk::IdSet;
 use sealback_repo::index::Index;
 use sealback_repo::pack::{BlobKind, Compression, PackEntry};
 use sealback_repo::snapshot::{Manifest, Snapshot};
@@ -17,7 +18,7 @@ use sealback_repo::{ChunkId, Repository};
 use crate::capture::database::Baseline;
 use crate::capture::files::FileStat;
 
-const SCHEMA_VERSION: i64 = 5;
+const SCHEMA_VERSION: i64 = 6;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CatalogError {
@@ -27,6 +28,13 @@ pub enum CatalogError {
     Sqlite {
         path: String,
         source: rusqlite::Error,
+    },
+    #[error(
+        "local catalog {path}: {source} (it is only a cache: delete it and it is rebuilt from the target)"
+    )]
+    Io {
+        path: String,
+        source: std::io::Error,
     },
     #[error(transparent)]
     Repo(#[from] sealback_repo::Error),
@@ -106,6 +114,8 @@ pub struct SyncReport {
 pub struct Catalog {
     conn: Connection,
     path: String,
+    /// The file of the database baseline's chunk ids (see [`BaselineIds`]).
+    ids_path: std::path::PathBuf,
 }
 
 impl Catalog {
@@ -164,12 +174,15 @@ impl Catalog {
                  chunks BLOB NOT NULL);
              CREATE TABLE IF NOT EXISTS packs(id INTEGER PRIMARY KEY, name TEXT UNIQUE NOT NULL);
              CREATE TABLE IF NOT EXISTS db_capture(
-                 snapshot TEXT NOT NULL, baseline TEXT NOT NULL, forgotten INTEGER NOT NULL);
-             CREATE TABLE IF NOT EXISTS db_capture_ids(
-                 list INTEGER PRIMARY KEY, digest BLOB NOT NULL, ids BLOB NOT NULL);",
+                 snapshot TEXT NOT NULL, baseline TEXT NOT NULL, forgotten INTEGER NOT NULL,
+                 runs INTEGER NOT NULL);",
         )
         .map_err(err)?;
-        let catalog = Catalog { conn, path: shown };
+        let catalog = Catalog {
+            conn,
+            path: shown,
+            ids_path: path.with_extension("baseline"),
+        };
         if stale {
             catalog.set_meta("schema", &SCHEMA_VERSION.to_string())?;
         }
@@ -216,7 +229,7 @@ impl Catalog {
             .execute_batch(
                 "DELETE FROM meta; DELETE FROM objects; DELETE FROM indexes; DELETE FROM blobs;
                  DELETE FROM snapshots; DELETE FROM files; DELETE FROM packs;
-                 DELETE FROM db_capture; DELETE FROM db_capture_ids;",
+                 DELETE FROM db_capture;",
             )
             .map_err(|e| self.err(e))
     }
@@ -708,103 +721,174 @@ impl Catalog {
     /// Where the capture behind `snapshot` left the database, and its chunk ids; `None`
     /// if the baseline belongs to another snapshot, or blobs were forgotten since it was
     /// written (some of its chunks may be gone).
-    pub fn db_baseline(&self, snapshot: &str) -> Result<Option<(Baseline, Vec<ChunkId>)>> {
-        let row: Option<(String, String, i64)> = self
+    pub fn db_baseline(&self, snapshot: &str) -> Result<Option<(Baseline, BaselineIds)>> {
+        let row: Option<(String, String, i64, i64)> = self
             .conn
             .query_row(
-                "SELECT snapshot, baseline, forgotten FROM db_capture",
+                "SELECT snapshot, baseline, forgotten, runs FROM db_capture",
                 [],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
             )
             .optional()
             .map_err(|e| self.err(e))?;
-        let Some((owner, baseline, forgotten)) = row else {
+        let Some((owner, baseline, forgotten, runs)) = row else {
             return Ok(None);
         };
         if owner != snapshot || forgotten != self.forgotten()? {
             return Ok(None);
         }
-        // A row this build cannot read only costs a full capture.
+        // A row this build cannot read, or an ids file not as long as the row says, only
+        // costs a full capture.
         let Ok(baseline) = serde_json::from_str::<Baseline>(&baseline) else {
             return Ok(None);
         };
-        let mut stmt = self
-            .conn
-            .prepare("SELECT ids FROM db_capture_ids ORDER BY list")
-            .map_err(|e| self.err(e))?;
-        let mut rows = stmt.query([]).map_err(|e| self.err(e))?;
-        let mut ids = Vec::new();
-        while let Some(row) = rows.next().map_err(|e| self.err(e))? {
-            let bytes = first_blob(row).map_err(|e| self.err(e))?;
-            match sealback_repo::chunk::decode_list(bytes) {
-                Some(part) => ids.extend(part),
-                None => return Ok(None),
-            }
+        // The ids file is not synced: after a restart of the device it may hold some of the
+        // writes of the last backup and not others. A baseline from before the restart is
+        // of no use to a capture anyway (the app's last commits may be gone from its WAL).
+        if baseline.boot != crate::capture::database::boot_id() {
+            return Ok(None);
         }
-        Ok(Some((baseline, ids)))
+        let Ok(file) = std::fs::File::open(&self.ids_path) else {
+            return Ok(None);
+        };
+        let len = file.metadata().map_err(|e| self.io(e))?.len();
+        if len != runs.max(0) as u64 * ID_BYTES {
+            return Ok(None);
+        }
+        Ok(Some((
+            baseline,
+            BaselineIds {
+                file,
+                runs: runs as u64,
+                path: self.ids_path.display().to_string(),
+            },
+        )))
     }
 
-    /// Keeps only the baseline of `snapshot` (or none), its ids stored by groups of
-    /// [`LIST_IDS`] so that a backup rewrites only the groups that changed (each group's
-    /// row carries a digest of its ids to tell); `forgotten` as for
-    /// [`Catalog::update_file_cache`].
+    /// Keeps only the baseline of `snapshot` (or none). Its ids go to the ids file whole
+    /// after a full read; after a delta read, only the runs read are written over the
+    /// stored ones, which must be those [`Catalog::db_baseline`] gave the capture.
+    /// `forgotten` as for [`Catalog::update_file_cache`].
     pub fn replace_db_baseline(
         &mut self,
         snapshot: &str,
-        baseline: Option<(&Baseline, &[ChunkId])>,
+        baseline: Option<(&Baseline, &NextIds)>,
         forgotten: i64,
     ) -> Result<()> {
-        let path = self.path.clone();
-        let err = sqlite(&path);
-        let tx = self.conn.transaction().map_err(err)?;
-        tx.execute("DELETE FROM db_capture", []).map_err(err)?;
+        // The row goes first: interrupted while the ids are written, the catalog is left
+        // with no baseline (a full capture next time), never with a row naming wrong ids.
+        self.conn
+            .execute("DELETE FROM db_capture", [])
+            .map_err(|e| self.err(e))?;
         let Some((baseline, ids)) = baseline else {
-            tx.execute("DELETE FROM db_capture_ids", []).map_err(err)?;
-            return tx.commit().map_err(err);
+            return Ok(());
+        };
+        let runs = match ids {
+            NextIds::All(ids) => {
+                let bytes: Vec<u8> = ids.iter().flat_map(|id| id.0).collect();
+                std::fs::write(&self.ids_path, bytes).map_err(|e| self.io(e))?;
+                ids.len() as u64
+            }
+            NextIds::Changed { runs, changed } => {
+                let file = std::fs::OpenOptions::new()
+                    .write(true)
+                    .open(&self.ids_path)
+                    .map_err(|e| self.io(e))?;
+                file.set_len(runs * ID_BYTES).map_err(|e| self.io(e))?;
+                for (run, id) in changed.iter().filter(|(run, _)| run < runs) {
+                    file.write_all_at(&id.0, run * ID_BYTES)
+                        .map_err(|e| self.io(e))?;
+                }
+                *runs
+            }
         };
         let json = serde_json::to_string(baseline)
-            .map_err(|e| err(rusqlite::Error::ToSqlConversionFailure(Box::new(e))))?;
-        tx.execute(
-            "INSERT INTO db_capture(snapshot, baseline, forgotten) VALUES (?1, ?2, ?3)",
-            params![snapshot, json, forgotten],
-        )
-        .map_err(err)?;
-        {
-            let mut stored: HashMap<i64, Vec<u8>> = HashMap::new();
-            let mut select = tx
-                .prepare("SELECT list, digest FROM db_capture_ids")
-                .map_err(err)?;
-            let rows = select
-                .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
-                .map_err(err)?;
-            for row in rows {
-                let (list, digest) = row.map_err(err)?;
-                stored.insert(list, digest);
-            }
-            let mut upsert = tx
-                .prepare(
-                    "INSERT OR REPLACE INTO db_capture_ids(list, digest, ids) VALUES (?1, ?2, ?3)",
-                )
-                .map_err(err)?;
-            let groups = ids.chunks(LIST_IDS);
-            let count = groups.len();
-            for (at, group) in groups.enumerate() {
-                let encoded = sealback_repo::chunk::encode_list(group);
-                let digest = blake3::hash(&encoded);
-                if stored.get(&(at as i64)).map(Vec::as_slice) != Some(&digest.as_bytes()[..]) {
-                    upsert
-                        .execute(params![at as i64, &digest.as_bytes()[..], encoded])
-                        .map_err(err)?;
-                }
-            }
-            tx.execute(
-                "DELETE FROM db_capture_ids WHERE list >= ?1",
-                [count as i64],
+            .map_err(|e| self.err(rusqlite::Error::ToSqlConversionFailure(Box::new(e))))?;
+        self.conn
+            .execute(
+                "INSERT INTO db_capture(snapshot, baseline, forgotten, runs) VALUES (?1, ?2, ?3, ?4)",
+                params![snapshot, json, forgotten, runs as i64],
             )
-            .map_err(err)?;
-        }
-        tx.commit().map_err(err)
+            .map(drop)
+            .map_err(|e| self.err(e))
     }
+
+    fn io(&self, source: std::io::Error) -> CatalogError {
+        CatalogError::Io {
+            path: self.ids_path.display().to_string(),
+            source,
+        }
+    }
+}
+
+/// Bytes of one chunk id in the baseline's ids file.
+const ID_BYTES: u64 = 32;
+
+/// The chunk ids of the database's runs as of the baseline, in order: a file beside the
+/// catalog, 32 bytes per run, read only where a capture needs them (a day's backup of the
+/// large store wants a few hundred of its quarter million) and written only where they
+/// changed.
+pub struct BaselineIds {
+    file: std::fs::File,
+    runs: u64,
+    path: String,
+}
+
+impl BaselineIds {
+    /// How many runs the baseline's image has.
+    pub fn runs(&self) -> u64 {
+        self.runs
+    }
+
+    /// The id of run `run`, if the image has it.
+    pub fn get(&self, run: u64) -> Result<Option<ChunkId>> {
+        if run >= self.runs {
+            return Ok(None);
+        }
+        let mut id = [0u8; 32];
+        self.file
+            .read_exact_at(&mut id, run * ID_BYTES)
+            .map_err(|e| self.io(e))?;
+        Ok(Some(ChunkId(id)))
+    }
+
+    /// Every id, in order.
+    pub fn all(&self) -> Result<Vec<ChunkId>> {
+        let mut bytes = vec![0u8; (self.runs * ID_BYTES) as usize];
+        self.file
+            .read_exact_at(&mut bytes, 0)
+            .map_err(|e| self.io(e))?;
+        Ok(bytes
+            .chunks_exact(ID_BYTES as usize)
+            .map(|id| ChunkId(id.try_into().expect("32 bytes")))
+            .collect())
+    }
+
+    fn io(&self, source: std::io::Error) -> CatalogError {
+        CatalogError::Io {
+            path: self.path.clone(),
+            source,
+        }
+    }
+}
+
+impl std::fmt::Debug for BaselineIds {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "BaselineIds({} runs in {})", self.runs, self.path)
+    }
+}
+
+/// The ids of the next baseline, as [`Catalog::replace_db_baseline`] writes them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NextIds {
+    /// Every run's id (a full read).
+    All(Vec<ChunkId>),
+    /// The stored ids with the runs `changed` set, cut or grown to `runs` runs: every run
+    /// past the stored ones is among `changed`.
+    Changed {
+        runs: u64,
+        changed: Vec<(u64, ChunkId)>,
+    },
 }
 
 /// See [`Catalog::lookup`].
@@ -1115,7 +1199,7 @@ mod tests {
             page_count: 2,
             device: 1,
             inode: 2,
-            boot: None,
+            boot: crate::capture::database::boot_id(),
             since: crate::capture::database::Since::File {
                 size: 8192,
                 mtime_ns: 1,
@@ -1123,34 +1207,84 @@ mod tests {
             },
         };
         let snapshot = catalog.snapshots().expect("rows")[0].name.clone();
+        let stored = |catalog: &Catalog, snapshot: &str| {
+            catalog
+                .db_baseline(snapshot)
+                .expect("baseline")
+                .map(|(b, ids)| (b, ids.all().expect("ids")))
+        };
+        let all = NextIds::All(ids.clone());
         catalog
-            .replace_db_baseline(&snapshot, Some((&baseline, &ids)), 0)
+            .replace_db_baseline(&snapshot, Some((&baseline, &all)), 0)
             .expect("baseline");
         assert_eq!(
-            catalog.db_baseline(&snapshot).expect("baseline"),
+            stored(&catalog, &snapshot),
             Some((baseline.clone(), ids.clone()))
         );
-        // A patched run changes an id within a group: the group is rewritten.
-        let patched = vec![ids[0], ChunkId([4; 32])];
+        let (_, lazy) = catalog
+            .db_baseline(&snapshot)
+            .expect("baseline")
+            .expect("some");
+        assert_eq!(lazy.runs(), 2);
+        assert_eq!(lazy.get(1).expect("read"), Some(ids[1]));
+        assert_eq!(lazy.get(2).expect("read"), None);
+        // A delta capture changed run 1 and grew the image by a run: only those are written.
+        let grown = NextIds::Changed {
+            runs: 3,
+            changed: vec![(1, ChunkId([4; 32])), (2, ChunkId([5; 32]))],
+        };
         catalog
-            .replace_db_baseline(&snapshot, Some((&baseline, &patched)), 0)
+            .replace_db_baseline(&snapshot, Some((&baseline, &grown)), 0)
+            .expect("baseline");
+        let expected = vec![ids[0], ChunkId([4; 32]), ChunkId([5; 32])];
+        assert_eq!(
+            stored(&catalog, &snapshot),
+            Some((baseline.clone(), expected))
+        );
+        // Then shrank to one run.
+        let shrunk = NextIds::Changed {
+            runs: 1,
+            changed: vec![],
+        };
+        catalog
+            .replace_db_baseline(&snapshot, Some((&baseline, &shrunk)), 0)
             .expect("baseline");
         assert_eq!(
-            catalog.db_baseline(&snapshot).expect("baseline"),
-            Some((baseline.clone(), patched))
+            stored(&catalog, &snapshot),
+            Some((baseline.clone(), vec![ids[0]]))
         );
+        // An ids file that is not as long as the row says (cut short by hand, or left by a
+        // backup that stopped while writing it) is no baseline.
         catalog
-            .replace_db_baseline(&snapshot, Some((&baseline, &ids)), 0)
+            .replace_db_baseline(&snapshot, Some((&baseline, &all)), 0)
             .expect("baseline");
-        assert_eq!(
-            catalog.db_baseline("snapshots/other").expect("baseline"),
-            None
-        );
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .open(dir.path().join("disk.baseline"))
+            .expect("ids file");
+        file.set_len(40).expect("cut");
+        assert_eq!(stored(&catalog, &snapshot), None);
+        catalog
+            .replace_db_baseline(&snapshot, Some((&baseline, &all)), 0)
+            .expect("baseline");
+        assert_eq!(stored(&catalog, "snapshots/other"), None);
+        // Nor is one taken before the device restarted.
+        let before_restart = Baseline {
+            boot: Some("another boot".into()),
+            ..baseline.clone()
+        };
+        catalog
+            .replace_db_baseline(&snapshot, Some((&before_restart, &all)), 0)
+            .expect("baseline");
+        assert_eq!(stored(&catalog, &snapshot), None);
+        catalog
+            .replace_db_baseline(&snapshot, Some((&baseline, &all)), 0)
+            .expect("baseline");
         let pack = store.list("data/").expect("list")[0].0.clone();
         store.remove(&pack).expect("remove");
         catalog.sync(&repo).expect("sync");
         assert!(!catalog.file_cache().expect("cache").1);
-        assert_eq!(catalog.db_baseline(&snapshot).expect("baseline"), None);
+        assert_eq!(stored(&catalog, &snapshot), None);
 
         // A backup that loaded its cache before that sync (a concurrent `snapshots`) writes
         // rows vouched for as of its load: they stay unvouched for.

@@ -77,7 +77,7 @@ pub struct Baseline {
 }
 
 /// This boot's id (Linux), to tell a capture taken before a restart.
-fn boot_id() -> Option<String> {
+pub(crate) fn boot_id() -> Option<String> {
     std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
         .ok()
         .map(|s| s.trim().to_owned())

@@ -15,7 +15,7 @@
 //! A crash anywhere loses at most this backup: packs without an index are ignored, an index
 //! without a snapshot only makes its chunks known.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::FileExt;
 use std::path::Path;
@@ -36,7 +36,7 @@ use super::upload::{self, Batch, NewChunk, UploadState};
 use crate::capture::database::{Baseline, DatabaseCaptureError, PageImage, Reading, capture_pages};
 use crate::capture::files::{self, FileStat, StoreFile};
 use crate::capture::wal;
-use crate::catalog::{Catalog, FileCache};
+use crate::catalog::{BaselineIds, Catalog, FileCache, NextIds};
 use crate::control::api::{BackupReport, DbRead};
 
 /// How often a file that changes while we read it is read again.
@@ -444,7 +444,7 @@ pub fn run(
         &name,
         captured_db
             .as_ref()
-            .and_then(|c| c.next.as_ref().map(|(b, ids)| (b, ids.as_slice()))),
+            .and_then(|c| c.next.as_ref().map(|(b, ids)| (b, ids))),
         forgotten,
     )?;
     let ms = |d: Duration| d.as_millis() as u64;
@@ -510,7 +510,7 @@ struct CapturedDatabase {
     /// Whether its changes went as a patch on the parent's image.
     patched: bool,
     /// What the next backup can start from.
-    next: Option<(Baseline, Vec<ChunkId>)>,
+    next: Option<(Baseline, NextIds)>,
 }
 
 /// The new runs of a capture, written aside during its read transaction and queued after
@@ -575,7 +575,7 @@ struct DatabaseRead {
 /// Where the parent snapshot left the database.
 struct ParentDb<'p> {
     /// The parent capture's baseline and the ids of its runs, if it can be started from.
-    baseline: Option<(Baseline, Vec<ChunkId>)>,
+    baseline: Option<(Baseline, BaselineIds)>,
     /// The parent's image of the database (lists and patches).
     image: Option<&'p DatabaseImage>,
 }
@@ -638,33 +638,33 @@ fn capture_database(
     if !done.image.wal {
         tracing::warn!(path = %db_path.display(), "the database is not in WAL mode: the app's writers waited while we read it");
     }
-    let before: &[ChunkId] = baseline.as_ref().map_or(&[], |(_, ids)| ids.as_slice());
-    let delta = matches!(done.image.reading, Reading::Delta { .. }) && !before.is_empty();
+    let before: Option<&BaselineIds> = baseline.as_ref().map(|(_, ids)| ids);
+    let delta =
+        matches!(done.image.reading, Reading::Delta { .. }) && before.is_some_and(|b| b.runs() > 0);
     let read = std::mem::take(&mut done.read);
-    let ids: Vec<Option<ChunkId>> = if delta {
-        let mut ids: Vec<Option<ChunkId>> = before.iter().copied().map(Some).collect();
-        ids.resize(runs as usize, None);
-        for (run, id) in &read {
-            ids[*run as usize] = Some(*id);
-        }
-        // The runs not read are reused from the parent snapshot.
-        sink.reused.fetch_add(
-            (runs as usize).saturating_sub(read.len()) as u64,
-            Ordering::Relaxed,
-        );
-        ids
+    // A delta read covers every run past the baseline's; the others are as they were.
+    let covered = if delta {
+        let stored = before.map_or(0, BaselineIds::runs);
+        let past: HashSet<u64> = read
+            .iter()
+            .map(|(run, _)| *run)
+            .filter(|&r| r >= stored)
+            .collect();
+        read.iter().all(|(run, _)| *run < runs) && past.len() as u64 == runs.saturating_sub(stored)
     } else {
-        read.into_iter().map(|(_, id)| Some(id)).collect()
+        read.len() as u64 == runs && read.iter().zip(0..).all(|((run, _), at)| *run == at)
     };
-    let ids: Vec<ChunkId> = match ids.into_iter().collect::<Option<Vec<_>>>() {
-        Some(ids) if ids.len() as u64 == runs => ids,
-        _ => {
-            return Err(EngineError::Repo(sealback_repo::Error::Malformed {
-                name: input.database.to_owned(),
-                detail: format!("the capture did not cover all {runs} runs"),
-            }));
-        }
-    };
+    if !covered {
+        return Err(EngineError::Repo(sealback_repo::Error::Malformed {
+            name: input.database.to_owned(),
+            detail: format!("the capture did not cover all {runs} runs"),
+        }));
+    }
+    if delta {
+        // The runs not read are reused from the parent snapshot.
+        sink.reused
+            .fetch_add(runs.saturating_sub(read.len() as u64), Ordering::Relaxed);
+    }
     match &done.image.reading {
         Reading::Full { reason } => {
             tracing::info!(reason, "database read in full");
@@ -684,7 +684,14 @@ fn capture_database(
         (Some(base), Some(held)) => {
             let mut patches = base.patches.clone();
             let file = &image.file;
-            if let Some(patch) = make_patch(file, sink, base.size, size, run_bytes, before, held) {
+            // The baseline's id of each run held: what its old contents must hash to.
+            let mut was = HashMap::with_capacity(held.len());
+            for (run, _, _) in &held {
+                if let Some(id) = before.map(|b| b.get(*run)).transpose()?.flatten() {
+                    was.insert(*run, id);
+                }
+            }
+            if let Some(patch) = make_patch(file, sink, base.size, size, run_bytes, &was, held) {
                 patches.push(batcher.add(BlobKind::Patch, patch, false)?);
                 patched = true;
             }
@@ -700,7 +707,12 @@ fn capture_database(
             let parent_lists = parent_db
                 .filter(|d| d.patches.is_empty())
                 .map(|d| d.lists.as_slice());
-            let lists = list_ids(&ids, before, parent_lists, |group| match group {
+            let before = match before {
+                Some(before) => before.all()?,
+                None => Vec::new(),
+            };
+            let ids = image_ids(&before, delta, runs, &read);
+            let lists = list_ids(&ids, &before, parent_lists, |group| match group {
                 ListGroup::Unchanged(list) => {
                     sink.reused.fetch_add(1, Ordering::Relaxed);
                     Ok(list)
@@ -724,9 +736,30 @@ fn capture_database(
         reading: image.reading,
         bytes_read,
         patched,
-        next: image.next.map(|b| (b, ids)),
+        next: image.next.map(|b| {
+            let ids = if delta {
+                NextIds::Changed {
+                    runs,
+                    changed: read,
+                }
+            } else {
+                NextIds::All(read.into_iter().map(|(_, id)| id).collect())
+            };
+            (b, ids)
+        }),
     };
     Ok(Some((captured, spools)))
+}
+
+/// The ids of the image's `runs` runs: those `read`, and after a delta read the baseline's
+/// (`before`) for the others.
+fn image_ids(before: &[ChunkId], delta: bool, runs: u64, read: &[(u64, ChunkId)]) -> Vec<ChunkId> {
+    let mut ids = if delta { before.to_vec() } else { Vec::new() };
+    ids.resize(runs as usize, ChunkId([0; 32]));
+    for (run, id) in read {
+        ids[*run as usize] = *id;
+    }
+    ids
 }
 
 /// The parent's image, if `done` can be a patch on top of it: a delta read of few enough
@@ -827,12 +860,12 @@ fn make_patch(
     size_before: u64,
     size_after: u64,
     run_bytes: u32,
-    before: &[ChunkId],
+    was: &HashMap<u64, ChunkId>,
     held: Held,
 ) -> Option<Vec<u8>> {
     let changed: Vec<(u64, Vec<u8>)> = held
         .into_iter()
-        .filter(|(run, id, _)| before.get(*run as usize) != Some(id))
+        .filter(|(run, id, _)| was.get(run) != Some(id))
         .map(|(run, _, data)| (run, data))
         .collect();
     if changed.is_empty() && size_before == size_after {
@@ -859,7 +892,7 @@ fn make_patch(
         .iter()
         .filter_map(|(run, _)| {
             let len = patch::run_len(run_bytes, size_before, *run);
-            let want = before.get(*run as usize)?;
+            let want = was.get(run)?;
             let mut data = vec![0u8; len];
             let mut matches = |from: &std::fs::File, offset: u64| {
                 from.read_exact_at(&mut data, offset).is_ok() && keys.chunk_id(&data) == *want
