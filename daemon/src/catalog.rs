@@ -104,12 +104,28 @@ impl SnapshotRow {
 pub struct SyncReport {
     pub indexes_loaded: u64,
     pub snapshots_loaded: u64,
+    /// Whether the target's packs were listed (see [`Packs`]).
+    pub packs_checked: bool,
     pub packs_missing: u64,
     pub rebuilt: bool,
     /// Index and snapshot objects that could not be read (damaged or tampered with): left
     /// out of the catalog, so one bad object does not block the rest; `verify` lists them.
     pub damaged: Vec<(String, String)>,
 }
+
+/// When [`Catalog::sync`] lists the target's packs, to forget the blobs of any gone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Packs {
+    /// Always (a restore, `verify`, `snapshots`).
+    List,
+    /// When the catalog was rebuilt, when another writer's indexes came or went, or when
+    /// the last listing is older than [`PACK_CHECK_MS`] (a backup: the listing grows with
+    /// the repository, not with the change).
+    WhenDue,
+}
+
+/// How long a listing of the target's packs stands for a backup: an hour.
+pub const PACK_CHECK_MS: i64 = 3_600_000;
 
 pub struct Catalog {
     conn: Connection,
@@ -236,8 +252,9 @@ impl Catalog {
 
     /// Brings the catalog in line with the repository: a catalog of another repository is
     /// wiped; indexes and snapshots it lacks are read; blobs in packs that are gone from the
-    /// target are forgotten (so they are uploaded again rather than referenced).
-    pub fn sync(&mut self, repo: &Repository) -> Result<SyncReport> {
+    /// target are forgotten (so they are uploaded again rather than referenced). `packs`
+    /// says when the packs are listed to find those.
+    pub fn sync(&mut self, repo: &Repository, packs: Packs) -> Result<SyncReport> {
         let mut report = SyncReport::default();
         let repo_id = repo.config().id.clone();
         if self.meta("repo")?.as_deref() != Some(repo_id.as_str()) {
@@ -247,18 +264,36 @@ impl Catalog {
             report.rebuilt = true;
         }
         let store = repo.store();
-        let packs: HashMap<String, u64> = store
-            .list("data/")
-            .map_err(sealback_repo::Error::from)?
-            .into_iter()
-            .collect();
         let indexes = store.list("index/").map_err(sealback_repo::Error::from)?;
         let snapshots = store
             .list("snapshots/")
             .map_err(sealback_repo::Error::from)?;
-
         let known_indexes: HashSet<String> = self.names("SELECT name FROM indexes")?;
         let present: HashSet<&str> = indexes.iter().map(|(n, _)| n.as_str()).collect();
+        // Indexes come and go with the packs they name: one this catalog did not record, or
+        // one gone, means another writer was at work (or a hand), and the packs are listed.
+        let foreign = present.len() != known_indexes.len()
+            || !known_indexes.iter().all(|n| present.contains(n.as_str()));
+        let now = crate::engine::backup::now_unix_ms();
+        let checked: Option<i64> = self.meta("packs_checked")?.and_then(|v| v.parse().ok());
+        let due = match packs {
+            Packs::List => true,
+            Packs::WhenDue => {
+                report.rebuilt
+                    || foreign
+                    || checked.is_none_or(|at| !(at..at + PACK_CHECK_MS).contains(&now))
+            }
+        };
+        let listed: Option<HashMap<String, u64>> = if due {
+            let listing = store.list("data/").map_err(sealback_repo::Error::from)?;
+            Some(listing.into_iter().collect())
+        } else {
+            None
+        };
+        report.packs_checked = listed.is_some();
+        let no_packs = HashMap::new();
+        let packs = listed.as_ref().unwrap_or(&no_packs);
+
         for gone in known_indexes
             .iter()
             .filter(|n| !present.contains(n.as_str()))
@@ -269,7 +304,7 @@ impl Catalog {
             if !known_indexes.contains(name) {
                 match repo.read_index(name) {
                     Ok(index) => {
-                        self.add_index(name, *size, &index, &packs)?;
+                        self.add_index(name, *size, &index, packs)?;
                         report.indexes_loaded += 1;
                     }
                     Err(e) if e.is_integrity() => {
@@ -280,24 +315,26 @@ impl Catalog {
             }
         }
         // Packs the target no longer has: forget their blobs.
-        let known_packs: HashSet<String> = self.names("SELECT name FROM packs")?;
-        for gone in known_packs
-            .iter()
-            .filter(|p| !packs.contains_key(p.as_str()))
-        {
-            tracing::warn!(pack = %gone, "pack is missing from the target: its chunks will be stored again");
-            self.conn
-                .execute(
-                    "DELETE FROM blobs WHERE pack = (SELECT id FROM packs WHERE name = ?1)",
-                    [gone],
-                )
-                .and_then(|_| {
-                    self.conn
-                        .execute("DELETE FROM packs WHERE name = ?1", [gone])
-                })
-                .map_err(|e| self.err(e))?;
-            self.note_forgotten()?;
-            report.packs_missing += 1;
+        if let Some(packs) = &listed {
+            let known_packs: HashSet<String> = self.names("SELECT name FROM packs")?;
+            for gone in known_packs
+                .iter()
+                .filter(|p| !packs.contains_key(p.as_str()))
+            {
+                tracing::warn!(pack = %gone, "pack is missing from the target: its chunks will be stored again");
+                self.conn
+                    .execute(
+                        "DELETE FROM blobs WHERE pack = (SELECT id FROM packs WHERE name = ?1)",
+                        [gone],
+                    )
+                    .and_then(|_| {
+                        self.conn
+                            .execute("DELETE FROM packs WHERE name = ?1", [gone])
+                    })
+                    .map_err(|e| self.err(e))?;
+                self.note_forgotten()?;
+                report.packs_missing += 1;
+            }
         }
 
         let known_snapshots: HashSet<String> = self.names("SELECT name FROM snapshots")?;
@@ -327,23 +364,55 @@ impl Catalog {
         for (name, problem) in &report.damaged {
             tracing::warn!(object = %name, %problem, "left out of the catalog: run `sealbackctl verify`");
         }
-        // Object sizes, for `status`: what the target holds now.
-        let tx = self.conn.transaction().map_err(sqlite(&self.path))?;
-        tx.execute("DELETE FROM objects", [])
-            .map_err(sqlite(&self.path))?;
-        for (name, size) in packs
+        // Object sizes, for `status`: what the target holds now. Only the rows that differ
+        // are written; packs not listed keep theirs.
+        let mut now_held: HashMap<&str, u64> = indexes
             .iter()
-            .chain(indexes.iter().map(|(n, s)| (n, s)))
-            .chain(snapshots.iter().map(|(n, s)| (n, s)))
-        {
+            .chain(&snapshots)
+            .map(|(n, s)| (n.as_str(), *s))
+            .collect();
+        if let Some(packs) = &listed {
+            now_held.extend(packs.iter().map(|(n, s)| (n.as_str(), *s)));
+        }
+        let held = self.objects(listed.is_some())?;
+        let tx = self.conn.transaction().map_err(sqlite(&self.path))?;
+        for gone in held.keys().filter(|n| !now_held.contains_key(n.as_str())) {
+            tx.execute("DELETE FROM objects WHERE name = ?1", [gone])
+                .map_err(sqlite(&self.path))?;
+        }
+        for (name, size) in now_held.iter().filter(|(n, s)| held.get(**n) != Some(*s)) {
             tx.execute(
                 "INSERT OR REPLACE INTO objects(name, size) VALUES (?1, ?2)",
                 params![name, *size as i64],
             )
             .map_err(sqlite(&self.path))?;
         }
+        if listed.is_some() {
+            tx.execute(
+                "INSERT OR REPLACE INTO meta(key, value) VALUES ('packs_checked', ?1)",
+                [now.to_string()],
+            )
+            .map_err(sqlite(&self.path))?;
+        }
         tx.commit().map_err(sqlite(&self.path))?;
         Ok(report)
+    }
+
+    /// The objects the catalog knows the target holds, with their sizes: all of them, or
+    /// all but the packs.
+    fn objects(&self, packs: bool) -> Result<HashMap<String, u64>> {
+        let sql = if packs {
+            "SELECT name, size FROM objects"
+        } else {
+            // `0` follows `/`: the range skips every `data/` name.
+            "SELECT name, size FROM objects WHERE name < 'data/' OR name >= 'data0'"
+        };
+        let mut stmt = self.conn.prepare(sql).map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map([], |r| Ok((r.get(0)?, r.get::<_, i64>(1)? as u64)))
+            .map_err(|e| self.err(e))?;
+        rows.collect::<std::result::Result<_, _>>()
+            .map_err(|e| self.err(e))
     }
 
     fn names(&self, sql: &str) -> Result<HashSet<String>> {
@@ -941,6 +1010,7 @@ mod tests {
     use sealback_repo::{BackupKey, ObjectStore, StoreError, StoreErrorKind};
 
     use super::*;
+    use crate::engine::backup::now_unix_ms;
 
     /// An object store in memory: the catalog's unit tests need a repository, not a plugin.
     #[derive(Default)]
@@ -1030,7 +1100,7 @@ mod tests {
         let path = dir.path().join("disk.db");
         for round in 0..2 {
             let mut catalog = Catalog::open(&path).expect("open");
-            let report = catalog.sync(&repo).expect("sync");
+            let report = catalog.sync(&repo, Packs::List).expect("sync");
             assert!(report.rebuilt);
             assert_eq!((report.indexes_loaded, report.snapshots_loaded), (1, 1));
             assert_eq!(
@@ -1050,7 +1120,7 @@ mod tests {
             assert_eq!(manifest.files[0].chunks, ids);
             assert!(catalog.bytes_stored().expect("bytes") > 0);
             // A second sync finds nothing new.
-            let again = catalog.sync(&repo).expect("sync");
+            let again = catalog.sync(&repo, Packs::List).expect("sync");
             assert_eq!((again.indexes_loaded, again.rebuilt), (0, false));
             drop(catalog);
             if round == 0 {
@@ -1079,7 +1149,7 @@ mod tests {
         let (name, _) = repo.write_snapshot(&manifest).expect("snapshot");
         let dir = tempfile::tempdir().expect("tempdir");
         let mut catalog = Catalog::open(&dir.path().join("disk.db")).expect("open");
-        catalog.sync(&repo).expect("sync");
+        catalog.sync(&repo, Packs::List).expect("sync");
         let stored = catalog
             .stored_manifest(&name)
             .expect("query")
@@ -1118,7 +1188,7 @@ mod tests {
         .expect("an old catalog");
         drop(old);
         let mut catalog = Catalog::open(&path).expect("open");
-        assert!(catalog.sync(&repo).expect("sync").rebuilt);
+        assert!(catalog.sync(&repo, Packs::List).expect("sync").rebuilt);
         assert_eq!(
             catalog.known_blobs().expect("blobs"),
             ids.iter().copied().collect()
@@ -1133,12 +1203,80 @@ mod tests {
         let (store, repo, _ids) = repository();
         let dir = tempfile::tempdir().expect("tempdir");
         let mut catalog = Catalog::open(&dir.path().join("disk.db")).expect("open");
-        catalog.sync(&repo).expect("sync");
+        catalog.sync(&repo, Packs::List).expect("sync");
         let pack = store.list("data/").expect("list")[0].0.clone();
         store.remove(&pack).expect("remove");
-        let report = catalog.sync(&repo).expect("sync");
+        let report = catalog.sync(&repo, Packs::List).expect("sync");
         assert_eq!(report.packs_missing, 1);
         assert!(catalog.known_blobs().expect("blobs").is_empty());
+    }
+
+    #[test]
+    fn a_backup_lists_the_packs_when_due_or_when_another_writer_was_at_work() {
+        let (store, repo, ids) = repository();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut catalog = Catalog::open(&dir.path().join("disk.db")).expect("open");
+        let first = catalog.sync(&repo, Packs::WhenDue).expect("sync");
+        assert!(
+            first.rebuilt && first.packs_checked,
+            "a new catalog lists them"
+        );
+        let stored = catalog.bytes_stored().expect("bytes");
+        let again = catalog.sync(&repo, Packs::WhenDue).expect("sync");
+        assert!(!again.packs_checked, "listed a moment ago");
+        assert_eq!(catalog.bytes_stored().expect("bytes"), stored, "sizes kept");
+
+        // A pack gone within the hour is found by the next listing that is asked for.
+        let pack = store.list("data/").expect("list")[0].0.clone();
+        let data = store.get(&pack).expect("pack");
+        store.remove(&pack).expect("remove");
+        let report = catalog.sync(&repo, Packs::WhenDue).expect("sync");
+        assert_eq!((report.packs_checked, report.packs_missing), (false, 0));
+        let report = catalog.sync(&repo, Packs::List).expect("sync");
+        assert_eq!((report.packs_checked, report.packs_missing), (true, 1));
+        assert!(catalog.bytes_stored().expect("bytes") < stored);
+        store.put(&pack, &data).expect("put back");
+
+        // An index this catalog did not record: another writer, whose packs are listed.
+        let index = Index {
+            packs: vec![IndexedPack {
+                name: pack.clone(),
+                entries: repo
+                    .read_index(&store.list("index/").expect("list")[0].0)
+                    .expect("index")
+                    .packs
+                    .remove(0)
+                    .entries,
+            }],
+        };
+        let (_, index_size) = repo.write_index(&index).expect("index");
+        let report = catalog.sync(&repo, Packs::WhenDue).expect("sync");
+        assert!(report.packs_checked);
+        assert_eq!(report.indexes_loaded, 1);
+        assert_eq!(
+            catalog.known_blobs().expect("blobs"),
+            ids.iter().copied().collect(),
+            "its blobs are known again"
+        );
+        assert_eq!(
+            catalog.bytes_stored().expect("bytes"),
+            stored + index_size,
+            "the pack counted again, and the new index"
+        );
+
+        // An hour on, a backup lists them again.
+        catalog
+            .set_meta(
+                "packs_checked",
+                &(now_unix_ms() - PACK_CHECK_MS - 1).to_string(),
+            )
+            .expect("meta");
+        assert!(
+            catalog
+                .sync(&repo, Packs::WhenDue)
+                .expect("sync")
+                .packs_checked
+        );
     }
 
     #[test]
@@ -1147,8 +1285,8 @@ mod tests {
         let (_other_store, other, _) = repository();
         let dir = tempfile::tempdir().expect("tempdir");
         let mut catalog = Catalog::open(&dir.path().join("disk.db")).expect("open");
-        catalog.sync(&repo).expect("sync");
-        let report = catalog.sync(&other).expect("sync");
+        catalog.sync(&repo, Packs::List).expect("sync");
+        let report = catalog.sync(&other, Packs::List).expect("sync");
         assert!(report.rebuilt);
         assert_eq!(catalog.snapshots().expect("rows").len(), 1);
     }
@@ -1158,7 +1296,7 @@ mod tests {
         let (store, repo, ids) = repository();
         let dir = tempfile::tempdir().expect("tempdir");
         let mut catalog = Catalog::open(&dir.path().join("disk.db")).expect("open");
-        catalog.sync(&repo).expect("sync");
+        catalog.sync(&repo, Packs::List).expect("sync");
         let stat = FileStat {
             size: 10,
             mtime_ns: 5,
@@ -1282,7 +1420,7 @@ mod tests {
             .expect("baseline");
         let pack = store.list("data/").expect("list")[0].0.clone();
         store.remove(&pack).expect("remove");
-        catalog.sync(&repo).expect("sync");
+        catalog.sync(&repo, Packs::List).expect("sync");
         assert!(!catalog.file_cache().expect("cache").1);
         assert_eq!(stored(&catalog, &snapshot), None);
 

@@ -381,7 +381,7 @@ impl Daemon {
         let repo = Repository::open(store, key).map_err(|e| repo_error(name, e))?;
         let mut catalog = Catalog::open(&self.catalog_path(name)).map_err(internal)?;
         let report = catalog
-            .sync(&repo)
+            .sync(&repo, crate::catalog::Packs::List)
             .map_err(|e| engine_error(name, e.into()))?;
         Ok((repo, catalog, report))
     }

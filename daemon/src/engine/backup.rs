@@ -36,7 +36,7 @@ use super::upload::{self, Batch, NewChunk, UploadState};
 use crate::capture::database::{Baseline, DatabaseCaptureError, PageImage, Reading, capture_pages};
 use crate::capture::files::{self, FileStat, StoreFile};
 use crate::capture::wal;
-use crate::catalog::{BaselineIds, Catalog, FileCache, NextIds};
+use crate::catalog::{BaselineIds, Catalog, FileCache, NextIds, Packs};
 use crate::control::api::{BackupReport, DbRead};
 
 /// How often a file that changes while we read it is read again.
@@ -204,7 +204,7 @@ pub fn run(
 ) -> Result<BackupReport, EngineError> {
     let started = Instant::now();
     let time_unix_ms = now_unix_ms();
-    catalog.sync(repo)?;
+    catalog.sync(repo, Packs::WhenDue)?;
     let synced = started.elapsed();
     let parent_row = catalog.snapshots()?.pop();
     // The parent, resolved against its base; the base is kept, for this snapshot's
