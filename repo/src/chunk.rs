@@ -102,8 +102,13 @@ impl fmt::Debug for ChunkId {
     }
 }
 
+/// 64 hex digits in text formats (the manifests' JSON); 32 bytes in binary ones (the
+/// catalog's MessagePack).
 impl Serialize for ChunkId {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        if !s.is_human_readable() {
+            return s.serialize_bytes(&self.0);
+        }
         let hex = self.hex();
         s.serialize_str(std::str::from_utf8(&hex).map_err(serde::ser::Error::custom)?)
     }
@@ -111,9 +116,27 @@ impl Serialize for ChunkId {
 
 impl<'de> Deserialize<'de> for ChunkId {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        ChunkId::from_hex(&s)
-            .ok_or_else(|| serde::de::Error::custom("chunk id is not 64 hex digits"))
+        struct Id;
+        impl serde::de::Visitor<'_> for Id {
+            type Value = ChunkId;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a chunk id: 64 hex digits, or 32 bytes")
+            }
+            // Borrowed where the format allows: no string allocated per id.
+            fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<ChunkId, E> {
+                ChunkId::from_hex(s).ok_or_else(|| E::custom("chunk id is not 64 hex digits"))
+            }
+            fn visit_bytes<E: serde::de::Error>(self, b: &[u8]) -> Result<ChunkId, E> {
+                <[u8; 32]>::try_from(b)
+                    .map(ChunkId)
+                    .map_err(|_| E::custom("chunk id is not 32 bytes"))
+            }
+        }
+        if d.is_human_readable() {
+            d.deserialize_str(Id)
+        } else {
+            d.deserialize_bytes(Id)
+        }
     }
 }
 
