@@ -618,10 +618,11 @@ impl Catalog {
         load_ids(&self.conn).map_err(|e| self.err(e))
     }
 
-    /// A second connection to this catalog that answers whether single blobs are known:
-    /// for a backup that expects to look up a few ids, where loading all of them (a quarter
-    /// of a million on the large store) would cost more than the backup.
-    pub fn lookup(&self) -> Result<BlobLookup> {
+    /// A second, read-only connection to this catalog: it loads the file cache on another
+    /// thread while a backup decodes its parent's manifest, and answers whether single blobs
+    /// are known, for a backup that expects to look up a few ids, where loading all of them
+    /// (a quarter of a million on the large store) would cost more than the backup.
+    pub fn reader(&self) -> Result<CatalogReader> {
         let err = sqlite(&self.path);
         let conn = Connection::open_with_flags(
             &self.path,
@@ -630,7 +631,7 @@ impl Catalog {
         .map_err(err)?;
         conn.busy_timeout(std::time::Duration::from_secs(30))
             .map_err(err)?;
-        Ok(BlobLookup {
+        Ok(CatalogReader {
             conn,
             path: self.path.clone(),
         })
@@ -702,47 +703,15 @@ impl Catalog {
     /// ids), and whether all those chunks are still known to be stored (false once blobs
     /// have been forgotten since; then check each file's chunks).
     pub fn file_cache(&self) -> Result<(FileCache, bool)> {
-        let mut stmt = self
-            .conn
-            .prepare("SELECT path, size, mtime_ns, ctime_ns, inode, mode, chunks FROM files")
-            .map_err(|e| self.err(e))?;
-        let rows = stmt
-            .query_map([], |r| {
-                let stat = FileStat {
-                    size: r.get::<_, i64>(1)? as u64,
-                    mtime_ns: r.get(2)?,
-                    ctime_ns: r.get(3)?,
-                    inode: r.get::<_, i64>(4)? as u64,
-                    mode: r.get(5)?,
-                };
-                Ok((r.get::<_, String>(0)?, stat, r.get::<_, Vec<u8>>(6)?))
-            })
-            .map_err(|e| self.err(e))?;
-        let mut cache = FileCache::new();
-        for row in rows {
-            let (path, stat, chunks) = row.map_err(|e| self.err(e))?;
-            if let Some(chunks) = sealback_repo::chunk::decode_list(&chunks) {
-                cache.insert(path, (stat, chunks));
-            }
-        }
-        let trusted = self
-            .meta("files_forgotten")?
-            .and_then(|v| v.parse::<i64>().ok())
-            == Some(self.forgotten()?);
-        Ok((cache, trusted))
+        load_file_cache(&self.conn).map_err(|e| self.err(e))
     }
 
-    /// Brings the file cache to the files of the snapshot just written, writing only the
-    /// rows that changed since `before` (what [`Catalog::file_cache`] returned).
+    /// Brings the file cache to the files of the snapshot just written: the rows of the
+    /// files read are written, those of the paths gone deleted, the others stand.
     /// `forgotten` is [`Catalog::forgotten`] as of when the backup loaded what it trusted:
     /// a sync that forgets blobs meanwhile (a concurrent `snapshots` or `restore`) then
     /// leaves the new rows unvouched for.
-    pub fn update_file_cache(
-        &mut self,
-        before: &FileCache,
-        files: &[(String, FileStat, Vec<ChunkId>)],
-        forgotten: i64,
-    ) -> Result<()> {
+    pub fn update_file_cache(&mut self, changes: &FileCacheChanges, forgotten: i64) -> Result<()> {
         let path = self.path.clone();
         let err = sqlite(&path);
         let tx = self.conn.transaction().map_err(err)?;
@@ -753,12 +722,7 @@ impl Catalog {
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
                 )
                 .map_err(err)?;
-            let mut now = HashSet::with_capacity(files.len());
-            for (p, stat, chunks) in files {
-                now.insert(p.as_str());
-                if matches!(before.get(p), Some((s, c)) if s == stat && c == chunks) {
-                    continue;
-                }
+            for (p, stat, chunks) in &changes.set {
                 upsert
                     .execute(params![
                         p,
@@ -774,7 +738,7 @@ impl Catalog {
             let mut delete = tx
                 .prepare("DELETE FROM files WHERE path = ?1")
                 .map_err(err)?;
-            for gone in before.keys().filter(|p| !now.contains(p.as_str())) {
+            for gone in &changes.removed {
                 delete.execute([gone]).map_err(err)?;
             }
             tx.execute(
@@ -959,10 +923,50 @@ pub enum NextIds {
     },
 }
 
-/// See [`Catalog::lookup`].
-pub struct BlobLookup {
+/// What a backup changes in the file cache.
+#[derive(Debug, Default)]
+pub struct FileCacheChanges {
+    /// The files read and settled, with their `stat` and chunks.
+    pub set: Vec<(String, FileStat, Vec<ChunkId>)>,
+    /// The paths gone from the store.
+    pub removed: Vec<String>,
+}
+
+/// A second, read-only connection to a catalog (see [`Catalog::reader`]).
+pub struct CatalogReader {
     conn: Connection,
     path: String,
+}
+
+/// The file cache of the catalog behind `conn`, and whether it is vouched for.
+fn load_file_cache(conn: &Connection) -> rusqlite::Result<(FileCache, bool)> {
+    let count: i64 = conn.query_row("SELECT count(*) FROM files", [], |r| r.get(0))?;
+    let mut cache = FileCache::with_capacity(count.max(0) as usize);
+    let mut stmt =
+        conn.prepare("SELECT path, size, mtime_ns, ctime_ns, inode, mode, chunks FROM files")?;
+    let mut rows = stmt.query([])?;
+    while let Some(r) = rows.next()? {
+        let stat = FileStat {
+            size: r.get::<_, i64>(1)? as u64,
+            mtime_ns: r.get(2)?,
+            ctime_ns: r.get(3)?,
+            inode: r.get::<_, i64>(4)? as u64,
+            mode: r.get(5)?,
+        };
+        let chunks = r.get_ref(6)?.as_blob()?;
+        if let Some(chunks) = sealback_repo::chunk::decode_list(chunks) {
+            cache.insert(r.get::<_, String>(0)?, (stat, chunks));
+        }
+    }
+    let meta = |key: &str| -> rusqlite::Result<Option<i64>> {
+        conn.query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| {
+            r.get::<_, String>(0)
+        })
+        .optional()
+        .map(|v| v.and_then(|v| v.parse().ok()))
+    };
+    let trusted = meta("files_forgotten")? == Some(meta("forgotten")?.unwrap_or(0));
+    Ok((cache, trusted))
 }
 
 /// Every blob id in the catalog behind `conn`.
@@ -979,7 +983,12 @@ fn load_ids(conn: &Connection) -> rusqlite::Result<IdSet> {
     Ok(out)
 }
 
-impl BlobLookup {
+impl CatalogReader {
+    /// The file cache, as [`Catalog::file_cache`].
+    pub fn file_cache(&self) -> Result<(FileCache, bool)> {
+        load_file_cache(&self.conn).map_err(sqlite(&self.path))
+    }
+
     /// Every blob id the catalog knows.
     pub fn all(&self) -> Result<IdSet> {
         load_ids(&self.conn).map_err(sqlite(&self.path))
@@ -1291,7 +1300,8 @@ mod tests {
     }
 
     #[test]
-    fn the_file_cache_writes_only_what_changed_and_is_vouched_for_until_blobs_are_forgotten() {
+    fn the_file_cache_writes_what_was_read_and_deletes_what_is_gone_and_is_vouched_for_until_blobs_are_forgotten()
+     {
         let (store, repo, ids) = repository();
         let dir = tempfile::tempdir().expect("tempdir");
         let mut catalog = Catalog::open(&dir.path().join("disk.db")).expect("open");
@@ -1303,12 +1313,14 @@ mod tests {
             inode: 7,
             mode: 0o644,
         };
-        let files = vec![
-            ("Media/a.jpg".to_owned(), stat, vec![ids[0]]),
-            ("Media/b.jpg".to_owned(), stat, vec![ids[1]]),
-        ];
-        let (empty, _) = catalog.file_cache().expect("cache");
-        catalog.update_file_cache(&empty, &files, 0).expect("write");
+        let files = FileCacheChanges {
+            set: vec![
+                ("Media/a.jpg".to_owned(), stat, vec![ids[0]]),
+                ("Media/b.jpg".to_owned(), stat, vec![ids[1]]),
+            ],
+            removed: Vec::new(),
+        };
+        catalog.update_file_cache(&files, 0).expect("write");
         let (cache, trusted) = catalog.file_cache().expect("cache");
         assert!(trusted);
         assert_eq!(cache.len(), 2);
@@ -1319,11 +1331,14 @@ mod tests {
             ctime_ns: 8,
             ..stat
         };
-        let files = vec![
-            ("Media/b.jpg".to_owned(), touched, vec![ids[1]]),
-            ("Media/c.jpg".to_owned(), stat, ids.clone()),
-        ];
-        catalog.update_file_cache(&cache, &files, 0).expect("write");
+        let files = FileCacheChanges {
+            set: vec![
+                ("Media/b.jpg".to_owned(), touched, vec![ids[1]]),
+                ("Media/c.jpg".to_owned(), stat, ids.clone()),
+            ],
+            removed: vec!["Media/a.jpg".to_owned()],
+        };
+        catalog.update_file_cache(&files, 0).expect("write");
         let (cache, _) = catalog.file_cache().expect("cache");
         let mut paths: Vec<&str> = cache.keys().map(String::as_str).collect();
         paths.sort_unstable();
@@ -1425,13 +1440,10 @@ mod tests {
 
         // A backup that loaded its cache before that sync (a concurrent `snapshots`) writes
         // rows vouched for as of its load: they stay unvouched for.
-        let (cache, _) = catalog.file_cache().expect("cache");
-        catalog.update_file_cache(&cache, &files, 0).expect("write");
+        catalog.update_file_cache(&files, 0).expect("write");
         assert!(!catalog.file_cache().expect("cache").1);
         let now = catalog.forgotten().expect("counter");
-        catalog
-            .update_file_cache(&cache, &files, now)
-            .expect("write");
+        catalog.update_file_cache(&files, now).expect("write");
         assert!(catalog.file_cache().expect("cache").1);
     }
 }

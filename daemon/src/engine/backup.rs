@@ -36,7 +36,7 @@ use super::upload::{self, Batch, NewChunk, UploadState};
 use crate::capture::database::{Baseline, DatabaseCaptureError, PageImage, Reading, capture_pages};
 use crate::capture::files::{self, FileStat, StoreFile};
 use crate::capture::wal;
-use crate::catalog::{BaselineIds, Catalog, FileCache, NextIds, Packs};
+use crate::catalog::{BaselineIds, Catalog, FileCache, FileCacheChanges, NextIds, Packs};
 use crate::control::api::{BackupReport, DbRead};
 
 /// How often a file that changes while we read it is read again.
@@ -207,17 +207,6 @@ pub fn run(
     catalog.sync(repo, Packs::WhenDue)?;
     let synced = started.elapsed();
     let parent_row = catalog.snapshots()?.pop();
-    // The parent, resolved against its base; the base is kept, for this snapshot's
-    // manifest is written relative to it too.
-    let parent_manifest = match &parent_row {
-        Some(row) => catalog.stored_manifest(&row.name)?,
-        None => None,
-    };
-    let parent_base = match parent_manifest.as_ref().and_then(|m| m.base.as_ref()) {
-        Some(id) => catalog.base(id)?.map(|b| (id.clone(), b)),
-        None => None,
-    };
-    let parent = parent_manifest.and_then(|m| m.resolve(parent_base.as_ref().map(|(_, b)| b)).ok());
     // Where the parent's capture left the database (the catalog vouches its chunks are all
     // still stored), and what the parent recorded of each file; both vouched for as of now.
     let forgotten = catalog.forgotten()?;
@@ -225,10 +214,34 @@ pub fn run(
         Some(row) => catalog.db_baseline(&row.name)?,
         None => None,
     };
-    let (cached_files, cache_trusted) = catalog.file_cache()?;
+    // The file cache loads on a second connection while the parent's manifest is decoded.
+    let reader = catalog.reader()?;
+    let loading = std::thread::scope(|scope| -> Result<_, EngineError> {
+        let cache = scope.spawn(move || {
+            let cache = reader.file_cache();
+            (reader, cache)
+        });
+        // The parent, resolved against its base; the base is kept, for this snapshot's
+        // manifest is written relative to it too.
+        let parent_manifest = match &parent_row {
+            Some(row) => catalog.stored_manifest(&row.name)?,
+            None => None,
+        };
+        let parent_base = match parent_manifest.as_ref().and_then(|m| m.base.as_ref()) {
+            Some(id) => catalog.base(id)?.map(|b| (id.clone(), b)),
+            None => None,
+        };
+        let parent =
+            parent_manifest.and_then(|m| m.resolve(parent_base.as_ref().map(|(_, b)| b)).ok());
+        let (reader, cache) = cache
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        Ok((parent_base, parent, reader, cache?))
+    });
+    let (parent_base, parent, reader, (cached_files, cache_trusted)) = loading?;
     // A backup from a baseline asks about few chunks: see `KnownIds`.
     let known = match baseline {
-        Some(_) => KnownIds::lazy(catalog)?,
+        Some(_) => KnownIds::lazy(reader),
         None => KnownIds::loaded(catalog)?,
     };
     let loaded = started.elapsed();
@@ -268,7 +281,7 @@ pub fn run(
         new: AtomicU64::new(0),
         reused: AtomicU64::new(0),
     };
-    let mut file_cache = Vec::new();
+    let mut cache_changes = FileCacheChanges::default();
     let captured = std::thread::scope(|scope| {
         for _ in 0..upload::worker_count() {
             let rx = rx.clone();
@@ -332,6 +345,7 @@ pub fn run(
                             stat,
                             chunks,
                             settled: true,
+                            ..
                         }) => Some((file.path, (stat, chunks))),
                         _ => None,
                     })
@@ -357,8 +371,23 @@ pub fn run(
                     outcomes,
                     parent.as_ref(),
                     &counters,
-                    &mut file_cache,
+                    &mut cache_changes,
                 );
+                // Paths the cache has and the listing lacks are gone; most days there are
+                // none, which counting the listed paths the cache has tells.
+                let kept = store_files
+                    .iter()
+                    .filter(|f| cached_files.contains_key(&f.path))
+                    .count();
+                if kept < cached_files.len() {
+                    let listed: HashSet<&str> =
+                        store_files.iter().map(|f| f.path.as_str()).collect();
+                    cache_changes.removed = cached_files
+                        .keys()
+                        .filter(|p| !listed.contains(p.as_str()))
+                        .cloned()
+                        .collect();
+                }
                 Ok::<_, EngineError>((database, entries))
             })
         }));
@@ -439,7 +468,7 @@ pub fn run(
         }
     };
     let written = started.elapsed();
-    catalog.update_file_cache(&cached_files, &file_cache, forgotten)?;
+    catalog.update_file_cache(&cache_changes, forgotten)?;
     catalog.replace_db_baseline(
         &name,
         captured_db
@@ -966,6 +995,8 @@ enum Captured {
         stat: FileStat,
         chunks: Vec<ChunkId>,
         settled: bool,
+        /// Known from the file cache with this `stat`: its row there stands.
+        cached: bool,
     },
     /// It kept changing while read, or vanished.
     Unstable,
@@ -1017,6 +1048,7 @@ fn collect_files(
                     stat: file.stat,
                     chunks: chunks.clone(),
                     settled: true,
+                    cached: !earlier,
                 }));
             }
             None => {
@@ -1038,13 +1070,13 @@ fn collect_files(
 }
 
 /// The snapshot's entries for the files, in order, from what became of each; the settled
-/// ones also go to `file_cache`.
+/// ones read in this backup also go to the file cache's `changes`.
 fn file_entries(
     store_files: &[StoreFile],
     outcomes: Vec<Option<Captured>>,
     parent: Option<&Snapshot>,
     counters: &Counters,
-    file_cache: &mut Vec<(String, FileStat, Vec<ChunkId>)>,
+    changes: &mut FileCacheChanges,
 ) -> Vec<FileEntry> {
     let mut entries = Vec::with_capacity(store_files.len());
     for (file, outcome) in store_files.iter().zip(outcomes) {
@@ -1053,14 +1085,15 @@ fn file_entries(
                 stat,
                 chunks,
                 settled,
+                cached,
             }) => {
-                entries.push(entry(&file.path, &stat, chunks.clone()));
                 // A file written a moment before it was read is not cached: a rewrite within
                 // the same clock tick would keep its stat, and the next backup must read it
                 // again.
-                if settled {
-                    file_cache.push((file.path.clone(), stat, chunks));
+                if settled && !cached {
+                    changes.set.push((file.path.clone(), stat, chunks.clone()));
                 }
+                entries.push(entry(&file.path, &stat, chunks));
             }
             Some(Captured::Unstable) | None => {
                 counters.files_unstable.fetch_add(1, Ordering::Relaxed);
@@ -1195,6 +1228,7 @@ fn read_stable(
                 stat: before,
                 chunks,
                 settled,
+                cached: false,
             });
         }
         tracing::debug!(path = %file.path, attempt, "file changed while read; reading it again");

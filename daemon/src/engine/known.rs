@@ -10,7 +10,7 @@
 use sealback_repo::ChunkId;
 use sealback_repo::chunk::IdSet;
 
-use crate::catalog::{BlobLookup, Catalog, CatalogError};
+use crate::catalog::{Catalog, CatalogError, CatalogReader};
 
 /// Lookups one at a time after which all ids are loaded: 512 point queries cost about as
 /// much as loading the medium store's 50,000 ids.
@@ -21,7 +21,7 @@ pub enum KnownIds {
     Loaded(IdSet),
     /// Looked up one at a time; `seen` holds the ids found or claimed.
     Lazy {
-        lookup: BlobLookup,
+        lookup: CatalogReader,
         seen: IdSet,
         lookups: usize,
     },
@@ -33,13 +33,13 @@ impl KnownIds {
         Ok(KnownIds::Loaded(catalog.known_blobs()?))
     }
 
-    /// Ids looked up as they are asked about.
-    pub fn lazy(catalog: &Catalog) -> Result<KnownIds, CatalogError> {
-        Ok(KnownIds::Lazy {
-            lookup: catalog.lookup()?,
+    /// Ids looked up as they are asked about, on `reader`.
+    pub fn lazy(reader: CatalogReader) -> KnownIds {
+        KnownIds::Lazy {
+            lookup: reader,
             seen: IdSet::default(),
             lookups: 0,
-        })
+        }
     }
 
     /// Whether the repository holds `id` (or this backup has claimed it).
@@ -156,7 +156,7 @@ mod tests {
     fn looked_up_and_loaded_ids_answer_alike_and_keep_claims() {
         let (_dir, catalog) = catalog(10);
         for mut known in [
-            KnownIds::lazy(&catalog).expect("lazy"),
+            KnownIds::lazy(catalog.reader().expect("reader")),
             KnownIds::loaded(&catalog).expect("loaded"),
         ] {
             assert!(known.contains(&ChunkId([3; 32])));
@@ -171,7 +171,7 @@ mod tests {
     #[test]
     fn many_lookups_load_everything_and_keep_what_was_claimed() {
         let (_dir, catalog) = catalog(10);
-        let mut known = KnownIds::lazy(&catalog).expect("lazy");
+        let mut known = KnownIds::lazy(catalog.reader().expect("reader"));
         assert!(known.claim(ChunkId([99; 32])));
         for i in 0..LOOKUPS {
             // Ids the catalog lacks, each asked once.
