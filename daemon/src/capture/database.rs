@@ -87,8 +87,10 @@ pub(crate) fn boot_id() -> Option<String> {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Since {
     /// This WAL generation was current before the capture's snapshot began and after it was
-    /// read: every later commit is a frame of it until it is restarted.
-    Wal(Generation),
+    /// read: every later commit is a frame of it until it is restarted. Its first `frames`
+    /// frames were committed before the snapshot began, so they are in the image: a later
+    /// capture reads only the pages of the frames after them.
+    Wal { generation: Generation, frames: u64 },
     /// There was no WAL and the database file had not changed for a while: the image is the
     /// file itself, and any later write to it moves its `ctime`.
     File {
@@ -173,7 +175,7 @@ pub fn capture_pages(
         .unwrap_or_else(|| path.to_path_buf());
     let path = db_file.as_path();
     let wal_path = wal_path(path);
-    let mut wal_before = wal::header(&wal_path).map_err(DatabaseCaptureError::Wal)?;
+    let mut wal_before = wal_position(path)?;
     let wal_mode = journal.eq_ignore_ascii_case("wal");
     if wal_before.is_none() && wal_mode {
         // No WAL, and the file written a moment ago (the app just closed it, or checkpointed
@@ -183,7 +185,7 @@ pub fn capture_pages(
             .unwrap_or(Duration::ZERO);
         if !wait.is_zero() && wait <= SETTLE_WAIT {
             std::thread::sleep(wait);
-            wal_before = wal::header(&wal_path).map_err(DatabaseCaptureError::Wal)?;
+            wal_before = wal_position(path)?;
         }
     }
     conn.execute_batch("BEGIN DEFERRED").map_err(read_err)?;
@@ -206,6 +208,19 @@ pub fn capture_pages(
     result
 }
 
+/// The WAL's generation and how many of its frames were committed, read before a capture's
+/// snapshot begins (so that every one of those frames is in it). With no valid wal-index
+/// to say, none are counted: the next capture reads every page the log names.
+fn wal_position(db: &Path) -> Result<Option<(Generation, u64)>, DatabaseCaptureError> {
+    let Some(generation) = wal::header(&wal_path(db)).map_err(DatabaseCaptureError::Wal)? else {
+        return Ok(None);
+    };
+    let frames = wal::index_frames(&shm_path(db), &generation)
+        .map_err(DatabaseCaptureError::Wal)?
+        .unwrap_or(0);
+    Ok(Some((generation, frames)))
+}
+
 struct Target<'a> {
     path: &'a Path,
     wal_path: &'a Path,
@@ -221,11 +236,18 @@ pub(crate) fn wal_path(db: &Path) -> std::path::PathBuf {
     name.into()
 }
 
+/// The wal-index (`-shm`) beside a database in WAL mode.
+fn shm_path(db: &Path) -> std::path::PathBuf {
+    let mut name = db.as_os_str().to_owned();
+    name.push("-shm");
+    name.into()
+}
+
 fn read_snapshot(
     conn: &Connection,
     target: &Target<'_>,
     baseline: Option<&Baseline>,
-    wal_before: Option<Generation>,
+    wal_before: Option<(Generation, u64)>,
     began: impl FnOnce(),
     sink: &mut impl FnMut(u64, &[u8]) -> std::io::Result<()>,
 ) -> Result<PageImage, DatabaseCaptureError> {
@@ -251,7 +273,12 @@ fn read_snapshot(
     })?;
     let stat = FileStat::of(&meta);
     let seen_at = std::time::SystemTime::now();
-    let (log, wal_bytes) = wal::scan(target.wal_path).map_err(DatabaseCaptureError::Wal)?;
+    // Frames the baseline's capture saw committed are in its image: only those since count.
+    let since = baseline.and_then(|b| match b.since {
+        Since::Wal { generation, frames } => Some((generation, frames)),
+        Since::File { .. } => None,
+    });
+    let (log, wal_bytes) = wal::scan(target.wal_path, since).map_err(DatabaseCaptureError::Wal)?;
 
     let pages_per_run = u64::from((target.chunk_bytes / page_size).max(1));
     let runs = page_count.div_ceil(pages_per_run);
@@ -298,8 +325,11 @@ fn read_snapshot(
     };
 
     let since = match (wal_before, &log) {
-        (Some(before), Log::Frames { generation, .. }) if before == *generation => {
-            Some(Since::Wal(before))
+        (Some((before, frames)), Log::Frames { generation, .. }) if before == *generation => {
+            Some(Since::Wal {
+                generation: before,
+                frames,
+            })
         }
         (None, Log::Absent) if stat.unsettled_for(seen_at).is_zero() => Some(Since::File {
             size: stat.size,
@@ -371,8 +401,13 @@ fn plan(
     let empty = BTreeSet::new();
     let pages = match (&base.since, log) {
         (_, Log::Restarted) => return Err("the WAL was restarted while we read it"),
-        (Since::Wal(was), Log::Frames { generation, pages }) if was == generation => pages,
-        (Since::Wal(_), _) => {
+        (
+            Since::Wal {
+                generation: was, ..
+            },
+            Log::Frames { generation, pages },
+        ) if was == generation => pages,
+        (Since::Wal { .. }, _) => {
             return Err(
                 "the WAL was restarted since the last capture (a checkpoint we did not see)",
             );

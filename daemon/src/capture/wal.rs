@@ -1,7 +1,8 @@
 //! The app's write-ahead log, read only for what it says about which pages changed.
 //!
-//! We never write, checkpoint or lock the WAL: we read its 32-byte header and the 24-byte
-//! header of each frame (<https://www.sqlite.org/fileformat2.html#walformat>). Two facts
+//! We never write, checkpoint or lock the WAL: we read its 32-byte header, the 24-byte
+//! header of each frame (<https://www.sqlite.org/fileformat2.html#walformat>) and the
+//! wal-index header in the `-shm` file (<https://www.sqlite.org/walformat.html>). Two facts
 //! of the format carry the change-proportional capture (DESIGN.md §4):
 //!
 //! - Between two restarts, SQLite only appends frames; every committed page change is a
@@ -74,6 +75,58 @@ pub fn header(path: &Path) -> io::Result<Option<Generation>> {
     }
 }
 
+/// Bytes of the wal-index header, which the `-shm` file holds twice from its start.
+const INDEX_HEADER_BYTES: usize = 48;
+
+/// How many frames of `generation` were committed, as the wal-index says: `mxFrame` of the
+/// header SQLite keeps in the `-shm` file beside the log, the last frame a reader starting
+/// now would see. Only when both copies of the header agree, its checksum holds and it
+/// names this generation's salts (it is read without a lock, as SQLite's own readers
+/// first do); `None` otherwise, or without a `-shm` file (an app in exclusive locking
+/// mode keeps the index in its own memory). A frame in the log is not committed until the
+/// index says so: a writer appends its frames, then publishes them here.
+pub fn index_frames(shm: &Path, generation: &Generation) -> io::Result<Option<u64>> {
+    let file = match File::open(shm) {
+        Ok(file) => file,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let mut both = [0u8; 2 * INDEX_HEADER_BYTES];
+    match file.read_exact_at(&mut both, 0) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(None),
+        Err(e) => return Err(e),
+    }
+    let (first, second) = both.split_at(INDEX_HEADER_BYTES);
+    // The file is shared memory: its words are in this machine's byte order.
+    let word =
+        |at: usize| u32::from_ne_bytes([first[at], first[at + 1], first[at + 2], first[at + 3]]);
+    let initialised = first[12] == 1;
+    // The salts are the log header's bytes, copied as they are.
+    if first != second || !initialised || &first[32..40] != generation.salts() {
+        return Ok(None);
+    }
+    // SQLite's checksum over the fields before it, in native order.
+    let (mut s1, mut s2) = (0u32, 0u32);
+    for pair in (0..40).step_by(8) {
+        s1 = s1.wrapping_add(word(pair)).wrapping_add(s2);
+        s2 = s2.wrapping_add(word(pair + 4)).wrapping_add(s1);
+    }
+    if [s1, s2] != [word(40), word(44)] {
+        return Ok(None);
+    }
+    Ok(Some(u64::from(word(16))))
+}
+
+/// The offsets of the frame headers the log at `file` has room for.
+fn frame_offsets(file: &File, generation: &Generation) -> io::Result<impl Iterator<Item = u64>> {
+    let stride = FRAME_HEADER_BYTES + generation.page_size();
+    let len = file.metadata()?.len();
+    Ok((0..)
+        .map(move |at| HEADER_BYTES as u64 + at * stride)
+        .take_while(move |offset| offset + FRAME_HEADER_BYTES <= len))
+}
+
 fn read_header(file: &File) -> io::Result<Option<Generation>> {
     let mut bytes = [0u8; HEADER_BYTES];
     match file.read_exact_at(&mut bytes, 0) {
@@ -84,8 +137,10 @@ fn read_header(file: &File) -> io::Result<Option<Generation>> {
 }
 
 /// Reads the header, the page number of every frame whose salts match it, and the header
-/// again. Returns the log and the bytes read.
-pub fn scan(path: &Path) -> io::Result<(Log, u64)> {
+/// again. Returns the log and the bytes read. Given `since`, a generation and a number of
+/// its frames, and the log still of that generation, the frames before that number are
+/// left out: they were in the capture that saw them committed.
+pub fn scan(path: &Path, since: Option<(Generation, u64)>) -> io::Result<(Log, u64)> {
     let file = match File::open(path) {
         Ok(f) => f,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok((Log::Absent, 0)),
@@ -94,15 +149,16 @@ pub fn scan(path: &Path) -> io::Result<(Log, u64)> {
     let Some(generation) = read_header(&file)? else {
         return Ok((Log::Absent, HEADER_BYTES as u64));
     };
-    let stride = FRAME_HEADER_BYTES + generation.page_size();
-    let len = file.metadata()?.len();
+    let skip = match since {
+        Some((was, frames)) if was == generation => frames as usize,
+        _ => 0,
+    };
     let mut pages = BTreeSet::new();
     let mut read = HEADER_BYTES as u64;
     let mut frame = [0u8; FRAME_HEADER_BYTES as usize];
-    let mut offset = HEADER_BYTES as u64;
     // Frames of older generations may follow the current ones; including a stale frame
     // that happens to carry the same salts only makes the set larger, never wrong.
-    while offset + FRAME_HEADER_BYTES <= len {
+    for offset in frame_offsets(&file, &generation)?.skip(skip) {
         match file.read_exact_at(&mut frame, offset) {
             Ok(()) => {}
             // Truncated under us: the header check below sees the restart.
@@ -114,7 +170,6 @@ pub fn scan(path: &Path) -> io::Result<(Log, u64)> {
             let pgno = u32::from_be_bytes([frame[0], frame[1], frame[2], frame[3]]);
             pages.insert(u64::from(pgno));
         }
-        offset += stride;
     }
     let after = read_header(&file)?;
     read += HEADER_BYTES as u64;
@@ -168,7 +223,7 @@ mod tests {
              CREATE TABLE t(x); INSERT INTO t VALUES (1);",
         )
         .expect("schema");
-        let (log, read) = scan(&wal).expect("scan");
+        let (log, read) = scan(&wal, None).expect("scan");
         let Log::Frames { generation, pages } = log else {
             panic!("expected frames, got {log:?}");
         };
@@ -176,10 +231,42 @@ mod tests {
         assert_eq!(pages, BTreeSet::from([1, 2]));
         assert!(read > 32);
         assert_eq!(header(&wal).expect("header"), Some(generation));
+        let committed = committed_count(&wal);
+        assert_eq!(committed, frame_count(&wal).1, "every frame is committed");
+
+        // Frames a capture saw committed are left out of the next one's scan.
+        app.execute("INSERT INTO t VALUES (3)", []).expect("insert");
+        let (log, _) = scan(&wal, Some((generation, committed))).expect("scan");
+        assert_eq!(
+            log,
+            Log::Frames {
+                generation,
+                pages: BTreeSet::from([2])
+            }
+        );
+        // Not those of another generation.
+        let (log, _) = scan(&wal, Some((Generation([0; 32]), committed))).expect("scan");
+        assert!(matches!(log, Log::Frames { pages, .. } if pages == BTreeSet::from([1, 2])));
+        // The frames an open write transaction spills into the log are not committed.
+        assert_eq!(committed_count(&wal), committed + 1);
+        app.execute_batch(
+            "PRAGMA cache_size = 1; BEGIN;
+             INSERT INTO t SELECT randomblob(3000) FROM (WITH RECURSIVE n(i) AS
+                 (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 50) SELECT i FROM n);",
+        )
+        .expect("spill");
+        let (_, spilled) = frame_count(&wal);
+        assert!(
+            spilled > committed + 1,
+            "the transaction spilled frames: {spilled}"
+        );
+        assert_eq!(committed_count(&wal), committed + 1);
+        app.execute_batch("COMMIT").expect("commit");
+        assert!(committed_count(&wal) > spilled);
 
         app.execute_batch("PRAGMA wal_checkpoint(RESTART); INSERT INTO t VALUES (2);")
             .expect("restart");
-        let (log, _) = scan(&wal).expect("scan");
+        let (log, _) = scan(&wal, None).expect("scan");
         let Log::Frames {
             generation: next, ..
         } = log
@@ -190,10 +277,28 @@ mod tests {
 
         app.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);")
             .expect("truncate");
-        assert_eq!(scan(&wal).expect("scan").0, Log::Absent);
+        assert_eq!(scan(&wal, None).expect("scan").0, Log::Absent);
         assert_eq!(
-            scan(&dir.path().join("none-wal")).expect("scan").0,
+            scan(&dir.path().join("none-wal"), None).expect("scan").0,
             Log::Absent
         );
+    }
+
+    fn committed_count(wal: &Path) -> u64 {
+        let generation = header(wal).expect("read").expect("a log");
+        let mut shm = wal.as_os_str().to_owned();
+        shm.push("x");
+        let shm = std::path::PathBuf::from(shm.to_string_lossy().replace("-walx", "-shm"));
+        index_frames(&shm, &generation)
+            .expect("read")
+            .expect("a valid index")
+    }
+
+    /// The log's generation and how many frames it has room for.
+    fn frame_count(wal: &Path) -> (Generation, u64) {
+        let file = File::open(wal).expect("open");
+        let generation = read_header(&file).expect("read").expect("a log");
+        let frames = frame_offsets(&file, &generation).expect("len").count();
+        (generation, frames as u64)
     }
 }

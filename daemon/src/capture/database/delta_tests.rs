@@ -266,7 +266,7 @@ fn a_settled_database_without_wal_is_read_only_where_a_new_wal_says() {
     assert_eq!(chain.image, full_image(&db));
     assert!(matches!(
         info.next.as_ref().map(|b| &b.since),
-        Some(Since::Wal(_))
+        Some(Since::Wal { .. })
     ));
 
     // The app checkpoints, closes (deleting the WAL), opens and writes again: the file was
@@ -279,6 +279,42 @@ fn a_settled_database_without_wal_is_read_only_where_a_new_wal_says() {
         .expect("update");
     let info = chain.capture(&db);
     assert!(matches!(info.reading, Reading::Full { .. }), "{info:?}");
+    assert_eq!(chain.image, full_image(&db));
+}
+
+#[test]
+fn a_capture_reads_the_pages_of_the_frames_committed_since_the_last_one_not_the_whole_log() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join("msgstore.db");
+    let app = app_with_messages(&db, 3000);
+    let mut chain = Chain::default();
+    chain.capture(&db);
+    // A day of scattered edits in one WAL generation, captured: a baseline inside it.
+    for id in (1..3000).step_by(400) {
+        app.execute("UPDATE message SET body = 'day' WHERE id = ?1", [id])
+            .expect("update");
+    }
+    let info = chain.capture(&db);
+    let Reading::Delta { runs: day } = info.reading else {
+        panic!("{info:?}");
+    };
+    assert!(day > 4, "the day's edits touched many runs: {day}");
+    assert!(matches!(
+        info.next.as_ref().map(|b| &b.since),
+        Some(Since::Wal { frames, .. }) if *frames > 0
+    ));
+    // One more edit in the same generation: its runs are read, not the day's again.
+    app.execute("UPDATE message SET body = 'later' WHERE id = 1500", [])
+        .expect("update");
+    let info = chain.capture(&db);
+    assert!(
+        matches!(info.reading, Reading::Delta { runs } if runs <= 4),
+        "{info:?}"
+    );
+    assert_eq!(chain.image, full_image(&db));
+    // Nothing since: nothing read.
+    let info = chain.capture(&db);
+    assert_eq!(info.reading, Reading::Delta { runs: 0 });
     assert_eq!(chain.image, full_image(&db));
 }
 
