@@ -61,6 +61,21 @@ impl Chain {
     }
 }
 
+impl Chain {
+    /// The app edits one message; the capture reads a few runs and equals a full read.
+    fn one_edit(&mut self, app: &Connection, db: &Path, body: &str) -> PageImage {
+        app.execute("UPDATE message SET body = ?1 WHERE id = 1500", [body])
+            .expect("update");
+        let info = self.capture(db);
+        assert!(
+            matches!(info.reading, Reading::Delta { runs } if runs <= 4),
+            "{info:?}"
+        );
+        assert_eq!(self.image, full_image(db));
+        info
+    }
+}
+
 fn full_image(db: &Path) -> Vec<u8> {
     let mut image = Vec::new();
     capture_pages(
@@ -256,14 +271,7 @@ fn a_settled_database_without_wal_is_read_only_where_a_new_wal_says() {
 
     // The app opens the database again and writes in a new WAL: only its pages are read.
     let app = open_app(&db);
-    app.execute("UPDATE message SET body = 'edited' WHERE id = 1500", [])
-        .expect("update");
-    let info = chain.capture(&db);
-    assert!(
-        matches!(info.reading, Reading::Delta { runs } if runs <= 4),
-        "{info:?}"
-    );
-    assert_eq!(chain.image, full_image(&db));
+    let info = chain.one_edit(&app, &db, "edited");
     assert!(matches!(
         info.next.as_ref().map(|b| &b.since),
         Some(Since::Wal { .. })
@@ -304,14 +312,7 @@ fn a_capture_reads_the_pages_of_the_frames_committed_since_the_last_one_not_the_
         Some(Since::Wal { frames, .. }) if *frames > 0
     ));
     // One more edit in the same generation: its runs are read, not the day's again.
-    app.execute("UPDATE message SET body = 'later' WHERE id = 1500", [])
-        .expect("update");
-    let info = chain.capture(&db);
-    assert!(
-        matches!(info.reading, Reading::Delta { runs } if runs <= 4),
-        "{info:?}"
-    );
-    assert_eq!(chain.image, full_image(&db));
+    chain.one_edit(&app, &db, "later");
     // Nothing since: nothing read.
     let info = chain.capture(&db);
     assert_eq!(info.reading, Reading::Delta { runs: 0 });
