@@ -69,7 +69,15 @@ pub(crate) fn run(args: &Args) -> Result<Outcome> {
     let pristine = generator.pristine(&work, &params)?;
 
     let run_dir = work.join("run");
-    store::remove_dir_if_exists(&run_dir)?;
+    // The last run's files are moved aside and removed only after this run: on ext4
+    // without a journal, file creation skips inodes freed in the last minutes, one by one,
+    // and a restore's 2,400 files after a removal of thousands cost seconds of kernel time.
+    let previous = work.join("run.previous");
+    store::remove_dir_if_exists(&previous)?;
+    if run_dir.exists() {
+        fs::rename(&run_dir, &previous)
+            .with_context(|| format!("cannot move {} aside", run_dir.display()))?;
+    }
     fs::create_dir_all(&run_dir).with_context(|| format!("cannot create {}", run_dir.display()))?;
     let live = run_dir.join("store");
     store::copy(&pristine, &live)?;
@@ -177,6 +185,7 @@ pub(crate) fn run(args: &Args) -> Result<Outcome> {
     } else {
         store::remove_dir_if_exists(&run_dir)?;
     }
+    store::remove_dir_if_exists(&previous)?;
     Ok(Outcome { restores_verified })
 }
 
