@@ -643,7 +643,7 @@ fn capture_database(
         let done = read_database(
             db_path,
             db_len,
-            baseline.as_ref().map(|(b, _)| b),
+            baseline.as_ref(),
             input,
             began,
             sink,
@@ -706,7 +706,10 @@ fn capture_database(
 
     let size = done.image.page_count * u64::from(done.image.page_size);
     let mut batcher = Batcher::new(sink);
-    let base = patch_base(parent_db, &done, run_bytes).filter(|_| delta);
+    // A read from the baseline, delta or whole, held only runs that differ from the
+    // parent's image: few enough, they are a patch on it.
+    let from_baseline = before.is_some_and(|b| b.runs() > 0);
+    let base = patch_base(parent_db, &done, run_bytes).filter(|_| from_baseline);
     let DatabaseRead { image, held, .. } = done;
     let mut patched = false;
     let (lists, patches) = match (base, held) {
@@ -791,8 +794,9 @@ fn image_ids(before: &[ChunkId], delta: bool, runs: u64, read: &[(u64, ChunkId)]
     ids
 }
 
-/// The parent's image, if `done` can be a patch on top of it: a delta read of few enough
-/// runs, from the baseline of that image, and room in its chain.
+/// The parent's image, if `done` can be a patch on top of it: a read from the baseline of
+/// that image (delta, or whole after a checkpoint) that held few enough runs, and room in
+/// its chain.
 fn patch_base<'p>(
     parent_db: Option<&'p DatabaseImage>,
     done: &DatabaseRead,
@@ -812,7 +816,7 @@ fn patch_base<'p>(
 fn read_database(
     db_path: &Path,
     db_len: u64,
-    baseline: Option<&Baseline>,
+    baseline: Option<&(Baseline, BaselineIds)>,
     input: &BackupInput<'_>,
     began: &dyn Fn(),
     sink: &ChunkSink<'_>,
@@ -837,6 +841,7 @@ fn read_database(
         let mut read = Vec::with_capacity(expected);
         let mut spooled = Vec::with_capacity(expected);
         let mut held: Option<Held> = baseline.is_some().then(Vec::new);
+        let mut old = baseline.map(|(_, ids)| OldIds::new(ids));
         let mut to_spool = |id: ChunkId, data: &[u8]| -> std::io::Result<()> {
             if sink.claim(id) {
                 spool.write_all(data)?;
@@ -844,9 +849,17 @@ fn read_database(
             }
             Ok(())
         };
+        let baseline = baseline.map(|(b, _)| b);
         let result = capture_pages(db_path, chunk_bytes, baseline, began, |run, data| {
             let id = sink.repo.keys().chunk_id(data);
             read.push((run, id));
+            // A run as it is in the baseline's image is in the parent's: stored, and no
+            // part of a patch. After a checkpoint the whole database is read, and only the
+            // runs that differ make the patch.
+            if old.as_mut().is_some_and(|old| old.get(run) == Some(id)) {
+                sink.reused.fetch_add(1, Ordering::Relaxed);
+                return Ok(());
+            }
             match &mut held {
                 Some(runs) if runs.len() < PATCH_RUNS => runs.push((run, id, data.to_vec())),
                 Some(_) => {
@@ -873,6 +886,37 @@ fn read_database(
                 );
             }
             Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// The baseline's id of each run a read asks about: looked up one at a time while few are
+/// asked for (a delta read), all loaded once many are (a full read asks for every one).
+struct OldIds<'b> {
+    ids: &'b BaselineIds,
+    all: Option<Vec<ChunkId>>,
+    asked: usize,
+}
+
+impl<'b> OldIds<'b> {
+    fn new(ids: &'b BaselineIds) -> Self {
+        OldIds {
+            ids,
+            all: None,
+            asked: 0,
+        }
+    }
+
+    /// The baseline's id of `run`; `None` past its end, or if the ids cannot be read (the
+    /// run then counts as changed, which costs bytes, never a snapshot).
+    fn get(&mut self, run: u64) -> Option<ChunkId> {
+        self.asked += 1;
+        if self.asked == PATCH_RUNS {
+            self.all = self.ids.all().ok();
+        }
+        match &self.all {
+            Some(all) => all.get(run as usize).copied(),
+            None => self.ids.get(run).ok().flatten(),
         }
     }
 }

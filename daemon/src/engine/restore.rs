@@ -269,13 +269,17 @@ pub fn run(
         }
     });
     let mut first_error = first_error.into_inner().unwrap_or_else(|p| p.into_inner());
+    let mut bytes = done.into_inner();
     if first_error.is_none()
         && let (Some(db), Some(job)) = (&snapshot.database, jobs.first())
         && job.patched
     {
+        // The chunks wrote the image the lists name; the patches make it the database's.
+        let lists = fs::metadata(&job.partial).map_or(0, |m| m.len());
         let patched = apply_patches(repo, &locations, job, &db.patches, db.chunk_bytes);
-        if let Err(e) = patched.and_then(|()| finish(job)) {
-            first_error = Some(e);
+        match patched.and_then(|()| finish(job)) {
+            Ok(()) => bytes = bytes - lists.min(bytes) + job.size,
+            Err(e) => first_error = Some(e),
         }
     }
     if let Some(e) = first_error {
@@ -302,7 +306,7 @@ pub fn run(
         target: input.target.to_owned(),
         to: input.to.display().to_string(),
         files: jobs.len() as u64,
-        bytes: done.into_inner(),
+        bytes,
         duration_ms: started.elapsed().as_millis() as u64,
     })
 }
