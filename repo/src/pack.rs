@@ -35,7 +35,11 @@ pub const TARGET_PACK_BYTES: usize = 4 * 1024 * 1024;
 const ENTRY_LEN: usize = 46;
 /// A chunk larger than this is refused when reading (no chunk is ever written larger).
 const MAX_RAW_LEN: u32 = 64 * 1024 * 1024;
-const ZSTD_LEVEL: i32 = 1;
+/// zstd's fast level -3 (no Huffman coding of literals): the medium store's database
+/// pages, compressed one by one, at 560 MB/s to 1.33x, against level 1's 280 MB/s to 1.46x;
+/// 0.2 s of a full backup's 2.6 s of CPU for 13 MB more. Page blobs are written by full
+/// reads only; a day's pages go as a patch, compressed at level 9 (§4.1.2).
+const ZSTD_LEVEL: i32 = -3;
 /// A finished pack starts at a multiple of this in memory, so that a provider writing
 /// around the page cache (`O_DIRECT`) can write it where it lies instead of copying it.
 pub const PACK_ALIGN: usize = 4096;
