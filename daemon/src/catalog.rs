@@ -129,7 +129,9 @@ pub const PACK_CHECK_MS: i64 = 3_600_000;
 
 pub struct Catalog {
     conn: Connection,
+    /// Shown in errors.
     path: String,
+    file: std::path::PathBuf,
     /// The file of the database baseline's chunk ids (see [`BaselineIds`]).
     ids_path: std::path::PathBuf,
 }
@@ -198,11 +200,23 @@ impl Catalog {
         let catalog = Catalog {
             conn,
             path: shown,
+            file: path.to_path_buf(),
             ids_path: path.with_extension("baseline"),
         };
         if stale {
             catalog.set_meta("schema", &SCHEMA_VERSION.to_string())?;
         }
+        Ok(catalog)
+    }
+
+    /// Another connection to this catalog, for a thread of its own, with a small page
+    /// cache (it only appends).
+    pub fn reopen(&self) -> Result<Catalog> {
+        let catalog = Catalog::open(&self.file)?;
+        catalog
+            .conn
+            .execute_batch("PRAGMA cache_size = -256")
+            .map_err(|e| catalog.err(e))?;
         Ok(catalog)
     }
 
@@ -1010,50 +1024,17 @@ pub type FileCache = HashMap<String, (FileStat, Vec<ChunkId>)>;
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
-    use std::sync::{Arc, Mutex};
+    use std::sync::Arc;
 
     use sealback_repo::index::IndexedPack;
     use sealback_repo::pack::PackWriter;
     use sealback_repo::snapshot::{Manifest, SNAPSHOT_VERSION};
-    use sealback_repo::{BackupKey, ObjectStore, StoreError, StoreErrorKind};
+    use sealback_repo::{BackupKey, ObjectStore};
 
     use super::*;
     use crate::engine::backup::now_unix_ms;
 
-    /// An object store in memory: the catalog's unit tests need a repository, not a plugin.
-    #[derive(Default)]
-    struct MemoryStore(Mutex<BTreeMap<String, Vec<u8>>>);
-
-    impl ObjectStore for MemoryStore {
-        fn put(&self, name: &str, data: &[u8]) -> std::result::Result<(), StoreError> {
-            self.0
-                .lock()
-                .expect("lock")
-                .insert(name.into(), data.to_vec());
-            Ok(())
-        }
-        fn get(&self, name: &str) -> std::result::Result<bytes::Bytes, StoreError> {
-            self.0
-                .lock()
-                .expect("lock")
-                .get(name)
-                .map(|data| bytes::Bytes::copy_from_slice(data))
-                .ok_or(StoreError::new(StoreErrorKind::NotFound, name))
-        }
-        fn list(&self, prefix: &str) -> std::result::Result<Vec<(String, u64)>, StoreError> {
-            let map = self.0.lock().expect("lock");
-            Ok(map
-                .iter()
-                .filter(|(n, _)| n.starts_with(prefix))
-                .map(|(n, d)| (n.clone(), d.len() as u64))
-                .collect())
-        }
-        fn remove(&self, name: &str) -> std::result::Result<(), StoreError> {
-            self.0.lock().expect("lock").remove(name);
-            Ok(())
-        }
-    }
+    use crate::test_store::MemoryStore;
 
     /// A repository holding one pack of two chunks, its index and one snapshot.
     fn repository() -> (Arc<MemoryStore>, Repository, Vec<ChunkId>) {

@@ -17,3 +17,5 @@ pub mod engine;
 pub mod keystore;
 pub mod providers;
 pub mod scheduler;
+#[cfg(test)]
+mod test_store;

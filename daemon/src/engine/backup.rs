@@ -270,7 +270,8 @@ pub fn run(
         ..Counters::default()
     };
 
-    let state = UploadState::default();
+    // Indexes written while the backup runs are recorded on a connection of their own.
+    let state = UploadState::new(catalog.reopen()?);
     let (tx, rx) = upload::queue();
     let mut sink = ChunkSink {
         repo,
@@ -404,12 +405,13 @@ pub fn run(
     );
     drop(sink);
     // An upload error is the cause of any capture error that follows it: report it first.
-    let packs = state.finish()?;
+    let uploaded = state.finish()?;
     let (captured_db, file_entries) = captured?;
     let stored = started.elapsed();
 
-    let mut bytes_written: u64 = packs.iter().map(|(_, size)| size).sum();
-    let packs_written = packs.len() as u64;
+    let mut bytes_written = uploaded.bytes;
+    let packs_written = uploaded.packs;
+    let packs = uploaded.unindexed;
     if !packs.is_empty() {
         let sizes: HashMap<String, u64> = packs.iter().map(|(p, s)| (p.name.clone(), *s)).collect();
         let index = Index {

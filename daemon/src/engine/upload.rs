@@ -1,6 +1,6 @@
 //! The upload side of a backup: a bounded queue of new chunks, and worker threads that
 //! each fill their own pack (compressing and encrypting as they add), store it when full,
-//! and report what they stored for the index.
+//! and write an index (recorded in the catalog) every [`INDEX_ENTRIES`] entries stored.
 //!
 //! Chunks travel in batches: a media chunk alone (256 KiB to 2 MiB), database pages and
 //! lists together up to [`BATCH_BYTES`], since a handoff per 4 KiB page cost a context
@@ -11,13 +11,16 @@
 //! the pack first); a worker stores its full pack before it starts the next, so no worker
 //! ever holds two.
 
+use std::collections::HashMap;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use crossbeam_channel::{Receiver, Sender};
-use sealback_repo::index::IndexedPack;
+use sealback_repo::index::{Index, IndexedPack};
 use sealback_repo::pack::{BlobKind, PackWriter};
 use sealback_repo::{ChunkId, Repository};
+
+use crate::catalog::Catalog;
 
 const QUEUE_DEPTH: usize = 2;
 /// A batch of small chunks is sent once it holds this many bytes.
@@ -34,16 +37,51 @@ pub struct NewChunk {
     pub compress: bool,
 }
 
+/// An index object is written once the packs stored and not yet indexed hold this many
+/// entries: a full backup's index (250,000 entries on the large store) never sits whole in
+/// memory, in its structs or as JSON, and the packs an interrupted backup stored are
+/// indexed and reused by the next.
+pub const INDEX_ENTRIES: usize = 16 * 1024;
+
 /// What the workers share.
 #[derive(Default)]
 pub struct UploadState {
-    packs: Mutex<Vec<(IndexedPack, u64)>>,
+    /// Packs stored and not yet indexed, and their entries.
+    pending: Mutex<(Vec<(IndexedPack, u64)>, usize)>,
+    /// Where the indexes written on the way are recorded (a connection of its own).
+    catalog: Option<Mutex<Catalog>>,
+    /// Entries after which an index is written ([`INDEX_ENTRIES`]).
+    index_entries: usize,
     error: Mutex<Option<sealback_repo::Error>>,
     failed: AtomicBool,
+    /// Bytes of the packs and indexes stored so far.
     pub bytes_written: AtomicU64,
+    packs_written: AtomicU64,
+}
+
+/// What the workers stored, once they are done.
+pub struct Stored {
+    /// The packs not yet named by an index, with their sizes.
+    pub unindexed: Vec<(IndexedPack, u64)>,
+    /// Bytes of every pack and index stored.
+    pub bytes: u64,
+    pub packs: u64,
 }
 
 impl UploadState {
+    /// Indexes written on the way are recorded in `catalog`.
+    pub fn new(catalog: Catalog) -> Self {
+        Self::indexing_every(catalog, INDEX_ENTRIES)
+    }
+
+    fn indexing_every(catalog: Catalog, entries: usize) -> Self {
+        UploadState {
+            catalog: Some(Mutex::new(catalog)),
+            index_entries: entries,
+            ..UploadState::default()
+        }
+    }
+
     pub fn failed(&self) -> bool {
         self.failed.load(Ordering::Relaxed)
     }
@@ -54,12 +92,40 @@ impl UploadState {
         self.failed.store(true, Ordering::Relaxed);
     }
 
-    /// The packs stored (with their sizes), or the first error.
-    pub fn finish(self) -> Result<Vec<(IndexedPack, u64)>, sealback_repo::Error> {
+    /// What was stored, or the first error.
+    pub fn finish(self) -> Result<Stored, sealback_repo::Error> {
         if let Some(e) = self.error.into_inner().unwrap_or_else(|p| p.into_inner()) {
             return Err(e);
         }
-        Ok(self.packs.into_inner().unwrap_or_else(|p| p.into_inner()))
+        Ok(Stored {
+            unindexed: self
+                .pending
+                .into_inner()
+                .unwrap_or_else(|p| p.into_inner())
+                .0,
+            bytes: self.bytes_written.into_inner(),
+            packs: self.packs_written.into_inner(),
+        })
+    }
+
+    /// Writes an index of `packs` (all stored) and records it in the catalog.
+    fn index(&self, repo: &Repository, packs: Vec<(IndexedPack, u64)>) {
+        let sizes: HashMap<String, u64> = packs.iter().map(|(p, s)| (p.name.clone(), *s)).collect();
+        let index = Index {
+            packs: packs.into_iter().map(|(p, _)| p).collect(),
+        };
+        let (name, size) = match repo.write_index(&index) {
+            Ok(written) => written,
+            Err(e) => return self.fail(e),
+        };
+        self.bytes_written.fetch_add(size, Ordering::Relaxed);
+        if let Some(catalog) = &self.catalog {
+            let mut catalog = catalog.lock().unwrap_or_else(|p| p.into_inner());
+            // The index is on the target: a catalog that missed it finds it at its next sync.
+            if let Err(e) = catalog.add_index(&name, size, &index, &sizes) {
+                tracing::warn!(index = %name, error = %e, "index stored but not recorded in the catalog");
+            }
+        }
     }
 }
 
@@ -117,20 +183,91 @@ fn store(repo: &Repository, pack: PackWriter, state: &UploadState) -> Option<Vec
             state
                 .bytes_written
                 .fetch_add(stored.size, Ordering::Relaxed);
+            state.packs_written.fetch_add(1, Ordering::Relaxed);
+            let entries = stored.entries.len();
             let indexed = IndexedPack {
                 name: stored.name,
                 entries: stored.entries,
             };
-            state
-                .packs
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .push((indexed, stored.size));
+            let full = {
+                let mut pending = state.pending.lock().unwrap_or_else(|p| p.into_inner());
+                pending.0.push((indexed, stored.size));
+                pending.1 += entries;
+                let due = state.index_entries > 0 && pending.1 >= state.index_entries;
+                due.then(|| std::mem::take(&mut *pending).0)
+            };
+            if let Some(packs) = full {
+                state.index(repo, packs);
+            }
             stored.buffer
         }
         Err(e) => {
             state.fail(e);
             None
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use sealback_repo::{BackupKey, ObjectStore};
+
+    use super::*;
+    use crate::catalog::Packs;
+    use crate::test_store::MemoryStore;
+
+    #[test]
+    fn indexes_are_written_and_recorded_as_packs_fill_not_all_at_the_end() {
+        let store = Arc::new(MemoryStore::default());
+        let key = BackupKey::from_bytes(&mut [5u8; 32]);
+        let (repo, _) = Repository::open_or_init(store.clone(), &key, 0).expect("init");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut catalog = Catalog::open(&dir.path().join("disk.db")).expect("open");
+        catalog.sync(&repo, Packs::List).expect("sync");
+        // 1.5 MiB chunks: two to a pack, an index every two packs.
+        let state = UploadState::indexing_every(catalog.reopen().expect("reopen"), 3);
+        let chunks: Vec<Vec<u8>> = (0..10u8).map(|i| vec![i; 1536 * 1024]).collect();
+        let ids: Vec<ChunkId> = chunks.iter().map(|c| repo.keys().chunk_id(c)).collect();
+        let (tx, rx) = queue();
+        std::thread::scope(|scope| {
+            scope.spawn(|| run_worker(&repo, rx, &state));
+            for (data, id) in chunks.into_iter().zip(&ids) {
+                let chunk = NewChunk {
+                    kind: BlobKind::Data,
+                    id: *id,
+                    data,
+                    compress: false,
+                };
+                tx.send(vec![chunk]).expect("send");
+            }
+            drop(tx);
+        });
+        let stored = state.finish().expect("stored");
+        assert_eq!(stored.packs, 5);
+        let indexed_on_the_way = store.list("index/").expect("list");
+        assert_eq!(indexed_on_the_way.len(), 2, "after packs 2 and 4");
+        assert_eq!(
+            stored.unindexed.len(),
+            1,
+            "the last pack waits for the backup's end"
+        );
+        let packs_bytes: u64 = store
+            .list("data/")
+            .expect("list")
+            .iter()
+            .map(|(_, s)| s)
+            .sum();
+        let index_bytes: u64 = indexed_on_the_way.iter().map(|(_, s)| s).sum();
+        assert_eq!(stored.bytes, packs_bytes + index_bytes);
+        // Recorded in the catalog as they were written: a sync finds nothing new.
+        let report = catalog.sync(&repo, Packs::WhenDue).expect("sync");
+        assert_eq!(report.indexes_loaded, 0);
+        let known = catalog.known_blobs().expect("blobs");
+        let unindexed: Vec<ChunkId> = stored.unindexed[0].0.entries.iter().map(|e| e.id).collect();
+        for id in &ids {
+            assert_eq!(known.contains(id), !unindexed.contains(id), "{id:?}");
         }
     }
 }
