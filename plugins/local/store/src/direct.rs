@@ -91,9 +91,93 @@ fn write_direct(file: &File, data: &[u8]) -> io::Result<()> {
     Ok(())
 }
 
+/// A whole file, read around the page cache: a restore reads each pack once, and a read
+/// through the cache costs the kernel a fresh page and a copy per 4 KiB (on the benchmark
+/// machine, inside a full run, a fifth of a restore's CPU went to that copy). The file is
+/// read with `O_DIRECT` into the block-aligned part of a recycled buffer, then moved to its
+/// start (a copy in user space, of memory already mapped); a file system that refuses
+/// `O_DIRECT` gets an ordinary read.
+pub fn read_whole(path: &Path) -> io::Result<Vec<u8>> {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        let direct = File::options()
+            .read(true)
+            .custom_flags(libc::O_DIRECT)
+            .open(path);
+        match direct {
+            Ok(file) => match read_direct(&file) {
+                Err(e) if refused(&e) => {}
+                other => return other,
+            },
+            Err(e) if refused(&e) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    read_buffered(path)
+}
+
+fn read_buffered(path: &Path) -> io::Result<Vec<u8>> {
+    use std::io::Read as _;
+    let mut file = File::open(path)?;
+    let size = file.metadata()?.len() as usize;
+    let mut bytes = sealback_plugin_api::sdk::buffer(size);
+    file.read_to_end(&mut bytes)?;
+    Ok(bytes)
+}
+
+#[cfg(target_os = "linux")]
+fn read_direct(file: &File) -> io::Result<Vec<u8>> {
+    use std::os::unix::fs::FileExt as _;
+    let size = file.metadata()?.len() as usize;
+    let padded = size.next_multiple_of(ALIGN);
+    let mut bytes = sealback_plugin_api::sdk::buffer(padded + ALIGN);
+    bytes.clear();
+    let start = bytes.as_ptr().align_offset(ALIGN);
+    if start > ALIGN {
+        // Not expected for bytes; refusing sends the caller down the buffered path.
+        return Err(io::Error::from_raw_os_error(libc::EINVAL));
+    }
+    bytes.resize(start + padded, 0);
+    let mut read = 0usize;
+    while read < padded {
+        match file.read_at(&mut bytes[start + read..start + padded], read as u64) {
+            Ok(0) => break,
+            Ok(n) => read += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    if read < size {
+        return Err(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            format!("read {read} of {size} bytes"),
+        ));
+    }
+    bytes.copy_within(start..start + size, 0);
+    bytes.truncate(size);
+    Ok(bytes)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reads_exactly_the_file_whatever_its_length() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        for len in [0usize, 1, 4095, 4096, 4097, SLAB + 1, 3 * SLAB + 123] {
+            let data: Vec<u8> = (0..len).map(|i| (i * 13 + len) as u8).collect();
+            let path = dir.path().join(format!("r{len}"));
+            // Written through the page cache and not yet flushed: a direct read sees it.
+            fs::write(&path, &data).expect("write");
+            assert_eq!(read_whole(&path).expect("read"), data, "length {len}");
+        }
+        assert_eq!(
+            read_whole(&dir.path().join("none")).map_err(|e| e.kind()),
+            Err(io::ErrorKind::NotFound)
+        );
+    }
 
     #[test]
     fn writes_exactly_the_data_whatever_its_length() {

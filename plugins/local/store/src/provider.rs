@@ -196,10 +196,5 @@ mod tests;
 
 /// The whole file at `path`, into a buffer the SDK may have recycled.
 fn read(path: &Path) -> io::Result<Vec<u8>> {
-    use std::io::Read as _;
-    let mut file = fs::File::open(path)?;
-    let size = file.metadata()?.len() as usize;
-    let mut bytes = sealback_plugin_api::sdk::buffer(size);
-    file.read_to_end(&mut bytes)?;
-    Ok(bytes)
+    crate::direct::read_whole(path)
 }
