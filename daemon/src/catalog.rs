@@ -593,17 +593,24 @@ impl Catalog {
     /// The cached manifest of a snapshot, resolved against its base if it is relative;
     /// `None` if the catalog lacks either.
     pub fn manifest(&self, name: &str) -> Result<Option<Snapshot>> {
+        Ok(self.resolved(name)?.map(|(snapshot, _)| snapshot))
+    }
+
+    /// As [`Catalog::manifest`], with the base it was resolved against (its id and itself)
+    /// if the manifest is relative.
+    pub fn resolved(&self, name: &str) -> Result<Option<(Snapshot, Option<Base>)>> {
         let Some(manifest) = self.stored_manifest(name)? else {
             return Ok(None);
         };
         let base = match &manifest.base {
             Some(id) => match self.base(id)? {
-                Some(base) => Some(base),
+                Some(base) => Some((id.clone(), base)),
                 None => return Ok(None),
             },
             None => None,
         };
-        Ok(manifest.resolve(base.as_ref()).ok())
+        let snapshot = manifest.resolve(base.as_ref().map(|(_, b)| b)).ok();
+        Ok(snapshot.map(|s| (s, base)))
     }
 
     /// The snapshot `id` as the base of others (written whole), resolved.
@@ -640,7 +647,7 @@ impl Catalog {
     pub fn reader(&self) -> Result<CatalogReader> {
         let err = sqlite(&self.path);
         let conn = Connection::open_with_flags(
-            &self.path,
+            &self.file,
             rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )
         .map_err(err)?;
@@ -1018,6 +1025,9 @@ impl CatalogReader {
         stmt.exists([&id.0[..]]).map_err(sqlite(&self.path))
     }
 }
+
+/// A snapshot written whole as the base of relative ones: its id and itself.
+pub type Base = (String, Snapshot);
 
 /// The file cache as loaded: path → (stat, chunk ids).
 pub type FileCache = HashMap<String, (FileStat, Vec<ChunkId>)>;

@@ -286,10 +286,7 @@ mod tests {
 
     fn committed_count(wal: &Path) -> u64 {
         let generation = header(wal).expect("read").expect("a log");
-        let mut shm = wal.as_os_str().to_owned();
-        shm.push("x");
-        let shm = std::path::PathBuf::from(shm.to_string_lossy().replace("-walx", "-shm"));
-        index_frames(&shm, &generation)
+        index_frames(&wal.with_extension("db-shm"), &generation)
             .expect("read")
             .expect("a valid index")
     }

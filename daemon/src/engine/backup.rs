@@ -24,7 +24,6 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use sealback_repo::chunk::{LIST_IDS, MediaChunker, encode_list, worth_compressing};
-use sealback_repo::index::Index;
 use sealback_repo::pack::BlobKind;
 use sealback_repo::patch;
 use sealback_repo::snapshot::{DatabaseImage, FileEntry, Manifest, SNAPSHOT_VERSION, Snapshot};
@@ -223,16 +222,12 @@ pub fn run(
         });
         // The parent, resolved against its base; the base is kept, for this snapshot's
         // manifest is written relative to it too.
-        let parent_manifest = match &parent_row {
-            Some(row) => catalog.stored_manifest(&row.name)?,
+        let resolved = match &parent_row {
+            Some(row) => catalog.resolved(&row.name)?,
             None => None,
         };
-        let parent_base = match parent_manifest.as_ref().and_then(|m| m.base.as_ref()) {
-            Some(id) => catalog.base(id)?.map(|b| (id.clone(), b)),
-            None => None,
-        };
-        let parent =
-            parent_manifest.and_then(|m| m.resolve(parent_base.as_ref().map(|(_, b)| b)).ok());
+        let (parent, parent_base) = resolved.unzip();
+        let parent_base = parent_base.flatten();
         let (reader, cache) = cache
             .join()
             .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
@@ -411,12 +406,8 @@ pub fn run(
 
     let mut bytes_written = uploaded.bytes;
     let packs_written = uploaded.packs;
-    let packs = uploaded.unindexed;
-    if !packs.is_empty() {
-        let sizes: HashMap<String, u64> = packs.iter().map(|(p, s)| (p.name.clone(), *s)).collect();
-        let index = Index {
-            packs: packs.into_iter().map(|(p, _)| p).collect(),
-        };
+    if !uploaded.unindexed.is_empty() {
+        let (index, sizes) = upload::index_of(uploaded.unindexed);
         let (name, size) = repo.write_index(&index)?;
         catalog.add_index(&name, size, &index, &sizes)?;
         bytes_written += size;
@@ -601,6 +592,9 @@ struct DatabaseRead {
     image: PageImage,
     read: Vec<(u64, ChunkId)>,
     held: Option<Held>,
+    /// The baseline's id of each run held, as looked up while reading: what its old
+    /// contents must hash to.
+    was: HashMap<u64, ChunkId>,
 }
 
 /// Where the parent snapshot left the database.
@@ -670,8 +664,8 @@ fn capture_database(
         tracing::warn!(path = %db_path.display(), "the database is not in WAL mode: the app's writers waited while we read it");
     }
     let before: Option<&BaselineIds> = baseline.as_ref().map(|(_, ids)| ids);
-    let delta =
-        matches!(done.image.reading, Reading::Delta { .. }) && before.is_some_and(|b| b.runs() > 0);
+    let from_baseline = before.is_some_and(|b| b.runs() > 0);
+    let delta = matches!(done.image.reading, Reading::Delta { .. }) && from_baseline;
     let read = std::mem::take(&mut done.read);
     // A delta read covers every run past the baseline's; the others are as they were.
     let covered = if delta {
@@ -710,21 +704,15 @@ fn capture_database(
     let mut batcher = Batcher::new(sink);
     // A read from the baseline, delta or whole, held only runs that differ from the
     // parent's image: few enough, they are a patch on it.
-    let from_baseline = before.is_some_and(|b| b.runs() > 0);
     let base = patch_base(parent_db, &done, run_bytes).filter(|_| from_baseline);
-    let DatabaseRead { image, held, .. } = done;
+    let DatabaseRead {
+        image, held, was, ..
+    } = done;
     let mut patched = false;
     let (lists, patches) = match (base, held) {
         (Some(base), Some(held)) => {
             let mut patches = base.patches.clone();
             let file = &image.file;
-            // The baseline's id of each run held: what its old contents must hash to.
-            let mut was = HashMap::with_capacity(held.len());
-            for (run, _, _) in &held {
-                if let Some(id) = before.map(|b| b.get(*run)).transpose()?.flatten() {
-                    was.insert(*run, id);
-                }
-            }
             if let Some(patch) = make_patch(file, sink, base.size, size, run_bytes, &was, held) {
                 patches.push(batcher.add(BlobKind::Patch, patch, false)?);
                 patched = true;
@@ -844,6 +832,7 @@ fn read_database(
         let mut spooled = Vec::with_capacity(expected);
         let mut held: Option<Held> = baseline.is_some().then(Vec::new);
         let mut old = baseline.map(|(_, ids)| OldIds::new(ids));
+        let mut was = HashMap::new();
         let mut to_spool = |id: ChunkId, data: &[u8]| -> std::io::Result<()> {
             if sink.claim(id) {
                 spool.write_all(data)?;
@@ -858,12 +847,18 @@ fn read_database(
             // A run as it is in the baseline's image is in the parent's: stored, and no
             // part of a patch. After a checkpoint the whole database is read, and only the
             // runs that differ make the patch.
-            if old.as_mut().is_some_and(|old| old.get(run) == Some(id)) {
+            let old_id = old.as_mut().and_then(|old| old.get(run));
+            if old_id == Some(id) {
                 sink.reused.fetch_add(1, Ordering::Relaxed);
                 return Ok(());
             }
             match &mut held {
-                Some(runs) if runs.len() < PATCH_RUNS => runs.push((run, id, data.to_vec())),
+                Some(runs) if runs.len() < PATCH_RUNS => {
+                    runs.push((run, id, data.to_vec()));
+                    if let Some(old_id) = old_id {
+                        was.insert(run, old_id);
+                    }
+                }
                 Some(_) => {
                     // More than a patch takes: everything read goes the way of a full read.
                     for (_, id, data) in held.take().into_iter().flatten() {
@@ -878,7 +873,12 @@ fn read_database(
         match result {
             Ok(image) => {
                 spools.add(spool, spooled, input)?;
-                return Ok(DatabaseRead { image, read, held });
+                return Ok(DatabaseRead {
+                    image,
+                    read,
+                    held,
+                    was,
+                });
             }
             Err(DatabaseCaptureError::Torn { .. }) if attempt < DB_ATTEMPTS => {
                 spools.add(spool, spooled, input)?;
@@ -923,7 +923,7 @@ impl<'b> OldIds<'b> {
     }
 }
 
-/// The patch of the runs in `held` that differ from the baseline's `before`, compressed
+/// The patch of the runs in `held` that differ from their baseline ids `was`, compressed
 /// against their old contents; `None` if nothing changed. A run's old contents are looked
 /// for in the database file `db_file` (a page no checkpoint has copied over yet) and in
 /// the earlier frames of its WAL (a page changed before the baseline, and again since):

@@ -110,10 +110,7 @@ impl UploadState {
 
     /// Writes an index of `packs` (all stored) and records it in the catalog.
     fn index(&self, repo: &Repository, packs: Vec<(IndexedPack, u64)>) {
-        let sizes: HashMap<String, u64> = packs.iter().map(|(p, s)| (p.name.clone(), *s)).collect();
-        let index = Index {
-            packs: packs.into_iter().map(|(p, _)| p).collect(),
-        };
+        let (index, sizes) = index_of(packs);
         let (name, size) = match repo.write_index(&index) {
             Ok(written) => written,
             Err(e) => return self.fail(e),
@@ -127,6 +124,16 @@ impl UploadState {
             }
         }
     }
+}
+
+/// The index of `packs` (stored, with their sizes), and each pack's size by name, as
+/// [`Catalog::add_index`] records them.
+pub fn index_of(packs: Vec<(IndexedPack, u64)>) -> (Index, HashMap<String, u64>) {
+    let sizes = packs.iter().map(|(p, s)| (p.name.clone(), *s)).collect();
+    let index = Index {
+        packs: packs.into_iter().map(|(p, _)| p).collect(),
+    };
+    (index, sizes)
 }
 
 pub fn queue() -> (Sender<Batch>, Receiver<Batch>) {
