@@ -5,6 +5,7 @@
 //! so deleting it loses nothing.
 
 use std::collections::{HashMap, HashSet};
+use std::io::{Seek as _, Write as _};
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 
@@ -839,9 +840,27 @@ impl Catalog {
         };
         let runs = match ids {
             NextIds::All(ids) => {
-                let bytes: Vec<u8> = ids.iter().flat_map(|id| id.0).collect();
-                std::fs::write(&self.ids_path, bytes).map_err(|e| self.io(e))?;
+                let mut file = std::io::BufWriter::new(
+                    std::fs::File::create(&self.ids_path).map_err(|e| self.io(e))?,
+                );
+                for id in ids {
+                    file.write_all(&id.0).map_err(|e| self.io(e))?;
+                }
+                file.flush().map_err(|e| self.io(e))?;
                 ids.len() as u64
+            }
+            NextIds::Spooled { file, runs } => {
+                let mut from = file;
+                from.seek(std::io::SeekFrom::Start(0))
+                    .map_err(|e| self.io(e))?;
+                let mut to = std::fs::File::create(&self.ids_path).map_err(|e| self.io(e))?;
+                let copied = std::io::copy(&mut from, &mut to).map_err(|e| self.io(e))?;
+                if copied != runs * ID_BYTES {
+                    return Err(self.io(std::io::Error::other(format!(
+                        "{copied} bytes of ids spooled for {runs} runs"
+                    ))));
+                }
+                *runs
             }
             NextIds::Changed { runs, changed } => {
                 let file = std::fs::OpenOptions::new()
@@ -933,10 +952,13 @@ impl std::fmt::Debug for BaselineIds {
 }
 
 /// The ids of the next baseline, as [`Catalog::replace_db_baseline`] writes them.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug)]
 pub enum NextIds {
     /// Every run's id (a full read).
     All(Vec<ChunkId>),
+    /// Every run's id, in an unnamed file until the backup is recorded: a full read of the
+    /// large store has 232,000 (7 MB), not to be held while its files are read.
+    Spooled { file: std::fs::File, runs: u64 },
     /// The stored ids with the runs `changed` set, cut or grown to `runs` runs: every run
     /// past the stored ones is among `changed`.
     Changed {
@@ -994,7 +1016,7 @@ fn load_file_cache(conn: &Connection) -> rusqlite::Result<(FileCache, bool)> {
 /// Every blob id in the catalog behind `conn`.
 fn load_ids(conn: &Connection) -> rusqlite::Result<IdSet> {
     let count: i64 = conn.query_row("SELECT count(*) FROM blobs", [], |r| r.get(0))?;
-    let mut out = IdSet::with_capacity_and_hasher(count.max(0) as usize, Default::default());
+    let mut out = IdSet::with_capacity(count.max(0) as usize);
     let mut stmt = conn.prepare("SELECT id FROM blobs")?;
     let mut rows = stmt.query([])?;
     while let Some(row) = rows.next()? {
@@ -1397,6 +1419,24 @@ mod tests {
             stored(&catalog, &snapshot),
             Some((baseline.clone(), vec![ids[0]]))
         );
+        // Every id spooled to a file by a full read: copied whole, and checked for length.
+        let spooled = |ids: &[ChunkId], runs: u64| {
+            let mut file = tempfile::tempfile().expect("spool");
+            for id in ids {
+                file.write_all(&id.0).expect("write");
+            }
+            NextIds::Spooled { file, runs }
+        };
+        catalog
+            .replace_db_baseline(&snapshot, Some((&baseline, &spooled(&ids, 2))), 0)
+            .expect("baseline");
+        assert_eq!(
+            stored(&catalog, &snapshot),
+            Some((baseline.clone(), ids.clone()))
+        );
+        let short = catalog.replace_db_baseline(&snapshot, Some((&baseline, &spooled(&ids, 3))), 0);
+        assert!(short.is_err(), "{short:?}");
+        assert_eq!(stored(&catalog, &snapshot), None, "no row for a short file");
         // An ids file that is not as long as the row says (cut short by hand, or left by a
         // backup that stopped while writing it) is no baseline.
         catalog

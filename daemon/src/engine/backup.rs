@@ -31,7 +31,7 @@ use sealback_repo::{ChunkId, Repository};
 
 use super::EngineError;
 use super::known::KnownIds;
-use super::upload::{self, Batch, NewChunk, UploadState};
+use super::upload::{self, Batch, Buffers, NewChunk, UploadState};
 use crate::capture::database::{Baseline, DatabaseCaptureError, PageImage, Reading, capture_pages};
 use crate::capture::files::{self, FileStat, StoreFile};
 use crate::capture::wal;
@@ -100,15 +100,24 @@ impl ChunkSink<'_> {
         Ok(())
     }
 
-    /// Hashes `data`, queues a copy of it if new, and returns its id.
-    fn add(&self, kind: BlobKind, data: &[u8], compress: bool) -> Result<ChunkId, EngineError> {
+    /// Hashes `data`, queues a copy of it in one of `buffers` if new, and returns its id.
+    fn add(
+        &self,
+        kind: BlobKind,
+        data: &[u8],
+        compress: bool,
+        buffers: &mut Buffers,
+    ) -> Result<ChunkId, EngineError> {
         let id = self.repo.keys().chunk_id(data);
         if self.claim(id) {
+            let stop = || self.cancel.load(Ordering::Relaxed) || self.state.failed();
+            let (data, back) = buffers.copy(data, stop);
             self.submit_batch(vec![NewChunk {
                 kind,
                 id,
-                data: data.to_vec(),
+                data,
                 compress,
+                back,
             }])?;
         }
         Ok(id)
@@ -148,6 +157,7 @@ impl<'s, 'a> Batcher<'s, 'a> {
             id,
             data,
             compress: true,
+            back: None,
         })
     }
 
@@ -165,6 +175,7 @@ impl<'s, 'a> Batcher<'s, 'a> {
                 id,
                 data,
                 compress,
+                back: None,
             })?;
         }
         Ok(id)
@@ -540,21 +551,48 @@ struct CapturedDatabase {
 /// claimed, and a file read meanwhile may have found its chunk among them.
 #[derive(Default)]
 struct Spool {
-    parts: Vec<(std::fs::File, Vec<(ChunkId, usize)>)>,
+    /// Each attempt's spool file and how many runs it holds.
+    parts: Vec<(std::fs::File, usize)>,
+}
+
+/// An attempt's spool file, being written.
+struct SpoolFile {
+    file: std::io::BufWriter<std::fs::File>,
+    runs: usize,
+}
+
+impl SpoolFile {
+    fn create(input: &BackupInput<'_>) -> Result<SpoolFile, EngineError> {
+        let file = tempfile::tempfile_in(input.spool_dir).map_err(EngineError::io(
+            "cannot create a spool file in",
+            input.spool_dir,
+        ))?;
+        Ok(SpoolFile {
+            // Buffered: a write per 4 KiB page was a system call per page.
+            file: std::io::BufWriter::with_capacity(upload::BATCH_BYTES, file),
+            runs: 0,
+        })
+    }
+
+    /// Spools a run: its id and length ahead of its bytes, in the file rather than in
+    /// memory (a full read of the large store spools 232,000 runs: 9 MB of ids and lengths).
+    fn write(&mut self, id: ChunkId, data: &[u8]) -> std::io::Result<()> {
+        let len = u32::try_from(data.len()).map_err(std::io::Error::other)?;
+        self.file.write_all(&id.0)?;
+        self.file.write_all(&len.to_le_bytes())?;
+        self.file.write_all(data)?;
+        self.runs += 1;
+        Ok(())
+    }
 }
 
 impl Spool {
-    /// Keeps an attempt's spool file and the runs in it.
-    fn add(
-        &mut self,
-        file: std::io::BufWriter<std::fs::File>,
-        chunks: Vec<(ChunkId, usize)>,
-        input: &BackupInput<'_>,
-    ) -> Result<(), EngineError> {
-        let file = file.into_inner().map_err(|e| {
+    /// Keeps an attempt's spool file.
+    fn add(&mut self, spooled: SpoolFile, input: &BackupInput<'_>) -> Result<(), EngineError> {
+        let file = spooled.file.into_inner().map_err(|e| {
             EngineError::io("cannot write the spool file in", input.spool_dir)(e.into_error())
         })?;
-        self.parts.push((file, chunks));
+        self.parts.push((file, spooled.runs));
         Ok(())
     }
 
@@ -562,13 +600,16 @@ impl Spool {
     fn feed(self, input: &BackupInput<'_>, sink: &ChunkSink<'_>) -> Result<(), EngineError> {
         let unreadable = |e| EngineError::io("cannot read the spool file in", input.spool_dir)(e);
         let mut batcher = Batcher::new(sink);
-        for (mut file, chunks) in self.parts {
+        for (mut file, runs) in self.parts {
             file.seek(SeekFrom::Start(0)).map_err(unreadable)?;
             let mut reader = std::io::BufReader::with_capacity(upload::BATCH_BYTES, file);
-            for (id, len) in chunks {
-                let mut data = vec![0u8; len];
+            for _ in 0..runs {
+                let (mut id, mut len) = ([0u8; 32], [0u8; 4]);
+                reader.read_exact(&mut id).map_err(unreadable)?;
+                reader.read_exact(&mut len).map_err(unreadable)?;
+                let mut data = vec![0u8; u32::from_le_bytes(len) as usize];
                 reader.read_exact(&mut data).map_err(unreadable)?;
-                batcher.push_run(id, data)?;
+                batcher.push_run(ChunkId(id), data)?;
             }
         }
         batcher.flush()
@@ -590,11 +631,59 @@ type Held = Vec<(u64, ChunkId, Vec<u8>)>;
 /// themselves when few enough were read to make a patch of them (the others were spooled).
 struct DatabaseRead {
     image: PageImage,
-    read: Vec<(u64, ChunkId)>,
+    read: ReadIds,
     held: Option<Held>,
     /// The baseline's id of each run held, as looked up while reading: what its old
     /// contents must hash to.
     was: HashMap<u64, ChunkId>,
+}
+
+/// The id of each run a read read, in the order read. A full read reads every run in
+/// order, so its ids alone say which run each is (the large store's 232,000 ids, 7 MB, are
+/// the image's and the next baseline's without a copy); the runs are listed only once a read
+/// skips one (a delta read, a few hundred runs).
+#[derive(Default)]
+struct ReadIds {
+    ids: Vec<ChunkId>,
+    /// The run of each id, once they are not 0, 1, 2...
+    runs: Option<Vec<u64>>,
+}
+
+impl ReadIds {
+    fn with_capacity(n: usize) -> ReadIds {
+        ReadIds {
+            ids: Vec::with_capacity(n),
+            runs: None,
+        }
+    }
+
+    fn push(&mut self, run: u64, id: ChunkId) {
+        if self.runs.is_none() && run != self.ids.len() as u64 {
+            self.runs = Some((0..self.ids.len() as u64).collect());
+        }
+        if let Some(runs) = &mut self.runs {
+            runs.push(run);
+        }
+        self.ids.push(id);
+    }
+
+    fn len(&self) -> usize {
+        self.ids.len()
+    }
+
+    /// Whether the runs read were 0, 1, 2... up to `runs`.
+    fn every_run_in_order(&self, runs: u64) -> bool {
+        self.runs.is_none() && self.ids.len() as u64 == runs
+    }
+
+    /// Each run read and its id.
+    fn iter(&self) -> impl Iterator<Item = (u64, ChunkId)> + '_ {
+        let run = |at: usize| self.runs.as_ref().map_or(at as u64, |runs| runs[at]);
+        self.ids
+            .iter()
+            .enumerate()
+            .map(move |(at, id)| (run(at), *id))
+    }
 }
 
 /// Where the parent snapshot left the database.
@@ -672,12 +761,12 @@ fn capture_database(
         let stored = before.map_or(0, BaselineIds::runs);
         let past: HashSet<u64> = read
             .iter()
-            .map(|(run, _)| *run)
+            .map(|(run, _)| run)
             .filter(|&r| r >= stored)
             .collect();
-        read.iter().all(|(run, _)| *run < runs) && past.len() as u64 == runs.saturating_sub(stored)
+        read.iter().all(|(run, _)| run < runs) && past.len() as u64 == runs.saturating_sub(stored)
     } else {
-        read.len() as u64 == runs && read.iter().zip(0..).all(|((run, _), at)| *run == at)
+        read.every_run_in_order(runs)
     };
     if !covered {
         return Err(EngineError::Repo(sealback_repo::Error::Malformed {
@@ -700,6 +789,13 @@ fn capture_database(
     }
     counters.read(bytes_read, input);
 
+    // The image's ids as the next baseline keeps them: after a full read every run's, in
+    // order; after a delta read those that changed.
+    let (all, changed): (Vec<ChunkId>, Vec<(u64, ChunkId)>) = if delta {
+        (Vec::new(), read.iter().collect())
+    } else {
+        (read.ids, Vec::new())
+    };
     let size = done.image.page_count * u64::from(done.image.page_size);
     let mut batcher = Batcher::new(sink);
     // A read from the baseline, delta or whole, held only runs that differ from the
@@ -733,8 +829,14 @@ fn capture_database(
                 Some(before) => before.all()?,
                 None => Vec::new(),
             };
-            let ids = image_ids(&before, delta, runs, &read);
-            let lists = list_ids(&ids, &before, parent_lists, |group| match group {
+            let patched_ids;
+            let ids = if delta {
+                patched_ids = image_ids(&before, runs, &changed);
+                &patched_ids
+            } else {
+                &all
+            };
+            let lists = list_ids(ids, &before, parent_lists, |group| match group {
                 ListGroup::Unchanged(list) => {
                     sink.reused.fetch_add(1, Ordering::Relaxed);
                     Ok(list)
@@ -745,6 +847,11 @@ fn capture_database(
         }
     };
     batcher.flush()?;
+    let next = match image.next {
+        Some(baseline) if delta => Some((baseline, NextIds::Changed { runs, changed })),
+        Some(baseline) => Some((baseline, spool_ids(&all, input)?)),
+        None => None,
+    };
     let captured = CapturedDatabase {
         image: DatabaseImage {
             path: input.database.to_owned(),
@@ -758,27 +865,36 @@ fn capture_database(
         reading: image.reading,
         bytes_read,
         patched,
-        next: image.next.map(|b| {
-            let ids = if delta {
-                NextIds::Changed {
-                    runs,
-                    changed: read,
-                }
-            } else {
-                NextIds::All(read.into_iter().map(|(_, id)| id).collect())
-            };
-            (b, ids)
-        }),
+        next,
     };
     Ok(Some((captured, spools)))
 }
 
-/// The ids of the image's `runs` runs: those `read`, and after a delta read the baseline's
-/// (`before`) for the others.
-fn image_ids(before: &[ChunkId], delta: bool, runs: u64, read: &[(u64, ChunkId)]) -> Vec<ChunkId> {
-    let mut ids = if delta { before.to_vec() } else { Vec::new() };
+/// Every run's id, written aside until the backup is recorded (see [`NextIds::Spooled`]).
+fn spool_ids(ids: &[ChunkId], input: &BackupInput<'_>) -> Result<NextIds, EngineError> {
+    let write = || -> std::io::Result<std::fs::File> {
+        let mut out = std::io::BufWriter::new(tempfile::tempfile_in(input.spool_dir)?);
+        for id in ids {
+            out.write_all(&id.0)?;
+        }
+        out.into_inner().map_err(|e| e.into_error())
+    };
+    let file = write().map_err(EngineError::io(
+        "cannot write the spool file in",
+        input.spool_dir,
+    ))?;
+    Ok(NextIds::Spooled {
+        file,
+        runs: ids.len() as u64,
+    })
+}
+
+/// The ids of the image's `runs` runs after a delta read: those `changed`, and the
+/// baseline's (`before`) for the others.
+fn image_ids(before: &[ChunkId], runs: u64, changed: &[(u64, ChunkId)]) -> Vec<ChunkId> {
+    let mut ids = before.to_vec();
     ids.resize(runs as usize, ChunkId([0; 32]));
-    for (run, id) in read {
+    for (run, id) in changed {
         ids[*run as usize] = *id;
     }
     ids
@@ -816,34 +932,27 @@ fn read_database(
     let mut attempt = 0;
     loop {
         attempt += 1;
-        let spool = tempfile::tempfile_in(input.spool_dir).map_err(EngineError::io(
-            "cannot create a spool file in",
-            input.spool_dir,
-        ))?;
-        // Buffered: a write per 4 KiB page was a system call per page.
-        let mut spool = std::io::BufWriter::with_capacity(upload::BATCH_BYTES, spool);
+        let mut spool = SpoolFile::create(input)?;
         // Sized for a full read up front: doubling would hold two copies at its peak.
         let expected = if baseline.is_none() {
             (db_len / u64::from(chunk_bytes)) as usize
         } else {
             0
         };
-        let mut read = Vec::with_capacity(expected);
-        let mut spooled = Vec::with_capacity(expected);
+        let mut read = ReadIds::with_capacity(expected);
         let mut held: Option<Held> = baseline.is_some().then(Vec::new);
         let mut old = baseline.map(|(_, ids)| OldIds::new(ids));
         let mut was = HashMap::new();
         let mut to_spool = |id: ChunkId, data: &[u8]| -> std::io::Result<()> {
             if sink.claim(id) {
-                spool.write_all(data)?;
-                spooled.push((id, data.len()));
+                spool.write(id, data)?;
             }
             Ok(())
         };
         let baseline = baseline.map(|(b, _)| b);
         let result = capture_pages(db_path, chunk_bytes, baseline, began, |run, data| {
             let id = sink.repo.keys().chunk_id(data);
-            read.push((run, id));
+            read.push(run, id);
             // A run as it is in the baseline's image is in the parent's: stored, and no
             // part of a patch. After a checkpoint the whole database is read, and only the
             // runs that differ make the patch.
@@ -872,7 +981,7 @@ fn read_database(
         });
         match result {
             Ok(image) => {
-                spools.add(spool, spooled, input)?;
+                spools.add(spool, input)?;
                 return Ok(DatabaseRead {
                     image,
                     read,
@@ -881,7 +990,7 @@ fn read_database(
                 });
             }
             Err(DatabaseCaptureError::Torn { .. }) if attempt < DB_ATTEMPTS => {
-                spools.add(spool, spooled, input)?;
+                spools.add(spool, input)?;
                 tracing::info!(
                     attempt,
                     "database changed shape during capture; capturing again"
@@ -1177,6 +1286,7 @@ fn read_files(
                 scope.spawn(|| {
                     let mut done = Vec::new();
                     let config = sink.repo.config();
+                    let mut buffers = Buffers::new(config.media_chunk_max as usize);
                     let mut chunker = MediaChunker::new(
                         sink.repo.keys().chunker_seed(),
                         config.media_chunk_min,
@@ -1186,8 +1296,14 @@ fn read_files(
                     while !failed.load(Ordering::Relaxed) {
                         let n = next.fetch_add(1, Ordering::Relaxed);
                         let Some(&at) = which.get(n) else { break };
-                        let result =
-                            read_stable(&store_files[at], &mut chunker, input, sink, counters);
+                        let result = read_stable(
+                            &store_files[at],
+                            &mut chunker,
+                            &mut buffers,
+                            input,
+                            sink,
+                            counters,
+                        );
                         if result.is_err() {
                             failed.store(true, Ordering::Relaxed);
                         }
@@ -1240,6 +1356,7 @@ fn entry(path: &str, stat: &FileStat, chunks: Vec<ChunkId>) -> FileEntry {
 fn read_stable(
     file: &StoreFile,
     chunker: &mut MediaChunker,
+    buffers: &mut Buffers,
     input: &BackupInput<'_>,
     sink: &ChunkSink<'_>,
     counters: &Counters,
@@ -1260,7 +1377,7 @@ fn read_stable(
                 }
                 read += chunk.len() as u64;
                 counters.read(chunk.len() as u64, input);
-                chunks.push(sink.add(BlobKind::Data, chunk, compress)?);
+                chunks.push(sink.add(BlobKind::Data, chunk, compress, buffers)?);
                 Ok::<_, ReadError>(())
             })
             .map_err(|e| match e {

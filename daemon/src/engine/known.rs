@@ -100,7 +100,7 @@ impl KnownIds {
         }
         match lookup.all() {
             Ok(mut ids) => {
-                ids.extend(seen.drain());
+                ids.extend(std::mem::take(seen));
                 *self = KnownIds::Loaded(ids);
             }
             // Keep looking up one at a time.
