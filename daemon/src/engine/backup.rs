@@ -314,7 +314,7 @@ pub fn run(
                         baseline,
                         image: parent_db,
                     };
-                    capture_database(db_path, db_len, input, parent, &began, sink, counters)
+                    capture_database(db_path, input, parent, &began, sink, counters)
                 });
                 // Either the snapshot began, or the capture ended without one.
                 let _ = snapshot_began.recv();
@@ -638,52 +638,84 @@ struct DatabaseRead {
     was: HashMap<u64, ChunkId>,
 }
 
-/// The id of each run a read read, in the order read. A full read reads every run in
-/// order, so its ids alone say which run each is (the large store's 232,000 ids, 7 MB, are
-/// the image's and the next baseline's without a copy); the runs are listed only once a read
-/// skips one (a delta read, a few hundred runs).
+/// The id of each run a read read. A full read reads every run in order: its ids (the
+/// large store's 232,000, 7 MB) go to a spool file as they are read, are read back from it a
+/// list at a time, and the file becomes the next baseline's ([`NextIds::Spooled`]). A read
+/// that skips a run (a delta read: a few hundred runs) keeps them in memory with their runs.
 #[derive(Default)]
 struct ReadIds {
-    ids: Vec<ChunkId>,
-    /// The run of each id, once they are not 0, 1, 2...
-    runs: Option<Vec<u64>>,
+    /// While the runs read are 0, 1, 2...: their ids in that order, and how many.
+    ordered: Option<(std::io::BufWriter<std::fs::File>, u64)>,
+    /// Once a run was skipped: each run read and its id.
+    runs: Vec<(u64, ChunkId)>,
 }
 
 impl ReadIds {
-    fn with_capacity(n: usize) -> ReadIds {
-        ReadIds {
-            ids: Vec::with_capacity(n),
-            runs: None,
-        }
+    fn new(spool_dir: &Path) -> Result<ReadIds, EngineError> {
+        let file = tempfile::tempfile_in(spool_dir)
+            .map_err(EngineError::io("cannot create a spool file in", spool_dir))?;
+        Ok(ReadIds {
+            ordered: Some((std::io::BufWriter::new(file), 0)),
+            runs: Vec::new(),
+        })
     }
 
-    fn push(&mut self, run: u64, id: ChunkId) {
-        if self.runs.is_none() && run != self.ids.len() as u64 {
-            self.runs = Some((0..self.ids.len() as u64).collect());
+    fn push(&mut self, run: u64, id: ChunkId) -> std::io::Result<()> {
+        if let Some((file, count)) = &mut self.ordered
+            && run == *count
+        {
+            *count += 1;
+            return file.write_all(&id.0);
         }
-        if let Some(runs) = &mut self.runs {
-            runs.push(run);
+        if let Some(ordered) = self.ordered.take() {
+            // The first run skipped: those before it were 0, 1, 2...
+            self.runs = (0..).zip(read_back(ordered)?).collect();
         }
-        self.ids.push(id);
+        self.runs.push((run, id));
+        Ok(())
     }
 
-    fn len(&self) -> usize {
-        self.ids.len()
-    }
-
-    /// Whether the runs read were 0, 1, 2... up to `runs`.
-    fn every_run_in_order(&self, runs: u64) -> bool {
-        self.runs.is_none() && self.ids.len() as u64 == runs
+    fn len(&self) -> u64 {
+        self.ordered
+            .as_ref()
+            .map_or(self.runs.len() as u64, |(_, count)| *count)
     }
 
     /// Each run read and its id.
-    fn iter(&self) -> impl Iterator<Item = (u64, ChunkId)> + '_ {
-        let run = |at: usize| self.runs.as_ref().map_or(at as u64, |runs| runs[at]);
-        self.ids
-            .iter()
-            .enumerate()
-            .map(move |(at, id)| (run(at), *id))
+    fn into_runs(self) -> std::io::Result<Vec<(u64, ChunkId)>> {
+        match self.ordered {
+            Some(ordered) => Ok((0..).zip(read_back(ordered)?).collect()),
+            None => Ok(self.runs),
+        }
     }
+
+    /// The file of the ids, if the runs read were 0, 1, 2..., and how many.
+    fn into_ordered(self) -> std::io::Result<Option<(std::fs::File, u64)>> {
+        self.ordered
+            .map(|(file, count)| Ok((file.into_inner().map_err(|e| e.into_error())?, count)))
+            .transpose()
+    }
+}
+
+/// The ids spooled so far.
+fn read_back(
+    (file, count): (std::io::BufWriter<std::fs::File>, u64),
+) -> std::io::Result<Vec<ChunkId>> {
+    let file = file.into_inner().map_err(|e| e.into_error())?;
+    spooled_ids(&file, count)?.collect()
+}
+
+/// The `count` ids spooled in `file`, from its start.
+fn spooled_ids(
+    file: &std::fs::File,
+    count: u64,
+) -> std::io::Result<impl Iterator<Item = std::io::Result<ChunkId>> + '_> {
+    let mut reader = std::io::BufReader::new(file);
+    reader.seek(SeekFrom::Start(0))?;
+    Ok((0..count).map(move |_| {
+        let mut id = [0u8; 32];
+        reader.read_exact(&mut id).map(|()| ChunkId(id))
+    }))
 }
 
 /// Where the parent snapshot left the database.
@@ -697,11 +729,9 @@ struct ParentDb<'p> {
 /// Captures the database. Given the baseline of the parent snapshot, only the runs that
 /// changed since are read, and become one patch on top of the parent's image (DESIGN.md
 /// §4.1.2); otherwise the image is written as lists of runs, the new ones spooled during
-/// the read transaction and queued by [`Spool::feed`] once it has ended. `db_len`, the
-/// file's size as the backup found it, sizes a full read's lists.
+/// the read transaction and queued by [`Spool::feed`] once it has ended.
 fn capture_database(
     db_path: &Path,
-    db_len: u64,
     input: &BackupInput<'_>,
     parent: ParentDb<'_>,
     began: &dyn Fn(),
@@ -725,15 +755,7 @@ fn capture_database(
     let mut bytes_read = 0;
     let mut baseline = baseline;
     let (mut done, run_bytes, runs) = loop {
-        let done = read_database(
-            db_path,
-            db_len,
-            baseline.as_ref(),
-            input,
-            began,
-            sink,
-            &mut spools,
-        )?;
+        let done = read_database(db_path, baseline.as_ref(), input, began, sink, &mut spools)?;
         bytes_read += done.image.bytes_read;
         let page_size = done.image.page_size;
         let run_bytes = (chunk_bytes / page_size).max(1) * page_size;
@@ -756,17 +778,26 @@ fn capture_database(
     let from_baseline = before.is_some_and(|b| b.runs() > 0);
     let delta = matches!(done.image.reading, Reading::Delta { .. }) && from_baseline;
     let read = std::mem::take(&mut done.read);
+    let runs_read = read.len();
+    // A full read's ids are in a file, in order; a delta read's are the runs that changed.
+    let spool_failed = EngineError::io("cannot read the spool file in", input.spool_dir);
+    let (ordered, changed) = if delta {
+        (None, read.into_runs().map_err(spool_failed)?)
+    } else {
+        (read.into_ordered().map_err(spool_failed)?, Vec::new())
+    };
     // A delta read covers every run past the baseline's; the others are as they were.
     let covered = if delta {
         let stored = before.map_or(0, BaselineIds::runs);
-        let past: HashSet<u64> = read
+        let past: HashSet<u64> = changed
             .iter()
-            .map(|(run, _)| run)
+            .map(|(run, _)| *run)
             .filter(|&r| r >= stored)
             .collect();
-        read.iter().all(|(run, _)| run < runs) && past.len() as u64 == runs.saturating_sub(stored)
+        changed.iter().all(|(run, _)| *run < runs)
+            && past.len() as u64 == runs.saturating_sub(stored)
     } else {
-        read.every_run_in_order(runs)
+        ordered.as_ref().is_some_and(|(_, count)| *count == runs)
     };
     if !covered {
         return Err(EngineError::Repo(sealback_repo::Error::Malformed {
@@ -777,7 +808,7 @@ fn capture_database(
     if delta {
         // The runs not read are reused from the parent snapshot.
         sink.reused
-            .fetch_add(runs.saturating_sub(read.len() as u64), Ordering::Relaxed);
+            .fetch_add(runs.saturating_sub(runs_read), Ordering::Relaxed);
     }
     match &done.image.reading {
         Reading::Full { reason } => {
@@ -789,13 +820,6 @@ fn capture_database(
     }
     counters.read(bytes_read, input);
 
-    // The image's ids as the next baseline keeps them: after a full read every run's, in
-    // order; after a delta read those that changed.
-    let (all, changed): (Vec<ChunkId>, Vec<(u64, ChunkId)>) = if delta {
-        (Vec::new(), read.iter().collect())
-    } else {
-        (read.ids, Vec::new())
-    };
     let size = done.image.page_count * u64::from(done.image.page_size);
     let mut batcher = Batcher::new(sink);
     // A read from the baseline, delta or whole, held only runs that differ from the
@@ -829,29 +853,41 @@ fn capture_database(
                 Some(before) => before.all()?,
                 None => Vec::new(),
             };
-            let patched_ids;
-            let ids = if delta {
-                patched_ids = image_ids(&before, runs, &changed);
-                &patched_ids
-            } else {
-                &all
-            };
-            let lists = list_ids(ids, &before, parent_lists, |group| match group {
+            let each = |group: ListGroup<'_>| match group {
                 ListGroup::Unchanged(list) => {
                     sink.reused.fetch_add(1, Ordering::Relaxed);
                     Ok(list)
                 }
                 ListGroup::Changed(group) => batcher.add(BlobKind::List, encode_list(group), false),
-            })?;
+            };
+            let unreadable =
+                |e| EngineError::io("cannot read the spool file in", input.spool_dir)(e);
+            let lists = match &ordered {
+                Some((file, count)) => {
+                    let ids = spooled_ids(file, *count).map_err(unreadable)?;
+                    list_ids(
+                        ids.map(|id| id.map_err(unreadable)),
+                        &before,
+                        parent_lists,
+                        each,
+                    )?
+                }
+                None => {
+                    let ids = image_ids(&before, runs, &changed);
+                    list_ids(ids.into_iter().map(Ok), &before, parent_lists, each)?
+                }
+            };
             (lists, Vec::new())
         }
     };
     batcher.flush()?;
-    let next = match image.next {
-        Some(baseline) if delta => Some((baseline, NextIds::Changed { runs, changed })),
-        Some(baseline) => Some((baseline, spool_ids(&all, input)?)),
-        None => None,
-    };
+    let next = image.next.map(|baseline| {
+        let ids = match ordered {
+            Some((file, runs)) => NextIds::Spooled { file, runs },
+            None => NextIds::Changed { runs, changed },
+        };
+        (baseline, ids)
+    });
     let captured = CapturedDatabase {
         image: DatabaseImage {
             path: input.database.to_owned(),
@@ -868,25 +904,6 @@ fn capture_database(
         next,
     };
     Ok(Some((captured, spools)))
-}
-
-/// Every run's id, written aside until the backup is recorded (see [`NextIds::Spooled`]).
-fn spool_ids(ids: &[ChunkId], input: &BackupInput<'_>) -> Result<NextIds, EngineError> {
-    let write = || -> std::io::Result<std::fs::File> {
-        let mut out = std::io::BufWriter::new(tempfile::tempfile_in(input.spool_dir)?);
-        for id in ids {
-            out.write_all(&id.0)?;
-        }
-        out.into_inner().map_err(|e| e.into_error())
-    };
-    let file = write().map_err(EngineError::io(
-        "cannot write the spool file in",
-        input.spool_dir,
-    ))?;
-    Ok(NextIds::Spooled {
-        file,
-        runs: ids.len() as u64,
-    })
 }
 
 /// The ids of the image's `runs` runs after a delta read: those `changed`, and the
@@ -921,7 +938,6 @@ fn patch_base<'p>(
 /// spools it too once it has read more than a patch takes.
 fn read_database(
     db_path: &Path,
-    db_len: u64,
     baseline: Option<&(Baseline, BaselineIds)>,
     input: &BackupInput<'_>,
     began: &dyn Fn(),
@@ -933,13 +949,7 @@ fn read_database(
     loop {
         attempt += 1;
         let mut spool = SpoolFile::create(input)?;
-        // Sized for a full read up front: doubling would hold two copies at its peak.
-        let expected = if baseline.is_none() {
-            (db_len / u64::from(chunk_bytes)) as usize
-        } else {
-            0
-        };
-        let mut read = ReadIds::with_capacity(expected);
+        let mut read = ReadIds::new(input.spool_dir)?;
         let mut held: Option<Held> = baseline.is_some().then(Vec::new);
         let mut old = baseline.map(|(_, ids)| OldIds::new(ids));
         let mut was = HashMap::new();
@@ -952,7 +962,7 @@ fn read_database(
         let baseline = baseline.map(|(b, _)| b);
         let result = capture_pages(db_path, chunk_bytes, baseline, began, |run, data| {
             let id = sink.repo.keys().chunk_id(data);
-            read.push(run, id);
+            read.push(run, id)?;
             // A run as it is in the baseline's image is in the parent's: stored, and no
             // part of a patch. After a checkpoint the whole database is read, and only the
             // runs that differ make the patch.
@@ -1116,26 +1126,33 @@ enum ListGroup<'i> {
 /// the parent's list blob, stored and vouched for with the baseline: only the lists around
 /// changed pages are encoded and hashed again (the large store has 3,600 lists, a day
 /// changes a few hundred). `each` turns every group into its list's id.
-fn list_ids<'i>(
-    ids: &'i [ChunkId],
+fn list_ids(
+    ids: impl Iterator<Item = Result<ChunkId, EngineError>>,
     before: &[ChunkId],
     parent_lists: Option<&[ChunkId]>,
-    mut each: impl FnMut(ListGroup<'i>) -> Result<ChunkId, EngineError>,
+    mut each: impl FnMut(ListGroup<'_>) -> Result<ChunkId, EngineError>,
 ) -> Result<Vec<ChunkId>, EngineError> {
     let parent_lists = parent_lists
         .filter(|lists| lists.len() == before.len().div_ceil(LIST_IDS))
         .unwrap_or_default();
-    let mut lists = Vec::with_capacity(ids.len().div_ceil(LIST_IDS));
-    for (at, group) in ids.chunks(LIST_IDS).enumerate() {
+    let mut lists = Vec::new();
+    let mut group = Vec::with_capacity(LIST_IDS);
+    let mut ids = ids.peekable();
+    while ids.peek().is_some() {
+        group.clear();
+        for id in ids.by_ref().take(LIST_IDS) {
+            group.push(id?);
+        }
+        let at = lists.len();
         let start = at * LIST_IDS;
         let end = start + group.len();
         // The parent's list covered exactly this stretch, with these ids.
         let unchanged = parent_lists.get(at).filter(|_| {
-            before.len().min(start + LIST_IDS) == end && before.get(start..end) == Some(group)
+            before.len().min(start + LIST_IDS) == end && before.get(start..end) == Some(&group)
         });
         lists.push(match unchanged {
             Some(list) => each(ListGroup::Unchanged(*list))?,
-            None => each(ListGroup::Changed(group))?,
+            None => each(ListGroup::Changed(&group))?,
         });
     }
     Ok(lists)
@@ -1428,6 +1445,40 @@ pub fn now_unix_ms() -> i64 {
 mod tests {
     use super::*;
 
+    #[test]
+    fn read_ids_stay_in_their_file_while_in_order_and_come_back_with_their_runs() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let id = |i: u8| ChunkId([i; 32]);
+        let mut full = ReadIds::new(dir.path()).expect("spool");
+        for run in 0..5u8 {
+            full.push(u64::from(run), id(run)).expect("push");
+        }
+        assert_eq!(full.len(), 5);
+        let (file, count) = full.into_ordered().expect("file").expect("in order");
+        let ids: Vec<ChunkId> = spooled_ids(&file, count)
+            .expect("read")
+            .collect::<std::io::Result<_>>()
+            .expect("ids");
+        assert_eq!(ids, (0..5).map(id).collect::<Vec<_>>());
+
+        // A delta read: runs 0 and 1, then 7, then 3.
+        let mut delta = ReadIds::new(dir.path()).expect("spool");
+        for run in [0u8, 1, 7, 3] {
+            delta.push(u64::from(run), id(run)).expect("push");
+        }
+        assert_eq!(delta.len(), 4);
+        assert_eq!(
+            delta.into_runs().expect("runs"),
+            [0u8, 1, 7, 3].map(|r| (u64::from(r), id(r)))
+        );
+        let mut skipped = ReadIds::new(dir.path()).expect("spool");
+        skipped.push(2, id(2)).expect("push");
+        assert!(skipped.into_ordered().expect("no file").is_none());
+        let mut few = ReadIds::new(dir.path()).expect("spool");
+        few.push(0, id(9)).expect("push");
+        assert_eq!(few.into_runs().expect("runs"), [(0, id(9))]);
+    }
+
     /// The lists as `list_ids` makes them, and how many it encoded.
     fn lists(
         ids: &[ChunkId],
@@ -1435,7 +1486,7 @@ mod tests {
         parent: Option<&[ChunkId]>,
     ) -> (Vec<ChunkId>, usize) {
         let mut encoded = 0;
-        let lists = list_ids(ids, before, parent, |group| {
+        let lists = list_ids(ids.iter().copied().map(Ok), before, parent, |group| {
             Ok(match group {
                 ListGroup::Unchanged(list) => list,
                 ListGroup::Changed(group) => {
