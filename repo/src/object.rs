@@ -18,7 +18,7 @@
 
 use std::fmt;
 
-use aes_gcm::aead::{Aead, Payload};
+use aes_gcm::aead::{Aead, AeadInOut, Payload};
 use aes_gcm::{Aes256Gcm, Nonce};
 use rand::RngCore;
 
@@ -147,23 +147,20 @@ pub(crate) fn counter_nonce(counter: u64) -> Nonce<aes_gcm::aead::consts::U12> {
     Nonce::from(n)
 }
 
-/// Seals a single-payload object (config, index, snapshot).
+/// Seals a single-payload object (config, index, snapshot), in one buffer: the header,
+/// then the plaintext encrypted where it is copied (an index or a snapshot is a megabyte
+/// or more, and a backup's last allocations set its peak memory).
 pub fn seal(keys: &RepoKeys, kind: ObjectKind, name: &str, plaintext: &[u8]) -> Vec<u8> {
     let header = Header::new(keys, kind);
     let aad = header.aad(name, &[]);
-    let ciphertext = header
-        .cipher
-        .encrypt(
-            &counter_nonce(0),
-            Payload {
-                msg: plaintext,
-                aad: &aad,
-            },
-        )
-        .expect("AES-GCM encrypts any payload below 64 GiB");
-    let mut out = Vec::with_capacity(HEADER_LEN + ciphertext.len());
+    let mut out = Vec::with_capacity(HEADER_LEN + plaintext.len() + TAG_LEN);
     out.extend_from_slice(&header.bytes);
-    out.extend_from_slice(&ciphertext);
+    out.extend_from_slice(plaintext);
+    let tag = header
+        .cipher
+        .encrypt_inout_detached(&counter_nonce(0), &aad, out[HEADER_LEN..].as_mut().into())
+        .expect("AES-GCM encrypts any payload below 64 GiB");
+    out.extend_from_slice(&tag);
     out
 }
 

@@ -234,8 +234,17 @@ impl Repository {
     /// written.
     pub fn write_snapshot(&self, manifest: &Manifest) -> Result<(String, u64)> {
         let name = format!("snapshots/{}", random_hex());
-        let json = serde_json::to_vec(manifest).expect("manifest serializes");
-        let compressed = zstd::bulk::compress(&json, 3).expect("zstd compresses in memory");
+        // Compressed as it is serialized: the large store's manifest is megabytes of JSON
+        // that need never sit whole in memory.
+        let compress = || -> std::io::Result<Vec<u8>> {
+            let mut encoder = zstd::stream::Encoder::new(Vec::new(), 3)?;
+            let mut json = std::io::BufWriter::with_capacity(64 * 1024, &mut encoder);
+            serde_json::to_writer(&mut json, manifest).map_err(std::io::Error::other)?;
+            std::io::Write::flush(&mut json)?;
+            drop(json);
+            encoder.finish()
+        };
+        let compressed = compress().expect("zstd compresses a manifest in memory");
         let sealed = object::seal(&self.keys, ObjectKind::Snapshot, &name, &compressed);
         self.store.put(&name, &sealed)?;
         Ok((name, sealed.len() as u64))
