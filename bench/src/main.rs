@@ -34,7 +34,7 @@ Examples:
   sealback-bench --messages 20000 --media-mb 50    # a quick run
   sealback-bench --peers restic                    # leave borg out
   sealback-bench --large-messages 1500000 --large-media-mb 5120 --large-peers none
-                                                   # also day 1 on a large store, sealback only
+                                                   # also a large store, sealback only
 
 Build first: cargo build --release -p sealback-daemon -p sealback-local -p sealback-bench"
 )]
@@ -65,8 +65,9 @@ pub(crate) struct Args {
     /// Commits in the latency phase (sealback in on-change mode, debounce 1 s; 0 skips it)
     #[arg(long, default_value_t = 20, value_name = "N")]
     pub latency_commits: usize,
-    /// Also generate a large store of this many messages, back it up and run its day-1
-    /// incremental, to compare with the medium store's (growth table)
+    /// Also generate a large store of this many messages: back it up, run its day-1
+    /// incremental (compared with the medium store's in the growth table), restore it, and
+    /// judge the targets on it too
     #[arg(long, value_name = "N")]
     pub large_messages: Option<u64>,
     /// Megabytes of media in the large store (with --large-messages)

@@ -31,33 +31,10 @@ pub(crate) struct Results {
     pub restores: BTreeMap<String, Verdict>,
     /// sealback's commit-to-durable latency in on-change mode, if measured.
     pub latency: Option<Latency>,
-    /// The day-1 incremental on a large store, if asked for (`--large-messages`).
-    pub growth: Option<Growth>,
+    /// The same on a large store, if asked for (`--large-messages`): its full backup,
+    /// day 1 and restore, and the targets judged on them.
+    pub large: Option<Box<Results>>,
     pub targets: Vec<TargetResult>,
-}
-
-/// The large store's run: a full backup, then day 1, to compare with the medium store's.
-#[derive(Debug, Clone, Serialize)]
-pub(crate) struct Growth {
-    pub store: StoreSummary,
-    pub tools: Vec<String>,
-    pub skipped: Vec<String>,
-    /// gen_store.py's summary of the large store's day 1.
-    pub day: serde_json::Value,
-    /// The full backup, then day 1.
-    pub phases: Vec<PhaseResult>,
-}
-
-impl Growth {
-    pub(crate) fn sample(&self, phase: Phase, tool: &str) -> Option<&Sample> {
-        self.phases
-            .iter()
-            .find(|p| p.phase == phase)?
-            .samples
-            .iter()
-            .find(|s| s.tool == tool)
-            .map(|s| &s.sample)
-    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -67,6 +44,18 @@ pub(crate) struct StoreSummary {
     pub files: usize,
     pub bytes: u64,
     pub database_bytes: u64,
+}
+
+impl StoreSummary {
+    /// The store generated with `params`, as `listing` found it.
+    pub(crate) fn of(params: StoreParams, listing: &crate::store::Listing) -> StoreSummary {
+        StoreSummary {
+            params,
+            files: listing.files.len(),
+            bytes: listing.bytes(),
+            database_bytes: listing.files.get("msgstore.db").map_or(0, |f| f.size),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -84,6 +73,29 @@ pub(crate) struct ToolSample {
 }
 
 impl Results {
+    /// A run of `tools` on `store`, before its phases.
+    pub(crate) fn new(
+        store: StoreSummary,
+        tools: Vec<String>,
+        versions: Vec<String>,
+        skipped: Vec<String>,
+        method: Vec<String>,
+    ) -> Results {
+        Results {
+            machine: Machine::describe(versions),
+            store,
+            tools,
+            skipped,
+            method,
+            days: BTreeMap::new(),
+            phases: Vec::new(),
+            restores: BTreeMap::new(),
+            latency: None,
+            large: None,
+            targets: Vec::new(),
+        }
+    }
+
     pub(crate) fn sample(&self, phase: Phase, tool: &str) -> Option<&Sample> {
         self.phases
             .iter()
@@ -229,7 +241,7 @@ pub(crate) fn phase_table(phase: &PhaseResult, verdicts: &BTreeMap<String, Verdi
 /// The day-1 incremental on the medium and the large store side by side: time and bytes
 /// should stay flat as the store grows.
 pub(crate) fn growth_table(results: &Results) -> String {
-    let Some(growth) = &results.growth else {
+    let Some(large) = &results.large else {
         return String::new();
     };
     let ratio = |medium: Option<f64>, large: Option<f64>| {
@@ -250,9 +262,11 @@ pub(crate) fn growth_table(results: &Results) -> String {
         "added large".to_owned(),
         "".to_owned(),
     ]];
-    for tool in &growth.tools {
-        let medium = results.sample(Phase::Day1, tool);
-        let large = growth.sample(Phase::Day1, tool);
+    for tool in &large.tools {
+        let (medium, large) = (
+            results.sample(Phase::Day1, tool),
+            large.sample(Phase::Day1, tool),
+        );
         let wall = |s: Option<&Sample>| s.map(|s| s.wall_s);
         let read = |s: Option<&Sample>| s.and_then(|s| s.bytes_read);
         let added = |s: Option<&Sample>| s.and_then(|s| s.bytes_written);
@@ -292,13 +306,14 @@ pub(crate) fn growth_table(results: &Results) -> String {
          medium: {}\n  day 1: {}\nlarge:  {}\n  day 1: {}\n{}",
         results.store.line(),
         day(results.days.get(Phase::Day1.key())),
-        growth.store.line(),
-        day(Some(&growth.day)),
+        large.store.line(),
+        day(large.days.get(Phase::Day1.key())),
         align(&rows)
     )
 }
 
-pub(crate) fn targets_table(results: &Results) -> String {
+/// The targets judged on `results`, under a heading naming `store`.
+pub(crate) fn targets_table(results: &Results, store: &str) -> String {
     let mut rows = vec![[
         "target".to_owned(),
         "sealback".to_owned(),
@@ -318,7 +333,7 @@ pub(crate) fn targets_table(results: &Results) -> String {
         ]);
     }
     format!(
-        "\n== targets (sealback against restic, side by side in this run) ==\n{}",
+        "\n== targets, {store} store (sealback against restic, side by side in this run) ==\n{}",
         align(&rows)
     )
 }
@@ -353,6 +368,45 @@ pub(crate) fn markdown(results: &Results) -> String {
         let _ = writeln!(md, "Skipped: {}  ", results.skipped.join("; "));
     }
     let _ = writeln!(md);
+    md.push_str(&phases_markdown(results));
+    let _ = writeln!(md);
+    let _ = writeln!(
+        md,
+        "Cells: wall time, bytes read (sealback's backups: its own report; else rchar), \
+         bytes added to the repository (restore: bytes restored), peak RSS."
+    );
+    if let Some(l) = &results.latency {
+        let _ = writeln!(md);
+        let _ = writeln!(
+            md,
+            "Commit to durable copy, on-change with debounce {} ({} commits): p50 {}, p90 {}, \
+             p99 {}, max {}.",
+            seconds(l.debounce_s),
+            l.samples_s.len(),
+            seconds(l.p50_s),
+            seconds(l.p90_s),
+            seconds(l.p99_s),
+            seconds(l.max_s)
+        );
+    }
+    if let Some(large) = &results.large {
+        let _ = writeln!(md);
+        let _ = writeln!(md, "```text{}```", growth_table(results));
+        let _ = writeln!(md);
+        let _ = writeln!(md, "Large store: {}  ", large.store_line());
+        let _ = writeln!(md);
+        md.push_str(&phases_markdown(large));
+    }
+    md.push_str(&targets_markdown(results, "medium"));
+    if let Some(large) = &results.large {
+        md.push_str(&targets_markdown(large, "large"));
+    }
+    md
+}
+
+/// Every phase of `results` as a Markdown table, a column per tool.
+fn phases_markdown(results: &Results) -> String {
+    let mut md = String::new();
     let _ = writeln!(md, "| run | {} |", results.tools.join(" | "));
     let _ = writeln!(md, "|---|{}", "---|".repeat(results.tools.len()));
     for phase in &results.phases {
@@ -408,32 +462,17 @@ pub(crate) fn markdown(results: &Results) -> String {
             cells.join(" | ")
         );
     }
+    md
+}
+
+/// The targets judged on `results` as a Markdown table.
+fn targets_markdown(results: &Results, store: &str) -> String {
+    let mut md = String::new();
     let _ = writeln!(md);
     let _ = writeln!(
         md,
-        "Cells: wall time, bytes read (sealback's backups: its own report; else rchar), \
-         bytes added to the repository (restore: bytes restored), peak RSS."
+        "| target, {store} store | sealback | restic | ratio | goal | result |"
     );
-    if let Some(l) = &results.latency {
-        let _ = writeln!(md);
-        let _ = writeln!(
-            md,
-            "Commit to durable copy, on-change with debounce {} ({} commits): p50 {}, p90 {}, \
-             p99 {}, max {}.",
-            seconds(l.debounce_s),
-            l.samples_s.len(),
-            seconds(l.p50_s),
-            seconds(l.p90_s),
-            seconds(l.p99_s),
-            seconds(l.max_s)
-        );
-    }
-    if results.growth.is_some() {
-        let _ = writeln!(md);
-        let _ = writeln!(md, "```text{}```", growth_table(results));
-    }
-    let _ = writeln!(md);
-    let _ = writeln!(md, "| target | sealback | restic | ratio | goal | result |");
     let _ = writeln!(md, "|---|---|---|---|---|---|");
     for t in &results.targets {
         let _ = writeln!(

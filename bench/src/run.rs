@@ -9,10 +9,9 @@ use anyhow::{Context, Result, bail};
 
 use crate::Args;
 use crate::latency::{self, Latency};
-use crate::machine::Machine;
 use crate::measure::{Meter, tree_bytes};
 use crate::phase::Phase;
-use crate::report::{self, Growth, PhaseResult, Results, StoreSummary, ToolSample};
+use crate::report::{self, PhaseResult, Results, StoreSummary, ToolSample};
 use crate::store::{self, Generator};
 use crate::targets;
 use crate::tools::{self, Borg, Restic, Sealback, SealbackBinaries, Tool};
@@ -29,6 +28,9 @@ const METHOD_SYNC: &str = "sync before each tool's command, so that no tool pays
                            writeback";
 const METHOD_ORDER: &str = "in each phase every tool runs once, in the order listed, on the \
                             same store state";
+const METHOD_LARGE_RESTORE: &str = "large store: each restore is removed once checked, to \
+                                    leave room for the next; the peers restore first and \
+                                    sealback last, after those removals";
 const METHOD_RESTORE: &str = "restore: each tool's repository is dropped from the page cache \
                               first (a restore on a new device reads it from storage, not from \
                               the cache its backups left), and its time includes a sync after \
@@ -96,24 +98,13 @@ pub(crate) fn run(args: &Args) -> Result<Outcome> {
     if !meter.has_gnu_time() {
         method.push("/usr/bin/time missing: the peers' peak RSS and CPU are not measured".into());
     }
-    let mut results = Results {
-        machine: Machine::describe(tools.iter().map(|t| t.version().to_owned()).collect()),
-        store: StoreSummary {
-            params,
-            files: listing.files.len(),
-            bytes: listing.bytes(),
-            database_bytes: listing.files.get("msgstore.db").map_or(0, |f| f.size),
-        },
-        tools: tools.iter().map(|t| t.name().to_owned()).collect(),
+    let mut results = Results::new(
+        StoreSummary::of(params, &listing),
+        tools.iter().map(|t| t.name().to_owned()).collect(),
+        tools.iter().map(|t| t.version().to_owned()).collect(),
         skipped,
         method,
-        days: BTreeMap::new(),
-        phases: Vec::new(),
-        restores: BTreeMap::new(),
-        latency: None,
-        growth: None,
-        targets: Vec::new(),
-    };
+    );
     println!("machine: {}", results.machine.line());
     println!("store: {}", results.store_line());
     for line in results.skipped.iter().chain(&results.method) {
@@ -131,7 +122,13 @@ pub(crate) fn run(args: &Args) -> Result<Outcome> {
             back_up(&mut tools, phase, &live)?
         } else {
             let reference = Reference::of_store(&live, &run_dir.join("reference"))?;
-            restore(&mut tools, &run_dir, &reference, &mut results.restores)?
+            restore(
+                &mut tools,
+                &run_dir,
+                &reference,
+                &mut results.restores,
+                false,
+            )?
         };
         let result = PhaseResult {
             phase,
@@ -162,24 +159,47 @@ pub(crate) fn run(args: &Args) -> Result<Outcome> {
         results.latency = Some(measured);
     }
 
-    if let Some(messages) = args.large_messages {
-        let peers = args.large_peers.as_deref().unwrap_or(&args.peers);
-        let growth = large_day1(
-            args, &generator, &binaries, &meter, &run_dir, messages, peers,
-        )?;
-        results.growth = Some(growth);
-        print!("{}", report::growth_table(&results));
-    }
-
     results.targets = targets::evaluate(&results);
-    print!("{}", report::targets_table(&results));
+    print!("{}", report::targets_table(&results, "medium"));
+
+    if let Some(messages) = args.large_messages {
+        if !args.keep && results.restore_verified("sealback") {
+            // Room for the large store's copy, two repositories and a restore: the medium
+            // run's files are done with.
+            for tool in &results.tools {
+                store::remove_dir_if_exists(&run_dir.join(tool))?;
+            }
+            store::remove_dir_if_exists(&live)?;
+        }
+        let peers = args.large_peers.as_deref().unwrap_or(&args.peers);
+        let mut large = large_store(
+            args,
+            &generator,
+            &binaries,
+            &meter,
+            &run_dir,
+            messages,
+            peers,
+            &results.method,
+        )?;
+        large.targets = targets::evaluate(&large);
+        results.large = Some(Box::new(large));
+        print!("{}", report::growth_table(&results));
+        if let Some(large) = &results.large {
+            print!("{}", report::targets_table(large, "large"));
+        }
+    }
     let json = work.join("results.json");
     let text = serde_json::to_string_pretty(&results).context("cannot encode the results")?;
     fs::write(&json, text).with_context(|| format!("cannot write {}", json.display()))?;
     println!("\nresults: {}", json.display());
     println!("\n{}", report::markdown(&results));
 
-    let restores_verified = results.restore_verified("sealback");
+    let restores_verified = results.restore_verified("sealback")
+        && results
+            .large
+            .as_ref()
+            .is_none_or(|large| large.restore_verified("sealback"));
     if args.keep || !restores_verified {
         println!("kept the run's files in {}", run_dir.display());
     } else {
@@ -193,8 +213,10 @@ type Tools = Vec<Box<dyn Tool>>;
 
 const KNOWN_PEERS: [&str; 2] = ["restic", "borg"];
 
-/// The large store: generated (or reused), copied, backed up in full, then its day 1.
-fn large_day1(
+/// The large store: generated (or reused), copied, backed up in full, then its day 1, then
+/// restored and checked.
+#[allow(clippy::too_many_arguments)]
+fn large_store(
     args: &Args,
     generator: &Generator,
     binaries: &SealbackBinaries,
@@ -202,9 +224,10 @@ fn large_day1(
     run_dir: &Path,
     messages: u64,
     peers: &str,
-) -> Result<Growth> {
+    method: &[String],
+) -> Result<Results> {
     println!(
-        "\n== large store: {messages} messages, {} MB media (day-1 growth) ==",
+        "\n== large store: {messages} messages, {} MB media ==",
         args.large_media_mb
     );
     let work = run_dir
@@ -218,12 +241,7 @@ fn large_day1(
     let live = dir.join("store");
     store::copy(&pristine, &live)?;
     let listing = store::scan(&live)?;
-    let summary = StoreSummary {
-        params,
-        files: listing.files.len(),
-        bytes: listing.bytes(),
-        database_bytes: listing.files.get("msgstore.db").map_or(0, |f| f.size),
-    };
+    let summary = StoreSummary::of(params, &listing);
     println!("large store: {}", summary.line());
     let (mut tools, skipped) = select_tools(peers, binaries.clone(), &dir, &live, meter)?;
     for line in &skipped {
@@ -233,15 +251,43 @@ fn large_day1(
         tool.init()
             .with_context(|| format!("cannot set up {} for the large store", tool.name()))?;
     }
-    let mut phases = Vec::new();
-    let mut day = serde_json::Value::Null;
-    for phase in [Phase::Full, Phase::Day1] {
+    let method = method
+        .iter()
+        .cloned()
+        .chain([METHOD_LARGE_RESTORE.to_owned()])
+        .collect();
+    let mut results = Results::new(
+        summary,
+        tools.iter().map(|t| t.name().to_owned()).collect(),
+        tools.iter().map(|t| t.version().to_owned()).collect(),
+        skipped,
+        method,
+    );
+    for phase in [Phase::Full, Phase::Day1, Phase::Restore] {
         if let Some(mutation) = phase.mutation() {
-            day = generator.mutate(&live, args.seed, mutation)?;
+            let day = generator.mutate(&live, args.seed, mutation)?;
             println!("\nlarge store, day {}: {day}", mutation.day);
+            results.days.insert(phase.key().to_owned(), day);
         }
         store::warm(&live)?;
-        let samples = back_up(&mut tools, phase, &live)?;
+        let samples = if phase.is_backup() {
+            back_up(&mut tools, phase, &live)?
+        } else {
+            let reference = Reference::of_store(&live, &dir.join("reference"))?;
+            // Peers first: each checked restore is removed to leave room for the next, and
+            // file creation after a large removal is slower on some file systems (ext4
+            // without a journal reuses freed inodes only after a while): sealback pays it.
+            tools.reverse();
+            let samples = restore(
+                &mut tools,
+                &dir,
+                &reference,
+                &mut results.restores,
+                !args.keep,
+            );
+            tools.reverse();
+            samples?
+        };
         let result = PhaseResult {
             phase,
             title: phase.title(),
@@ -249,17 +295,11 @@ fn large_day1(
         };
         print!(
             "{}",
-            report::phase_table(&result, &BTreeMap::new()).replacen("== ", "== large store: ", 1)
+            report::phase_table(&result, &results.restores).replacen("== ", "== large store: ", 1)
         );
-        phases.push(result);
+        results.phases.push(result);
     }
-    Ok(Growth {
-        store: summary,
-        tools: tools.iter().map(|t| t.name().to_owned()).collect(),
-        skipped,
-        day,
-        phases,
-    })
+    Ok(results)
 }
 
 /// The peers named in a --peers list.
@@ -342,11 +382,15 @@ fn back_up(tools: &mut [Box<dyn Tool>], phase: Phase, store: &Path) -> Result<Ve
 }
 
 /// Every tool restores its latest snapshot, which is checked against the store.
+/// Restores every tool's latest snapshot and checks it against `reference`; a restore that
+/// passed is removed if `remove_checked` (the large store's would not leave room for the
+/// next).
 fn restore(
     tools: &mut [Box<dyn Tool>],
     run_dir: &Path,
     reference: &Reference,
     verdicts: &mut BTreeMap<String, crate::verify::Verdict>,
+    remove_checked: bool,
 ) -> Result<Vec<ToolSample>> {
     let mut samples = Vec::new();
     for tool in tools.iter_mut() {
@@ -361,7 +405,11 @@ fn restore(
         sync()?;
         sample.wall_s += syncing.elapsed().as_secs_f64();
         sample.bytes_written = Some(tree_bytes(&into)?);
-        verdicts.insert(tool.name().to_owned(), reference.check(&root));
+        let verdict = reference.check(&root);
+        if verdict.ok && remove_checked {
+            store::remove_dir_if_exists(&into)?;
+        }
+        verdicts.insert(tool.name().to_owned(), verdict);
         samples.push(ToolSample {
             tool: tool.name().to_owned(),
             sample,
