@@ -662,6 +662,19 @@ impl Catalog {
 
     /// Where every blob is, for a restore: one query instead of one per chunk.
     pub fn all_blobs(&self) -> Result<HashMap<ChunkId, (std::sync::Arc<str>, PackEntry)>> {
+        let mut out = HashMap::new();
+        self.for_each_blob(|pack, entry| {
+            out.insert(entry.id, (pack.clone(), entry));
+        })?;
+        Ok(out)
+    }
+
+    /// Every blob the catalog knows, with its pack's name, in one pass that keeps nothing:
+    /// a restore of the large store keeps only what it needs of a quarter of a million.
+    pub fn for_each_blob(
+        &self,
+        mut each: impl FnMut(&std::sync::Arc<str>, PackEntry),
+    ) -> Result<()> {
         // Pack names first, then the blobs in table order: no join, no sort, no allocation
         // per row (the medium store's 50,000 blobs: 90 ms joined and sorted by pack).
         let mut packs: HashMap<i64, std::sync::Arc<str>> = HashMap::new();
@@ -677,11 +690,6 @@ impl Catalog {
             );
             packs.insert(id, name.into());
         }
-        let count: i64 = self
-            .conn
-            .query_row("SELECT count(*) FROM blobs", [], |r| r.get(0))
-            .map_err(|e| self.err(e))?;
-        let mut out = HashMap::with_capacity(count.max(0) as usize);
         let mut stmt = self
             .conn
             .prepare(&format!("SELECT {BLOB_COLUMNS} FROM blobs"))
@@ -696,10 +704,26 @@ impl Catalog {
             let Some(name) = packs.get(&pack) else {
                 continue;
             };
-            let entry = entry_from_row(ChunkId(id), r).map_err(|e| self.err(e))?;
-            out.insert(entry.id, (name.clone(), entry));
+            each(
+                name,
+                entry_from_row(ChunkId(id), r).map_err(|e| self.err(e))?,
+            );
         }
-        Ok(out)
+        Ok(())
+    }
+
+    /// Where the blob `id` is, if the catalog knows it: its pack's name and its entry.
+    pub fn blob(&self, id: &ChunkId) -> Result<Option<(String, PackEntry)>> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT p.name, b.kind, b.compression, b.offset, b.length, b.raw_length
+                 FROM blobs b JOIN packs p ON p.id = b.pack WHERE b.id = ?1",
+            )
+            .map_err(|e| self.err(e))?;
+        stmt.query_row([&id.0[..]], |r| Ok((r.get(0)?, entry_from_row(*id, r)?)))
+            .optional()
+            .map_err(|e| self.err(e))
     }
 
     /// Bytes of all objects on the target, as of the last sync and writes.

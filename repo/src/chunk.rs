@@ -117,9 +117,19 @@ impl IdSet {
     }
 
     pub fn contains(&self, id: &ChunkId) -> bool {
+        self.position(id).is_some()
+    }
+
+    /// How many ids were added before `id`, if it is in the set.
+    pub fn position(&self, id: &ChunkId) -> Option<usize> {
         self.table
             .find(hash_of(id), |&at| id_at(&self.blocks, at) == id)
-            .is_some()
+            .map(|&at| at as usize)
+    }
+
+    /// The id at `position` (see [`IdSet::position`]).
+    pub fn get(&self, position: usize) -> Option<&ChunkId> {
+        self.blocks.get(position / BLOCK)?.get(position % BLOCK)
     }
 
     /// Adds `id`; true if it was not in the set.
@@ -419,6 +429,12 @@ mod tests {
             Some(&id(0, 1)),
             "kept in insertion order"
         );
+        for i in [0, 4095, 4096, 19_999] {
+            assert_eq!(set.position(&id(i, 1)), Some(i as usize));
+            assert_eq!(set.get(i as usize), Some(&id(i, 1)));
+        }
+        assert_eq!(set.position(&id(7, 2)), None);
+        assert_eq!(set.get(20_000), None);
     }
 
     /// fastcdc's own stream chunker: the reference [`MediaChunker`] must cut like.
