@@ -29,8 +29,10 @@ const METHOD_SYNC: &str = "sync before each tool's command, so that no tool pays
 const METHOD_ORDER: &str = "in each phase every tool runs once, in the order listed, on the \
                             same store state";
 const METHOD_LARGE_RESTORE: &str = "large store: each restore is removed once checked, to \
-                                    leave room for the next; the peers restore first and \
-                                    sealback last, after those removals";
+                                    leave room for the next, then synced and left 65 s to \
+                                    settle; the peers restore first and sealback last";
+/// How long a removal is left before the next restore (see [`restore`]).
+const REMOVAL_SETTLES: std::time::Duration = std::time::Duration::from_secs(65);
 const METHOD_RESTORE: &str = "restore: each tool's repository is dropped from the page cache \
                               first (a restore on a new device reads it from storage, not from \
                               the cache its backups left), and its time includes a sync after \
@@ -170,6 +172,9 @@ pub(crate) fn run(args: &Args) -> Result<Outcome> {
                 store::remove_dir_if_exists(&run_dir.join(tool))?;
             }
             store::remove_dir_if_exists(&live)?;
+            // Written out now, the freed inodes have aged by the time the large store's
+            // backups create files (see [`REMOVAL_SETTLES`]): its copy takes longer.
+            sync()?;
         }
         let peers = args.large_peers.as_deref().unwrap_or(&args.peers);
         let mut large = large_store(
@@ -408,6 +413,12 @@ fn restore(
         let verdict = reference.check(&root);
         if verdict.ok && remove_checked {
             store::remove_dir_if_exists(&into)?;
+            // ext4 without a journal will not reuse an inode freed in the last minute (five
+            // more while its inode table block is dirty): the next restore's thousands of
+            // files would each search past them, seconds of kernel time on whoever comes
+            // next. Written out and left to age, the freed inodes cost nobody.
+            sync()?;
+            std::thread::sleep(REMOVAL_SETTLES);
         }
         verdicts.insert(tool.name().to_owned(), verdict);
         samples.push(ToolSample {
