@@ -29,10 +29,11 @@ const METHOD_SYNC: &str = "sync before each tool's command, so that no tool pays
 const METHOD_ORDER: &str = "in each phase every tool runs once, in the order listed, on the \
                             same store state";
 const METHOD_LARGE_RESTORE: &str = "large store: each restore is removed once checked, to \
-                                    leave room for the next, then synced and left 65 s to \
-                                    settle; the peers restore first and sealback last";
+                                    leave room for the next, and the next waits 370 s for \
+                                    the freed inodes to age; the peers restore first and \
+                                    sealback last";
 /// How long a removal is left before the next restore (see [`restore`]).
-const REMOVAL_SETTLES: std::time::Duration = std::time::Duration::from_secs(65);
+const REMOVAL_SETTLES: std::time::Duration = std::time::Duration::from_secs(370);
 const METHOD_RESTORE: &str = "restore: each tool's repository is dropped from the page cache \
                               first (a restore on a new device reads it from storage, not from \
                               the cache its backups left), and its time includes a sync after \
@@ -398,7 +399,15 @@ fn restore(
     remove_checked: bool,
 ) -> Result<Vec<ToolSample>> {
     let mut samples = Vec::new();
+    let mut removed = false;
     for tool in tools.iter_mut() {
+        if removed {
+            // ext4 without a journal will not reuse an inode freed in the last minute (six
+            // while its inode table block is dirty): this restore's thousands of files would
+            // each search past the last one's, seconds of kernel time (measured: 3 s of a
+            // 9 s restore, and a minute after a sync was not enough).
+            std::thread::sleep(REMOVAL_SETTLES);
+        }
         let into = run_dir.join(tool.name()).join("restored");
         store::remove_dir_if_exists(&into)?;
         sync()?;
@@ -413,12 +422,8 @@ fn restore(
         let verdict = reference.check(&root);
         if verdict.ok && remove_checked {
             store::remove_dir_if_exists(&into)?;
-            // ext4 without a journal will not reuse an inode freed in the last minute (five
-            // more while its inode table block is dirty): the next restore's thousands of
-            // files would each search past them, seconds of kernel time on whoever comes
-            // next. Written out and left to age, the freed inodes cost nobody.
             sync()?;
-            std::thread::sleep(REMOVAL_SETTLES);
+            removed = true;
         }
         verdicts.insert(tool.name().to_owned(), verdict);
         samples.push(ToolSample {
