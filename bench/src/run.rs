@@ -173,8 +173,8 @@ pub(crate) fn run(args: &Args) -> Result<Outcome> {
                 store::remove_dir_if_exists(&run_dir.join(tool))?;
             }
             store::remove_dir_if_exists(&live)?;
-            // Written out now, the freed inodes have aged by the time the large store's
-            // backups create files (see [`REMOVAL_SETTLES`]): its copy takes longer.
+            // Written out now, so that the freed inodes age (see [`REMOVAL_SETTLES`]) while
+            // the large store is copied, before anything measured creates files.
             sync()?;
         }
         let peers = args.large_peers.as_deref().unwrap_or(&args.peers);
@@ -280,9 +280,8 @@ fn large_store(
             back_up(&mut tools, phase, &live)?
         } else {
             let reference = Reference::of_store(&live, &dir.join("reference"))?;
-            // Peers first: each checked restore is removed to leave room for the next, and
-            // file creation after a large removal is slower on some file systems (ext4
-            // without a journal reuses freed inodes only after a while): sealback pays it.
+            // Peers first: each checked restore is removed to leave room for the next (see
+            // `restore`), and whatever a removal still costs the one after, sealback pays.
             tools.reverse();
             let samples = restore(
                 &mut tools,
@@ -387,7 +386,6 @@ fn back_up(tools: &mut [Box<dyn Tool>], phase: Phase, store: &Path) -> Result<Ve
     Ok(samples)
 }
 
-/// Every tool restores its latest snapshot, which is checked against the store.
 /// Restores every tool's latest snapshot and checks it against `reference`; a restore that
 /// passed is removed if `remove_checked` (the large store's would not leave room for the
 /// next).

@@ -5,7 +5,7 @@
 //! so deleting it loses nothing.
 
 use std::collections::{HashMap, HashSet};
-use std::io::{Seek as _, Write as _};
+use std::io::Seek as _;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 
@@ -660,7 +660,9 @@ impl Catalog {
         })
     }
 
-    /// Where every blob is, for a restore: one query instead of one per chunk.
+    /// Where every blob is, as a map (for tests; a restore keeps only what it needs, see
+    /// [`Catalog::for_each_blob`]).
+    #[cfg(test)]
     pub fn all_blobs(&self) -> Result<HashMap<ChunkId, (std::sync::Arc<str>, PackEntry)>> {
         let mut out = HashMap::new();
         self.for_each_blob(|pack, entry| {
@@ -863,17 +865,7 @@ impl Catalog {
             return Ok(());
         };
         let runs = match ids {
-            NextIds::All(ids) => {
-                let mut file = std::io::BufWriter::new(
-                    std::fs::File::create(&self.ids_path).map_err(|e| self.io(e))?,
-                );
-                for id in ids {
-                    file.write_all(&id.0).map_err(|e| self.io(e))?;
-                }
-                file.flush().map_err(|e| self.io(e))?;
-                ids.len() as u64
-            }
-            NextIds::Spooled { file, runs } => {
+            NextIds::All { file, runs } => {
                 let mut from = file;
                 from.seek(std::io::SeekFrom::Start(0))
                     .map_err(|e| self.io(e))?;
@@ -921,6 +913,20 @@ impl Catalog {
 /// Bytes of one chunk id in the baseline's ids file.
 const ID_BYTES: u64 = 32;
 
+/// The `count` ids at the start of a file of ids (the baseline's, or one a full read
+/// spooled), read in order.
+pub fn read_ids(
+    file: &std::fs::File,
+    count: u64,
+) -> std::io::Result<impl Iterator<Item = std::io::Result<ChunkId>> + '_> {
+    let mut reader = std::io::BufReader::new(file);
+    reader.seek(std::io::SeekFrom::Start(0))?;
+    Ok((0..count).map(move |_| {
+        let mut id = [0u8; 32];
+        std::io::Read::read_exact(&mut reader, &mut id).map(|()| ChunkId(id))
+    }))
+}
+
 /// The chunk ids of the database's runs as of the baseline, in order: a file beside the
 /// catalog, 32 bytes per run, read only where a capture needs them (a day's backup of the
 /// large store wants a few hundred of its quarter million) and written only where they
@@ -951,14 +957,9 @@ impl BaselineIds {
 
     /// Every id, in order.
     pub fn all(&self) -> Result<Vec<ChunkId>> {
-        let mut bytes = vec![0u8; (self.runs * ID_BYTES) as usize];
-        self.file
-            .read_exact_at(&mut bytes, 0)
-            .map_err(|e| self.io(e))?;
-        Ok(bytes
-            .chunks_exact(ID_BYTES as usize)
-            .map(|id| ChunkId(id.try_into().expect("32 bytes")))
-            .collect())
+        read_ids(&self.file, self.runs)
+            .and_then(Iterator::collect)
+            .map_err(|e| self.io(e))
     }
 
     fn io(&self, source: std::io::Error) -> CatalogError {
@@ -978,11 +979,9 @@ impl std::fmt::Debug for BaselineIds {
 /// The ids of the next baseline, as [`Catalog::replace_db_baseline`] writes them.
 #[derive(Debug)]
 pub enum NextIds {
-    /// Every run's id (a full read).
-    All(Vec<ChunkId>),
-    /// Every run's id, in an unnamed file until the backup is recorded: a full read of the
+    /// Every run's id (a full read), in an unnamed file until the backup is recorded: the
     /// large store has 232,000 (7 MB), not to be held while its files are read.
-    Spooled { file: std::fs::File, runs: u64 },
+    All { file: std::fs::File, runs: u64 },
     /// The stored ids with the runs `changed` set, cut or grown to `runs` runs: every run
     /// past the stored ones is among `changed`.
     Changed {
@@ -1080,6 +1079,7 @@ pub type FileCache = HashMap<String, (FileStat, Vec<ChunkId>)>;
 
 #[cfg(test)]
 mod tests {
+    use std::io::Write as _;
     use std::sync::Arc;
 
     use sealback_repo::index::IndexedPack;
@@ -1403,9 +1403,17 @@ mod tests {
                 .expect("baseline")
                 .map(|(b, ids)| (b, ids.all().expect("ids")))
         };
-        let all = NextIds::All(ids.clone());
+        // Every id spooled to a file by a full read: copied whole, and checked for length.
+        let spooled = |ids: &[ChunkId], runs: u64| {
+            let mut file = tempfile::tempfile().expect("spool");
+            for id in ids {
+                file.write_all(&id.0).expect("write");
+            }
+            NextIds::All { file, runs }
+        };
+        let all = || spooled(&ids, 2);
         catalog
-            .replace_db_baseline(&snapshot, Some((&baseline, &all)), 0)
+            .replace_db_baseline(&snapshot, Some((&baseline, &all())), 0)
             .expect("baseline");
         assert_eq!(
             stored(&catalog, &snapshot),
@@ -1443,16 +1451,8 @@ mod tests {
             stored(&catalog, &snapshot),
             Some((baseline.clone(), vec![ids[0]]))
         );
-        // Every id spooled to a file by a full read: copied whole, and checked for length.
-        let spooled = |ids: &[ChunkId], runs: u64| {
-            let mut file = tempfile::tempfile().expect("spool");
-            for id in ids {
-                file.write_all(&id.0).expect("write");
-            }
-            NextIds::Spooled { file, runs }
-        };
         catalog
-            .replace_db_baseline(&snapshot, Some((&baseline, &spooled(&ids, 2))), 0)
+            .replace_db_baseline(&snapshot, Some((&baseline, &all())), 0)
             .expect("baseline");
         assert_eq!(
             stored(&catalog, &snapshot),
@@ -1464,7 +1464,7 @@ mod tests {
         // An ids file that is not as long as the row says (cut short by hand, or left by a
         // backup that stopped while writing it) is no baseline.
         catalog
-            .replace_db_baseline(&snapshot, Some((&baseline, &all)), 0)
+            .replace_db_baseline(&snapshot, Some((&baseline, &all())), 0)
             .expect("baseline");
         let file = std::fs::OpenOptions::new()
             .write(true)
@@ -1473,7 +1473,7 @@ mod tests {
         file.set_len(40).expect("cut");
         assert_eq!(stored(&catalog, &snapshot), None);
         catalog
-            .replace_db_baseline(&snapshot, Some((&baseline, &all)), 0)
+            .replace_db_baseline(&snapshot, Some((&baseline, &all())), 0)
             .expect("baseline");
         assert_eq!(stored(&catalog, "snapshots/other"), None);
         // Nor is one taken before the device restarted.
@@ -1482,11 +1482,11 @@ mod tests {
             ..baseline.clone()
         };
         catalog
-            .replace_db_baseline(&snapshot, Some((&before_restart, &all)), 0)
+            .replace_db_baseline(&snapshot, Some((&before_restart, &all())), 0)
             .expect("baseline");
         assert_eq!(stored(&catalog, &snapshot), None);
         catalog
-            .replace_db_baseline(&snapshot, Some((&baseline, &all)), 0)
+            .replace_db_baseline(&snapshot, Some((&baseline, &all())), 0)
             .expect("baseline");
         let pack = store.list("data/").expect("list")[0].0.clone();
         store.remove(&pack).expect("remove");

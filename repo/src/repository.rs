@@ -240,8 +240,7 @@ impl Repository {
             let mut encoder = zstd::stream::Encoder::new(Vec::new(), 3)?;
             let mut json = std::io::BufWriter::with_capacity(64 * 1024, &mut encoder);
             serde_json::to_writer(&mut json, manifest).map_err(std::io::Error::other)?;
-            std::io::Write::flush(&mut json)?;
-            drop(json);
+            json.into_inner().map_err(|e| e.into_error())?;
             encoder.finish()
         };
         let compressed = compress().expect("zstd compresses a manifest in memory");

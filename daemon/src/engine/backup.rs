@@ -35,7 +35,7 @@ use super::upload::{self, Batch, Buffers, NewChunk, UploadState};
 use crate::capture::database::{Baseline, DatabaseCaptureError, PageImage, Reading, capture_pages};
 use crate::capture::files::{self, FileStat, StoreFile};
 use crate::capture::wal;
-use crate::catalog::{BaselineIds, Catalog, FileCache, FileCacheChanges, NextIds, Packs};
+use crate::catalog::{BaselineIds, Catalog, FileCache, FileCacheChanges, NextIds, Packs, read_ids};
 use crate::control::api::{BackupReport, DbRead};
 
 /// How often a file that changes while we read it is read again.
@@ -561,12 +561,15 @@ struct SpoolFile {
     runs: usize,
 }
 
+/// A new unnamed file in the spool directory.
+fn spool_file(spool_dir: &Path) -> Result<std::fs::File, EngineError> {
+    tempfile::tempfile_in(spool_dir)
+        .map_err(EngineError::io("cannot create a spool file in", spool_dir))
+}
+
 impl SpoolFile {
     fn create(input: &BackupInput<'_>) -> Result<SpoolFile, EngineError> {
-        let file = tempfile::tempfile_in(input.spool_dir).map_err(EngineError::io(
-            "cannot create a spool file in",
-            input.spool_dir,
-        ))?;
+        let file = spool_file(input.spool_dir)?;
         Ok(SpoolFile {
             // Buffered: a write per 4 KiB page was a system call per page.
             file: std::io::BufWriter::with_capacity(upload::BATCH_BYTES, file),
@@ -640,7 +643,7 @@ struct DatabaseRead {
 
 /// The id of each run a read read. A full read reads every run in order: its ids (the
 /// large store's 232,000, 7 MB) go to a spool file as they are read, are read back from it a
-/// list at a time, and the file becomes the next baseline's ([`NextIds::Spooled`]). A read
+/// list at a time, and the file becomes the next baseline's ([`NextIds::All`]). A read
 /// that skips a run (a delta read: a few hundred runs) keeps them in memory with their runs.
 #[derive(Default)]
 struct ReadIds {
@@ -652,10 +655,8 @@ struct ReadIds {
 
 impl ReadIds {
     fn new(spool_dir: &Path) -> Result<ReadIds, EngineError> {
-        let file = tempfile::tempfile_in(spool_dir)
-            .map_err(EngineError::io("cannot create a spool file in", spool_dir))?;
         Ok(ReadIds {
-            ordered: Some((std::io::BufWriter::new(file), 0)),
+            ordered: Some((std::io::BufWriter::new(spool_file(spool_dir)?), 0)),
             runs: Vec::new(),
         })
     }
@@ -702,20 +703,7 @@ fn read_back(
     (file, count): (std::io::BufWriter<std::fs::File>, u64),
 ) -> std::io::Result<Vec<ChunkId>> {
     let file = file.into_inner().map_err(|e| e.into_error())?;
-    spooled_ids(&file, count)?.collect()
-}
-
-/// The `count` ids spooled in `file`, from its start.
-fn spooled_ids(
-    file: &std::fs::File,
-    count: u64,
-) -> std::io::Result<impl Iterator<Item = std::io::Result<ChunkId>> + '_> {
-    let mut reader = std::io::BufReader::new(file);
-    reader.seek(SeekFrom::Start(0))?;
-    Ok((0..count).map(move |_| {
-        let mut id = [0u8; 32];
-        reader.read_exact(&mut id).map(|()| ChunkId(id))
-    }))
+    read_ids(&file, count)?.collect()
 }
 
 /// Where the parent snapshot left the database.
@@ -780,11 +768,11 @@ fn capture_database(
     let read = std::mem::take(&mut done.read);
     let runs_read = read.len();
     // A full read's ids are in a file, in order; a delta read's are the runs that changed.
-    let spool_failed = EngineError::io("cannot read the spool file in", input.spool_dir);
+    let unreadable = |e| EngineError::io("cannot read the spool file in", input.spool_dir)(e);
     let (ordered, changed) = if delta {
-        (None, read.into_runs().map_err(spool_failed)?)
+        (None, read.into_runs().map_err(unreadable)?)
     } else {
-        (read.into_ordered().map_err(spool_failed)?, Vec::new())
+        (read.into_ordered().map_err(unreadable)?, Vec::new())
     };
     // A delta read covers every run past the baseline's; the others are as they were.
     let covered = if delta {
@@ -860,11 +848,9 @@ fn capture_database(
                 }
                 ListGroup::Changed(group) => batcher.add(BlobKind::List, encode_list(group), false),
             };
-            let unreadable =
-                |e| EngineError::io("cannot read the spool file in", input.spool_dir)(e);
             let lists = match &ordered {
                 Some((file, count)) => {
-                    let ids = spooled_ids(file, *count).map_err(unreadable)?;
+                    let ids = read_ids(file, *count).map_err(unreadable)?;
                     list_ids(
                         ids.map(|id| id.map_err(unreadable)),
                         &before,
@@ -883,7 +869,7 @@ fn capture_database(
     batcher.flush()?;
     let next = image.next.map(|baseline| {
         let ids = match ordered {
-            Some((file, runs)) => NextIds::Spooled { file, runs },
+            Some((file, runs)) => NextIds::All { file, runs },
             None => NextIds::Changed { runs, changed },
         };
         (baseline, ids)
@@ -1455,7 +1441,7 @@ mod tests {
         }
         assert_eq!(full.len(), 5);
         let (file, count) = full.into_ordered().expect("file").expect("in order");
-        let ids: Vec<ChunkId> = spooled_ids(&file, count)
+        let ids: Vec<ChunkId> = read_ids(&file, count)
             .expect("read")
             .collect::<std::io::Result<_>>()
             .expect("ids");

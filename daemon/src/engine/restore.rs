@@ -248,7 +248,7 @@ pub fn run(
         .map(|_| db_ids.as_slice())
         .chain(snapshot.files.iter().map(|f| f.chunks.as_slice()))
         .collect();
-    let (blobs, plans) = plan(catalog, &locations, &jobs, &chunk_lists)?;
+    let (blobs, plans) = plan(&locations, &jobs, &chunk_lists)?;
     let planned = started.elapsed();
     drop(chunk_lists);
     drop(db_ids);
@@ -389,7 +389,6 @@ fn job<'s>(
 /// forgotten), and per pack the places of its blobs in the pack's order. Each job learns
 /// how many chunks it waits for, and a file whose chunks do not add up to its size fails.
 fn plan(
-    catalog: &Catalog,
     locations: &Locations<'_>,
     jobs: &[Job<'_>],
     chunk_lists: &[&[ChunkId]],
@@ -415,23 +414,21 @@ fn plan(
         }
     };
     let mut spots: Vec<Option<Spot>> = vec![None; ids.len()];
-    catalog.for_each_blob(|pack, entry| {
+    locations.catalog.for_each_blob(|pack, entry| {
         if let Some(at) = ids.position(&entry.id) {
             spots[at] = Some(spot(pack, &entry));
         }
     })?;
-    for (at, slot) in spots.iter_mut().enumerate() {
-        if slot.is_none()
-            && let Some(id) = ids.get(at)
-        {
-            let (pack, entry) = locations.find(id)?;
-            *slot = Some(spot(&pack, &entry));
-        }
-    }
-    let blobs = Blobs {
-        spots: spots.into_iter().flatten().collect(),
-        ids,
-    };
+    // Blobs the catalog forgot: the indexes name their packs, or the restore fails here.
+    let spots = spots
+        .into_iter()
+        .zip(ids.iter())
+        .map(|(slot, id)| match slot {
+            Some(spot) => Ok(spot),
+            None => locations.find(id).map(|(pack, entry)| spot(&pack, &entry)),
+        })
+        .collect::<Result<Vec<Spot>, EngineError>>()?;
+    let blobs = Blobs { spots, ids };
     let mut by_pack: Vec<Vec<Place>> = (0..packs.len()).map(|_| Vec::new()).collect();
     for (index, (job, chunks)) in jobs.iter().zip(chunk_lists).enumerate() {
         let mut offset = 0u64;
@@ -540,8 +537,8 @@ fn restore_pack(
         let align = writer.alignment();
         let phase = Some(((first.offset % align as u64) as usize, align));
         let data = reader.blob_placed(&blobs.entry(first.blob), scratch, phase)?;
-        let mut place = first;
-        loop {
+        let same_blob = std::iter::from_fn(|| places.next_if(|p| p.blob == first.blob));
+        for place in std::iter::once(first).chain(same_blob) {
             let file = place.job as usize;
             let landed = writer
                 .write(file, &jobs[file].partial, data, place.offset)
@@ -549,10 +546,6 @@ fn restore_pack(
             progress(data.len() as u64);
             for landed in landed.into_iter().flatten() {
                 land(writer, landed)?;
-            }
-            match places.next_if(|p| p.blob == first.blob) {
-                Some(next) => place = next,
-                None => break,
             }
         }
     }

@@ -62,8 +62,8 @@ pub struct Buffers {
     free: Receiver<Vec<u8>>,
     back: Sender<Vec<u8>>,
     made: usize,
-    /// Each buffer's size, made once: the largest chunk (grown by doubling, a buffer
-    /// could end up twice that).
+    /// Each buffer's capacity, allocated once: the largest chunk (a buffer left to grow
+    /// by doubling could end up twice that).
     size: usize,
 }
 
