@@ -10,8 +10,13 @@
 
 pub mod backup;
 mod chunk_writer;
+mod database;
+mod files;
 mod known;
+#[cfg(test)]
+mod restorable_tests;
 pub mod restore;
+mod sink;
 pub mod upload;
 pub mod verify;
 
