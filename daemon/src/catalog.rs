@@ -19,7 +19,10 @@ use sealback_repo::{ChunkId, Repository};
 use crate::capture::database::Baseline;
 use crate::capture::files::FileStat;
 
-const SCHEMA_VERSION: i64 = 7;
+/// 8: catalogs of earlier builds may hold a database baseline whose next whole read wrote
+/// lists naming runs only a patch held (issue 13); rebuilt, the first backup after the
+/// upgrade owes nothing to them.
+const SCHEMA_VERSION: i64 = 8;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CatalogError {
@@ -846,6 +849,39 @@ impl Catalog {
         )))
     }
 
+    /// Forgets the file cache and the database baseline: the next backup reads the whole
+    /// store and owes nothing to an earlier one (what engine/proof.rs starts its chain
+    /// from).
+    pub fn start_over(&mut self) -> Result<()> {
+        self.conn
+            .execute_batch("DELETE FROM files; DELETE FROM db_capture;")
+            .map_err(|e| self.err(e))
+    }
+
+    /// Notes that a backup is under way, until [`Catalog::end_backup`]; true if the last
+    /// one never ended (the daemon was killed, or the device lost power, mid-backup).
+    pub fn begin_backup(&mut self) -> Result<bool> {
+        let unclean = self.meta(BACKUP_RUNNING)?.is_some();
+        self.set_meta(BACKUP_RUNNING, "1")?;
+        Ok(unclean)
+    }
+
+    /// Notes that the backup under way ended, however it ended.
+    pub fn end_backup(&mut self) -> Result<()> {
+        self.conn
+            .execute("DELETE FROM meta WHERE key = ?1", [BACKUP_RUNNING])
+            .map(drop)
+            .map_err(|e| self.err(e))
+    }
+
+    /// Forgets the database baseline: the next capture reads the database whole.
+    pub fn forget_db_baseline(&mut self) -> Result<()> {
+        self.conn
+            .execute("DELETE FROM db_capture", [])
+            .map(drop)
+            .map_err(|e| self.err(e))
+    }
+
     /// Keeps only the baseline of `snapshot` (or none). Its ids go to the ids file whole
     /// after a full read; after a delta read, only the runs read are written over the
     /// stored ones, which must be those [`Catalog::db_baseline`] gave the capture.
@@ -909,6 +945,9 @@ impl Catalog {
         }
     }
 }
+
+/// The meta key set while a backup runs.
+const BACKUP_RUNNING: &str = "backup_running";
 
 /// Bytes of one chunk id in the baseline's ids file.
 const ID_BYTES: u64 = 32;

@@ -227,6 +227,12 @@ pub struct BackupReport {
     pub chunks_new: u64,
     pub chunks_reused: u64,
     pub packs_written: u64,
+    /// Chunk ids the backup proved stored before it wrote its snapshot (the ones it
+    /// introduced), and how long that took, in microseconds.
+    #[serde(default)]
+    pub chunks_proved: u64,
+    #[serde(default)]
+    pub proof_us: u64,
 }
 
 /// How a backup read the database: only what changed since the parent snapshot (`delta`),

@@ -56,9 +56,34 @@ pub fn run(
     catalog: &mut Catalog,
     input: &BackupInput<'_>,
 ) -> Result<BackupReport, EngineError> {
+    // After a backup that never ended, what the catalog holds of it is checked against
+    // the repository (its packs listed, blobs of packs gone forgotten) and the database is
+    // read whole: nothing it left half-written is built on.
+    let unclean = catalog.begin_backup()?;
+    if unclean {
+        tracing::warn!(
+            target = input.target,
+            "the last backup did not end (the daemon was killed or the device lost power): \
+             checking the catalog against the target and reading the database whole"
+        );
+    }
+    let result = backup(repo, catalog, input, unclean);
+    catalog.end_backup()?;
+    result
+}
+
+fn backup(
+    repo: &Repository,
+    catalog: &mut Catalog,
+    input: &BackupInput<'_>,
+    unclean: bool,
+) -> Result<BackupReport, EngineError> {
     let started = Instant::now();
     let time_unix_ms = now_unix_ms();
-    catalog.sync(repo, Packs::WhenDue)?;
+    catalog.sync(repo, if unclean { Packs::List } else { Packs::WhenDue })?;
+    if unclean {
+        catalog.forget_db_baseline()?;
+    }
     let synced = started.elapsed();
     let parent_row = catalog.snapshots()?.pop();
     // Where the parent's capture left the database (the catalog vouches its chunks are all
@@ -249,23 +274,38 @@ pub fn run(
         ));
         result.unwrap_or_else(|panic| std::panic::resume_unwind(panic))
     });
-    let (chunks_new, chunks_reused) = (
-        sink.new.load(Ordering::Relaxed),
-        sink.reused.load(Ordering::Relaxed),
-    );
-    drop(sink);
+    let ChunkSink {
+        known, new, reused, ..
+    } = sink;
+    let (chunks_new, chunks_reused) = (new.into_inner(), reused.into_inner());
     // An upload error is the cause of any capture error that follows it: report it first.
     let uploaded = state.finish()?;
-    let (captured_db, file_entries) = captured?;
+    let (mut captured_db, file_entries) = captured?;
     let stored = started.elapsed();
 
     let mut bytes_written = uploaded.bytes;
     let packs_written = uploaded.packs;
+    let blobs_written = uploaded.blobs;
     if !uploaded.unindexed.is_empty() {
         let (index, sizes) = upload::index_of(uploaded.unindexed);
         let (name, size) = repo.write_index(&index)?;
         catalog.add_index(&name, size, &index, &sizes)?;
         bytes_written += size;
+    }
+    // The snapshot names only stored chunks, or it is not written (engine/proof.rs).
+    let mut proof = captured_db
+        .as_mut()
+        .map(|db| std::mem::take(&mut db.proof))
+        .unwrap_or_default();
+    let mut known = known.into_inner().unwrap_or_else(|p| p.into_inner());
+    let parent_files = parent.as_ref().map(|p| p.files.as_slice());
+    proof.files(&mut known, &file_entries, parent_files);
+    proof.stored_claims(chunks_new, blobs_written);
+    drop(known);
+    if let Err(unproven) = proof.result() {
+        tracing::error!(target = input.target, error = %unproven, "backup not recorded");
+        catalog.start_over()?;
+        return Err(unproven.into());
     }
 
     let indexed = started.elapsed();
@@ -330,6 +370,7 @@ pub fn run(
         load_ms = ms(loaded - synced),
         capture_ms = ms(stored - loaded),
         index_ms = ms(indexed - stored),
+        proof_us = proof.spent().as_micros() as u64,
         snapshot_ms = ms(written - indexed),
         bookkeeping_ms = ms(started.elapsed() - written),
         "backup phases"
@@ -365,6 +406,8 @@ pub fn run(
         chunks_new,
         chunks_reused,
         packs_written,
+        chunks_proved: proof.checked(),
+        proof_us: proof.spent().as_micros() as u64,
     })
 }
 

@@ -39,6 +39,7 @@ use sealback_repo::snapshot::DatabaseImage;
 
 use super::EngineError;
 use super::backup::BackupInput;
+use super::proof::Proof;
 use super::sink::{Batcher, ChunkSink, Counters};
 use super::upload;
 use crate::capture::database::{Baseline, DatabaseCaptureError, PageImage, Reading, capture_pages};
@@ -58,6 +59,8 @@ pub(super) struct CapturedDatabase {
     pub(super) patched: bool,
     /// What the next backup can start from.
     pub(super) next: Option<(Baseline, NextIds)>,
+    /// That the lists and patch it wrote name only stored chunks (invariant 3).
+    pub(super) proof: Proof,
 }
 
 /// The new runs of a capture, written aside during its read transaction and queued after
@@ -344,12 +347,15 @@ pub(super) fn capture_database(
         image, held, was, ..
     } = done;
     let mut patched = false;
+    let mut proof = Proof::default();
     let (lists, patches) = match (base, held) {
         (Some(base), Some(held)) => {
             let mut patches = base.patches.clone();
             let file = &image.file;
             if let Some(patch) = make_patch(file, sink, base.size, size, run_bytes, &was, held) {
-                patches.push(batcher.add(BlobKind::Patch, patch, false)?);
+                let id = batcher.add(BlobKind::Patch, patch, false)?;
+                proof.ids(&mut sink.known(), [&id], || "the database's patch".into());
+                patches.push(id);
                 patched = true;
             }
             (base.lists.clone(), patches)
@@ -373,7 +379,15 @@ pub(super) fn capture_database(
                     sink.reused.fetch_add(1, Ordering::Relaxed);
                     Ok(list)
                 }
-                ListGroup::Changed(group) => batcher.add(BlobKind::List, encode_list(group), false),
+                ListGroup::Changed(group) => {
+                    let what = || format!("a run of {}", input.database);
+                    proof.ids(&mut sink.known(), group, what);
+                    let list = batcher.add(BlobKind::List, encode_list(group), false)?;
+                    proof.ids(&mut sink.known(), [&list], || {
+                        "a list of the database".into()
+                    });
+                    Ok(list)
+                }
             };
             let lists = match &ordered {
                 Some((file, count)) => {
@@ -415,6 +429,7 @@ pub(super) fn capture_database(
         bytes_read,
         patched,
         next,
+        proof,
     };
     Ok(Some((captured, spools)))
 }

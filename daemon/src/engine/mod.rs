@@ -13,6 +13,7 @@ mod chunk_writer;
 mod database;
 mod files;
 mod known;
+mod proof;
 #[cfg(test)]
 mod restorable_tests;
 pub mod restore;
@@ -33,6 +34,8 @@ pub enum EngineError {
     Catalog(#[from] CatalogError),
     #[error(transparent)]
     Database(#[from] DatabaseCaptureError),
+    #[error(transparent)]
+    Unproven(#[from] proof::Unproven),
     #[error("{what} {path}: {source}")]
     Io {
         what: &'static str,

@@ -19,12 +19,14 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use rusqlite::{Connection, params};
-use sealback_repo::{BackupKey, ObjectStore, Repository, StoreError, StoreErrorKind};
+use sealback_repo::{BackupKey, ChunkId, ObjectStore, Repository, StoreError, StoreErrorKind};
 
 use super::backup::{self, BackupInput};
 use super::restore::{self, RestoreInput};
 use crate::capture::database::capture_pages;
-use crate::catalog::Catalog;
+use crate::capture::files::FileStat;
+use crate::catalog::{Catalog, FileCacheChanges};
+use crate::control::api::BackupReport;
 use crate::test_store::MemoryStore;
 
 const DATABASE: &str = "msgstore.db";
@@ -226,8 +228,12 @@ impl Device {
         }
     }
 
-    /// The daemon restarts; with `lose_catalog`, its catalog is gone too.
-    fn restart(&mut self, lose_catalog: bool) {
+    /// The daemon restarts; with `mid_backup`, it was killed during a backup; with
+    /// `lose_catalog`, its catalog is gone too.
+    fn restart(&mut self, mid_backup: bool, lose_catalog: bool) {
+        if mid_backup {
+            self.catalog.begin_backup().expect("begin");
+        }
         // The old connection closes before its files go.
         let closed = std::mem::replace(
             &mut self.catalog,
@@ -246,6 +252,10 @@ impl Device {
     }
 
     fn backup(&mut self, store: &Path) -> Result<String, super::EngineError> {
+        self.backup_report(store).map(|report| report.snapshot)
+    }
+
+    fn backup_report(&mut self, store: &Path) -> Result<BackupReport, super::EngineError> {
         let cancel = AtomicBool::new(false);
         let input = BackupInput {
             store,
@@ -256,7 +266,7 @@ impl Device {
             progress: &|_, _| {},
             cancel: &cancel,
         };
-        backup::run(&self.repo, &mut self.catalog, &input).map(|report| report.snapshot)
+        backup::run(&self.repo, &mut self.catalog, &input)
     }
 
     /// Restores `snapshot` and checks it against `expected`.
@@ -373,9 +383,9 @@ fn random_life(seed: u64, steps: u64) -> u64 {
                 format!("backup cut after {puts} puts (failed: {failed})")
             }
             64..=65 => {
-                let lose = rng.gen_bool(0.3);
-                device.restart(lose);
-                format!("restart (catalog lost: {lose})")
+                let (killed, lose) = (rng.gen_bool(0.5), rng.gen_bool(0.3));
+                device.restart(killed, lose);
+                format!("restart (mid-backup: {killed}, catalog lost: {lose})")
             }
             _ => {
                 let expected = capture_now(&store);
@@ -432,4 +442,87 @@ fn a_full_read_after_a_patch_stores_the_runs_only_the_patch_held() {
     backup_and_check("many edits after a checkpoint: a full read");
     app.insert(&mut rng, 10);
     backup_and_check("the next backup");
+}
+
+/// The proof in the path that commits: a file cache that names a chunk nothing stored (a
+/// defect like issue 13's, elsewhere) fails the backup instead of writing the snapshot,
+/// and the next backup owes nothing to the cache and restores.
+#[test]
+fn a_snapshot_naming_a_chunk_nothing_stored_is_not_written_and_the_next_backup_starts_over() {
+    let mut rng = StdRng::seed_from_u64(14);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = dir.path().join("store");
+    std::fs::create_dir_all(store.join("Media/Images")).expect("media");
+    let mut app = App::open(&store);
+    app.insert(&mut rng, 100);
+    let mut device = Device::new(dir.path());
+    device.backup(&store).expect("first backup");
+
+    let name = "Media/Images/IMG-1.jpg";
+    std::fs::write(store.join(name), vec![7u8; 100_000]).expect("media");
+    let meta = std::fs::metadata(store.join(name)).expect("stat");
+    let lie = ChunkId([0xab; 32]);
+    let changes = FileCacheChanges {
+        set: vec![(name.to_owned(), FileStat::of(&meta), vec![lie])],
+        removed: Vec::new(),
+    };
+    let forgotten = device.catalog.forgotten().expect("forgotten");
+    device
+        .catalog
+        .update_file_cache(&changes, forgotten)
+        .expect("cache");
+    let err = device
+        .backup(&store)
+        .expect_err("the snapshot would name a chunk not stored");
+    let message = err.to_string();
+    assert!(
+        matches!(err, super::EngineError::Unproven(_)) && message.contains(&lie.to_string()),
+        "{message}"
+    );
+    assert!(
+        message.contains(name),
+        "names what names the chunk: {message}"
+    );
+    assert_eq!(device.catalog.snapshots().expect("snapshots").len(), 1);
+
+    let expected = capture_now(&store);
+    let snapshot = device
+        .backup(&store)
+        .expect("the next backup reads the file");
+    let restored = dir.path().join("restored");
+    device.check_restores(&snapshot, &expected, &restored, "after the failed proof");
+}
+
+/// A backup that never ended (the daemon killed mid-way) leaves nothing the next one
+/// builds on: it reads the database whole instead of from the baseline.
+#[test]
+fn after_a_backup_that_never_ended_the_database_is_read_whole() {
+    let mut rng = StdRng::seed_from_u64(15);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = dir.path().join("store");
+    std::fs::create_dir_all(&store).expect("store");
+    let mut app = App::open(&store);
+    app.insert(&mut rng, 500);
+    let mut device = Device::new(dir.path());
+    device.backup(&store).expect("first backup");
+    app.insert(&mut rng, 1);
+    let delta = device.backup_report(&store).expect("second backup");
+    assert!(delta.db_read.as_ref().is_some_and(|r| r.delta), "{delta:?}");
+
+    device.restart(true, false);
+    app.insert(&mut rng, 1);
+    let expected = capture_now(&store);
+    let after = device.backup_report(&store).expect("after the kill");
+    assert!(
+        after.db_read.as_ref().is_some_and(|r| !r.delta),
+        "{after:?}"
+    );
+    let restored = dir.path().join("restored");
+    device.check_restores(&after.snapshot, &expected, &restored, "after the kill");
+    app.insert(&mut rng, 1);
+    let next = device.backup_report(&store).expect("the one after");
+    assert!(
+        next.db_read.as_ref().is_some_and(|r| r.delta),
+        "a clean end: {next:?}"
+    );
 }

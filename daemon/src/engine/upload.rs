@@ -134,6 +134,8 @@ pub struct UploadState {
     /// Bytes of the packs and indexes stored so far.
     pub bytes_written: AtomicU64,
     packs_written: AtomicU64,
+    /// Blobs in the packs stored so far.
+    blobs_written: AtomicU64,
 }
 
 /// What the workers stored, once they are done.
@@ -143,6 +145,8 @@ pub struct Stored {
     /// Bytes of every pack and index stored.
     pub bytes: u64,
     pub packs: u64,
+    /// Blobs in those packs: one per chunk claimed as new (the backup's proof checks it).
+    pub blobs: u64,
 }
 
 impl UploadState {
@@ -182,6 +186,7 @@ impl UploadState {
                 .0,
             bytes: self.bytes_written.into_inner(),
             packs: self.packs_written.into_inner(),
+            blobs: self.blobs_written.into_inner(),
         })
     }
 
@@ -271,6 +276,9 @@ fn store(repo: &Repository, pack: PackWriter, state: &UploadState) -> Option<Vec
                 .fetch_add(stored.size, Ordering::Relaxed);
             state.packs_written.fetch_add(1, Ordering::Relaxed);
             let entries = stored.entries.len();
+            state
+                .blobs_written
+                .fetch_add(entries as u64, Ordering::Relaxed);
             let indexed = IndexedPack {
                 name: stored.name,
                 entries: stored.entries,
