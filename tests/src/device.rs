@@ -213,6 +213,26 @@ impl Device {
         );
     }
 
+    /// After a request that may have reached a crash point (the faulty plugin's
+    /// `crash_after`): stops the daemon if it still runs; true if it died of SIGKILL (at
+    /// the crash point, during the request or while stopping), false if it exited cleanly.
+    #[track_caller]
+    pub fn stop_or_reap_killed(&mut self) -> bool {
+        use std::os::unix::process::ExitStatusExt;
+        if self.is_running() {
+            signal(self.pid().expect("the daemon is running"), "TERM");
+        }
+        let status = self.wait_for_exit();
+        match (status.code(), status.signal()) {
+            (Some(0), _) => false,
+            (_, Some(9)) => true,
+            _ => panic!(
+                "sealbackd ended with {status}, neither cleanly nor at a crash point{}",
+                self.log_tail()
+            ),
+        }
+    }
+
     #[track_caller]
     fn wait_for_exit(&mut self) -> ExitStatus {
         let mut child = self.daemon.take().expect("the daemon is running");

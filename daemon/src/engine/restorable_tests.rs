@@ -403,17 +403,13 @@ fn random_life(seed: u64, steps: u64) -> u64 {
     checked
 }
 
-fn env_u64(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
 #[test]
 fn every_backup_restores_to_what_it_captured_whatever_the_app_and_the_provider_do() {
-    let steps = env_u64("SEALBACK_CHAIN_STEPS", STEPS);
-    let seed = env_u64("SEALBACK_CHAIN_SEED", 1);
+    let steps = std::env::var("SEALBACK_CHAIN_STEPS").map_or(STEPS, |v| {
+        v.parse().expect("SEALBACK_CHAIN_STEPS is a number")
+    });
+    let seed = std::env::var("SEALBACK_CHAIN_SEED")
+        .map_or(1, |v| v.parse().expect("SEALBACK_CHAIN_SEED is a number"));
     let checked = random_life(seed, steps);
     println!("property: {steps} steps, {checked} backups restored and compared (seed {seed})");
     assert!(checked > steps / 5, "too few backups checked: {checked}");

@@ -12,6 +12,7 @@
 //! | `times`  | how many calls fail before the operation works again | unlimited |
 //! | `panic`  | `true`: panic instead of returning an error (the SDK reports `PERMANENT`, "provider panicked in put: ...") | `false` |
 //! | `retry_after_ms` | with `kind` `"transient"`: the retry-after the failures advise, in milliseconds | none |
+//! | `crash_after` | kills the process (SIGKILL) at call N+1 of any operation: a crash point (see `crash.rs`) | none |
 //! | `torn`   | with `fail` `"put"`: a failing put first overwrites the object's file with the first half of the data, in place, as a provider without atomic puts would; for showing that the conformance kit catches it | `false` |
 //!
 //! For example `{"path": "/tmp/x", "fail": "put", "kind": "quota", "after": 2}` stores two
@@ -21,6 +22,7 @@
 //! or mistyped option, and so are `retry_after_ms` with another kind and `torn` with another
 //! operation.
 
+mod crash;
 mod fault;
 
 use std::fs;
@@ -30,12 +32,14 @@ use sealback_local_store::LocalProvider;
 use sealback_plugin_api::sdk::Provider;
 use sealback_plugin_api::{ObjectInfo, ProviderError};
 
+use crate::crash::Crash;
 use crate::fault::{Fault, Operation};
 
 /// The local provider, with a [`Fault`] in front of it.
 struct FaultyProvider {
     inner: LocalProvider,
     fault: Option<Fault>,
+    crash: Option<Crash>,
     /// The local provider's directory, where a torn put writes.
     root: PathBuf,
 }
@@ -53,6 +57,9 @@ impl FaultyProvider {
 
     /// Counts a call of `op` and fails it if the fault says so.
     fn check(&self, op: Operation) -> Result<(), ProviderError> {
+        if let Some(crash) = &self.crash {
+            crash.point();
+        }
         match &self.fault {
             Some(fault) => fault.check(op),
             None => Ok(()),
@@ -65,14 +72,20 @@ impl Provider for FaultyProvider {
     const VERSION: &'static str = env!("CARGO_PKG_VERSION");
 
     fn open(options_json: &str) -> Result<Self, ProviderError> {
-        let (fault, local_options) = Fault::parse(options_json)?;
+        let (crash, options_json) = Crash::parse(options_json)?;
+        let (fault, local_options) = Fault::parse(&options_json)?;
         let inner = LocalProvider::open(&local_options)?;
         // The local provider has checked that `path` is there and is an absolute path.
         let root = serde_json::from_str::<serde_json::Value>(&local_options)
             .ok()
             .and_then(|options| options.get("path")?.as_str().map(PathBuf::from))
             .unwrap_or_default();
-        Ok(Self { inner, fault, root })
+        Ok(Self {
+            inner,
+            fault,
+            crash,
+            root,
+        })
     }
 
     fn put(&self, name: &str, data: &[u8]) -> Result<(), ProviderError> {

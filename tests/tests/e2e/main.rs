@@ -4,6 +4,7 @@
 
 mod backup_restore;
 mod config;
+mod crash;
 mod fixtures;
 mod incremental;
 mod keys;
