@@ -408,8 +408,9 @@ fn every_backup_restores_to_what_it_captured_whatever_the_app_and_the_provider_d
     let steps = std::env::var("SEALBACK_CHAIN_STEPS").map_or(STEPS, |v| {
         v.parse().expect("SEALBACK_CHAIN_STEPS is a number")
     });
-    let seed = std::env::var("SEALBACK_CHAIN_SEED")
-        .map_or(1u64, |v| v.parse().expect("SEALBACK_CHAIN_SEED is a number"));
+    let seed = std::env::var("SEALBACK_CHAIN_SEED").map_or(1u64, |v| {
+        v.parse().expect("SEALBACK_CHAIN_SEED is a number")
+    });
     let checked = random_life(seed, steps);
     println!("property: {steps} steps, {checked} backups restored and compared (seed {seed})");
     assert!(checked > steps / 5, "too few backups checked: {checked}");

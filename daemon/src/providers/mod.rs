@@ -65,7 +65,7 @@ pub fn open_target(
     tracing::info!(target = %target.name, plugin = %path.display(), version = %plugin.version(), "storage target ready");
     let store = PluginStore::new(&target.name, instance);
     let limited = limit::Limited::new(store, target.concurrency);
-    let timed = timeout::Timed::new(Arc::new(limited), target.timeout);
+    let timed = timeout::Timed::new(Arc::new(limited), target.timeout, &target.name);
     let retrying = retry::Retrying::new(timed, target.retry.clone(), counters.clone());
     Ok(Arc::new(TargetStore::new(&target.name, retrying, counters)))
 }

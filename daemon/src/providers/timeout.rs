@@ -14,11 +14,17 @@ use sealback_repo::{ObjectStore, StoreError, StoreErrorKind};
 pub struct Timed<S> {
     inner: Arc<S>,
     deadline: Duration,
+    /// The target's name, which a timeout names.
+    target: String,
 }
 
 impl<S: ObjectStore + 'static> Timed<S> {
-    pub fn new(inner: Arc<S>, deadline: Duration) -> Timed<S> {
-        Timed { inner, deadline }
+    pub fn new(inner: Arc<S>, deadline: Duration, target: &str) -> Timed<S> {
+        Timed {
+            inner,
+            deadline,
+            target: target.to_owned(),
+        }
     }
 
     fn call<T: Send + 'static>(
@@ -44,7 +50,8 @@ impl<S: ObjectStore + 'static> Timed<S> {
             Err(mpsc::RecvTimeoutError::Timeout) => Err(StoreError::new(
                 StoreErrorKind::Transient,
                 format!(
-                    "{what} did not finish within {} (targets.timeout)",
+                    "{what} on target {:?} did not finish within {} (targets.timeout)",
+                    self.target,
                     humantime::format_duration(self.deadline)
                 ),
             )),
@@ -111,13 +118,15 @@ mod tests {
         let timed = Timed::new(
             Arc::new(Slow(Duration::from_secs(5))),
             Duration::from_millis(50),
+            "slow",
         );
         let started = std::time::Instant::now();
         let err = timed.put("data/abc", b"x").expect_err("times out");
         assert!(started.elapsed() < Duration::from_secs(2));
         assert_eq!(err.kind, StoreErrorKind::Transient);
         assert!(
-            err.message.contains("put data/abc") && err.message.contains("targets.timeout"),
+            err.message.contains("put data/abc on target \"slow\"")
+                && err.message.contains("targets.timeout"),
             "{}",
             err.message
         );
@@ -128,6 +137,7 @@ mod tests {
         let timed = Timed::new(
             Arc::new(Slow(Duration::from_millis(1))),
             Duration::from_secs(5),
+            "slow",
         );
         assert_eq!(timed.get("index/x").expect("answers"), &b"index/x"[..]);
         timed

@@ -8,7 +8,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use nix::sys::signal::{Signal, raise};
 use sealback_plugin_api::ProviderError;
-use serde_json::{Map, Value};
+use serde_json::Value;
+
+use crate::fault::{invalid, options_map};
 
 /// Kills the process at call `after + 1`.
 #[derive(Debug)]
@@ -20,13 +22,7 @@ pub(crate) struct Crash {
 impl Crash {
     /// Takes `crash_after` out of the options; returns the crash (if any) and the rest.
     pub(crate) fn parse(options_json: &str) -> Result<(Option<Crash>, String), ProviderError> {
-        let invalid = |problem: String| {
-            ProviderError::invalid_config(format!(
-                "invalid options for the faulty provider: {problem}"
-            ))
-        };
-        let mut options: Map<String, Value> =
-            serde_json::from_str(options_json).map_err(|err| invalid(err.to_string()))?;
+        let mut options = options_map(options_json)?;
         let crash = match options.remove("crash_after") {
             None => None,
             Some(value) => Some(Crash {

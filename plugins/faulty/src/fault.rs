@@ -87,16 +87,22 @@ pub(crate) struct Fault {
     calls: AtomicU64,
 }
 
+/// An `INVALID_CONFIG` error naming the problem with the options.
+pub(crate) fn invalid(problem: String) -> ProviderError {
+    ProviderError::invalid_config(format!(
+        "invalid options for the faulty provider: {problem}"
+    ))
+}
+
+/// The options as a JSON object.
+pub(crate) fn options_map(options_json: &str) -> Result<Map<String, Value>, ProviderError> {
+    serde_json::from_str(options_json).map_err(|err| invalid(err.to_string()))
+}
+
 impl Fault {
     /// Splits the options into the fault (if any) and the local provider's options, as JSON.
     pub(crate) fn parse(options_json: &str) -> Result<(Option<Fault>, String), ProviderError> {
-        let invalid = |problem: String| {
-            ProviderError::invalid_config(format!(
-                "invalid options for the faulty provider: {problem}"
-            ))
-        };
-        let mut local: Map<String, Value> =
-            serde_json::from_str(options_json).map_err(|err| invalid(err.to_string()))?;
+        let mut local = options_map(options_json)?;
         let fault_options: Map<String, Value> = FAULT_KEYS
             .iter()
             .filter_map(|key| local.remove_entry(*key))

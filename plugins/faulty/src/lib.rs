@@ -13,6 +13,7 @@
 //! | `panic`  | `true`: panic instead of returning an error (the SDK reports `PERMANENT`, "provider panicked in put: ...") | `false` |
 //! | `retry_after_ms` | with `kind` `"transient"`: the retry-after the failures advise, in milliseconds | none |
 //! | `crash_after` | kills the process (SIGKILL) at call N+1 of any operation: a crash point (see `crash.rs`) | none |
+//! | `slow_ms`, `slow_op` | each call of `slow_op` (every operation if absent) waits `slow_ms` first (see `slow.rs`) | none |
 //! | `torn`   | with `fail` `"put"`: a failing put first overwrites the object's file with the first half of the data, in place, as a provider without atomic puts would; for showing that the conformance kit catches it | `false` |
 //!
 //! For example `{"path": "/tmp/x", "fail": "put", "kind": "quota", "after": 2}` stores two
@@ -24,6 +25,7 @@
 
 mod crash;
 mod fault;
+mod slow;
 
 use std::fs;
 use std::path::PathBuf;
@@ -34,12 +36,14 @@ use sealback_plugin_api::{ObjectInfo, ProviderError};
 
 use crate::crash::Crash;
 use crate::fault::{Fault, Operation};
+use crate::slow::Slow;
 
 /// The local provider, with a [`Fault`] in front of it.
 struct FaultyProvider {
     inner: LocalProvider,
     fault: Option<Fault>,
     crash: Option<Crash>,
+    slow: Option<Slow>,
     /// The local provider's directory, where a torn put writes.
     root: PathBuf,
 }
@@ -60,6 +64,9 @@ impl FaultyProvider {
         if let Some(crash) = &self.crash {
             crash.point();
         }
+        if let Some(slow) = &self.slow {
+            slow.wait(op);
+        }
         match &self.fault {
             Some(fault) => fault.check(op),
             None => Ok(()),
@@ -73,6 +80,7 @@ impl Provider for FaultyProvider {
 
     fn open(options_json: &str) -> Result<Self, ProviderError> {
         let (crash, options_json) = Crash::parse(options_json)?;
+        let (slow, options_json) = Slow::parse(&options_json)?;
         let (fault, local_options) = Fault::parse(&options_json)?;
         let inner = LocalProvider::open(&local_options)?;
         // The local provider has checked that `path` is there and is an absolute path.
@@ -84,6 +92,7 @@ impl Provider for FaultyProvider {
             inner,
             fault,
             crash,
+            slow,
             root,
         })
     }

@@ -31,8 +31,9 @@ fn killed_at_any_provider_call_the_daemon_restarts_and_every_snapshot_restores()
     let points = std::env::var("SEALBACK_CRASH_POINTS").map_or(POINTS, |v| {
         v.parse().expect("SEALBACK_CRASH_POINTS is a number")
     });
-    let seed = std::env::var("SEALBACK_CRASH_SEED")
-        .map_or(1u64, |v| v.parse().expect("SEALBACK_CRASH_SEED is a number"));
+    let seed = std::env::var("SEALBACK_CRASH_SEED").map_or(1u64, |v| {
+        v.parse().expect("SEALBACK_CRASH_SEED is a number")
+    });
     let dir = tempfile::tempdir().expect("tempdir");
     let store = MessageStore::create(&dir.path().join("store"), 25);
     store.append(400);

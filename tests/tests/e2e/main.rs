@@ -10,6 +10,7 @@ mod incremental;
 mod keys;
 mod lifecycle;
 mod plugins;
+mod provider_faults;
 mod socket;
 mod tampering;
 mod targets;
