@@ -9,7 +9,8 @@
 //! for byte, and every media file.
 //!
 //! `SEALBACK_CHAIN_STEPS` sets the number of steps (the README's test command runs the
-//! default; DESIGN.md §13 gives the long run), `SEALBACK_CHAIN_SEED` the first seed.
+//! default; the README's reliability section gives a longer run), `SEALBACK_CHAIN_SEED`
+//! the first seed.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
