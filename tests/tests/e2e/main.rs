@@ -9,6 +9,7 @@ mod incremental;
 mod keys;
 mod lifecycle;
 mod plugins;
+mod secrets;
 mod socket;
 mod tampering;
 mod targets;
