@@ -15,12 +15,14 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use sealback_tests::store::check_restored;
+use sealback_tests::store::{check_restored, walk};
 use sealback_tests::webdav_servers::{USER, WebDavServer};
 use sealback_tests::{Ctl, Device, Setup, Target};
 
 use crate::vault::World;
 
+/// The backup key's file in a daemon's state directory: the one place the key is kept.
+const KEY_FILE: &str = "backup.key";
 const PASSWORD: &str = "first vault passphrase 9141";
 const NEW_PASSWORD: &str = "a different, longer secret 2077";
 const WRONG_PASSWORD: &str = "not the passphrase 5310";
@@ -227,6 +229,16 @@ impl Evidence {
         self.places.push((place.to_owned(), bytes));
     }
 
+    /// Every file a daemon keeps in its state directory but the key file itself (the
+    /// catalogs, the key mode, the spool): the key has no business in them.
+    fn state_files(&mut self, dir: &Path) {
+        for name in walk(dir).unwrap_or_else(|e| panic!("list {}: {e}", dir.display())) {
+            if name != KEY_FILE {
+                self.file(&format!("the state file {name}"), &dir.join(&name));
+            }
+        }
+    }
+
     fn process(&mut self, what: &str, pid: u32, view: &ProcessView) {
         let args = format!("the argv of {what} (pid {pid})");
         self.places.push((args, view.cmdline.clone()));
@@ -417,6 +429,9 @@ fn no_key_password_or_credential_in_any_log_argv_or_environment() {
         "no TRACE line: the daemons did not log at TRACE"
     );
     evidence.add("the vault's log", &world.vault.log());
+    for device in [&phone, &recovered, &imported] {
+        evidence.state_files(&device.state_dir());
+    }
 
     let webdav_password =
         fs::read_to_string(dav.password_file()).expect("the WebDAV password file");
