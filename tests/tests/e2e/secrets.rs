@@ -19,6 +19,8 @@ use sealback_tests::store::{check_restored, walk};
 use sealback_tests::webdav_servers::{USER, WebDavServer};
 use sealback_tests::{Ctl, Device, Setup, Target};
 
+use sealback_vault::testing::Options;
+
 use crate::vault::World;
 
 /// The backup key's file in a daemon's state directory: the one place the key is kept.
@@ -286,7 +288,10 @@ fn restores_all(device: &Device, evidence: &mut Evidence, to: &Path, messages: i
 
 #[test]
 fn no_key_password_or_credential_in_any_log_argv_or_environment() {
-    let world = World::new();
+    let world = World::with_vault(Options {
+        log_filter: "trace".to_owned(),
+        ..Options::default()
+    });
     let dav = WebDavServer::rclone();
     let (watch, sampler) = ChildWatch::start();
     let mut evidence = Evidence::default();
@@ -428,7 +433,15 @@ fn no_key_password_or_credential_in_any_log_argv_or_environment() {
         traces > 0,
         "no TRACE line: the daemons did not log at TRACE"
     );
-    evidence.add("the vault's log", &world.vault.log());
+    // The vault logs nothing below INFO; INFO lines show its filter is not the default
+    // ("warn").
+    let vault_log = world.vault.log();
+    assert!(
+        vault_log.contains("INFO"),
+        "the vault's log has no INFO line: it did not run at TRACE:\n{vault_log}"
+    );
+    evidence.add("the vault's log", &vault_log);
+    evidence.file("the vault's audit log", &world.vault.audit_path());
     for device in [&phone, &recovered, &imported] {
         evidence.state_files(&device.state_dir());
     }

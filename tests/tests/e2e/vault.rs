@@ -5,7 +5,7 @@
 use sealback_tests::binaries;
 use sealback_tests::store::check_restored;
 use sealback_tests::{Device, MessageStore, Setup, Target, VaultSection};
-use sealback_vault::testing::TestVault;
+use sealback_vault::testing::{Options, TestVault};
 
 const PASSWORD: &str = "correct horse battery staple 42";
 
@@ -21,8 +21,13 @@ pub(crate) struct World {
 
 impl World {
     pub(crate) fn new() -> World {
+        World::with_vault(Options::default())
+    }
+
+    /// A world whose vault is set up with `options`.
+    pub(crate) fn with_vault(options: Options) -> World {
         let dir = tempfile::tempdir().expect("tempdir");
-        let vault = TestVault::start(&binaries::built("sealback-vault"))
+        let vault = TestVault::start_with(&binaries::built("sealback-vault"), options)
             .unwrap_or_else(|e| panic!("cannot start a vault: {e}"));
         let credential = vault.add_account("alice").expect("account");
         let credential_file = dir.path().join("vault-credential");
