@@ -1,11 +1,12 @@
 //! Secrets stay secret: the whole key life cycle (key generate, backups to a local and a
 //! WebDAV target, set-password, change-password, recover on a new device with a wrong and
 //! the right password, import on another, restores, disable) against a real vault, every
-//! daemon at TRACE logging. Afterwards no form of the recovery key, no password, no vault
-//! credential and no WebDAV password appears in any daemon's log, the vault's log, or what
-//! sealbackctl printed (but the recovery key `key generate` shows); nor in the argv or
-//! environment of any daemon or process a daemon started. And sealbackctl takes no secret
-//! on its command line: it refuses one there, and offers no option for one.
+//! daemon and the vault at TRACE logging. Afterwards no form of the recovery key, no
+//! password, no vault credential and no WebDAV password appears in any daemon's log, the
+//! vault's log or audit log, a daemon's state files (but the key file), or what sealbackctl
+//! printed (but the recovery key `key generate` shows); nor in the argv or environment of
+//! any daemon or process a daemon started. And sealbackctl takes no secret on its command
+//! line: it refuses one there, and offers no option for one.
 
 use std::collections::BTreeMap;
 use std::fs;
