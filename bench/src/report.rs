@@ -372,8 +372,9 @@ pub(crate) fn markdown(results: &Results) -> String {
     let _ = writeln!(md);
     let _ = writeln!(
         md,
-        "Cells: wall time, bytes read (sealback's backups: its own report; else rchar), \
-         bytes added to the repository (restore: bytes restored), peak RSS."
+        "Cells: wall time (sealback's without its daemon's start-up, which restic and borg \
+         pay in theirs), bytes read (sealback's backups: its own report; else rchar), bytes \
+         added to the repository (restore: bytes restored), peak RSS."
     );
     if let Some(l) = &results.latency {
         let _ = writeln!(md);

@@ -26,6 +26,14 @@ const METHOD_CACHE: &str = "page cache not dropped (that needs root): the store 
                             before each phase so that every tool finds it cached";
 const METHOD_SYNC: &str = "sync before each tool's command, so that no tool pays for another's \
                            writeback";
+const METHOD_START: &str = "sealback's times leave out its daemon's start-up: a fresh sealbackd \
+                            is started for each backup and restore, and the clock starts once it \
+                            answers `status` (its executable, configuration, key and plugins \
+                            loaded, its socket bound) and stops at sealbackctl's answer, before \
+                            the daemon is stopped; they include sealbackctl's own start and the \
+                            daemon opening the repository and its catalog, which it does for \
+                            every command. restic and borg pay their whole start-up in every \
+                            timing";
 const METHOD_ORDER: &str = "in each phase every tool runs once, in the order listed, on the \
                             same store state";
 const METHOD_LARGE_RESTORE: &str = "large store: each restore is removed once checked, to \
@@ -94,10 +102,16 @@ pub(crate) fn run(args: &Args) -> Result<Outcome> {
         tool.init()
             .with_context(|| format!("cannot set up {}", tool.name()))?;
     }
-    let mut method = vec![METHOD_CACHE, METHOD_SYNC, METHOD_ORDER, METHOD_RESTORE]
-        .into_iter()
-        .map(String::from)
-        .collect::<Vec<_>>();
+    let mut method = vec![
+        METHOD_CACHE,
+        METHOD_SYNC,
+        METHOD_ORDER,
+        METHOD_START,
+        METHOD_RESTORE,
+    ]
+    .into_iter()
+    .map(String::from)
+    .collect::<Vec<_>>();
     if !meter.has_gnu_time() {
         method.push("/usr/bin/time missing: the peers' peak RSS and CPU are not measured".into());
     }

@@ -508,24 +508,8 @@ fn parse_interval(text: &str) -> Option<Duration> {
 mod tests {
     use super::*;
 
-    const GOOD: &str = r#"
-[store]
-path = "/var/lib/app/store"
-[state]
-dir = "/var/lib/sealback"
-[control]
-socket = "/run/sealback/control.sock"
-[plugins]
-dir = "/usr/lib/sealback/plugins"
-[schedule]
-mode = "on-change"
-debounce = "2s"
-[[targets]]
-name = "disk"
-plugin = "local"
-[targets.options]
-path = "/mnt/backup/sealback"
-"#;
+    /// The configuration file we ship, every key with its default: what a user starts from.
+    const GOOD: &str = include_str!("../../config/sealback.toml");
 
     fn load(text: &str, env: &[(&str, &str)]) -> Result<Config, ConfigError> {
         let dir = tempfile::tempdir().expect("tempdir");
@@ -545,6 +529,18 @@ path = "/mnt/backup/sealback"
         assert_eq!(c.socket_mode, 0o600);
         assert_eq!(c.targets[0].options["path"], "/mnt/backup/sealback");
         assert_eq!(c.database, "msgstore.db");
+        assert_eq!(c.store, Path::new("/var/lib/app/store"));
+        assert_eq!(c.state_dir, Path::new("/var/lib/sealback"));
+        assert_eq!(c.socket, Path::new("/run/sealback/control.sock"));
+        assert_eq!(c.plugins_dir, Path::new("/usr/lib/sealback/plugins"));
+        assert_eq!(c.targets.len(), 1, "the second target is commented out");
+        assert_eq!(c.targets[0].concurrency, 4);
+        assert_eq!(c.targets[0].timeout, Duration::from_secs(300));
+        assert_eq!(
+            c.targets[0].retry.attempts, 6,
+            "5 retries after the first try"
+        );
+        assert!(c.vault.is_none(), "the vault is commented out");
     }
 
     #[test]

@@ -465,16 +465,34 @@ mod tests {
         v
     }
 
+    /// The chunks [`MediaChunker`] cuts `data` into, at the media bounds, with `seed`.
+    fn cut(data: &[u8], seed: u64) -> Vec<Vec<u8>> {
+        let mut chunker =
+            MediaChunker::new(seed, MEDIA_MIN_BYTES, MEDIA_AVG_BYTES, MEDIA_MAX_BYTES);
+        let mut chunks = Vec::new();
+        chunker
+            .chunks(ShortReads(data), |c| {
+                chunks.push(c.to_vec());
+                Ok::<_, std::io::Error>(())
+            })
+            .expect("reading from memory does not fail");
+        chunks
+    }
+
     #[test]
     fn chunks_cover_the_input_within_bounds() {
         let data = random_bytes(9 * 1024 * 1024 + 123, 1);
-        let chunks: Vec<Vec<u8>> = media_chunks(&data[..], 7)
-            .map(|c| c.expect("read"))
-            .collect();
-        assert_eq!(chunks.concat(), data);
-        for c in &chunks[..chunks.len() - 1] {
-            assert!(c.len() >= MEDIA_MIN_BYTES as usize && c.len() <= MEDIA_MAX_BYTES as usize);
+        let chunks = cut(&data, 7);
+        assert_eq!(chunks.concat(), data, "the chunks, in order, are the input");
+        let (last, whole) = chunks.split_last().expect("9 MiB gives chunks");
+        for (i, c) in whole.iter().enumerate() {
+            assert!(
+                (MEDIA_MIN_BYTES as usize..=MEDIA_MAX_BYTES as usize).contains(&c.len()),
+                "chunk {i} is {} bytes, outside the media bounds",
+                c.len()
+            );
         }
+        assert!(!last.is_empty() && last.len() <= MEDIA_MAX_BYTES as usize);
         assert!(chunks.len() >= 3, "9 MiB should give several chunks");
     }
 
@@ -483,29 +501,23 @@ mod tests {
         let data = random_bytes(8 * 1024 * 1024, 2);
         let mut edited = data.clone();
         edited.splice(4 * 1024 * 1024..4 * 1024 * 1024, *b"inserted");
-        let a: Vec<Vec<u8>> = media_chunks(&data[..], 7)
-            .map(|c| c.expect("read"))
-            .collect();
-        let b: Vec<Vec<u8>> = media_chunks(&edited[..], 7)
-            .map(|c| c.expect("read"))
-            .collect();
+        let a = cut(&data, 7);
+        let b = cut(&edited, 7);
         let shared = a.iter().filter(|c| b.contains(c)).count();
+        assert!(a.len() >= 4, "8 MiB should give several chunks");
         assert!(
             shared + 2 >= a.len(),
-            "only the chunk around the insertion may change"
+            "only the chunks around the insertion may change: {shared} of {} kept",
+            a.len()
         );
     }
 
     #[test]
     fn the_seed_changes_the_boundaries() {
         let data = random_bytes(8 * 1024 * 1024, 3);
-        let a: Vec<usize> = media_chunks(&data[..], 1)
-            .map(|c| c.expect("read").len())
-            .collect();
-        let b: Vec<usize> = media_chunks(&data[..], 2)
-            .map(|c| c.expect("read").len())
-            .collect();
-        assert_ne!(a, b);
+        let lengths = |seed| cut(&data, seed).iter().map(Vec::len).collect::<Vec<_>>();
+        assert_eq!(lengths(1), lengths(1), "the same seed cuts the same way");
+        assert_ne!(lengths(1), lengths(2));
     }
 
     #[test]

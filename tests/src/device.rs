@@ -66,6 +66,8 @@ pub struct Device {
     root: TempDir,
     setup: Setup,
     daemon: Option<Child>,
+    /// The daemon's `SEALBACK_LOG` filter; `None`: its default (info).
+    log_filter: Option<String>,
 }
 
 impl Device {
@@ -79,6 +81,7 @@ impl Device {
             root,
             setup,
             daemon: None,
+            log_filter: None,
         };
         fs::create_dir_all(device.own_store()).expect("create the device's own store");
         device
@@ -115,6 +118,12 @@ impl Device {
 
     fn own_store(&self) -> PathBuf {
         self.root().join("store")
+    }
+
+    /// Sets the daemon's log filter (`SEALBACK_LOG`, e.g. "trace"); takes effect at the
+    /// next [`start`](Device::start).
+    pub fn log_filter(&mut self, filter: &str) {
+        self.log_filter = Some(filter.to_owned());
     }
 
     /// Changes the configuration; takes effect at the next [`start`](Device::start).
@@ -155,6 +164,9 @@ impl Device {
             .stdout(Stdio::null())
             .stderr(log);
         scrub_environment(&mut command);
+        if let Some(filter) = &self.log_filter {
+            command.env("SEALBACK_LOG", filter);
+        }
         let mut child = command.spawn().expect("spawn sealbackd");
         let socket = self.socket();
         let ready = wait::poll(DAEMON_DEADLINE, || {

@@ -39,6 +39,8 @@ const START_TIMEOUT: Duration = Duration::from_secs(30);
 pub struct Options {
     pub guess_limit: u32,
     pub login_expiry_secs: u64,
+    /// The processes' `RUST_LOG` filter ("warn"; the secrets suite reads it at "trace").
+    pub log_filter: String,
 }
 
 impl Default for Options {
@@ -46,6 +48,7 @@ impl Default for Options {
         Options {
             guess_limit: 10,
             login_expiry_secs: 60,
+            log_filter: "warn".to_owned(),
         }
     }
 }
@@ -189,7 +192,7 @@ impl TestVault {
             .arg("--config")
             .arg(self.config_path())
             .env("SOFTHSM2_CONF", self.dir().join("softhsm2.conf"))
-            .env("RUST_LOG", "warn")
+            .env("RUST_LOG", &self.options.log_filter)
             .stdin(Stdio::null());
         command
     }

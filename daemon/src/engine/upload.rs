@@ -315,8 +315,8 @@ mod tests {
     #[test]
     fn a_reader_reuses_its_buffers_and_gets_them_back_however_a_chunk_ends() {
         let mut buffers = Buffers::new(64);
-        let chunk = |buffers: &mut Buffers, byte: u8| {
-            let (data, back) = buffers.copy(&[byte; 10], || false);
+        let chunk = |buffers: &mut Buffers, byte: u8, stop: &dyn Fn() -> bool| {
+            let (data, back) = buffers.copy(&[byte; 10], stop);
             NewChunk {
                 kind: BlobKind::Data,
                 id: ChunkId([byte; 32]),
@@ -325,18 +325,27 @@ mod tests {
                 back,
             }
         };
-        let first = chunk(&mut buffers, 1);
-        let second = chunk(&mut buffers, 2);
+        let first = chunk(&mut buffers, 1, &|| false);
+        let second = chunk(&mut buffers, 2, &|| false);
         assert_eq!((first.data.len(), first.data.capacity()), (10, 64));
         let made = [first.data.as_ptr(), second.data.as_ptr()];
         // Both out: the next copy waits for one, and a chunk dropped unpacked (a worker
-        // draining after a failure) hands its buffer back all the same.
-        let waiting = std::thread::spawn(move || {
-            std::thread::sleep(std::time::Duration::from_millis(100));
+        // draining after a failure) hands its buffer back all the same. A copy asks `stop`
+        // only while it waits, so the chunk is dropped once the copy has said it waits.
+        let (waits, waiting) = std::sync::mpsc::channel();
+        let returner = std::thread::spawn(move || {
+            let waited = waiting.recv();
             drop(second);
+            waited
         });
-        let third = chunk(&mut buffers, 3);
-        waiting.join().expect("join");
+        let third = chunk(&mut buffers, 3, &move || {
+            let _ = waits.send(());
+            false
+        });
+        returner
+            .join()
+            .expect("join")
+            .expect("the third copy waited for a buffer instead of making one");
         assert_eq!(third.data, [3; 10]);
         assert!(made.contains(&third.data.as_ptr()), "a buffer reused");
         // With every buffer out and the backup failed, a copy of its own, with no way back.

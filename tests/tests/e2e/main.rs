@@ -11,6 +11,7 @@ mod keys;
 mod lifecycle;
 mod plugins;
 mod provider_faults;
+mod secrets;
 mod socket;
 mod tampering;
 mod targets;

@@ -5,22 +5,29 @@
 use sealback_tests::binaries;
 use sealback_tests::store::check_restored;
 use sealback_tests::{Device, MessageStore, Setup, Target, VaultSection};
-use sealback_vault::testing::TestVault;
+use sealback_vault::testing::{Options, TestVault};
 
 const PASSWORD: &str = "correct horse battery staple 42";
 
-struct World {
-    dir: tempfile::TempDir,
-    vault: TestVault,
-    section: VaultSection,
-    store: MessageStore,
-    target: std::path::PathBuf,
+/// A vault with account "alice", the `[vault]` section naming it, a store of 40 messages and
+/// a local target directory (the secrets suite runs its life cycle in one too).
+pub(crate) struct World {
+    pub(crate) dir: tempfile::TempDir,
+    pub(crate) vault: TestVault,
+    pub(crate) section: VaultSection,
+    pub(crate) store: MessageStore,
+    pub(crate) target: std::path::PathBuf,
 }
 
 impl World {
-    fn new() -> World {
+    pub(crate) fn new() -> World {
+        World::with_vault(Options::default())
+    }
+
+    /// A world whose vault is set up with `options`.
+    pub(crate) fn with_vault(options: Options) -> World {
         let dir = tempfile::tempdir().expect("tempdir");
-        let vault = TestVault::start(&binaries::built("sealback-vault"))
+        let vault = TestVault::start_with(&binaries::built("sealback-vault"), options)
             .unwrap_or_else(|e| panic!("cannot start a vault: {e}"));
         let credential = vault.add_account("alice").expect("account");
         let credential_file = dir.path().join("vault-credential");
@@ -52,7 +59,8 @@ impl World {
         );
         device.generate_key();
         device.backup();
-        device.ctl_stdin(&["key", "set-password"], &format!("{PASSWORD}\n"));
+        let set = device.ctl_stdin(&["key", "set-password"], &format!("{PASSWORD}\n"));
+        assert_eq!(set.code, Some(0), "{set}{}", device.log_tail());
         device
     }
 

@@ -135,6 +135,7 @@ fn the_limit_is_configurable_and_an_unfinished_last_guess_erases_when_it_expires
     let vault = vault_with(Options {
         guess_limit: 3,
         login_expiry_secs: 1,
+        ..Options::default()
     });
     let (client, credential) = account(&vault, "alice");
     client

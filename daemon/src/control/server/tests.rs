@@ -28,8 +28,49 @@ use crate::control::{ApiError, Handler, ProgressSink};
 #[derive(Default)]
 struct FakeDaemon {
     calls: Mutex<Vec<String>>,
-    /// How long `status` takes, to have a request in flight at shutdown.
-    status_delay: Duration,
+    /// Holds the next `status` (or `restore` of "held") in the handler, to have a request
+    /// in flight at shutdown.
+    hold: Mutex<Option<Hold>>,
+}
+
+/// A handler call held in flight: it says when it has started, then waits to be released
+/// (forever, if the test keeps the release's sender without sending).
+struct Hold {
+    started: oneshot::Sender<()>,
+    release: oneshot::Receiver<()>,
+}
+
+/// The test's side of a [`Hold`].
+struct Held {
+    started: oneshot::Receiver<()>,
+    release: oneshot::Sender<()>,
+}
+
+impl FakeDaemon {
+    /// A daemon whose next held call waits for the returned [`Held`].
+    fn holding() -> (FakeDaemon, Held) {
+        let (started_tx, started) = oneshot::channel();
+        let (release, release_rx) = oneshot::channel();
+        let hold = Hold {
+            started: started_tx,
+            release: release_rx,
+        };
+        let daemon = FakeDaemon {
+            hold: Mutex::new(Some(hold)),
+            ..FakeDaemon::default()
+        };
+        (daemon, Held { started, release })
+    }
+
+    /// Waits for the test to release the call, if it is to be held.
+    async fn held(&self) {
+        let hold = self.hold.lock().expect("hold lock").take();
+        if let Some(hold) = hold {
+            let _ = hold.started.send(());
+            // A test that drops its release without sending lets the call go on.
+            let _ = hold.release.await;
+        }
+    }
 }
 
 impl FakeDaemon {
@@ -69,7 +110,7 @@ fn changed() -> KeyChanged {
 impl Handler for FakeDaemon {
     async fn status(&self) -> Result<Status, ApiError> {
         self.record("status".into());
-        tokio::time::sleep(self.status_delay).await;
+        self.held().await;
         Ok(Status {
             protocol: 1,
             daemon_version: "0.1.0".into(),
@@ -179,7 +220,7 @@ impl Handler for FakeDaemon {
                 return Err(ApiError::new(404, "not-found", "no snapshot \"missing\"")
                     .with_hint("sealbackctl snapshots lists them"));
             }
-            "forever" => tokio::time::sleep(Duration::from_secs(3600)).await,
+            "held" => self.held().await,
             "panic" => panic!("the fake daemon panics on request"),
             _ => make_progress(&progress).await,
         }
@@ -227,6 +268,8 @@ struct Server {
     socket: PathBuf,
     daemon: Arc<FakeDaemon>,
     stop: Option<oneshot::Sender<()>>,
+    /// Fires when the server has taken the shutdown signal (and so stopped accepting).
+    stopping: Option<oneshot::Receiver<()>>,
     task: JoinHandle<()>,
 }
 
@@ -252,8 +295,10 @@ impl Server {
     ) -> Server {
         let daemon = Arc::new(daemon);
         let (stop, stopped) = oneshot::channel::<()>();
+        let (seen, stopping) = oneshot::channel::<()>();
         let shutdown = async move {
             let _ = stopped.await;
+            let _ = seen.send(());
         };
         let task = tokio::spawn(serve_with_grace(listener, daemon.clone(), shutdown, grace));
         Server {
@@ -261,6 +306,7 @@ impl Server {
             socket,
             daemon,
             stop: Some(stop),
+            stopping: Some(stopping),
             task,
         }
     }
@@ -269,10 +315,22 @@ impl Server {
         Client::new(&self.socket)
     }
 
-    async fn stop(mut self) {
+    /// Signals shutdown and returns once the server has taken the signal: it accepts no
+    /// more connections, and requests in flight are now in its grace period.
+    async fn begin_stop(&mut self) {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
+        if let Some(stopping) = self.stopping.take() {
+            tokio::time::timeout(Duration::from_secs(10), stopping)
+                .await
+                .expect("the server takes the shutdown signal")
+                .expect("the server's shutdown future ran");
+        }
+    }
+
+    async fn stop(mut self) {
+        self.begin_stop().await;
         tokio::time::timeout(Duration::from_secs(10), &mut self.task)
             .await
             .expect("the server stops within its grace period")
@@ -753,16 +811,23 @@ async fn a_panicking_handler_is_an_internal_error_not_a_dead_server() {
     server.stop().await;
 }
 
-#[tokio::test]
+// The clock is paused (only this test's `advance` moves it): the request is held until
+// shutdown has begun and almost the whole grace period has passed.
+#[tokio::test(start_paused = true)]
 async fn shutdown_lets_requests_in_flight_finish_then_stops() {
-    let daemon = FakeDaemon {
-        status_delay: Duration::from_millis(300),
-        ..FakeDaemon::default()
-    };
-    let server = Server::start_with(daemon, Duration::from_secs(5));
+    let grace = Duration::from_secs(5);
+    let (daemon, held) = FakeDaemon::holding();
+    let mut server = Server::start_with(daemon, grace);
     let client = server.client();
     let in_flight = tokio::spawn(async move { client.status().await });
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    held.started.await.expect("status reaches the handler");
+    server.begin_stop().await;
+    tokio::time::advance(grace - Duration::from_millis(1)).await;
+    assert!(
+        !in_flight.is_finished(),
+        "the request in flight was cut off"
+    );
+    held.release.send(()).expect("the handler still waits");
     let socket = server.socket.clone();
     server.stop().await;
 
@@ -786,16 +851,19 @@ async fn shutdown_lets_requests_in_flight_finish_then_stops() {
 
 #[tokio::test]
 async fn shutdown_cuts_off_streams_that_outlast_the_grace_period() {
-    let server = Server::start_with(FakeDaemon::default(), Duration::from_millis(200));
+    let (daemon, held) = FakeDaemon::holding();
+    let server = Server::start_with(daemon, Duration::from_millis(200));
     let client = server.client();
     let forever = RestoreRequest {
-        snapshot: "forever".into(),
+        snapshot: "held".into(),
         to: "/restore".into(),
         force: false,
         target: None,
     };
     let in_flight = tokio::spawn(async move { client.restore(forever, |_| {}).await });
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    held.started.await.expect("the restore reaches the handler");
+    // Never released: the restore outlasts the grace period.
+    let _release = held.release;
     server.stop().await;
     match in_flight.await.expect("task") {
         Err(ClientError::Protocol(message)) => {
