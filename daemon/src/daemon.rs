@@ -1,6 +1,7 @@
 //! The daemon's state and the control API's implementation: what each route does.
 
 mod handler;
+mod held;
 mod vault;
 
 pub use handler::DaemonHandle;
@@ -34,6 +35,9 @@ struct Target {
     store: Mutex<Option<Arc<TargetStore>>>,
     last_error: Mutex<Option<String>>,
     counters: Arc<Counters>,
+    /// Whether a backup opened a repository through the loaded store: a provider instance
+    /// may keep state of the repository it served (the local provider, the folders it made).
+    served_a_repository: AtomicBool,
 }
 
 #[derive(Default)]
@@ -104,6 +108,7 @@ impl Daemon {
                     store: Mutex::new(store),
                     last_error: Mutex::new(error),
                     counters,
+                    served_a_repository: AtomicBool::new(false),
                 }
             })
             .collect();
@@ -304,11 +309,24 @@ impl Daemon {
         let store = self
             .store(target)
             .map_err(|e| ApiError::new(502, "target-failed", e))?;
-        let (repo, created) = Repository::open_or_init(store, key, engine::backup::now_unix_ms())
-            .map_err(|e| repo_error(name, e))?;
-        if created {
-            tracing::info!(target = %name, repository = %repo.config().id, "created a new repository");
-        }
+        // A new repository where another was served: on a provider instance of its own.
+        let fresh = || {
+            if target.served_a_repository.load(Ordering::Relaxed) {
+                lock(&target.store).take();
+            }
+            self.store(target)
+                .map(|s| s as Arc<dyn sealback_repo::ObjectStore>)
+                .map_err(|e| ApiError::new(502, "target-failed", e))
+        };
+        let repo = held::open_for_backup(
+            store,
+            fresh,
+            key,
+            &self.config.state_dir,
+            name,
+            engine::backup::now_unix_ms(),
+        )?;
+        target.served_a_repository.store(true, Ordering::Relaxed);
         let mut catalog = Catalog::open(&self.catalog_path(name)).map_err(internal)?;
         let input = engine::backup::BackupInput {
             store: &self.config.store,
@@ -494,7 +512,7 @@ fn repo_error(target: &str, e: sealback_repo::Error) -> ApiError {
                 .with_hint("the target holds backups made with another key: import that key (sealbackctl key import --replace) or point the target elsewhere")
         }
         sealback_repo::Error::Store(s) if s.kind == StoreErrorKind::NotFound => {
-            ApiError::new(404, "not-found", s.message).with_hint("the target has no backup repository yet, or an object was deleted")
+            ApiError::new(404, "not-found", s.message).with_hint("the target has no backup repository yet, or an object was deleted; is the target's disk mounted, its path or bucket right?")
         }
         sealback_repo::Error::Store(s) => ApiError::new(502, "target-failed", s.message),
         other => ApiError::new(500, "integrity", other.to_string())

@@ -4,6 +4,7 @@
 
 mod backup_restore;
 mod config;
+mod faults;
 mod fixtures;
 mod incremental;
 mod keys;

@@ -1,0 +1,81 @@
+//! Faults of the device and its targets that a backup must survive without losing or hiding
+//! anything: a target whose disk is not mounted, a damaged catalog, a path too long to open,
+//! a target that goes away mid-backup, objects torn by a failed put.
+
+use std::fs;
+
+use sealback_tests::store::{Restored, check_restored};
+use sealback_tests::{Device, tamper};
+
+use crate::fixtures::{BackedUp, TARGET};
+
+/// Restores the latest snapshot with `device`, which must hold every message committed.
+#[track_caller]
+fn restores_the_latest(fixture: &BackedUp, device: &Device) -> Restored {
+    let to = fixture.path("restored");
+    device.restore("latest", &to);
+    let restored = check_restored(&to).expect("restored store");
+    assert_eq!(restored.messages, fixture.store.committed());
+    restored
+}
+
+#[test]
+fn an_unmounted_target_that_held_a_repository_is_not_given_a_new_one() {
+    let mut fixture = BackedUp::new(40, 10);
+    fixture.add_and_back_up(10);
+    // The disk is unmounted: its mount point is an empty directory again.
+    let mounted = fixture.path("mounted-disk");
+    fs::rename(&fixture.target, &mounted).expect("unmount");
+    fs::create_dir(&fixture.target).expect("bare mount point");
+
+    let failed = fixture.device.ctl_fails(&["backup", "--wait"], 1);
+    assert!(
+        failed.stderr.contains(TARGET)
+            && failed.stderr.contains("repository")
+            && failed.stderr.contains("mounted"),
+        "the error names neither the target, the missing repository nor a hint: {failed}"
+    );
+    assert!(
+        tamper::objects(&fixture.target, "").is_empty(),
+        "something was written into the bare mount point: {:?}",
+        tamper::objects(&fixture.target, "")
+    );
+
+    // Mounted again: the backups go on into the real repository, every snapshot in view.
+    fs::remove_dir(&fixture.target).expect("remove the mount point");
+    fs::rename(&mounted, &fixture.target).expect("mount again");
+    fixture.add_and_back_up(5);
+    assert_eq!(fixture.device.snapshots().len(), 3);
+    restores_the_latest(&fixture, &fixture.device);
+}
+
+#[test]
+fn a_new_repository_on_a_used_target_is_made_once_its_memory_is_removed() {
+    let fixture = BackedUp::new(20, 10);
+    // The user empties the target on purpose, and follows the hint the backup gives.
+    fs::remove_dir_all(&fixture.target).expect("empty the target");
+    fs::create_dir(&fixture.target).expect("target directory");
+    let failed = fixture.device.ctl_fails(&["backup", "--wait"], 1);
+    let remembered = fixture
+        .device
+        .state_dir()
+        .join("targets")
+        .join(format!("{TARGET}.repository"));
+    assert!(
+        failed.stderr.contains(remembered.to_str().expect("UTF-8")),
+        "the hint does not name the file to delete: {failed}"
+    );
+    fs::remove_file(&remembered).expect("forget the repository");
+    let report = fixture.device.backup();
+    assert_eq!(fixture.device.snapshots().len(), 1, "{report:?}");
+}
+
+#[test]
+fn a_deleted_catalog_still_lets_a_never_used_target_get_its_repository() {
+    let fixture = BackedUp::new(20, 10);
+    let state = fixture.device.state_dir();
+    fs::remove_dir_all(state.join("catalog")).expect("delete the catalogs");
+    fixture.store.append(5);
+    fixture.device.backup();
+    assert_eq!(fixture.device.snapshots().len(), 2);
+}
