@@ -19,6 +19,8 @@ use sealback_repo::{ChunkId, Repository};
 use crate::capture::database::Baseline;
 use crate::capture::files::FileStat;
 
+mod damaged;
+
 const SCHEMA_VERSION: i64 = 7;
 
 #[derive(Debug, thiserror::Error)]
@@ -27,6 +29,13 @@ pub enum CatalogError {
         "local catalog {path}: {source} (it is only a cache: delete it and it is rebuilt from the target)"
     )]
     Sqlite {
+        path: String,
+        source: rusqlite::Error,
+    },
+    #[error(
+        "local catalog {path} is damaged: {source} (it is only a cache: its next use moves it aside and rebuilds it from the target)"
+    )]
+    Damaged {
         path: String,
         source: rusqlite::Error,
     },
@@ -43,11 +52,16 @@ pub enum CatalogError {
 
 type Result<T> = std::result::Result<T, CatalogError>;
 
-/// The error of a failed SQLite call on the catalog at `path`.
+/// The error of a failed SQLite call on the catalog at `path`. Damage is noted for the next
+/// open to rebuild the catalog.
 fn sqlite(path: &str) -> impl Fn(rusqlite::Error) -> CatalogError + Copy + '_ {
-    move |source| CatalogError::Sqlite {
-        path: path.to_owned(),
-        source,
+    move |source| {
+        let path = path.to_owned();
+        if damaged::is_damage(&source) {
+            damaged::note(&path);
+            return CatalogError::Damaged { path, source };
+        }
+        CatalogError::Sqlite { path, source }
     }
 }
 
@@ -138,7 +152,13 @@ pub struct Catalog {
 }
 
 impl Catalog {
+    /// Opens the catalog at `path`, creating it if there is none; a damaged one is moved
+    /// aside and a new one made in its place (the next sync fills it).
     pub fn open(path: &Path) -> Result<Catalog> {
+        damaged::open(path, Catalog::open_as_is)
+    }
+
+    fn open_as_is(path: &Path) -> Result<Catalog> {
         let shown = path.display().to_string();
         let err = sqlite(&shown);
         if let Some(dir) = path.parent() {

@@ -79,3 +79,70 @@ fn a_deleted_catalog_still_lets_a_never_used_target_get_its_repository() {
     fixture.device.backup();
     assert_eq!(fixture.device.snapshots().len(), 2);
 }
+
+/// The catalog file of the fixture's target.
+fn catalog_file(fixture: &BackedUp) -> std::path::PathBuf {
+    fixture
+        .device
+        .state_dir()
+        .join("catalog")
+        .join(format!("{TARGET}.db"))
+}
+
+/// Whether the daemon of `device` logged a warning that says `words`.
+#[track_caller]
+fn logged_a_warning(device: &Device, words: &str) {
+    let log = fs::read_to_string(device.log_path()).expect("daemon log");
+    assert!(
+        log.lines().any(|l| l.contains("WARN") && l.contains(words)),
+        "no warning says {words:?}: {}",
+        device.log_tail()
+    );
+}
+
+/// Damages the catalog with `damage`, then checks that `snapshots`, `restore` and `backup`
+/// all work, the damaged file kept aside and the move logged.
+fn a_damaged_catalog_is_moved_aside_and_rebuilt(damage: fn(&std::path::Path)) {
+    let mut fixture = BackedUp::new(40, 10);
+    fixture.add_and_back_up(10);
+    let catalog = catalog_file(&fixture);
+    damage(&catalog);
+
+    assert_eq!(fixture.device.snapshots().len(), 2);
+    restores_the_latest(&fixture, &fixture.device);
+    fixture.add_and_back_up(5);
+    assert_eq!(fixture.device.snapshots().len(), 3);
+
+    let aside: Vec<String> = fs::read_dir(catalog.parent().expect("catalog dir"))
+        .expect("list the catalogs")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .filter(|name| name.starts_with(&format!("{TARGET}.db.corrupt-")))
+        .collect();
+    assert!(
+        aside.iter().any(|name| !name.ends_with("-wal")),
+        "the damaged catalog was not kept aside: {aside:?}"
+    );
+    logged_a_warning(&fixture.device, "moved aside");
+}
+
+#[test]
+fn a_catalog_overwritten_with_garbage_is_moved_aside_and_rebuilt() {
+    a_damaged_catalog_is_moved_aside_and_rebuilt(|catalog| {
+        let size = fs::metadata(catalog).expect("catalog").len() as usize;
+        let garbage: Vec<u8> = (0..size.max(4096)).map(|i| (i * 7 + 13) as u8).collect();
+        fs::write(catalog, garbage).expect("overwrite the catalog");
+    });
+}
+
+#[test]
+fn a_truncated_catalog_is_moved_aside_and_rebuilt() {
+    a_damaged_catalog_is_moved_aside_and_rebuilt(|catalog| {
+        let size = fs::metadata(catalog).expect("catalog").len();
+        assert!(size > 8192, "a catalog of a few pages: {size} bytes");
+        fs::OpenOptions::new()
+            .write(true)
+            .open(catalog)
+            .and_then(|f| f.set_len(size / 2))
+            .expect("truncate the catalog");
+    });
+}
