@@ -146,3 +146,29 @@ fn a_truncated_catalog_is_moved_aside_and_rebuilt() {
             .expect("truncate the catalog");
     });
 }
+
+/// A folder `levels` deep (`deep/d/d/.../d/file`) under `parent`, its path past PATH_MAX
+/// (the test's temporary directory removes it: std removes a tree from directory handles):
+/// built by wrapping the tree in a new folder again and again, so no call names a long path.
+fn make_deep_tree(parent: &std::path::Path, levels: usize) {
+    let (top, wrap) = (parent.join("deep"), parent.join("deep-wrap"));
+    fs::create_dir(&top).expect("mkdir");
+    fs::write(top.join("file"), b"too deep to open").expect("write");
+    for _ in 1..levels {
+        fs::create_dir(&wrap).expect("mkdir");
+        fs::rename(&top, wrap.join("d")).expect("wrap");
+        fs::rename(&wrap, &top).expect("rename");
+    }
+}
+
+#[test]
+fn a_path_past_path_max_is_skipped_with_a_warning_and_the_rest_backed_up() {
+    let mut fixture = BackedUp::new(20, 5);
+    let media = fixture.store.dir().join("Media");
+    make_deep_tree(&media, 2_500);
+    fixture.add_and_back_up(10);
+
+    let restored = restores_the_latest(&fixture, &fixture.device);
+    assert!(restored.complete_media > 0, "{restored:?}");
+    logged_a_warning(&fixture.device, "PATH_MAX");
+}
