@@ -172,3 +172,24 @@ fn a_path_past_path_max_is_skipped_with_a_warning_and_the_rest_backed_up() {
     assert!(restored.complete_media > 0, "{restored:?}");
     logged_a_warning(&fixture.device, "PATH_MAX");
 }
+
+#[test]
+fn a_target_gone_during_a_backup_is_said_to_have_gone_away() {
+    let fixture = BackedUp::new(20, 5);
+    // The disk goes away after the backup opened its repository: only `config` is left
+    // where the provider had made its folders.
+    for entry in fs::read_dir(&fixture.target).expect("list the target") {
+        let path = entry.expect("entry").path();
+        if path.is_dir() {
+            fs::remove_dir_all(&path).expect("remove a folder of the target");
+        }
+    }
+    fixture.store.append(10);
+    let failed = fixture.device.ctl_fails(&["backup", "--wait"], 1);
+    assert!(
+        failed.stderr.contains(&format!("target {TARGET:?}"))
+            && failed.stderr.contains("went away")
+            && !failed.stderr.contains("which only get may return"),
+        "the error does not say the target went away: {failed}"
+    );
+}
