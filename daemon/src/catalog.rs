@@ -398,7 +398,7 @@ impl Catalog {
             }
         }
         for (name, problem) in &report.damaged {
-            tracing::warn!(object = %name, %problem, "left out of the catalog: run `sealbackctl verify`");
+            tracing::warn!(object = %name, %problem, "left out of the catalog: `sealbackctl verify` lists every damaged object, `sealbackctl repair` removes those a torn upload left");
         }
         // Object sizes, for `status`: what the target holds now. Only the rows that differ
         // are written; packs not listed keep theirs.

@@ -16,8 +16,8 @@ use tokio::sync::{mpsc, oneshot};
 use crate::catalog::Catalog;
 use crate::config::{Config, TargetConfig};
 use crate::control::api::{
-    BackupReport, KeyMode, ProviderCounters, RestoreReport, RestoreRequest, TargetStatus,
-    VerifyReport, VerifyRequest,
+    BackupReport, KeyMode, ProviderCounters, RepairReport, RepairRequest, RestoreReport,
+    RestoreRequest, TargetStatus, VerifyReport, VerifyRequest,
 };
 use crate::control::{ApiError, ProgressSink};
 use crate::engine::{self, EngineError};
@@ -419,6 +419,25 @@ impl Daemon {
         let report = engine::verify::run(&repo, name, &|done, total| progress.set(done, total))
             .map_err(|e| repo_error(name, e))?;
         tracing::info!(target = %name, packs = report.packs, problems = report.problems.len(), "verify finished");
+        Ok(report)
+    }
+
+    /// Removes the target's damaged index and snapshot objects (every sync leaves them out of
+    /// the catalog already); not while a backup runs.
+    fn repair_blocking(&self, request: RepairRequest) -> Result<RepairReport, ApiError> {
+        let key = self.key()?;
+        let target = self.target(request.target.as_deref())?;
+        if lock(&self.runtime).activity_backup {
+            return Err(ApiError::new(409, "busy", "a backup is running")
+                .with_hint("run `sealbackctl repair` again once it has finished"));
+        }
+        let name = &target.config.name;
+        let store = self
+            .store(target)
+            .map_err(|e| ApiError::new(502, "target-failed", e))?;
+        let repo = Repository::open(store, &key).map_err(|e| repo_error(name, e))?;
+        let report = engine::repair::run(&repo, name).map_err(|e| repo_error(name, e))?;
+        tracing::info!(target = %name, removed = report.removed.len(), kept = report.kept.len(), "repair finished");
         Ok(report)
     }
 

@@ -5,12 +5,14 @@
 //! - `known`: which chunks the repository holds, loaded or looked up as a backup needs.
 //! - [`restore`]: one snapshot back into a directory, every blob verified.
 //! - [`verify`]: reads every object of a repository and checks it.
+//! - [`repair`]: removes index and snapshot objects confirmed damaged (torn puts).
 //!
 //! All of it is blocking code; the daemon runs it on tokio's blocking pool.
 
 pub mod backup;
 mod chunk_writer;
 mod known;
+pub mod repair;
 pub mod restore;
 pub mod upload;
 pub mod verify;

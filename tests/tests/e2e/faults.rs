@@ -4,10 +4,12 @@
 
 use std::fs;
 
+use sealback_daemon::control::api::{RepairReport, VerifyReport};
 use sealback_tests::store::{Restored, check_restored};
-use sealback_tests::{Device, tamper};
+use sealback_tests::{Device, Setup, Target, tamper};
+use serde_json::json;
 
-use crate::fixtures::{BackedUp, TARGET};
+use crate::fixtures::{BackedUp, TARGET, new_device};
 
 /// Restores the latest snapshot with `device`, which must hold every message committed.
 #[track_caller]
@@ -192,4 +194,87 @@ fn a_target_gone_during_a_backup_is_said_to_have_gone_away() {
             && !failed.stderr.contains("which only get may return"),
         "the error does not say the target went away: {failed}"
     );
+}
+
+/// A second backup to the fixture's target through the faulty provider, whose next put of an
+/// object named `prefix...` fails torn, as a provider without atomic puts would leave it.
+/// Returns the objects `verify` then finds damaged.
+fn a_backup_with_a_torn_put(fixture: &mut BackedUp, prefix: &str) -> Vec<String> {
+    fixture.device.stop();
+    let faulty = Target::faulty(
+        TARGET,
+        &fixture.target,
+        json!({ "fail": "put", "kind": "permanent", "torn": true, "only": prefix, "times": 1 }),
+    );
+    fixture
+        .device
+        .reconfigure(Setup::new(fixture.store.dir(), vec![faulty]));
+    fixture.device.start();
+    fixture.store.append(10);
+    fixture.device.ctl_fails(&["backup", "--wait"], 1);
+    let ctl = fixture.device.ctl(&["--json", "verify"]);
+    let report: VerifyReport = serde_json::from_str(&ctl.stdout)
+        .unwrap_or_else(|e| panic!("verify --json printed no report ({e}): {ctl}"));
+    report.problems
+}
+
+/// After a torn put: the next backup succeeds (the faulty provider fails only once) and a new
+/// device restores it; `repair` removes the damaged object `torn` and nothing else, and
+/// `verify` is then clean.
+fn the_next_backup_and_repair_get_past(fixture: &mut BackedUp, torn: &str) {
+    let report = fixture.device.backup();
+    fixture.snapshots.push(report.snapshot);
+    fixture.device.stop();
+    let fresh = new_device(&fixture.target, &fixture.recovery_key);
+    restores_the_latest(fixture, &fresh);
+    let listed: Vec<String> = fresh.snapshots().into_iter().map(|s| s.id).collect();
+    assert_eq!(listed, fixture.snapshots, "only the complete snapshots");
+
+    let repair: RepairReport = fresh.ctl_json(&["repair"]);
+    assert_eq!(repair.removed.len(), 1, "{repair:?}");
+    assert!(repair.removed[0].starts_with(torn), "{repair:?}");
+    let verify: VerifyReport = fresh.ctl_json(&["verify"]);
+    assert!(verify.problems.is_empty(), "{verify:?}");
+}
+
+#[test]
+fn a_torn_index_is_left_out_its_chunks_stored_again_and_removed_by_repair() {
+    let mut fixture = BackedUp::new(40, 10);
+    let problems = a_backup_with_a_torn_put(&mut fixture, "index/");
+    let torn: Vec<&String> = problems.iter().filter(|p| p.contains("index/")).collect();
+    assert!(
+        torn.len() == 1 && torn[0].contains("authentication"),
+        "the torn object is not the index: {problems:?}"
+    );
+    let name = torn[0]
+        .split_whitespace()
+        .nth(1)
+        .expect("object name")
+        .to_owned();
+    the_next_backup_and_repair_get_past(&mut fixture, &name);
+}
+
+#[test]
+fn a_torn_snapshot_is_left_out_nobodys_parent_and_removed_by_repair() {
+    let mut fixture = BackedUp::new(40, 10);
+    let problems = a_backup_with_a_torn_put(&mut fixture, "snapshots/");
+    let torn: Vec<&String> = problems
+        .iter()
+        .filter(|p| p.contains("snapshots/"))
+        .collect();
+    assert!(
+        torn.len() == 1 && torn[0].contains("authentication"),
+        "the torn object is not the snapshot: {problems:?}"
+    );
+    let name = torn[0]
+        .split_whitespace()
+        .nth(1)
+        .expect("object name")
+        .to_owned();
+    assert_eq!(
+        fixture.device.snapshots().len(),
+        1,
+        "a torn snapshot is not listed"
+    );
+    the_next_backup_and_repair_get_past(&mut fixture, &name);
 }
