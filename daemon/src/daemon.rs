@@ -59,8 +59,10 @@ pub struct Daemon {
     runtime: Mutex<Runtime>,
     backups: mpsc::Sender<BackupTicket>,
     host: String,
-    /// Set on shutdown; a running backup stops at the next chunk.
+    /// Set on shutdown; a running backup stops at the next chunk, a restore at the next pack.
     pub cancel: AtomicBool,
+    /// Ends the providers' waits on shutdown (see [`providers::Stop`]).
+    stop: providers::Stop,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -87,6 +89,7 @@ impl Daemon {
                 "the backup key file is readable by others: chmod 600 it"
             );
         }
+        let stop = providers::Stop::default();
         let targets = config
             .targets
             .iter()
@@ -96,6 +99,7 @@ impl Daemon {
                     &config.plugins_dir,
                     t,
                     counters.clone(),
+                    &stop,
                 ) {
                     Ok(s) => (Some(s), None),
                     Err(e) => {
@@ -124,7 +128,15 @@ impl Daemon {
             backups,
             host,
             cancel: AtomicBool::new(false),
+            stop,
         })
+    }
+
+    /// Shutdown: a running backup or restore stops at its next chunk or pack, and a provider
+    /// call waiting for a retry or for a provider that hangs gives up at once.
+    pub fn begin_stop(&self) {
+        self.cancel.store(true, Ordering::Relaxed);
+        self.stop.stop();
     }
 
     fn has_key(&self) -> bool {
@@ -172,6 +184,7 @@ impl Daemon {
             &self.config.plugins_dir,
             &target.config,
             target.counters.clone(),
+            &self.stop,
         )?;
         *slot = Some(store.clone());
         Ok(store)
@@ -379,6 +392,7 @@ impl Daemon {
             to: &to,
             force: request.force,
             progress: &|done, total| progress.set(done, total),
+            cancel: &self.cancel,
         };
         let report =
             engine::restore::run(&repo, &catalog, &input).map_err(|e| engine_error(name, e))?;

@@ -1,12 +1,15 @@
 //! Faults of the device and its targets that a backup must survive without losing or hiding
 //! anything: a target whose disk is not mounted, a damaged catalog, a path too long to open,
-//! a target that goes away mid-backup, objects torn by a failed put.
+//! a target that goes away mid-backup, objects torn by a failed put, a stop while a provider
+//! keeps a restore waiting.
 
 use std::fs;
+use std::time::{Duration, Instant};
 
 use sealback_daemon::control::api::{RepairReport, VerifyReport};
-use sealback_tests::store::{Restored, check_restored};
-use sealback_tests::{Device, Setup, Target, tamper};
+use sealback_tests::device::signal;
+use sealback_tests::store::{Restored, check_restored, walk};
+use sealback_tests::{Device, Setup, Target, tamper, wait};
 use serde_json::json;
 
 use crate::fixtures::{BackedUp, TARGET, new_device};
@@ -277,4 +280,58 @@ fn a_torn_snapshot_is_left_out_nobodys_parent_and_removed_by_repair() {
         "a torn snapshot is not listed"
     );
     the_next_backup_and_repair_get_past(&mut fixture, &name);
+}
+
+#[test]
+fn sigterm_stops_a_restore_waiting_on_its_provider_in_bounded_time_leaving_no_partial_file() {
+    let mut fixture = BackedUp::new(60, 5);
+    fixture.device.stop();
+    // The restore's last pack read fails transiently, the provider asking for a minute's
+    // wait (the daemon honours 30 s of it); the packs before it land in partial files.
+    let packs = tamper::objects(&fixture.target, "data").len() as u64;
+    let slow = Target::faulty(
+        TARGET,
+        &fixture.target,
+        json!({ "fail": "get", "kind": "transient", "retry_after_ms": 60_000,
+                "only": "data/", "after": packs - 1 }),
+    );
+    fixture
+        .device
+        .reconfigure(Setup::new(fixture.store.dir(), vec![slow]));
+    fixture.device.start();
+    let to = fixture.path("restored");
+    let device = &fixture.device;
+    let (restore, stopped_in) = std::thread::scope(|scope| {
+        let restore =
+            scope.spawn(|| device.ctl(&["restore", "latest", "--to", to.to_str().expect("UTF-8")]));
+        let retrying = wait::poll(Duration::from_secs(30), || {
+            (device.status().targets[0].requests.retries > 0).then_some(())
+        });
+        assert!(
+            retrying.is_some(),
+            "the restore never waited to retry: {}",
+            device.log_tail()
+        );
+        let started = Instant::now();
+        signal(device.pid().expect("running"), "TERM");
+        let restore = restore.join().expect("the restore's client");
+        (restore, started)
+    });
+    fixture.device.stop_after_signal();
+    let stopped_in = stopped_in.elapsed();
+    eprintln!("sealbackd stopped {stopped_in:?} after SIGTERM");
+    assert!(
+        stopped_in < Duration::from_secs(10),
+        "the daemon took {stopped_in:?} to stop"
+    );
+    assert_ne!(
+        restore.code,
+        Some(0),
+        "the restore cannot have finished: {restore}"
+    );
+    let left = walk(&to).unwrap_or_default();
+    assert!(
+        !left.iter().any(|f| f.ends_with(".sealback-partial")),
+        "a partial file was left behind: {left:?}"
+    );
 }
