@@ -182,6 +182,29 @@ mod tests {
     }
 
     #[test]
+    fn a_wait_between_retries_ends_when_the_daemon_stops() {
+        let slow = RetryPolicy {
+            attempts: 3,
+            base: Duration::from_secs(60),
+            max: Duration::from_secs(60),
+        };
+        let stop = Stop::default();
+        let always = Flaky(Mutex::new(vec![transient(); 3]), Mutex::new(0));
+        let store = Retrying::new(always, slow, Arc::new(Counters::default()), stop.clone());
+        stop.stop();
+        let started = std::time::Instant::now();
+        let err = store.put("a", b"x").expect_err("given up");
+        assert!(started.elapsed() < Duration::from_secs(2));
+        assert_eq!(err.kind, StoreErrorKind::Permanent);
+        assert!(err.message.contains("stopping"), "{}", err.message);
+        assert_eq!(
+            *store.inner.1.lock().expect("lock"),
+            1,
+            "no retry once stopped"
+        );
+    }
+
+    #[test]
     fn other_errors_are_answered_at_once() {
         for kind in [
             StoreErrorKind::NotFound,
