@@ -19,6 +19,8 @@ use sealback_repo::{ChunkId, Repository};
 use crate::capture::database::Baseline;
 use crate::capture::files::FileStat;
 
+mod damaged;
+
 /// 8: catalogs of earlier builds may hold a database baseline whose next whole read wrote
 /// lists naming runs only a patch held (issue 13); rebuilt, the first backup after the
 /// upgrade owes nothing to them.
@@ -30,6 +32,13 @@ pub enum CatalogError {
         "local catalog {path}: {source} (it is only a cache: delete it and it is rebuilt from the target)"
     )]
     Sqlite {
+        path: String,
+        source: rusqlite::Error,
+    },
+    #[error(
+        "local catalog {path} is damaged: {source} (it is only a cache: its next use moves it aside and rebuilds it from the target)"
+    )]
+    Damaged {
         path: String,
         source: rusqlite::Error,
     },
@@ -46,11 +55,16 @@ pub enum CatalogError {
 
 type Result<T> = std::result::Result<T, CatalogError>;
 
-/// The error of a failed SQLite call on the catalog at `path`.
+/// The error of a failed SQLite call on the catalog at `path`. Damage is noted for the next
+/// open to rebuild the catalog.
 fn sqlite(path: &str) -> impl Fn(rusqlite::Error) -> CatalogError + Copy + '_ {
-    move |source| CatalogError::Sqlite {
-        path: path.to_owned(),
-        source,
+    move |source| {
+        let path = path.to_owned();
+        if damaged::is_damage(&source) {
+            damaged::note(&path);
+            return CatalogError::Damaged { path, source };
+        }
+        CatalogError::Sqlite { path, source }
     }
 }
 
@@ -141,7 +155,13 @@ pub struct Catalog {
 }
 
 impl Catalog {
+    /// Opens the catalog at `path`, creating it if there is none; a damaged one is moved
+    /// aside and a new one made in its place (the next sync fills it).
     pub fn open(path: &Path) -> Result<Catalog> {
+        damaged::open(path, Catalog::open_as_is)
+    }
+
+    fn open_as_is(path: &Path) -> Result<Catalog> {
         let shown = path.display().to_string();
         let err = sqlite(&shown);
         if let Some(dir) = path.parent() {
@@ -381,7 +401,7 @@ impl Catalog {
             }
         }
         for (name, problem) in &report.damaged {
-            tracing::warn!(object = %name, %problem, "left out of the catalog: run `sealbackctl verify`");
+            tracing::warn!(object = %name, %problem, "left out of the catalog: `sealbackctl verify` lists every damaged object, `sealbackctl repair` removes those a torn upload left");
         }
         // Object sizes, for `status`: what the target holds now. Only the rows that differ
         // are written; packs not listed keep theirs.

@@ -1,6 +1,7 @@
 //! The daemon's state and the control API's implementation: what each route does.
 
 mod handler;
+mod held;
 mod vault;
 
 pub use handler::DaemonHandle;
@@ -15,8 +16,8 @@ use tokio::sync::{mpsc, oneshot};
 use crate::catalog::Catalog;
 use crate::config::{Config, TargetConfig};
 use crate::control::api::{
-    BackupReport, KeyMode, ProviderCounters, RestoreReport, RestoreRequest, TargetStatus,
-    VerifyReport, VerifyRequest,
+    BackupReport, KeyMode, ProviderCounters, RepairReport, RepairRequest, RestoreReport,
+    RestoreRequest, TargetStatus, VerifyReport, VerifyRequest,
 };
 use crate::control::{ApiError, ProgressSink};
 use crate::engine::{self, EngineError};
@@ -34,6 +35,9 @@ struct Target {
     store: Mutex<Option<Arc<TargetStore>>>,
     last_error: Mutex<Option<String>>,
     counters: Arc<Counters>,
+    /// Whether a backup opened a repository through the loaded store: a provider instance
+    /// may keep state of the repository it served (the local provider, the folders it made).
+    served_a_repository: AtomicBool,
 }
 
 #[derive(Default)]
@@ -55,8 +59,10 @@ pub struct Daemon {
     runtime: Mutex<Runtime>,
     backups: mpsc::Sender<BackupTicket>,
     host: String,
-    /// Set on shutdown; a running backup stops at the next chunk.
+    /// Set on shutdown; a running backup stops at the next chunk, a restore at the next pack.
     pub cancel: AtomicBool,
+    /// Ends the providers' waits on shutdown (see [`providers::Stop`]).
+    stop: providers::Stop,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -83,6 +89,7 @@ impl Daemon {
                 "the backup key file is readable by others: chmod 600 it"
             );
         }
+        let stop = providers::Stop::default();
         let targets = config
             .targets
             .iter()
@@ -92,6 +99,7 @@ impl Daemon {
                     &config.plugins_dir,
                     t,
                     counters.clone(),
+                    &stop,
                 ) {
                     Ok(s) => (Some(s), None),
                     Err(e) => {
@@ -104,6 +112,7 @@ impl Daemon {
                     store: Mutex::new(store),
                     last_error: Mutex::new(error),
                     counters,
+                    served_a_repository: AtomicBool::new(false),
                 }
             })
             .collect();
@@ -119,7 +128,15 @@ impl Daemon {
             backups,
             host,
             cancel: AtomicBool::new(false),
+            stop,
         })
+    }
+
+    /// Shutdown: a running backup or restore stops at its next chunk or pack, and a provider
+    /// call waiting for a retry or for a provider that hangs gives up at once.
+    pub fn begin_stop(&self) {
+        self.cancel.store(true, Ordering::Relaxed);
+        self.stop.stop();
     }
 
     fn has_key(&self) -> bool {
@@ -167,6 +184,7 @@ impl Daemon {
             &self.config.plugins_dir,
             &target.config,
             target.counters.clone(),
+            &self.stop,
         )?;
         *slot = Some(store.clone());
         Ok(store)
@@ -304,11 +322,24 @@ impl Daemon {
         let store = self
             .store(target)
             .map_err(|e| ApiError::new(502, "target-failed", e))?;
-        let (repo, created) = Repository::open_or_init(store, key, engine::backup::now_unix_ms())
-            .map_err(|e| repo_error(name, e))?;
-        if created {
-            tracing::info!(target = %name, repository = %repo.config().id, "created a new repository");
-        }
+        // A new repository where another was served: on a provider instance of its own.
+        let fresh = || {
+            if target.served_a_repository.load(Ordering::Relaxed) {
+                lock(&target.store).take();
+            }
+            self.store(target)
+                .map(|s| s as Arc<dyn sealback_repo::ObjectStore>)
+                .map_err(|e| ApiError::new(502, "target-failed", e))
+        };
+        let repo = held::open_for_backup(
+            store,
+            fresh,
+            key,
+            &self.config.state_dir,
+            name,
+            engine::backup::now_unix_ms(),
+        )?;
+        target.served_a_repository.store(true, Ordering::Relaxed);
         let mut catalog = Catalog::open(&self.catalog_path(name)).map_err(internal)?;
         let input = engine::backup::BackupInput {
             store: &self.config.store,
@@ -361,6 +392,7 @@ impl Daemon {
             to: &to,
             force: request.force,
             progress: &|done, total| progress.set(done, total),
+            cancel: &self.cancel,
         };
         let report =
             engine::restore::run(&repo, &catalog, &input).map_err(|e| engine_error(name, e))?;
@@ -401,6 +433,25 @@ impl Daemon {
         let report = engine::verify::run(&repo, name, &|done, total| progress.set(done, total))
             .map_err(|e| repo_error(name, e))?;
         tracing::info!(target = %name, packs = report.packs, problems = report.problems.len(), "verify finished");
+        Ok(report)
+    }
+
+    /// Removes the target's damaged index and snapshot objects (every sync leaves them out of
+    /// the catalog already); not while a backup runs.
+    fn repair_blocking(&self, request: RepairRequest) -> Result<RepairReport, ApiError> {
+        let key = self.key()?;
+        let target = self.target(request.target.as_deref())?;
+        if lock(&self.runtime).activity_backup {
+            return Err(ApiError::new(409, "busy", "a backup is running")
+                .with_hint("run `sealbackctl repair` again once it has finished"));
+        }
+        let name = &target.config.name;
+        let store = self
+            .store(target)
+            .map_err(|e| ApiError::new(502, "target-failed", e))?;
+        let repo = Repository::open(store, &key).map_err(|e| repo_error(name, e))?;
+        let report = engine::repair::run(&repo, name).map_err(|e| repo_error(name, e))?;
+        tracing::info!(target = %name, removed = report.removed.len(), kept = report.kept.len(), "repair finished");
         Ok(report)
     }
 
@@ -494,7 +545,7 @@ fn repo_error(target: &str, e: sealback_repo::Error) -> ApiError {
                 .with_hint("the target holds backups made with another key: import that key (sealbackctl key import --replace) or point the target elsewhere")
         }
         sealback_repo::Error::Store(s) if s.kind == StoreErrorKind::NotFound => {
-            ApiError::new(404, "not-found", s.message).with_hint("the target has no backup repository yet, or an object was deleted")
+            ApiError::new(404, "not-found", s.message).with_hint("the target has no backup repository yet, or an object was deleted; is the target's disk mounted, its path or bucket right?")
         }
         sealback_repo::Error::Store(s) => ApiError::new(502, "target-failed", s.message),
         other => ApiError::new(500, "integrity", other.to_string())

@@ -4,7 +4,6 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 
 use anyhow::Context;
 use clap::Parser;
@@ -96,7 +95,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
         async move {
             wait_for_signal().await;
             tracing::info!("stopping");
-            daemon.cancel.store(true, Ordering::Relaxed);
+            daemon.begin_stop();
             let _ = shutdown_tx.send(true);
         }
     };

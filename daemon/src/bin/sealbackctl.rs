@@ -13,7 +13,8 @@ use indicatif::{HumanBytes, ProgressBar, ProgressStyle};
 use sealback_daemon::control::api::{
     Accepted, Activity, BackupReport, BackupRequest, KeyChangePasswordRequest, KeyDisableRequest,
     KeyGenerateRequest, KeyImportRequest, KeyMode, KeyRecoverRequest, KeySetPasswordRequest,
-    Progress, RestoreRequest, SnapshotList, Status, VerifyReport, VerifyRequest,
+    Progress, RepairReport, RepairRequest, RestoreRequest, SnapshotList, Status, VerifyReport,
+    VerifyRequest,
 };
 use sealback_daemon::control::client::{Client, ClientError};
 use serde::Serialize;
@@ -82,6 +83,13 @@ enum Command {
     /// Read every object of a target and check it: exits 1 if anything is damaged or missing
     Verify {
         /// The target to check [default: the first configured target]
+        #[arg(long, value_name = "NAME")]
+        target: Option<String>,
+    },
+    /// Remove index and snapshot objects that fail authentication (left by a torn upload),
+    /// after reading each twice in full; says what it removed
+    Repair {
+        /// The target to repair [default: the first configured target]
         #[arg(long, value_name = "NAME")]
         target: Option<String>,
     },
@@ -218,6 +226,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     output(json, &accepted, |a| println!("{}", a.message))?;
                 }
             }
+        }
+        Command::Repair { target } => {
+            let report = client.repair(RepairRequest { target }, |_| {}).await?;
+            output(json, &report, print_repair)?;
         }
         Command::Verify { target } => {
             let bar = ProgressView::new(show_progress, "verifying");
@@ -694,6 +706,21 @@ fn print_verify(report: &VerifyReport) {
     }
     for problem in &report.problems {
         println!("problem: {problem}");
+    }
+}
+
+fn print_repair(report: &RepairReport) {
+    println!(
+        "target {}: {} index and snapshot objects checked, {} removed",
+        report.target,
+        report.checked,
+        report.removed.len()
+    );
+    for removed in &report.removed {
+        println!("removed: {removed}");
+    }
+    for kept in &report.kept {
+        println!("kept: {kept}");
     }
 }
 

@@ -82,6 +82,10 @@ pub fn scan(store: &Path, database: &str) -> io::Result<(Vec<StoreFile>, Skipped
             Ok(e) => e,
             // A directory removed while we walk is simply no longer part of the store.
             Err(e) if e.kind() == io::ErrorKind::NotFound && !rel.is_empty() => continue,
+            Err(e) if e.raw_os_error() == Some(libc::ENAMETOOLONG) && !rel.is_empty() => {
+                skip_too_long(&dir);
+                continue;
+            }
             Err(e) => {
                 return Err(io::Error::new(
                     e.kind(),
@@ -102,6 +106,12 @@ pub fn scan(store: &Path, database: &str) -> io::Result<(Vec<StoreFile>, Skipped
                 format!("{rel}/{name}")
             };
             if rel.is_empty() && excluded.contains(&name) {
+                continue;
+            }
+            // Nothing past PATH_MAX can be opened by its path: skipped, not fatal, or one
+            // deep folder would stop every backup, the database's included.
+            if abs.as_os_str().len() >= PATH_MAX {
+                skip_too_long(&abs);
                 continue;
             }
             // `fstatat` beside the directory's handle, not following links: a lookup of
@@ -126,6 +136,19 @@ pub fn scan(store: &Path, database: &str) -> io::Result<(Vec<StoreFile>, Skipped
     }
     files.sort_by(|a, b| a.path.cmp(&b.path));
     Ok((files, skipped))
+}
+
+/// The longest path the system opens, counting its terminating NUL.
+const PATH_MAX: usize = libc::PATH_MAX as usize;
+
+/// Logs a path skipped for its length: its start and its length (the whole path can be
+/// tens of kilobytes).
+fn skip_too_long(abs: &Path) {
+    let shown: String = abs.to_string_lossy().chars().take(160).collect();
+    tracing::warn!(
+        path = %format!("{shown}..."), bytes = abs.as_os_str().len(),
+        "skipped: the path is longer than the system allows (PATH_MAX), so nothing under it can be opened"
+    );
 }
 
 /// Opens a file for a consistent read: returns it with its `stat` at open time.

@@ -17,6 +17,7 @@
 //! | POST   | /v1/key/change-password | [`KeyChangePasswordRequest`] | 200 [`KeyChanged`] |
 //! | POST   | /v1/key/disable | [`KeyDisableRequest`] | 200 [`KeyChanged`]              |
 //! | POST   | /v1/verify      | [`VerifyRequest`]   | stream ending in [`VerifyReport`] |
+//! | POST   | /v1/repair      | [`RepairRequest`]   | stream ending in [`RepairReport`] |
 //!
 //! A "stream" is `application/x-ndjson`: one [`StreamEvent`] per line, progress lines first,
 //! and exactly one final `done` or `error` line. Every error, streamed or not, is an
@@ -69,10 +70,11 @@ pub enum Route {
     KeyRecover,
     KeyChangePassword,
     KeyDisable,
+    Repair,
 }
 
 impl Route {
-    pub const ALL: [Route; 11] = [
+    pub const ALL: [Route; 12] = [
         Route::Status,
         Route::Backup,
         Route::Snapshots,
@@ -84,6 +86,7 @@ impl Route {
         Route::KeyRecover,
         Route::KeyChangePassword,
         Route::KeyDisable,
+        Route::Repair,
     ];
 
     /// `GET` or `POST`: each route has exactly one method.
@@ -107,6 +110,7 @@ impl Route {
             Route::KeyRecover => "/v1/key/recover",
             Route::KeyChangePassword => "/v1/key/change-password",
             Route::KeyDisable => "/v1/key/disable",
+            Route::Repair => "/v1/repair",
         }
     }
 
@@ -378,6 +382,28 @@ pub struct VerifyReport {
     pub bytes_read: u64,
     /// One line per problem, each naming the object.
     pub problems: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RepairRequest {
+    /// The target to repair; default: the first configured target.
+    #[serde(default)]
+    pub target: Option<String>,
+}
+
+/// What `repair` removed: index and snapshot objects read in full, twice, that failed
+/// authentication both times (what a torn put leaves). Objects it could not be sure of are
+/// kept and named.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct RepairReport {
+    pub target: String,
+    /// Index and snapshot objects read.
+    pub checked: u64,
+    /// One line per object removed, naming it and what was wrong.
+    pub removed: Vec<String>,
+    /// One line per object that looked damaged but was kept, and why.
+    pub kept: Vec<String>,
 }
 
 /// Protects the device's backup key with a password, in the Backup Key Vault.

@@ -17,8 +17,8 @@ use tokio::net::UnixStream;
 use super::api::{
     BackupReport, BackupRequest, ErrorBody, ErrorResponse, KeyChangePasswordRequest, KeyChanged,
     KeyDisableRequest, KeyGenerateRequest, KeyGenerated, KeyImportRequest, KeyImported,
-    KeyRecoverRequest, KeySetPasswordRequest, Progress, RestoreReport, RestoreRequest, Route,
-    SnapshotList, Status, StreamEvent, VerifyReport, VerifyRequest,
+    KeyRecoverRequest, KeySetPasswordRequest, Progress, RepairReport, RepairRequest, RestoreReport,
+    RestoreRequest, Route, SnapshotList, Status, StreamEvent, VerifyReport, VerifyRequest,
 };
 
 /// A whole (non-streamed) response larger than this is not believed.
@@ -144,6 +144,15 @@ impl Client {
         on_progress: impl FnMut(Progress),
     ) -> Result<VerifyReport, ClientError> {
         self.stream(Route::Verify, &request, on_progress).await
+    }
+
+    /// Removes a target's index and snapshot objects that are confirmed damaged.
+    pub async fn repair(
+        &self,
+        request: RepairRequest,
+        on_progress: impl FnMut(Progress),
+    ) -> Result<RepairReport, ClientError> {
+        self.stream(Route::Repair, &request, on_progress).await
     }
 
     /// A streamed operation: progress lines, then its result.

@@ -11,8 +11,8 @@ use std::future::Future;
 use api::{
     BackupReport, BackupRequest, ErrorBody, KeyChangePasswordRequest, KeyChanged,
     KeyDisableRequest, KeyGenerateRequest, KeyGenerated, KeyImportRequest, KeyImported,
-    KeyRecoverRequest, KeySetPasswordRequest, Progress, RestoreReport, RestoreRequest,
-    SnapshotList, Status, VerifyReport, VerifyRequest,
+    KeyRecoverRequest, KeySetPasswordRequest, Progress, RepairReport, RepairRequest, RestoreReport,
+    RestoreRequest, SnapshotList, Status, VerifyReport, VerifyRequest,
 };
 use tokio::sync::watch;
 
@@ -112,6 +112,13 @@ pub trait Handler: Send + Sync + 'static {
         request: VerifyRequest,
         progress: ProgressSink,
     ) -> impl Future<Output = Result<VerifyReport, ApiError>> + Send;
+
+    /// Removes a target's index and snapshot objects that are confirmed damaged.
+    fn repair(
+        &self,
+        request: RepairRequest,
+        progress: ProgressSink,
+    ) -> impl Future<Output = Result<RepairReport, ApiError>> + Send;
 
     fn key_generate(
         &self,

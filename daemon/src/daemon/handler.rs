@@ -11,8 +11,8 @@ use crate::catalog::Catalog;
 use crate::control::api::{
     Activity, BackupReport, BackupRequest, KeyChangePasswordRequest, KeyChanged, KeyDisableRequest,
     KeyGenerateRequest, KeyGenerated, KeyImportRequest, KeyImported, KeyMode, KeyRecoverRequest,
-    KeySetPasswordRequest, PROTOCOL_VERSION, RestoreReport, RestoreRequest, SnapshotInfo,
-    SnapshotList, Status, VerifyReport, VerifyRequest,
+    KeySetPasswordRequest, PROTOCOL_VERSION, RepairReport, RepairRequest, RestoreReport,
+    RestoreRequest, SnapshotInfo, SnapshotList, Status, VerifyReport, VerifyRequest,
 };
 use crate::control::{ApiError, Handler, ProgressSink};
 
@@ -153,6 +153,17 @@ impl Handler for DaemonHandle {
     ) -> Result<VerifyReport, ApiError> {
         let d = self.0.clone();
         tokio::task::spawn_blocking(move || d.verify_blocking(request, progress))
+            .await
+            .map_err(internal)?
+    }
+
+    async fn repair(
+        &self,
+        request: RepairRequest,
+        _: ProgressSink,
+    ) -> Result<RepairReport, ApiError> {
+        let d = self.0.clone();
+        tokio::task::spawn_blocking(move || d.repair_blocking(request))
             .await
             .map_err(internal)?
     }

@@ -5,6 +5,7 @@
 //! - `known`: which chunks the repository holds, loaded or looked up as a backup needs.
 //! - [`restore`]: one snapshot back into a directory, every blob verified.
 //! - [`verify`]: reads every object of a repository and checks it.
+//! - [`repair`]: removes index and snapshot objects confirmed damaged (torn puts).
 //!
 //! All of it is blocking code; the daemon runs it on tokio's blocking pool.
 
@@ -14,6 +15,7 @@ mod database;
 mod files;
 mod known;
 mod proof;
+pub mod repair;
 #[cfg(test)]
 mod restorable_tests;
 pub mod restore;

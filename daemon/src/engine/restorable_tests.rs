@@ -285,6 +285,7 @@ impl Device {
             to,
             force: false,
             progress: &|_, _| {},
+            cancel: &AtomicBool::new(false),
         };
         if let Err(e) = restore::run(&self.repo, &self.catalog, &input) {
             panic!("{what}: snapshot {snapshot} reported done but does not restore: {e}");

@@ -102,6 +102,9 @@ pub struct RestoreInput<'a> {
     pub to: &'a Path,
     pub force: bool,
     pub progress: &'a (dyn Fn(u64, u64) + Sync),
+    /// Set when the daemon stops: the restore ends at the next pack, its partial files
+    /// removed.
+    pub cancel: &'a AtomicBool,
 }
 
 /// One file to write, under `partial` until complete.
@@ -298,6 +301,10 @@ pub fn run(
                 let mut writer = ChunkWriter::default();
                 let mut scratch = BlobScratch::default();
                 while !failed.load(Ordering::Relaxed) {
+                    if input.cancel.load(Ordering::Relaxed) {
+                        fail(EngineError::Cancelled);
+                        break;
+                    }
                     let Some(plan) = plans.get(next.fetch_add(1, Ordering::Relaxed)) else {
                         break;
                     };

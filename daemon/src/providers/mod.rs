@@ -15,6 +15,7 @@ mod limit;
 mod metrics;
 mod plugin;
 mod retry;
+mod stop;
 mod timeout;
 
 use std::path::{Path, PathBuf};
@@ -25,6 +26,7 @@ use sealback_plugin_api::host::Plugin;
 pub use metrics::{Counters, TargetStore};
 pub use plugin::PluginStore;
 pub use retry::RetryPolicy;
+pub use stop::Stop;
 
 use crate::config::TargetConfig;
 
@@ -50,6 +52,7 @@ pub fn open_target(
     plugins_dir: &Path,
     target: &TargetConfig,
     counters: Arc<Counters>,
+    stop: &Stop,
 ) -> Result<Arc<TargetStore>, String> {
     let path = plugin_path(plugins_dir, &target.plugin)?;
     let plugin = Plugin::load(&path).map_err(|e| e.to_string())?;
@@ -65,7 +68,13 @@ pub fn open_target(
     tracing::info!(target = %target.name, plugin = %path.display(), version = %plugin.version(), "storage target ready");
     let store = PluginStore::new(&target.name, instance);
     let limited = limit::Limited::new(store, target.concurrency);
-    let timed = timeout::Timed::new(Arc::new(limited), target.timeout, &target.name);
-    let retrying = retry::Retrying::new(timed, target.retry.clone(), counters.clone());
+    let timed = timeout::Timed::new(
+        Arc::new(limited),
+        target.timeout,
+        &target.name,
+        stop.clone(),
+    );
+    let retrying =
+        retry::Retrying::new(timed, target.retry.clone(), counters.clone(), stop.clone());
     Ok(Arc::new(TargetStore::new(&target.name, retrying, counters)))
 }

@@ -12,6 +12,7 @@ use rand::Rng;
 use sealback_repo::{ObjectStore, StoreError, StoreErrorKind};
 
 use super::metrics::Counters;
+use super::stop::Stop;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RetryPolicy {
@@ -58,14 +59,17 @@ pub struct Retrying<S> {
     inner: S,
     policy: RetryPolicy,
     counters: Arc<Counters>,
+    /// Ends a wait between retries at once.
+    stop: Stop,
 }
 
 impl<S: ObjectStore> Retrying<S> {
-    pub fn new(inner: S, policy: RetryPolicy, counters: Arc<Counters>) -> Retrying<S> {
+    pub fn new(inner: S, policy: RetryPolicy, counters: Arc<Counters>, stop: Stop) -> Retrying<S> {
         Retrying {
             inner,
             policy,
             counters,
+            stop,
         }
     }
 
@@ -80,7 +84,9 @@ impl<S: ObjectStore> Retrying<S> {
                     let wait = self.policy.wait(retry, e.retry_after);
                     self.counters.note_retry();
                     tracing::info!(error = %e, retry, wait_ms = wait.as_millis() as u64, "transient error; retrying");
-                    std::thread::sleep(wait);
+                    if self.stop.wait(wait) {
+                        return Err(Stop::error(&e.message));
+                    }
                 }
                 Err(mut e) => {
                     if retry > 0 {
@@ -159,15 +165,43 @@ mod tests {
     fn transient_errors_are_retried_until_the_attempts_run_out() {
         let counters = Arc::new(Counters::default());
         let flaky = Flaky(Mutex::new(vec![transient(), transient()]), Mutex::new(0));
-        let store = Retrying::new(flaky, quick(), counters.clone());
+        let store = Retrying::new(flaky, quick(), counters.clone(), Stop::default());
         assert!(store.put("a", b"x").is_ok());
         assert_eq!(*store.inner.1.lock().expect("lock"), 3);
         assert_eq!(counters.snapshot().retries, 2);
 
         let always = Flaky(Mutex::new(vec![transient(); 5]), Mutex::new(0));
-        let store = Retrying::new(always, quick(), Arc::new(Counters::default()));
+        let store = Retrying::new(
+            always,
+            quick(),
+            Arc::new(Counters::default()),
+            Stop::default(),
+        );
         let err = store.put("a", b"x").expect_err("gives up");
         assert!(err.message.contains("after 3 attempts"), "{}", err.message);
+    }
+
+    #[test]
+    fn a_wait_between_retries_ends_when_the_daemon_stops() {
+        let slow = RetryPolicy {
+            attempts: 3,
+            base: Duration::from_secs(60),
+            max: Duration::from_secs(60),
+        };
+        let stop = Stop::default();
+        let always = Flaky(Mutex::new(vec![transient(); 3]), Mutex::new(0));
+        let store = Retrying::new(always, slow, Arc::new(Counters::default()), stop.clone());
+        stop.stop();
+        let started = std::time::Instant::now();
+        let err = store.put("a", b"x").expect_err("given up");
+        assert!(started.elapsed() < Duration::from_secs(2));
+        assert_eq!(err.kind, StoreErrorKind::Permanent);
+        assert!(err.message.contains("stopping"), "{}", err.message);
+        assert_eq!(
+            *store.inner.1.lock().expect("lock"),
+            1,
+            "no retry once stopped"
+        );
     }
 
     #[test]
@@ -179,7 +213,12 @@ mod tests {
             StoreErrorKind::Permanent,
         ] {
             let flaky = Flaky(Mutex::new(vec![StoreError::new(kind, "no")]), Mutex::new(0));
-            let store = Retrying::new(flaky, quick(), Arc::new(Counters::default()));
+            let store = Retrying::new(
+                flaky,
+                quick(),
+                Arc::new(Counters::default()),
+                Stop::default(),
+            );
             assert_eq!(store.put("a", b"x").expect_err("fails").kind, kind);
             assert_eq!(*store.inner.1.lock().expect("lock"), 1);
         }

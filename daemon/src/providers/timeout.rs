@@ -11,19 +11,27 @@ use std::time::Duration;
 
 use sealback_repo::{ObjectStore, StoreError, StoreErrorKind};
 
+use super::stop::Stop;
+
+/// How often a call waiting for its provider looks whether the daemon stops.
+const STOP_CHECK: Duration = Duration::from_millis(100);
+
 pub struct Timed<S> {
     inner: Arc<S>,
     deadline: Duration,
     /// The target's name, which a timeout names.
     target: String,
+    /// A call still waiting when the daemon stops gives up.
+    stop: Stop,
 }
 
 impl<S: ObjectStore + 'static> Timed<S> {
-    pub fn new(inner: Arc<S>, deadline: Duration, target: &str) -> Timed<S> {
+    pub fn new(inner: Arc<S>, deadline: Duration, target: &str, stop: Stop) -> Timed<S> {
         Timed {
             inner,
             deadline,
             target: target.to_owned(),
+            stop,
         }
     }
 
@@ -45,7 +53,18 @@ impl<S: ObjectStore + 'static> Timed<S> {
                 format!("{what}: cannot start a thread for the call: {e}"),
             ));
         }
-        match rx.recv_timeout(self.deadline) {
+        let deadline = std::time::Instant::now() + self.deadline;
+        let answer = loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match rx.recv_timeout(left.min(STOP_CHECK)) {
+                Err(mpsc::RecvTimeoutError::Timeout) if self.stop.is_stopped() => {
+                    return Err(Stop::error(&what));
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) if !left.is_zero() => {}
+                other => break other,
+            }
+        };
+        match answer {
             Ok(result) => result,
             Err(mpsc::RecvTimeoutError::Timeout) => Err(StoreError::new(
                 StoreErrorKind::Transient,
@@ -119,6 +138,7 @@ mod tests {
             Arc::new(Slow(Duration::from_secs(5))),
             Duration::from_millis(50),
             "slow",
+            Stop::default(),
         );
         let started = std::time::Instant::now();
         let err = timed.put("data/abc", b"x").expect_err("times out");
@@ -133,11 +153,28 @@ mod tests {
     }
 
     #[test]
+    fn a_call_waiting_for_a_hung_provider_gives_up_when_the_daemon_stops() {
+        let stop = Stop::default();
+        let timed = Timed::new(
+            Arc::new(Slow(Duration::from_secs(30))),
+            Duration::from_secs(60),
+            "slow",
+            stop.clone(),
+        );
+        stop.stop();
+        let started = std::time::Instant::now();
+        let err = timed.get("data/abc").expect_err("given up");
+        assert!(started.elapsed() < Duration::from_secs(2));
+        assert!(err.message.contains("stopping"), "{}", err.message);
+    }
+
+    #[test]
     fn a_call_within_its_deadline_answers_as_usual() {
         let timed = Timed::new(
             Arc::new(Slow(Duration::from_millis(1))),
             Duration::from_secs(5),
             "slow",
+            Stop::default(),
         );
         assert_eq!(timed.get("index/x").expect("answers"), &b"index/x"[..]);
         timed

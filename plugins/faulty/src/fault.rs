@@ -62,9 +62,10 @@ struct FaultOptions {
     panic: Option<bool>,
     retry_after_ms: Option<u64>,
     torn: Option<bool>,
+    only: Option<String>,
 }
 
-const FAULT_KEYS: [&str; 7] = [
+const FAULT_KEYS: [&str; 8] = [
     "fail",
     "kind",
     "after",
@@ -72,6 +73,7 @@ const FAULT_KEYS: [&str; 7] = [
     "panic",
     "retry_after_ms",
     "torn",
+    "only",
 ];
 
 /// One operation that fails with `kind` (or panics) on calls `after + 1 ..= after + times`.
@@ -84,6 +86,8 @@ pub(crate) struct Fault {
     panic: bool,
     retry_after: Option<Duration>,
     torn: bool,
+    /// Only calls on names (or list prefixes) that start with this count and fail.
+    only: String,
     calls: AtomicU64,
 }
 
@@ -117,9 +121,10 @@ impl Fault {
                 || options.panic.is_some()
                 || options.retry_after_ms.is_some()
                 || options.torn.is_some()
+                || options.only.is_some()
             {
                 return Err(invalid(
-                    "`kind`, `after`, `times`, `panic`, `retry_after_ms` and `torn` need `fail`"
+                    "`kind`, `after`, `times`, `panic`, `retry_after_ms`, `torn` and `only` need `fail`"
                         .into(),
                 ));
             }
@@ -144,14 +149,16 @@ impl Fault {
             panic: options.panic.unwrap_or(false),
             retry_after: options.retry_after_ms.map(Duration::from_millis),
             torn,
+            only: options.only.unwrap_or_default(),
             calls: AtomicU64::new(0),
         };
         Ok((Some(fault), local))
     }
 
-    /// Counts a call of `op`; fails it if it is one of the calls that fail.
-    pub(crate) fn check(&self, op: Operation) -> Result<(), ProviderError> {
-        if op != self.op {
+    /// Counts a call of `op` on `name` (a list's prefix); fails it if it is one of the calls
+    /// that fail.
+    pub(crate) fn check(&self, op: Operation, name: &str) -> Result<(), ProviderError> {
+        if op != self.op || !name.starts_with(&self.only) {
             return Ok(());
         }
         let call = self.calls.fetch_add(1, Ordering::SeqCst) + 1;

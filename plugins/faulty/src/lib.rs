@@ -15,13 +15,15 @@
 //! | `crash_after` | kills the process (SIGKILL) at call N+1 of any operation: a crash point (see `crash.rs`) | none |
 //! | `slow_ms`, `slow_op` | each call of `slow_op` (every operation if absent) waits `slow_ms` first (see `slow.rs`) | none |
 //! | `torn`   | with `fail` `"put"`: a failing put first overwrites the object's file with the first half of the data, in place, as a provider without atomic puts would; for showing that the conformance kit catches it | `false` |
+//! | `only`   | a name prefix (`"index/"`): only calls on objects whose name (or list prefix) starts with it are counted and fail | `""`: every call |
 //!
 //! For example `{"path": "/tmp/x", "fail": "put", "kind": "quota", "after": 2}` stores two
 //! objects, then reports every later put as `QUOTA` without storing anything. Calls are counted
 //! per instance and per operation; calls the SDK refuses (invalid names) are not counted. `kind`,
 //! `after`, `times` and `panic` without `fail` are an `INVALID_CONFIG` error, like any unknown
 //! or mistyped option, and so are `retry_after_ms` with another kind and `torn` with another
-//! operation.
+//! operation. `only` picks a kind of object: `{"fail": "put", "only": "snapshots/", "torn": true,
+//! "times": 1}` tears the next snapshot and nothing else.
 
 mod crash;
 mod fault;
@@ -59,8 +61,8 @@ impl FaultyProvider {
         let _ = fs::write(path, &data[..data.len() / 2]);
     }
 
-    /// Counts a call of `op` and fails it if the fault says so.
-    fn check(&self, op: Operation) -> Result<(), ProviderError> {
+    /// Counts a call of `op` on `name` and fails it if the fault says so.
+    fn check(&self, op: Operation, name: &str) -> Result<(), ProviderError> {
         if let Some(crash) = &self.crash {
             crash.point();
         }
@@ -68,7 +70,7 @@ impl FaultyProvider {
             slow.wait(op);
         }
         match &self.fault {
-            Some(fault) => fault.check(op),
+            Some(fault) => fault.check(op, name),
             None => Ok(()),
         }
     }
@@ -98,7 +100,7 @@ impl Provider for FaultyProvider {
     }
 
     fn put(&self, name: &str, data: &[u8]) -> Result<(), ProviderError> {
-        if let Err(err) = self.check(Operation::Put) {
+        if let Err(err) = self.check(Operation::Put, name) {
             if self.fault.as_ref().is_some_and(Fault::torn) {
                 self.tear(name, data);
             }
@@ -108,17 +110,17 @@ impl Provider for FaultyProvider {
     }
 
     fn get(&self, name: &str) -> Result<Vec<u8>, ProviderError> {
-        self.check(Operation::Get)?;
+        self.check(Operation::Get, name)?;
         self.inner.get(name)
     }
 
     fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>, ProviderError> {
-        self.check(Operation::List)?;
+        self.check(Operation::List, prefix)?;
         self.inner.list(prefix)
     }
 
     fn remove(&self, name: &str) -> Result<(), ProviderError> {
-        self.check(Operation::Remove)?;
+        self.check(Operation::Remove, name)?;
         self.inner.remove(name)
     }
 }

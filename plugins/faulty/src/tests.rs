@@ -119,6 +119,19 @@ fn a_torn_put_leaves_half_the_data_in_place_of_the_object() {
 }
 
 #[test]
+fn only_counts_and_fails_the_calls_on_names_with_its_prefix() {
+    let (_dir, provider) = open(json!({ "fail": "put", "only": "index/", "times": 1 }));
+    let provider = provider.expect("open");
+    provider
+        .put("data/a", b"pack")
+        .expect("another kind of object");
+    provider
+        .put("index/a", b"index")
+        .expect_err("the first index fails");
+    provider.put("index/b", b"index").expect("only once");
+}
+
+#[test]
 fn bad_fault_options_are_invalid_config() {
     for (extra, problem) in [
         (json!({ "fail": "open" }), "unknown variant `open`"),

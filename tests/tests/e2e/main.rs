@@ -5,6 +5,7 @@
 mod backup_restore;
 mod config;
 mod crash;
+mod faults;
 mod fixtures;
 mod incremental;
 mod keys;

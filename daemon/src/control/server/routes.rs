@@ -95,6 +95,12 @@ async fn dispatch<H: Handler>(
             let operation = async move { handler.verify(verify, sink).await };
             Ok(stream(ndjson::narrate(route, operation, progress)))
         }
+        Route::Repair => {
+            let repair = read_json(route, request).await?;
+            let (sink, progress) = ProgressSink::new();
+            let operation = async move { handler.repair(repair, sink).await };
+            Ok(stream(ndjson::narrate(route, operation, progress)))
+        }
         Route::KeyGenerate => {
             let generate = read_json(route, request).await?;
             let generated =

@@ -18,8 +18,9 @@ use super::{bind, serve_with_grace};
 use crate::control::api::{
     Activity, BackupReport, BackupRequest, ErrorResponse, KeyChangePasswordRequest, KeyChanged,
     KeyDisableRequest, KeyGenerateRequest, KeyGenerated, KeyImportRequest, KeyImported, KeyMode,
-    KeyRecoverRequest, KeySetPasswordRequest, MAX_REQUEST_BYTES, Progress, RestoreReport,
-    RestoreRequest, SnapshotInfo, SnapshotList, Status, TargetStatus, VerifyReport, VerifyRequest,
+    KeyRecoverRequest, KeySetPasswordRequest, MAX_REQUEST_BYTES, Progress, RepairReport,
+    RepairRequest, RestoreReport, RestoreRequest, SnapshotInfo, SnapshotList, Status, TargetStatus,
+    VerifyReport, VerifyRequest,
 };
 use crate::control::client::{Client, ClientError};
 use crate::control::{ApiError, Handler, ProgressSink};
@@ -173,6 +174,19 @@ impl Handler for FakeDaemon {
             target: request.target.unwrap_or_else(|| "local".into()),
             packs: 2,
             ..VerifyReport::default()
+        })
+    }
+
+    async fn repair(
+        &self,
+        request: RepairRequest,
+        _: ProgressSink,
+    ) -> Result<RepairReport, ApiError> {
+        self.record(format!("repair target={:?}", request.target));
+        Ok(RepairReport {
+            target: request.target.unwrap_or_else(|| "local".into()),
+            checked: 2,
+            ..RepairReport::default()
         })
     }
 

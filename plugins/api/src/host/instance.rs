@@ -184,7 +184,8 @@ impl Loaded {
     /// Makes one call that reports failure as a status and a `sealback_error_t`.
     ///
     /// An unknown status is a permanent error, and so is `NOT_FOUND` from anything but `get`:
-    /// only an object can be missing, and the host acts on absence.
+    /// only an object can be missing, and the host acts on absence; from anything else it
+    /// means the place the provider works in is gone.
     fn call(
         &self,
         op: Op<'_>,
@@ -200,10 +201,12 @@ impl Loaded {
         }
         let message = String::from_utf8_lossy(error.message());
         let kind = match ErrorKind::from_status(status) {
+            // What a put, list or remove works in is gone: a directory removed, a disk
+            // unmounted, a bucket deleted.
             Some(ErrorKind::NotFound) if !matches!(op, Op::Get(_)) => {
                 return Err(ProviderError::permanent(format!(
-                    "plugin {:?} returned NOT_FOUND from {op}, which only get may return \
-                     (its message: {message:?})",
+                    "the target went away during {op}: its directory, mount or bucket is gone \
+                     (plugin {:?} answered NOT_FOUND: {message:?})",
                     self.name
                 )));
             }

@@ -303,13 +303,13 @@ fn a_retry_after_crosses_with_a_transient_error_only() {
 }
 
 #[test]
-fn not_found_from_anything_but_get_is_permanent() {
+fn not_found_from_anything_but_get_is_permanent_and_says_the_target_went_away() {
     let err = instance(&MISSING).put("a", b"x").expect_err("not found");
     assert_eq!(err.kind(), ErrorKind::Permanent);
     assert_eq!(
         err.message(),
-        "plugin \"missing\" returned NOT_FOUND from put \"a\", which only get may return (its \
-         message: \"no such bucket\")"
+        "the target went away during put \"a\": its directory, mount or bucket is gone (plugin \
+         \"missing\" answered NOT_FOUND: \"no such bucket\")"
     );
 }
 
