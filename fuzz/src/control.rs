@@ -26,8 +26,12 @@ const MAX_ANSWER: u64 = 1 << 20;
 /// A daemon that is always busy: every request that parses gets an error from it.
 struct Busy;
 
-fn busy<T>() -> impl Future<Output = Result<T, ApiError>> + Send {
-    async { Err(ApiError::new(503, "busy", "the fuzzer's daemon is always busy")) }
+async fn busy<T>() -> Result<T, ApiError> {
+    Err(ApiError::new(
+        503,
+        "busy",
+        "the fuzzer's daemon is always busy",
+    ))
 }
 
 impl Handler for Busy {
@@ -209,7 +213,7 @@ fn answer_client(call: u8, answer: &[u8]) -> bool {
     let client = Client::new(&sockets.daemon);
     let finished = sockets.runtime.block_on(async {
         tokio::time::timeout(PATIENCE, async {
-            if call % 2 == 0 {
+            if call.is_multiple_of(2) {
                 read(client.status().await)
             } else {
                 let restore = RestoreRequest {

@@ -15,7 +15,8 @@ use sealback_repo::{StoreErrorKind, patch};
 /// relative manifest may name.
 pub const BASE_ID: &str = "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
 /// Where the fuzzed index and snapshot objects are stored.
-pub const INDEX_NAME: &str = "index/1111111111111111111111111111111111111111111111111111111111111111";
+pub const INDEX_NAME: &str =
+    "index/1111111111111111111111111111111111111111111111111111111111111111";
 pub const SNAPSHOT_NAME: &str =
     "snapshots/5555555555555555555555555555555555555555555555555555555555555555";
 

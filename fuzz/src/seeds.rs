@@ -124,7 +124,12 @@ fn snapshot_seeds() -> Vec<Seed> {
             with_mode(0, serde_json::to_vec(&relative).expect("json")),
             true,
         ),
-        seed("snapshot", "version-1", with_mode(0, version_1.to_vec()), true),
+        seed(
+            "snapshot",
+            "version-1",
+            with_mode(0, version_1.to_vec()),
+            true,
+        ),
         seed(
             "snapshot",
             "whole-as-stored",
@@ -158,7 +163,14 @@ fn patch_seeds() -> Vec<Seed> {
         &[(0, &new[..4096]), (1, &tail)],
         &[(0, dict_old[0])],
     );
-    let fresh = patch::encode(keys(), 512, 0, 1024, &[(0, &tail[..512]), (1, &tail[..512])], &[]);
+    let fresh = patch::encode(
+        keys(),
+        512,
+        0,
+        1024,
+        &[(0, &tail[..512]), (1, &tail[..512])],
+        &[],
+    );
     vec![
         seed("patch", "edited-runs", edited, true),
         seed("patch", "grown-image", grown, true),
@@ -196,7 +208,12 @@ fn pack_seeds() -> Vec<Seed> {
     let stored = [vec![0], writer.finish().bytes.to_vec()].concat();
     vec![
         seed("pack", "three-kinds", pack_input(&chunks, &[]), true),
-        seed("pack", "compression-edited", pack_input(&chunks, &flip), true),
+        seed(
+            "pack",
+            "compression-edited",
+            pack_input(&chunks, &flip),
+            true,
+        ),
         seed("pack", "as-stored", stored, false),
     ]
 }
@@ -244,7 +261,10 @@ fn control_seeds() -> Vec<Seed> {
         seed(
             "control",
             "key-import-body",
-            body(Route::KeyImport, r#"{"recovery_key":"0123","replace":false}"#),
+            body(
+                Route::KeyImport,
+                r#"{"recovery_key":"0123","replace":false}"#,
+            ),
             true,
         ),
         seed("control", "verify-body", body(Route::Verify, "{}"), true),
@@ -259,9 +279,8 @@ fn config_seeds() -> Vec<Seed> {
         "[store]\npath = \"/store\"\n[[targets]]\nname = \"dav\"\nplugin = \"webdav\"\n",
         "[targets.options]\nurl = \"https://dav.example/backup/\"\n"
     );
-    let with_env = format!(
-        "{minimal}\0SEALBACK_SCHEDULE__MODE=manual\nSEALBACK_CONTROL__MODE=0660\n"
-    );
+    let with_env =
+        format!("{minimal}\0SEALBACK_SCHEDULE__MODE=manual\nSEALBACK_CONTROL__MODE=0660\n");
     vec![
         seed("config", "documented", documented.into(), true),
         seed("config", "minimal", minimal.into(), true),
@@ -275,7 +294,10 @@ fn multistatus_seeds() -> Vec<Seed> {
         seed(
             "multistatus",
             "apache",
-            fixture(include_str!("../../plugins/webdav/fixtures/apache-depth1.xml"), "120"),
+            fixture(
+                include_str!("../../plugins/webdav/fixtures/apache-depth1.xml"),
+                "120",
+            ),
             true,
         ),
         seed(
@@ -290,13 +312,19 @@ fn multistatus_seeds() -> Vec<Seed> {
         seed(
             "multistatus",
             "rclone",
-            fixture(include_str!("../../plugins/webdav/fixtures/rclone-depth1.xml"), ""),
+            fixture(
+                include_str!("../../plugins/webdav/fixtures/rclone-depth1.xml"),
+                "",
+            ),
             true,
         ),
         seed(
             "multistatus",
             "rclone-nested",
-            fixture(include_str!("../../plugins/webdav/fixtures/rclone-depth1-nested.xml"), ""),
+            fixture(
+                include_str!("../../plugins/webdav/fixtures/rclone-depth1-nested.xml"),
+                "",
+            ),
             true,
         ),
     ]
@@ -361,7 +389,11 @@ mod tests {
             if s.name == "as-stored" {
                 assert_eq!(committed.len(), s.bytes.len(), "{}", path.display());
             } else {
-                assert!(committed == s.bytes, "{} is stale; run write_seeds", path.display());
+                assert!(
+                    committed == s.bytes,
+                    "{} is stale; run write_seeds",
+                    path.display()
+                );
             }
         }
     }
