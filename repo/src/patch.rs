@@ -36,6 +36,12 @@ const LEVEL: i32 = 9;
 /// zstd's default limit for decompression.
 const MAX_WINDOW_LOG: u32 = 27;
 
+/// The most bytes a patch's new runs, or its dictionary runs, may take: a writer puts at
+/// most 1,024 runs of at most 1 MiB (the largest `db_chunk_bytes` a repository allows) in
+/// one. Checked when decoding, so that a damaged or hostile patch cannot make a reader
+/// reserve terabytes for its runs.
+const MAX_RUNS_BYTES: u64 = 1 << 30;
+
 /// A decoded patch, borrowing its frame.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Patch<'a> {
@@ -141,6 +147,14 @@ pub fn decode<'a>(bytes: &'a [u8], name: &str) -> Result<Patch<'a>> {
         let inside = list.iter().all(|&r| run_len(run_bytes, size, r) > 0);
         if !ascending || !inside {
             return Err(malformed("its runs are out of order or outside the image"));
+        }
+        let bytes = (list.iter()).fold(0u64, |sum, &r| {
+            sum.saturating_add(run_len(run_bytes, size, r) as u64)
+        });
+        if bytes > MAX_RUNS_BYTES {
+            return Err(malformed(&format!(
+                "its runs take {bytes} bytes, more than the {MAX_RUNS_BYTES} a patch may"
+            )));
         }
     }
     let new_hash = ChunkId(take(32)?.try_into().expect("32 bytes"));
@@ -270,5 +284,23 @@ mod tests {
         let mut bad = bytes.clone();
         bad[1 + 4 + 8 + 8 + 4] = 9; // run 9 of a one-run image
         assert!(decode(&bad, "p").is_err());
+    }
+
+    #[test]
+    fn a_patch_claiming_more_runs_than_a_writer_makes_is_refused_before_allocating() {
+        // 2^20 runs of 4 GiB: decompress would have reserved 4 PiB for them and aborted.
+        let n: u32 = 1 << 20;
+        let mut bytes = vec![PATCH_VERSION];
+        bytes.extend_from_slice(&u32::MAX.to_le_bytes());
+        bytes.extend_from_slice(&0u64.to_le_bytes());
+        bytes.extend_from_slice(&u64::MAX.to_le_bytes());
+        bytes.extend_from_slice(&n.to_le_bytes());
+        for run in 0..u64::from(n) {
+            bytes.extend_from_slice(&run.to_le_bytes());
+        }
+        bytes.extend_from_slice(&0u32.to_le_bytes());
+        bytes.extend_from_slice(&[0; 32]);
+        let err = decode(&bytes, "p").expect_err("refused");
+        assert!(err.to_string().contains("more than"), "{err}");
     }
 }

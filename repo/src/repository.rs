@@ -4,6 +4,7 @@
 
 use bytes::Bytes;
 use std::fmt;
+use std::io::Read;
 use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
@@ -301,8 +302,7 @@ impl Repository {
     fn read_stored(&self, name: &str) -> Result<Manifest> {
         let bytes = self.store.get(name)?;
         let plain = object::open(&self.keys, ObjectKind::Snapshot, name, &bytes)?;
-        let json = zstd::stream::decode_all(plain.as_slice())
-            .map_err(|e| Error::malformed(name, format!("zstd: {e}")))?;
+        let json = decompress_manifest(name, &plain)?;
         // The version first: a newer manifest's fields are not ours to judge.
         #[derive(serde::Deserialize)]
         struct Versioned {
@@ -337,6 +337,30 @@ impl Repository {
         names.sort();
         Ok(names)
     }
+}
+
+/// The most bytes a manifest may decompress to: a hundred times the large store's (10,000
+/// files, 2.5 MB), and a bound on what a small object can make a reader allocate (zstd
+/// turns a few bytes into 128 KiB of zeros, a 1 MB object into gigabytes).
+const MAX_MANIFEST_BYTES: u64 = 256 << 20;
+
+/// A stored manifest's JSON: `compressed` decompressed, refused past [`MAX_MANIFEST_BYTES`].
+fn decompress_manifest(name: &str, compressed: &[u8]) -> Result<Vec<u8>> {
+    let limit = MAX_MANIFEST_BYTES;
+    let zstd = |e: std::io::Error| Error::malformed(name, format!("zstd: {e}"));
+    let mut json = Vec::new();
+    zstd::stream::read::Decoder::new(compressed)
+        .map_err(zstd)?
+        .take(limit + 1)
+        .read_to_end(&mut json)
+        .map_err(zstd)?;
+    if json.len() as u64 > limit {
+        return Err(Error::malformed(
+            name,
+            format!("its manifest decompresses to more than {limit} bytes"),
+        ));
+    }
+    Ok(json)
 }
 
 fn read_config(keys: &RepoKeys, bytes: &[u8]) -> Result<RepoConfig> {
@@ -375,4 +399,59 @@ fn read_config(keys: &RepoKeys, bytes: &[u8]) -> Result<RepoConfig> {
         ));
     }
     Ok(config)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+    use std::io::Write;
+
+    use super::*;
+
+    #[derive(Default)]
+    struct Memory(Mutex<HashMap<String, Bytes>>);
+
+    impl ObjectStore for Memory {
+        fn put(&self, name: &str, data: &[u8]) -> Result<(), StoreError> {
+            let mut objects = self.0.lock().expect("lock");
+            objects.insert(name.to_owned(), Bytes::copy_from_slice(data));
+            Ok(())
+        }
+        fn get(&self, name: &str) -> Result<Bytes, StoreError> {
+            let objects = self.0.lock().expect("lock");
+            let found = objects.get(name).cloned();
+            found.ok_or_else(|| StoreError::new(StoreErrorKind::NotFound, name))
+        }
+        fn list(&self, _: &str) -> Result<Vec<(String, u64)>, StoreError> {
+            Ok(Vec::new())
+        }
+        fn remove(&self, _: &str) -> Result<(), StoreError> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_manifest_that_decompresses_past_its_limit_is_refused() {
+        let store = Arc::new(Memory::default());
+        let key = BackupKey::from_bytes(&mut [3u8; 32]);
+        let (repo, _) = Repository::open_or_init(store.clone(), &key, 0).expect("init");
+        // Some kilobytes that decompress to one byte more than a manifest may: the reader
+        // must stop at its limit, not allocate whatever the frame makes.
+        let mut bomb = zstd::stream::Encoder::new(Vec::new(), 3).expect("zstd");
+        let zeros = vec![0u8; 1 << 20];
+        for _ in 0..MAX_MANIFEST_BYTES >> 20 {
+            bomb.write_all(&zeros).expect("zstd");
+        }
+        bomb.write_all(&[0]).expect("zstd");
+        let bomb = bomb.finish().expect("zstd");
+        assert!(bomb.len() < 64 << 10, "{} bytes", bomb.len());
+        let name = format!("snapshots/{}", "a".repeat(64));
+        let sealed = object::seal(repo.keys(), ObjectKind::Snapshot, &name, &bomb);
+        store.put(&name, &sealed).expect("put");
+        let err = repo.read_snapshot(&name).expect_err("refused");
+        assert!(
+            err.to_string().contains("decompresses to more than"),
+            "{err}"
+        );
+    }
 }

@@ -91,4 +91,31 @@ mod temp;
 
 pub use provider::WebDavProvider;
 
+/// What a server's answers reach before any check, for the fuzz targets in `fuzz/` only (the
+/// `fuzzing` feature): not an API.
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing {
+    pub use reqwest::Url;
+    use reqwest::header::{HeaderMap, HeaderValue, RETRY_AFTER};
+
+    /// Reads a PROPFIND answer as a listing of `request` (inside the collection `base`) does:
+    /// the multistatus document, then each href as a name. The names that are inside.
+    pub fn listing(xml: &str, base: &Url, request: &Url) -> Result<Vec<String>, String> {
+        let base = crate::href::BasePath::new(base);
+        let entries = crate::multistatus::parse(xml)?;
+        Ok(entries
+            .iter()
+            .filter_map(|e| crate::href::relative_name(request, &base, &e.href).ok())
+            .collect())
+    }
+
+    /// How long a `Retry-After` header of this value asks to wait.
+    pub fn retry_after(value: &[u8]) -> Option<std::time::Duration> {
+        let mut headers = HeaderMap::new();
+        headers.insert(RETRY_AFTER, HeaderValue::from_bytes(value).ok()?);
+        crate::answer::retry_after(&headers)
+    }
+}
+
 sealback_plugin_api::export_provider!(WebDavProvider);

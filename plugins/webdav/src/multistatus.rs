@@ -62,6 +62,7 @@ pub(crate) fn parse(xml: &str) -> Result<Vec<Entry>, String> {
     let mut response_status: Option<String> = None;
     let mut propstat_statuses: Vec<String> = Vec::new();
     let mut saw_multistatus = false;
+    let mut closed_multistatus = false;
 
     loop {
         let (namespace, event) = reader
@@ -114,7 +115,9 @@ pub(crate) fn parse(xml: &str) -> Result<Vec<Entry>, String> {
                 }
             }
             Event::End(_) => {
+                // Only the multistatus element itself ends with nothing on the stack.
                 let Some(element) = stack.pop() else {
+                    closed_multistatus = true;
                     continue;
                 };
                 match element {
@@ -184,7 +187,7 @@ pub(crate) fn parse(xml: &str) -> Result<Vec<Entry>, String> {
     if !saw_multistatus {
         return Err("there is no <D:multistatus> element".into());
     }
-    if !stack.is_empty() {
+    if !stack.is_empty() || !closed_multistatus {
         return Err("not well-formed XML: the document ends inside an element".into());
     }
     Ok(entries)

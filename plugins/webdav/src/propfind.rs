@@ -7,6 +7,8 @@
 //! collection's name as if it were a file (rclone serves an HTML page for a GET on a
 //! collection and deletes a whole collection on a DELETE, even with `Depth: 0`).
 
+use std::io::Read;
+
 use reqwest::header::CONTENT_TYPE;
 use reqwest::{StatusCode, Url};
 use sealback_plugin_api::ProviderError;
@@ -14,7 +16,7 @@ use sealback_plugin_api::ProviderError;
 use crate::answer::{self, Request};
 use crate::href::{HrefError, relative_name};
 use crate::multistatus::{self, Entry};
-use crate::server::{PROPFIND, Server};
+use crate::server::{Answer, PROPFIND, Server};
 
 /// The properties asked for: whether a resource is a collection, and its size.
 const BODY: &str = concat!(
@@ -22,6 +24,11 @@ const BODY: &str = concat!(
     r#"<D:propfind xmlns:D="DAV:"><D:prop><D:resourcetype/><D:getcontentlength/></D:prop>"#,
     r#"</D:propfind>"#
 );
+
+/// The most bytes of one PROPFIND answer read: a listing of a million objects at Apache's
+/// 250 bytes each. A server that sends more is not listing one of sealback's collections,
+/// and reading on would let it fill the host's memory.
+const MAX_ANSWER_BYTES: u64 = 256 << 20;
 
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Depth {
@@ -84,10 +91,7 @@ pub(crate) fn propfind(server: &Server, path: &str, depth: Depth) -> Result<Foun
         }
         _ => return Err(answer::unexpected(&request, &answer, server.credentials())),
     }
-    let text = answer
-        .response
-        .text()
-        .map_err(|err| answer::failure(&request, &err, answer.attempts))?;
+    let text = read_answer(&request, answer)?;
     let entries = multistatus::parse(&text).map_err(|problem| {
         ProviderError::permanent(format!(
             "{request}: the answer is not a WebDAV multistatus ({problem}); is `url` a WebDAV \
@@ -95,6 +99,25 @@ pub(crate) fn propfind(server: &Server, path: &str, depth: Depth) -> Result<Foun
         ))
     })?;
     resources(server, &request, &url, entries).map(Found::Resources)
+}
+
+/// The body of a multistatus answer, read up to [`MAX_ANSWER_BYTES`].
+fn read_answer(request: &Request<'_>, answer: Answer) -> Result<String, ProviderError> {
+    let mut body = Vec::new();
+    let mut response = answer.response;
+    (&mut response)
+        .take(MAX_ANSWER_BYTES + 1)
+        .read_to_end(&mut body)
+        .map_err(|err| {
+            ProviderError::transient(format!("{request}: the answer broke off: {err}"))
+        })?;
+    if body.len() as u64 > MAX_ANSWER_BYTES {
+        return Err(ProviderError::permanent(format!(
+            "{request}: the answer is larger than {MAX_ANSWER_BYTES} bytes, more than a \
+             listing of one collection takes; is `url` the collection sealback writes to?"
+        )));
+    }
+    Ok(String::from_utf8_lossy(&body).into_owned())
 }
 
 fn resources(
@@ -164,4 +187,57 @@ pub(crate) fn kind(server: &Server, name: &str) -> Result<Kind, ProviderError> {
         Some(resource) if resource.collection => Kind::Collection,
         Some(_) => Kind::Object,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{BufRead, BufReader, Write};
+    use std::net::TcpListener;
+
+    use super::*;
+    use crate::options::Options;
+
+    #[test]
+    fn an_answer_larger_than_any_listing_is_not_read_to_its_end() {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("address").port();
+        // One byte more than a listing may take, then the answer ends.
+        let server = std::thread::spawn(move || {
+            let (stream, _) = listener.accept().expect("accept");
+            let mut reader = BufReader::new(stream);
+            let mut line = String::new();
+            let mut length = 0;
+            while reader.read_line(&mut line).expect("request") > 2 {
+                if let Some(n) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    length = n.trim().parse().expect("length");
+                }
+                line.clear();
+            }
+            std::io::copy(&mut (&mut reader).take(length), &mut std::io::sink()).expect("body");
+            let mut stream = reader.into_inner();
+            let total = MAX_ANSWER_BYTES + 1;
+            let open = r#"<D:multistatus xmlns:D="DAV:">"#;
+            let head = format!(
+                "HTTP/1.1 207 Multi-Status\r\nContent-Type: application/xml\r\n\
+                 Content-Length: {total}\r\n\r\n{open}"
+            );
+            stream.write_all(head.as_bytes()).expect("head");
+            let filler = vec![b' '; 1 << 20];
+            let mut left = total - open.len() as u64;
+            while left > 0 {
+                let n = left.min(filler.len() as u64) as usize;
+                // The client stops reading at its limit and hangs up.
+                if stream.write_all(&filler[..n]).is_err() {
+                    return;
+                }
+                left -= n as u64;
+            }
+        });
+        let options = format!(r#"{{"url": "http://127.0.0.1:{port}/backup/"}}"#);
+        let options = Options::parse(&options, |_| None).expect("options");
+        let server_client = Server::new(options).expect("client");
+        let err = propfind(&server_client, "data/", Depth::One).expect_err("refused");
+        assert!(err.message().contains("larger than"), "{err}");
+        server.join().expect("server thread");
+    }
 }

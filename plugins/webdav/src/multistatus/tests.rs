@@ -138,3 +138,16 @@ fn what_is_not_a_multistatus_is_refused() {
         assert!(err.contains(problem), "{body}: {err}");
     }
 }
+
+#[test]
+fn a_listing_cut_short_is_refused_not_read_as_fewer_entries() {
+    let xml = include_str!("../../fixtures/apache-depth1.xml");
+    let end = xml
+        .rfind("</D:multistatus>")
+        .expect("the fixture ends its multistatus");
+    let after_a_response = xml[..end].rfind("</D:response>").expect("a response") + 13;
+    for cut in [&xml[..end], &xml[..after_a_response]] {
+        let err = parse(cut).expect_err("a cut answer");
+        assert!(err.contains("ends inside an element"), "{err}");
+    }
+}
