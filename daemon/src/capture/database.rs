@@ -48,6 +48,10 @@ pub enum DatabaseCaptureError {
         found: u64,
     },
     #[error(
+        "the database {path} was replaced (another file renamed over it) while its capture began; the capture is retried"
+    )]
+    Replaced { path: String },
+    #[error(
         "this sealbackd's SQLite lacks the sqlite_dbpage table: build it with LIBSQLITE3_FLAGS=-DSQLITE_ENABLE_DBPAGE_VTAB (.cargo/config.toml)"
     )]
     NoDbPage,
@@ -149,6 +153,15 @@ pub fn capture_pages(
         path: shown.clone(),
         source,
     };
+    // The file the connection opens, as far as a stat can tell: the capture's snapshot must
+    // be of the file the stat after it began describes (its inode goes into the baseline),
+    // so a file renamed over the database in between makes it start again.
+    let opened = std::fs::metadata(path)
+        .map(|m| (m.dev(), m.ino()))
+        .map_err(|source| DatabaseCaptureError::Stat {
+            path: shown.clone(),
+            source,
+        })?;
     let conn = Connection::open_with_flags(
         path,
         OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
@@ -197,6 +210,7 @@ pub fn capture_pages(
             shown: &shown,
             chunk_bytes,
             wal: wal_mode,
+            opened,
         },
         baseline,
         wal_before,
@@ -205,7 +219,13 @@ pub fn capture_pages(
     );
     // A read transaction has nothing to commit; ending it releases the WAL snapshot.
     let _ = conn.execute_batch("COMMIT");
-    result
+    // Replaced while read: the pages are the old file's, but the WAL this capture scanned
+    // by name, and so the baseline it leaves, may be the new one's.
+    let still = std::fs::metadata(path).map(|m| (m.dev(), m.ino())).ok();
+    match result {
+        Ok(_) if still != Some(opened) => Err(DatabaseCaptureError::Replaced { path: shown }),
+        result => result,
+    }
 }
 
 /// The WAL's generation and how many of its frames were committed, read before a capture's
@@ -228,6 +248,8 @@ struct Target<'a> {
     chunk_bytes: u32,
     /// Whether the database is in WAL mode.
     wal: bool,
+    /// The device and inode of the file at `path` before the connection opened it.
+    opened: (u64, u64),
 }
 
 pub(crate) fn wal_path(db: &Path) -> std::path::PathBuf {
@@ -271,6 +293,11 @@ fn read_snapshot(
         path: target.shown.to_owned(),
         source,
     })?;
+    if (meta.dev(), meta.ino()) != target.opened {
+        return Err(DatabaseCaptureError::Replaced {
+            path: target.shown.to_owned(),
+        });
+    }
     let stat = FileStat::of(&meta);
     let seen_at = std::time::SystemTime::now();
     // Frames the baseline's capture saw committed are in its image: only those since count.

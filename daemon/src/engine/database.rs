@@ -391,7 +391,9 @@ fn read_database(
                     credited,
                 });
             }
-            Err(DatabaseCaptureError::Torn { .. }) if attempt < DB_ATTEMPTS => {
+            Err(DatabaseCaptureError::Torn { .. } | DatabaseCaptureError::Replaced { .. })
+                if attempt < DB_ATTEMPTS =>
+            {
                 spools.add(spool, input)?;
                 tracing::info!(
                     attempt,

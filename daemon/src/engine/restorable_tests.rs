@@ -143,6 +143,34 @@ impl App {
         tx.commit().expect("commit");
     }
 
+    /// Writes a copy of the database (VACUUM INTO), adds rows to it, and renames it over
+    /// the database, as an app restoring its own backup or migrating does.
+    fn replace_by_a_copy(&mut self, rng: &mut StdRng) {
+        let copy = self.db.with_extension("copy");
+        let _ = std::fs::remove_file(&copy);
+        let sql = format!("VACUUM INTO '{}'", copy.display());
+        self.execute(&sql);
+        {
+            let other = Connection::open(&copy).expect("open the copy");
+            let first = self.next_id;
+            self.next_id += 5;
+            for id in first..first + 5 {
+                other
+                    .execute(
+                        "INSERT INTO message(_id, chat, starred, body) VALUES (?1, 1, 0, ?2)",
+                        params![id, body(rng)],
+                    )
+                    .expect("insert into the copy");
+            }
+            other
+                .execute_batch("PRAGMA journal_mode=WAL")
+                .expect("the copy in WAL mode");
+        }
+        self.checkpoint("TRUNCATE");
+        self.conn = None;
+        std::fs::rename(&copy, &self.db).expect("rename over");
+    }
+
     fn execute(&mut self, sql: &str) {
         self.conn().execute_batch(sql).expect(sql);
     }
@@ -365,6 +393,10 @@ fn random_life(seed: u64, steps: u64) -> u64 {
             48..=49 => {
                 app.conn = None;
                 "app closes its database".into()
+            }
+            66..=67 => {
+                app.replace_by_a_copy(&mut rng);
+                "the app renames a copy over its database".into()
             }
             50..=57 => {
                 let name = format!("Media/Images/IMG-{}.jpg", rng.gen_range(0..30));
