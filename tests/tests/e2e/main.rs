@@ -6,6 +6,8 @@ mod backup_restore;
 mod config;
 mod crash;
 mod fixtures;
+mod full_disk;
+mod hostile_store;
 mod incremental;
 mod keys;
 mod lifecycle;
