@@ -32,6 +32,9 @@ const BACKUPS_UNDER_MUTATION: usize = 8;
 /// The longest a mutator runs, whatever happens to the test.
 const MUTATOR_LIMIT: Duration = Duration::from_secs(60);
 
+/// Checks a restored hostile file (its path under [`HOSTILE_DIR`], its bytes).
+type FileCheck = dyn Fn(&str, &[u8]) -> Result<(), String>;
+
 /// A store, a device backing it up to a local target, and a directory beside the store on
 /// the same file system (for files renamed into the store).
 struct Bench {
@@ -89,11 +92,7 @@ impl Bench {
     /// Restores `snapshot`; checks and removes the hostile files with `check_hostile`, then
     /// checks the rest with [`check_restored`]. Returns that and how many hostile files
     /// the snapshot held.
-    fn restore_and_check(
-        &self,
-        snapshot: &str,
-        check_hostile: &dyn Fn(&str, &[u8]) -> Result<(), String>,
-    ) -> (Restored, usize) {
+    fn restore_and_check(&self, snapshot: &str, check_hostile: &FileCheck) -> (Restored, usize) {
         let to = self.path(&format!("restored-{snapshot}"));
         self.device.restore(snapshot, &to);
         let hostile = to.join(HOSTILE_DIR);
@@ -114,10 +113,7 @@ impl Bench {
     }
 
     /// Nothing earlier is lost: `verify` passes and every snapshot listed restores.
-    fn every_snapshot_restores(
-        &self,
-        check_hostile: &dyn Fn(&str, &[u8]) -> Result<(), String>,
-    ) -> usize {
+    fn every_snapshot_restores(&self, check_hostile: &FileCheck) -> usize {
         self.device.ctl_ok(&["verify"]);
         let listed = self.device.snapshots();
         for snapshot in &listed {
@@ -159,10 +155,8 @@ impl Mutator {
     /// Stops the thread; returns its steps, or panics with its panic.
     fn stop(mut self) -> u64 {
         self.stop.store(true, Ordering::Relaxed);
-        if let Some(handle) = self.handle.take() {
-            if let Err(panic) = handle.join() {
-                std::panic::resume_unwind(panic);
-            }
+        if let Some(Err(panic)) = self.handle.take().map(JoinHandle::join) {
+            std::panic::resume_unwind(panic);
         }
         self.steps.load(Ordering::Relaxed)
     }
