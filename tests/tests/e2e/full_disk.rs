@@ -116,7 +116,8 @@ fn a_backup_to_a_full_target_fails_clearly_loses_nothing_and_succeeds_once_there
     let snapshots = device.snapshots().len();
     println!(
         "full disks (target): the backup past 8 MB failed naming the target, {snapshots} \
-         snapshots restore after room was made"
+         snapshots restore after room was made ({})",
+        failed.stderr.trim()
     );
 }
 
@@ -162,7 +163,8 @@ fn a_restore_to_a_full_disk_fails_clearly_leaves_nothing_false_and_succeeds_once
     );
     println!(
         "full disks (restore): failed naming the full disk, {left} file(s) left all whole, \
-         restored whole after room was made"
+         restored whole after room was made ({})",
+        failed.stderr.trim()
     );
 }
 
