@@ -151,30 +151,45 @@ fn skip_too_long(abs: &Path) {
     );
 }
 
-/// Opens a file for a consistent read: returns it with its `stat` at open time.
-pub fn open_for_read(abs: &Path) -> io::Result<(File, FileStat)> {
-    let file = open_noatime(abs)?;
-    let stat = FileStat::of(&file.metadata()?);
-    Ok((file, stat))
+/// Opens a file of the store for a consistent read: returns it with its `stat` at open
+/// time, or `None` if its name no longer leads to the file the scan saw (removed, replaced,
+/// swapped for a link or a FIFO, or reached through a directory since swapped for a link).
+/// The store's owner may plant links at any moment: a daemon running as root never follows
+/// one out of the store, and never blocks on a FIFO's open.
+pub fn open_for_read(file: &StoreFile) -> io::Result<Option<(File, FileStat)>> {
+    let handle = match open_noatime(&file.abs) {
+        Ok(handle) => handle,
+        Err(e) if e.kind() == io::ErrorKind::NotFound || e.raw_os_error() == Some(libc::ELOOP) => {
+            return Ok(None);
+        }
+        Err(e) => return Err(e),
+    };
+    let meta = handle.metadata()?;
+    if !meta.is_file() || meta.ino() != file.stat.inode {
+        return Ok(None);
+    }
+    Ok(Some((handle, FileStat::of(&meta))))
 }
 
-/// Opens a file for reading without touching its access time where the system allows it
-/// (`O_NOATIME` is for the file's owner): a backup is not a use of the file, and an access
-/// time to update is an inode to write while the backup's own writes are being synced.
+/// Opens a file for reading, never through a link at its last component and without
+/// blocking (on a FIFO swapped in), and without touching its access time where the system
+/// allows it (`O_NOATIME` is for the file's owner): a backup is not a use of the file, and
+/// an access time to update is an inode to write while the backup's own writes are being
+/// synced.
 fn open_noatime(abs: &Path) -> io::Result<File> {
-    #[cfg(target_os = "linux")]
-    {
-        use std::os::unix::fs::OpenOptionsExt as _;
-        match File::options()
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let open = |flags| {
+        File::options()
             .read(true)
-            .custom_flags(libc::O_NOATIME)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | flags)
             .open(abs)
-        {
-            Err(e) if e.raw_os_error() == Some(libc::EPERM) => {}
-            other => return other,
-        }
+    };
+    #[cfg(target_os = "linux")]
+    match open(libc::O_NOATIME) {
+        Err(e) if e.raw_os_error() == Some(libc::EPERM) => {}
+        other => return other,
     }
-    File::open(abs)
+    open(0)
 }
 
 /// True when the file at `abs` is still the one opened, unchanged since `before`.
@@ -214,12 +229,50 @@ mod tests {
         assert_eq!(skipped.not_regular.len(), 1);
     }
 
+    /// The file at `abs` as a scan sees it.
+    fn scanned(abs: &Path) -> StoreFile {
+        StoreFile {
+            path: abs.display().to_string(),
+            abs: abs.to_path_buf(),
+            stat: FileStat::of(&fs::symlink_metadata(abs).expect("lstat")),
+        }
+    }
+
+    #[test]
+    fn a_file_swapped_for_a_link_or_another_file_after_the_scan_is_not_opened() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let secret = dir.path().join("secret");
+        fs::write(&secret, b"outside the store").expect("write");
+        let path = dir.path().join("photo.jpg");
+        fs::write(&path, b"jpeg").expect("write");
+        let seen = scanned(&path);
+        // Made while the scanned file lives: its inode number is another.
+        let other = dir.path().join("other");
+        fs::write(&other, b"another file").expect("write");
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink(&secret, &link).expect("symlink");
+        fs::rename(&link, &path).expect("swap the file for a link");
+        assert!(
+            open_for_read(&seen).expect("open").is_none(),
+            "a link was followed"
+        );
+        fs::rename(&other, &path).expect("replace the file");
+        assert!(
+            open_for_read(&seen).expect("open").is_none(),
+            "another file was read"
+        );
+        assert!(open_for_read(&scanned(&path)).expect("open").is_some());
+    }
+
     #[test]
     fn a_write_during_the_read_is_noticed() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("voice.opus");
         fs::write(&path, b"first").expect("write");
-        let (file, before) = open_for_read(&path).expect("open");
+        let scanned = scanned(&path);
+        let (file, before) = open_for_read(&scanned)
+            .expect("open")
+            .expect("the scanned file");
         assert!(unchanged_since(&file, &path, &before));
         std::thread::sleep(std::time::Duration::from_millis(10));
         fs::OpenOptions::new()

@@ -242,10 +242,11 @@ fn read_stable(
 ) -> Result<Captured, EngineError> {
     let compress = worth_compressing(&file.path);
     for attempt in 1..=FILE_ATTEMPTS {
-        let (handle, before) = match files::open_for_read(&file.abs) {
-            Ok(x) => x,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Captured::Unstable),
-            Err(e) => return Err(EngineError::io("cannot read", &file.abs)(e)),
+        // Gone, or no longer the file the scan saw: left as an unstable file is.
+        let Some((handle, before)) =
+            files::open_for_read(file).map_err(EngineError::io("cannot read", &file.abs))?
+        else {
+            return Ok(Captured::Unstable);
         };
         let mut chunks = Vec::new();
         let mut read = 0u64;

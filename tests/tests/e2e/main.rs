@@ -7,6 +7,8 @@ mod config;
 mod crash;
 mod faults;
 mod fixtures;
+mod full_disk;
+mod hostile_store;
 mod incremental;
 mod keys;
 mod lifecycle;
