@@ -479,9 +479,11 @@ fn a_database_vacuumed_checkpointed_and_taken_out_of_wal_during_backups_restores
 }
 
 #[test]
-#[ignore = "bug: with a database renamed over msgstore.db while backups run (the store's own \
-            database stays sound), a backup succeeds with a snapshot whose database fails \
-            integrity_check (`wrong # of entries in index message_text`): 6 runs of 6"]
+#[ignore = "flaky by its own hand: renaming a copy over a database other connections hold \
+            open is SQLite's documented corruption hazard, and the app's own connection then \
+            reports `database disk image is malformed` in 3 of 4 runs. The daemon-side defect \
+            it found (a snapshot failing integrity_check) is fixed: the capture starts again \
+            when the file is replaced; run with --include-ignored to try it"]
 fn a_database_replaced_during_backups_restores_committed() {
     database_changed_during_backups(
         "replacements by rename",

@@ -195,8 +195,6 @@ fn a_hundred_thousand_small_files_back_up_and_restore() {
 const LEVELS: usize = 2100;
 
 #[test]
-#[ignore = "bug: one path past PATH_MAX stops every backup (\"cannot list the store ... File name \
-            too long\"); issue 13 section 2, being fixed in daemon/src/capture/files.rs"]
 fn a_path_longer_than_path_max_is_skipped_and_the_rest_backed_up() {
     let bench = Bench::new(50, 10);
     let hostile = bench.store.dir().join(HOSTILE_DIR);
