@@ -12,8 +12,8 @@ use std::time::Duration;
 use sealback_daemon::control::api::{
     BackupReport, BackupRequest, KeyChangePasswordRequest, KeyChanged, KeyDisableRequest,
     KeyGenerateRequest, KeyGenerated, KeyImportRequest, KeyImported, KeyRecoverRequest,
-    KeySetPasswordRequest, RestoreReport, RestoreRequest, Route, SnapshotList, Status,
-    VerifyReport, VerifyRequest,
+    KeySetPasswordRequest, RepairReport, RepairRequest, RestoreReport, RestoreRequest, Route,
+    SnapshotList, Status, VerifyReport, VerifyRequest,
 };
 use sealback_daemon::control::client::{Client, ClientError};
 use sealback_daemon::control::{ApiError, Handler, ProgressSink};
@@ -60,6 +60,13 @@ impl Handler for Busy {
         _: VerifyRequest,
         _: ProgressSink,
     ) -> impl Future<Output = Result<VerifyReport, ApiError>> + Send {
+        busy()
+    }
+    fn repair(
+        &self,
+        _: RepairRequest,
+        _: ProgressSink,
+    ) -> impl Future<Output = Result<RepairReport, ApiError>> + Send {
         busy()
     }
     fn key_generate(
