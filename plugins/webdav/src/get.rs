@@ -37,6 +37,10 @@ const NOT_FOUND_RECHECKS: [Duration; 2] = [Duration::from_millis(50), Duration::
 /// Tries of a GET that keeps finding the object replaced while it was read, the first
 /// included; the waits between them double from 50 ms up to 800 ms (about 6 s in all).
 const REPLACED_ATTEMPTS: u32 = 12;
+/// The most a GET reads: more than any object sealback writes (packs of a few MiB, a
+/// snapshot manifest of at most 256 MiB), so a server that sends more, or streams without
+/// end, is refused instead of filling the daemon's memory.
+const MAX_OBJECT_BYTES: u64 = 512 << 20;
 
 fn replaced_backoff(attempt: u32) -> Duration {
     Duration::from_millis(50 << attempt.saturating_sub(1).min(4))
@@ -68,6 +72,12 @@ pub(crate) fn get(
         }
         let etag = answer.response.headers().get(ETAG).cloned();
         let (problem, limit, wait) = match read_body(answer) {
+            Err(Body::TooLarge) => {
+                return Err(ProviderError::permanent(format!(
+                    "{request}: the server sent more than {MAX_OBJECT_BYTES} bytes, more than \
+                     any object sealback writes; is `url` the collection sealback writes to?"
+                )));
+            }
             Ok(data) => match etag {
                 None => return Ok(data),
                 Some(etag) if unchanged(server, &url, &etag)? => return Ok(data),
@@ -80,12 +90,12 @@ pub(crate) fn get(
                     replaced_backoff(attempt),
                 ),
             },
-            Err(err) if answer::is_retryable_failure(&err) => (
+            Err(Body::Http(err)) if answer::is_retryable_failure(&err) => (
                 answer::failure(&request, &err, attempt),
                 ATTEMPTS,
                 backoff(attempt),
             ),
-            Err(err) => return Err(answer::failure(&request, &err, attempt)),
+            Err(Body::Http(err)) => return Err(answer::failure(&request, &err, attempt)),
         };
         if attempt >= limit {
             return Err(problem);
@@ -108,15 +118,53 @@ fn fetch(server: &Server, replace: &Replace, url: &Url) -> Result<Answer, Provid
     Ok(answer)
 }
 
-/// The body of a 200 answer. hyper checks it against `Content-Length`, so an answer cut short
-/// is an error, not a short object.
-fn read_body(mut answer: Answer) -> Result<Vec<u8>, reqwest::Error> {
+/// Why a body was not read.
+enum Body {
+    Http(reqwest::Error),
+    /// Longer than [`MAX_OBJECT_BYTES`], by its `Content-Length` or as it came.
+    TooLarge,
+}
+
+/// The body of a 200 answer, up to [`MAX_OBJECT_BYTES`]. hyper checks it against
+/// `Content-Length`, so an answer cut short is an error, not a short object.
+fn read_body(mut answer: Answer) -> Result<Vec<u8>, Body> {
     let expected = answer.response.content_length().unwrap_or(0);
-    // The length only sizes the first allocation; a lying header cannot make it huge.
-    let capacity = usize::try_from(expected).unwrap_or(0).min(1 << 28);
-    let mut data = Vec::with_capacity(capacity);
-    answer.response.copy_to(&mut data)?;
-    Ok(data)
+    if expected > MAX_OBJECT_BYTES {
+        return Err(Body::TooLarge);
+    }
+    let mut body = Bounded {
+        // The length only sizes the first allocation; a lying header cannot make it huge.
+        data: Vec::with_capacity(usize::try_from(expected).unwrap_or(0).min(1 << 28)),
+        over: false,
+    };
+    match answer.response.copy_to(&mut body) {
+        Ok(_) => Ok(body.data),
+        Err(_) if body.over => Err(Body::TooLarge),
+        Err(err) => Err(Body::Http(err)),
+    }
+}
+
+/// A body being read, refusing bytes past [`MAX_OBJECT_BYTES`].
+struct Bounded {
+    data: Vec<u8>,
+    over: bool,
+}
+
+impl std::io::Write for Bounded {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if (self.data.len() + buf.len()) as u64 > MAX_OBJECT_BYTES {
+            self.over = true;
+            return Err(std::io::Error::other(
+                "the object is larger than any sealback writes",
+            ));
+        }
+        self.data.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 /// Whether a HEAD now shows the `ETag` the GET had. A server that answers HEAD with something
@@ -159,4 +207,69 @@ fn not_ok(
         ));
     }
     answer::unexpected(request, answer, server.credentials())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{BufRead, BufReader, Write};
+    use std::net::TcpListener;
+
+    use super::*;
+    use crate::options::{AtomicReplace, Options};
+
+    /// A server that answers one GET with `head` and then streams `chunks` chunks of 1 MiB
+    /// in chunked encoding (or as long as the client reads).
+    fn serve_once(head: &'static str, chunks: u64) -> u16 {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("address").port();
+        std::thread::spawn(move || {
+            let (stream, _) = listener.accept().expect("accept");
+            let mut reader = BufReader::new(stream);
+            let mut line = String::new();
+            while reader.read_line(&mut line).expect("request") > 2 {
+                line.clear();
+            }
+            let mut stream = reader.into_inner();
+            if stream.write_all(head.as_bytes()).is_err() {
+                return;
+            }
+            let chunk = vec![b'x'; 1 << 20];
+            for _ in 0..chunks {
+                let sent = stream
+                    .write_all(format!("{:x}\r\n", chunk.len()).as_bytes())
+                    .and_then(|()| stream.write_all(&chunk))
+                    .and_then(|()| stream.write_all(b"\r\n"));
+                // The client stops reading at its limit and hangs up.
+                if sent.is_err() {
+                    return;
+                }
+            }
+            let _ = stream.write_all(b"0\r\n\r\n");
+        });
+        port
+    }
+
+    fn get_from(port: u16) -> Result<Vec<u8>, ProviderError> {
+        let options = format!(r#"{{"url": "http://127.0.0.1:{port}/backup/"}}"#);
+        let options = Options::parse(&options, |_| None).expect("options");
+        let server = Server::new(options).expect("client");
+        get(&server, &Replace::new(AtomicReplace::Direct), "data/x", "x")
+    }
+
+    #[test]
+    fn an_object_larger_than_any_sealback_writes_is_refused_by_its_length() {
+        let port = serve_once("HTTP/1.1 200 OK\r\nContent-Length: 536870913\r\n\r\n", 0);
+        let err = get_from(port).expect_err("refused");
+        assert!(err.message().contains("more than 536870912 bytes"), "{err}");
+    }
+
+    #[test]
+    fn a_server_streaming_without_end_is_cut_off_at_the_limit() {
+        let port = serve_once(
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
+            (MAX_OBJECT_BYTES >> 20) + 64,
+        );
+        let err = get_from(port).expect_err("refused");
+        assert!(err.message().contains("more than any object"), "{err}");
+    }
 }
