@@ -86,7 +86,7 @@ fn cases() -> Vec<Case> {
         ),
         case(
             Backup,
-            json!({"fail": "put", "kind": "permanent", "after": 1, "torn": true}),
+            json!({"fail": "put", "kind": "permanent", "only": "index/", "torn": true}),
             false,
             &["put"],
         ),
@@ -242,7 +242,18 @@ fn every_provider_fault_under_backup_and_restore_leaves_every_snapshot_restorabl
 
         device.reconfigure(setup(json!({})));
         device.start();
-        let verify = device.ctl(&["verify"]);
+        let mut verify = device.ctl(&["verify"]);
+        // A torn put that was never retried leaves a damaged object (a pack no index
+        // names is ignored; an index is not): `verify` names it, and `repair` removes it.
+        let torn = case.fault.get("torn") == Some(&json!(true));
+        if torn && verify.code != Some(0) {
+            assert!(
+                verify.stdout.contains("failed authentication"),
+                "{what}: only a torn object may be damaged:\n{verify}"
+            );
+            device.ctl_ok(&["repair"]);
+            verify = device.ctl(&["verify"]);
+        }
         assert_eq!(
             verify.code,
             Some(0),
