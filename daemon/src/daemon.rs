@@ -472,6 +472,7 @@ impl Daemon {
                     failures: c.failures,
                     bytes_sent: c.bytes_sent,
                     bytes_received: c.bytes_received,
+                    in_flight: c.in_flight,
                 }
             },
         };

@@ -7,6 +7,7 @@
 //! retries: a login that may have reached the vault has consumed a guess, and only the caller
 //! knows whether spending another is wanted.
 
+use std::io::Read as _;
 use std::sync::{Once, OnceLock};
 use std::time::Duration;
 
@@ -21,6 +22,10 @@ use crate::protocol::wire::{ErrorAnswer, ErrorCode};
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+/// The most bytes of a vault's answer read: its largest (a login's OPAQUE message and a sealed
+/// key) takes a few hundred; a server that sends more is not a vault, and reading on would let
+/// it fill the device's memory.
+const MAX_ANSWER_BYTES: u64 = 64 << 10;
 
 pub(crate) struct Transport {
     base: String,
@@ -89,9 +94,17 @@ impl Transport {
             .send()
             .map_err(|err| VaultError::Transport(format!("{url}: {}", chain(&err))))?;
         let status = response.status();
-        let bytes = response
-            .bytes()
-            .map_err(|err| VaultError::Transport(format!("{url}: {}", chain(&err))))?;
+        let mut bytes = Vec::new();
+        response
+            .take(MAX_ANSWER_BYTES + 1)
+            .read_to_end(&mut bytes)
+            .map_err(|err| VaultError::Transport(format!("{url}: the answer broke off: {err}")))?;
+        if bytes.len() as u64 > MAX_ANSWER_BYTES {
+            return Err(VaultError::Protocol(format!(
+                "{url} answered {status} with more than {MAX_ANSWER_BYTES} bytes, more than \
+                 any answer of a vault; is the URL the vault's?"
+            )));
+        }
         if status.is_success() {
             return serde_json::from_slice(&bytes).map_err(|err| {
                 VaultError::Protocol(format!(
@@ -160,4 +173,47 @@ fn install_crypto_provider() {
     INSTALL.call_once(|| {
         let _ = rustls::crypto::ring::default_provider().install_default();
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{BufRead, BufReader, Write};
+    use std::net::TcpListener;
+
+    use super::*;
+
+    /// A server that answers one request with a body that never ends.
+    fn endless_server() -> String {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("address").port();
+        std::thread::spawn(move || {
+            let (stream, _) = listener.accept().expect("accept");
+            let mut reader = BufReader::new(stream);
+            let mut line = String::new();
+            while reader.read_line(&mut line).expect("request") > 2 {
+                line.clear();
+            }
+            let mut stream = reader.into_inner();
+            let head = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n\
+                        Transfer-Encoding: chunked\r\n\r\n";
+            stream.write_all(head.as_bytes()).expect("head");
+            let chunk = format!("{:x}\r\n{}\r\n", 1 << 16, " ".repeat(1 << 16));
+            // The client hangs up at its limit; until then, send without end.
+            while stream.write_all(chunk.as_bytes()).is_ok() {}
+        });
+        format!("http://127.0.0.1:{port}")
+    }
+
+    #[test]
+    fn an_answer_without_end_is_refused_at_the_limit() {
+        let transport = Transport::new(&endless_server(), Zeroizing::new("x".into()), None);
+        let err = transport
+            .get::<serde_json::Value>("/v1/server-key")
+            .expect_err("endless");
+        assert!(
+            err.to_string()
+                .contains(&format!("with more than {MAX_ANSWER_BYTES} bytes")),
+            "{err}"
+        );
+    }
 }

@@ -192,6 +192,9 @@ pub struct ProviderCounters {
     pub failures: u64,
     pub bytes_sent: u64,
     pub bytes_received: u64,
+    /// Calls made and not yet answered: a provider that hangs shows here.
+    #[serde(default)]
+    pub in_flight: u64,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]

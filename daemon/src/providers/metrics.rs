@@ -16,6 +16,8 @@ pub struct Counters {
     failures: AtomicU64,
     bytes_sent: AtomicU64,
     bytes_received: AtomicU64,
+    /// Calls made and not yet answered.
+    in_flight: AtomicU64,
 }
 
 /// A copy of the counters at one instant.
@@ -26,6 +28,7 @@ pub struct CounterValues {
     pub failures: u64,
     pub bytes_sent: u64,
     pub bytes_received: u64,
+    pub in_flight: u64,
 }
 
 impl Counters {
@@ -40,7 +43,17 @@ impl Counters {
             failures: self.failures.load(Ordering::Relaxed),
             bytes_sent: self.bytes_sent.load(Ordering::Relaxed),
             bytes_received: self.bytes_received.load(Ordering::Relaxed),
+            in_flight: self.in_flight.load(Ordering::Relaxed),
         }
+    }
+
+    /// Makes a call, counted in flight while it runs and then by how it went.
+    fn call<T>(&self, call: impl FnOnce() -> Result<T, StoreError>) -> Result<T, StoreError> {
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        let result = call();
+        self.in_flight.fetch_sub(1, Ordering::Relaxed);
+        self.count(&result);
+        result
     }
 
     /// Counts a call; a missing object is an answer, not a failure.
@@ -78,8 +91,7 @@ impl TargetStore {
 
 impl ObjectStore for TargetStore {
     fn put(&self, name: &str, data: &[u8]) -> Result<(), StoreError> {
-        let result = self.inner.put(name, data);
-        self.counters.count(&result);
+        let result = self.counters.call(|| self.inner.put(name, data));
         if result.is_ok() {
             self.counters
                 .bytes_sent
@@ -90,8 +102,7 @@ impl ObjectStore for TargetStore {
 
     fn put_shared(&self, name: &str, data: Bytes) -> Result<(), StoreError> {
         let len = data.len() as u64;
-        let result = self.inner.put_shared(name, data);
-        self.counters.count(&result);
+        let result = self.counters.call(|| self.inner.put_shared(name, data));
         if result.is_ok() {
             self.counters.bytes_sent.fetch_add(len, Ordering::Relaxed);
         }
@@ -99,8 +110,7 @@ impl ObjectStore for TargetStore {
     }
 
     fn get(&self, name: &str) -> Result<Bytes, StoreError> {
-        let result = self.inner.get(name);
-        self.counters.count(&result);
+        let result = self.counters.call(|| self.inner.get(name));
         if let Ok(data) = &result {
             self.counters
                 .bytes_received
@@ -110,14 +120,10 @@ impl ObjectStore for TargetStore {
     }
 
     fn list(&self, prefix: &str) -> Result<Vec<(String, u64)>, StoreError> {
-        let result = self.inner.list(prefix);
-        self.counters.count(&result);
-        result
+        self.counters.call(|| self.inner.list(prefix))
     }
 
     fn remove(&self, name: &str) -> Result<(), StoreError> {
-        let result = self.inner.remove(name);
-        self.counters.count(&result);
-        result
+        self.counters.call(|| self.inner.remove(name))
     }
 }

@@ -31,6 +31,7 @@ pub mod abi;
 mod error;
 #[cfg(feature = "host")]
 pub mod host;
+pub mod limits;
 mod listing;
 mod name;
 pub mod sdk;

@@ -24,6 +24,9 @@ use std::time::Duration;
 use reqwest::header::{ETAG, HeaderValue, LOCATION};
 use reqwest::{Method as HttpMethod, StatusCode, Url};
 use sealback_plugin_api::ProviderError;
+// The most a GET reads, so that a server that sends more, or streams without end, is refused
+// instead of filling the daemon's memory.
+use sealback_plugin_api::limits::MAX_OBJECT_BYTES;
 
 use crate::answer::{self, Request};
 use crate::propfind::{self, Kind};
@@ -37,10 +40,6 @@ const NOT_FOUND_RECHECKS: [Duration; 2] = [Duration::from_millis(50), Duration::
 /// Tries of a GET that keeps finding the object replaced while it was read, the first
 /// included; the waits between them double from 50 ms up to 800 ms (about 6 s in all).
 const REPLACED_ATTEMPTS: u32 = 12;
-/// The most a GET reads: more than any object sealback writes (packs of a few MiB, a
-/// snapshot manifest of at most 256 MiB), so a server that sends more, or streams without
-/// end, is refused instead of filling the daemon's memory.
-const MAX_OBJECT_BYTES: u64 = 512 << 20;
 
 fn replaced_backoff(attempt: u32) -> Duration {
     Duration::from_millis(50 << attempt.saturating_sub(1).min(4))

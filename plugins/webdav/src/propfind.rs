@@ -7,11 +7,10 @@
 //! collection's name as if it were a file (rclone serves an HTML page for a GET on a
 //! collection and deletes a whole collection on a DELETE, even with `Depth: 0`).
 
-use std::io::Read;
-
 use reqwest::header::CONTENT_TYPE;
 use reqwest::{StatusCode, Url};
 use sealback_plugin_api::ProviderError;
+use sealback_plugin_api::limits::{self, BoundedReadError};
 
 use crate::answer::{self, Request};
 use crate::href::{HrefError, relative_name};
@@ -25,10 +24,11 @@ const BODY: &str = concat!(
     r#"</D:propfind>"#
 );
 
-/// The most bytes of one PROPFIND answer read: a listing of a million objects at Apache's
-/// 250 bytes each. A server that sends more is not listing one of sealback's collections,
-/// and reading on would let it fill the host's memory.
-const MAX_ANSWER_BYTES: u64 = 256 << 20;
+/// The most bytes of one PROPFIND answer read: one page of a listing, as for every plugin. At
+/// Apache's 250 bytes an entry that is a collection of about 250,000 objects (a repository of
+/// about 1 TB of packs). A server that sends more is not listing one of sealback's
+/// collections, and reading on would let it fill the device's memory.
+const MAX_ANSWER_BYTES: u64 = limits::MAX_PAGE_BYTES;
 
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Depth {
@@ -103,20 +103,18 @@ pub(crate) fn propfind(server: &Server, path: &str, depth: Depth) -> Result<Foun
 
 /// The body of a multistatus answer, read up to [`MAX_ANSWER_BYTES`].
 fn read_answer(request: &Request<'_>, answer: Answer) -> Result<String, ProviderError> {
-    let mut body = Vec::new();
-    let mut response = answer.response;
-    (&mut response)
-        .take(MAX_ANSWER_BYTES + 1)
-        .read_to_end(&mut body)
-        .map_err(|err| {
-            ProviderError::transient(format!("{request}: the answer broke off: {err}"))
-        })?;
-    if body.len() as u64 > MAX_ANSWER_BYTES {
-        return Err(ProviderError::permanent(format!(
-            "{request}: the answer is larger than {MAX_ANSWER_BYTES} bytes, more than a \
-             listing of one collection takes; is `url` the collection sealback writes to?"
-        )));
-    }
+    let expected = answer.response.content_length();
+    let body = limits::read_bounded(answer.response, MAX_ANSWER_BYTES, expected).map_err(
+        |err| match err {
+            BoundedReadError::TooLarge { .. } => ProviderError::permanent(format!(
+                "{request}: the answer is larger than {MAX_ANSWER_BYTES} bytes, more than a \
+                 listing of one collection takes; is `url` the collection sealback writes to?"
+            )),
+            BoundedReadError::Io(err) => {
+                ProviderError::transient(format!("{request}: the answer broke off: {err}"))
+            }
+        },
+    )?;
     Ok(String::from_utf8_lossy(&body).into_owned())
 }
 
@@ -191,7 +189,7 @@ pub(crate) fn kind(server: &Server, name: &str) -> Result<Kind, ProviderError> {
 
 #[cfg(test)]
 mod tests {
-    use std::io::{BufRead, BufReader, Write};
+    use std::io::{BufRead, BufReader, Read, Write};
     use std::net::TcpListener;
 
     use super::*;

@@ -282,19 +282,19 @@ fn a_torn_snapshot_is_left_out_nobodys_parent_and_removed_by_repair() {
     the_next_backup_and_repair_get_past(&mut fixture, &name);
 }
 
-#[test]
-fn sigterm_stops_a_restore_waiting_on_its_provider_in_bounded_time_leaving_no_partial_file() {
+/// Starts a restore whose provider misbehaves as `faulty` says (a failure only once the
+/// restore has read every pack but the last), sends SIGTERM once `stuck` says the restore is stuck on it, and
+/// checks that the daemon stops within a bounded time and leaves no partial file.
+fn sigterm_stops_a_stuck_restore(faulty: serde_json::Value, stuck: fn(&Device) -> bool) {
     let mut fixture = BackedUp::new(60, 5);
     fixture.device.stop();
-    // The restore's last pack read fails transiently, the provider asking for a minute's
-    // wait (the daemon honours 30 s of it); the packs before it land in partial files.
     let packs = tamper::objects(&fixture.target, "data").len() as u64;
-    let slow = Target::faulty(
-        TARGET,
-        &fixture.target,
-        json!({ "fail": "get", "kind": "transient", "retry_after_ms": 60_000,
-                "only": "data/", "after": packs - 1 }),
-    );
+    let mut options = faulty;
+    if options.get("fail").is_some() {
+        options["only"] = json!("data/");
+        options["after"] = json!(packs - 1);
+    }
+    let slow = Target::faulty(TARGET, &fixture.target, options);
     fixture
         .device
         .reconfigure(Setup::new(fixture.store.dir(), vec![slow]));
@@ -304,12 +304,10 @@ fn sigterm_stops_a_restore_waiting_on_its_provider_in_bounded_time_leaving_no_pa
     let (restore, stopped_in) = std::thread::scope(|scope| {
         let restore =
             scope.spawn(|| device.ctl(&["restore", "latest", "--to", to.to_str().expect("UTF-8")]));
-        let retrying = wait::poll(Duration::from_secs(30), || {
-            (device.status().targets[0].requests.retries > 0).then_some(())
-        });
+        let waiting = wait::poll(Duration::from_secs(30), || stuck(device).then_some(()));
         assert!(
-            retrying.is_some(),
-            "the restore never waited to retry: {}",
+            waiting.is_some(),
+            "the restore never got stuck on its provider: {}",
             device.log_tail()
         );
         let started = Instant::now();
@@ -334,4 +332,24 @@ fn sigterm_stops_a_restore_waiting_on_its_provider_in_bounded_time_leaving_no_pa
         !left.iter().any(|f| f.ends_with(".sealback-partial")),
         "a partial file was left behind: {left:?}"
     );
+}
+
+#[test]
+fn sigterm_stops_a_restore_waiting_on_its_provider_in_bounded_time_leaving_no_partial_file() {
+    // The last pack read fails transiently, the provider asking for a minute's wait (the
+    // daemon honours 30 s of it).
+    sigterm_stops_a_stuck_restore(
+        json!({ "fail": "get", "kind": "transient", "retry_after_ms": 60_000 }),
+        |device| device.status().targets[0].requests.retries > 0,
+    );
+}
+
+#[test]
+fn sigterm_stops_a_restore_whose_provider_call_hangs_in_bounded_time() {
+    // Every pack read hangs inside the plugin for ten minutes, as a call to a server that
+    // streams its answer a byte at a time would: the call cannot be cancelled, and the daemon
+    // must stop without it.
+    sigterm_stops_a_stuck_restore(json!({ "slow_ms": 600_000, "slow_op": "get" }), |device| {
+        device.status().targets[0].requests.in_flight > 0
+    });
 }

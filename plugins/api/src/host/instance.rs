@@ -10,6 +10,7 @@ use bytes::Bytes;
 use super::{Loaded, Plugin};
 use crate::abi::{self, Buf, FreeBufFn};
 use crate::error::{ErrorKind, ProviderError, duration_from_ms};
+use crate::limits;
 use crate::listing::{self, ObjectInfo};
 use crate::name::{validate_list_prefix, validate_object_name};
 
@@ -116,6 +117,8 @@ impl Instance {
                 )
             }
         })?;
+        self.loaded
+            .within(Op::Get(name), data.buf.len as u64, limits::MAX_OBJECT_BYTES)?;
         Ok(Bytes::from_owner(PluginBytes {
             buf: data,
             _loaded: self.loaded.clone(),
@@ -140,12 +143,23 @@ impl Instance {
                 )
             }
         })?;
-        listing::parse(entries.bytes(), prefix).map_err(|err| {
+        self.loaded
+            .within(op, entries.buf.len as u64, limits::MAX_LIST_BYTES)?;
+        let listed = listing::parse(entries.bytes(), prefix).map_err(|err| {
             ProviderError::permanent(format!(
                 "plugin {:?} returned a malformed list entry from {op}: {err}",
                 self.loaded.name
             ))
-        })
+        })?;
+        if listed.len() > limits::MAX_LIST_ENTRIES {
+            return Err(self.loaded.too_large(
+                op,
+                "entries",
+                listed.len() as u64,
+                limits::MAX_LIST_ENTRIES as u64,
+            ));
+        }
+        Ok(listed)
     }
 
     /// Deletes the object `name`; succeeds if it does not exist.
@@ -199,7 +213,9 @@ impl Loaded {
         if status == abi::STATUS_OK {
             return Ok(());
         }
-        let message = String::from_utf8_lossy(error.message());
+        let message = error.message();
+        let message =
+            String::from_utf8_lossy(&message[..message.len().min(limits::MAX_MESSAGE_BYTES)]);
         let kind = match ErrorKind::from_status(status) {
             // What a put, list or remove works in is gone: a directory removed, a disk
             // unmounted, a bucket deleted.
@@ -232,6 +248,24 @@ impl Loaded {
             err = err.with_retry_after(delay);
         }
         Err(err)
+    }
+
+    /// Refuses an answer of `len` bytes to `op` if it passes `limit`, before anything reads
+    /// it: the plugin, or the storage behind it, sent more than any repository holds.
+    fn within(&self, op: Op<'_>, len: u64, limit: u64) -> Result<(), ProviderError> {
+        if len > limit {
+            return Err(self.too_large(op, "bytes", len, limit));
+        }
+        Ok(())
+    }
+
+    fn too_large(&self, op: Op<'_>, unit: &str, len: u64, limit: u64) -> ProviderError {
+        ProviderError::permanent(format!(
+            "plugin {:?} answered {op} with {len} {unit}, more than the {limit} a sealback \
+             repository ever needs; refused (is the target's storage answering with something \
+             else than the repository, or is the plugin broken?)",
+            self.name
+        ))
     }
 
     /// An empty buffer for the plugin to fill; freed by the plugin when dropped.

@@ -11,7 +11,7 @@ use super::*;
 use crate::abi::Buf;
 use crate::sdk::shim::into_buf;
 use crate::sdk::{self, Provider};
-use crate::{ErrorKind, ObjectInfo, ProviderError};
+use crate::{ErrorKind, ObjectInfo, ProviderError, limits};
 
 struct Memory(Mutex<BTreeMap<String, Vec<u8>>>);
 
@@ -310,6 +310,103 @@ fn not_found_from_anything_but_get_is_permanent_and_says_the_target_went_away() 
         err.message(),
         "the target went away during put \"a\": its directory, mount or bucket is gone (plugin \
          \"missing\" answered NOT_FOUND: \"no such bucket\")"
+    );
+}
+
+// A plugin whose answers claim more than any repository holds. Nothing is allocated: the
+// host must refuse an answer by its length, before it reads a byte of it.
+
+static ONE_BYTE: [u8; 1] = [0];
+
+fn claimed(len: usize) -> Buf {
+    Buf {
+        ptr: ONE_BYTE.as_ptr().cast_mut(),
+        len,
+        cap: 0,
+    }
+}
+
+unsafe extern "C" fn get_huge(
+    _: *mut c_void,
+    _: *const u8,
+    _: usize,
+    data: *mut Buf,
+    _: *mut abi::Error,
+) -> i32 {
+    // SAFETY: the host passes a valid, empty data buffer.
+    unsafe { data.write(claimed(limits::MAX_OBJECT_BYTES as usize + 1)) };
+    abi::STATUS_OK
+}
+
+unsafe extern "C" fn list_huge(
+    _: *mut c_void,
+    _: *const u8,
+    _: usize,
+    entries: *mut Buf,
+    _: *mut abi::Error,
+) -> i32 {
+    // SAFETY: the host passes a valid, empty entries buffer.
+    unsafe { entries.write(claimed(limits::MAX_LIST_BYTES as usize + 1)) };
+    abi::STATUS_OK
+}
+
+unsafe extern "C" fn remove_with_a_long_message(
+    _: *mut c_void,
+    _: *const u8,
+    _: usize,
+    error: *mut abi::Error,
+) -> i32 {
+    // SAFETY: the host passes a valid, zeroed error.
+    unsafe { (*error).message = into_buf(vec![b'x'; 1 << 20]) };
+    abi::STATUS_PERMANENT
+}
+
+/// The claimed buffers point at a static byte: freeing them is a no-op, but the message is
+/// the SDK's own and goes back to it.
+unsafe extern "C" fn free_claimed(buf: *mut Buf) {
+    // SAFETY: the host passes a buffer this plugin filled.
+    if unsafe { (*buf).cap } != 0 {
+        // SAFETY: as the SDK's `free_buf` requires: a buffer it made.
+        unsafe { crate::sdk::__shim_free_buf(buf) }
+    }
+}
+
+static GREEDY: ProviderTableV1 = ProviderTableV1 {
+    get: Some(get_huge),
+    list: Some(list_huge),
+    remove: Some(remove_with_a_long_message),
+    free_buf: Some(free_claimed),
+    ..sdk::__table::<Memory>(b"greedy\0", b"0\0")
+};
+
+#[test]
+fn an_object_larger_than_any_repository_holds_is_refused_unread() {
+    let err = instance(&GREEDY).get("data/a").expect_err("too large");
+    assert_eq!(err.kind(), ErrorKind::Permanent);
+    assert!(
+        err.message().starts_with(&format!(
+            "plugin \"greedy\" answered get \"data/a\" with {} bytes, more than the {}",
+            limits::MAX_OBJECT_BYTES + 1,
+            limits::MAX_OBJECT_BYTES
+        )),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_listing_larger_than_any_repository_has_is_refused_unread() {
+    let err = instance(&GREEDY).list("").expect_err("too large");
+    assert_eq!(err.kind(), ErrorKind::Permanent);
+    assert!(err.message().contains("answered list \"\" with"), "{err}");
+}
+
+#[test]
+fn a_long_message_is_cut() {
+    let err = instance(&GREEDY).remove("a").expect_err("permanent");
+    let prefix = "plugin \"greedy\" remove \"a\": ";
+    assert_eq!(
+        err.message().len(),
+        prefix.len() + limits::MAX_MESSAGE_BYTES
     );
 }
 

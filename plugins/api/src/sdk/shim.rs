@@ -15,6 +15,7 @@ use std::slice;
 use super::Provider;
 use crate::abi::{self, Buf, PluginMagic, ProviderTableV1};
 use crate::error::ProviderError;
+use crate::limits;
 use crate::listing;
 use crate::name::{validate_list_prefix, validate_object_name};
 
@@ -165,6 +166,14 @@ pub unsafe extern "C" fn __shim_get<T: Provider>(
         // SAFETY: the host lends a live instance and a readable name, as the contract says.
         let (provider, name) = unsafe { (provider::<T>(instance)?, object_name(name, name_len)?) };
         let bytes = provider.get(name)?;
+        if bytes.len() as u64 > limits::MAX_OBJECT_BYTES {
+            return Err(ProviderError::permanent(format!(
+                "the provider read {} bytes for {name:?}, more than the {} any object may \
+                 have; the storage answered with something that is not a sealback object",
+                bytes.len(),
+                limits::MAX_OBJECT_BYTES
+            )));
+        }
         // SAFETY: the host lends `data` for writing, as the contract says.
         unsafe { hand_over(data, bytes, "data") }
     };
@@ -196,6 +205,15 @@ pub unsafe extern "C" fn __shim_list<T: Provider>(
             .map_err(|_| ProviderError::permanent("the list prefix is not valid UTF-8"))?;
         validate_list_prefix(prefix).map_err(|err| ProviderError::permanent(err.to_string()))?;
         let listed = provider.list(prefix)?;
+        if listed.len() > limits::MAX_LIST_ENTRIES {
+            return Err(ProviderError::permanent(format!(
+                "the provider listed {} objects under {prefix:?}, more than the {} a \
+                 repository may hold; the storage answered with something that is not a \
+                 sealback repository",
+                listed.len(),
+                limits::MAX_LIST_ENTRIES
+            )));
+        }
         for entry in &listed {
             validate_object_name(&entry.name)
                 .map_err(|err| ProviderError::permanent(format!("the provider listed an {err}")))?;

@@ -11,7 +11,8 @@ use crate::abi::{self, Buf, PluginMagic, ProviderTableV1};
 use crate::{ErrorKind, ObjectInfo, ProviderError};
 
 /// Objects in memory; the options say whether `open` fails or panics, a put of a name
-/// starting with `panic` panics, and a get of `busy` is a transient error with a retry-after.
+/// starting with `panic` panics, a get of `busy` is a transient error with a retry-after, and
+/// a get of `endless` answers more than any object may hold (a storage that never stops).
 struct Memory {
     objects: Mutex<BTreeMap<String, Vec<u8>>>,
 }
@@ -47,6 +48,10 @@ impl Provider for Memory {
         if name == "busy" {
             return Err(ProviderError::transient("server busy")
                 .with_retry_after(Duration::from_millis(250)));
+        }
+        if name == "endless" {
+            // Zeroed pages are mapped lazily: this costs no memory until read.
+            return Ok(vec![0; crate::limits::MAX_OBJECT_BYTES as usize + 1]);
         }
         let objects = self.objects.lock().expect("lock");
         objects
@@ -364,4 +369,20 @@ fn freeing_an_empty_or_null_buffer_is_harmless() {
         free(&mut empty);
         free(ptr::null_mut());
     }
+}
+
+#[test]
+fn an_answer_larger_than_any_object_is_not_handed_over() {
+    let instance = open("{}").expect("open");
+    let (status, message) = get(instance, "endless").expect_err("too large");
+    assert_eq!(status, abi::STATUS_PERMANENT);
+    assert!(
+        message.starts_with(&format!(
+            "the provider read {} bytes for \"endless\", more than the {} any object may have",
+            crate::limits::MAX_OBJECT_BYTES + 1,
+            crate::limits::MAX_OBJECT_BYTES
+        )),
+        "{message}"
+    );
+    close(instance);
 }
