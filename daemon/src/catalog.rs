@@ -154,6 +154,27 @@ pub struct Catalog {
     ids_path: std::path::PathBuf,
 }
 
+/// Closes the catalog's files to everyone but the daemon (mode 0600), whatever umask made
+/// them: the catalog names every file of the store, its size and its times.
+fn make_private(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let family = ["", "-wal", "-shm"]
+        .map(|suffix| {
+            let mut name = path.as_os_str().to_owned();
+            name.push(suffix);
+            std::path::PathBuf::from(name)
+        })
+        .into_iter()
+        .chain([path.with_extension("baseline")]);
+    for file in family {
+        match std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
 impl Catalog {
     /// Opens the catalog at `path`, creating it if there is none; a damaged one is moved
     /// aside and a new one made in its place (the next sync fills it).
@@ -176,6 +197,8 @@ impl Catalog {
              CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);",
         )
         .map_err(err)?;
+        make_private(path)
+            .map_err(|e| err(rusqlite::Error::ToSqlConversionFailure(Box::new(e))))?;
         // A catalog of another schema is only a cache: its tables are dropped and the
         // catalog is rebuilt from the repository by the next sync.
         let version: Option<String> = conn
@@ -1196,6 +1219,22 @@ mod tests {
         repo.write_snapshot(&Manifest::of(&snapshot, None))
             .expect("snapshot");
         (store, repo, ids)
+    }
+
+    #[test]
+    fn the_catalogs_files_are_the_daemons_alone() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("disk.db");
+        drop(Catalog::open(&path).expect("create"));
+        // A catalog made before, or under a looser umask.
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+        let _catalog = Catalog::open(&path).expect("open");
+        for entry in std::fs::read_dir(dir.path()).expect("list") {
+            let entry = entry.expect("entry");
+            let mode = entry.metadata().expect("stat").permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600, "{} has mode {mode:o}", entry.path().display());
+        }
     }
 
     #[test]

@@ -14,6 +14,7 @@ pub mod config;
 pub mod control;
 pub mod daemon;
 pub mod engine;
+pub mod hardening;
 pub mod keystore;
 pub mod providers;
 pub mod scheduler;

@@ -25,6 +25,13 @@ struct Args {
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    // The backup key lives in this process: never in a core file, and what it creates is
+    // its own.
+    if let Err(e) = sealback_daemon::hardening::no_core_dumps() {
+        eprintln!("sealbackd: cannot turn core dumps off: {e}");
+        return ExitCode::FAILURE;
+    }
+    sealback_daemon::hardening::private_files();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("SEALBACK_LOG")
@@ -120,11 +127,28 @@ async fn wait_for_signal() {
     }
 }
 
+/// Creates state.dir, or closes an existing one to everyone but the daemon: it holds the
+/// backup key and the catalog, which names every file of the store.
 fn create_private_dir(dir: &std::path::Path) -> anyhow::Result<()> {
-    use std::os::unix::fs::DirBuilderExt;
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
     std::fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
         .create(dir)
-        .with_context(|| format!("cannot create state.dir {}", dir.display()))
+        .with_context(|| format!("cannot create state.dir {}", dir.display()))?;
+    let mode = std::fs::metadata(dir)
+        .with_context(|| format!("cannot read state.dir {}", dir.display()))?
+        .permissions()
+        .mode();
+    if mode & 0o077 != 0 {
+        tracing::warn!(dir = %dir.display(), mode = format!("{:o}", mode & 0o777), "state.dir was open to others; closing it (mode 0700)");
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode & 0o700 | 0o700))
+            .with_context(|| {
+                format!(
+                    "cannot make state.dir {} private (mode 0700)",
+                    dir.display()
+                )
+            })?;
+    }
+    Ok(())
 }

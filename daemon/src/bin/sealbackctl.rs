@@ -161,6 +161,11 @@ struct UsageError {
 }
 
 fn main() -> ExitCode {
+    // It reads passwords and recovery keys: never into a core file.
+    if let Err(e) = sealback_daemon::hardening::no_core_dumps() {
+        eprintln!("sealbackctl: cannot turn core dumps off: {e}");
+        return ExitCode::FAILURE;
+    }
     let cli = Cli::parse();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()

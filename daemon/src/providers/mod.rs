@@ -17,6 +17,7 @@ mod plugin;
 mod retry;
 mod stop;
 mod timeout;
+mod trust;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -55,6 +56,7 @@ pub fn open_target(
     stop: &Stop,
 ) -> Result<Arc<TargetStore>, String> {
     let path = plugin_path(plugins_dir, &target.plugin)?;
+    trust::check(&path)?;
     let plugin = Plugin::load(&path).map_err(|e| e.to_string())?;
     let options = serde_json::to_string(&target.options).expect("options serialize");
     let instance = plugin.open(&options).map_err(|e| {

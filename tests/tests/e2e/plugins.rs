@@ -35,14 +35,24 @@ fn compile_plugin(name: &str, dir: &Path) -> PathBuf {
     out
 }
 
-/// A target whose plugin cannot be loaded: `status` shows why, a backup fails saying so,
-/// and the daemon goes on answering.
-fn unusable_plugin_is_reported(plugin: &str, expected: &[&str]) {
+/// The local plugin, copied into `dir` with mode 0666: anyone could replace its code.
+fn writable_by_all(name: &str, dir: &Path) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::create_dir_all(dir).expect("create the plugin directory");
+    let out = dir.join(format!("libsealback_{name}.so"));
+    std::fs::copy(binaries::plugins_dir().join("libsealback_local.so"), &out).expect("copy");
+    std::fs::set_permissions(&out, std::fs::Permissions::from_mode(0o666)).expect("chmod");
+    out
+}
+
+/// A target whose plugin (put in place by `place`) cannot be loaded: `status` shows why, a
+/// backup fails saying so, and the daemon goes on answering.
+fn unusable_plugin_is_reported(plugin: &str, place: fn(&str, &Path) -> PathBuf, expected: &[&str]) {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = MessageStore::create(&dir.path().join("store"), 0);
     store.append(10);
     let plugins = dir.path().join("plugins");
-    let library = compile_plugin(plugin, &plugins);
+    let library = place(plugin, &plugins);
     let library = library.to_str().expect("UTF-8");
     let mut device = Device::started(
         Setup::new(
@@ -88,12 +98,21 @@ fn unusable_plugin_is_reported(plugin: &str, expected: &[&str]) {
 
 #[test]
 fn a_plugin_built_for_another_abi_is_refused_naming_the_file_and_both_versions() {
-    unusable_plugin_is_reported("badabi", &["v99", "v1"]);
+    unusable_plugin_is_reported("badabi", compile_plugin, &["v99", "v1"]);
 }
 
 #[test]
 fn a_plugin_without_its_provider_function_is_refused_naming_the_file_and_the_symbol() {
-    unusable_plugin_is_reported("noprovider", &["sealback_plugin_provider"]);
+    unusable_plugin_is_reported("noprovider", compile_plugin, &["sealback_plugin_provider"]);
+}
+
+#[test]
+fn a_plugin_others_can_write_is_never_loaded_into_the_daemon_that_holds_the_key() {
+    unusable_plugin_is_reported(
+        "open",
+        writable_by_all,
+        &["refusing to load plugin", "mode 666", "chmod go-w"],
+    );
 }
 
 #[test]

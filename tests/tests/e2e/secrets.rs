@@ -476,3 +476,56 @@ fn no_key_password_or_credential_in_any_log_argv_or_environment() {
         seen.len()
     );
 }
+
+/// The mode bits of `path`.
+fn mode(path: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt as _;
+    fs::metadata(path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .permissions()
+        .mode()
+        & 0o7777
+}
+
+#[test]
+fn the_daemon_holding_the_key_dumps_no_core_and_keeps_its_state_to_itself() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let mut fixture = crate::fixtures::BackedUp::new(20, 5);
+    fixture.device.stop();
+    // A state directory and catalog left open by an older version, or a loose umask.
+    let state = fixture.device.state_dir();
+    let catalog = state.join("catalog");
+    fs::set_permissions(&state, fs::Permissions::from_mode(0o755)).expect("chmod");
+    for entry in fs::read_dir(&catalog).expect("catalog") {
+        let path = entry.expect("entry").path();
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).expect("chmod");
+    }
+    fixture.device.start();
+    fixture.add_and_back_up(5);
+
+    let pid = fixture.device.pid().expect("running");
+    let limits = fs::read_to_string(format!("/proc/{pid}/limits")).expect("limits");
+    let core = limits
+        .lines()
+        .find(|line| line.starts_with("Max core file size"))
+        .expect("a core limit");
+    assert_eq!(
+        core.split_whitespace().collect::<Vec<_>>()[4..6],
+        ["0", "0"],
+        "sealbackd may dump core: {core}"
+    );
+    assert_eq!(mode(&state), 0o700, "state.dir is open to others");
+    let mut files = walk(&state).expect("state files");
+    files.retain(|f| !f.ends_with(".sock"));
+    assert!(!files.is_empty());
+    for file in files {
+        let path = state.join(&file);
+        assert_eq!(
+            mode(&path) & 0o077,
+            0,
+            "{} has mode {:o}: open to others",
+            path.display(),
+            mode(&path)
+        );
+    }
+}

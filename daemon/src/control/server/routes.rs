@@ -12,6 +12,7 @@ use hyper::{Request, Response, StatusCode};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::task::JoinError;
+use zeroize::{Zeroize as _, Zeroizing};
 
 use super::ndjson::{self, NdjsonBody};
 use crate::control::api::{Accepted, ErrorResponse, MAX_REQUEST_BYTES, Route};
@@ -174,17 +175,7 @@ async fn read_json<T: DeserializeOwned>(
     if declared.is_some_and(|length| length > MAX_REQUEST_BYTES as u64) {
         return Err(too_large(route));
     }
-    let body = Limited::new(request.into_body(), MAX_REQUEST_BYTES)
-        .collect()
-        .await
-        .map_err(|e| {
-            if e.downcast_ref::<LengthLimitError>().is_some() {
-                too_large(route)
-            } else {
-                ApiError::bad_request(format!("cannot read the request body of {route}: {e}"))
-            }
-        })?
-        .to_bytes();
+    let body = read_wiped(route, request.into_body()).await?;
     let body: &[u8] = if body.trim_ascii().is_empty() {
         b"{}"
     } else {
@@ -192,6 +183,31 @@ async fn read_json<T: DeserializeOwned>(
     };
     serde_json::from_slice(body)
         .map_err(|e| ApiError::bad_request(format!("invalid request body for {route}: {e}")))
+}
+
+/// Reads a body of at most [`MAX_REQUEST_BYTES`] into one buffer, allocated once and wiped
+/// when dropped: a key route's body holds a recovery key or a password. A frame hyper hands
+/// over whole is wiped too; one that is a view into hyper's read buffer is not ours to wipe
+/// (DESIGN.md §11).
+async fn read_wiped(route: Route, body: Incoming) -> Result<Zeroizing<Vec<u8>>, ApiError> {
+    let mut read = Zeroizing::new(Vec::with_capacity(MAX_REQUEST_BYTES));
+    let mut body = Limited::new(body, MAX_REQUEST_BYTES);
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| {
+            if e.downcast_ref::<LengthLimitError>().is_some() {
+                too_large(route)
+            } else {
+                ApiError::bad_request(format!("cannot read the request body of {route}: {e}"))
+            }
+        })?;
+        if let Ok(data) = frame.into_data() {
+            read.extend_from_slice(&data);
+            if let Ok(mut own) = data.try_into_mut() {
+                own.zeroize();
+            }
+        }
+    }
+    Ok(read)
 }
 
 fn too_large(route: Route) -> ApiError {
@@ -242,14 +258,44 @@ pub(super) fn error_response(error: &ApiError) -> Response<ResponseBody> {
     with_body(status, JSON, Either::Left(Full::new(Bytes::from(bytes))))
 }
 
+/// A JSON response, in a buffer allocated once at its exact size and wiped when hyper is done
+/// with it: `key generate`'s answer holds the recovery key.
 fn json<T: Serialize>(status: StatusCode, value: &T) -> Result<Response<ResponseBody>, ApiError> {
-    let bytes = serde_json::to_vec(value)
-        .map_err(|e| ApiError::new(500, "internal", format!("cannot encode the response: {e}")))?;
+    let encode = |e: serde_json::Error| {
+        ApiError::new(500, "internal", format!("cannot encode the response: {e}"))
+    };
+    let mut length = Counted(0);
+    serde_json::to_writer(&mut length, value).map_err(encode)?;
+    let mut bytes = Zeroizing::new(Vec::with_capacity(length.0));
+    serde_json::to_writer(&mut *bytes, value).map_err(encode)?;
     Ok(with_body(
         status,
         JSON,
-        Either::Left(Full::new(Bytes::from(bytes))),
+        Either::Left(Full::new(Bytes::from_owner(Wiped(bytes)))),
     ))
+}
+
+/// Counts what is written to it.
+struct Counted(usize);
+
+impl std::io::Write for Counted {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0 += buf.len();
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Bytes wiped when the last reference to them is dropped.
+struct Wiped(Zeroizing<Vec<u8>>);
+
+impl AsRef<[u8]> for Wiped {
+    fn as_ref(&self) -> &[u8] {
+        &self.0
+    }
 }
 
 fn stream(body: NdjsonBody) -> Response<ResponseBody> {
