@@ -20,6 +20,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Write};
+use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::mpsc::{Receiver, Sender, channel};
@@ -197,14 +198,19 @@ impl AuditLog {
     /// start a new one; keep it as evidence).
     pub fn open(path: &Path) -> Result<AuditLog, AuditError> {
         let head = verify(path)?;
+        let io = |err: std::io::Error| AuditError::Io {
+            path: path.to_path_buf(),
+            message: err.to_string(),
+        };
         let file = OpenOptions::new()
             .create(true)
             .append(true)
+            .mode(0o600)
             .open(path)
-            .map_err(|err| AuditError::Io {
-                path: path.to_path_buf(),
-                message: err.to_string(),
-            })?;
+            .map_err(io)?;
+        // A log made before, or under a looser umask: the vault's alone too.
+        file.set_permissions(std::fs::Permissions::from_mode(0o600))
+            .map_err(io)?;
         let (send, receive) = channel();
         let owned = path.to_path_buf();
         let thread = std::thread::Builder::new()

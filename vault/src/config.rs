@@ -12,8 +12,10 @@
 //! [hsm]
 //! module = "/usr/lib/softhsm/libsofthsm2.so"   # the PKCS#11 module: a real HSM's goes here
 //! token_label = "sealback-vault"     # the token, by label (or `slot = 0`)
-//! pin_file = "/etc/sealback-vault/pin"         # the user PIN, from a file (0600) ...
-//! # pin_env = "SEALBACK_VAULT_PIN"             # ... or from an environment variable
+//! pin_credential = "sealback-vault-pin"      # the user PIN, from a systemd credential
+//!                                              # ($CREDENTIALS_DIRECTORY/NAME: LoadCredentialEncrypted=) ...
+//! # pin_file = "/etc/sealback-vault/pin"       # ... or from a file only its owner can read (0600) ...
+//! # pin_env = "SEALBACK_VAULT_PIN"             # ... or from an environment variable the service manager sets
 //! ```
 //!
 //! Relative paths are relative to the configuration file's directory. The PIN never comes
@@ -58,6 +60,9 @@ pub struct HsmConfig {
     pub pin_file: Option<PathBuf>,
     #[serde(default)]
     pub pin_env: Option<String>,
+    /// The name of a systemd credential holding the PIN (`$CREDENTIALS_DIRECTORY/NAME`).
+    #[serde(default)]
+    pub pin_credential: Option<String>,
 }
 
 /// A configuration that cannot be used, and why.
@@ -113,32 +118,51 @@ impl Config {
                 ));
             }
         }
-        if config.hsm.pin_file.is_some() == config.hsm.pin_env.is_some() {
+        let sources = [
+            config.hsm.pin_file.is_some(),
+            config.hsm.pin_env.is_some(),
+            config.hsm.pin_credential.is_some(),
+        ];
+        if sources.iter().filter(|&&given| given).count() != 1 {
             return Err(error(
-                "[hsm] takes the PIN from exactly one of `pin_file` and `pin_env`".into(),
+                "[hsm] takes the PIN from exactly one of `pin_credential`, `pin_file` and \
+                 `pin_env`"
+                    .into(),
             ));
+        }
+        if let Some(name) = &config.hsm.pin_credential
+            && (name.is_empty() || name.contains('/') || name == "." || name == "..")
+        {
+            return Err(error(format!(
+                "[hsm] pin_credential {name:?} must be a credential's name, as in \
+                 LoadCredentialEncrypted=NAME:..., not a path"
+            )));
         }
         Ok(config)
     }
 }
 
 impl HsmConfig {
-    /// The user PIN, from its file (trailing newline removed) or environment variable.
+    /// The user PIN, from its systemd credential or file (a trailing newline removed) or
+    /// environment variable.
     pub fn pin(&self) -> Result<AuthPin, ConfigError> {
         let error = |path: &Path, message: String| ConfigError {
             path: path.to_path_buf(),
             message,
         };
+        if let Some(name) = &self.pin_credential {
+            let Some(dir) = std::env::var_os("CREDENTIALS_DIRECTORY") else {
+                return Err(error(
+                    Path::new(name),
+                    "the HSM PIN is a systemd credential, but CREDENTIALS_DIRECTORY is not set: \
+                     start the vault from its unit (LoadCredentialEncrypted=) or use pin_file"
+                        .into(),
+                ));
+            };
+            return read_pin_file(&Path::new(&dir).join(name));
+        }
         if let Some(file) = &self.pin_file {
-            let text = zeroize::Zeroizing::new(
-                std::fs::read_to_string(file)
-                    .map_err(|err| error(file, format!("cannot read the HSM PIN file: {err}")))?,
-            );
-            let pin = text.trim_end_matches(['\n', '\r']);
-            if pin.is_empty() {
-                return Err(error(file, "the HSM PIN file is empty".into()));
-            }
-            return Ok(AuthPin::new(pin.into()));
+            return read_pin_file(file);
         }
         let name = self.pin_env.as_deref().unwrap_or_default();
         let value = zeroize::Zeroizing::new(std::env::var(name).map_err(|_| {
@@ -149,6 +173,41 @@ impl HsmConfig {
         })?);
         Ok(AuthPin::new(value.as_str().into()))
     }
+}
+
+/// Reads a PIN from `file`, which nobody but its owner may read or write: whoever reads the
+/// PIN can open every sealed record with the HSM (docs/vault.md §1).
+fn read_pin_file(file: &Path) -> Result<AuthPin, ConfigError> {
+    use std::io::Read as _;
+    use std::os::unix::fs::MetadataExt as _;
+    let error = |message: String| ConfigError {
+        path: file.to_path_buf(),
+        message,
+    };
+    let mut opened = std::fs::File::open(file)
+        .map_err(|err| error(format!("cannot read the HSM PIN file: {err}")))?;
+    let mode = opened
+        .metadata()
+        .map_err(|err| error(format!("cannot read the HSM PIN file: {err}")))?
+        .mode();
+    if mode & 0o077 != 0 {
+        return Err(error(format!(
+            "the HSM PIN file has mode {:o}, so others than its owner can read or change it, \
+             and with the PIN anyone can open every sealed record; run `chmod 600 {}` (or \
+             use pin_credential)",
+            mode & 0o7777,
+            file.display()
+        )));
+    }
+    let mut text = zeroize::Zeroizing::new(String::new());
+    opened
+        .read_to_string(&mut text)
+        .map_err(|err| error(format!("cannot read the HSM PIN file: {err}")))?;
+    let pin = text.trim_end_matches(['\n', '\r']);
+    if pin.is_empty() {
+        return Err(error("the HSM PIN file is empty".into()));
+    }
+    Ok(AuthPin::new(pin.into()))
 }
 
 #[cfg(test)]
@@ -188,7 +247,8 @@ audit_log = "audit.log"
         ));
         let err = Config::load(&path).expect_err("two PIN sources");
         assert!(
-            err.to_string().contains("exactly one of `pin_file`"),
+            err.to_string()
+                .contains("exactly one of `pin_credential`, `pin_file` and `pin_env`"),
             "{err}"
         );
         let (_dir, path) = write(&format!(
@@ -197,5 +257,53 @@ audit_log = "audit.log"
         assert!(Config::load(&path).is_err());
         let (_dir, path) = write(&format!("{BASE}pin = \"1234\"\n"));
         assert!(Config::load(&path).is_err(), "unknown keys are refused");
+    }
+
+    fn hsm_with(pin: &str) -> HsmConfig {
+        HsmConfig {
+            module: "/m.so".into(),
+            token_label: Some("t".into()),
+            slot: None,
+            pin_file: None,
+            pin_env: None,
+            pin_credential: None,
+        }
+        .with_pin_file(pin)
+    }
+
+    impl HsmConfig {
+        fn with_pin_file(mut self, file: &str) -> Self {
+            self.pin_file = Some(file.into());
+            self
+        }
+    }
+
+    #[test]
+    fn a_pin_file_others_can_read_is_refused() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().expect("temp dir");
+        let file = dir.path().join("pin");
+        std::fs::write(&file, "1234\n").expect("write");
+        let config = hsm_with(file.to_str().expect("UTF-8"));
+        for mode in [0o644, 0o640, 0o604, 0o660] {
+            std::fs::set_permissions(&file, std::fs::Permissions::from_mode(mode)).expect("chmod");
+            let err = config.pin().expect_err("readable by others");
+            assert!(
+                err.to_string().contains(&format!("mode {mode:o}"))
+                    && err.to_string().contains("chmod 600"),
+                "{err}"
+            );
+        }
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+        config.pin().expect("a private PIN file");
+    }
+
+    #[test]
+    fn a_pin_credential_is_a_name_not_a_path() {
+        let (_dir, path) = write(&format!(
+            "{BASE}[hsm]\nmodule = \"/m.so\"\ntoken_label = \"t\"\npin_credential = \"../pin\"\n"
+        ));
+        let err = Config::load(&path).expect_err("a path");
+        assert!(err.to_string().contains("not a path"), "{err}");
     }
 }

@@ -66,6 +66,10 @@ enum AuditCommand {
 }
 
 fn main() -> ExitCode {
+    if let Err(err) = harden() {
+        eprintln!("sealback-vault: cannot turn core dumps off: {err}");
+        return ExitCode::FAILURE;
+    }
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -166,6 +170,17 @@ fn serve(config: &Config) -> Result<()> {
     })?;
     vault.close();
     tracing::info!("stopped");
+    Ok(())
+}
+
+/// The vault holds the OPAQUE server keys (the OPRF key among them) and the HSM PIN in
+/// memory: no core file, no `ptrace` by other processes of its user, and what it creates is
+/// its own (umask 0077).
+fn harden() -> nix::Result<()> {
+    use nix::sys::resource::{Resource, setrlimit};
+    setrlimit(Resource::RLIMIT_CORE, 0, 0)?;
+    nix::sys::prctl::set_dumpable(false)?;
+    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o077));
     Ok(())
 }
 

@@ -216,6 +216,11 @@ impl TestVault {
         let _ = child.wait();
     }
 
+    /// The serving process's id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// Kills the server at once (SIGKILL), as a crash would.
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
@@ -290,7 +295,10 @@ impl TestVault {
                 String::from_utf8_lossy(&output.stderr)
             ));
         }
-        fs::write(self.dir().join("pin"), USER_PIN).map_err(|err| format!("pin: {err}"))
+        let pin = self.dir().join("pin");
+        fs::write(&pin, USER_PIN).map_err(|err| format!("pin: {err}"))?;
+        fs::set_permissions(&pin, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+            .map_err(|err| format!("pin: {err}"))
     }
 
     fn make_certificates(&self) -> Result<(), String> {

@@ -118,7 +118,28 @@ fn open_connection(path: &Path) -> Result<Connection, StoreError> {
              PRAGMA secure_delete = ON;",
         )
         .map_err(error("configure the database"))?;
+    make_private(path)?;
     Ok(connection)
+}
+
+/// Closes the database's files to everyone but the vault (mode 0600), whatever made them:
+/// they hold every account's sealed record and guess count.
+fn make_private(path: &Path) -> Result<(), StoreError> {
+    use std::os::unix::fs::PermissionsExt as _;
+    for suffix in ["", "-wal", "-shm"] {
+        let mut name = path.as_os_str().to_owned();
+        name.push(suffix);
+        match std::fs::set_permissions(&name, std::fs::Permissions::from_mode(0o600)) {
+            Err(err) if err.kind() != std::io::ErrorKind::NotFound => {
+                return Err(StoreError {
+                    operation: "make the database private",
+                    message: format!("{}: {err}", Path::new(&name).display()),
+                });
+            }
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 impl RecordStore for SqliteStore {

@@ -6,6 +6,7 @@ mod audit;
 mod credentials;
 mod guess_limit;
 mod hsm;
+mod hygiene;
 mod login;
 mod persistence;
 mod probing;
