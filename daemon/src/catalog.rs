@@ -20,6 +20,9 @@ use crate::capture::database::Baseline;
 use crate::capture::files::FileStat;
 
 mod damaged;
+mod remembered;
+
+pub use remembered::{Known, Missing};
 
 /// 8: catalogs of earlier builds may hold a database baseline whose next whole read wrote
 /// lists naming runs only a patch held (issue 13); rebuilt, the first backup after the
@@ -152,6 +155,9 @@ pub struct Catalog {
     file: std::path::PathBuf,
     /// The file of the database baseline's chunk ids (see [`BaselineIds`]).
     ids_path: std::path::PathBuf,
+    /// What the device remembers of the target's snapshots, beyond this cache (see
+    /// `remembered`).
+    remembered: std::path::PathBuf,
 }
 
 impl Catalog {
@@ -191,7 +197,7 @@ impl Catalog {
                  DROP TABLE IF EXISTS blobs; DROP TABLE IF EXISTS snapshots;
                  DROP TABLE IF EXISTS files; DROP TABLE IF EXISTS packs;
                  DROP TABLE IF EXISTS db_capture; DROP TABLE IF EXISTS db_capture_ids;
-                 DELETE FROM meta;",
+                 DROP TABLE IF EXISTS remembered; DELETE FROM meta;",
             )
             .map_err(err)?;
         }
@@ -218,7 +224,9 @@ impl Catalog {
              CREATE TABLE IF NOT EXISTS packs(id INTEGER PRIMARY KEY, name TEXT UNIQUE NOT NULL);
              CREATE TABLE IF NOT EXISTS db_capture(
                  snapshot TEXT NOT NULL, baseline TEXT NOT NULL, forgotten INTEGER NOT NULL,
-                 runs INTEGER NOT NULL);",
+                 runs INTEGER NOT NULL);
+             CREATE TABLE IF NOT EXISTS remembered(
+                 name TEXT PRIMARY KEY, time_unix_ms INTEGER NOT NULL, known TEXT NOT NULL);",
         )
         .map_err(err)?;
         let catalog = Catalog {
@@ -226,6 +234,7 @@ impl Catalog {
             path: shown,
             file: path.to_path_buf(),
             ids_path: path.with_extension("baseline"),
+            remembered: remembered::path_for(path),
         };
         if stale {
             catalog.set_meta("schema", &SCHEMA_VERSION.to_string())?;
@@ -284,7 +293,7 @@ impl Catalog {
             .execute_batch(
                 "DELETE FROM meta; DELETE FROM objects; DELETE FROM indexes; DELETE FROM blobs;
                  DELETE FROM snapshots; DELETE FROM files; DELETE FROM packs;
-                 DELETE FROM db_capture;",
+                 DELETE FROM db_capture; DELETE FROM remembered;",
             )
             .map_err(|e| self.err(e))
     }
@@ -292,7 +301,8 @@ impl Catalog {
     /// Brings the catalog in line with the repository: a catalog of another repository is
     /// wiped; indexes and snapshots it lacks are read; blobs in packs that are gone from the
     /// target are forgotten (so they are uploaded again rather than referenced). `packs`
-    /// says when the packs are listed to find those.
+    /// says when the packs are listed to find those. A snapshot the device remembers that
+    /// is gone, or no longer genuine, is noted missing (see [`Catalog::missing`]).
     pub fn sync(&mut self, repo: &Repository, packs: Packs) -> Result<SyncReport> {
         let mut report = SyncReport::default();
         let repo_id = repo.config().id.clone();
@@ -390,7 +400,7 @@ impl Catalog {
             if !known_snapshots.contains(name) {
                 match repo.read_manifest(name) {
                     Ok((manifest, snapshot)) => {
-                        self.add_snapshot(name, *size, &manifest, &snapshot)?;
+                        self.record_snapshot(name, *size, &manifest, &snapshot)?;
                         report.snapshots_loaded += 1;
                     }
                     Err(e) if e.is_integrity() => {
@@ -400,6 +410,7 @@ impl Catalog {
                 }
             }
         }
+        self.check_remembered(&repo_id, &snapshots, &report.damaged)?;
         for (name, problem) in &report.damaged {
             tracing::warn!(object = %name, %problem, "left out of the catalog: `sealbackctl verify` lists every damaged object, `sealbackctl repair` removes those a torn upload left");
         }
@@ -557,9 +568,22 @@ impl Catalog {
         tx.commit().map_err(err)
     }
 
-    /// Records a snapshot: its manifest as stored (a relative one stays small) and, from
-    /// `resolved`, what `snapshots` shows of it.
+    /// Records a snapshot this device made: its manifest as stored (a relative one stays
+    /// small) and, from `resolved`, what `snapshots` shows of it; and remembers it beyond
+    /// this cache (see [`Catalog::missing`]).
     pub fn add_snapshot(
+        &mut self,
+        name: &str,
+        size: u64,
+        manifest: &Manifest,
+        resolved: &Snapshot,
+    ) -> Result<()> {
+        self.record_snapshot(name, size, manifest, resolved)?;
+        self.remember_made(name, resolved.time_unix_ms)
+    }
+
+    /// Records a snapshot in the cache, as [`Catalog::add_snapshot`] does.
+    fn record_snapshot(
         &mut self,
         name: &str,
         size: u64,
