@@ -22,7 +22,7 @@ use crate::capture::files::FileStat;
 mod damaged;
 mod remembered;
 
-pub use remembered::{Known, Missing};
+pub use remembered::{Known, Missing, missing_beside};
 
 /// 8: catalogs of earlier builds may hold a database baseline whose next whole read wrote
 /// lists naming runs only a patch held (issue 13); rebuilt, the first backup after the
@@ -49,6 +49,14 @@ pub enum CatalogError {
         "local catalog {path}: {source} (it is only a cache: delete it and it is rebuilt from the target)"
     )]
     Io {
+        path: String,
+        source: std::io::Error,
+    },
+    /// The record of the snapshots this device remembers (see `remembered`): not a cache.
+    #[error(
+        "the record of the snapshots this device remembers, {path}: {source} (it is not a cache: it is how this device notices a target hiding snapshots; if it is damaged, move it away and a new one is started, which forgets any alarm it held)"
+    )]
+    Remembered {
         path: String,
         source: std::io::Error,
     },
@@ -312,6 +320,9 @@ impl Catalog {
             self.set_meta("repo", &repo_id)?;
             report.rebuilt = true;
         }
+        // What the device remembered before it listed the target: a snapshot a backup
+        // writes meanwhile is not missing from a listing taken before it.
+        let remembered = self.remembered_before_listing(&repo_id)?;
         let store = repo.store();
         let indexes = store.list("index/").map_err(sealback_repo::Error::from)?;
         let snapshots = store
@@ -410,7 +421,7 @@ impl Catalog {
                 }
             }
         }
-        self.check_remembered(&repo_id, &snapshots, &report.damaged)?;
+        self.check_remembered(&repo_id, remembered, &snapshots, &report.damaged)?;
         for (name, problem) in &report.damaged {
             tracing::warn!(object = %name, %problem, "left out of the catalog: `sealbackctl verify` lists every damaged object, `sealbackctl repair` removes those a torn upload left");
         }

@@ -496,15 +496,16 @@ impl Daemon {
                 }
             }
             status.bytes_stored = catalog.bytes_stored().unwrap_or(0);
-            match catalog.missing() {
-                Ok(gone) => {
-                    status.missing_snapshots = gone
-                        .iter()
-                        .map(|m| missing::shown(m, &target.config.name))
-                        .collect();
-                }
-                Err(e) => status.last_error = Some(e.to_string()),
+        }
+        // From the record beside the catalog, which outlives it.
+        match crate::catalog::missing_beside(&path) {
+            Ok(gone) => {
+                status.missing_snapshots = gone
+                    .iter()
+                    .map(|m| missing::shown(m, &target.config.name))
+                    .collect();
             }
+            Err(e) => status.last_error = Some(e.to_string()),
         }
         status
     }

@@ -1,5 +1,5 @@
 //! What this device remembers of a target's snapshots, so that a provider cannot hide one,
-//! or roll the target back to older ones, without an alarm (DESIGN.md §5.4).
+//! or roll the target back to older ones, without an alarm (DESIGN.md §6.1).
 //!
 //! Two records. The catalog's `remembered` table names every snapshot this device made or
 //! loaded from the target (the catalog is a cache: a rebuild loses it). Beside the catalog,
@@ -161,6 +161,13 @@ impl Record {
     }
 }
 
+/// What the device remembered when a sync began: the `remembered` table's rows (name,
+/// time, how known) and the record's newest snapshot.
+pub(super) struct Remembered {
+    rows: Vec<(String, i64, Known)>,
+    newest: Option<Newest>,
+}
+
 /// One read-change-write of a record at a time in this process (every request has its
 /// own catalog connection).
 static WRITING: Mutex<()> = Mutex::new(());
@@ -171,7 +178,7 @@ pub fn path_for(catalog: &Path) -> PathBuf {
 }
 
 fn io(path: &Path) -> impl Fn(std::io::Error) -> CatalogError + '_ {
-    move |source| CatalogError::Io {
+    move |source| CatalogError::Remembered {
         path: path.display().to_string(),
         source,
     }
@@ -188,18 +195,28 @@ pub fn load(path: &Path) -> Result<Record> {
     let record: Record = serde_json::from_slice(&bytes).map_err(|e| {
         io(path)(std::io::Error::new(
             std::io::ErrorKind::InvalidData,
-            format!("not a record of remembered snapshots ({e}); move it away to start a new one, which forgets any alarm it holds"),
+            format!("not such a record ({e})"),
         ))
     })?;
     Ok(record)
 }
 
-/// Changes the record at `path` with `change`, for the repository `repo`, and writes it
-/// back if it changed: to a new file, synced, renamed over the old one.
-pub fn update<T>(path: &Path, repo: &str, change: impl FnOnce(&mut Record) -> T) -> Result<T> {
+/// The snapshots the catalog at `catalog` has found missing and the user has not
+/// acknowledged: the alarm, oldest first. Read from the record alone (no catalog needed).
+pub fn missing_beside(catalog: &Path) -> Result<Vec<Missing>> {
+    let mut missing = load(&path_for(catalog))?.missing;
+    missing.sort_by_key(|m| (m.time_unix_ms, m.name.clone()));
+    Ok(missing)
+}
+
+/// Changes the record at `path` with `change`, for the repository `repo` (`None`: the one
+/// the record is about), and writes it back if it changed: to a new file, synced, renamed
+/// over the old one.
+fn update<T>(path: &Path, repo: Option<&str>, change: impl FnOnce(&mut Record) -> T) -> Result<T> {
     let _one = WRITING.lock().unwrap_or_else(|p| p.into_inner());
     let before = load(path)?;
     let mut record = before.clone();
+    let repo = repo.unwrap_or(&before.repo);
     if record.version != VERSION || record.repo != repo {
         if record.newest.is_some() || !record.missing.is_empty() {
             tracing::warn!(record = %path.display(), was = %record.repo, now = %repo, "the target holds another repository: what this device remembers of the old one no longer applies");
@@ -252,9 +269,7 @@ impl super::Catalog {
     /// The snapshots this device remembers that the target no longer holds, genuine, and
     /// that the user has not acknowledged: an alarm, oldest first.
     pub fn missing(&self) -> Result<Vec<Missing>> {
-        let mut missing = load(&self.remembered)?.missing;
-        missing.sort_by_key(|m| (m.time_unix_ms, m.name.clone()));
-        Ok(missing)
+        missing_beside(&self.file)
     }
 
     /// Forgets the snapshot `name` on purpose (a prune, or the user acknowledging that it
@@ -279,8 +294,10 @@ impl super::Catalog {
             )
             .optional()
             .map_err(|e| self.err(e))?;
-        let repo = self.meta("repo")?.unwrap_or_default();
-        update(&self.remembered, &repo, |record| record.forgot(name, next))
+        let repo = self.meta("repo")?;
+        update(&self.remembered, repo.as_deref(), |record| {
+            record.forgot(name, next)
+        })
     }
 
     /// Forgets every missing snapshot (the user says they are gone on purpose, or accepts
@@ -302,8 +319,8 @@ impl super::Catalog {
                 rusqlite::params![name, time_unix_ms],
             )
             .map_err(|e| self.err(e))?;
-        let repo = self.meta("repo")?.unwrap_or_default();
-        update(&self.remembered, &repo, |record| {
+        let repo = self.meta("repo")?;
+        update(&self.remembered, repo.as_deref(), |record| {
             record.saw(name, time_unix_ms, Known::Made)
         })
     }
@@ -315,6 +332,7 @@ impl super::Catalog {
     pub(super) fn check_remembered(
         &mut self,
         repo: &str,
+        before: Remembered,
         listed: &[(String, u64)],
         damaged: &[(String, String)],
     ) -> Result<()> {
@@ -331,18 +349,29 @@ impl super::Catalog {
                 [],
             )
             .map_err(|e| self.err(e))?;
-        let remembered = self.remembered_rows()?;
-        let newest: Option<(String, i64)> = self
+        let Remembered {
+            rows: remembered,
+            newest: newest_before,
+        } = before;
+        let newest: Option<(String, i64, Known)> = self
             .conn
             .query_row(
-                "SELECT name, time_unix_ms FROM snapshots ORDER BY time_unix_ms DESC, name DESC LIMIT 1",
+                "SELECT s.name, s.time_unix_ms, r.known FROM snapshots s
+                 JOIN remembered r ON r.name = s.name
+                 ORDER BY s.time_unix_ms DESC, s.name DESC LIMIT 1",
                 [],
-                |r| Ok((r.get(0)?, r.get(1)?)),
+                |r| {
+                    Ok((
+                        r.get(0)?,
+                        r.get(1)?,
+                        Known::from_column(&r.get::<_, String>(2)?),
+                    ))
+                },
             )
             .optional()
             .map_err(|e| self.err(e))?;
         let parent = match &newest {
-            Some((name, _)) => self
+            Some((name, _, _)) => self
                 .stored_manifest(name)?
                 .and_then(|m| m.parent)
                 .map(|id| format!("snapshots/{id}")),
@@ -356,29 +385,35 @@ impl super::Catalog {
             noticed_unix_ms: now,
             damaged: damaged.contains(name),
         };
-        update(&self.remembered, repo, |record| {
+        update(&self.remembered, Some(repo), |record| {
             record.reappeared(&genuine);
             for (name, time, known) in &remembered {
                 if !genuine.contains(name.as_str()) {
                     record.missing(gone(name, Some(*time), *known));
                 }
             }
-            if let Some(n) = record.newest.clone()
-                && !genuine.contains(n.name.as_str())
-            {
+            if let Some(n) = newest_before.filter(|n| !genuine.contains(n.name.as_str())) {
                 record.missing(gone(&n.name, Some(n.time_unix_ms), n.known));
             }
             if let Some(p) = parent.filter(|p| !genuine.contains(p.as_str())) {
                 let time = remembered.iter().find(|r| r.0 == p).map(|r| r.1);
                 record.missing(gone(&p, time, Known::Parent));
             }
-            if let Some((name, time)) = &newest {
-                let known = remembered
-                    .iter()
-                    .find(|r| &r.0 == name)
-                    .map_or(Known::Seen, |r| r.2);
-                record.saw(name, *time, known);
+            if let Some((name, time, known)) = &newest {
+                record.saw(name, *time, *known);
             }
+        })
+    }
+
+    /// What the device remembers of the repository `repo`, as a sync takes it before it
+    /// lists the target.
+    pub(super) fn remembered_before_listing(&self, repo: &str) -> Result<Remembered> {
+        let record = load(&self.remembered)?;
+        Ok(Remembered {
+            rows: self.remembered_rows()?,
+            newest: record
+                .newest
+                .filter(|_| record.version == VERSION && record.repo == repo),
         })
     }
 
@@ -401,3 +436,6 @@ impl super::Catalog {
             .map_err(|e| self.err(e))
     }
 }
+
+#[cfg(test)]
+mod tests;

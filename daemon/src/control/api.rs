@@ -182,7 +182,7 @@ pub struct TargetStatus {
     pub bytes_stored: u64,
     pub last_error: Option<String>,
     /// The alarm: snapshots this device made or saw that the target no longer holds, as of
-    /// the last time it was listed (DESIGN.md §5.4).
+    /// the last time it was listed (DESIGN.md §6.1).
     #[serde(default)]
     pub missing_snapshots: Vec<MissingSnapshot>,
     /// Calls into the provider since the daemon started, and how they went.
@@ -271,7 +271,7 @@ pub struct SnapshotList {
     pub missing: Vec<MissingSnapshot>,
 }
 
-/// A snapshot the device remembers that its target no longer holds (DESIGN.md §5.4).
+/// A snapshot the device remembers that its target no longer holds (DESIGN.md §6.1).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct MissingSnapshot {
     pub id: String,

@@ -144,11 +144,8 @@ impl Handler for DaemonHandle {
             };
             let mut acknowledged = Vec::new();
             for t in targets {
-                let path = d.catalog_path(&t.config.name);
-                if !path.exists() {
-                    continue;
-                }
-                let mut catalog = Catalog::open(&path).map_err(internal)?;
+                let mut catalog =
+                    Catalog::open(&d.catalog_path(&t.config.name)).map_err(internal)?;
                 let gone = catalog.acknowledge_missing().map_err(internal)?;
                 acknowledged.extend(
                     gone.iter()
