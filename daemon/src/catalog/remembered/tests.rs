@@ -112,7 +112,7 @@ fn a_snapshot_made_then_taken_off_the_target_is_missing_until_it_comes_back() {
         .collect();
     assert_eq!(
         listed,
-        [first.clone()],
+        std::slice::from_ref(&first),
         "the cache lists what the target holds"
     );
     // A sync again does not note it twice, nor forget it.
