@@ -391,7 +391,7 @@ pub enum StreamEvent<T> {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct ErrorBody {
     /// Stable, machine-readable: `bad-request`, `not-found`, `conflict`, `no-key`,
-    /// `busy`, `target-failed`, `integrity`, `internal`, ...
+    /// `busy`, `target-failed`, `integrity`, `snapshot-missing` (DESIGN.md §6.1), `internal`, ...
     pub code: String,
     /// What is wrong, naming the thing.
     pub message: String,

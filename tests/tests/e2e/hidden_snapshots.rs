@@ -72,6 +72,7 @@ fn the_hidden_snapshot_is_named(fixture: &BackedUp) {
         "`snapshots --json` does not name {newest} missing, with when it was made: {missing:?}"
     );
     let text = device.ctl_ok(&["snapshots"]);
+    println!("{text}");
     assert!(
         text.stdout.contains(&newest[..8]) && text.stdout.contains("MISSING"),
         "`snapshots` does not name {newest} missing: {text}"
@@ -87,6 +88,7 @@ fn the_hidden_snapshot_is_named(fixture: &BackedUp) {
         "`status --json` shows no alarm for {newest}: {status:#}"
     );
     let text = device.ctl_ok(&["status"]);
+    println!("{text}");
     assert!(
         text.stdout.contains(&newest[..8]) && text.stdout.contains("missing"),
         "`status` shows no alarm for {newest}: {text}"
@@ -94,6 +96,7 @@ fn the_hidden_snapshot_is_named(fixture: &BackedUp) {
 
     let to = fixture.path("restore-latest");
     let ctl = device.ctl(&["restore", "latest", "--to", to.to_str().expect("UTF-8")]);
+    println!("{ctl}");
     assert_eq!(
         ctl.code,
         Some(1),
