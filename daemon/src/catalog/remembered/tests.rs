@@ -257,3 +257,29 @@ fn a_record_that_is_not_one_is_an_error_not_an_empty_memory() {
         .expect_err("a spoilt record stops the sync");
     assert!(error.to_string().contains("remembered"), "{error}");
 }
+
+#[test]
+fn a_snapshot_written_after_the_target_was_listed_is_not_missing_from_that_listing() {
+    let device = Device::new();
+    device.make(1_000, None);
+    // A sync (of `snapshots`) lists the target; a backup then writes a snapshot and
+    // records it before that sync compares what it listed with what is remembered.
+    let mut listing = device.catalog();
+    listing.sync(&device.repo, Packs::List).expect("sync");
+    let repo = device.repo.config().id.clone();
+    let before = listing.remembered_before_listing(&repo).expect("before");
+    let listed = device.store.list("snapshots/").expect("list");
+    let newer = device.make(2_000, None);
+    listing
+        .check_remembered(&repo, before, &listed, &[])
+        .expect("check");
+    assert!(listing.missing().expect("missing").is_empty());
+    // The next sync lists it, and remembers it as made.
+    assert!(device.sync().is_empty());
+    let record = device.record();
+    let newest = record.newest.expect("newest");
+    assert_eq!(
+        (newest.name.as_str(), newest.known),
+        (newer.as_str(), Known::Made)
+    );
+}
