@@ -20,6 +20,9 @@ use crate::capture::database::Baseline;
 use crate::capture::files::FileStat;
 
 mod damaged;
+mod remembered;
+
+pub use remembered::{Known, Missing, missing_beside};
 
 /// 8: catalogs of earlier builds may hold a database baseline whose next whole read wrote
 /// lists naming runs only a patch held (issue 13); rebuilt, the first backup after the
@@ -46,6 +49,14 @@ pub enum CatalogError {
         "local catalog {path}: {source} (it is only a cache: delete it and it is rebuilt from the target)"
     )]
     Io {
+        path: String,
+        source: std::io::Error,
+    },
+    /// The record of the snapshots this device remembers (see `remembered`): not a cache.
+    #[error(
+        "the record of the snapshots this device remembers, {path}: {source} (it is not a cache: it is how this device notices a target hiding snapshots; if it is damaged, move it away and a new one is started, which forgets any alarm it held)"
+    )]
+    Remembered {
         path: String,
         source: std::io::Error,
     },
@@ -152,6 +163,9 @@ pub struct Catalog {
     file: std::path::PathBuf,
     /// The file of the database baseline's chunk ids (see [`BaselineIds`]).
     ids_path: std::path::PathBuf,
+    /// What the device remembers of the target's snapshots, beyond this cache (see
+    /// `remembered`).
+    remembered: std::path::PathBuf,
 }
 
 /// Closes the catalog's files to everyone but the daemon (mode 0600), whatever umask made
@@ -214,7 +228,7 @@ impl Catalog {
                  DROP TABLE IF EXISTS blobs; DROP TABLE IF EXISTS snapshots;
                  DROP TABLE IF EXISTS files; DROP TABLE IF EXISTS packs;
                  DROP TABLE IF EXISTS db_capture; DROP TABLE IF EXISTS db_capture_ids;
-                 DELETE FROM meta;",
+                 DROP TABLE IF EXISTS remembered; DELETE FROM meta;",
             )
             .map_err(err)?;
         }
@@ -241,7 +255,9 @@ impl Catalog {
              CREATE TABLE IF NOT EXISTS packs(id INTEGER PRIMARY KEY, name TEXT UNIQUE NOT NULL);
              CREATE TABLE IF NOT EXISTS db_capture(
                  snapshot TEXT NOT NULL, baseline TEXT NOT NULL, forgotten INTEGER NOT NULL,
-                 runs INTEGER NOT NULL);",
+                 runs INTEGER NOT NULL);
+             CREATE TABLE IF NOT EXISTS remembered(
+                 name TEXT PRIMARY KEY, time_unix_ms INTEGER NOT NULL, known TEXT NOT NULL);",
         )
         .map_err(err)?;
         let catalog = Catalog {
@@ -249,6 +265,7 @@ impl Catalog {
             path: shown,
             file: path.to_path_buf(),
             ids_path: path.with_extension("baseline"),
+            remembered: remembered::path_for(path),
         };
         if stale {
             catalog.set_meta("schema", &SCHEMA_VERSION.to_string())?;
@@ -307,7 +324,7 @@ impl Catalog {
             .execute_batch(
                 "DELETE FROM meta; DELETE FROM objects; DELETE FROM indexes; DELETE FROM blobs;
                  DELETE FROM snapshots; DELETE FROM files; DELETE FROM packs;
-                 DELETE FROM db_capture;",
+                 DELETE FROM db_capture; DELETE FROM remembered;",
             )
             .map_err(|e| self.err(e))
     }
@@ -315,7 +332,8 @@ impl Catalog {
     /// Brings the catalog in line with the repository: a catalog of another repository is
     /// wiped; indexes and snapshots it lacks are read; blobs in packs that are gone from the
     /// target are forgotten (so they are uploaded again rather than referenced). `packs`
-    /// says when the packs are listed to find those.
+    /// says when the packs are listed to find those. A snapshot the device remembers that
+    /// is gone, or no longer genuine, is noted missing (see [`Catalog::missing`]).
     pub fn sync(&mut self, repo: &Repository, packs: Packs) -> Result<SyncReport> {
         let mut report = SyncReport::default();
         let repo_id = repo.config().id.clone();
@@ -325,6 +343,9 @@ impl Catalog {
             self.set_meta("repo", &repo_id)?;
             report.rebuilt = true;
         }
+        // What the device remembered before it listed the target: a snapshot a backup
+        // writes meanwhile is not missing from a listing taken before it.
+        let remembered = self.remembered_before_listing(&repo_id)?;
         let store = repo.store();
         let indexes = store.list("index/").map_err(sealback_repo::Error::from)?;
         let snapshots = store
@@ -413,7 +434,7 @@ impl Catalog {
             if !known_snapshots.contains(name) {
                 match repo.read_manifest(name) {
                     Ok((manifest, snapshot)) => {
-                        self.add_snapshot(name, *size, &manifest, &snapshot)?;
+                        self.record_snapshot(name, *size, &manifest, &snapshot)?;
                         report.snapshots_loaded += 1;
                     }
                     Err(e) if e.is_integrity() => {
@@ -423,6 +444,7 @@ impl Catalog {
                 }
             }
         }
+        self.check_remembered(&repo_id, remembered, &snapshots, &report.damaged)?;
         for (name, problem) in &report.damaged {
             tracing::warn!(object = %name, %problem, "left out of the catalog: `sealbackctl verify` lists every damaged object, `sealbackctl repair` removes those a torn upload left");
         }
@@ -580,9 +602,22 @@ impl Catalog {
         tx.commit().map_err(err)
     }
 
-    /// Records a snapshot: its manifest as stored (a relative one stays small) and, from
-    /// `resolved`, what `snapshots` shows of it.
+    /// Records a snapshot this device made: its manifest as stored (a relative one stays
+    /// small) and, from `resolved`, what `snapshots` shows of it; and remembers it beyond
+    /// this cache (see [`Catalog::missing`]).
     pub fn add_snapshot(
+        &mut self,
+        name: &str,
+        size: u64,
+        manifest: &Manifest,
+        resolved: &Snapshot,
+    ) -> Result<()> {
+        self.record_snapshot(name, size, manifest, resolved)?;
+        self.remember_made(name, resolved.time_unix_ms)
+    }
+
+    /// Records a snapshot in the cache, as [`Catalog::add_snapshot`] does.
+    fn record_snapshot(
         &mut self,
         name: &str,
         size: u64,

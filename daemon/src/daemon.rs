@@ -2,6 +2,7 @@
 
 mod handler;
 mod held;
+mod missing;
 mod vault;
 
 pub use handler::DaemonHandle;
@@ -369,6 +370,13 @@ impl Daemon {
         let target = self.target(request.target.as_deref())?;
         let name = &target.config.name;
         let (repo, catalog, sync) = self.synced(target, &key)?;
+        if request.snapshot == "latest" {
+            let hidden = catalog.missing().map_err(internal)?;
+            let latest = catalog.snapshots().map_err(internal)?.pop();
+            if let Some(refused) = missing::latest_refused(&hidden, latest.as_ref(), name) {
+                return Err(refused);
+            }
+        }
         let row = match engine::restore::resolve(&catalog, &request.snapshot) {
             Ok(row) => row,
             // A snapshot left out of the catalog because it cannot be read: say why.
@@ -464,6 +472,7 @@ impl Daemon {
             snapshots: 0,
             bytes_stored: 0,
             last_error: lock(&target.last_error).clone(),
+            missing_snapshots: Vec::new(),
             requests: {
                 let c = target.counters.snapshot();
                 ProviderCounters {
@@ -488,6 +497,16 @@ impl Daemon {
                 }
             }
             status.bytes_stored = catalog.bytes_stored().unwrap_or(0);
+        }
+        // From the record beside the catalog, which outlives it.
+        match crate::catalog::missing_beside(&path) {
+            Ok(gone) => {
+                status.missing_snapshots = gone
+                    .iter()
+                    .map(|m| missing::shown(m, &target.config.name))
+                    .collect();
+            }
+            Err(e) => status.last_error = Some(e.to_string()),
         }
         status
     }

@@ -10,10 +10,11 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use sealback_daemon::control::api::{
-    BackupReport, BackupRequest, KeyChangePasswordRequest, KeyChanged, KeyDisableRequest,
-    KeyGenerateRequest, KeyGenerated, KeyImportRequest, KeyImported, KeyRecoverRequest,
-    KeySetPasswordRequest, RepairReport, RepairRequest, RestoreReport, RestoreRequest, Route,
-    SnapshotList, Status, VerifyReport, VerifyRequest,
+    AcknowledgeMissingRequest, AcknowledgedMissing, BackupReport, BackupRequest,
+    KeyChangePasswordRequest, KeyChanged, KeyDisableRequest, KeyGenerateRequest, KeyGenerated,
+    KeyImportRequest, KeyImported, KeyRecoverRequest, KeySetPasswordRequest, RepairReport,
+    RepairRequest, RestoreReport, RestoreRequest, Route, SnapshotList, Status, VerifyReport,
+    VerifyRequest,
 };
 use sealback_daemon::control::client::{Client, ClientError};
 use sealback_daemon::control::{ApiError, Handler, ProgressSink};
@@ -46,6 +47,12 @@ impl Handler for Busy {
         busy()
     }
     fn snapshots(&self) -> impl Future<Output = Result<SnapshotList, ApiError>> + Send {
+        busy()
+    }
+    fn acknowledge_missing(
+        &self,
+        _: AcknowledgeMissingRequest,
+    ) -> impl Future<Output = Result<AcknowledgedMissing, ApiError>> + Send {
         busy()
     }
     fn restore(

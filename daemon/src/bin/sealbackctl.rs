@@ -11,10 +11,10 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use indicatif::{HumanBytes, ProgressBar, ProgressStyle};
 use sealback_daemon::control::api::{
-    Accepted, Activity, BackupReport, BackupRequest, KeyChangePasswordRequest, KeyDisableRequest,
-    KeyGenerateRequest, KeyImportRequest, KeyMode, KeyRecoverRequest, KeySetPasswordRequest,
-    Progress, RepairReport, RepairRequest, RestoreRequest, SnapshotList, Status, VerifyReport,
-    VerifyRequest,
+    Accepted, AcknowledgeMissingRequest, AcknowledgedMissing, Activity, BackupReport,
+    BackupRequest, KeyChangePasswordRequest, KeyDisableRequest, KeyGenerateRequest,
+    KeyImportRequest, KeyMode, KeyRecoverRequest, KeySetPasswordRequest, MissingSnapshot, Progress,
+    RepairReport, RepairRequest, RestoreRequest, SnapshotList, Status, VerifyReport, VerifyRequest,
 };
 use sealback_daemon::control::client::{Client, ClientError};
 use serde::Serialize;
@@ -64,8 +64,21 @@ enum Command {
         #[arg(long)]
         wait: bool,
     },
-    /// List the snapshots on every target
-    Snapshots,
+    /// List the snapshots on every target, and those this device made or saw that a target
+    /// no longer holds (MISSING: removed, hidden or rolled back there)
+    #[command(after_help = "\
+While a target hides a snapshot newer than the latest it lists, `restore latest` refuses;
+restore an older snapshot by naming its id, or, if the missing one was removed on purpose,
+run `sealbackctl snapshots --acknowledge-missing` to forget it and end the alarm.")]
+    Snapshots {
+        /// Forget the snapshots listed as missing, ending their alarm (they were removed
+        /// on purpose, or you accept that they are lost)
+        #[arg(long)]
+        acknowledge_missing: bool,
+        /// With --acknowledge-missing: only this target's [default: every target]
+        #[arg(long, value_name = "NAME", requires = "acknowledge_missing")]
+        target: Option<String>,
+    },
     /// Restore a snapshot into a directory
     Restore {
         /// A snapshot id, an unambiguous prefix of one, or "latest"
@@ -252,9 +265,21 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 );
             }
         }
-        Command::Snapshots => {
+        Command::Snapshots {
+            acknowledge_missing: false,
+            ..
+        } => {
             let list = client.snapshots().await?;
             output(json, &list, print_snapshots)?;
+        }
+        Command::Snapshots {
+            acknowledge_missing: true,
+            target,
+        } => {
+            let done = client
+                .acknowledge_missing(AcknowledgeMissingRequest { target })
+                .await?;
+            output(json, &done, print_acknowledged)?;
         }
         Command::Restore {
             snapshot,
@@ -641,6 +666,15 @@ fn print_status(status: &Status) {
         ],
         &rows,
     );
+    let missing: Vec<MissingSnapshot> = status
+        .targets
+        .iter()
+        .flat_map(|t| t.missing_snapshots.iter().cloned())
+        .collect();
+    if !missing.is_empty() {
+        println!();
+        print_missing(&missing);
+    }
 }
 
 fn print_backup(r: &BackupReport) {
@@ -730,6 +764,7 @@ fn print_repair(report: &RepairReport) {
 }
 
 fn print_snapshots(list: &SnapshotList) {
+    print_missing(&list.missing);
     if list.snapshots.is_empty() {
         println!("no snapshots yet");
         return;
@@ -817,5 +852,58 @@ fn took(ms: u64) -> String {
         0..1_000 => format!("{ms} ms"),
         1_000..60_000 => format!("{:.1} s", ms as f64 / 1000.0),
         _ => format!("{} min {} s", ms / 60_000, ms % 60_000 / 1000),
+    }
+}
+
+/// The alarm of snapshots missing from their target, if any, ahead of a listing.
+fn print_missing(missing: &[MissingSnapshot]) {
+    if missing.is_empty() {
+        return;
+    }
+    println!(
+        "MISSING: {} snapshot(s) this device made or saw are no longer on their target \
+         (removed, hidden or rolled back there):",
+        missing.len()
+    );
+    for m in missing {
+        println!("  {}", missing_line(m));
+    }
+    println!(
+        "`restore latest` will not restore an older snapshot in place of a missing newer one: \
+         name the snapshot to restore, or run `sealbackctl snapshots --acknowledge-missing` \
+         if they were removed on purpose."
+    );
+    println!();
+}
+
+/// One missing snapshot: its id, when it was made, how the device knows it.
+fn missing_line(m: &MissingSnapshot) -> String {
+    let made = m.time_unix_ms.map_or("time unknown".to_owned(), utc);
+    let how = match m.known.as_str() {
+        "made" => "made by this device",
+        "parent" => "the parent of the newest snapshot",
+        _ => "seen by this device",
+    };
+    let gone = if m.damaged {
+        "no longer genuine"
+    } else {
+        "missing"
+    };
+    format!(
+        "{} made {made} on {} ({how}; {gone} since {})",
+        m.id,
+        m.target,
+        utc(m.noticed_unix_ms)
+    )
+}
+
+fn print_acknowledged(done: &AcknowledgedMissing) {
+    if done.acknowledged.is_empty() {
+        println!("no snapshot is missing");
+        return;
+    }
+    println!("forgot {} missing snapshot(s):", done.acknowledged.len());
+    for m in &done.acknowledged {
+        println!("  {}", missing_line(m));
     }
 }

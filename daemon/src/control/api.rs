@@ -18,6 +18,7 @@
 //! | POST   | /v1/key/disable | [`KeyDisableRequest`] | 200 [`KeyChanged`]              |
 //! | POST   | /v1/verify      | [`VerifyRequest`]   | stream ending in [`VerifyReport`] |
 //! | POST   | /v1/repair      | [`RepairRequest`]   | stream ending in [`RepairReport`] |
+//! | POST   | /v1/snapshots/acknowledge-missing | [`AcknowledgeMissingRequest`] | 200 [`AcknowledgedMissing`] |
 //!
 //! A "stream" is `application/x-ndjson`: one [`StreamEvent`] per line, progress lines first,
 //! and exactly one final `done` or `error` line. Every error, streamed or not, is an
@@ -71,10 +72,11 @@ pub enum Route {
     KeyChangePassword,
     KeyDisable,
     Repair,
+    AcknowledgeMissing,
 }
 
 impl Route {
-    pub const ALL: [Route; 12] = [
+    pub const ALL: [Route; 13] = [
         Route::Status,
         Route::Backup,
         Route::Snapshots,
@@ -87,6 +89,7 @@ impl Route {
         Route::KeyChangePassword,
         Route::KeyDisable,
         Route::Repair,
+        Route::AcknowledgeMissing,
     ];
 
     /// `GET` or `POST`: each route has exactly one method.
@@ -111,6 +114,7 @@ impl Route {
             Route::KeyChangePassword => "/v1/key/change-password",
             Route::KeyDisable => "/v1/key/disable",
             Route::Repair => "/v1/repair",
+            Route::AcknowledgeMissing => "/v1/snapshots/acknowledge-missing",
         }
     }
 
@@ -177,6 +181,10 @@ pub struct TargetStatus {
     /// Bytes of all objects this daemon knows to be stored on the target.
     pub bytes_stored: u64,
     pub last_error: Option<String>,
+    /// The alarm: snapshots this device made or saw that the target no longer holds, as of
+    /// the last time it was listed (DESIGN.md §6.1).
+    #[serde(default)]
+    pub missing_snapshots: Vec<MissingSnapshot>,
     /// Calls into the provider since the daemon started, and how they went.
     #[serde(default)]
     pub requests: ProviderCounters,
@@ -259,6 +267,42 @@ pub struct DbRead {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SnapshotList {
     pub snapshots: Vec<SnapshotInfo>,
+    /// Snapshots this device made or saw that a target no longer holds, genuine: removed,
+    /// hidden or rolled back there. Until the user acknowledges them (or they come back),
+    /// `restore latest` refuses to restore an older snapshot in place of one of them.
+    #[serde(default)]
+    pub missing: Vec<MissingSnapshot>,
+}
+
+/// A snapshot the device remembers that its target no longer holds (DESIGN.md §6.1).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct MissingSnapshot {
+    pub id: String,
+    pub target: String,
+    /// When it was made, if the device knows (a parent it never loaded: not).
+    pub time_unix_ms: Option<i64>,
+    /// How the device knows it: `made` (it wrote it), `seen` (it loaded it from the target)
+    /// or `parent` (the newest snapshot on the target names it as its parent).
+    pub known: String,
+    /// When the device first found it missing.
+    pub noticed_unix_ms: i64,
+    /// Still listed by the target, but it fails authentication.
+    pub damaged: bool,
+}
+
+/// Ends the alarm of a target's missing snapshots: the device forgets them.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AcknowledgeMissingRequest {
+    /// The target; default: every configured target.
+    #[serde(default)]
+    pub target: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AcknowledgedMissing {
+    /// The snapshots forgotten, which raise no alarm any more.
+    pub acknowledged: Vec<MissingSnapshot>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -350,7 +394,7 @@ pub enum StreamEvent<T> {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct ErrorBody {
     /// Stable, machine-readable: `bad-request`, `not-found`, `conflict`, `no-key`,
-    /// `busy`, `target-failed`, `integrity`, `internal`, ...
+    /// `busy`, `target-failed`, `integrity`, `snapshot-missing` (DESIGN.md §6.1), `internal`, ...
     pub code: String,
     /// What is wrong, naming the thing.
     pub message: String,

@@ -15,10 +15,11 @@ use serde::de::DeserializeOwned;
 use tokio::net::UnixStream;
 
 use super::api::{
-    BackupReport, BackupRequest, ErrorBody, ErrorResponse, KeyChangePasswordRequest, KeyChanged,
-    KeyDisableRequest, KeyGenerateRequest, KeyGenerated, KeyImportRequest, KeyImported,
-    KeyRecoverRequest, KeySetPasswordRequest, Progress, RepairReport, RepairRequest, RestoreReport,
-    RestoreRequest, Route, SnapshotList, Status, StreamEvent, VerifyReport, VerifyRequest,
+    AcknowledgeMissingRequest, AcknowledgedMissing, BackupReport, BackupRequest, ErrorBody,
+    ErrorResponse, KeyChangePasswordRequest, KeyChanged, KeyDisableRequest, KeyGenerateRequest,
+    KeyGenerated, KeyImportRequest, KeyImported, KeyRecoverRequest, KeySetPasswordRequest,
+    Progress, RepairReport, RepairRequest, RestoreReport, RestoreRequest, Route, SnapshotList,
+    Status, StreamEvent, VerifyReport, VerifyRequest,
 };
 
 /// A whole (non-streamed) response larger than this is not believed.
@@ -126,6 +127,13 @@ impl Client {
 
     pub async fn snapshots(&self) -> Result<SnapshotList, ClientError> {
         self.call(Route::Snapshots, None::<&()>).await
+    }
+
+    pub async fn acknowledge_missing(
+        &self,
+        request: AcknowledgeMissingRequest,
+    ) -> Result<AcknowledgedMissing, ClientError> {
+        self.call(Route::AcknowledgeMissing, Some(&request)).await
     }
 
     /// Restores a snapshot, calling `on_progress` as progress is reported.

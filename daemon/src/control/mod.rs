@@ -9,10 +9,11 @@ pub mod server;
 use std::future::Future;
 
 use api::{
-    BackupReport, BackupRequest, ErrorBody, KeyChangePasswordRequest, KeyChanged,
-    KeyDisableRequest, KeyGenerateRequest, KeyGenerated, KeyImportRequest, KeyImported,
-    KeyRecoverRequest, KeySetPasswordRequest, Progress, RepairReport, RepairRequest, RestoreReport,
-    RestoreRequest, SnapshotList, Status, VerifyReport, VerifyRequest,
+    AcknowledgeMissingRequest, AcknowledgedMissing, BackupReport, BackupRequest, ErrorBody,
+    KeyChangePasswordRequest, KeyChanged, KeyDisableRequest, KeyGenerateRequest, KeyGenerated,
+    KeyImportRequest, KeyImported, KeyRecoverRequest, KeySetPasswordRequest, Progress,
+    RepairReport, RepairRequest, RestoreReport, RestoreRequest, SnapshotList, Status, VerifyReport,
+    VerifyRequest,
 };
 use tokio::sync::watch;
 
@@ -99,6 +100,12 @@ pub trait Handler: Send + Sync + 'static {
     ) -> impl Future<Output = Result<Option<BackupReport>, ApiError>> + Send;
 
     fn snapshots(&self) -> impl Future<Output = Result<SnapshotList, ApiError>> + Send;
+
+    /// Forgets the snapshots a target (or every target) is missing, ending their alarm.
+    fn acknowledge_missing(
+        &self,
+        request: AcknowledgeMissingRequest,
+    ) -> impl Future<Output = Result<AcknowledgedMissing, ApiError>> + Send;
 
     fn restore(
         &self,

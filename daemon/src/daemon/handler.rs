@@ -9,10 +9,11 @@ use tokio::sync::oneshot;
 use super::{BackupTicket, Daemon, internal, lock};
 use crate::catalog::Catalog;
 use crate::control::api::{
-    Activity, BackupReport, BackupRequest, KeyChangePasswordRequest, KeyChanged, KeyDisableRequest,
-    KeyGenerateRequest, KeyGenerated, KeyImportRequest, KeyImported, KeyMode, KeyRecoverRequest,
-    KeySetPasswordRequest, PROTOCOL_VERSION, RepairReport, RepairRequest, RestoreReport,
-    RestoreRequest, SnapshotInfo, SnapshotList, Status, VerifyReport, VerifyRequest,
+    AcknowledgeMissingRequest, AcknowledgedMissing, Activity, BackupReport, BackupRequest,
+    KeyChangePasswordRequest, KeyChanged, KeyDisableRequest, KeyGenerateRequest, KeyGenerated,
+    KeyImportRequest, KeyImported, KeyMode, KeyRecoverRequest, KeySetPasswordRequest,
+    PROTOCOL_VERSION, RepairReport, RepairRequest, RestoreReport, RestoreRequest, SnapshotInfo,
+    SnapshotList, Status, VerifyReport, VerifyRequest,
 };
 use crate::control::{ApiError, Handler, ProgressSink};
 
@@ -93,7 +94,7 @@ impl Handler for DaemonHandle {
     async fn snapshots(&self) -> Result<SnapshotList, ApiError> {
         let d = self.0.clone();
         tokio::task::spawn_blocking(move || {
-            let mut snapshots = Vec::new();
+            let (mut snapshots, mut missing) = (Vec::new(), Vec::new());
             let key = d.key().ok();
             for t in &d.targets {
                 // With a key, list what the target holds now (a new device has an empty
@@ -122,8 +123,36 @@ impl Handler for DaemonHandle {
                         size: row.size,
                     });
                 }
+                let gone = catalog.missing().map_err(internal)?;
+                missing.extend(gone.iter().map(|m| super::missing::shown(m, &t.config.name)));
             }
-            Ok(SnapshotList { snapshots })
+            Ok(SnapshotList { snapshots, missing })
+        })
+        .await
+        .map_err(internal)?
+    }
+
+    async fn acknowledge_missing(
+        &self,
+        request: AcknowledgeMissingRequest,
+    ) -> Result<AcknowledgedMissing, ApiError> {
+        let d = self.0.clone();
+        tokio::task::spawn_blocking(move || {
+            let targets = match &request.target {
+                Some(name) => vec![d.target(Some(name))?],
+                None => d.targets.iter().collect(),
+            };
+            let mut acknowledged = Vec::new();
+            for t in targets {
+                let mut catalog =
+                    Catalog::open(&d.catalog_path(&t.config.name)).map_err(internal)?;
+                let gone = catalog.acknowledge_missing().map_err(internal)?;
+                acknowledged.extend(
+                    gone.iter()
+                        .map(|m| super::missing::shown(m, &t.config.name)),
+                );
+            }
+            Ok(AcknowledgedMissing { acknowledged })
         })
         .await
         .map_err(internal)?

@@ -8,6 +8,7 @@ mod crash;
 mod faults;
 mod fixtures;
 mod full_disk;
+mod hidden_snapshots;
 mod hostile_store;
 mod incremental;
 mod keys;

@@ -63,6 +63,15 @@ async fn dispatch<H: Handler>(
             let snapshots = finish(route, async move { handler.snapshots().await }).await?;
             json(StatusCode::OK, &snapshots)
         }
+        Route::AcknowledgeMissing => {
+            let body = read_json(route, request).await?;
+            let done = finish(
+                route,
+                async move { handler.acknowledge_missing(body).await },
+            )
+            .await?;
+            json(StatusCode::OK, &done)
+        }
         Route::Backup => {
             let backup: crate::control::api::BackupRequest = read_json(route, request).await?;
             if backup.wait {

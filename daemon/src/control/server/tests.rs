@@ -16,11 +16,11 @@ use zeroize::Zeroizing;
 
 use super::{bind, serve_with_grace};
 use crate::control::api::{
-    Activity, BackupReport, BackupRequest, ErrorResponse, KeyChangePasswordRequest, KeyChanged,
-    KeyDisableRequest, KeyGenerateRequest, KeyGenerated, KeyImportRequest, KeyImported, KeyMode,
-    KeyRecoverRequest, KeySetPasswordRequest, MAX_REQUEST_BYTES, Progress, RepairReport,
-    RepairRequest, RestoreReport, RestoreRequest, SnapshotInfo, SnapshotList, Status, TargetStatus,
-    VerifyReport, VerifyRequest,
+    AcknowledgeMissingRequest, AcknowledgedMissing, Activity, BackupReport, BackupRequest,
+    ErrorResponse, KeyChangePasswordRequest, KeyChanged, KeyDisableRequest, KeyGenerateRequest,
+    KeyGenerated, KeyImportRequest, KeyImported, KeyMode, KeyRecoverRequest, KeySetPasswordRequest,
+    MAX_REQUEST_BYTES, Progress, RepairReport, RepairRequest, RestoreReport, RestoreRequest,
+    SnapshotInfo, SnapshotList, Status, TargetStatus, VerifyReport, VerifyRequest,
 };
 use crate::control::client::{Client, ClientError};
 use crate::control::{ApiError, Handler, ProgressSink};
@@ -130,6 +130,7 @@ impl Handler for FakeDaemon {
                 snapshots: 1,
                 bytes_stored: 4096,
                 last_error: None,
+                missing_snapshots: Vec::new(),
                 requests: Default::default(),
             }],
             vault_attempts_left: None,
@@ -160,6 +161,17 @@ impl Handler for FakeDaemon {
                 files: 3,
                 size: 4096,
             }],
+            missing: Vec::new(),
+        })
+    }
+
+    async fn acknowledge_missing(
+        &self,
+        request: AcknowledgeMissingRequest,
+    ) -> Result<AcknowledgedMissing, ApiError> {
+        self.record(format!("acknowledge-missing target={:?}", request.target));
+        Ok(AcknowledgedMissing {
+            acknowledged: Vec::new(),
         })
     }
 
