@@ -6,8 +6,10 @@
 //! persisted: the guess a login consumed is already in the store, and a restart only
 //! forgets logins, which then have to start again (and consume another guess).
 //!
-//! The table is bounded: a stranger cannot fill it (every entry needs an account's
-//! credential and consumed one of its guesses), and a full table answers "busy".
+//! The table is bounded, in all and per account: a stranger cannot fill it (every entry
+//! needs an account's credential and consumed one of its guesses), one account cannot fill
+//! it for the others (a credential holder with the right password would otherwise add an
+//! authenticated entry per login), and a full table answers "busy" before a guess is spent.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -22,6 +24,8 @@ use zeroize::Zeroizing;
 
 /// The most logins in progress at once.
 pub const MAX_LOGINS: usize = 100_000;
+/// The most logins of one account in progress at once (started or authenticated).
+pub const MAX_LOGINS_PER_ACCOUNT: usize = 16;
 
 /// A login between its two messages.
 pub struct Started {
@@ -47,53 +51,107 @@ struct Entry {
     expires: Instant,
 }
 
+impl Entry {
+    fn account(&self) -> &str {
+        match &self.state {
+            State::Started(started) => &started.account,
+            State::Authenticated { account, .. } => account,
+        }
+    }
+}
+
+/// The entries by id, and how many each account has.
+#[derive(Default)]
+struct Table {
+    entries: HashMap<String, Entry>,
+    per_account: HashMap<String, usize>,
+}
+
+impl Table {
+    fn add(&mut self, id: String, entry: Entry) {
+        *self
+            .per_account
+            .entry(entry.account().to_string())
+            .or_default() += 1;
+        if let Some(replaced) = self.entries.insert(id, entry) {
+            self.forget(&replaced);
+        }
+    }
+
+    fn remove(&mut self, id: &str) -> Option<Entry> {
+        let entry = self.entries.remove(id)?;
+        self.forget(&entry);
+        Some(entry)
+    }
+
+    fn forget(&mut self, entry: &Entry) {
+        if let Some(count) = self.per_account.get_mut(entry.account()) {
+            *count -= 1;
+            if *count == 0 {
+                self.per_account.remove(entry.account());
+            }
+        }
+    }
+
+    fn of(&self, account: &str) -> usize {
+        self.per_account.get(account).copied().unwrap_or(0)
+    }
+}
+
+/// Why a login cannot start now.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Full {
+    /// [`MAX_LOGINS`] logins are in progress.
+    All,
+    /// The account has [`MAX_LOGINS_PER_ACCOUNT`] logins in progress.
+    Account,
+}
+
 /// The table of logins.
 pub struct Logins {
-    entries: Mutex<HashMap<String, Entry>>,
+    table: Mutex<Table>,
     expiry: Duration,
 }
 
 impl Logins {
     pub fn new(expiry: Duration) -> Logins {
         Logins {
-            entries: Mutex::new(HashMap::new()),
+            table: Mutex::new(Table::default()),
             expiry,
         }
     }
 
-    /// Whether the table is full.
-    pub fn is_full(&self) -> bool {
-        self.lock().len() >= MAX_LOGINS
+    /// Whether a login of `account` would find no room: checked before its guess is spent.
+    pub fn is_full(&self, account: &str) -> Option<Full> {
+        room(&self.lock(), account).err()
     }
 
-    /// Adds a started login; its new id, or `None` if the table is full.
-    pub fn insert(&self, started: Started) -> Option<String> {
-        let mut entries = self.lock();
-        if entries.len() >= MAX_LOGINS {
-            return None;
-        }
+    /// Adds a started login; its new id, or why there is no room.
+    pub fn insert(&self, started: Started) -> Result<String, Full> {
+        let mut table = self.lock();
+        room(&table, &started.account)?;
         let id = new_id();
-        entries.insert(
+        table.add(
             id.clone(),
             Entry {
                 state: State::Started(Box::new(started)),
                 expires: Instant::now() + self.expiry,
             },
         );
-        Some(id)
+        Ok(id)
     }
 
     /// Takes the started login `id` of `account`, if it exists and has not expired.
     pub fn take_started(&self, id: &str, account: &str) -> Option<Started> {
-        let mut entries = self.lock();
-        match entries.get(id) {
+        let mut table = self.lock();
+        match table.entries.get(id) {
             Some(Entry {
                 state: State::Started(started),
                 expires,
             }) if started.account == account && *expires > Instant::now() => {}
             _ => return None,
         }
-        match entries.remove(id) {
+        match table.remove(id) {
             Some(Entry {
                 state: State::Started(started),
                 ..
@@ -103,8 +161,9 @@ impl Logins {
     }
 
     /// Records that login `id` proved the password for `record_version`.
+    /// It takes the place of the started login it was, so it needs no room of its own.
     pub fn authenticated(&self, id: String, account: &str, record_version: u64) {
-        self.lock().insert(
+        self.lock().add(
             id,
             Entry {
                 state: State::Authenticated {
@@ -119,8 +178,8 @@ impl Logins {
     /// Takes the authenticated login `id` of `account`: the record version it proved the
     /// password for. Usable once.
     pub fn take_authenticated(&self, id: &str, account: &str) -> Option<u64> {
-        let mut entries = self.lock();
-        let version = match entries.get(id) {
+        let mut table = self.lock();
+        let version = match table.entries.get(id) {
             Some(Entry {
                 state:
                     State::Authenticated {
@@ -131,7 +190,7 @@ impl Logins {
             }) if owner == account && *expires > Instant::now() => *record_version,
             _ => return None,
         };
-        entries.remove(id);
+        table.remove(id);
         Some(version)
     }
 
@@ -140,22 +199,38 @@ impl Logins {
     pub fn sweep(&self) -> Vec<String> {
         let now = Instant::now();
         let mut exhausted = Vec::new();
-        self.lock().retain(|_, entry| {
-            if entry.expires > now {
-                return true;
-            }
-            if let State::Started(started) = &entry.state
+        let mut table = self.lock();
+        let expired: Vec<String> = table
+            .entries
+            .iter()
+            .filter(|(_, entry)| entry.expires <= now)
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in expired {
+            if let Some(Entry {
+                state: State::Started(started),
+                ..
+            }) = table.remove(&id)
                 && started.last_chance
             {
-                exhausted.push(started.account.clone());
+                exhausted.push(started.account);
             }
-            false
-        });
+        }
         exhausted
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Entry>> {
-        self.entries.lock().unwrap_or_else(|p| p.into_inner())
+    fn lock(&self) -> std::sync::MutexGuard<'_, Table> {
+        self.table.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+fn room(table: &Table, account: &str) -> Result<(), Full> {
+    if table.entries.len() >= MAX_LOGINS {
+        Err(Full::All)
+    } else if table.of(account) >= MAX_LOGINS_PER_ACCOUNT {
+        Err(Full::Account)
+    } else {
+        Ok(())
     }
 }
 
@@ -216,5 +291,29 @@ mod tests {
         assert!(logins.take_started(&id, "alice").is_none(), "expired");
         assert_eq!(logins.sweep(), vec!["alice".to_string()]);
         assert!(logins.sweep().is_empty());
+    }
+
+    #[test]
+    fn one_account_cannot_fill_the_table() {
+        let logins = Logins::new(Duration::from_secs(60));
+        let ids: Vec<String> = (0..MAX_LOGINS_PER_ACCOUNT)
+            .map(|_| logins.insert(started("alice", false)).expect("room"))
+            .collect();
+        assert_eq!(logins.is_full("alice"), Some(Full::Account));
+        assert_eq!(
+            logins.insert(started("alice", false)).err(),
+            Some(Full::Account)
+        );
+        assert_eq!(
+            logins.is_full("bob"),
+            None,
+            "other accounts still have room"
+        );
+        // A finished login, authenticated, still counts; taken, it frees its place.
+        assert!(logins.take_started(&ids[0], "alice").is_some());
+        logins.authenticated(ids[0].clone(), "alice", 1);
+        assert_eq!(logins.is_full("alice"), Some(Full::Account));
+        assert_eq!(logins.take_authenticated(&ids[0], "alice"), Some(1));
+        assert_eq!(logins.is_full("alice"), None);
     }
 }

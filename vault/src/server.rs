@@ -17,7 +17,7 @@ use hyper::header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use rustls::ServerConfig;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
@@ -35,7 +35,14 @@ use crate::keyvault::{KeyVault, Refusal};
 /// Requests worked on at once; more wait.
 pub const MAX_CONCURRENT_REQUESTS: usize = 256;
 const MAX_BODY: usize = 64 * 1024;
+/// Connections open at once; a connection past it is closed at once (and logged).
+pub const MAX_CONNECTIONS: usize = 1024;
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a connection may take to send a request's headers, counted from when the vault
+/// is ready to read them: also how long an idle keep-alive connection stays open.
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a request's body may take to arrive.
+const BODY_READ_TIMEOUT: Duration = Duration::from_secs(10);
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 const SWEEP_EVERY: Duration = Duration::from_secs(1);
 
@@ -73,6 +80,7 @@ pub async fn run(
 ) {
     let acceptor = TlsAcceptor::from(tls);
     let limiter = Arc::new(Semaphore::new(MAX_CONCURRENT_REQUESTS));
+    let open_connections = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     let (stop, stopped) = watch::channel(false);
     let mut connections = JoinSet::new();
     let sweeper = tokio::spawn(sweep(vault.clone(), stopped.clone()));
@@ -89,12 +97,20 @@ pub async fn run(
                         continue;
                     }
                 };
+                // Every connection holds a permit until it closes: a flood of connections
+                // that never send anything costs at most MAX_CONNECTIONS sockets, each for
+                // at most the TLS handshake's or the header read's timeout.
+                let Ok(permit) = open_connections.clone().try_acquire_owned() else {
+                    tracing::warn!("refused a connection from {peer}: {MAX_CONNECTIONS} connections are open");
+                    continue;
+                };
                 let _ = socket.set_nodelay(true);
                 let acceptor = acceptor.clone();
                 let vault = vault.clone();
                 let limiter = limiter.clone();
                 let mut stopped = stopped.clone();
                 connections.spawn(async move {
+                    let _permit = permit;
                     let tls = match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(socket)).await {
                         Ok(Ok(tls)) => tls,
                         Ok(Err(err)) => {
@@ -119,6 +135,8 @@ pub async fn run(
                     let connection = http1::Builder::new()
                         .keep_alive(true)
                         .half_close(true)
+                        .timer(TokioTimer::new())
+                        .header_read_timeout(HEADER_READ_TIMEOUT)
                         .serve_connection(TokioIo::new(tls), service);
                     tokio::pin!(connection);
                     tokio::select! {
@@ -230,11 +248,21 @@ where
     B: DeserializeOwned + Send + 'static,
     T: Serialize + Send + 'static,
 {
-    let bytes = match Limited::new(request.into_body(), MAX_BODY).collect().await {
-        Ok(collected) => collected.to_bytes(),
-        Err(err) => {
+    let read = tokio::time::timeout(
+        BODY_READ_TIMEOUT,
+        Limited::new(request.into_body(), MAX_BODY).collect(),
+    );
+    let bytes = match read.await {
+        Ok(Ok(collected)) => collected.to_bytes(),
+        Ok(Err(err)) => {
             return refusal(&Refusal::bad_request(format!(
                 "cannot read the body: {err}"
+            )));
+        }
+        Err(_) => {
+            return refusal(&Refusal::bad_request(format!(
+                "the body did not arrive within {} s",
+                BODY_READ_TIMEOUT.as_secs()
             )));
         }
     };

@@ -18,7 +18,7 @@ use zeroize::{Zeroize, Zeroizing};
 
 use super::{KeyVault, Refusal, internal};
 use crate::audit::{Event, EventKind};
-use crate::logins::Started;
+use crate::logins::{Full, MAX_LOGINS_PER_ACCOUNT, Started};
 use crate::record;
 
 impl KeyVault {
@@ -32,41 +32,28 @@ impl KeyVault {
         self.authenticate(credential, account)?;
         let ke1 = CredentialRequest::deserialize(&request.ke1)
             .map_err(|err| Refusal::bad_request(format!("ke1 is not an OPAQUE KE1: {err}")))?;
-        if self.logins.is_full() {
-            return Err(Refusal::new(
-                ErrorCode::Busy,
-                "too many logins in progress; try again in a minute",
-            ));
+        if let Some(full) = self.logins.is_full(account) {
+            return Err(busy(full));
         }
+        // The record is opened before a guess is spent on it: one the HSM refuses (altered or
+        // moved in the store) must not burn the user's guesses.
+        let current = self.entry(account)?.and_then(|(entry, _)| entry.record);
+        let mut opened = self.open_record(account, current.as_ref())?;
         let guess = self.consume_guess(account)?;
         // The guess is on disk: only now is the password evaluated.
         self.audit
             .append(Event::new(EventKind::LoginStart, account).attempts_left(guess.attempts_left));
-        let (password_file, record) = match &guess.record {
-            Some(stored) => {
-                match record::open(&self.hsm, account, stored.version, &stored.sealed) {
-                    Ok(opened) => (
-                        Some(opened.registration),
-                        Some((stored.version, opened.sealed_key)),
-                    ),
-                    Err(err) => {
-                        self.audit.append(
-                            Event::new(EventKind::RecordRefused, account).version(stored.version),
-                        );
-                        tracing::error!("the record of account {account} was refused: {err}");
-                        return Err(Refusal::new(
-                            ErrorCode::RecordRefused,
-                            "the record failed its integrity check in the HSM and was not used (it \
-                         was altered or moved in the vault's store)",
-                        ));
-                    }
-                }
-            }
-            None => {
-                // The same HSM call as for a real record; the result is not needed.
-                let _ = record::open(&self.hsm, "", 0, &self.dummy_record);
-                (None, None)
-            }
+        let same = |a: Option<&crate::account::StoredRecord>| a.map(|r| r.version);
+        if same(guess.record.as_ref()) != same(current.as_ref()) {
+            // Registered or erased between the two reads: open what the guess was spent on.
+            opened = self.open_record(account, guess.record.as_ref())?;
+        }
+        let (password_file, record) = match opened {
+            Some((version, opened)) => (
+                Some(opened.registration),
+                Some((version, opened.sealed_key)),
+            ),
+            None => (None, None),
         };
         let version = record.as_ref().map_or(0, |(version, _)| *version);
         let start = ServerLogin::start(
@@ -89,12 +76,39 @@ impl KeyVault {
                 record,
                 last_chance: guess.last_chance,
             })
-            .ok_or_else(|| Refusal::new(ErrorCode::Busy, "too many logins in progress"))?;
+            .map_err(busy)?;
         Ok(LoginStartAnswer {
             login_id,
             ke2: start.message.serialize().to_vec(),
             attempts_left: guess.attempts_left,
         })
+    }
+
+    /// Opens `stored` in the HSM, or (without a record) makes the same HSM call on the dummy
+    /// record, so that both take the same time. A record the HSM refuses is logged and
+    /// audited, and refused.
+    fn open_record(
+        &self,
+        account: &str,
+        stored: Option<&crate::account::StoredRecord>,
+    ) -> Result<Option<(u64, record::Record)>, Refusal> {
+        let Some(stored) = stored else {
+            let _ = record::open(&self.hsm, "", 0, &self.dummy_record);
+            return Ok(None);
+        };
+        match record::open(&self.hsm, account, stored.version, &stored.sealed) {
+            Ok(opened) => Ok(Some((stored.version, opened))),
+            Err(err) => {
+                self.audit
+                    .append(Event::new(EventKind::RecordRefused, account).version(stored.version));
+                tracing::error!("the record of account {account} was refused: {err}");
+                Err(Refusal::new(
+                    ErrorCode::RecordRefused,
+                    "the record failed its integrity check in the HSM and was not used (it was \
+                     altered or moved in the vault's store); no guess was spent on it",
+                ))
+            }
+        }
     }
 
     /// `POST /v1/login/finish`.
@@ -159,5 +173,22 @@ impl KeyVault {
                 Err(Refusal::wrong_password(attempts_left))
             }
         }
+    }
+}
+
+/// The refusal of a login that finds no room, before its guess is spent.
+fn busy(full: Full) -> Refusal {
+    match full {
+        Full::All => Refusal::new(
+            ErrorCode::Busy,
+            "too many logins in progress; try again in a minute",
+        ),
+        Full::Account => Refusal::new(
+            ErrorCode::Busy,
+            format!(
+                "this account has {MAX_LOGINS_PER_ACCOUNT} logins in progress; finish them or \
+                 wait a minute for them to expire"
+            ),
+        ),
     }
 }

@@ -67,3 +67,62 @@ fn a_pin_file_others_can_read_stops_the_vault_naming_it() {
         "{said}"
     );
 }
+
+/// Waits for the server to close `socket`: true if it did within `limit`.
+fn closed_by_the_server(socket: &mut std::net::TcpStream, limit: std::time::Duration) -> bool {
+    use std::io::Read as _;
+    let deadline = std::time::Instant::now() + limit;
+    let mut buf = [0u8; 256];
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            return false;
+        }
+        socket.set_read_timeout(Some(left)).expect("timeout");
+        match socket.read(&mut buf) {
+            Ok(0) => return true,
+            // TLS alerts or records before the close.
+            Ok(_) => continue,
+            Err(err) if err.kind() == std::io::ErrorKind::ConnectionReset => return true,
+            Err(_) => return false,
+        }
+    }
+}
+
+#[test]
+fn connections_that_send_nothing_are_closed_by_the_vault() {
+    let vault = vault();
+    let started = std::time::Instant::now();
+    // Half the connections never start TLS; the other half finish the handshake and then
+    // send no request.
+    let mut sockets: Vec<std::net::TcpStream> = (0..50)
+        .map(|_| {
+            std::net::TcpStream::connect(vault.url.trim_start_matches("https://"))
+                .expect("connects")
+        })
+        .collect();
+    for _ in 0..50 {
+        let mut tls = crate::raw::tls_connection(&vault);
+        while tls.conn.is_handshaking() {
+            tls.conn.complete_io(&mut tls.sock).expect("handshake");
+        }
+        sockets.push(tls.sock);
+    }
+    let limit = std::time::Duration::from_secs(30);
+    let open = sockets
+        .iter_mut()
+        .map(|socket| closed_by_the_server(socket, limit))
+        .filter(|closed| !closed)
+        .count();
+    eprintln!(
+        "100 idle connections closed by the vault after {:?}",
+        started.elapsed()
+    );
+    assert_eq!(
+        open, 0,
+        "{open} idle connections were still open after {limit:?}"
+    );
+    // The vault still answers.
+    let (client, _) = account(&vault, "bob");
+    client.status().expect("answers");
+}

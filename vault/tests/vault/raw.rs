@@ -118,9 +118,10 @@ pub fn b64(bytes: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(bytes)
 }
 
-/// Opens a TLS connection, sends one HTTP request, and closes the connection without
-/// reading a byte of the answer.
-pub fn send_and_hang_up(vault: &TestVault, path: &str, credential: &str, body: &Value) {
+/// A TLS connection to `vault`, handshake not yet made.
+pub fn tls_connection(
+    vault: &TestVault,
+) -> rustls::StreamOwned<rustls::ClientConnection, TcpStream> {
     install_provider();
     let mut roots = rustls::RootCertStore::empty();
     for cert in CertificateDer::pem_file_iter(vault.ca_cert()).expect("CA") {
@@ -136,7 +137,13 @@ pub fn send_and_hang_up(vault: &TestVault, path: &str, credential: &str, body: &
     )
     .expect("TLS");
     let socket = TcpStream::connect(address).expect("connects");
-    let mut tls = rustls::StreamOwned::new(connection, socket);
+    rustls::StreamOwned::new(connection, socket)
+}
+
+/// Opens a TLS connection, sends one HTTP request, and closes the connection without
+/// reading a byte of the answer.
+pub fn send_and_hang_up(vault: &TestVault, path: &str, credential: &str, body: &Value) {
+    let mut tls = tls_connection(vault);
     let body = body.to_string();
     let request = format!(
         "POST {path} HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {credential}\r\n\

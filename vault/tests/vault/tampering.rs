@@ -26,6 +26,15 @@ fn an_edited_record_is_refused() {
     crate::raw::eventually("the refusal is logged", || {
         audit_events(&vault, "alice", "record-refused") == 1
     });
+    // However often it is tried, the refused record burns none of the user's guesses.
+    for _ in 0..12 {
+        assert!(matches!(
+            client.recover(&password(RIGHT)),
+            Err(VaultError::RecordRefused(_))
+        ));
+    }
+    assert_eq!(stored_entry(&vault, "alice").guesses, 0);
+    assert_eq!(client.status().expect("status").attempts_left, 10);
 }
 
 #[test]
