@@ -39,7 +39,8 @@ pub enum VaultError {
     #[error("the vault failed: {0}; its own log says more")]
     Server(String),
     #[error(
-        "the vault refused its own copy of this account's key: {0}; the vault's operator must          restore the record (retrying only spends guesses)"
+        "the vault refused its own copy of this account's key: {0}; the vault's operator must \
+         restore the record (retrying spends no guesses, but does not help either)"
     )]
     RecordRefused(String),
     #[error("invalid vault configuration: {0}")]

@@ -204,9 +204,7 @@ impl Vault {
         let mut finish = match finished {
             Ok(finish) => finish,
             Err(ProtocolError::InvalidLoginError) => {
-                return Err(VaultError::WrongPassword {
-                    attempts_left: answer.attempts_left,
-                });
+                return Err(self.report_wrong_password(&answer));
             }
             Err(err) => return Err(protocol(err)),
         };
@@ -241,6 +239,27 @@ impl Vault {
             login_id: answer.login_id,
             key,
         })
+    }
+
+    /// Tells the vault that login `answer` did not prove the password (an empty KE3), so
+    /// that a last guess erases the key at once and the audit log records the failure; the
+    /// vault's answer says how many attempts are left, or that the key is now erased. If the
+    /// report does not arrive, the login expires and the vault counts it the same.
+    fn report_wrong_password(&self, answer: &LoginStartAnswer) -> VaultError {
+        let reported: Result<LoginFinishAnswer, VaultError> = self.transport.post(
+            path::LOGIN_FINISH,
+            &LoginFinish {
+                account: self.account.clone(),
+                login_id: answer.login_id.clone(),
+                ke3: Vec::new(),
+            },
+        );
+        match reported {
+            Err(err @ (VaultError::WrongPassword { .. } | VaultError::KeyDestroyed)) => err,
+            _ => VaultError::WrongPassword {
+                attempts_left: answer.attempts_left,
+            },
+        }
     }
 
     /// Asks the vault for its key and compares it with the pinned one, before anything

@@ -41,8 +41,11 @@ pub enum EventKind {
     LoginRefused,
     /// A login proved the password; the guess count is back to zero.
     LoginSuccess,
-    /// A login's last message did not prove the password.
+    /// A login's last message did not prove the password (a wrong password, reported by the
+    /// client).
     LoginFailure,
+    /// A login that consumed a guess was never finished: it expired, or the vault stopped.
+    LoginAbandoned,
     /// The guess limit was reached: the record was erased.
     Erase,
     /// The user deleted the record.

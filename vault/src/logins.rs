@@ -194,10 +194,18 @@ impl Logins {
         Some(version)
     }
 
-    /// Drops expired logins; the accounts whose last-chance login expired (their record is
-    /// to be erased).
-    pub fn sweep(&self) -> Vec<String> {
-        let now = Instant::now();
+    /// Drops expired logins; the started ones among them (each spent a guess that is now
+    /// abandoned), by account and whether it was the last chance (the record is to be erased).
+    pub fn sweep(&self) -> Vec<(String, bool)> {
+        self.expire(Instant::now())
+    }
+
+    /// Drops every login, as [`Logins::sweep`] drops expired ones (at shutdown).
+    pub fn abandon_all(&self) -> Vec<(String, bool)> {
+        self.expire(Instant::now() + self.expiry + Duration::from_secs(1))
+    }
+
+    fn expire(&self, now: Instant) -> Vec<(String, bool)> {
         let mut exhausted = Vec::new();
         let mut table = self.lock();
         let expired: Vec<String> = table
@@ -211,9 +219,8 @@ impl Logins {
                 state: State::Started(started),
                 ..
             }) = table.remove(&id)
-                && started.last_chance
             {
-                exhausted.push(started.account);
+                exhausted.push((started.account, started.last_chance));
             }
         }
         exhausted
@@ -284,12 +291,17 @@ mod tests {
     }
 
     #[test]
-    fn expired_logins_are_dropped_and_last_chances_reported() {
+    fn expired_logins_are_dropped_and_reported_with_their_last_chances() {
         let logins = Logins::new(Duration::ZERO);
         let id = logins.insert(started("alice", true)).expect("room");
         logins.insert(started("bob", false)).expect("room");
         assert!(logins.take_started(&id, "alice").is_none(), "expired");
-        assert_eq!(logins.sweep(), vec!["alice".to_string()]);
+        let mut swept = logins.sweep();
+        swept.sort();
+        assert_eq!(
+            swept,
+            vec![("alice".to_string(), true), ("bob".to_string(), false)]
+        );
         assert!(logins.sweep().is_empty());
     }
 

@@ -160,8 +160,12 @@ impl KeyVault {
                     record_version: version,
                 })
             }
+            // A wrong password: KE3 did not prove it, or the client, whose OPAQUE finish
+            // failed, reports the failure with an empty KE3 (so a last guess erases the key
+            // at once, not when the login expires).
             _ => {
-                let attempts_left = if started.last_chance && self.erase_if_exhausted(account)? {
+                let erased = started.last_chance && self.erase_if_exhausted(account)?;
+                let attempts_left = if erased {
                     0
                 } else {
                     let (entry, _) = self.entry(account)?.ok_or_else(Refusal::unauthorized)?;
@@ -170,6 +174,13 @@ impl KeyVault {
                 self.audit.append(
                     Event::new(EventKind::LoginFailure, account).attempts_left(attempts_left),
                 );
+                if erased {
+                    return Err(Refusal::new(
+                        ErrorCode::KeyDestroyed,
+                        "wrong password, and it was the last attempt: this account's key was \
+                         erased just now, and nobody can recover it",
+                    ));
+                }
                 Err(Refusal::wrong_password(attempts_left))
             }
         }

@@ -22,7 +22,7 @@ use sealback_vault_client::protocol::suite::Suite;
 use sealback_vault_client::protocol::wire::{ErrorAnswer, ErrorCode, ServerKeyAnswer};
 
 use crate::account::{self, AccountEntry};
-use crate::audit::{AuditError, AuditLog};
+use crate::audit::{AuditError, AuditLog, Event, EventKind};
 use crate::config::{Config, ConfigError};
 use crate::hsm::{Hsm, HsmError};
 use crate::logins::Logins;
@@ -236,7 +236,18 @@ impl KeyVault {
 
     /// Expires old logins; erases the records whose last-chance login expired.
     pub fn sweep(&self) {
-        for account in self.logins.sweep() {
+        self.abandoned(self.logins.sweep());
+    }
+
+    /// Audits logins that spent a guess and were never finished, and erases the record of
+    /// those that were its last chance.
+    fn abandoned(&self, logins: Vec<(String, bool)>) {
+        for (account, last_chance) in logins {
+            self.audit
+                .append(Event::new(EventKind::LoginAbandoned, &account));
+            if !last_chance {
+                continue;
+            }
             if let Err(refusal) = self.erase_if_exhausted(&account) {
                 tracing::error!(
                     "cannot erase the exhausted record of {account}: {}",
@@ -246,8 +257,10 @@ impl KeyVault {
         }
     }
 
-    /// Writes the audit log's queue to disk (at shutdown).
+    /// At shutdown: the logins in progress are abandoned (their guesses stay spent), and the
+    /// audit log's queue is written to disk.
     pub fn close(&self) {
+        self.abandoned(self.logins.abandon_all());
         self.audit.close();
     }
 

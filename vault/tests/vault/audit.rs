@@ -18,13 +18,14 @@ fn the_audit_chain_verifies_and_an_edited_line_breaks_it() {
         ("register", 1),
         ("login-start", 3),
         ("login-success", 2),
+        ("login-failure", 1),
         ("delete", 1),
     ] {
         assert_eq!(audit_events(&vault, "alice", kind), count, "{kind}");
     }
     let verified = vault.run(&["audit", "verify"]).expect("verifies");
     assert!(
-        String::from_utf8_lossy(&verified.stdout).contains("the chain holds, 7 entries"),
+        String::from_utf8_lossy(&verified.stdout).contains("the chain holds, 8 entries"),
         "{}",
         String::from_utf8_lossy(&verified.stdout)
     );

@@ -21,12 +21,20 @@ fn ten_wrong_passwords_destroy_the_key_even_for_the_right_password() {
         .expect("a record")
         .sealed;
 
-    for left in (0..10).rev() {
+    for left in (1..10).rev() {
         match client.recover(&password(WRONG)) {
             Err(VaultError::WrongPassword { attempts_left }) => assert_eq!(attempts_left, left),
             other => panic!("expected a wrong password, got {:?}", other.map(|_| ())),
         }
     }
+    // The tenth wrong password erases the key at once, and the user is told so.
+    match client.recover(&password(WRONG)) {
+        Err(VaultError::KeyDestroyed) => {}
+        other => panic!("expected the key erased, got {:?}", other.map(|_| ())),
+    }
+    let status = client.status().expect("status");
+    assert!(status.key_destroyed && !status.registered, "{status:?}");
+    assert_eq!(audit_events(&vault, "alice", "erase"), 1);
     assert!(matches!(
         client.recover(&password(RIGHT)),
         Err(VaultError::KeyDestroyed)
@@ -150,8 +158,38 @@ fn the_limit_is_configurable_and_an_unfinished_last_guess_erases_when_it_expires
     eventually("the record is erased", || {
         client.status().is_ok_and(|s| s.key_destroyed)
     });
+    // Each spent guess has its outcome in the audit log: these three were abandoned.
+    eventually("the abandoned guesses are audited", || {
+        audit_events(&vault, "alice", "login-abandoned") == 3
+    });
+    assert_eq!(audit_events(&vault, "alice", "login-failure"), 0);
     assert!(matches!(
         client.recover(&password(RIGHT)),
         Err(VaultError::KeyDestroyed)
     ));
+}
+
+#[test]
+fn every_spent_guess_has_its_outcome_in_the_audit_log() {
+    let mut vault = vault();
+    let (client, credential) = crate::registered(&vault, "alice", [9u8; 32]);
+    for _ in 0..2 {
+        assert!(matches!(
+            client.recover(&password(WRONG)),
+            Err(VaultError::WrongPassword { .. })
+        ));
+    }
+    client.recover(&password(RIGHT)).expect("recovers");
+    // A login started and left open when the vault stops is abandoned.
+    let raw = Raw::new(&vault);
+    assert_eq!(raw.login_start("alice", Some(&credential)).status, 200);
+    vault.stop();
+    for (kind, count) in [
+        ("login-start", 4),
+        ("login-failure", 2),
+        ("login-success", 1),
+        ("login-abandoned", 1),
+    ] {
+        assert_eq!(audit_events(&vault, "alice", kind), count, "{kind}");
+    }
 }

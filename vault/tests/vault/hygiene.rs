@@ -5,7 +5,7 @@ use std::fs;
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::Path;
 
-use crate::{RIGHT, account, password, vault};
+use crate::{account, vault};
 
 fn mode(path: &Path) -> u32 {
     fs::metadata(path)
@@ -18,10 +18,7 @@ fn mode(path: &Path) -> u32 {
 #[test]
 fn the_vaults_files_are_its_own_and_it_dumps_no_core() {
     let mut vault = vault();
-    let (client, _) = account(&vault, "alice");
-    client
-        .register(&password(RIGHT), &[7u8; 32])
-        .expect("registers");
+    let (client, _) = crate::registered(&vault, "alice", [7u8; 32]);
     // Files made before, or under a looser umask, are closed again at start.
     fs::set_permissions(vault.audit_path(), fs::Permissions::from_mode(0o644)).expect("chmod");
     fs::set_permissions(vault.store_path(), fs::Permissions::from_mode(0o644)).expect("chmod");
