@@ -87,9 +87,13 @@ fn a_database_that_is_a_link_out_of_the_store_is_refused_with_an_error_naming_it
 /// Flips of the directory to make, at least, while backups run.
 const FLIPS: u64 = 1000;
 /// Backups to take, at least, while the directory flips.
-const FLIP_BACKUPS: usize = 12;
+const FLIP_BACKUPS: usize = 30;
 /// Files in the flipped directory, and root's files in the directory outside.
 const FLIPPED_FILES: usize = 8;
+/// Directories beside the flipped one (many: some come after it in any listing order, and
+/// a walk goes through those before it opens the flipped one), and empty ones in each.
+const FILLER_DIRS: usize = 32;
+const FILLER_SUBDIRS: usize = 20;
 
 fn flipped_bytes(k: usize) -> Vec<u8> {
     format!("photo {k} of the store's own directory\n")
@@ -111,6 +115,14 @@ fn a_directory_flipped_to_a_link_out_of_the_store_during_backups_is_never_follow
         fs::write(flipped.join(format!("photo-{k}.jpg")), flipped_bytes(k)).expect("write");
         root_only(&outside.join(format!("photo-{k}.jpg")), &SECRET.repeat(40));
     }
+    // Empty directories beside it (a snapshot holds none, so restores stay quick): a walk
+    // lists the flipped directory, then may pass milliseconds in them before it opens the
+    // directory, long enough for a flip in between.
+    for d in 0..FILLER_DIRS {
+        for f in 0..FILLER_SUBDIRS {
+            fs::create_dir_all(hostile.join(format!("filler-{d}/{f}"))).expect("mkdir");
+        }
+    }
     let real = bench.path("staging").join("sub-real");
     let (from, link_to) = (flipped.clone(), outside.clone());
     let mutator = Mutator::start(move |i| {
@@ -121,11 +133,12 @@ fn a_directory_flipped_to_a_link_out_of_the_store_during_backups_is_never_follow
             fs::remove_file(&from).expect("remove the link");
             fs::rename(&real, &from).expect("put the directory back");
         }
-        // Each state lasts 0 to 2 ms: some reads land inside one, some across a flip.
-        std::thread::sleep(std::time::Duration::from_micros((i * 7919) % 2000));
+        // Each state lasts 0 to 0.5 ms: some reads land inside one, some across a flip.
+        std::thread::sleep(std::time::Duration::from_micros((i * 7919) % 500));
     });
     let mut snapshots = Vec::new();
     let mut backups = 0;
+    let began = std::time::Instant::now();
     while backups < FLIP_BACKUPS || mutator.steps() < FLIPS {
         if mutator.finished() {
             break;
@@ -162,15 +175,19 @@ fn a_directory_flipped_to_a_link_out_of_the_store_during_backups_is_never_follow
             None => Ok(()),
         }
     };
+    let backed_up = began.elapsed();
     let mut photos = 0;
     for snapshot in &snapshots {
+        // The padding and filler files are the other hostile files each snapshot holds.
         // The padding file is the other hostile file each snapshot holds.
         photos += bench.restore_and_check(snapshot, &check).1 - 1;
     }
     bench.every_snapshot_restores(&check);
     println!(
         "hostile store (directory flipped to a link): {flips} flips during {backups} backups, \
-         {} snapshots holding {photos} files of the flipped directory, none from outside",
-        snapshots.len()
+         {} snapshots holding {photos} files of the flipped directory, none from outside \
+         (backups {backed_up:.1?}, restores {:.1?})",
+        snapshots.len(),
+        began.elapsed() - backed_up
     );
 }
