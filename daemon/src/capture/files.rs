@@ -186,8 +186,8 @@ fn open_listed_dir(root: &StoreRoot, rel: &str, id: (u64, u64)) -> io::Result<Op
             ));
         }
     };
-    let meta = File::from(dir.try_clone()?).metadata()?;
-    Ok(((meta.dev(), meta.ino()) == id).then_some(dir))
+    let meta = nix::sys::stat::fstat(&dir)?;
+    Ok(((meta.st_dev, meta.st_ino) == id).then_some(dir))
 }
 
 /// The longest path the system opens, counting its terminating NUL.
