@@ -191,3 +191,28 @@ fn a_directory_flipped_to_a_link_out_of_the_store_during_backups_is_never_follow
         began.elapsed() - backed_up
     );
 }
+
+/// The integrator may configure the store's path as a link (to another partition, say):
+/// that link is resolved once, and the store behind it backs up and restores whole.
+#[test]
+fn a_store_configured_through_the_integrators_link_backs_up() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let store = sealback_tests::MessageStore::create(&dir.path().join("store"), 5);
+    store.append(30);
+    let configured = dir.path().join("store-link");
+    symlink(store.dir(), &configured).expect("link to the store");
+    let device = sealback_tests::Device::started(sealback_tests::Setup::new(
+        &configured,
+        vec![sealback_tests::Target::local(
+            crate::fixtures::TARGET,
+            &dir.path().join("target"),
+        )],
+    ));
+    device.generate_key();
+    let report = device.backup();
+    let to = dir.path().join("restored");
+    device.restore(&report.snapshot, &to);
+    let restored = sealback_tests::store::check_restored(&to).expect("the store restores");
+    assert_eq!(restored.messages, 30, "{restored:?}");
+    assert!(restored.complete_media > 0, "{restored:?}");
+}
