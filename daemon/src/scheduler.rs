@@ -21,14 +21,18 @@ pub fn watch_store(
     store: &Path,
     tx: mpsc::Sender<()>,
 ) -> notify::Result<notify::RecommendedWatcher> {
-    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+    let handler = move |event: notify::Result<notify::Event>| {
         let Ok(event) = event else { return };
         if is_relevant(&event) {
             tracing::debug!(kind = ?event.kind, paths = ?event.paths, "store changed");
             // Full means a change is already pending: nothing to add.
             let _ = tx.try_send(());
         }
-    })?;
+    };
+    // A link the store's owner plants (to `/`, say) is not walked: watches on directories
+    // outside the store would spend the system's inotify watches, and backups skip links.
+    let config = notify::Config::default().with_follow_symlinks(false);
+    let mut watcher = notify::RecommendedWatcher::new(handler, config)?;
     watcher.watch(store, RecursiveMode::Recursive)?;
     Ok(watcher)
 }
@@ -162,6 +166,50 @@ mod tests {
 
     fn event(kind: EventKind, path: &str) -> notify::Event {
         notify::Event::new(kind).add_path(PathBuf::from(path))
+    }
+
+    /// The inodes this process's inotify instances watch (from `/proc/self/fdinfo`).
+    fn watched_inodes() -> Vec<u64> {
+        let mut inodes = Vec::new();
+        for entry in std::fs::read_dir("/proc/self/fdinfo")
+            .expect("list fdinfo")
+            .flatten()
+        {
+            let info = std::fs::read_to_string(entry.path()).unwrap_or_default();
+            for line in info.lines().filter(|l| l.starts_with("inotify wd:")) {
+                let ino = line.split_whitespace().find_map(|w| w.strip_prefix("ino:"));
+                if let Some(ino) = ino.and_then(|hex| u64::from_str_radix(hex, 16).ok()) {
+                    inodes.push(ino);
+                }
+            }
+        }
+        inodes
+    }
+
+    #[test]
+    fn a_link_in_the_store_is_not_walked_by_the_watcher() {
+        use std::os::unix::fs::MetadataExt as _;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = dir.path().join("store");
+        std::fs::create_dir_all(store.join("Media")).expect("mkdir");
+        let outside = dir.path().join("outside");
+        std::fs::create_dir_all(outside.join("deep")).expect("mkdir");
+        std::os::unix::fs::symlink(&outside, store.join("Media/out")).expect("symlink");
+        let inode = |p: &std::path::Path| std::fs::metadata(p).expect("stat").ino();
+        let (tx, _rx) = mpsc::channel(1);
+        let _watcher = watch_store(&store, tx).expect("watch the store");
+        let watched = watched_inodes();
+        assert!(
+            watched.contains(&inode(&store.join("Media"))),
+            "{watched:?}"
+        );
+        for out in [outside.clone(), outside.join("deep")] {
+            assert!(
+                !watched.contains(&inode(&out)),
+                "{} is watched: the watcher followed a link out of the store",
+                out.display()
+            );
+        }
     }
 
     #[test]

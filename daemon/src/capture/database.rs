@@ -26,6 +26,9 @@ use serde::{Deserialize, Serialize};
 
 use super::files::{FileStat, SETTLE_WAIT};
 use super::wal::{self, Generation, Log};
+use family::Family;
+
+mod family;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DatabaseCaptureError {
@@ -55,6 +58,16 @@ pub enum DatabaseCaptureError {
         "this sealbackd's SQLite lacks the sqlite_dbpage table: build it with LIBSQLITE3_FLAGS=-DSQLITE_ENABLE_DBPAGE_VTAB (.cargo/config.toml)"
     )]
     NoDbPage,
+    #[error(
+        "{what} {path} is {found}, not a regular file inside the store: sealbackd, running as \
+         root, reads only the store's own files and never follows a link out of it; {advice}"
+    )]
+    NotInStore {
+        what: &'static str,
+        path: String,
+        found: String,
+        advice: &'static str,
+    },
     #[error("cannot stat the database {path}: {source}")]
     Stat {
         path: String,
@@ -153,20 +166,33 @@ pub fn capture_pages(
         path: shown.clone(),
         source,
     };
+    // The database and its family must be the store's own regular files: the store's
+    // owner may put a link to a database only root can read in their place.
+    let family = Family::open(path).map_err(|source| DatabaseCaptureError::Stat {
+        path: shown.clone(),
+        source,
+    })?;
+    family.check()?;
     // The file the connection opens, as far as a stat can tell: the capture's snapshot must
     // be of the file the stat after it began describes (its inode goes into the baseline),
     // so a file renamed over the database in between makes it start again.
-    let opened = std::fs::metadata(path)
+    let opened = family
+        .stat("")
         .map(|m| (m.dev(), m.ino()))
         .map_err(|source| DatabaseCaptureError::Stat {
             path: shown.clone(),
             source,
         })?;
+    // SQLite opens by path: `NOFOLLOW` makes it refuse a path with a link anywhere in it
+    // (the store's path has none, being resolved), and it opens the database, its WAL and
+    // wal-index with `O_NOFOLLOW`.
     let conn = Connection::open_with_flags(
         path,
-        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX
+            | OpenFlags::SQLITE_OPEN_NOFOLLOW,
     )
-    .map_err(open_err)?;
+    .map_err(|source| family.open_error(source))?;
     conn.set_db_config(DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, true)
         .map_err(open_err)?;
     conn.pragma_update(None, "query_only", true)
@@ -193,7 +219,7 @@ pub fn capture_pages(
     if wal_before.is_none() && wal_mode {
         // No WAL, and the file written a moment ago (the app just closed it, or checkpointed
         // with TRUNCATE): waiting out the margin lets this capture be a baseline.
-        let wait = std::fs::metadata(path)
+        let wait = std::fs::symlink_metadata(path)
             .map(|m| FileStat::of(&m).unsettled_for(std::time::SystemTime::now()))
             .unwrap_or(Duration::ZERO);
         if !wait.is_zero() && wait <= SETTLE_WAIT {
@@ -211,6 +237,7 @@ pub fn capture_pages(
             chunk_bytes,
             wal: wal_mode,
             opened,
+            family: &family,
         },
         baseline,
         wal_before,
@@ -221,9 +248,11 @@ pub fn capture_pages(
     let _ = conn.execute_batch("COMMIT");
     // Replaced while read: the pages are the old file's, but the WAL this capture scanned
     // by name, and so the baseline it leaves, may be the new one's.
-    let still = std::fs::metadata(path).map(|m| (m.dev(), m.ino())).ok();
+    let still = family.stat("").map(|m| (m.dev(), m.ino())).ok();
     match result {
-        Ok(_) if still != Some(opened) => Err(DatabaseCaptureError::Replaced { path: shown }),
+        Ok(_) if still != Some(opened) || !family.still_at_path() => {
+            Err(DatabaseCaptureError::Replaced { path: shown })
+        }
         result => result,
     }
 }
@@ -250,6 +279,7 @@ struct Target<'a> {
     wal: bool,
     /// The device and inode of the file at `path` before the connection opened it.
     opened: (u64, u64),
+    family: &'a Family,
 }
 
 pub(crate) fn wal_path(db: &Path) -> std::path::PathBuf {
@@ -289,10 +319,13 @@ fn read_snapshot(
         .map_err(read_err)?;
     let page_count = page_count as u64;
     // Taken after the snapshot began: a change the snapshot missed shows in this stat.
-    let meta = std::fs::metadata(target.path).map_err(|source| DatabaseCaptureError::Stat {
-        path: target.shown.to_owned(),
-        source,
-    })?;
+    let meta = target
+        .family
+        .stat("")
+        .map_err(|source| DatabaseCaptureError::Stat {
+            path: target.shown.to_owned(),
+            source,
+        })?;
     if (meta.dev(), meta.ino()) != target.opened {
         return Err(DatabaseCaptureError::Replaced {
             path: target.shown.to_owned(),

@@ -66,9 +66,31 @@ pub enum Log {
     Restarted,
 }
 
+/// Opens a file of the database's family for reading, never through a link at its name
+/// (the store's owner may plant one to a file only root can read) and without blocking on
+/// a FIFO planted there. Its directory is the store's, resolved with no link in it.
+pub(crate) fn open_in_store(path: &Path) -> io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    File::options()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|e| match e.raw_os_error() {
+            Some(libc::ELOOP) => io::Error::new(
+                e.kind(),
+                format!(
+                    "{} is a symbolic link: sealbackd reads only the store's own files, never \
+                     through a link; remove the link",
+                    path.display()
+                ),
+            ),
+            _ => e,
+        })
+}
+
 /// The header of the WAL at `path`, if it has a valid one.
 pub fn header(path: &Path) -> io::Result<Option<Generation>> {
-    match File::open(path) {
+    match open_in_store(path) {
         Ok(file) => read_header(&file),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(e),
@@ -86,7 +108,7 @@ const INDEX_HEADER_BYTES: usize = 48;
 /// mode keeps the index in its own memory). A frame in the log is not committed until the
 /// index says so: a writer appends its frames, then publishes them here.
 pub fn index_frames(shm: &Path, generation: &Generation) -> io::Result<Option<u64>> {
-    let file = match File::open(shm) {
+    let file = match open_in_store(shm) {
         Ok(file) => file,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(e),
@@ -141,7 +163,7 @@ fn read_header(file: &File) -> io::Result<Option<Generation>> {
 /// its frames, and the log still of that generation, the frames before that number are
 /// left out: they were in the capture that saw them committed.
 pub fn scan(path: &Path, since: Option<(Generation, u64)>) -> io::Result<(Log, u64)> {
-    let file = match File::open(path) {
+    let file = match open_in_store(path) {
         Ok(f) => f,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok((Log::Absent, 0)),
         Err(e) => return Err(e),

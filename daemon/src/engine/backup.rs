@@ -30,6 +30,7 @@ use super::files::{Captured, Known, collect_files, file_entries};
 use super::known::KnownIds;
 use super::sink::{ChunkSink, Counters};
 use super::upload::{self, UploadState};
+use crate::capture::beneath::StoreRoot;
 use crate::capture::database::Reading;
 use crate::capture::files::{self, StoreFile};
 use crate::catalog::{Catalog, FileCache, FileCacheChanges, Packs};
@@ -137,8 +138,11 @@ fn backup(
         !full
     });
 
-    let db_path = input.store.join(input.database);
-    let db_len = std::fs::metadata(&db_path).map(|m| m.len()).unwrap_or(0);
+    // The store's path is resolved once: beneath it, no link is ever followed.
+    let root = StoreRoot::open(input.store)
+        .map_err(EngineError::io("cannot open the store", input.store))?;
+    let db_path = root.join(input.database);
+    let db_len = std::fs::symlink_metadata(&db_path).map_or(0, |m| m.len());
     // The files are added to the total once listed.
     let counters = Counters {
         total: AtomicU64::new(db_len),
@@ -174,7 +178,7 @@ fn backup(
             // reads the database.
             let (began, snapshot_began) = std::sync::mpsc::channel::<()>();
             let (captured, listed, later_snapshots) = std::thread::scope(|scope| {
-                let (db_path, sink, counters) = (&db_path, &sink, &counters);
+                let (db_path, sink, counters, root) = (&db_path, &sink, &counters, &root);
                 let database = scope.spawn(move || {
                     let began = || {
                         let _ = began.send(());
@@ -187,12 +191,12 @@ fn backup(
                 });
                 // Either the snapshot began, or the capture ended without one.
                 let _ = snapshot_began.recv();
-                let listed = scan(input).and_then(|files| {
+                let listed = scan(root, input).and_then(|files| {
                     let known = Known::Cache {
                         cache: &cached_files,
                         trusted: cache_trusted,
                     };
-                    let outcomes = collect_files(&files, known, input, sink, counters)?;
+                    let outcomes = collect_files(root, &files, known, input, sink, counters)?;
                     Ok((files, outcomes))
                 });
                 let captured = database
@@ -233,9 +237,9 @@ fn backup(
             std::thread::scope(|scope| {
                 let feeder = spool.map(|spool| scope.spawn(|| spool.feed(input, &sink)));
                 if relisted {
-                    store_files = scan(input)?;
+                    store_files = scan(&root, input)?;
                     let known = Known::ReadEarlier(&read_early);
-                    outcomes = collect_files(&store_files, known, input, &sink, &counters)?;
+                    outcomes = collect_files(&root, &store_files, known, input, &sink, &counters)?;
                 }
                 if let Some(feeder) = feeder {
                     feeder
@@ -412,8 +416,8 @@ fn backup(
 }
 
 /// The store's files other than the database, sorted.
-fn scan(input: &BackupInput<'_>) -> Result<Vec<StoreFile>, EngineError> {
-    let (store_files, skipped) = files::scan(input.store, input.database)
+fn scan(root: &StoreRoot, input: &BackupInput<'_>) -> Result<Vec<StoreFile>, EngineError> {
+    let (store_files, skipped) = files::scan(root, input.database)
         .map_err(EngineError::io("cannot list the store", input.store))?;
     for p in skipped.not_regular.iter().chain(&skipped.not_utf8) {
         tracing::warn!(path = %p.display(), "skipped: not a regular file with a UTF-8 name");

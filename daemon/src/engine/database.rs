@@ -114,7 +114,8 @@ pub(super) fn capture_database(
         baseline,
         image: parent_db,
     } = parent;
-    if !db_path.exists() {
+    // A link (even one that leads nowhere) is not "no database": the capture refuses it.
+    if std::fs::symlink_metadata(db_path).is_err_and(|e| e.kind() == std::io::ErrorKind::NotFound) {
         tracing::warn!(path = %db_path.display(), "the message store has no database; backing up its files only");
         return Ok(None);
     }
@@ -460,8 +461,8 @@ fn make_patch(
         return None;
     }
     let keys = sink.repo.keys();
-    let file = std::fs::File::open(db_file).ok();
-    let wal = std::fs::File::open(crate::capture::database::wal_path(db_file)).ok();
+    let file = wal::open_in_store(db_file).ok();
+    let wal = wal::open_in_store(&crate::capture::database::wal_path(db_file)).ok();
     let mut frames: HashMap<u64, Vec<u64>> = HashMap::new();
     // WAL frames hold one page: they can stand for runs of one page only.
     if let Some(w) = &wal

@@ -14,6 +14,7 @@ use super::EngineError;
 use super::backup::BackupInput;
 use super::sink::{ChunkSink, Counters};
 use super::upload::Buffers;
+use crate::capture::beneath::StoreRoot;
 use crate::capture::files::{self, FileStat, StoreFile};
 use crate::catalog::{FileCache, FileCacheChanges};
 
@@ -48,6 +49,7 @@ pub(super) enum Known<'c> {
 /// What became of each file, in order: files known with the same `stat` are not read; the
 /// others are read, chunked and hashed by one thread per core.
 pub(super) fn collect_files(
+    root: &StoreRoot,
     store_files: &[StoreFile],
     known: Known<'_>,
     input: &BackupInput<'_>,
@@ -96,7 +98,7 @@ pub(super) fn collect_files(
         to_read.iter().map(|&at| store_files[at].stat.size).sum(),
         Ordering::Relaxed,
     );
-    let read = read_files(store_files, &to_read, input, sink, counters)?;
+    let read = read_files(root, store_files, &to_read, input, sink, counters)?;
     for (at, captured) in to_read.into_iter().zip(read) {
         outcomes[at] = Some(captured);
     }
@@ -147,6 +149,7 @@ pub(super) fn file_entries(
 /// Reads the files `which` (indices into `store_files`) on one thread per core; returns
 /// what became of each, in the same order.
 fn read_files(
+    root: &StoreRoot,
     store_files: &[StoreFile],
     which: &[usize],
     input: &BackupInput<'_>,
@@ -176,6 +179,7 @@ fn read_files(
                         let n = next.fetch_add(1, Ordering::Relaxed);
                         let Some(&at) = which.get(n) else { break };
                         let result = read_stable(
+                            root,
                             &store_files[at],
                             &mut chunker,
                             &mut buffers,
@@ -233,6 +237,7 @@ fn entry(path: &str, stat: &FileStat, chunks: Vec<ChunkId>) -> FileEntry {
 
 /// Reads a file between two identical `stat`s.
 fn read_stable(
+    root: &StoreRoot,
     file: &StoreFile,
     chunker: &mut MediaChunker,
     buffers: &mut Buffers,
@@ -244,7 +249,7 @@ fn read_stable(
     for attempt in 1..=FILE_ATTEMPTS {
         // Gone, or no longer the file the scan saw: left as an unstable file is.
         let Some((handle, before)) =
-            files::open_for_read(file).map_err(EngineError::io("cannot read", &file.abs))?
+            files::open_for_read(root, file).map_err(EngineError::io("cannot read", &file.abs))?
         else {
             return Ok(Captured::Unstable);
         };
@@ -264,7 +269,7 @@ fn read_stable(
                 ReadError::Io(e) => EngineError::io("cannot read", &file.abs)(e),
                 ReadError::Engine(e) => e,
             })?;
-        if read == before.size && files::unchanged_since(&handle, &file.abs, &before) {
+        if read == before.size && files::unchanged_since(root, &handle, file, &before) {
             counters.files_read.fetch_add(1, Ordering::Relaxed);
             let settled = before.unsettled_for(std::time::SystemTime::now()).is_zero();
             return Ok(Captured::Read {

@@ -24,6 +24,7 @@ use sealback_tests::{Device, MessageStore, Setup, Target};
 use crate::fixtures::TARGET;
 
 mod entries;
+mod links;
 
 /// The directory of the store the file mutators play in.
 const HOSTILE_DIR: &str = "Hostile";
@@ -150,6 +151,16 @@ impl Mutator {
             steps,
             handle: Some(handle),
         }
+    }
+
+    /// The steps made so far.
+    fn steps(&self) -> u64 {
+        self.steps.load(Ordering::Relaxed)
+    }
+
+    /// Whether the thread has ended (its time limit, or a panic [`Mutator::stop`] raises).
+    fn finished(&self) -> bool {
+        self.handle.as_ref().is_none_or(JoinHandle::is_finished)
     }
 
     /// Stops the thread; returns its steps, or panics with its panic.

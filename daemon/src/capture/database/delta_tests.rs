@@ -441,31 +441,46 @@ fn rng_pause(round: u32) -> u64 {
     u64::from(round % 7)
 }
 
+/// The store's owner may put a link to a database only root can read where the database
+/// is, or a link where its WAL goes: the capture refuses either, naming it.
 #[test]
-fn a_database_reached_through_a_symbolic_link_is_followed_to_its_wal() {
+fn a_database_or_a_wal_that_is_a_link_is_refused_and_named() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let db = dir.path().join("msgstore.db");
-    let app = app_with_messages(&db, 2000);
-    let link = dir.path().join("link.db");
+    let db = dir.path().join("root-only.db");
+    let _app = app_with_messages(&db, 200);
+    let link = dir.path().join("msgstore.db");
     std::os::unix::fs::symlink(&db, &link).expect("symlink");
-    app.execute("UPDATE message SET body = 'first' WHERE id = 7", [])
-        .expect("update");
-    let mut chain = Chain::default();
-    chain.capture(&link);
-    assert_eq!(chain.image, full_image(&link));
-    for id in [100, 900, 1900] {
-        app.execute("UPDATE message SET body = 'edited' WHERE id = ?1", [id])
-            .expect("update");
-        let info = chain.capture(&link);
-        assert!(
-            matches!(info.reading, Reading::Delta { runs } if runs > 0),
-            "{info:?}"
-        );
-        assert!(
-            chain.image == full_image(&link),
-            "the delta missed the WAL's pages"
-        );
-    }
+    let refused = |path: &Path| {
+        capture_pages(path, 65536, None, || {}, |_, _| Ok(())).expect_err("a link was followed")
+    };
+    let e = refused(&link);
+    let said = e.to_string();
+    assert!(
+        matches!(&e, DatabaseCaptureError::NotInStore { path, found, .. }
+            if *path == link.display().to_string()
+                && *found == format!("a symbolic link to {}", db.display())),
+        "{said}"
+    );
+    assert!(said.contains("point `store`"), "{said}");
+
+    let other = dir.path().join("other");
+    std::fs::create_dir(&other).expect("mkdir");
+    let db = other.join("msgstore.db");
+    drop(app_with_messages(&db, 10));
+    let wal = other.join("msgstore.db-wal");
+    let _ = std::fs::remove_file(&wal);
+    std::os::unix::fs::symlink("/etc/shadow", &wal).expect("symlink");
+    let e = refused(&db);
+    let said = e.to_string();
+    assert!(
+        said.starts_with(&format!(
+            "the database's WAL {} is a symbolic link to /etc/shadow",
+            wal.display()
+        )) && said.contains("remove it"),
+        "{said}"
+    );
+    std::fs::remove_file(&wal).expect("remove the link");
+    capture_pages(&db, 65536, None, || {}, |_, _| Ok(())).expect("the database itself");
 }
 
 #[test]

@@ -15,10 +15,10 @@ use super::{
 };
 
 /// What the file outside the store holds: no restored file may contain it.
-const SECRET: &[u8] = b"a secret outside the store, readable by root alone\n";
+pub(super) const SECRET: &[u8] = b"a secret outside the store, readable by root alone\n";
 
 /// Whether `found` holds the secret, or the system's `/etc/shadow`.
-fn leaks_a_secret(found: &[u8]) -> bool {
+pub(super) fn leaks_a_secret(found: &[u8]) -> bool {
     let shadow = fs::read("/etc/shadow").unwrap_or_default();
     found.windows(SECRET.len()).any(|w| w == SECRET) || (!shadow.is_empty() && found == shadow)
 }
