@@ -2,14 +2,19 @@
 //! handful of requests to the provider.
 //!
 //! ```text
-//! pack   = header || blob_1 || ... || blob_n || sealed table || table length (u32 LE)
+//! pack   = header || blob_1 || ... || blob_n || sealed table || table length (u32 LE, of the sealed table)
 //! blob_i = AES-256-GCM(K_pack, nonce = offset of blob_i, AAD = header || name || "blob" || kind || chunk id,
 //!                      payload)            payload = the chunk, zstd-compressed or not
 //! table  = n entries of 46 bytes: kind (u8) || compression (u8) || chunk id (32)
 //!          || offset (u32 LE, of blob_i from the start of the pack)
 //!          || length (u32 LE, of blob_i with its tag) || raw length (u32 LE, of the chunk)
-//! sealed table = AES-256-GCM(K_pack, nonce = 0, AAD = header || name || "table", table)
+//! sealed table = AES-256-GCM(K_pack, nonce = 0, AAD = header || name || "table",
+//!                             table || 0x80 || 0x00*)
 //! ```
+//!
+//! The table's padding brings the whole pack to a Padmé length ([`crate::padme`]); the
+//! blobs' offsets do not move, and a reader finds the table from the pack's end as before.
+//! A version-1 pack has no padding and is still read.
 //!
 //! K_pack comes from the pack's random salt (see [`crate::object`]). Nonce 0 seals the
 //! table; each blob's nonce is its byte offset in the pack, at least 42 (the header) and
@@ -27,10 +32,13 @@ use crate::chunk::ChunkId;
 use crate::error::{Error, Result};
 use crate::keys::RepoKeys;
 use crate::object::{HEADER_LEN, Header, ObjectKind, TAG_LEN, counter_nonce};
+use crate::padme;
 
 /// A pack is closed once it holds this many bytes, table included. Every packing worker
 /// holds one, and a restore thread reads one at a time: 4 MiB keeps a full backup within its
-/// memory goal with a worker per core, at ~300 objects for the medium store's 1.2 GB.
+/// memory goal with a worker per core, at ~300 objects for the medium store's 1.2 GB. A
+/// power of two, hence a Padmé length: a pack closed within its target is padded to at
+/// most the target, so padding costs a full pack no more than the room it had left.
 pub const TARGET_PACK_BYTES: usize = 4 * 1024 * 1024;
 const ENTRY_LEN: usize = 46;
 /// A chunk larger than this is refused when reading (no chunk is ever written larger).
@@ -183,9 +191,10 @@ impl PackWriter {
         self.entries.is_empty()
     }
 
-    /// The pack's size once finished, with `blobs` more blobs of `bytes` in all.
+    /// The pack's size once finished, before its padding, with `blobs` more blobs of
+    /// `bytes` in all.
     fn finished_len(&self, blobs: usize, bytes: usize) -> usize {
-        let table = (self.entries.len() + blobs) * ENTRY_LEN + TAG_LEN + 4;
+        let table = (self.entries.len() + blobs) * ENTRY_LEN + 1 + TAG_LEN + 4;
         self.len() + bytes + blobs * TAG_LEN + table
     }
 
@@ -251,7 +260,7 @@ impl PackWriter {
         }
     }
 
-    /// Seals the table and returns the pack.
+    /// Seals the table, padded to bring the pack to its Padmé length, and returns the pack.
     pub fn finish(self) -> FinishedPack {
         let PackWriter {
             name,
@@ -264,6 +273,9 @@ impl PackWriter {
         let mut table = Vec::with_capacity(entries.len() * ENTRY_LEN);
         for e in &entries {
             e.encode(&mut table);
+        }
+        if header.padded() {
+            padme::pad(&mut table, buf.len() - start + TAG_LEN + 4);
         }
         let aad = header.aad(&name, b"table");
         let sealed = header
@@ -351,7 +363,12 @@ impl<'a> PackReader<'a> {
             .map_err(|_| Error::Authentication {
                 name: self.name.to_owned(),
             })?;
-        PackEntry::decode_all(self.name, &table)
+        let table = if self.header.padded() {
+            padme::unpad(self.name, &table)?
+        } else {
+            &table
+        };
+        PackEntry::decode_all(self.name, table)
     }
 
     /// The plaintext chunk of `entry`: authenticated, decompressed, and checked against its id.
@@ -537,6 +554,103 @@ mod tests {
             .blob_placed(&pack.entries[1], &mut scratch, Some((5, 4096)))
             .expect("blob");
         assert_eq!(plain, &text[..]);
+    }
+
+    #[test]
+    fn packs_have_padme_lengths_and_a_full_pack_is_padded_to_its_target() {
+        let keys = keys();
+        let mut photo = vec![0u8; 183_412];
+        rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut photo);
+        for chunks in [&[][..], &[&b"x"[..]][..], &[&photo[..]][..]] {
+            let pack = pack_of(&keys, chunks);
+            let blobs: usize = pack.entries.iter().map(|e| e.length as usize).sum();
+            let unpadded = HEADER_LEN + blobs + chunks.len() * ENTRY_LEN + 1 + TAG_LEN + 4;
+            assert_eq!(pack.bytes.len() as u64, padme::padme(unpadded as u64));
+            let reader = PackReader::new(&keys, &pack.name, &pack.bytes).expect("header");
+            assert_eq!(reader.table().expect("table"), pack.entries);
+        }
+        // The photo of issue 14: 183,536 bytes unpadded, one of 32 lengths between 128 and
+        // 256 KiB once padded.
+        let pack = pack_of(&keys, &[&photo]);
+        assert_eq!(pack.bytes.len(), 184_320);
+        // Closed within 64 KiB of its target, a pack is padded to exactly its target.
+        let chunk = &photo[..10_000];
+        let mut w = PackWriter::new(&keys);
+        while w.has_room_for(chunk.len()) {
+            w.add(BlobKind::Data, keys.chunk_id(chunk), chunk, false);
+        }
+        assert_eq!(
+            padme::padme(TARGET_PACK_BYTES as u64),
+            TARGET_PACK_BYTES as u64
+        );
+        assert_eq!(w.finish().bytes.len(), TARGET_PACK_BYTES);
+    }
+
+    /// `pack` with its table decrypted, changed by `edit`, and sealed again as its writer
+    /// would have: how a faulty writer holding the key would pad it.
+    fn with_table(keys: &RepoKeys, pack: &FinishedPack, edit: impl Fn(&mut Vec<u8>)) -> Vec<u8> {
+        let reader = PackReader::new(keys, &pack.name, &pack.bytes).expect("header");
+        let (bytes, len) = (&pack.bytes[..], pack.bytes.len());
+        let start = len - 4 - u32::from_le_bytes(bytes[len - 4..].try_into().expect("4")) as usize;
+        let aad = reader.header.aad(&pack.name, b"table");
+        let cipher = &reader.header.cipher;
+        let payload = |msg| Payload { msg, aad: &aad };
+        let mut table = cipher
+            .decrypt(&counter_nonce(0), payload(&bytes[start..len - 4]))
+            .expect("decrypts");
+        edit(&mut table);
+        let sealed = cipher
+            .encrypt(&counter_nonce(0), payload(&table))
+            .expect("encrypts");
+        let trailer = (sealed.len() as u32).to_le_bytes();
+        [&bytes[..start], &sealed, &trailer].concat()
+    }
+
+    #[test]
+    fn a_table_with_malformed_padding_is_refused() {
+        let keys = keys();
+        let pack = pack_of(&keys, &[b"first chunk", b"second chunk"]);
+        let table_len = 2 * ENTRY_LEN;
+        let resealed = with_table(&keys, &pack, |_| {});
+        let reader = PackReader::new(&keys, &pack.name, &resealed).expect("header");
+        assert_eq!(reader.table().expect("the unchanged table"), pack.entries);
+        let edits: [&dyn Fn(&mut Vec<u8>); 3] = [
+            &|t| *t.last_mut().expect("padded") = 1,
+            &|t| t[table_len] = 0,
+            &|t| t.truncate(table_len),
+        ];
+        for edit in edits {
+            let bad = with_table(&keys, &pack, edit);
+            let reader = PackReader::new(&keys, &pack.name, &bad).expect("header");
+            let err = reader.table().expect_err("refused");
+            assert!(matches!(err, Error::Malformed { .. }), "{err}");
+            assert!(
+                err.is_integrity() && err.to_string().contains("padding"),
+                "{err}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_version_1_pack_is_still_read() {
+        let keys = keys();
+        let mut w = PackWriter::new(&keys);
+        w.header.bytes[8] = crate::object::UNPADDED_VERSION;
+        w.buf[w.start + 8] = crate::object::UNPADDED_VERSION;
+        w.add(
+            BlobKind::Data,
+            keys.chunk_id(b"old chunk"),
+            b"old chunk",
+            false,
+        );
+        let pack = w.finish();
+        assert_eq!(
+            pack.bytes.len(),
+            HEADER_LEN + 9 + TAG_LEN + ENTRY_LEN + TAG_LEN + 4
+        );
+        let reader = PackReader::new(&keys, &pack.name, &pack.bytes).expect("header");
+        assert_eq!(reader.table().expect("table"), pack.entries);
+        assert_eq!(reader.blob(&pack.entries[0]).expect("blob"), b"old chunk");
     }
 
     #[test]

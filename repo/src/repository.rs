@@ -367,10 +367,12 @@ fn read_config(keys: &RepoKeys, bytes: &[u8]) -> Result<RepoConfig> {
     let plain = object::open(keys, ObjectKind::Config, CONFIG_NAME, bytes)?;
     let config: RepoConfig =
         serde_json::from_slice(&plain).map_err(|e| Error::malformed(CONFIG_NAME, e.to_string()))?;
-    if config.version != u32::from(object::FORMAT_VERSION) {
+    // A version-1 repository is read, and written on in version 2 from then on.
+    let versions = u32::from(object::UNPADDED_VERSION)..=u32::from(object::FORMAT_VERSION);
+    if !versions.contains(&config.version) {
         return Err(Error::UnsupportedVersion {
             name: CONFIG_NAME.to_owned(),
-            found: config.version as u8,
+            found: config.version.min(255) as u8,
             supported: object::FORMAT_VERSION,
         });
     }
