@@ -2,8 +2,8 @@
 //!
 //! A repository is a set of named objects on a storage provider. Everything in it is
 //! encrypted and authenticated under keys derived from one 32-byte backup key; the
-//! provider sees only object names (random) and sizes. DESIGN.md is the specification;
-//! each module here implements one part of it:
+//! provider sees only object names (random) and sizes (padded to Padmé lengths). DESIGN.md
+//! is the specification; each module here implements one part of it:
 //!
 //! - [`keys`]: the backup key, its 64-digit recovery form, and the keys derived from it.
 //! - [`object`]: the sealed-object framing every object shares (header, AEAD, AAD).

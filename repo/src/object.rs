@@ -204,6 +204,27 @@ pub fn open(keys: &RepoKeys, kind: ObjectKind, name: &str, bytes: &[u8]) -> Resu
     }
 }
 
+/// An object sealed with its header's version set to `version` and `plaintext` as given:
+/// a version-1 object, or a version-2 one with padding of the test's choice.
+#[cfg(test)]
+pub(crate) fn seal_as(
+    keys: &RepoKeys,
+    kind: ObjectKind,
+    version: u8,
+    name: &str,
+    plaintext: &[u8],
+) -> Vec<u8> {
+    let mut header = Header::new(keys, kind);
+    header.bytes[8] = version;
+    let aad = header.aad(name, &[]);
+    let payload = Payload {
+        msg: plaintext,
+        aad: &aad,
+    };
+    let sealed = header.cipher.encrypt(&counter_nonce(0), payload);
+    [&header.bytes[..], &sealed.expect("encrypts")].concat()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -242,27 +263,25 @@ mod tests {
         }
     }
 
-    /// An object sealed with the header's version set to `version` and `plaintext` as it
-    /// is given: a version-1 object, or a version-2 one with padding of the test's choice.
-    fn seal_as(keys: &RepoKeys, version: u8, name: &str, plaintext: &[u8]) -> Vec<u8> {
-        let mut header = Header::new(keys, ObjectKind::Index);
-        header.bytes[8] = version;
-        let aad = header.aad(name, &[]);
-        let payload = Payload {
-            msg: plaintext,
-            aad: &aad,
-        };
-        let sealed = header.cipher.encrypt(&counter_nonce(0), payload);
-        [&header.bytes[..], &sealed.expect("encrypts")].concat()
-    }
-
     #[test]
     fn version_1_objects_are_still_read_without_unpadding() {
         let keys = keys();
-        let sealed = seal_as(&keys, UNPADDED_VERSION, "index/1", b"payload\x80\0");
+        let sealed = seal_as(
+            &keys,
+            ObjectKind::Index,
+            UNPADDED_VERSION,
+            "index/1",
+            b"payload\x80\0",
+        );
         let opened = open(&keys, ObjectKind::Index, "index/1", &sealed).expect("opens");
         assert_eq!(opened, b"payload\x80\0");
-        let newer = seal_as(&keys, FORMAT_VERSION + 1, "index/1", b"payload");
+        let newer = seal_as(
+            &keys,
+            ObjectKind::Index,
+            FORMAT_VERSION + 1,
+            "index/1",
+            b"payload",
+        );
         assert!(matches!(
             open(&keys, ObjectKind::Index, "index/1", &newer),
             Err(Error::UnsupportedVersion { found: 3, .. })
@@ -273,7 +292,7 @@ mod tests {
     fn malformed_padding_is_an_integrity_error() {
         let keys = keys();
         for plain in [&b"payload"[..], b"payload\x80\0\x01", b"", b"\0\0\0"] {
-            let sealed = seal_as(&keys, FORMAT_VERSION, "index/1", plain);
+            let sealed = seal_as(&keys, ObjectKind::Index, FORMAT_VERSION, "index/1", plain);
             let err = open(&keys, ObjectKind::Index, "index/1", &sealed).expect_err("refused");
             assert!(matches!(err, Error::Malformed { .. }), "{err}");
             assert!(
@@ -281,7 +300,13 @@ mod tests {
                 "{err}"
             );
         }
-        let good = seal_as(&keys, FORMAT_VERSION, "index/1", b"payload\x80\0\0");
+        let good = seal_as(
+            &keys,
+            ObjectKind::Index,
+            FORMAT_VERSION,
+            "index/1",
+            b"payload\x80\0\0",
+        );
         let opened = open(&keys, ObjectKind::Index, "index/1", &good).expect("opens");
         assert_eq!(opened, b"payload");
     }

@@ -614,12 +614,14 @@ mod tests {
         let resealed = with_table(&keys, &pack, |_| {});
         let reader = PackReader::new(&keys, &pack.name, &resealed).expect("header");
         assert_eq!(reader.table().expect("the unchanged table"), pack.entries);
-        let edits: [&dyn Fn(&mut Vec<u8>); 3] = [
-            &|t| *t.last_mut().expect("padded") = 1,
-            &|t| t[table_len] = 0,
-            &|t| t.truncate(table_len),
-        ];
-        for edit in edits {
+        let last_not_zero = |t: &mut Vec<u8>| *t.last_mut().expect("padded") = 1;
+        let no_marker = |t: &mut Vec<u8>| t[table_len] = 0;
+        let no_padding = |t: &mut Vec<u8>| t.truncate(table_len);
+        for edit in [
+            &last_not_zero as &dyn Fn(&mut Vec<u8>),
+            &no_marker,
+            &no_padding,
+        ] {
             let bad = with_table(&keys, &pack, edit);
             let reader = PackReader::new(&keys, &pack.name, &bad).expect("header");
             let err = reader.table().expect_err("refused");
