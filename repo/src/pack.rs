@@ -260,6 +260,21 @@ impl PackWriter {
         }
     }
 
+    /// Calls `f` with each blob added so far, decrypted and checked as a reader would: how
+    /// a backup's last partial packs are merged into one, padded once (DESIGN §3.10).
+    pub fn for_each_chunk(
+        &self,
+        keys: &RepoKeys,
+        mut f: impl FnMut(&PackEntry, &[u8]),
+    ) -> Result<()> {
+        let reader = PackReader::new(keys, &self.name, &self.buf[self.start..])?;
+        let mut scratch = BlobScratch::default();
+        for entry in &self.entries {
+            f(entry, reader.blob_in(entry, &mut scratch)?);
+        }
+        Ok(())
+    }
+
     /// Seals the table, padded to bring the pack to its Padmé length, and returns the pack.
     pub fn finish(self) -> FinishedPack {
         let PackWriter {
