@@ -283,9 +283,9 @@ pub fn run_worker(repo: &Repository, rx: Receiver<Batch>, state: &UploadState) {
 }
 
 /// Merges a worker's `last` pack with the one other workers left, the smaller's blobs
-/// moved into the larger (storing it if they overflow it): a backup ends with one partial
-/// pack rather than one per worker, which on the benchmark's day 1 cost up to 90 kB more
-/// in padding.
+/// moved into the larger (storing it if they overflow it): a backup ends with one or two
+/// partial packs rather than one per worker, each padded by up to 1/32 of its size. The
+/// cost: decrypting and adding again at most a pack's worth of blobs per worker, once.
 fn leave_last(repo: &Repository, last: PackWriter, state: &UploadState) {
     let mut left = state.last.lock().unwrap_or_else(|p| p.into_inner());
     let Some(other) = left.take() else {
