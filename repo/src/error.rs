@@ -14,7 +14,7 @@ pub enum Error {
     BadMagic { name: String },
 
     #[error(
-        "object {name} uses repository format v{found}, this sealback reads v{supported}: upgrade sealback"
+        "object {name} uses repository format v{found}, this sealback reads up to v{supported}: upgrade sealback"
     )]
     UnsupportedVersion {
         name: String,

@@ -1,12 +1,13 @@
-//! The sealback repository format, version 1.
+//! The sealback repository format, version 2 (version 1 objects are still read).
 //!
 //! A repository is a set of named objects on a storage provider. Everything in it is
 //! encrypted and authenticated under keys derived from one 32-byte backup key; the
-//! provider sees only object names (random) and sizes. DESIGN.md is the specification;
-//! each module here implements one part of it:
+//! provider sees only object names (random) and sizes (padded to Padmé lengths). DESIGN.md
+//! is the specification; each module here implements one part of it:
 //!
 //! - [`keys`]: the backup key, its 64-digit recovery form, and the keys derived from it.
 //! - [`object`]: the sealed-object framing every object shares (header, AEAD, AAD).
+//! - [`padme`]: the Padmé lengths every object is padded to, inside its encryption.
 //! - [`chunk`]: chunk ids (keyed BLAKE3) and the content-defined chunker.
 //! - [`pack`]: pack objects, many encrypted blobs and an encrypted table.
 //! - [`patch`]: database patches, changed runs compressed against their old contents.
@@ -21,6 +22,7 @@ pub mod index;
 pub mod keys;
 pub mod object;
 pub mod pack;
+pub mod padme;
 pub mod patch;
 pub mod repository;
 pub mod snapshot;

@@ -2,8 +2,13 @@
 //!
 //! ```text
 //! object  = header || body
-//! header  = "SEALBACK" (8 bytes) || format version (1 byte, = 1) || kind (1 byte) || salt (32 bytes)
+//! header  = "SEALBACK" (8 bytes) || format version (1 byte, = 2) || kind (1 byte) || salt (32 bytes)
 //! ```
+//!
+//! Version 2 pads every object to a Padmé length ([`crate::padme`]) inside its encryption:
+//! a single payload is sealed as `payload || 0x80 || 0x00*`, a pack's table likewise. Version
+//! 1 objects (no padding) are still read; only version 2 is written. The version byte is in
+//! every AAD, so a padded object cannot be read as an unpadded one or the other way round.
 //!
 //! The salt is 32 fresh random bytes each time an object is written. The object's
 //! AES-256-GCM key is derived from it ([`crate::RepoKeys`]), so every object has its own key
@@ -24,9 +29,13 @@ use rand::RngCore;
 
 use crate::error::{Error, Result};
 use crate::keys::RepoKeys;
+use crate::padme;
 
 pub const MAGIC: &[u8; 8] = b"SEALBACK";
-pub const FORMAT_VERSION: u8 = 1;
+/// The format every object is written in: padded to a Padmé length.
+pub const FORMAT_VERSION: u8 = 2;
+/// The format before padding, still read.
+pub const UNPADDED_VERSION: u8 = 1;
 pub const HEADER_LEN: usize = 8 + 1 + 1 + 32;
 pub const TAG_LEN: usize = 16;
 
@@ -102,7 +111,7 @@ impl Header {
                 name: name.to_owned(),
             });
         }
-        if bytes[8] != FORMAT_VERSION {
+        if !(UNPADDED_VERSION..=FORMAT_VERSION).contains(&bytes[8]) {
             return Err(Error::UnsupportedVersion {
                 name: name.to_owned(),
                 found: bytes[8],
@@ -130,6 +139,11 @@ impl Header {
         })
     }
 
+    /// Whether the object's plaintexts end in Padmé padding (format version 2 on).
+    pub fn padded(&self) -> bool {
+        self.bytes[8] >= FORMAT_VERSION
+    }
+
     /// `header || name || extra`: the additional data of the object's own payloads.
     pub fn aad(&self, name: &str, extra: &[u8]) -> Vec<u8> {
         let mut aad = Vec::with_capacity(HEADER_LEN + name.len() + extra.len());
@@ -148,14 +162,16 @@ pub(crate) fn counter_nonce(counter: u64) -> Nonce<aes_gcm::aead::consts::U12> {
 }
 
 /// Seals a single-payload object (config, index, snapshot), in one buffer: the header,
-/// then the plaintext encrypted where it is copied (an index or a snapshot is a megabyte
-/// or more, and a backup's last allocations set its peak memory).
+/// then the plaintext and its padding encrypted where they are copied (an index or a
+/// snapshot is a megabyte or more, and a backup's last allocations set its peak memory).
 pub fn seal(keys: &RepoKeys, kind: ObjectKind, name: &str, plaintext: &[u8]) -> Vec<u8> {
     let header = Header::new(keys, kind);
     let aad = header.aad(name, &[]);
-    let mut out = Vec::with_capacity(HEADER_LEN + plaintext.len() + TAG_LEN);
+    let padded = padme::padme((HEADER_LEN + plaintext.len() + 1 + TAG_LEN) as u64);
+    let mut out = Vec::with_capacity(padded as usize);
     out.extend_from_slice(&header.bytes);
     out.extend_from_slice(plaintext);
+    padme::pad(&mut out, TAG_LEN);
     let tag = header
         .cipher
         .encrypt_inout_detached(&counter_nonce(0), &aad, out[HEADER_LEN..].as_mut().into())
@@ -164,11 +180,12 @@ pub fn seal(keys: &RepoKeys, kind: ObjectKind, name: &str, plaintext: &[u8]) -> 
     out
 }
 
-/// Opens a single-payload object, checking its kind, its name and its integrity.
+/// Opens a single-payload object, checking its kind, its name, its integrity and, from
+/// version 2, its padding.
 pub fn open(keys: &RepoKeys, kind: ObjectKind, name: &str, bytes: &[u8]) -> Result<Vec<u8>> {
     let header = Header::parse(keys, kind, name, bytes)?;
     let aad = header.aad(name, &[]);
-    header
+    let plain = header
         .cipher
         .decrypt(
             &counter_nonce(0),
@@ -179,7 +196,33 @@ pub fn open(keys: &RepoKeys, kind: ObjectKind, name: &str, bytes: &[u8]) -> Resu
         )
         .map_err(|_| Error::Authentication {
             name: name.to_owned(),
-        })
+        })?;
+    if header.padded() {
+        padme::unpad_vec(name, plain)
+    } else {
+        Ok(plain)
+    }
+}
+
+/// An object sealed with its header's version set to `version` and `plaintext` as given:
+/// a version-1 object, or a version-2 one with padding of the test's choice.
+#[cfg(test)]
+pub(crate) fn seal_as(
+    keys: &RepoKeys,
+    kind: ObjectKind,
+    version: u8,
+    name: &str,
+    plaintext: &[u8],
+) -> Vec<u8> {
+    let mut header = Header::new(keys, kind);
+    header.bytes[8] = version;
+    let aad = header.aad(name, &[]);
+    let payload = Payload {
+        msg: plaintext,
+        aad: &aad,
+    };
+    let sealed = header.cipher.encrypt(&counter_nonce(0), payload);
+    [&header.bytes[..], &sealed.expect("encrypts")].concat()
 }
 
 #[cfg(test)]
@@ -195,9 +238,88 @@ mod tests {
     fn seal_open_round_trip() {
         let keys = keys();
         let sealed = seal(&keys, ObjectKind::Snapshot, "snapshots/ab", b"payload");
-        assert_eq!(sealed.len(), HEADER_LEN + 7 + TAG_LEN);
+        assert_eq!(sealed.len(), 72, "42 + 7 + 1 + 16 = 66, padded");
         let opened = open(&keys, ObjectKind::Snapshot, "snapshots/ab", &sealed).expect("opens");
         assert_eq!(opened, b"payload");
+    }
+
+    #[test]
+    fn every_sealed_object_has_a_padme_length() {
+        let keys = keys();
+        for len in [0, 1, 5, 6, 7, 100, 1000, 4096, 65_535, 183_412, 1 << 20] {
+            let plain: Vec<u8> = (0..len).map(|i| (i % 7) as u8).collect();
+            let sealed = seal(&keys, ObjectKind::Index, "index/1", &plain);
+            let unpadded = (HEADER_LEN + len + 1 + TAG_LEN) as u64;
+            assert_eq!(sealed.len() as u64, padme::padme(unpadded), "{len} bytes");
+            assert_eq!(
+                sealed.capacity(),
+                sealed.len(),
+                "{len} bytes: one allocation"
+            );
+            assert_eq!(
+                open(&keys, ObjectKind::Index, "index/1", &sealed).expect("opens"),
+                plain
+            );
+        }
+    }
+
+    #[test]
+    fn version_1_objects_are_still_read_without_unpadding() {
+        let keys = keys();
+        let sealed = seal_as(
+            &keys,
+            ObjectKind::Index,
+            UNPADDED_VERSION,
+            "index/1",
+            b"payload\x80\0",
+        );
+        let opened = open(&keys, ObjectKind::Index, "index/1", &sealed).expect("opens");
+        assert_eq!(opened, b"payload\x80\0");
+        let newer = seal_as(
+            &keys,
+            ObjectKind::Index,
+            FORMAT_VERSION + 1,
+            "index/1",
+            b"payload",
+        );
+        assert!(matches!(
+            open(&keys, ObjectKind::Index, "index/1", &newer),
+            Err(Error::UnsupportedVersion { found: 3, .. })
+        ));
+    }
+
+    #[test]
+    fn malformed_padding_is_an_integrity_error() {
+        let keys = keys();
+        for plain in [&b"payload"[..], b"payload\x80\0\x01", b"", b"\0\0\0"] {
+            let sealed = seal_as(&keys, ObjectKind::Index, FORMAT_VERSION, "index/1", plain);
+            let err = open(&keys, ObjectKind::Index, "index/1", &sealed).expect_err("refused");
+            assert!(matches!(err, Error::Malformed { .. }), "{err}");
+            assert!(
+                err.is_integrity() && err.to_string().contains("padding"),
+                "{err}"
+            );
+        }
+        let good = seal_as(
+            &keys,
+            ObjectKind::Index,
+            FORMAT_VERSION,
+            "index/1",
+            b"payload\x80\0\0",
+        );
+        let opened = open(&keys, ObjectKind::Index, "index/1", &good).expect("opens");
+        assert_eq!(opened, b"payload");
+    }
+
+    #[test]
+    fn a_padded_object_cannot_pass_for_an_unpadded_one() {
+        let keys = keys();
+        let mut sealed = seal(&keys, ObjectKind::Index, "index/1", b"payload");
+        sealed[8] = UNPADDED_VERSION;
+        assert!(matches!(
+            open(&keys, ObjectKind::Index, "index/1", &sealed),
+            Err(Error::Authentication { .. })
+        ));
     }
 
     #[test]

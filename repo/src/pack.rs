@@ -2,14 +2,19 @@
 //! handful of requests to the provider.
 //!
 //! ```text
-//! pack   = header || blob_1 || ... || blob_n || sealed table || table length (u32 LE)
+//! pack   = header || blob_1 || ... || blob_n || sealed table || table length (u32 LE, of the sealed table)
 //! blob_i = AES-256-GCM(K_pack, nonce = offset of blob_i, AAD = header || name || "blob" || kind || chunk id,
 //!                      payload)            payload = the chunk, zstd-compressed or not
 //! table  = n entries of 46 bytes: kind (u8) || compression (u8) || chunk id (32)
 //!          || offset (u32 LE, of blob_i from the start of the pack)
 //!          || length (u32 LE, of blob_i with its tag) || raw length (u32 LE, of the chunk)
-//! sealed table = AES-256-GCM(K_pack, nonce = 0, AAD = header || name || "table", table)
+//! sealed table = AES-256-GCM(K_pack, nonce = 0, AAD = header || name || "table",
+//!                             table || 0x80 || 0x00*)
 //! ```
+//!
+//! The table's padding brings the whole pack to a Padmé length ([`crate::padme`]); the
+//! blobs' offsets do not move, and a reader finds the table from the pack's end as before.
+//! A version-1 pack has no padding and is still read.
 //!
 //! K_pack comes from the pack's random salt (see [`crate::object`]). Nonce 0 seals the
 //! table; each blob's nonce is its byte offset in the pack, at least 42 (the header) and
@@ -27,10 +32,13 @@ use crate::chunk::ChunkId;
 use crate::error::{Error, Result};
 use crate::keys::RepoKeys;
 use crate::object::{HEADER_LEN, Header, ObjectKind, TAG_LEN, counter_nonce};
+use crate::padme;
 
 /// A pack is closed once it holds this many bytes, table included. Every packing worker
 /// holds one, and a restore thread reads one at a time: 4 MiB keeps a full backup within its
-/// memory goal with a worker per core, at ~300 objects for the medium store's 1.2 GB.
+/// memory goal with a worker per core, at ~300 objects for the medium store's 1.2 GB. A
+/// power of two, hence a Padmé length: a pack closed within its target is padded to at
+/// most the target, so padding costs a full pack no more than the room it had left.
 pub const TARGET_PACK_BYTES: usize = 4 * 1024 * 1024;
 const ENTRY_LEN: usize = 46;
 /// A chunk larger than this is refused when reading (no chunk is ever written larger).
@@ -183,9 +191,10 @@ impl PackWriter {
         self.entries.is_empty()
     }
 
-    /// The pack's size once finished, with `blobs` more blobs of `bytes` in all.
+    /// The pack's size once finished, before its padding, with `blobs` more blobs of
+    /// `bytes` in all.
     fn finished_len(&self, blobs: usize, bytes: usize) -> usize {
-        let table = (self.entries.len() + blobs) * ENTRY_LEN + TAG_LEN + 4;
+        let table = (self.entries.len() + blobs) * ENTRY_LEN + 1 + TAG_LEN + 4;
         self.len() + bytes + blobs * TAG_LEN + table
     }
 
@@ -251,7 +260,22 @@ impl PackWriter {
         }
     }
 
-    /// Seals the table and returns the pack.
+    /// Calls `f` with each blob added so far, decrypted and checked as a reader would: how
+    /// a backup's last partial packs are merged into one, padded once (DESIGN §3.10).
+    pub fn for_each_chunk(
+        &self,
+        keys: &RepoKeys,
+        mut f: impl FnMut(&PackEntry, &[u8]),
+    ) -> Result<()> {
+        let reader = PackReader::new(keys, &self.name, &self.buf[self.start..])?;
+        let mut scratch = BlobScratch::default();
+        for entry in &self.entries {
+            f(entry, reader.blob_in(entry, &mut scratch)?);
+        }
+        Ok(())
+    }
+
+    /// Seals the table, padded to bring the pack to its Padmé length, and returns the pack.
     pub fn finish(self) -> FinishedPack {
         let PackWriter {
             name,
@@ -264,6 +288,9 @@ impl PackWriter {
         let mut table = Vec::with_capacity(entries.len() * ENTRY_LEN);
         for e in &entries {
             e.encode(&mut table);
+        }
+        if header.padded() {
+            padme::pad(&mut table, buf.len() - start + TAG_LEN + 4);
         }
         let aad = header.aad(&name, b"table");
         let sealed = header
@@ -351,7 +378,12 @@ impl<'a> PackReader<'a> {
             .map_err(|_| Error::Authentication {
                 name: self.name.to_owned(),
             })?;
-        PackEntry::decode_all(self.name, &table)
+        let table = if self.header.padded() {
+            padme::unpad(self.name, &table)?
+        } else {
+            &table
+        };
+        PackEntry::decode_all(self.name, table)
     }
 
     /// The plaintext chunk of `entry`: authenticated, decompressed, and checked against its id.
@@ -457,15 +489,19 @@ pub struct BlobScratch {
 }
 
 #[cfg(test)]
+#[path = "pack_padding_tests.rs"]
+mod padding_tests;
+
+#[cfg(test)]
 mod tests {
     use super::*;
     use crate::BackupKey;
 
-    fn keys() -> RepoKeys {
+    pub(super) fn keys() -> RepoKeys {
         BackupKey::from_bytes(&mut [9u8; 32]).derive()
     }
 
-    fn pack_of(keys: &RepoKeys, chunks: &[&[u8]]) -> FinishedPack {
+    pub(super) fn pack_of(keys: &RepoKeys, chunks: &[&[u8]]) -> FinishedPack {
         let mut w = PackWriter::new(keys);
         for c in chunks {
             w.add(BlobKind::Data, keys.chunk_id(c), c, true);

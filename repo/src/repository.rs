@@ -367,10 +367,12 @@ fn read_config(keys: &RepoKeys, bytes: &[u8]) -> Result<RepoConfig> {
     let plain = object::open(keys, ObjectKind::Config, CONFIG_NAME, bytes)?;
     let config: RepoConfig =
         serde_json::from_slice(&plain).map_err(|e| Error::malformed(CONFIG_NAME, e.to_string()))?;
-    if config.version != u32::from(object::FORMAT_VERSION) {
+    // A version-1 repository is read, and written on in version 2 from then on.
+    let versions = u32::from(object::UNPADDED_VERSION)..=u32::from(object::FORMAT_VERSION);
+    if !versions.contains(&config.version) {
         return Err(Error::UnsupportedVersion {
             name: CONFIG_NAME.to_owned(),
-            found: config.version as u8,
+            found: config.version.min(255) as u8,
             supported: object::FORMAT_VERSION,
         });
     }
@@ -428,6 +430,54 @@ mod tests {
         fn remove(&self, _: &str) -> Result<(), StoreError> {
             Ok(())
         }
+    }
+
+    #[test]
+    fn a_version_1_repository_is_read_and_written_on_in_version_2() {
+        let store = Arc::new(Memory::default());
+        let key = BackupKey::from_bytes(&mut [4u8; 32]);
+        let keys = key.derive();
+        let v1 = object::UNPADDED_VERSION;
+        let config = format!(
+            r#"{{"version":1,"id":"{}","created_unix_ms":0,"media_chunk_min":262144,"media_chunk_avg":1048576,"media_chunk_max":2097152,"db_chunk_bytes":4096}}"#,
+            "c".repeat(64)
+        );
+        let sealed = object::seal_as(
+            &keys,
+            ObjectKind::Config,
+            v1,
+            CONFIG_NAME,
+            config.as_bytes(),
+        );
+        store.put(CONFIG_NAME, &sealed).expect("put");
+        let old_index = Index {
+            packs: vec![crate::index::IndexedPack {
+                name: format!("data/{}", "d".repeat(64)),
+                entries: Vec::new(),
+            }],
+        };
+        let old_name = format!("index/{}", "e".repeat(64));
+        let sealed = object::seal_as(&keys, ObjectKind::Index, v1, &old_name, &old_index.encode());
+        store.put(&old_name, &sealed).expect("put");
+
+        let (repo, created) = Repository::open_or_init(store.clone(), &key, 0).expect("opens");
+        assert!(!created);
+        assert_eq!(repo.config().version, 1);
+        assert_eq!(repo.read_index(&old_name).expect("v1 index"), old_index);
+        let (new_name, size) = repo.write_index(&old_index).expect("write");
+        let stored = store.get(&new_name).expect("stored");
+        assert_eq!(stored[8], object::FORMAT_VERSION);
+        assert_eq!(size, crate::padme::padme(size));
+        assert_eq!(repo.read_index(&new_name).expect("v2 index"), old_index);
+
+        let newer = config.replace(r#""version":1"#, r#""version":3"#);
+        let sealed = object::seal(&keys, ObjectKind::Config, CONFIG_NAME, newer.as_bytes());
+        store.put(CONFIG_NAME, &sealed).expect("put");
+        let err = Repository::open(store, &key).err().expect("refused");
+        assert!(
+            matches!(err, Error::UnsupportedVersion { found: 3, .. }),
+            "{err}"
+        );
     }
 
     #[test]

@@ -10,14 +10,18 @@
 //! 2 MiB by default) and each worker holds one pack of at most 4 MiB (a chunk that would not fit closes
 //! the pack first); a worker stores its full pack before it starts the next, so no worker
 //! ever holds two.
+//!
+//! A backup's last packs are partial, one per worker, and each would be padded on its own
+//! (DESIGN §3.10): a worker leaves its last pack to be merged with the others', and the
+//! last worker to finish stores the one (or, if they overflow, two) that remain.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
 use crossbeam_channel::{Receiver, Sender};
 use sealback_repo::index::{Index, IndexedPack};
-use sealback_repo::pack::{BlobKind, PackWriter};
+use sealback_repo::pack::{BlobKind, Compression, PackWriter};
 use sealback_repo::{ChunkId, Repository};
 
 use crate::catalog::Catalog;
@@ -136,6 +140,9 @@ pub struct UploadState {
     packs_written: AtomicU64,
     /// Blobs in the packs stored so far.
     blobs_written: AtomicU64,
+    /// Workers running, and the last packs those done left ([`leave_last`]).
+    workers: AtomicUsize,
+    last: Mutex<Option<PackWriter>>,
 }
 
 /// What the workers stored, once they are done.
@@ -237,6 +244,8 @@ pub fn worker_count() -> usize {
 
 /// One worker: packs chunks from `rx` until it closes, storing each full pack.
 pub fn run_worker(repo: &Repository, rx: Receiver<Batch>, state: &UploadState) {
+    // A worker started after the others finished has found the queue closed and drained.
+    state.workers.fetch_add(1, Ordering::AcqRel);
     let mut pack: Option<PackWriter> = None;
     // The buffer of the pack last stored, for the next.
     let mut spare: Option<Vec<u8>> = None;
@@ -263,7 +272,47 @@ pub fn run_worker(repo: &Repository, rx: Receiver<Batch>, state: &UploadState) {
         }
     }
     if let Some(last) = pack.filter(|p| !p.is_empty() && !state.failed()) {
-        store(repo, last, state);
+        leave_last(repo, last, state);
+    }
+    if state.workers.fetch_sub(1, Ordering::AcqRel) == 1 {
+        let last = state.last.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(last) = last.filter(|_| !state.failed()) {
+            store(repo, last, state);
+        }
+    }
+}
+
+/// Merges a worker's `last` pack with the one other workers left, the smaller's blobs
+/// moved into the larger (storing it if they overflow it): a backup ends with one or two
+/// partial packs rather than one per worker, each padded by up to 1/32 of its size. The
+/// cost: decrypting and adding again at most a pack's worth of blobs per worker, once.
+fn leave_last(repo: &Repository, last: PackWriter, state: &UploadState) {
+    let mut left = state.last.lock().unwrap_or_else(|p| p.into_inner());
+    let Some(other) = left.take() else {
+        *left = Some(last);
+        return;
+    };
+    let (into, from) = if other.len() >= last.len() {
+        (other, last)
+    } else {
+        (last, other)
+    };
+    let mut into = Some(into);
+    let moved = from.for_each_chunk(repo.keys(), |entry, chunk| {
+        let open = match into.take() {
+            Some(full) if !full.has_room_for(chunk.len()) => {
+                let spare = store(repo, full, state);
+                PackWriter::new_in(repo.keys(), spare.unwrap_or_default())
+            }
+            Some(open) => open,
+            None => PackWriter::new(repo.keys()),
+        };
+        let compress = entry.compression == Compression::Zstd;
+        into.insert(open).add(entry.kind, entry.id, chunk, compress);
+    });
+    match moved {
+        Ok(()) => *left = into,
+        Err(e) => state.fail(e),
     }
 }
 
@@ -306,6 +355,8 @@ fn store(repo: &Repository, pack: PackWriter, state: &UploadState) -> Option<Vec
 mod tests {
     use std::sync::Arc;
 
+    use sealback_repo::pack::PackReader;
+    use sealback_repo::padme::padme;
     use sealback_repo::{BackupKey, ObjectStore};
 
     use super::*;
@@ -357,6 +408,60 @@ mod tests {
             buffers.copy(&[5; 5], || false).1.is_some(),
             "returned again"
         );
+    }
+
+    #[test]
+    fn the_workers_last_packs_are_merged_into_one() {
+        let store = Arc::new(MemoryStore::default());
+        let key = BackupKey::from_bytes(&mut [6u8; 32]);
+        let (repo, _) = Repository::open_or_init(store.clone(), &key, 0).expect("init");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let catalog = Catalog::open(&dir.path().join("disk.db")).expect("open");
+        let state = UploadState::new(catalog);
+        // 40 chunks of 100 kB, half of them compressed: one pack, however they spread over
+        // four workers.
+        let chunks: Vec<Vec<u8>> = (0..40u8).map(|i| vec![i; 100_000]).collect();
+        let ids: Vec<ChunkId> = chunks.iter().map(|c| repo.keys().chunk_id(c)).collect();
+        let (tx, rx) = queue();
+        std::thread::scope(|scope| {
+            for _ in 0..4 {
+                let rx = rx.clone();
+                let (repo, state) = (&repo, &state);
+                scope.spawn(move || run_worker(repo, rx, state));
+            }
+            for (i, (data, id)) in chunks.iter().zip(&ids).enumerate() {
+                let chunk = NewChunk {
+                    kind: BlobKind::Data,
+                    id: *id,
+                    data: data.clone(),
+                    compress: i % 2 == 0,
+                    back: None,
+                };
+                tx.send(vec![chunk]).expect("send");
+            }
+            drop(tx);
+        });
+        let stored = state.finish().expect("stored");
+        assert_eq!(
+            (stored.packs, stored.blobs),
+            (1, 40),
+            "one pack, every blob"
+        );
+        let (name, size) = &store.list("data/").expect("list")[0];
+        assert_eq!(*size, padme(*size), "padded once");
+        let bytes = store.get(name).expect("pack");
+        let reader = PackReader::new(repo.keys(), name, &bytes).expect("header");
+        let table = reader.table().expect("table");
+        assert_eq!(table, stored.unindexed[0].0.entries);
+        let mut found: Vec<ChunkId> = table.iter().map(|e| e.id).collect();
+        found.sort();
+        let mut expected = ids.clone();
+        expected.sort();
+        assert_eq!(found, expected);
+        for entry in &table {
+            let chunk = reader.blob(entry).expect("blob");
+            assert_eq!(chunk, chunks[usize::from(chunk[0])]);
+        }
     }
 
     #[test]

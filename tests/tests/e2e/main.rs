@@ -13,6 +13,7 @@ mod hostile_store;
 mod incremental;
 mod keys;
 mod lifecycle;
+mod object_sizes;
 mod plugins;
 mod provider_faults;
 mod secrets;
