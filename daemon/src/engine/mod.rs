@@ -20,6 +20,8 @@ pub mod repair;
 mod restorable_tests;
 pub mod restore;
 pub mod restore_dir;
+#[cfg(test)]
+mod restore_hostile_tests;
 mod sink;
 pub mod upload;
 pub mod verify;

@@ -198,12 +198,15 @@ impl RestoreDir {
         let file = match *made {
             None => {
                 let mode = Mode::from_bits_truncate(0o600);
-                let file = File::from(openat(
-                    fd,
-                    name,
-                    flags | OFlag::O_CREAT | OFlag::O_EXCL,
-                    mode,
-                )?);
+                let created = openat(fd, name, flags | OFlag::O_CREAT | OFlag::O_EXCL, mode);
+                let file = File::from(created.map_err(|e| match e {
+                    Errno::EEXIST => std::io::Error::other(
+                        "something else created this name while sealbackd restored (it is \
+                         never followed nor overwritten): make sure nothing else writes into \
+                         the restore directory, and restore again",
+                    ),
+                    e => errno_io(e),
+                })?);
                 let stat = fstat(&file)?;
                 *made = Some((stat.st_dev, stat.st_ino));
                 file

@@ -14,6 +14,7 @@ mod keys;
 mod lifecycle;
 mod plugins;
 mod provider_faults;
+mod restore_security;
 mod secrets;
 mod socket;
 mod tampering;
