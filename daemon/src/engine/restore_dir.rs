@@ -103,6 +103,7 @@ impl RestoreDir {
     /// Creates `to` if missing and opens it; without `force` it must be empty, as seen
     /// through the descriptor every later creation goes through.
     pub fn open(to: &Path, force: bool, owner: Owner) -> Result<RestoreDir, EngineError> {
+        allow_open_directories();
         std::fs::create_dir_all(to).map_err(EngineError::io("cannot create", to))?;
         let fd = openat(nix::fcntl::AT_FDCWD, to, DIR_FLAGS, Mode::empty())
             .map_err(|e| open_dir_error(to, e))?;
@@ -279,6 +280,19 @@ impl RestoreDir {
     /// The restore directory's path, for messages.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+}
+
+/// Raises this process's soft limit of open files to its hard limit: a restore holds one
+/// descriptor per directory of the snapshot, and systemd starts services with a soft limit
+/// of 1,024 (hard 524,288), which a store with more folders than that would reach.
+fn allow_open_directories() {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE)
+        && soft < hard
+        && let Err(e) = setrlimit(Resource::RLIMIT_NOFILE, hard, hard)
+    {
+        tracing::warn!(soft, hard, error = %e, "cannot raise the limit of open files");
     }
 }
 
