@@ -65,6 +65,11 @@ pub enum EngineError {
     )]
     InTheWay(PathBuf),
     #[error(
+        "{} is a symbolic link or not a directory: a restore never follows links; restore into the directory it points to",
+        .0.display()
+    )]
+    RestoreDirIsLink(PathBuf),
+    #[error(
         "snapshot {snapshot} holds an unsafe path {path:?}: the manifest is damaged; nothing was written outside the target directory"
     )]
     UnsafePath { snapshot: String, path: String },

@@ -105,8 +105,11 @@ impl RestoreDir {
     pub fn open(to: &Path, force: bool, owner: Owner) -> Result<RestoreDir, EngineError> {
         allow_open_directories();
         std::fs::create_dir_all(to).map_err(EngineError::io("cannot create", to))?;
-        let fd = openat(nix::fcntl::AT_FDCWD, to, DIR_FLAGS, Mode::empty())
-            .map_err(|e| open_dir_error(to, e))?;
+        let fd =
+            openat(nix::fcntl::AT_FDCWD, to, DIR_FLAGS, Mode::empty()).map_err(|e| match e {
+                Errno::ELOOP | Errno::ENOTDIR => EngineError::RestoreDirIsLink(to.to_path_buf()),
+                e => EngineError::io("cannot open", to)(errno_io(e)),
+            })?;
         let stat = fstat(&fd).map_err(|e| EngineError::io("cannot read", to)(errno_io(e)))?;
         let owner = match owner {
             Owner::Directory => Some((Uid::from_raw(stat.st_uid), Gid::from_raw(stat.st_gid))),

@@ -211,6 +211,8 @@ fn with_force_a_media_link_standing_in_the_directory_is_replaced_never_followed(
     let to = backed.dir.path().join("restored");
     fs::create_dir(&to).expect("restore dir");
     symlink(&sentinel, to.join("Media")).expect("plant Media");
+    // And where a file goes: replaced by the rename, never written through.
+    symlink(sentinel.join("db"), to.join("msgstore.db")).expect("plant the database");
     backed
         .restore(&to, true, Owner::Directory, &|_, _| {})
         .expect("restore with --force");
@@ -224,7 +226,27 @@ fn with_force_a_media_link_standing_in_the_directory_is_replaced_never_followed(
             .expect("Media")
             .is_dir()
     );
+    assert!(
+        fs::symlink_metadata(to.join("msgstore.db"))
+            .expect("db")
+            .is_file()
+    );
     check_media(&to);
+}
+
+#[test]
+fn a_restore_directory_that_is_a_link_is_refused_and_named() {
+    let backed = backed_up();
+    let sentinel = backed.sentinel();
+    let to = backed.dir.path().join("restored");
+    symlink(&sentinel, &to).expect("plant");
+    match backed.restore(&to, true, Owner::Directory, &|_, _| {}) {
+        Err(e @ EngineError::RestoreDirIsLink(_)) => {
+            assert!(e.to_string().contains(&to.display().to_string()), "{e}")
+        }
+        other => panic!("expected the link to be refused, got {other:?}"),
+    }
+    assert_eq!(entries(&sentinel), Vec::<String>::new());
 }
 
 #[test]

@@ -251,3 +251,39 @@ fn check_media(to: &Path) {
     let db = fs::symlink_metadata(to.join("msgstore.db")).expect("restored database");
     assert!(db.is_file(), "the database was restored as {db:?}");
 }
+
+/// A restore holds a descriptor per directory: a store with more folders than systemd's
+/// default soft limit of open files (1,024; here lowered to 256 on the running daemon)
+/// still restores, the daemon raising its soft limit to the hard one.
+#[test]
+fn a_store_with_more_folders_than_the_soft_open_files_limit_restores() {
+    const FOLDERS: usize = 400;
+    let backed = BackedUp::new(10, 5);
+    for n in 0..FOLDERS {
+        backed.store.put_file(
+            &format!("Media/Folders/f{n}/note.txt"),
+            format!("note {n}").as_bytes(),
+        );
+    }
+    let snapshot = backed.device.backup().snapshot;
+    let pid = backed.device.pid().expect("the daemon runs");
+    let hard = fs::read_to_string(format!("/proc/{pid}/limits"))
+        .expect("limits")
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .and_then(|l| l.split_whitespace().nth(4).map(str::to_owned))
+        .expect("the hard limit of open files");
+    let lowered = std::process::Command::new("prlimit")
+        .args(["--pid", &pid.to_string(), &format!("--nofile=256:{hard}")])
+        .status()
+        .expect("prlimit (util-linux)");
+    assert!(lowered.success(), "prlimit failed");
+
+    let to = backed.path("restored");
+    backed.device.restore(&snapshot, &to);
+    for n in [0, FOLDERS / 2, FOLDERS - 1] {
+        let note = fs::read_to_string(to.join(format!("Media/Folders/f{n}/note.txt")))
+            .expect("restored note");
+        assert_eq!(note, format!("note {n}"));
+    }
+}
