@@ -36,6 +36,8 @@ struct RawConfig {
     plugins: RawPlugins,
     #[serde(default)]
     schedule: RawSchedule,
+    #[serde(default)]
+    restore: RawRestore,
     targets: Vec<RawTarget>,
     #[serde(default)]
     vault: Option<RawVault>,
@@ -92,6 +94,14 @@ struct RawSchedule {
     debounce: String,
     #[serde(default)]
     interval: Option<String>,
+}
+
+/// `[restore]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRestore {
+    #[serde(default)]
+    owner: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -189,6 +199,8 @@ pub struct Config {
     pub targets: Vec<TargetConfig>,
     /// The Backup Key Vault, for users who protect the key with a password.
     pub vault: Option<VaultSettings>,
+    /// `[restore] owner`: who owns what a restore creates.
+    pub restore_owner: crate::engine::restore_dir::Owner,
 }
 
 /// `[vault]`: where the Backup Key Vault is and how this device proves its account.
@@ -476,8 +488,13 @@ fn validate(raw: RawConfig, path: &str) -> Result<Config, ConfigError> {
             })
         }
     };
+    let restore_owner = match raw.restore.owner.as_deref() {
+        None => Default::default(),
+        Some(text) => text.parse().map_err(|e| bad("restore.owner", e))?,
+    };
     Ok(Config {
         vault,
+        restore_owner,
         store: raw.store.path,
         database: raw.store.database,
         state_dir: raw.state.dir,

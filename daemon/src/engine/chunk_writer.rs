@@ -17,12 +17,15 @@
 //! A chunk has *landed* once it is written to its file: [`ChunkWriter::write`] and
 //! [`ChunkWriter::flush`] say which chunks landed, so that a file is finished only when
 //! every one of its chunks has, whichever thread gathered them.
+//!
+//! The writer never opens a file by path: the caller's [`Partials`] opens file number `n`
+//! (the restore creates it the first time, relative to a held directory, see
+//! `restore_dir`), once per file and thread.
 
 use std::collections::HashMap;
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io;
 use std::os::unix::fs::FileExt as _;
-use std::path::{Path, PathBuf};
 
 /// Chunks whose aligned middle is smaller than this are written buffered.
 const DIRECT_MIN: u64 = 64 * 1024;
@@ -35,6 +38,14 @@ const MAX_OPEN: usize = 64;
 
 /// Chunks that landed in one file: (file, how many).
 pub type Landed = (usize, usize);
+
+/// Opens the files a writer writes into, by number.
+pub trait Partials: Sync {
+    /// Opens file `file` for writing, with `O_DIRECT` if `direct`. The first open of a
+    /// file (never a direct one) creates it; later ones, on any thread, must not truncate
+    /// it. Together the chunks cover the file.
+    fn open(&self, file: usize, direct: bool) -> io::Result<File>;
+}
 
 /// One restore thread's open files, aligned buffer and run of small chunks.
 pub struct ChunkWriter {
@@ -57,7 +68,6 @@ struct Handles {
 /// from an aligned file offset, so that the run's aligned middle is written in place.
 struct Run {
     file: usize,
-    path: PathBuf,
     offset: u64,
     len: usize,
     chunks: usize,
@@ -80,13 +90,13 @@ impl Default for ChunkWriter {
 }
 
 impl ChunkWriter {
-    /// Writes `data` at `offset` of the file `path`, known to the caller as `file`, or
-    /// gathers it into the current run; returns the chunks that landed meanwhile (this one,
-    /// or the run it ended, or both).
+    /// Writes `data` at `offset` of file number `file` (opened by `partials`), or gathers
+    /// it into the current run; returns the chunks that landed meanwhile (this one, or the
+    /// run it ended, or both).
     pub fn write(
         &mut self,
         file: usize,
-        path: &Path,
+        partials: &dyn Partials,
         data: &[u8],
         offset: u64,
     ) -> io::Result<[Option<Landed>; 2]> {
@@ -104,33 +114,32 @@ impl ChunkWriter {
                 run.chunks += 1;
                 return Ok([None, None]);
             }
-            let ended = self.flush()?;
+            let ended = self.flush(partials)?;
             let at = self.slab_start() + (offset % self.align) as usize;
             self.buffer[at..at + data.len()].copy_from_slice(data);
             self.run = Some(Run {
                 file,
-                path: path.to_path_buf(),
                 offset,
                 len: data.len(),
                 chunks: 1,
             });
             return Ok([ended, None]);
         }
-        let ended = self.flush()?;
-        self.open(file, path)?;
-        self.write_now(file, path, data, offset)?;
+        let ended = self.flush(partials)?;
+        self.open(file, partials)?;
+        self.write_now(file, partials, data, offset)?;
         Ok([ended, Some((file, 1))])
     }
 
     /// Writes the current run; returns its chunks.
-    pub fn flush(&mut self) -> io::Result<Option<Landed>> {
+    pub fn flush(&mut self, partials: &dyn Partials) -> io::Result<Option<Landed>> {
         let Some(run) = self.run.take() else {
             return Ok(None);
         };
-        self.open(run.file, &run.path)?;
+        self.open(run.file, partials)?;
         let at = self.slab_start() + (run.offset % self.align) as usize;
         let data = std::mem::take(&mut self.buffer);
-        let written = self.write_now(run.file, &run.path, &data[at..at + run.len], run.offset);
+        let written = self.write_now(run.file, partials, &data[at..at + run.len], run.offset);
         self.buffer = data;
         written?;
         Ok(Some((run.file, run.chunks)))
@@ -146,19 +155,13 @@ impl ChunkWriter {
         self.buffer.as_ptr().align_offset(align)
     }
 
-    fn open(&mut self, file: usize, path: &Path) -> io::Result<()> {
+    fn open(&mut self, file: usize, partials: &dyn Partials) -> io::Result<()> {
         if self.files.len() >= MAX_OPEN && !self.files.contains_key(&file) {
             self.files.clear();
         }
         if let std::collections::hash_map::Entry::Vacant(slot) = self.files.entry(file) {
             slot.insert(Handles {
-                // The first chunk of a file creates it; later ones (on any thread) must
-                // not truncate it. Together the chunks cover the file.
-                buffered: OpenOptions::new()
-                    .write(true)
-                    .create(true)
-                    .truncate(false)
-                    .open(path)?,
+                buffered: partials.open(file, false)?,
                 direct: None,
             });
         }
@@ -170,7 +173,13 @@ impl ChunkWriter {
     /// writer's buffer, or a blob decrypted where the caller placed it, see
     /// [`ChunkWriter::alignment`]) is written from where it lies; any other through the
     /// aligned buffer.
-    fn write_now(&mut self, file: usize, path: &Path, data: &[u8], offset: u64) -> io::Result<()> {
+    fn write_now(
+        &mut self,
+        file: usize,
+        partials: &dyn Partials,
+        data: &[u8],
+        offset: u64,
+    ) -> io::Result<()> {
         let end = offset + data.len() as u64;
         let align = self.align;
         let (first, last) = (offset.next_multiple_of(align), end / align * align);
@@ -182,7 +191,7 @@ impl ChunkWriter {
         self.buffered(file)?.write_all_at(&data[..head], offset)?;
         self.buffered(file)?
             .write_all_at(&data[head + middle..], last)?;
-        match self.write_direct(file, path, &data[head..head + middle], first) {
+        match self.write_direct(file, partials, &data[head..head + middle], first) {
             Ok(true) => Ok(()),
             // Refused: this writer writes through the cache from now on.
             Ok(false) => {
@@ -226,16 +235,12 @@ impl ChunkWriter {
 
     /// The file's `O_DIRECT` handle, opened the first time; `None` if refused.
     #[cfg(target_os = "linux")]
-    fn direct_handle(&mut self, file: usize, path: &Path) -> io::Result<Option<&File>> {
-        use std::os::unix::fs::OpenOptionsExt as _;
+    fn direct_handle(&mut self, file: usize, partials: &dyn Partials) -> io::Result<Option<&File>> {
         let Some(handles) = self.files.get_mut(&file) else {
             return Ok(None);
         };
         if handles.direct.is_none() {
-            let opened = OpenOptions::new()
-                .write(true)
-                .custom_flags(libc::O_DIRECT)
-                .open(path);
+            let opened = partials.open(file, true);
             handles.direct = Some(match opened {
                 Ok(file) => Some(file),
                 Err(e) if refused(&e) => None,
@@ -248,12 +253,18 @@ impl ChunkWriter {
     /// Writes an aligned stretch with `O_DIRECT`: where it lies if it sits aligned in
     /// memory, else through the aligned buffer; false if the file system refuses it.
     #[cfg(target_os = "linux")]
-    fn write_direct(&mut self, file: usize, path: &Path, data: &[u8], at: u64) -> io::Result<bool> {
+    fn write_direct(
+        &mut self,
+        file: usize,
+        partials: &dyn Partials,
+        data: &[u8],
+        at: u64,
+    ) -> io::Result<bool> {
         let in_place = (data.as_ptr() as usize).is_multiple_of(self.align as usize);
         let start = if in_place { 0 } else { self.slab_start() };
         let mut slab = std::mem::take(&mut self.buffer);
         let result = (|| {
-            let Some(direct) = self.direct_handle(file, path)? else {
+            let Some(direct) = self.direct_handle(file, partials)? else {
                 return Ok(false);
             };
             let written = if in_place {
@@ -279,7 +290,7 @@ impl ChunkWriter {
     }
 
     #[cfg(not(target_os = "linux"))]
-    fn write_direct(&mut self, _: usize, _: &Path, _: &[u8], _: u64) -> io::Result<bool> {
+    fn write_direct(&mut self, _: usize, _: &dyn Partials, _: &[u8], _: u64) -> io::Result<bool> {
         Ok(false)
     }
 }
@@ -293,6 +304,21 @@ fn refused(e: &io::Error) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    use std::path::PathBuf;
+
+    /// Files by path, as the tests make them.
+    struct Paths(Vec<PathBuf>);
+
+    impl Partials for Paths {
+        fn open(&self, file: usize, direct: bool) -> io::Result<File> {
+            let flags = if direct { libc::O_DIRECT } else { 0 };
+            std::fs::OpenOptions::new()
+                .write(true)
+                .custom_flags(flags)
+                .open(&self.0[file])
+        }
+    }
 
     #[test]
     fn chunks_of_every_size_and_alignment_land_exactly() {
@@ -323,14 +349,15 @@ mod tests {
         File::create(&path)
             .and_then(|f| f.set_len(expected.len() as u64))
             .expect("create");
+        let paths = Paths(vec![path.clone()]);
         let mut writer = ChunkWriter::default();
         // Out of order, as packs deliver them.
         let mut landed = 0;
         for (offset, data) in pieces.iter().rev() {
-            let now = writer.write(0, &path, data, *offset).expect("write");
+            let now = writer.write(0, &paths, data, *offset).expect("write");
             landed += now.iter().flatten().map(|(_, n)| n).sum::<usize>();
         }
-        landed += writer.flush().expect("flush").map_or(0, |(_, n)| n);
+        landed += writer.flush(&paths).expect("flush").map_or(0, |(_, n)| n);
         assert_eq!(landed, pieces.len(), "every chunk lands once");
         writer.close();
         assert!(std::fs::read(&path).expect("read") == expected);
@@ -351,13 +378,14 @@ mod tests {
         File::create(&path)
             .and_then(|f| f.set_len(size))
             .expect("create");
+        let paths = Paths(vec![path.clone()]);
         let mut writer = ChunkWriter::default();
         let mut landings = Vec::new();
         for (offset, data) in &pieces {
-            let now = writer.write(0, &path, data, *offset).expect("write");
+            let now = writer.write(0, &paths, data, *offset).expect("write");
             landings.extend(now.into_iter().flatten());
         }
-        landings.extend(writer.flush().expect("flush"));
+        landings.extend(writer.flush(&paths).expect("flush"));
         writer.close();
         assert_eq!(
             landings.iter().map(|(_, n)| n).sum::<usize>(),
@@ -379,13 +407,17 @@ mod tests {
         let open_fds = || std::fs::read_dir("/proc/self/fd").map_or(0, |d| d.count());
         let before = open_fds();
         let mut writer = ChunkWriter::default();
-        for n in 0..(4 * MAX_OPEN) {
-            let path = dir.path().join(format!("f{n}"));
-            File::create(&path)
+        let paths = Paths(
+            (0..(4 * MAX_OPEN))
+                .map(|n| dir.path().join(format!("f{n}")))
+                .collect(),
+        );
+        for (n, path) in paths.0.iter().enumerate() {
+            File::create(path)
                 .and_then(|f| f.set_len(200_000))
                 .expect("create");
-            writer.write(n, &path, &[7u8; 200_000], 0).expect("write");
-            writer.flush().expect("flush");
+            writer.write(n, &paths, &[7u8; 200_000], 0).expect("write");
+            writer.flush(&paths).expect("flush");
         }
         // Other tests open files concurrently: allow them some slack.
         assert!(

@@ -19,6 +19,9 @@ pub mod repair;
 #[cfg(test)]
 mod restorable_tests;
 pub mod restore;
+pub mod restore_dir;
+#[cfg(test)]
+mod restore_hostile_tests;
 mod sink;
 pub mod upload;
 pub mod verify;
@@ -56,6 +59,16 @@ pub enum EngineError {
     NoSnapshots,
     #[error("{} is not empty: restore into an empty directory, or pass --force to replace files in it", .0.display())]
     NotEmpty(PathBuf),
+    #[error(
+        "{} is a symbolic link or not a directory where the snapshot has a directory: a restore never follows links; remove it, or pass --force to replace it",
+        .0.display()
+    )]
+    InTheWay(PathBuf),
+    #[error(
+        "{} is a symbolic link or not a directory: a restore never follows links; restore into the directory it points to",
+        .0.display()
+    )]
+    RestoreDirIsLink(PathBuf),
     #[error(
         "snapshot {snapshot} holds an unsafe path {path:?}: the manifest is damaged; nothing was written outside the target directory"
     )]

@@ -312,6 +312,7 @@ impl Device {
             target: "memory",
             to,
             force: false,
+            owner: Default::default(),
             progress: &|_, _| {},
             cancel: &AtomicBool::new(false),
         };

@@ -7,10 +7,15 @@
 //! landed and its size is right: a file that stands under its real name in the target
 //! directory is genuine. On the first error every partial file is removed and the error
 //! names the object at fault. One `syncfs` at the end makes the restore durable.
+//!
+//! Every name is created and opened beneath the restore directory through held directory
+//! descriptors, never following a link, and nothing comes back setuid or setgid: see
+//! [`RestoreDir`].
 
-use std::collections::{HashMap, HashSet};
-use std::fs::{self, File, OpenOptions};
-use std::os::unix::fs::{FileExt, PermissionsExt};
+use std::collections::HashMap;
+use std::ffi::OsString;
+use std::fs::File;
+use std::os::unix::fs::FileExt;
 use std::path::{Component, Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -22,7 +27,8 @@ use sealback_repo::patch;
 use sealback_repo::{ChunkId, Repository};
 
 use super::EngineError;
-use super::chunk_writer::{ChunkWriter, Landed};
+use super::chunk_writer::{ChunkWriter, Landed, Partials};
+use super::restore_dir::{Made, Owner, RestoreDir, partial_name};
 use crate::catalog::{Catalog, SnapshotRow};
 use crate::control::api::RestoreReport;
 
@@ -101,6 +107,8 @@ pub struct RestoreInput<'a> {
     pub target: &'a str,
     pub to: &'a Path,
     pub force: bool,
+    /// Who owns the files and directories the restore creates.
+    pub owner: Owner,
     pub progress: &'a (dyn Fn(u64, u64) + Sync),
     /// Set when the daemon stops: the restore ends at the next pack, its partial files
     /// removed.
@@ -109,8 +117,15 @@ pub struct RestoreInput<'a> {
 
 /// One file to write, under `partial` until complete.
 struct Job<'s> {
+    /// Its path and its partial file's path, for messages.
     dest: PathBuf,
     partial: PathBuf,
+    /// Its directory (held by the [`RestoreDir`]), its name there and its partial name.
+    dir: usize,
+    name: OsString,
+    partial_name: OsString,
+    /// The partial file, once created.
+    made: Made,
     shown: &'s str,
     size: u64,
     mode: u32,
@@ -218,23 +233,13 @@ pub fn run(
     let started = Instant::now();
     // Read from the repository, not the cache: the manifest is authenticated on the way.
     let snapshot = repo.read_snapshot(&input.snapshot.name)?;
-    prepare_directory(input.to, input.force)?;
+    let mut root = RestoreDir::open(input.to, input.force, input.owner)?;
     let locations = Locations::new(repo, catalog);
     let mut jobs = Vec::with_capacity(snapshot.files.len() + 1);
     let mut db_ids = Vec::new();
 
     if let Some(db) = &snapshot.database {
         let dest = safe_join(input.to, &db.path, &input.snapshot.name)?;
-        // A stale -wal next to the restored database would be replayed into it by SQLite.
-        for suffix in ["-wal", "-shm", "-journal"] {
-            let stale = PathBuf::from(format!("{}{suffix}", dest.display()));
-            match fs::remove_file(&stale) {
-                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                    return Err(EngineError::io("cannot remove", stale)(e));
-                }
-                _ => {}
-            }
-        }
         db_ids = read_lists(repo, &locations, &db.lists)?;
         let mut db_job = job(dest, &db.path, db.size, 0o600, None);
         db_job.patched = !db.patches.is_empty();
@@ -271,20 +276,24 @@ pub fn run(
     // restore threads: creating every file first, on one thread, took 1.7 s of the medium
     // store's restore where the file system had just deleted many files (ext4 then scans
     // its inode bitmaps). Files without chunks are created here.
-    let mut parents = HashSet::new();
-    for job in &jobs {
-        if let Err(e) = prepare_partial(job, input.force, &mut parents) {
+    for (at, job) in jobs.iter_mut().enumerate() {
+        let database = at == 0 && snapshot.database.is_some();
+        if let Err(e) = prepare_partial(&mut root, job, database, input.force) {
             fail(e);
             break;
         }
         if job.remaining.load(Ordering::Relaxed) == 0
             && !job.patched
-            && let Err(e) = finish(job)
+            && let Err(e) = finish(&root, job)
         {
             fail(e);
             break;
         }
     }
+    let partials = Opener {
+        root: &root,
+        jobs: &jobs,
+    };
     let next = AtomicUsize::new(0);
     // Three per core: a thread waits for its pack to be read and for its direct writes
     // (the database's pages too, since they are gathered into runs) longer than it
@@ -316,7 +325,7 @@ pub fn run(
                         repo,
                         plan,
                         &blobs,
-                        &jobs,
+                        &partials,
                         &mut writer,
                         &mut scratch,
                         &progress,
@@ -335,25 +344,31 @@ pub fn run(
         && job.patched
     {
         // The chunks wrote the image the lists name; the patches make it the database's.
-        let lists = fs::metadata(&job.partial).map_or(0, |m| m.len());
-        let patched = apply_patches(repo, &locations, job, &db.patches, db.chunk_bytes);
-        match patched.and_then(|()| finish(job)) {
-            Ok(()) => bytes = bytes - lists.min(bytes) + job.size,
+        let patched = partials
+            .open_as(0, nix::fcntl::OFlag::O_RDWR)
+            .map_err(EngineError::io("cannot open", &job.partial))
+            .and_then(|out| {
+                let lists = out.metadata().map_or(0, |m| m.len());
+                apply_patches(repo, &locations, job, &out, &db.patches, db.chunk_bytes)?;
+                Ok(lists)
+            });
+        match patched.and_then(|lists| finish(&root, job).map(|()| lists)) {
+            Ok(lists) => bytes = bytes - lists.min(bytes) + job.size,
             Err(e) => first_error = Some(e),
         }
     }
     if let Some(e) = first_error {
         // Nothing incomplete stays behind; files already renamed into place are genuine.
         for job in &jobs {
-            let _ = fs::remove_file(&job.partial);
+            if job.made.lock().is_ok_and(|m| m.is_some()) {
+                let _ = root.remove(job.dir, &job.partial_name);
+            }
         }
         return Err(e);
     }
-    // One flush for everything written, rather than one per file.
-    let dir = File::open(input.to).map_err(EngineError::io("cannot open", input.to))?;
     let written = started.elapsed();
-    nix::unistd::syncfs(&dir)
-        .map_err(|e| EngineError::io("cannot flush", input.to)(std::io::Error::from(e)))?;
+    // The directories' owner, and one flush for everything written rather than one per file.
+    root.finish()?;
     tracing::debug!(
         planned_ms = planned.as_millis() as u64,
         written_ms = (written - planned).as_millis() as u64,
@@ -379,9 +394,14 @@ fn job<'s>(
     mtime: Option<SystemTime>,
 ) -> Job<'s> {
     let partial = PathBuf::from(format!("{}{PARTIAL_SUFFIX}", dest.display()));
+    let name = dest.file_name().unwrap_or_default().to_os_string();
     Job {
         dest,
         partial,
+        dir: 0,
+        partial_name: partial_name(&name, PARTIAL_SUFFIX),
+        name,
+        made: Made::default(),
         shown,
         size,
         mode,
@@ -476,34 +496,68 @@ fn plan(
     Ok((blobs, plans))
 }
 
-/// Makes way for a file's partial copy: its directory exists, no stale partial copy is
-/// left (`force` restores into a directory that may hold one), and a file without chunks
-/// is created.
-fn prepare_partial<'j>(
-    job: &'j Job<'_>,
+/// The restore's files, opened for the chunk writer through their held directories.
+struct Opener<'r> {
+    root: &'r RestoreDir,
+    jobs: &'r [Job<'r>],
+}
+
+impl Opener<'_> {
+    fn open_as(&self, file: usize, flags: nix::fcntl::OFlag) -> std::io::Result<File> {
+        let job = &self.jobs[file];
+        self.root
+            .open_partial(job.dir, &job.partial_name, flags, &job.made)
+    }
+}
+
+impl Partials for Opener<'_> {
+    fn open(&self, file: usize, direct: bool) -> std::io::Result<File> {
+        use nix::fcntl::OFlag;
+        let direct = if direct {
+            OFlag::O_DIRECT
+        } else {
+            OFlag::empty()
+        };
+        self.open_as(file, OFlag::O_WRONLY | direct)
+    }
+}
+
+/// Makes way for a file's partial copy: its directory is made and held, no stale partial
+/// copy is left (`force` restores into a directory that may hold one), and a file without
+/// chunks is created. For the database, stale `-wal`, `-shm` and `-journal` files are
+/// removed: SQLite would replay a stale `-wal` into the restored database.
+fn prepare_partial(
+    root: &mut RestoreDir,
+    job: &mut Job<'_>,
+    database: bool,
     force: bool,
-    parents: &mut HashSet<&'j Path>,
 ) -> Result<(), EngineError> {
-    if let Some(dir) = job.dest.parent()
-        && parents.insert(dir)
-    {
-        fs::create_dir_all(dir).map_err(EngineError::io("cannot create", dir))?;
+    job.dir = root.dir(Path::new(job.shown).parent().unwrap_or(Path::new("")))?;
+    let suffixes: &[&str] = if database {
+        &["-wal", "-shm", "-journal"]
+    } else {
+        &[]
+    };
+    for suffix in suffixes {
+        let stale = partial_name(&job.name, suffix);
+        root.remove(job.dir, &stale).map_err(EngineError::io(
+            "cannot remove",
+            format!("{}{suffix}", job.dest.display()),
+        ))?;
     }
     if force {
         // Removed, not opened: whatever stands there (a link too) is not followed.
-        match fs::remove_file(&job.partial) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                return Err(EngineError::io("cannot remove", &job.partial)(e));
-            }
-            _ => {}
-        }
+        root.remove(job.dir, &job.partial_name)
+            .map_err(EngineError::io("cannot remove", &job.partial))?;
     }
     if job.remaining.load(Ordering::Relaxed) == 0 {
-        OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&job.partial)
-            .map_err(EngineError::io("cannot create", &job.partial))?;
+        root.open_partial(
+            job.dir,
+            &job.partial_name,
+            nix::fcntl::OFlag::O_WRONLY,
+            &job.made,
+        )
+        .map_err(EngineError::io("cannot create", &job.partial))?;
     }
     Ok(())
 }
@@ -515,11 +569,12 @@ fn restore_pack(
     repo: &Repository,
     plan: &PackPlan,
     blobs: &Blobs,
-    jobs: &[Job<'_>],
+    partials: &Opener<'_>,
     writer: &mut ChunkWriter,
     scratch: &mut BlobScratch,
     progress: &dyn Fn(u64),
 ) -> Result<(), EngineError> {
+    let jobs = partials.jobs;
     let bytes = repo.read_pack(&plan.pack)?;
     let reader = PackReader::new(repo.keys(), &plan.pack, &bytes)?;
     let land = |writer: &mut ChunkWriter, (file, chunks): Landed| {
@@ -527,7 +582,7 @@ fn restore_pack(
         if job.remaining.fetch_sub(chunks, Ordering::AcqRel) == chunks {
             writer.done_with(file);
             if !job.patched {
-                finish(job)?;
+                finish(partials.root, job)?;
             }
         }
         Ok::<_, EngineError>(())
@@ -548,7 +603,7 @@ fn restore_pack(
         for place in std::iter::once(first).chain(same_blob) {
             let file = place.job as usize;
             let landed = writer
-                .write(file, &jobs[file].partial, data, place.offset)
+                .write(file, partials, data, place.offset)
                 .map_err(|e| failed(writer, file)(e))?;
             progress(data.len() as u64);
             for landed in landed.into_iter().flatten() {
@@ -557,7 +612,10 @@ fn restore_pack(
         }
     }
     let last = plan.places.last().map_or(0, |p| p.job as usize);
-    if let Some(landed) = writer.flush().map_err(|e| failed(writer, last)(e))? {
+    if let Some(landed) = writer
+        .flush(partials)
+        .map_err(|e| failed(writer, last)(e))?
+    {
         land(writer, landed)?;
     }
     writer.close();
@@ -572,15 +630,11 @@ fn apply_patches(
     repo: &Repository,
     locations: &Locations<'_>,
     job: &Job<'_>,
+    out: &File,
     patches: &[ChunkId],
     run_bytes: u32,
 ) -> Result<(), EngineError> {
     let io = |what: &'static str| EngineError::io(what, &job.partial);
-    let out = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(&job.partial)
-        .map_err(io("cannot open"))?;
     let mut scratch = BlobScratch::default();
     for (at, id) in patches.iter().enumerate() {
         let name = format!(
@@ -634,8 +688,15 @@ fn apply_patches(
 
 /// The last chunk of a file has landed (and, for a patched database, its patches are
 /// applied): give it its metadata and its real name, once it is its recorded size.
-fn finish(job: &Job<'_>) -> Result<(), EngineError> {
-    let out = File::open(&job.partial).map_err(EngineError::io("cannot open", &job.partial))?;
+fn finish(root: &RestoreDir, job: &Job<'_>) -> Result<(), EngineError> {
+    let out = root
+        .open_partial(
+            job.dir,
+            &job.partial_name,
+            nix::fcntl::OFlag::O_RDONLY,
+            &job.made,
+        )
+        .map_err(EngineError::io("cannot open", &job.partial))?;
     let len = out
         .metadata()
         .map_err(EngineError::io("cannot read", &job.partial))?
@@ -647,19 +708,15 @@ fn finish(job: &Job<'_>) -> Result<(), EngineError> {
             found: len,
         });
     }
-    finish_metadata(&out, job.mode, job.mtime)
-        .map_err(EngineError::io("cannot set metadata of", &job.partial))?;
-    fs::rename(&job.partial, &job.dest)
-        .map_err(EngineError::io("cannot rename into place", &job.dest))
-}
-
-fn prepare_directory(to: &Path, force: bool) -> Result<(), EngineError> {
-    fs::create_dir_all(to).map_err(EngineError::io("cannot create", to))?;
-    let mut entries = fs::read_dir(to).map_err(EngineError::io("cannot read", to))?;
-    if entries.next().is_some() && !force {
-        return Err(EngineError::NotEmpty(to.to_path_buf()));
-    }
-    Ok(())
+    root.finish_file(
+        job.dir,
+        &out,
+        &job.partial_name,
+        &job.name,
+        &job.dest,
+        job.mode,
+        job.mtime,
+    )
 }
 
 /// `root/rel`, refusing anything that could leave `root`.
@@ -675,14 +732,6 @@ fn safe_join(root: &Path, rel: &str, snapshot: &str) -> Result<PathBuf, EngineEr
         });
     }
     Ok(root.join(path))
-}
-
-fn finish_metadata(out: &File, mode: u32, mtime: Option<SystemTime>) -> std::io::Result<()> {
-    out.set_permissions(fs::Permissions::from_mode(mode & 0o7777))?;
-    if let Some(t) = mtime {
-        out.set_modified(t)?;
-    }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -16,6 +16,7 @@ mod lifecycle;
 mod object_sizes;
 mod plugins;
 mod provider_faults;
+mod restore_security;
 mod secrets;
 mod socket;
 mod tampering;
