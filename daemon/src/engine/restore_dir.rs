@@ -90,6 +90,21 @@ struct Held {
     made: bool,
 }
 
+/// The mode of a directory a restore makes: snapshots keep no directory modes, and what a
+/// messaging app keeps is its own (an app's data directory is 0700), whatever the daemon's
+/// umask.
+const MADE_DIR_MODE: u32 = 0o700;
+
+impl Held {
+    fn new(fd: OwnedFd, made: bool, shown: &Path) -> Result<Held, EngineError> {
+        if made {
+            fchmod(&fd, Mode::from_bits_truncate(MADE_DIR_MODE))
+                .map_err(|e| EngineError::io("cannot set the mode of", shown)(errno_io(e)))?;
+        }
+        Ok(Held { fd, made })
+    }
+}
+
 const DIR_FLAGS: OFlag = OFlag::O_RDONLY
     .union(OFlag::O_DIRECTORY)
     .union(OFlag::O_NOFOLLOW)
@@ -163,7 +178,7 @@ impl RestoreDir {
         };
         let made = mkdir()?;
         match openat(parent, name, DIR_FLAGS, Mode::empty()) {
-            Ok(fd) => return Ok(Held { fd, made }),
+            Ok(fd) => return Held::new(fd, made, shown),
             // A link or a file where the snapshot has a directory: replaced with --force
             // (unlinkat never follows it), else refused.
             Err(Errno::ELOOP | Errno::ENOTDIR) if self.force && !made => {
@@ -175,7 +190,7 @@ impl RestoreDir {
         let made = mkdir()?;
         let fd =
             openat(parent, name, DIR_FLAGS, Mode::empty()).map_err(|e| open_dir_error(shown, e))?;
-        Ok(Held { fd, made })
+        Held::new(fd, made, shown)
     }
 
     /// Removes `name` from held directory `dir` if it is there, never following it.

@@ -172,6 +172,11 @@ fn a_setuid_file_comes_back_without_setuid_and_owned_by_the_restore_directorys_o
             "{rel} is not owned by the restore directory's owner"
         );
     }
+    // The folders it made are the app's alone, whatever the umask of the process.
+    for rel in ["Media", "Media/Images"] {
+        let mode = fs::metadata(to.join(rel)).expect("restored").mode() & 0o7777;
+        assert_eq!(mode, 0o700, "{rel} was made with mode {mode:o}");
+    }
 }
 
 #[test]
