@@ -22,4 +22,5 @@ mod socket;
 mod tampering;
 mod targets;
 mod vault;
+mod vault_trial;
 mod webdav;
