@@ -182,8 +182,11 @@ impl RestoreDir {
             // A link or a file where the snapshot has a directory: replaced with --force
             // (unlinkat never follows it), else refused.
             Err(Errno::ELOOP | Errno::ENOTDIR) if self.force && !made => {
-                unlinkat(parent, name, UnlinkatFlags::NoRemoveDir)
-                    .map_err(|e| EngineError::io("cannot remove", shown)(errno_io(e)))?;
+                // Gone already (whoever planted it took it back): nothing to remove.
+                match unlinkat(parent, name, UnlinkatFlags::NoRemoveDir) {
+                    Ok(()) | Err(Errno::ENOENT) => {}
+                    Err(e) => return Err(EngineError::io("cannot remove", shown)(errno_io(e))),
+                }
             }
             Err(e) => return Err(open_dir_error(shown, e)),
         }
