@@ -7,8 +7,8 @@
 //!                    || record version (u64 BE)
 //! setup plaintext  = the serialized OPAQUE ServerSetup (OPRF seed, server key pair, dummy key)
 //! setup AAD        = "sealback-vault v1 server setup"
-//! entry tag        = IV || CKM_AES_GCM(record key, IV, entry AAD, empty plaintext) (28 bytes)
-//! entry AAD        = "sealback-vault v1 entry" || len(account) (u16 BE) || account
+//! entry tag        = CKM_SHA256_HMAC(entry key, entry data) (32 bytes)
+//! entry data       = "sealback-vault v1 entry" || len(account) (u16 BE) || account
 //!                    || last_version (u64 BE) || record version (u64 BE, 0: no record)
 //!                    || SHA-256(sealed record) (32 zero bytes: no record)
 //!                    || guesses (u32 BE) || destroyed (1 byte, 0 or 1) || spent (u64 BE)
@@ -23,11 +23,11 @@
 //! The guess count lives in the account entry, beside the sealed record, and the entry
 //! carries the HSM's **tag** over everything the guess limit depends on: the count, the
 //! lifetime count `spent`, `destroyed`, the record's version and bytes, the highest version
-//! reserved, and the account. The tag is AES-GCM under the record key over an empty
-//! plaintext, so it is a MAC only the HSM can make or check; an entry edited in the store
-//! (a count set back, `destroyed` cleared, a record put back) fails it. Each write of an
-//! entry seals a new tag (random IV, as for records: one HSM seal per write, far below
-//! 2^32 for the life of a key).
+//! reserved, and the account. The tag is HMAC-SHA256 under the HSM's entry key
+//! ([`crate::hsm`]), made and checked inside the HSM; an entry edited in the store (a count
+//! set back, `destroyed` cleared, a record put back) fails it. The MAC is deterministic: an
+//! entry is written at every guess, too often for GCM under random IVs (2^32 seals per
+//! key), and no nonce means none can repeat.
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
@@ -130,29 +130,29 @@ pub fn open_setup(hsm: &Hsm, sealed: &[u8]) -> Result<ServerSetup<Suite>, Record
         .map_err(|err| RecordError::Malformed(format!("OPAQUE server setup: {err}")))
 }
 
-/// The additional data of `account`'s entry tag: the entry's state, without the tag and the
+/// What `account`'s entry tag authenticates: the entry's state, without the tag and the
 /// credential hash (which `account reissue` changes without the HSM).
-fn entry_aad(account: &str, entry: &AccountEntry) -> Vec<u8> {
-    let mut aad = account_version_aad(ENTRY_LABEL, account, entry.last_version);
+fn entry_data(account: &str, entry: &AccountEntry) -> Vec<u8> {
+    let mut data = account_version_aad(ENTRY_LABEL, account, entry.last_version);
     match &entry.record {
         Some(record) => {
-            aad.extend_from_slice(&record.version.to_be_bytes());
-            aad.extend_from_slice(&Sha256::digest(&record.sealed));
+            data.extend_from_slice(&record.version.to_be_bytes());
+            data.extend_from_slice(&Sha256::digest(&record.sealed));
         }
         None => {
-            aad.extend_from_slice(&0u64.to_be_bytes());
-            aad.extend_from_slice(&[0u8; 32]);
+            data.extend_from_slice(&0u64.to_be_bytes());
+            data.extend_from_slice(&[0u8; 32]);
         }
     }
-    aad.extend_from_slice(&entry.guesses.to_be_bytes());
-    aad.push(u8::from(entry.destroyed));
-    aad.extend_from_slice(&entry.spent.to_be_bytes());
-    aad
+    data.extend_from_slice(&entry.guesses.to_be_bytes());
+    data.push(u8::from(entry.destroyed));
+    data.extend_from_slice(&entry.spent.to_be_bytes());
+    data
 }
 
 /// Sets `entry.tag` to the HSM's tag over `account`'s entry as it now is.
 pub fn tag_entry(hsm: &Hsm, account: &str, entry: &mut AccountEntry) -> Result<(), HsmError> {
-    let tag = hsm.seal(&entry_aad(account, entry), &[])?;
+    let tag = hsm.mac(&entry_data(account, entry))?;
     entry.tag = Some(STANDARD.encode(tag));
     Ok(())
 }
@@ -165,5 +165,5 @@ pub fn check_entry_tag(hsm: &Hsm, account: &str, entry: &AccountEntry) -> Result
         .as_deref()
         .and_then(|tag| STANDARD.decode(tag).ok())
         .ok_or(HsmError::Unsealable)?;
-    hsm.open_sealed(&entry_aad(account, entry), &tag).map(drop)
+    hsm.check_mac(&entry_data(account, entry), &tag)
 }
