@@ -1,7 +1,7 @@
 //! The account entry is trusted only as far as the HSM vouches for it.
 //!
 //! Every write of an entry carries the HSM's tag over its state ([`record::tag_entry`]), and
-//! every read the vault acts on checks it ([`KeyVault::check_entry`]) after the credential:
+//! every read the vault acts on checks it ([`KeyVault::load_checked`]) after the credential:
 //! an entry whose guess count, lifetime count `spent`, `destroyed` flag, record or versions
 //! were edited in the store fails, and is refused (`record-refused`, audited; no password is
 //! evaluated, no guess spent, nothing erased). A tagged entry is never read as having more
@@ -30,7 +30,11 @@ use crate::account::{self, AccountEntry};
 use crate::audit::{Event, EventKind, Floor, History};
 use crate::config::Config;
 use crate::record;
-use crate::store::RecordStore;
+use crate::store::{RecordStore, Revision};
+
+/// How often an entry below the floor is read again while the store's bytes keep changing
+/// (concurrent writes of the same account), before it is refused.
+const MAX_STALE_READS: usize = 64;
 
 /// What the vault has seen of each account: the floor an entry must reach, and the digest of
 /// the last entry bytes it wrote or verified (reading those again needs no HSM call).
@@ -92,32 +96,62 @@ fn below(entry: &AccountEntry, floor: Floor) -> bool {
 }
 
 impl KeyVault {
+    /// The account's entry and its revision, if `credential` (when given) is the account's
+    /// and the entry passes [`KeyVault::check_entry`]; `None` if there is no entry.
+    ///
+    /// A read can be older than a write this vault has already remembered (another request's
+    /// write landed between this read and the check): an entry below the floor is read again
+    /// while the store's bytes keep changing, and refused only when a read gives the same
+    /// bytes twice (the store really holds the older copy) or after [`MAX_STALE_READS`].
+    pub(super) fn load_checked(
+        &self,
+        account: &str,
+        credential: Option<&str>,
+    ) -> Result<Option<(AccountEntry, Revision)>, Refusal> {
+        let mut previous: Option<Vec<u8>> = None;
+        for _ in 0..MAX_STALE_READS {
+            let Some((entry, revision, bytes)) = self.load(account)? else {
+                return Ok(None);
+            };
+            if let Some(credential) = credential
+                && !entry.accepts(credential)
+            {
+                return Err(Refusal::unauthorized());
+            }
+            let Some(floor) = self.check_entry(account, &entry, &bytes)? else {
+                return Ok(Some((entry, revision)));
+            };
+            if previous.as_deref() == Some(bytes.as_slice()) {
+                return Err(self.below_floor(account, &entry, floor));
+            }
+            previous = Some(bytes);
+        }
+        let (entry, _, _) = self.load(account)?.ok_or_else(Refusal::unauthorized)?;
+        let floor = self
+            .seen
+            .get(account)
+            .map(|known| known.floor)
+            .unwrap_or_default();
+        Err(self.below_floor(account, &entry, floor))
+    }
+
     /// Checks an entry read from the store (`bytes`, parsed as `entry`) before anything acts
-    /// on it: not below what the vault has seen, and tagged by the HSM (or fresh).
-    pub(super) fn check_entry(
+    /// on it: tagged by the HSM (or fresh), and not below what the vault has seen. `Some`
+    /// with that floor if it is below it.
+    fn check_entry(
         &self,
         account: &str,
         entry: &AccountEntry,
         bytes: &[u8],
-    ) -> Result<(), Refusal> {
+    ) -> Result<Option<Floor>, Refusal> {
         let digest: [u8; 32] = Sha256::digest(bytes).into();
         let known = self.seen.get(account);
         if let Some(known) = known {
             if below(entry, known.floor) {
-                return Err(self.entry_refused(
-                    account,
-                    &format!(
-                        "it shows {} spent guesses and record version {}, but the vault has \
-                         seen {} and {}: an older copy was put back",
-                        entry.spent,
-                        entry.last_version,
-                        known.floor.spent,
-                        known.floor.last_version
-                    ),
-                ));
+                return Ok(Some(known.floor));
             }
             if known.verified == Some(digest) {
-                return Ok(());
+                return Ok(None);
             }
         }
         let unused = known.is_none_or(|known| known.floor == Floor::default());
@@ -127,7 +161,18 @@ impl KeyVault {
             })?;
         }
         self.seen.remember(account, entry, digest);
-        Ok(())
+        Ok(None)
+    }
+
+    fn below_floor(&self, account: &str, entry: &AccountEntry, floor: Floor) -> Refusal {
+        self.entry_refused(
+            account,
+            &format!(
+                "it shows {} spent guesses and record version {}, but the vault has seen {} and \
+                 {}: an older copy was put back",
+                entry.spent, entry.last_version, floor.spent, floor.last_version
+            ),
+        )
     }
 
     /// After the vault wrote `entry` as `bytes`.

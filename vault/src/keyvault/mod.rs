@@ -275,29 +275,21 @@ impl KeyVault {
     }
 
     /// The account's entry and its revision, if `credential` is the account's and the
-    /// entry passes [`KeyVault::check_entry`]. Nothing else is read or written before the
-    /// credential is checked.
+    /// entry passes its checks ([`KeyVault::load_checked`]). Nothing else is read or written
+    /// before the credential is checked.
     fn authenticate(
         &self,
         credential: &str,
         account: &str,
     ) -> Result<(AccountEntry, Revision), Refusal> {
         check_account_name(account).map_err(Refusal::bad_request)?;
-        let (entry, revision, bytes) = self.load(account)?.ok_or_else(Refusal::unauthorized)?;
-        if !entry.accepts(credential) {
-            return Err(Refusal::unauthorized());
-        }
-        self.check_entry(account, &entry, &bytes)?;
-        Ok((entry, revision))
+        self.load_checked(account, Some(credential))?
+            .ok_or_else(Refusal::unauthorized)
     }
 
-    /// The account's entry, checked ([`KeyVault::check_entry`]), and its revision.
+    /// The account's entry, checked ([`KeyVault::load_checked`]), and its revision.
     fn entry(&self, account: &str) -> Result<Option<(AccountEntry, Revision)>, Refusal> {
-        let Some((entry, revision, bytes)) = self.load(account)? else {
-            return Ok(None);
-        };
-        self.check_entry(account, &entry, &bytes)?;
-        Ok(Some((entry, revision)))
+        self.load_checked(account, None)
     }
 
     /// The account's entry as stored, unchecked, with its revision and bytes.
