@@ -147,6 +147,25 @@ fn a_store_put_back_from_before_an_erase_stops_the_vault() {
 }
 
 #[test]
+fn an_older_entry_put_back_while_stopped_stops_the_vault() {
+    let mut vault = vault();
+    let (client, _) = registered(&vault, "alice", [1u8; 32]);
+    let before = stored_entry(&vault, "alice");
+    wrong_guesses(&client, 4);
+    vault.stop();
+    // One row put back by SQL: the store's revision does not go back, the account does.
+    overwrite_entry(&vault, "alice", &before);
+    let err = vault.restart().expect_err("the vault must not start");
+    assert!(
+        err.contains("account alice")
+            && err.contains("records.db")
+            && err.contains("audit.log")
+            && err.contains("older copy"),
+        "{err}"
+    );
+}
+
+#[test]
 fn audit_verify_flags_a_login_success_after_an_erase_of_its_record() {
     let mut vault = vault();
     vault.stop();
