@@ -424,6 +424,42 @@ mod tests {
     }
 
     #[test]
+    fn the_history_gives_floors_and_flags_a_success_after_an_erase() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("audit.log");
+        let log = AuditLog::open(&path).expect("opens");
+        log.append(
+            Event::new(EventKind::Register, "alice")
+                .version(2)
+                .written(5),
+        );
+        log.append(
+            Event::new(EventKind::LoginStart, "alice")
+                .spent(7)
+                .written(9),
+        );
+        log.append(Event::new(EventKind::RecordRefused, "alice").version(99));
+        log.append(Event::new(EventKind::Erase, "alice").version(2).written(8));
+        log.append(Event::new(EventKind::LoginSuccess, "bob").version(2));
+        log.append(Event::new(EventKind::LoginSuccess, "alice").version(2));
+        log.close();
+        let (head, history) = super::history(&path).expect("verifies");
+        assert_eq!(head.entries, 6);
+        assert_eq!(history.store_revision, 9);
+        assert_eq!(
+            history.accounts["alice"],
+            Floor {
+                spent: 7,
+                last_version: 2
+            },
+            "a refused record's version is not trusted"
+        );
+        assert_eq!(history.rollbacks.len(), 1, "{:?}", history.rollbacks);
+        assert!(history.rollbacks[0].starts_with("line 6:"));
+        assert!(history.rollbacks[0].contains("line 4 erased"));
+    }
+
+    #[test]
     fn edits_removals_and_reorderings_break_the_chain_at_their_line() {
         let dir = tempfile::tempdir().expect("temp dir");
         let path = dir.path().join("audit.log");
