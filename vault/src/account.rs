@@ -59,6 +59,15 @@ pub struct AccountEntry {
     pub record: Option<StoredRecord>,
     /// The last record was erased because the guess limit was reached.
     pub destroyed: bool,
+    /// Guesses consumed over the account's whole life: never reset, so an older copy of the
+    /// entry put back in the store has a lower `spent` than the vault has seen
+    /// ([`crate::keyvault`]'s rollback check).
+    #[serde(default)]
+    pub spent: u64,
+    /// The HSM's tag over the entry's state ([`crate::record::tag_entry`]), base64; absent
+    /// only on an entry `account add` made, which has never been written by the vault.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tag: Option<String>,
 }
 
 /// A record as stored: its version and the HSM-sealed bytes ([`crate::record`]).
@@ -79,7 +88,20 @@ impl AccountEntry {
             last_version: 0,
             record: None,
             destroyed: false,
+            spent: 0,
+            tag: None,
         }
+    }
+
+    /// Whether this is an entry as `account add` makes it: untagged, and nothing ever
+    /// happened to it (no guess, no registration).
+    pub fn is_fresh(&self) -> bool {
+        self.tag.is_none()
+            && self.guesses == 0
+            && self.spent == 0
+            && self.last_version == 0
+            && self.record.is_none()
+            && !self.destroyed
     }
 
     /// Whether `credential` is this account's, in constant time.

@@ -27,6 +27,8 @@ use std::sync::mpsc::{Receiver, Sender, channel};
 use std::thread::JoinHandle;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use std::collections::HashMap;
+
 use serde::{Deserialize, Serialize};
 
 /// What happened.
@@ -61,6 +63,11 @@ pub struct Event {
     pub account: String,
     pub record_version: Option<u64>,
     pub attempts_left: Option<u32>,
+    /// The store revision of the write this event reports (a guess spent, a reset, a
+    /// registration, an erase, a deletion).
+    pub store_revision: Option<u64>,
+    /// The account's lifetime count of spent guesses after this event's write.
+    pub spent: Option<u64>,
 }
 
 impl Event {
@@ -70,7 +77,20 @@ impl Event {
             account: account.to_string(),
             record_version: None,
             attempts_left: None,
+            store_revision: None,
+            spent: None,
         }
+    }
+
+    /// The store revision this event's write took.
+    pub fn written(mut self, store_revision: u64) -> Event {
+        self.store_revision = Some(store_revision);
+        self
+    }
+
+    pub fn spent(mut self, spent: u64) -> Event {
+        self.spent = Some(spent);
+        self
     }
 
     pub fn version(mut self, version: u64) -> Event {
@@ -95,6 +115,10 @@ struct Body {
     record_version: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     attempts_left: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    store_revision: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    spent: Option<u64>,
     prev: String,
 }
 
@@ -125,6 +149,18 @@ const HASH_MEMBER: &str = ",\"hash\":\"";
 
 /// Verifies the whole chain in `path` (a missing file is an empty log).
 pub fn verify(path: &Path) -> Result<Head, AuditError> {
+    walk(path, |_, _| {})
+}
+
+/// Verifies the chain in `path` and reads what it says about the store ([`History`]).
+pub fn history(path: &Path) -> Result<(Head, History), AuditError> {
+    let mut history = History::default();
+    let head = walk(path, |line, body| history.add(line, body))?;
+    Ok((head, history))
+}
+
+/// Verifies the chain in `path`, giving each verified line to `visit`.
+fn walk(path: &Path, mut visit: impl FnMut(u64, &Body)) -> Result<Head, AuditError> {
     let io = |message: String| AuditError::Io {
         path: path.to_path_buf(),
         message,
@@ -172,6 +208,7 @@ pub fn verify(path: &Path) -> Result<Head, AuditError> {
                 "it does not follow the line before (its `prev` is not that line's hash)".into(),
             ));
         }
+        visit(number, &parsed);
         head = Head {
             entries: number,
             hash: computed,
@@ -269,6 +306,8 @@ fn write_loop(mut file: File, path: PathBuf, mut head: Head, events: Receiver<Ev
                 account: event.account,
                 record_version: event.record_version,
                 attempts_left: event.attempts_left,
+                store_revision: event.store_revision,
+                spent: event.spent,
                 prev: head.hash.clone(),
             };
             let body = serde_json::to_string(&body).expect("an audit entry serializes");
@@ -293,6 +332,75 @@ fn write_loop(mut file: File, path: PathBuf, mut head: Head, events: Receiver<Ev
     }
 }
 
+/// What a verified log says the store has reached: the vault compares it with the store at
+/// start, and `audit verify` reports the rollbacks it shows.
+#[derive(Debug, Default)]
+pub struct History {
+    /// The highest store revision a line records.
+    pub store_revision: u64,
+    /// Per account, the least its entry must show.
+    pub accounts: HashMap<String, Floor>,
+    /// Lines that show the store went back in time, for a person to read.
+    pub rollbacks: Vec<String>,
+    /// (account, record version) of each `erase`, and its line.
+    erased: HashMap<(String, u64), u64>,
+}
+
+/// The least an account's entry can show once the log recorded it: its lifetime count of
+/// spent guesses, and the highest record version registered, used or erased.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Floor {
+    pub spent: u64,
+    pub last_version: u64,
+}
+
+impl History {
+    fn add(&mut self, line: u64, body: &Body) {
+        if let Some(revision) = body.store_revision {
+            self.store_revision = self.store_revision.max(revision);
+        }
+        let floor = || Floor::default();
+        if let Some(spent) = body.spent {
+            let entry = self
+                .accounts
+                .entry(body.account.clone())
+                .or_insert_with(floor);
+            entry.spent = entry.spent.max(spent);
+        }
+        // Versions only from events the vault writes after a write of its own (not from a
+        // `record-refused`, whose version came from an entry it did not trust).
+        let written = matches!(
+            body.event,
+            EventKind::Register | EventKind::LoginSuccess | EventKind::Erase | EventKind::Delete
+        );
+        let Some(version) = body.record_version.filter(|_| written) else {
+            return;
+        };
+        let entry = self
+            .accounts
+            .entry(body.account.clone())
+            .or_insert_with(floor);
+        entry.last_version = entry.last_version.max(version);
+        let key = (body.account.clone(), version);
+        match body.event {
+            EventKind::Erase => {
+                self.erased.insert(key, line);
+            }
+            EventKind::LoginSuccess => {
+                if let Some(erase) = self.erased.get(&key) {
+                    self.rollbacks.push(format!(
+                        "line {line}: a login-success of account {} on record version {version}, \
+                         which line {erase} erased: the store was put back from a copy made \
+                         before the erase",
+                        body.account
+                    ));
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -313,6 +421,42 @@ mod tests {
         assert_eq!(verify(&path).expect("verifies").entries, 3);
         log_three(&path);
         assert_eq!(verify(&path).expect("verifies").entries, 6);
+    }
+
+    #[test]
+    fn the_history_gives_floors_and_flags_a_success_after_an_erase() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("audit.log");
+        let log = AuditLog::open(&path).expect("opens");
+        log.append(
+            Event::new(EventKind::Register, "alice")
+                .version(2)
+                .written(5),
+        );
+        log.append(
+            Event::new(EventKind::LoginStart, "alice")
+                .spent(7)
+                .written(9),
+        );
+        log.append(Event::new(EventKind::RecordRefused, "alice").version(99));
+        log.append(Event::new(EventKind::Erase, "alice").version(2).written(8));
+        log.append(Event::new(EventKind::LoginSuccess, "bob").version(2));
+        log.append(Event::new(EventKind::LoginSuccess, "alice").version(2));
+        log.close();
+        let (head, history) = super::history(&path).expect("verifies");
+        assert_eq!(head.entries, 6);
+        assert_eq!(history.store_revision, 9);
+        assert_eq!(
+            history.accounts["alice"],
+            Floor {
+                spent: 7,
+                last_version: 2
+            },
+            "a refused record's version is not trusted"
+        );
+        assert_eq!(history.rollbacks.len(), 1, "{:?}", history.rollbacks);
+        assert!(history.rollbacks[0].starts_with("line 6:"));
+        assert!(history.rollbacks[0].contains("line 4 erased"));
     }
 
     #[test]

@@ -12,6 +12,12 @@
 //! is random: the key seals only when an account registers (and once for the ServerSetup),
 //! so even 2^32 registrations, the bound for random 96-bit IVs under one key, are far away.
 //!
+//! A second key, the **entry key** (HMAC-SHA256, 256 bits, `CKA_SENSITIVE`, not
+//! `CKA_EXTRACTABLE`, sign and verify only), makes the tag on each account entry
+//! ([`crate::record::tag_entry`]). Entries are written at every guess, far more often than
+//! records, so their tag is a deterministic MAC, not GCM under a random IV. The vault
+//! generates it in the token the first time it opens a token without one.
+//!
 //! Keys are found by label ([`RECORD_KEY_LABEL`]) each time the vault starts: object handles
 //! are not stable from one run to the next. The module, the token and the PIN source are
 //! configuration ([`crate::config::HsmConfig`]), so SoftHSM2 and a real HSM differ only
@@ -36,6 +42,8 @@ use crate::config::HsmConfig;
 
 /// The label of the record key in the token.
 pub const RECORD_KEY_LABEL: &str = "sealback-vault record key";
+/// The label of the entry key in the token.
+pub const ENTRY_KEY_LABEL: &str = "sealback-vault entry key";
 
 const IV_LEN: usize = 12;
 const TAG_BITS: u64 = 128;
@@ -64,6 +72,10 @@ pub enum HsmError {
     )]
     AmbiguousRecordKey(usize),
     #[error(
+        "the token holds {1} keys labelled {0:?}; exactly one is expected, remove the extra ones"
+    )]
+    AmbiguousKey(&'static str, usize),
+    #[error(
         "a sealed value does not open under the record key: it was altered, or sealed for \
          another account or record version"
     )]
@@ -79,6 +91,7 @@ pub struct Hsm {
     pkcs11: Pkcs11,
     slot: Slot,
     record_key: ObjectHandle,
+    entry_key: ObjectHandle,
     /// Keeps the user logged in for as long as the vault runs (closing a token's last
     /// session logs the user out).
     _login: Mutex<Session>,
@@ -103,10 +116,12 @@ impl Hsm {
     pub fn open(config: &HsmConfig, pin: &AuthPin) -> Result<Hsm, HsmError> {
         let (pkcs11, slot, login) = connect(config, pin)?;
         let record_key = find_record_key(&login)?.ok_or(HsmError::NoRecordKey)?;
+        let entry_key = entry_key(&login)?;
         Ok(Hsm {
             pkcs11,
             slot,
             record_key,
+            entry_key,
             _login: Mutex::new(login),
             pool: Mutex::new(Vec::new()),
         })
@@ -120,10 +135,12 @@ impl Hsm {
             Some(key) => (key, false),
             None => (generate_record_key(&login)?, true),
         };
+        let entry_key = entry_key(&login)?;
         let hsm = Hsm {
             pkcs11,
             slot,
             record_key,
+            entry_key,
             _login: Mutex::new(login),
             pool: Mutex::new(Vec::new()),
         };
@@ -166,6 +183,30 @@ impl Hsm {
                     _,
                 )) => Err(HsmError::Unsealable),
                 Err(err) => Err(failed("decrypt")(err)),
+            }
+        })
+    }
+
+    /// HMAC-SHA256 of `data` under the entry key (32 bytes).
+    pub fn mac(&self, data: &[u8]) -> Result<Vec<u8>, HsmError> {
+        self.with_session(|session| {
+            session
+                .sign(&Mechanism::Sha256Hmac, self.entry_key, data)
+                .map_err(failed("sign"))
+        })
+    }
+
+    /// Checks `mac` over `data` under the entry key, inside the HSM; [`HsmError::Unsealable`]
+    /// if it does not match.
+    pub fn check_mac(&self, data: &[u8], mac: &[u8]) -> Result<(), HsmError> {
+        self.with_session(|session| {
+            match session.verify(&Mechanism::Sha256Hmac, self.entry_key, data, mac) {
+                Ok(()) => Ok(()),
+                Err(Pkcs11Error::Pkcs11(
+                    RvError::SignatureInvalid | RvError::SignatureLenRange,
+                    _,
+                )) => Err(HsmError::Unsealable),
+                Err(err) => Err(failed("verify")(err)),
             }
         })
     }
@@ -290,6 +331,41 @@ fn generate_record_key(session: &Session) -> Result<ObjectHandle, HsmError> {
     session
         .generate_key(&Mechanism::AesKeyGen, &template)
         .map_err(failed("generate the record key"))
+}
+
+/// Finds the entry key, or generates it in the token: HMAC, 256 bits, sensitive, never
+/// extractable, for signing and verifying only.
+fn entry_key(session: &Session) -> Result<ObjectHandle, HsmError> {
+    let found = session
+        .find_objects(&[
+            Attribute::Class(ObjectClass::SECRET_KEY),
+            Attribute::KeyType(KeyType::GENERIC_SECRET),
+            Attribute::Label(ENTRY_KEY_LABEL.as_bytes().to_vec()),
+        ])
+        .map_err(failed("look up the entry key"))?;
+    match found.len() {
+        0 => {}
+        1 => return Ok(found[0]),
+        n => return Err(HsmError::AmbiguousKey(ENTRY_KEY_LABEL, n)),
+    }
+    let template = [
+        Attribute::Token(true),
+        Attribute::Private(true),
+        Attribute::Sensitive(true),
+        Attribute::Extractable(false),
+        Attribute::Sign(true),
+        Attribute::Verify(true),
+        Attribute::Encrypt(false),
+        Attribute::Decrypt(false),
+        Attribute::Wrap(false),
+        Attribute::Unwrap(false),
+        Attribute::Derive(false),
+        Attribute::ValueLen(Ulong::new(32)),
+        Attribute::Label(ENTRY_KEY_LABEL.as_bytes().to_vec()),
+    ];
+    session
+        .generate_key(&Mechanism::GenericSecretKeyGen, &template)
+        .map_err(failed("generate the entry key"))
 }
 
 fn find_slot(pkcs11: &Pkcs11, config: &HsmConfig) -> Result<Slot, HsmError> {

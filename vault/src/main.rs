@@ -61,7 +61,8 @@ enum AccountCommand {
 
 #[derive(Subcommand)]
 enum AuditCommand {
-    /// Verifies the hash chain; prints the entry count and the last hash.
+    /// Verifies the hash chain; prints the entry count and the last hash, and fails on events
+    /// that show the store was rolled back (a login-success after an erase of its record).
     Verify,
 }
 
@@ -123,14 +124,24 @@ fn run(cli: Cli) -> Result<()> {
         Command::Audit {
             command: AuditCommand::Verify,
         } => {
-            let head = audit::verify(&config.audit_log)?;
+            let (head, history) = audit::history(&config.audit_log)?;
             println!(
                 "audit log {}: the chain holds, {} entries, last hash {}",
                 config.audit_log.display(),
                 head.entries,
                 head.hash
             );
-            Ok(())
+            if history.rollbacks.is_empty() {
+                return Ok(());
+            }
+            for rollback in &history.rollbacks {
+                println!("{rollback}");
+            }
+            Err(anyhow!(
+                "the audit log shows {} event(s) that only a store put back from an older copy \
+                 explains (listed above): a guess limit was reset or an erased record restored",
+                history.rollbacks.len()
+            ))
         }
         Command::Hsm => {
             let pin = config.hsm.pin()?;

@@ -7,25 +7,43 @@
 //!                    || record version (u64 BE)
 //! setup plaintext  = the serialized OPAQUE ServerSetup (OPRF seed, server key pair, dummy key)
 //! setup AAD        = "sealback-vault v1 server setup"
+//! entry tag        = CKM_SHA256_HMAC(entry key, entry data) (32 bytes)
+//! entry data       = "sealback-vault v1 entry" || len(account) (u16 BE) || account
+//!                    || last_version (u64 BE) || record version (u64 BE, 0: no record)
+//!                    || SHA-256(sealed record) (32 zero bytes: no record)
+//!                    || guesses (u32 BE) || destroyed (1 byte, 0 or 1) || spent (u64 BE)
 //! ```
 //!
 //! The sealed key inside a record is already sealed by the client under its export key
 //! (`sealback_vault_client::protocol::sealed_key`); the HSM layer adds that nobody without the
 //! HSM reads the OPAQUE record (which with the ServerSetup would allow offline guessing) and
 //! that a record edited in the store, or moved to another account or another version, does
-//! not open: the vault refuses it instead of using it. The guess count is outside the sealed
-//! record, in the account entry, so counting a guess is a store write without an HSM call.
+//! not open: the vault refuses it instead of using it.
+//!
+//! The guess count lives in the account entry, beside the sealed record, and the entry
+//! carries the HSM's **tag** over everything the guess limit depends on: the count, the
+//! lifetime count `spent`, `destroyed`, the record's version and bytes, the highest version
+//! reserved, and the account. The tag is HMAC-SHA256 under the HSM's entry key
+//! ([`crate::hsm`]), made and checked inside the HSM; an entry edited in the store (a count
+//! set back, `destroyed` cleared, a record put back) fails it. The MAC is deterministic: an
+//! entry is written at every guess, too often for GCM under random IVs (2^32 seals per
+//! key), and no nonce means none can repeat.
 
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
 use opaque_ke::{ServerRegistration, ServerSetup};
 use sealback_vault_client::protocol::account_version_aad;
 use sealback_vault_client::protocol::suite::Suite;
+use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
+use crate::account::AccountEntry;
 use crate::hsm::{Hsm, HsmError};
 
 const RECORD_LABEL: &[u8] = b"sealback-vault v1 record";
 const CREDENTIAL_LABEL: &[u8] = b"sealback-vault v1 credential";
 const SETUP_LABEL: &[u8] = b"sealback-vault v1 server setup";
+const ENTRY_LABEL: &[u8] = b"sealback-vault v1 entry";
 
 /// The store key of the sealed ServerSetup.
 pub const SERVER_SETUP_KEY: &str = "server-setup";
@@ -110,4 +128,42 @@ pub fn open_setup(hsm: &Hsm, sealed: &[u8]) -> Result<ServerSetup<Suite>, Record
     let plain = hsm.open_sealed(SETUP_LABEL, sealed)?;
     ServerSetup::deserialize(&plain)
         .map_err(|err| RecordError::Malformed(format!("OPAQUE server setup: {err}")))
+}
+
+/// What `account`'s entry tag authenticates: the entry's state, without the tag and the
+/// credential hash (which `account reissue` changes without the HSM).
+fn entry_data(account: &str, entry: &AccountEntry) -> Vec<u8> {
+    let mut data = account_version_aad(ENTRY_LABEL, account, entry.last_version);
+    match &entry.record {
+        Some(record) => {
+            data.extend_from_slice(&record.version.to_be_bytes());
+            data.extend_from_slice(&Sha256::digest(&record.sealed));
+        }
+        None => {
+            data.extend_from_slice(&0u64.to_be_bytes());
+            data.extend_from_slice(&[0u8; 32]);
+        }
+    }
+    data.extend_from_slice(&entry.guesses.to_be_bytes());
+    data.push(u8::from(entry.destroyed));
+    data.extend_from_slice(&entry.spent.to_be_bytes());
+    data
+}
+
+/// Sets `entry.tag` to the HSM's tag over `account`'s entry as it now is.
+pub fn tag_entry(hsm: &Hsm, account: &str, entry: &mut AccountEntry) -> Result<(), HsmError> {
+    let tag = hsm.mac(&entry_data(account, entry))?;
+    entry.tag = Some(STANDARD.encode(tag));
+    Ok(())
+}
+
+/// Checks `entry.tag` in the HSM: [`HsmError::Unsealable`] if the entry is untagged, or was
+/// changed since the vault tagged it, or is another account's.
+pub fn check_entry_tag(hsm: &Hsm, account: &str, entry: &AccountEntry) -> Result<(), HsmError> {
+    let tag = entry
+        .tag
+        .as_deref()
+        .and_then(|tag| STANDARD.decode(tag).ok())
+        .ok_or(HsmError::Unsealable)?;
+    hsm.check_mac(&entry_data(account, entry), &tag)
 }

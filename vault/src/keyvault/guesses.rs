@@ -36,6 +36,10 @@ pub(super) struct Guess {
     pub attempts_left: u32,
     /// This guess is the last one.
     pub last_chance: bool,
+    /// The account's lifetime count of spent guesses, this one included.
+    pub spent: u64,
+    /// The store revision of the write that spent it.
+    pub revision: u64,
 }
 
 enum Consumed {
@@ -58,16 +62,19 @@ impl KeyVault {
                 return Ok(Consumed::Exhausted(version));
             }
             entry.guesses += 1;
+            entry.spent += 1;
             Ok(Consumed::Granted(Guess {
                 record: entry.record.clone(),
                 attempts_left: limit - entry.guesses,
                 last_chance: entry.guesses == limit,
+                spent: entry.spent,
+                revision: 0,
             }))
         });
         match consumed {
-            Ok(Consumed::Granted(guess)) => Ok(guess),
-            Ok(Consumed::Exhausted(version)) => {
-                self.erased(account, version);
+            Ok((Consumed::Granted(guess), revision)) => Ok(Guess { revision, ..guess }),
+            Ok((Consumed::Exhausted(version), revision)) => {
+                self.erased(account, version, revision);
                 self.audit
                     .append(Event::new(EventKind::LoginRefused, account));
                 Err(Refusal::key_destroyed())
@@ -82,23 +89,25 @@ impl KeyVault {
         }
     }
 
-    /// Step 2: the login on record `version` proved the password.
-    pub(super) fn reset_guesses(&self, account: &str, version: u64) -> Result<(), Refusal> {
-        self.update(account, |entry| match &entry.record {
+    /// Step 2: the login on record `version` proved the password. The store revision of
+    /// the reset.
+    pub(super) fn reset_guesses(&self, account: &str, version: u64) -> Result<u64, Refusal> {
+        let ((), revision) = self.update(account, |entry| match &entry.record {
             Some(record) if record.version == version => {
                 entry.guesses = 0;
                 Ok(())
             }
             // Erased (by the limit or a deletion) or replaced since the login started.
             _ => Err(Refusal::key_destroyed()),
-        })
+        })?;
+        Ok(revision)
     }
 
     /// Steps 3 and 4: erases the account's record if its guesses are used up. Whether it
     /// erased.
     pub(super) fn erase_if_exhausted(&self, account: &str) -> Result<bool, Refusal> {
         let limit = self.guess_limit;
-        let erased = self.update(account, |entry| {
+        let (erased, revision) = self.update(account, |entry| {
             if entry.destroyed || entry.guesses < limit {
                 return Ok(None);
             }
@@ -107,31 +116,36 @@ impl KeyVault {
         })?;
         match erased {
             Some(version) => {
-                self.erased(account, version);
+                self.erased(account, version, revision);
                 Ok(true)
             }
             None => Ok(false),
         }
     }
 
-    /// At start: erases every record at the limit.
+    /// At start: erases every record at the limit. An entry that fails its integrity check
+    /// is left as it is (and refused when used), not allowed to stop the whole vault.
     pub(super) fn erase_all_exhausted(&self) -> Result<(), Refusal> {
         for key in self.store.keys("account/")? {
-            if let Some(account) = account::account_of(&key)
-                && self.erase_if_exhausted(account)?
-            {
-                tracing::warn!("erased the record of {account}: its guesses ran out");
+            let Some(account) = account::account_of(&key) else {
+                continue;
+            };
+            match self.erase_if_exhausted(account) {
+                Ok(true) => tracing::warn!("erased the record of {account}: its guesses ran out"),
+                Ok(false) => {}
+                Err(refusal) if refusal.code == ErrorCode::RecordRefused => {}
+                Err(refusal) => return Err(refusal),
             }
         }
         Ok(())
     }
 
     /// After an erase was written: purges the store's history and logs it.
-    fn erased(&self, account: &str, version: Option<u64>) {
+    fn erased(&self, account: &str, version: Option<u64>, revision: u64) {
         if let Err(err) = self.store.purge_history() {
             tracing::error!("erased the record of {account}, but the store kept old pages: {err}");
         }
-        let mut event = Event::new(EventKind::Erase, account);
+        let mut event = Event::new(EventKind::Erase, account).written(revision);
         event.record_version = version;
         self.audit.append(event);
     }

@@ -29,7 +29,7 @@ impl KeyVault {
         request: &LoginStart,
     ) -> Result<LoginStartAnswer, Refusal> {
         let account = request.account.as_str();
-        self.authenticate(credential, account)?;
+        let (entry, _) = self.authenticate(credential, account)?;
         let ke1 = CredentialRequest::deserialize(&request.ke1)
             .map_err(|err| Refusal::bad_request(format!("ke1 is not an OPAQUE KE1: {err}")))?;
         if let Some(full) = self.logins.is_full(account) {
@@ -37,12 +37,16 @@ impl KeyVault {
         }
         // The record is opened before a guess is spent on it: one the HSM refuses (altered or
         // moved in the store) must not burn the user's guesses.
-        let current = self.entry(account)?.and_then(|(entry, _)| entry.record);
+        let current = entry.record;
         let mut opened = self.open_record(account, current.as_ref())?;
         let guess = self.consume_guess(account)?;
         // The guess is on disk: only now is the password evaluated.
-        self.audit
-            .append(Event::new(EventKind::LoginStart, account).attempts_left(guess.attempts_left));
+        self.audit.append(
+            Event::new(EventKind::LoginStart, account)
+                .attempts_left(guess.attempts_left)
+                .spent(guess.spent)
+                .written(guess.revision),
+        );
         let same = |a: Option<&crate::account::StoredRecord>| a.map(|r| r.version);
         if same(guess.record.as_ref()) != same(current.as_ref()) {
             // Registered or erased between the two reads: open what the guess was spent on.
@@ -149,9 +153,12 @@ impl KeyVault {
             (Some(mut finish), Some((version, sealed_key))) => {
                 let session_key = Zeroizing::new(finish.session_key.to_vec());
                 finish.session_key.as_mut_slice().zeroize();
-                self.reset_guesses(account, version)?;
-                self.audit
-                    .append(Event::new(EventKind::LoginSuccess, account).version(version));
+                let revision = self.reset_guesses(account, version)?;
+                self.audit.append(
+                    Event::new(EventKind::LoginSuccess, account)
+                        .version(version)
+                        .written(revision),
+                );
                 let sealed = transfer::seal(&session_key, &request.login_id, &sealed_key);
                 self.logins
                     .authenticated(request.login_id.clone(), account, version);

@@ -3,10 +3,12 @@
 //! it is wrong. Methods block (store, HSM, OPAQUE): the server calls them on blocking threads.
 //!
 //! - `guesses`: the guess-limit algorithm, compare-and-swap on the account's entry.
+//! - `integrity`: the HSM's tag on each entry, and the checks against older copies.
 //! - `login`: `login/start`, `login/finish`.
 //! - `register`: `register/start`, `register/finish`, `DELETE /v1/record`, the status.
 
 mod guesses;
+mod integrity;
 mod login;
 mod register;
 
@@ -22,7 +24,7 @@ use sealback_vault_client::protocol::suite::Suite;
 use sealback_vault_client::protocol::wire::{ErrorAnswer, ErrorCode, ServerKeyAnswer};
 
 use crate::account::{self, AccountEntry};
-use crate::audit::{AuditError, AuditLog, Event, EventKind};
+use crate::audit::{self as audit_log, AuditError, AuditLog, Event, EventKind};
 use crate::config::{Config, ConfigError};
 use crate::hsm::{Hsm, HsmError};
 use crate::logins::Logins;
@@ -42,6 +44,8 @@ pub struct KeyVault {
     audit: AuditLog,
     logins: Logins,
     guess_limit: u32,
+    /// What the vault has seen of each account, against entries put back from older copies.
+    seen: integrity::Seen,
     /// A record sealed for no account: a login on an account without a record opens it, so
     /// that it costs the same HSM call as a login on a real record.
     dummy_record: Vec<u8>,
@@ -190,6 +194,11 @@ impl KeyVault {
         })?;
         let setup = record::open_setup(&hsm, &sealed.value)?;
         let server_key = format_server_key(&setup.keypair().public().serialize());
+        let (_, history) = audit_log::history(&config.audit_log)?;
+        for rollback in &history.rollbacks {
+            tracing::warn!("the audit log {}, {rollback}", config.audit_log.display());
+        }
+        integrity::check_not_rolled_back(config, store.as_ref(), &history)?;
         let audit = AuditLog::open(&config.audit_log)?;
         let dummy_record = record::seal(
             &hsm,
@@ -206,6 +215,7 @@ impl KeyVault {
             audit,
             logins: Logins::new(Duration::from_secs(config.login_expiry_secs)),
             guess_limit: config.guess_limit,
+            seen: integrity::Seen::from_history(&history),
             dummy_record,
         };
         vault.erase_all_exhausted().map_err(|refusal| {
@@ -264,49 +274,59 @@ impl KeyVault {
         self.audit.close();
     }
 
-    /// The account's entry and its revision, if `credential` is the account's. Nothing else
-    /// is read or written before this succeeds.
+    /// The account's entry and its revision, if `credential` is the account's and the
+    /// entry passes its checks ([`KeyVault::load_checked`]). Nothing else is read or written
+    /// before the credential is checked.
     fn authenticate(
         &self,
         credential: &str,
         account: &str,
     ) -> Result<(AccountEntry, Revision), Refusal> {
         check_account_name(account).map_err(Refusal::bad_request)?;
-        let (entry, revision) = self.entry(account)?.ok_or_else(Refusal::unauthorized)?;
-        if !entry.accepts(credential) {
-            return Err(Refusal::unauthorized());
-        }
-        Ok((entry, revision))
+        self.load_checked(account, Some(credential))?
+            .ok_or_else(Refusal::unauthorized)
     }
 
+    /// The account's entry, checked ([`KeyVault::load_checked`]), and its revision.
     fn entry(&self, account: &str) -> Result<Option<(AccountEntry, Revision)>, Refusal> {
+        self.load_checked(account, None)
+    }
+
+    /// The account's entry as stored, unchecked, with its revision and bytes.
+    fn load(&self, account: &str) -> Result<Option<(AccountEntry, Revision, Vec<u8>)>, Refusal> {
         match self.store.get(&account::store_key(account))? {
             None => Ok(None),
             Some(stored) => {
                 let entry = AccountEntry::from_bytes(&stored.value)
                     .map_err(|err| internal(&format!("the entry of account {account}"), err))?;
-                Ok(Some((entry, stored.revision)))
+                Ok(Some((entry, stored.revision, stored.value)))
             }
         }
     }
 
-    /// Changes the account's entry with compare-and-swap: reads it, lets `change` edit it
-    /// (or refuse), writes it if nobody wrote in between, else starts again. Returns what
-    /// `change` returned for the version that was written.
+    /// Changes the account's entry with compare-and-swap: reads and checks it, lets `change`
+    /// edit it (or refuse), tags it in the HSM, writes it if nobody wrote in between, else
+    /// starts again. Returns what `change` returned for the version that was written, and
+    /// the store revision of the write.
     fn update<T>(
         &self,
         account: &str,
         mut change: impl FnMut(&mut AccountEntry) -> Result<T, Refusal>,
-    ) -> Result<T, Refusal> {
+    ) -> Result<(T, Revision), Refusal> {
         loop {
             let (mut entry, revision) = self.entry(account)?.ok_or_else(Refusal::unauthorized)?;
             let outcome = change(&mut entry)?;
+            record::tag_entry(&self.hsm, account, &mut entry)?;
+            let bytes = entry.to_bytes();
             match self.store.compare_and_swap(
                 &account::store_key(account),
                 Some(revision),
-                Some(&entry.to_bytes()),
+                Some(&bytes),
             )? {
-                Swap::Done(_) => return Ok(outcome),
+                Swap::Done(written) => {
+                    self.wrote(account, &entry, &bytes);
+                    return Ok((outcome, written.unwrap_or(revision)));
+                }
                 Swap::Conflict => continue,
             }
         }

@@ -36,7 +36,7 @@ impl KeyVault {
                 "request is not an OPAQUE registration request: {err}"
             ))
         })?;
-        let version = self.update(account, |entry| {
+        let (version, _) = self.update(account, |entry| {
             entry.last_version += 1;
             Ok(entry.last_version)
         })?;
@@ -78,7 +78,7 @@ impl KeyVault {
             &registration,
             &request.sealed_key,
         )?;
-        let replaced = self.update(account, |entry| {
+        let (replaced, revision) = self.update(account, |entry| {
             if version != entry.last_version {
                 return Err(Refusal::new(
                     ErrorCode::Conflict,
@@ -100,8 +100,11 @@ impl KeyVault {
                 "replaced the record of {account}, but the store kept old pages: {err}"
             );
         }
-        self.audit
-            .append(Event::new(EventKind::Register, account).version(version));
+        self.audit.append(
+            Event::new(EventKind::Register, account)
+                .version(version)
+                .written(revision),
+        );
         Ok(Done { ok: true })
     }
 
@@ -120,7 +123,7 @@ impl KeyVault {
                      the last minute; log in again",
                 )
             })?;
-        self.update(account, |entry| match &entry.record {
+        let ((), revision) = self.update(account, |entry| match &entry.record {
             Some(record) if record.version == version => {
                 entry.record = None;
                 entry.guesses = 0;
@@ -134,8 +137,11 @@ impl KeyVault {
         if let Err(err) = self.store.purge_history() {
             tracing::error!("deleted the record of {account}, but the store kept old pages: {err}");
         }
-        self.audit
-            .append(Event::new(EventKind::Delete, account).version(version));
+        self.audit.append(
+            Event::new(EventKind::Delete, account)
+                .version(version)
+                .written(revision),
+        );
         Ok(Done { ok: true })
     }
 }

@@ -61,6 +61,11 @@ pub trait RecordStore: Send + Sync {
         value: Option<&[u8]>,
     ) -> Result<Swap, StoreError>;
 
+    /// The store's last revision: the revision of its latest write (0 if none). It never
+    /// decreases; the vault compares it with the revisions its audit log recorded, so that a
+    /// store put back from an older copy is noticed at start.
+    fn revision(&self) -> Result<Revision, StoreError>;
+
     /// The keys that start with `prefix`, in byte order.
     fn keys(&self, prefix: &str) -> Result<Vec<String>, StoreError>;
 
@@ -76,6 +81,7 @@ pub trait RecordStore: Send + Sync {
 pub fn check_contract(store: &dyn RecordStore) {
     // Absent keys, creation, expected revisions.
     assert_eq!(store.get("a").expect("get"), None);
+    assert_eq!(store.revision().expect("revision"), 0);
     let Swap::Done(Some(r1)) = store.compare_and_swap("a", None, Some(b"1")).expect("cas") else {
         panic!("creating an absent key succeeds");
     };
@@ -98,6 +104,7 @@ pub fn check_contract(store: &dyn RecordStore) {
         panic!("a swap at the current revision succeeds");
     };
     assert!(r2 > r1);
+    assert_eq!(store.revision().expect("revision"), r2);
     assert_eq!(
         store
             .compare_and_swap("a", Some(r1), Some(b"3"))

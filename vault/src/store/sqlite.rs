@@ -179,6 +179,16 @@ impl RecordStore for SqliteStore {
         })?
     }
 
+    fn revision(&self) -> Result<Revision, StoreError> {
+        let reader = self.reader.lock().unwrap_or_else(|p| p.into_inner());
+        reader
+            .query_row("SELECT last FROM revision WHERE id = 0", [], |row| {
+                row.get(0)
+            })
+            .map(revision_of)
+            .map_err(error("read the store's revision"))
+    }
+
     fn keys(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
         let reader = self.reader.lock().unwrap_or_else(|p| p.into_inner());
         let mut statement = reader
