@@ -76,7 +76,7 @@ impl Vault {
             }
         };
         Ok(Vault {
-            transport: Transport::new(&config.url, config.credential, ca),
+            transport: Transport::new(&config.url, config.credential, server_key, ca),
             account: config.account,
             server_key,
         })

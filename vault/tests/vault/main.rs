@@ -43,9 +43,7 @@ pub fn account(vault: &TestVault, name: &str) -> (Vault, String) {
 /// An account on `vault` whose key `key` is registered under [`RIGHT`], and a client for it.
 pub fn registered(vault: &TestVault, name: &str, key: [u8; 32]) -> (Vault, String) {
     let (client, credential) = account(vault, name);
-    client
-        .register(&password(RIGHT), &key)
-        .expect("registers");
+    client.register(&password(RIGHT), &key).expect("registers");
     (client, credential)
 }
 
