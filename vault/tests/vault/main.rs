@@ -11,6 +11,7 @@ mod login;
 mod persistence;
 mod probing;
 mod raw;
+mod relay;
 mod tampering;
 
 use std::path::Path;
