@@ -30,10 +30,14 @@
 //! and the sealed key) is sent only after the genuine vault answered. The key pair is the
 //! one OPAQUE already uses in its 3DH key exchange; this construction uses it only as a DH
 //! key with its own labels, so the two uses cannot be confused. `k_seal` encrypts one
-//! message (a fresh `X` per request), so the fixed nonce never repeats under one key.
+//! message (a fresh `X` per request), so the fixed nonce never repeats under one key. The
+//! secret scalars are multiplied by reference (`mul(&scalar)`) so that no copy of them is left
+//! behind; their owners zeroize them.
 //!
 //! What it does not stop: a man in the middle can drop requests, or replay a captured one
 //! verbatim to the vault (the same request again, with the same effect; docs/vault.md §5).
+
+use std::ops::Mul as _;
 
 use aes_gcm::aead::{Aead, Payload};
 use aes_gcm::{Aes256Gcm, KeyInit, Nonce};
@@ -131,7 +135,7 @@ impl ClientExchange {
         rand::rngs::OsRng.fill_bytes(wide.as_mut_slice());
         let secret = Zeroizing::new(Scalar::from_bytes_mod_order_wide(&wide));
         let ephemeral = (RISTRETTO_BASEPOINT_TABLE * &*secret).compress().to_bytes();
-        let keys = Keys::derive(&(server * &*secret), &ephemeral, server_key)?;
+        let keys = Keys::derive(&server.mul(&*secret), &ephemeral, server_key)?;
         Some(ClientExchange { ephemeral, keys })
     }
 
@@ -201,7 +205,7 @@ impl ServerKey {
         let ephemeral: [u8; POINT_LEN] = URL_SAFE_NO_PAD.decode(ephemeral).ok()?.try_into().ok()?;
         let ciphertext = URL_SAFE_NO_PAD.decode(ciphertext).ok()?;
         let point = CompressedRistretto(ephemeral).decompress()?;
-        let keys = Keys::derive(&(point * &*self.secret), &ephemeral, &self.public)?;
+        let keys = Keys::derive(&point.mul(&*self.secret), &ephemeral, &self.public)?;
         let aad = [CREDENTIAL, digest].concat();
         let credential = keys
             .cipher()
