@@ -32,6 +32,14 @@ pub enum VaultError {
          URL and the pinned `server_key`"
     )]
     ServerKeyMismatch { expected: String, found: String },
+    #[error(
+        "{url} did not prove that it holds the vault's pinned key {pinned}, so it is not the \
+         configured vault (a server with a valid TLS certificate relaying or impersonating \
+         it, or a vault initialised again) and was refused: it received nothing it could test \
+         passwords against, and the credential only sealed to the pinned key; check the vault \
+         URL, its TLS certificate and the pinned `server_key`"
+    )]
+    VaultNotProven { url: String, pinned: String },
     #[error("cannot reach the vault: {0}; check its URL, that it runs, and its TLS certificate")]
     Transport(String),
     #[error("the vault's answer breaks the protocol: {0}")]

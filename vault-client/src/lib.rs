@@ -54,10 +54,13 @@
 //!
 //! # Trust
 //!
-//! - The vault's OPAQUE public key is pinned ([`VaultConfig::server_key`]): a vault with
-//!   another key is refused ([`VaultError::ServerKeyMismatch`]) before the password is used.
+//! - The vault's OPAQUE public key is pinned ([`VaultConfig::server_key`]): every answer must
+//!   carry a proof that only the holder of that key can make, bound to its request
+//!   ([`protocol::vault_proof`]); any other server, even one with a valid TLS certificate, is
+//!   refused ([`VaultError::VaultNotProven`]) before the client sends anything further, so it
+//!   never receives a registration it could test passwords against.
 //! - Every request carries the account's credential, separate from the password, so a
-//!   stranger cannot spend the user's guesses.
+//!   stranger cannot spend the user's guesses; it travels sealed to the pinned key.
 //! - The password ([`Password`]), K, the credential and the OPAQUE keys are zeroized after
 //!   use and never logged.
 //!

@@ -6,6 +6,13 @@
 //! on an async runtime's thread, and requests run on a blocking thread anyway. Nothing here
 //! retries: a login that may have reached the vault has consumed a guess, and only the caller
 //! knows whether spending another is wanted.
+//!
+//! Every request carries the credential sealed to the pinned key, bound to the request, and
+//! every answer must carry the vault's proof for that request
+//! ([`crate::protocol::vault_proof`]): an answer without a valid proof is refused
+//! ([`VaultError::VaultNotProven`]) before its body is read as JSON, so whatever the caller
+//! sends next was prompted only by the pinned vault. The credential is never sent in the
+//! clear.
 
 use std::io::Read as _;
 use std::sync::{Once, OnceLock};
@@ -18,6 +25,8 @@ use serde::de::DeserializeOwned;
 use zeroize::Zeroizing;
 
 use crate::VaultError;
+use crate::config::format_server_key;
+use crate::protocol::vault_proof::{self, ClientExchange};
 use crate::protocol::wire::{ErrorAnswer, ErrorCode};
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -30,6 +39,8 @@ const MAX_ANSWER_BYTES: u64 = 64 << 10;
 pub(crate) struct Transport {
     base: String,
     credential: Zeroizing<String>,
+    /// The pinned key: only answers it proves are read.
+    server_key: [u8; 32],
     ca: Option<Vec<reqwest::Certificate>>,
     client: OnceLock<Result<Client, String>>,
 }
@@ -38,11 +49,13 @@ impl Transport {
     pub(crate) fn new(
         base: &str,
         credential: Zeroizing<String>,
+        server_key: [u8; 32],
         ca: Option<Vec<reqwest::Certificate>>,
     ) -> Transport {
         Transport {
             base: base.trim_end_matches('/').to_string(),
             credential,
+            server_key,
             ca,
             client: OnceLock::new(),
         }
@@ -80,12 +93,20 @@ impl Transport {
             .as_ref()
             .map_err(|err| VaultError::Transport(err.clone()))?;
         let url = format!("{}{path}", self.base);
-        let mut request = client
-            .request(method, &url)
-            .bearer_auth(self.credential.as_str());
-        if let Some(body) = body {
-            let json = serde_json::to_vec(body)
-                .map_err(|err| VaultError::Protocol(format!("cannot encode a request: {err}")))?;
+        let json = match body {
+            None => Vec::new(),
+            Some(body) => serde_json::to_vec(body)
+                .map_err(|err| VaultError::Protocol(format!("cannot encode a request: {err}")))?,
+        };
+        let digest = vault_proof::request_digest(method.as_str(), path, &json);
+        let exchange = ClientExchange::new(&self.server_key).ok_or_else(|| {
+            VaultError::Config("the pinned server_key is not a Ristretto255 public key".into())
+        })?;
+        let mut request = client.request(method, &url).header(
+            reqwest::header::AUTHORIZATION,
+            exchange.authorization(&self.credential, &digest),
+        );
+        if body.is_some() {
             request = request
                 .header(reqwest::header::CONTENT_TYPE, "application/json")
                 .body(json);
@@ -94,6 +115,11 @@ impl Transport {
             .send()
             .map_err(|err| VaultError::Transport(format!("{url}: {}", chain(&err))))?;
         let status = response.status();
+        let proof = response
+            .headers()
+            .get(vault_proof::PROOF_HEADER)
+            .and_then(|value| value.to_str().ok())
+            .map(str::to_string);
         let mut bytes = Vec::new();
         response
             .take(MAX_ANSWER_BYTES + 1)
@@ -104,6 +130,14 @@ impl Transport {
                 "{url} answered {status} with more than {MAX_ANSWER_BYTES} bytes, more than \
                  any answer of a vault; is the URL the vault's?"
             )));
+        }
+        let proven =
+            proof.is_some_and(|proof| exchange.verify(&digest, status.as_u16(), &bytes, &proof));
+        if !proven {
+            return Err(VaultError::VaultNotProven {
+                url,
+                pinned: format_server_key(&self.server_key),
+            });
         }
         if status.is_success() {
             return serde_json::from_slice(&bytes).map_err(|err| {
@@ -206,7 +240,10 @@ mod tests {
 
     #[test]
     fn an_answer_without_end_is_refused_at_the_limit() {
-        let transport = Transport::new(&endless_server(), Zeroizing::new("x".into()), None);
+        let key = curve25519_dalek::constants::RISTRETTO_BASEPOINT_POINT
+            .compress()
+            .to_bytes();
+        let transport = Transport::new(&endless_server(), Zeroizing::new("x".into()), key, None);
         let err = transport
             .get::<serde_json::Value>("/v1/server-key")
             .expect_err("endless");

@@ -76,15 +76,17 @@ impl Vault {
             }
         };
         Ok(Vault {
-            transport: Transport::new(&config.url, config.credential, ca),
+            transport: Transport::new(&config.url, config.credential, server_key, ca),
             account: config.account,
             server_key,
         })
     }
 
     /// Registers `key` under `password`, replacing any key the account had (that one is then
-    /// gone from the vault). The guess count starts over. Nothing is sent unless the vault's
-    /// key is the pinned one.
+    /// gone from the vault). The guess count starts over. The upload and the sealed key are
+    /// sent only after the vault proved it holds the pinned key by answering this
+    /// registration's first message ([`crate::protocol::vault_proof`]); any other server is
+    /// refused with [`VaultError::VaultNotProven`].
     pub fn register(&self, password: &Password, key: &[u8; 32]) -> Result<(), VaultError> {
         self.check_server_key()?;
         let mut rng = OsRng;
@@ -263,8 +265,8 @@ impl Vault {
     }
 
     /// Asks the vault for its key and compares it with the pinned one, before anything
-    /// about the password is sent. (A false vault could lie here; OPAQUE then authenticates
-    /// the key, see [`Vault::check_pinned`].)
+    /// about the password is sent. The answer is proven by the pinned key's holder
+    /// ([`crate::protocol::vault_proof`]), so a false vault is refused here already.
     fn check_server_key(&self) -> Result<(), VaultError> {
         let answer: ServerKeyAnswer =
             self.transport

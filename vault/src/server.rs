@@ -21,6 +21,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use rustls::ServerConfig;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use sealback_vault_client::protocol::vault_proof;
 use sealback_vault_client::protocol::wire::{ErrorCode, path};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -126,7 +127,7 @@ pub async fn run(
                             // A task of its own: it runs to its end even if the client goes.
                             let answer = tokio::spawn(route(vault, limiter, request))
                                 .await
-                                .unwrap_or_else(|_| refusal(&Refusal::new(ErrorCode::Internal, "the request failed")));
+                                .unwrap_or_else(|_| refusal(&Refusal::new(ErrorCode::Internal, "the request failed"), None));
                             Ok::<_, std::convert::Infallible>(answer)
                         }
                     });
@@ -176,127 +177,129 @@ async fn sweep(vault: Arc<KeyVault>, mut stopped: watch::Receiver<bool>) {
     }
 }
 
-/// One request: its route, its credential, its body, the vault's answer.
+/// One request: its credential's presence, its body, then on a blocking thread its
+/// credential opened, its route, the vault's answer and that answer's proof.
 async fn route(
     vault: Arc<KeyVault>,
     limiter: Arc<Semaphore>,
     request: Request<Incoming>,
 ) -> Response<Full<Bytes>> {
     // No credential: refused before anything is read.
-    let Some(credential) = bearer(&request) else {
-        return refusal(&Refusal::unauthorized());
+    let Some(authorization) = authorization(&request) else {
+        return refusal(&Refusal::unauthorized(), None);
     };
     let method = request.method().clone();
+    let target = request
+        .uri()
+        .path_and_query()
+        .map(|target| target.as_str().to_string())
+        .unwrap_or_default();
     let uri_path = request.uri().path().to_string();
-    let account = query_account(request.uri().query());
-    match (method, uri_path.as_str()) {
-        (Method::GET, path::SERVER_KEY) => {
-            let account = account.unwrap_or_default();
-            work(limiter, vault, move |v| {
-                v.server_key_answer(&credential, &account)
-            })
-            .await
+    let account = query_account(request.uri().query()).unwrap_or_default();
+    // The body is read before the credential is opened: a sealed credential is bound to it.
+    let body = match read_body(request).await {
+        Ok(body) => body,
+        Err(refused) => return refusal(&refused, None),
+    };
+    let Ok(_permit) = limiter.acquire_owned().await else {
+        return refusal(
+            &Refusal::new(ErrorCode::Busy, "the vault is stopping"),
+            None,
+        );
+    };
+    let answer = tokio::task::spawn_blocking(move || {
+        let digest = vault_proof::request_digest(method.as_str(), &target, &body);
+        let (credential, keys) = match authorization {
+            Authorization::Bearer(credential) => (credential, None),
+            Authorization::Sealed(sealed) => match vault.proof_key().open(&sealed, &digest) {
+                Some((credential, keys)) => (credential, Some(keys)),
+                None => return refusal(&Refusal::unauthorized(), None),
+            },
+        };
+        let proof = keys.as_ref().map(|keys| (keys, &digest));
+        match answer(&vault, &credential, &method, &uri_path, &account, &body) {
+            Ok(json) => respond(StatusCode::OK, json, proof),
+            Err(refused) => refusal(&refused, proof),
         }
-        (Method::GET, path::STATUS) => {
-            let account = account.unwrap_or_default();
-            work(limiter, vault, move |v| v.status(&credential, &account)).await
+    });
+    answer.await.unwrap_or_else(|_| {
+        refusal(
+            &Refusal::new(ErrorCode::Internal, "the request failed"),
+            None,
+        )
+    })
+}
+
+/// The vault's answer to one request, as JSON.
+fn answer(
+    vault: &KeyVault,
+    credential: &str,
+    method: &Method,
+    uri_path: &str,
+    account: &str,
+    body: &[u8],
+) -> Result<Vec<u8>, Refusal> {
+    match (method, uri_path) {
+        (&Method::GET, path::SERVER_KEY) => to_json(vault.server_key_answer(credential, account)),
+        (&Method::GET, path::STATUS) => to_json(vault.status(credential, account)),
+        (&Method::POST, path::REGISTER_START) => {
+            to_json(vault.register_start(credential, &parse(body)?))
         }
-        (Method::POST, path::REGISTER_START) => {
-            with_body(request, limiter, vault, move |v, body| {
-                v.register_start(&credential, &body)
-            })
-            .await
+        (&Method::POST, path::REGISTER_FINISH) => {
+            to_json(vault.register_finish(credential, &parse(body)?))
         }
-        (Method::POST, path::REGISTER_FINISH) => {
-            with_body(request, limiter, vault, move |v, body| {
-                v.register_finish(&credential, &body)
-            })
-            .await
+        (&Method::POST, path::LOGIN_START) => to_json(vault.login_start(credential, &parse(body)?)),
+        (&Method::POST, path::LOGIN_FINISH) => {
+            to_json(vault.login_finish(credential, &parse(body)?))
         }
-        (Method::POST, path::LOGIN_START) => {
-            with_body(request, limiter, vault, move |v, body| {
-                v.login_start(&credential, &body)
-            })
-            .await
-        }
-        (Method::POST, path::LOGIN_FINISH) => {
-            with_body(request, limiter, vault, move |v, body| {
-                v.login_finish(&credential, &body)
-            })
-            .await
-        }
-        (Method::DELETE, path::RECORD) => {
-            with_body(request, limiter, vault, move |v, body| {
-                v.delete(&credential, &body)
-            })
-            .await
-        }
-        (method, other) => refusal(&Refusal::bad_request(format!(
+        (&Method::DELETE, path::RECORD) => to_json(vault.delete(credential, &parse(body)?)),
+        (method, other) => Err(Refusal::bad_request(format!(
             "no such request: {method} {other} (this vault speaks protocol version 1)"
         ))),
     }
 }
 
-/// Reads the JSON body, then does the work.
-async fn with_body<B, T>(
-    request: Request<Incoming>,
-    limiter: Arc<Semaphore>,
-    vault: Arc<KeyVault>,
-    f: impl FnOnce(&KeyVault, B) -> Result<T, Refusal> + Send + 'static,
-) -> Response<Full<Bytes>>
-where
-    B: DeserializeOwned + Send + 'static,
-    T: Serialize + Send + 'static,
-{
+fn parse<B: DeserializeOwned>(body: &[u8]) -> Result<B, Refusal> {
+    serde_json::from_slice(body)
+        .map_err(|err| Refusal::bad_request(format!("malformed request: {err}")))
+}
+
+fn to_json<T: Serialize>(answer: Result<T, Refusal>) -> Result<Vec<u8>, Refusal> {
+    answer.map(|answer| serde_json::to_vec(&answer).unwrap_or_default())
+}
+
+/// The request's body, at most [`MAX_BODY`] bytes within [`BODY_READ_TIMEOUT`].
+async fn read_body(request: Request<Incoming>) -> Result<Bytes, Refusal> {
     let read = tokio::time::timeout(
         BODY_READ_TIMEOUT,
         Limited::new(request.into_body(), MAX_BODY).collect(),
     );
-    let bytes = match read.await {
-        Ok(Ok(collected)) => collected.to_bytes(),
-        Ok(Err(err)) => {
-            return refusal(&Refusal::bad_request(format!(
-                "cannot read the body: {err}"
-            )));
-        }
-        Err(_) => {
-            return refusal(&Refusal::bad_request(format!(
-                "the body did not arrive within {} s",
-                BODY_READ_TIMEOUT.as_secs()
-            )));
-        }
-    };
-    let body: B = match serde_json::from_slice(&bytes) {
-        Ok(body) => body,
-        Err(err) => return refusal(&Refusal::bad_request(format!("malformed request: {err}"))),
-    };
-    work(limiter, vault, move |v| f(v, body)).await
-}
-
-/// Runs `f` on a blocking thread once a permit is free, and answers its outcome.
-async fn work<T>(
-    limiter: Arc<Semaphore>,
-    vault: Arc<KeyVault>,
-    f: impl FnOnce(&KeyVault) -> Result<T, Refusal> + Send + 'static,
-) -> Response<Full<Bytes>>
-where
-    T: Serialize + Send + 'static,
-{
-    let Ok(_permit) = limiter.acquire_owned().await else {
-        return refusal(&Refusal::new(ErrorCode::Busy, "the vault is stopping"));
-    };
-    match tokio::task::spawn_blocking(move || f(&vault)).await {
-        Ok(Ok(answer)) => json(StatusCode::OK, &answer),
-        Ok(Err(refused)) => refusal(&refused),
-        Err(_) => refusal(&Refusal::new(ErrorCode::Internal, "the request failed")),
+    match read.await {
+        Ok(Ok(collected)) => Ok(collected.to_bytes()),
+        Ok(Err(err)) => Err(Refusal::bad_request(format!("cannot read the body: {err}"))),
+        Err(_) => Err(Refusal::bad_request(format!(
+            "the body did not arrive within {} s",
+            BODY_READ_TIMEOUT.as_secs()
+        ))),
     }
 }
 
-/// The bearer credential, if there is one.
-fn bearer(request: &Request<Incoming>) -> Option<Zeroizing<String>> {
+/// How a request names its account's credential.
+enum Authorization {
+    /// `Bearer <credential>`: in the clear, for tools and tests; the client never sends it,
+    /// and its answers carry no proof.
+    Bearer(Zeroizing<String>),
+    /// `Sealed <X>.<sealed credential>` ([`vault_proof`]).
+    Sealed(String),
+}
+
+fn authorization(request: &Request<Incoming>) -> Option<Authorization> {
     let value = request.headers().get(AUTHORIZATION)?.to_str().ok()?;
+    if let Some(sealed) = value.strip_prefix(vault_proof::SCHEME) {
+        return Some(Authorization::Sealed(sealed.trim().to_string()));
+    }
     let token = value.strip_prefix("Bearer ")?.trim();
-    (!token.is_empty()).then(|| Zeroizing::new(token.to_string()))
+    (!token.is_empty()).then(|| Authorization::Bearer(Zeroizing::new(token.to_string())))
 }
 
 /// `account=NAME` from a query string (account names need no percent-decoding).
@@ -307,18 +310,35 @@ fn query_account(query: Option<&str>) -> Option<String> {
         .map(str::to_string)
 }
 
-fn refusal(refused: &Refusal) -> Response<Full<Bytes>> {
+/// A refusal; with the exchange's keys, its proof.
+fn refusal(
+    refused: &Refusal,
+    proof: Option<(&vault_proof::Keys, &[u8; 32])>,
+) -> Response<Full<Bytes>> {
     let status = StatusCode::from_u16(refused.code.http_status())
         .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    json(status, &refused.to_answer())
+    let json = serde_json::to_vec(&refused.to_answer()).unwrap_or_default();
+    respond(status, json, proof)
 }
 
-fn json(status: StatusCode, body: &impl Serialize) -> Response<Full<Bytes>> {
-    let bytes = serde_json::to_vec(body).unwrap_or_default();
-    let mut response = Response::new(Full::new(Bytes::from(bytes)));
+/// An answer; with the exchange's keys, the proof that binds it to its request.
+fn respond(
+    status: StatusCode,
+    json: Vec<u8>,
+    proof: Option<(&vault_proof::Keys, &[u8; 32])>,
+) -> Response<Full<Bytes>> {
+    let proof = proof.and_then(|(keys, digest)| {
+        HeaderValue::from_str(&keys.proof(digest, status.as_u16(), &json)).ok()
+    });
+    let mut response = Response::new(Full::new(Bytes::from(json)));
     *response.status_mut() = status;
     response
         .headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    if let Some(proof) = proof {
+        response
+            .headers_mut()
+            .insert(vault_proof::PROOF_HEADER, proof);
+    }
     response
 }

@@ -55,7 +55,9 @@ impl Daemon {
             }
             VaultError::NotRegistered => (404, "not-registered"),
             VaultError::Unauthorized => (403, "vault-credential"),
-            VaultError::ServerKeyMismatch { .. } => (502, "vault-key-mismatch"),
+            VaultError::ServerKeyMismatch { .. } | VaultError::VaultNotProven { .. } => {
+                (502, "vault-key-mismatch")
+            }
             VaultError::Config(_) => (400, "vault-config"),
             _ => (502, "vault-failed"),
         };

@@ -8,10 +8,13 @@
 //! - [`sealed_key`]: how the client seals the backup key K under its OPAQUE export key,
 //!   so that the vault never sees K in the clear.
 //! - [`transfer`]: how the server hands the sealed key back under the login's session key.
+//! - [`vault_proof`]: how every answer proves it comes from the holder of the pinned key,
+//!   and how the credential travels sealed to that key.
 
 pub mod sealed_key;
 pub mod suite;
 pub mod transfer;
+pub mod vault_proof;
 pub mod wire;
 
 /// The version of this protocol; it names the URL prefix (`/v1/...`) and is part of every

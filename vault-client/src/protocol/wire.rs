@@ -1,7 +1,9 @@
 //! The HTTP messages of protocol version 1.
 //!
-//! Every request goes over HTTPS and carries `Authorization: Bearer <credential>`, the
-//! account's credential (issued by `sealback-vault account add`). Bodies are JSON; OPAQUE
+//! Every request goes over HTTPS and carries the account's credential (issued by
+//! `sealback-vault account add`), sealed to the pinned key: `Authorization: Sealed ...`; every
+//! answer to it carries the vault's proof ([`super::vault_proof`]). The vault also accepts
+//! `Authorization: Bearer <credential>`, for tools and tests, and answers it without a proof. Bodies are JSON; OPAQUE
 //! messages and sealed values are standard base64 with padding. Unknown fields are refused.
 //!
 //! | request                          | body                  | answer (200)              |
@@ -30,8 +32,8 @@ pub mod path {
 }
 
 /// The vault's OPAQUE public key, as `sealback-vault init` prints it (base64). The client
-/// compares it with its pinned key before it sends anything about the password; OPAQUE
-/// itself then authenticates it.
+/// compares it with its pinned key before it sends anything about the password; the answer's
+/// proof and OPAQUE authenticate it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ServerKeyAnswer {

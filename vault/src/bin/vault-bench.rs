@@ -19,6 +19,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, anyhow};
+use base64::Engine as _;
 use clap::Parser;
 use opaque_ke::{
     ClientLogin, ClientLoginFinishParameters, ClientRegistration,
@@ -32,6 +33,7 @@ use sealback_vault_client::protocol::suite::{
     ARGON2_ITERATIONS, ARGON2_LANES, ARGON2_MEMORY_KIB, CONTEXT, Suite, identifiers,
     key_stretching, key_stretching_with,
 };
+use sealback_vault_client::protocol::vault_proof::{self, ClientExchange};
 use sealback_vault_client::protocol::wire::{
     Done, LoginFinish, LoginFinishAnswer, LoginStart, LoginStartAnswer, RegisterFinish,
     RegisterStart, RegisterStartAnswer, path,
@@ -63,19 +65,38 @@ struct Client {
     url: String,
     account: String,
     credential: String,
+    /// The vault's key, to which each request's credential is sealed and whose proof each
+    /// answer must carry, as the real client does (`protocol::vault_proof`).
+    server_key: [u8; 32],
 }
 
 impl Client {
     fn post<B: Serialize, T: DeserializeOwned>(&self, path: &str, body: &B) -> Result<T> {
+        let json = serde_json::to_vec(body)?;
+        let digest = vault_proof::request_digest("POST", path, &json);
+        let exchange =
+            ClientExchange::new(&self.server_key).ok_or_else(|| anyhow!("not a server key"))?;
         let response = self
             .http
             .post(format!("{}{path}", self.url))
-            .bearer_auth(&self.credential)
+            .header(
+                "authorization",
+                exchange.authorization(&self.credential, &digest),
+            )
             .header("content-type", "application/json")
-            .body(serde_json::to_vec(body)?)
+            .body(json)
             .send()?;
         let status = response.status();
+        let proof = response
+            .headers()
+            .get(vault_proof::PROOF_HEADER)
+            .and_then(|value| value.to_str().ok())
+            .map(str::to_string)
+            .unwrap_or_default();
         let bytes = response.bytes()?;
+        if !exchange.verify(&digest, status.as_u16(), &bytes, &proof) {
+            return Err(anyhow!("{path}: the answer carries no valid vault proof"));
+        }
         if !status.is_success() {
             return Err(anyhow!(
                 "{path}: {status} {}",
@@ -193,6 +214,10 @@ fn main() -> Result<()> {
     let cheap = key_stretching_with(8, 1, 1).map_err(|e| anyhow!(e))?;
     let password = b"benchmark password 1";
 
+    let server_key: [u8; 32] = base64::engine::general_purpose::STANDARD
+        .decode(&vault.server_key)?
+        .try_into()
+        .map_err(|_| anyhow!("the server key is not 32 bytes"))?;
     let per_client = args.logins.div_ceil(args.clients);
     // Logins (the warm-up's included) per account stay below the vault's per-account bound.
     let accounts_each = (per_client + 1).div_ceil(MAX_LOGINS_PER_ACCOUNT - 2);
@@ -211,6 +236,7 @@ fn main() -> Result<()> {
                 url: vault.url.clone(),
                 account,
                 credential: credential.to_string(),
+                server_key,
             };
             client.register(password, &cheap)?;
             accounts.push(client);

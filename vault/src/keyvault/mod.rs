@@ -21,6 +21,7 @@ use sealback_vault_client::format_server_key;
 use sealback_vault_client::protocol::check_account_name;
 use sealback_vault_client::protocol::sealed_key::SEALED_KEY_LEN;
 use sealback_vault_client::protocol::suite::Suite;
+use sealback_vault_client::protocol::vault_proof::ServerKey;
 use sealback_vault_client::protocol::wire::{ErrorAnswer, ErrorCode, ServerKeyAnswer};
 
 use crate::account::{self, AccountEntry};
@@ -41,6 +42,9 @@ pub struct KeyVault {
     hsm: Hsm,
     setup: ServerSetup<Suite>,
     server_key: String,
+    /// The setup's key pair as the vault proof uses it (opens sealed credentials, proves
+    /// answers).
+    proof_key: ServerKey,
     audit: AuditLog,
     logins: Logins,
     guess_limit: u32,
@@ -199,6 +203,11 @@ impl KeyVault {
             tracing::warn!("the audit log {}, {rollback}", config.audit_log.display());
         }
         integrity::check_not_rolled_back(config, store.as_ref(), &history)?;
+        let proof_key = ServerKey::new(
+            &setup.keypair().private().serialize(),
+            &setup.keypair().public().serialize(),
+        )
+        .map_err(|err| StartError::State(format!("the OPAQUE server key: {err}")))?;
         let audit = AuditLog::open(&config.audit_log)?;
         let dummy_record = record::seal(
             &hsm,
@@ -212,6 +221,7 @@ impl KeyVault {
             hsm,
             setup,
             server_key,
+            proof_key,
             audit,
             logins: Logins::new(Duration::from_secs(config.login_expiry_secs)),
             guess_limit: config.guess_limit,
@@ -230,6 +240,11 @@ impl KeyVault {
     /// The public key clients pin (base64).
     pub fn server_key(&self) -> &str {
         &self.server_key
+    }
+
+    /// The vault proof's key ([`sealback_vault_client::protocol::vault_proof`]).
+    pub fn proof_key(&self) -> &ServerKey {
+        &self.proof_key
     }
 
     /// `GET /v1/server-key`.

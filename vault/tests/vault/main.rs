@@ -12,6 +12,7 @@ mod persistence;
 mod probing;
 mod raw;
 mod rollback;
+mod relay;
 mod tampering;
 
 use std::path::Path;
