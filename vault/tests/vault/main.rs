@@ -11,8 +11,8 @@ mod login;
 mod persistence;
 mod probing;
 mod raw;
-mod rollback;
 mod relay;
+mod rollback;
 mod tampering;
 
 use std::path::Path;
