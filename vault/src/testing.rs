@@ -310,18 +310,11 @@ impl TestVault {
              keyUsage = critical, digitalSignature\nextendedKeyUsage = serverAuth\n",
         )
         .map_err(|err| format!("leaf.ext: {err}"))?;
-        let ec = [
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-        ];
         openssl(
             &tls,
             &[
                 &["req", "-x509"],
-                &ec[..],
+                &EC_KEY[..],
                 &[
                     "-keyout",
                     "ca.key",
@@ -334,11 +327,21 @@ impl TestVault {
                 ],
             ],
         )?;
+        self.issue_certificate(&tls)
+    }
+
+    /// Writes `key.pem` and `cert.pem` for `localhost` into `dir`, signed by this vault's own
+    /// CA (which clients trust): the vault's certificate, or a misissued one for a test's
+    /// false vault.
+    pub fn issue_certificate(&self, dir: &Path) -> Result<(), String> {
+        let ca = self.dir().join("tls");
+        let path = |name: &str| ca.join(name).to_string_lossy().into_owned();
+        let (ca_pem, ca_key, ext) = (path("ca.pem"), path("ca.key"), path("leaf.ext"));
         openssl(
-            &tls,
+            dir,
             &[
                 &["req"],
-                &ec[..],
+                &EC_KEY[..],
                 &[
                     "-keyout",
                     "key.pem",
@@ -350,23 +353,23 @@ impl TestVault {
             ],
         )?;
         openssl(
-            &tls,
+            dir,
             &[&[
                 "x509",
                 "-req",
                 "-in",
                 "leaf.csr",
                 "-CA",
-                "ca.pem",
+                &ca_pem,
                 "-CAkey",
-                "ca.key",
+                &ca_key,
                 "-CAcreateserial",
                 "-out",
                 "cert.pem",
                 "-days",
                 "2",
                 "-extfile",
-                "leaf.ext",
+                &ext,
             ]],
         )
     }
@@ -394,6 +397,30 @@ impl TestVault {
 impl Drop for TestVault {
     fn drop(&mut self) {
         self.kill();
+    }
+}
+
+/// A new P-256 key, unencrypted, for `openssl req`.
+const EC_KEY: [&str; 5] = [
+    "-newkey",
+    "ec",
+    "-pkeyopt",
+    "ec_paramgen_curve:prime256v1",
+    "-nodes",
+];
+
+/// Whether the process `pid` can dump core: `Err` with its core-size limit unless that is 0,
+/// soft and hard (a process holding secrets sets it so, and clears its dumpable flag).
+pub fn core_dumps_off(pid: u32) -> Result<(), String> {
+    let limits = fs::read_to_string(format!("/proc/{pid}/limits"))
+        .map_err(|err| format!("/proc/{pid}/limits: {err}"))?;
+    let core = limits
+        .lines()
+        .find(|line| line.starts_with("Max core file size"))
+        .ok_or_else(|| format!("no core limit in /proc/{pid}/limits"))?;
+    match core.split_whitespace().collect::<Vec<_>>()[..] {
+        [.., "0", "0", "bytes"] => Ok(()),
+        _ => Err(format!("process {pid} may dump core: {core}")),
     }
 }
 

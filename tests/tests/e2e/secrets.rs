@@ -504,16 +504,7 @@ fn the_daemon_holding_the_key_dumps_no_core_and_keeps_its_state_to_itself() {
     fixture.add_and_back_up(5);
 
     let pid = fixture.device.pid().expect("running");
-    let limits = fs::read_to_string(format!("/proc/{pid}/limits")).expect("limits");
-    let core = limits
-        .lines()
-        .find(|line| line.starts_with("Max core file size"))
-        .expect("a core limit");
-    assert_eq!(
-        core.split_whitespace().collect::<Vec<_>>()[4..6],
-        ["0", "0"],
-        "sealbackd may dump core: {core}"
-    );
+    sealback_vault::testing::core_dumps_off(pid).unwrap_or_else(|err| panic!("{err}"));
     assert_eq!(mode(&state), 0o700, "state.dir is open to others");
     let mut files = walk(&state).expect("state files");
     files.retain(|f| !f.ends_with(".sock"));

@@ -40,16 +40,7 @@ fn the_vaults_files_are_its_own_and_it_dumps_no_core() {
     assert!(checked >= 2, "the store and the audit log were checked");
 
     let pid = vault.pid().expect("serving");
-    let limits = fs::read_to_string(format!("/proc/{pid}/limits")).expect("limits");
-    let core = limits
-        .lines()
-        .find(|line| line.starts_with("Max core file size"))
-        .expect("a core limit");
-    assert_eq!(
-        core.split_whitespace().collect::<Vec<_>>()[4..6],
-        ["0", "0"],
-        "the vault may dump core: {core}"
-    );
+    sealback_vault::testing::core_dumps_off(pid).unwrap_or_else(|err| panic!("{err}"));
 }
 
 #[test]

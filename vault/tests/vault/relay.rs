@@ -6,8 +6,6 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
-use std::path::Path;
-use std::process::Command;
 use std::sync::{Arc, Mutex};
 
 use base64::Engine as _;
@@ -239,66 +237,10 @@ fn write_answer(stream: &mut impl Write, status: u16, proof: Option<&str>, body:
 fn misissued_certificate(genuine: &TestVault) -> std::path::PathBuf {
     let tls = genuine.dir().join("relay-tls");
     std::fs::create_dir_all(&tls).expect("relay-tls/");
-    let ca = genuine.dir().join("tls");
-    openssl(
-        &tls,
-        &[
-            "req",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-            "-keyout",
-            "key.pem",
-            "-out",
-            "leaf.csr",
-            "-subj",
-            "/CN=localhost",
-        ],
-    );
-    let ca_pem = ca.join("ca.pem");
-    let ca_key = ca.join("ca.key");
-    let ext = ca.join("leaf.ext");
-    openssl(
-        &tls,
-        &[
-            "x509",
-            "-req",
-            "-in",
-            "leaf.csr",
-            "-CA",
-            path_str(&ca_pem),
-            "-CAkey",
-            path_str(&ca_key),
-            "-CAcreateserial",
-            "-out",
-            "cert.pem",
-            "-days",
-            "2",
-            "-extfile",
-            path_str(&ext),
-        ],
-    );
+    genuine
+        .issue_certificate(&tls)
+        .unwrap_or_else(|err| panic!("{err}"));
     tls
-}
-
-fn path_str(path: &Path) -> &str {
-    path.to_str().expect("a UTF-8 path")
-}
-
-fn openssl(dir: &Path, args: &[&str]) {
-    let output = Command::new("openssl")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("openssl runs");
-    assert!(
-        output.status.success(),
-        "openssl {}: {}",
-        args.join(" "),
-        String::from_utf8_lossy(&output.stderr)
-    );
 }
 
 /// The relay saw no credential in the clear and no registration upload.
