@@ -177,7 +177,7 @@ impl HsmConfig {
 
 /// Reads a PIN from `file`, which nobody but its owner may read or write: whoever reads the
 /// PIN can open every sealed record with the HSM (docs/vault.md §1).
-fn read_pin_file(file: &Path) -> Result<AuthPin, ConfigError> {
+pub fn read_pin_file(file: &Path) -> Result<AuthPin, ConfigError> {
     use std::io::Read as _;
     use std::os::unix::fs::MetadataExt as _;
     let error = |message: String| ConfigError {

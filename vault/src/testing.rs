@@ -23,6 +23,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+mod peer;
+
 use sealback_vault_client::VaultConfig;
 use zeroize::Zeroizing;
 
@@ -41,6 +43,9 @@ pub struct Options {
     pub login_expiry_secs: u64,
     /// The processes' `RUST_LOG` filter ("warn"; the secrets suite reads it at "trace").
     pub log_filter: String,
+    /// Whether `key ceremony generate` makes the token's keys before `init`, so that
+    /// [`TestVault::start_peer`] can install them into other tokens.
+    pub transportable_keys: bool,
 }
 
 impl Default for Options {
@@ -49,6 +54,7 @@ impl Default for Options {
             guess_limit: 10,
             login_expiry_secs: 60,
             log_filter: "warn".to_owned(),
+            transportable_keys: false,
         }
     }
 }
@@ -58,6 +64,8 @@ pub struct TestVault {
     dir: tempfile::TempDir,
     binary: PathBuf,
     child: Option<Child>,
+    /// The SQLite store: `records.db` in [`TestVault::dir`], or a peer's.
+    store: PathBuf,
     /// `https://127.0.0.1:PORT`; the port stays the same across [`TestVault::restart`].
     pub url: String,
     /// The server key, as clients pin it.
@@ -73,6 +81,32 @@ impl TestVault {
     }
 
     pub fn start_with(binary: &Path, options: Options) -> Result<TestVault, String> {
+        let mut vault = TestVault::prepare(binary, options)?;
+        vault.make_certificates()?;
+        vault.write_config("127.0.0.1:0")?;
+        if vault.options.transportable_keys {
+            vault.run(&["key", "ceremony", "generate"])?;
+        }
+        let init = vault.run(&["init"])?;
+        vault.server_key = stdout(&init)
+            .lines()
+            .find_map(|line| line.strip_prefix("server_key = \""))
+            .and_then(|rest| rest.strip_suffix('"'))
+            .ok_or_else(|| format!("`init` printed no server key: {}", stdout(&init)))?
+            .to_string();
+        vault.serve_on_new_port()?;
+        Ok(vault)
+    }
+
+    /// Serves on a port of the system's choice, then keeps that port for restarts.
+    fn serve_on_new_port(&mut self) -> Result<(), String> {
+        self.serve()?;
+        let address = self.url.trim_start_matches("https://").to_string();
+        self.write_config(&address)
+    }
+
+    /// A directory with a new token (and the SO PIN in `so-pin`), not yet configured.
+    fn prepare(binary: &Path, options: Options) -> Result<TestVault, String> {
         if !binary.is_file() {
             return Err(format!(
                 "{} is missing: build it first (`cargo build -p sealback-vault`)",
@@ -83,28 +117,17 @@ impl TestVault {
             .prefix("sealback-vault-test")
             .tempdir()
             .map_err(|err| format!("temporary directory: {err}"))?;
-        let mut vault = TestVault {
+        let store = dir.path().join("records.db");
+        let vault = TestVault {
             dir,
             binary: binary.to_path_buf(),
             child: None,
+            store,
             url: String::new(),
             server_key: String::new(),
             options,
         };
         vault.make_token()?;
-        vault.make_certificates()?;
-        vault.write_config("127.0.0.1:0")?;
-        let init = vault.run(&["init"])?;
-        vault.server_key = stdout(&init)
-            .lines()
-            .find_map(|line| line.strip_prefix("server_key = \""))
-            .and_then(|rest| rest.strip_suffix('"'))
-            .ok_or_else(|| format!("`init` printed no server key: {}", stdout(&init)))?
-            .to_string();
-        vault.serve()?;
-        // Keep the port for restarts.
-        let address = vault.url.trim_start_matches("https://").to_string();
-        vault.write_config(&address)?;
         Ok(vault)
     }
 
@@ -119,7 +142,7 @@ impl TestVault {
     }
 
     pub fn store_path(&self) -> PathBuf {
-        self.dir().join("records.db")
+        self.store.clone()
     }
 
     pub fn audit_path(&self) -> PathBuf {
@@ -295,10 +318,13 @@ impl TestVault {
                 String::from_utf8_lossy(&output.stderr)
             ));
         }
-        let pin = self.dir().join("pin");
-        fs::write(&pin, USER_PIN).map_err(|err| format!("pin: {err}"))?;
-        fs::set_permissions(&pin, std::os::unix::fs::PermissionsExt::from_mode(0o600))
-            .map_err(|err| format!("pin: {err}"))
+        for (name, pin) in [("pin", USER_PIN), ("so-pin", SO_PIN)] {
+            let path = self.dir().join(name);
+            fs::write(&path, pin).map_err(|err| format!("{name}: {err}"))?;
+            fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+                .map_err(|err| format!("{name}: {err}"))?;
+        }
+        Ok(())
     }
 
     fn make_certificates(&self) -> Result<(), String> {
@@ -379,7 +405,7 @@ impl TestVault {
             "listen = \"{listen}\"\n\
              tls_cert = \"tls/cert.pem\"\n\
              tls_key = \"tls/key.pem\"\n\
-             store = \"records.db\"\n\
+             store = \"{}\"\n\
              audit_log = \"audit.log\"\n\
              guess_limit = {}\n\
              login_expiry_secs = {}\n\
@@ -388,7 +414,9 @@ impl TestVault {
              module = \"{SOFTHSM_MODULE}\"\n\
              token_label = \"{TOKEN_LABEL}\"\n\
              pin_file = \"pin\"\n",
-            self.options.guess_limit, self.options.login_expiry_secs
+            self.store.display(),
+            self.options.guess_limit,
+            self.options.login_expiry_secs
         );
         fs::write(self.config_path(), text).map_err(|err| format!("vault.toml: {err}"))
     }
