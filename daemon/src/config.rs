@@ -46,7 +46,11 @@ struct RawConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawVault {
-    url: String,
+    #[serde(default)]
+    url: Option<String>,
+    /// The vault's instances, tried in order (docs/vault.md §10); instead of `url`.
+    #[serde(default)]
+    urls: Option<Vec<String>>,
     server_key: String,
     account: String,
     credential_file: PathBuf,
@@ -206,7 +210,8 @@ pub struct Config {
 /// `[vault]`: where the Backup Key Vault is and how this device proves its account.
 #[derive(Debug, Clone)]
 pub struct VaultSettings {
-    pub url: String,
+    /// `url`, or the instances of `urls` in their order.
+    pub urls: Vec<String>,
     /// The vault's OPAQUE server public key, pinned: a vault with another key is refused.
     pub server_key: String,
     pub account: String,
@@ -456,10 +461,22 @@ fn validate(raw: RawConfig, path: &str) -> Result<Config, ConfigError> {
     let vault = match raw.vault {
         None => None,
         Some(v) => {
-            if !v.url.starts_with("https://") {
+            let urls = match (v.url, v.urls) {
+                (Some(url), None) => vec![url],
+                (None, Some(urls)) if !urls.is_empty() => urls,
+                _ => {
+                    return Err(bad(
+                        "vault.urls",
+                        "give the vault's address as exactly one of `url = \"https://...\"` \
+                         and `urls = [\"https://...\", ...]` (one URL per instance)"
+                            .into(),
+                    ));
+                }
+            };
+            if let Some(url) = urls.iter().find(|url| !url.starts_with("https://")) {
                 return Err(bad(
-                    "vault.url",
-                    format!("{:?} must be an https:// URL", v.url),
+                    "vault.urls",
+                    format!("{url:?} must be an https:// URL"),
                 ));
             }
             if v.server_key.trim().is_empty() {
@@ -480,7 +497,7 @@ fn validate(raw: RawConfig, path: &str) -> Result<Config, ConfigError> {
                 }
             }
             Some(VaultSettings {
-                url: v.url,
+                urls,
                 server_key: v.server_key,
                 account: v.account,
                 credential_file: v.credential_file,
@@ -614,5 +631,35 @@ mod tests {
             c.schedule,
             Schedule::Interval(Duration::from_secs(7 * 86400))
         );
+    }
+
+    #[test]
+    fn the_vault_is_one_url_or_a_list_of_instances() {
+        let vault = |address: &str| {
+            GOOD.replace(
+                "# [vault]\n# url = \"https://vault.example.org:8443\"\n",
+                &format!("[vault]\n{address}\n"),
+            )
+            .replace("# server_key = ", "server_key = ")
+            .replace("# account = ", "account = ")
+            .replace("# credential_file = ", "credential_file = ")
+        };
+        let one = load(&vault("url = \"https://v1:8443\""), &[]).expect("url");
+        assert_eq!(one.vault.expect("vault").urls, ["https://v1:8443"]);
+        let list = vault("urls = [\"https://v1:8443\", \"https://v2:8443\"]");
+        let many = load(&list, &[]).expect("urls");
+        assert_eq!(
+            many.vault.expect("vault").urls,
+            ["https://v1:8443", "https://v2:8443"]
+        );
+        for bad in [
+            "url = \"https://v1\"\nurls = [\"https://v2\"]",
+            "urls = []",
+            "urls = [\"https://v1\", \"http://v2\"]",
+            "",
+        ] {
+            let err = load(&vault(bad), &[]).expect_err(bad).to_string();
+            assert!(err.contains("vault.urls"), "{bad}: {err}");
+        }
     }
 }

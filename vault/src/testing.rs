@@ -181,7 +181,7 @@ impl TestVault {
     /// A client configuration for `account`, pinned to this vault's key.
     pub fn client_config(&self, account: &str, credential: &str) -> VaultConfig {
         VaultConfig {
-            url: self.url.clone(),
+            urls: vec![self.url.clone()],
             server_key: self.server_key.clone(),
             account: account.to_string(),
             credential: Zeroizing::new(credential.to_string()),

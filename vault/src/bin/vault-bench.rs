@@ -25,6 +25,7 @@ use opaque_ke::{
     ClientLogin, ClientLoginFinishParameters, ClientRegistration,
     ClientRegistrationFinishParameters, CredentialResponse, RegistrationResponse,
 };
+use rand::RngCore as _;
 use rand::rngs::OsRng;
 use sealback_vault::logins::MAX_LOGINS_PER_ACCOUNT;
 use sealback_vault::testing::{Options, TestVault};
@@ -149,12 +150,16 @@ impl Client {
     fn login(&self, password: &[u8], ksf: &opaque_ke::argon2::Argon2<'static>) -> Result<Duration> {
         let start =
             ClientLogin::<Suite>::start(&mut OsRng, password).map_err(|e| anyhow!("{e}"))?;
+        let mut attempt = [0u8; 16];
+        OsRng.fill_bytes(&mut attempt);
         let sent = Instant::now();
         let answer: LoginStartAnswer = self.post(
             path::LOGIN_START,
             &LoginStart {
                 account: self.account.clone(),
                 ke1: start.message.serialize().to_vec(),
+                // As the client sends it: one id per login (the vault keeps it in the entry).
+                attempt_id: Some(format!("{:032x}", u128::from_le_bytes(attempt))),
             },
         )?;
         let mut waited = sent.elapsed();

@@ -134,7 +134,7 @@ impl Relay {
 
     fn client(&self, genuine: &TestVault, name: &str, credential: &str) -> Vault {
         let mut config = genuine.client_config(name, credential);
-        config.url = self.url.clone();
+        config.urls = vec![self.url.clone()];
         Vault::new(config).expect("client")
     }
 
