@@ -21,15 +21,12 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, Result, anyhow};
 use base64::Engine as _;
 use clap::Parser;
-use opaque_ke::{
-    ClientLogin, ClientLoginFinishParameters, ClientRegistration,
-    ClientRegistrationFinishParameters, CredentialResponse, RegistrationResponse,
-};
+use opaque_ke::{ClientLogin, ClientLoginFinishParameters, CredentialResponse};
 use rand::RngCore as _;
 use rand::rngs::OsRng;
+use sealback_vault::keyvault::check::contract;
 use sealback_vault::logins::MAX_LOGINS_PER_ACCOUNT;
 use sealback_vault::testing::{Options, TestVault};
-use sealback_vault_client::protocol::sealed_key;
 use sealback_vault_client::protocol::suite::{
     ARGON2_ITERATIONS, ARGON2_LANES, ARGON2_MEMORY_KIB, CONTEXT, Suite, identifiers,
     key_stretching, key_stretching_with,
@@ -108,39 +105,27 @@ impl Client {
     }
 
     fn register(&self, password: &[u8], ksf: &opaque_ke::argon2::Argon2<'static>) -> Result<()> {
-        let start =
-            ClientRegistration::<Suite>::start(&mut OsRng, password).map_err(|e| anyhow!("{e}"))?;
-        let answer: RegisterStartAnswer = self.post(
-            path::REGISTER_START,
-            &RegisterStart {
-                account: self.account.clone(),
-                request: start.message.serialize().to_vec(),
-            },
-        )?;
-        let response = RegistrationResponse::<Suite>::deserialize(&answer.response)
+        let (upload, sealed_key, record_version) =
+            contract::client_registration(&self.account, password, &[7u8; 32], ksf, |request| {
+                let answer: RegisterStartAnswer = self
+                    .post(
+                        path::REGISTER_START,
+                        &RegisterStart {
+                            account: self.account.clone(),
+                            request: request.to_vec(),
+                        },
+                    )
+                    .map_err(|e| e.to_string())?;
+                Ok((answer.response, answer.record_version))
+            })
             .map_err(|e| anyhow!("{e}"))?;
-        let finish = start
-            .state
-            .finish(
-                &mut OsRng,
-                password,
-                response,
-                ClientRegistrationFinishParameters::new(identifiers(&self.account), Some(ksf)),
-            )
-            .map_err(|e| anyhow!("{e}"))?;
-        let sealed = sealed_key::seal(
-            &finish.export_key,
-            &self.account,
-            answer.record_version,
-            &[7u8; 32],
-        );
         let _: Done = self.post(
             path::REGISTER_FINISH,
             &RegisterFinish {
                 account: self.account.clone(),
-                record_version: answer.record_version,
-                upload: finish.message.serialize().to_vec(),
-                sealed_key: sealed,
+                record_version,
+                upload,
+                sealed_key,
             },
         )?;
         Ok(())

@@ -4,6 +4,7 @@
 
 mod audit;
 mod ceremony;
+mod check;
 mod credentials;
 mod guess_limit;
 mod hsm;
