@@ -44,6 +44,7 @@ const RECORD_LABEL: &[u8] = b"sealback-vault v1 record";
 const CREDENTIAL_LABEL: &[u8] = b"sealback-vault v1 credential";
 const SETUP_LABEL: &[u8] = b"sealback-vault v1 server setup";
 const ENTRY_LABEL: &[u8] = b"sealback-vault v1 entry";
+const ATTEMPTS_LABEL: &[u8] = b"attempts";
 
 /// The store key of the sealed ServerSetup.
 pub const SERVER_SETUP_KEY: &str = "server-setup";
@@ -147,6 +148,18 @@ fn entry_data(account: &str, entry: &AccountEntry) -> Vec<u8> {
     data.extend_from_slice(&entry.guesses.to_be_bytes());
     data.push(u8::from(entry.destroyed));
     data.extend_from_slice(&entry.spent.to_be_bytes());
+    // Only when there are any, so that entries tagged before attempts existed keep their tag.
+    if !entry.attempts.is_empty() {
+        data.extend_from_slice(ATTEMPTS_LABEL);
+        data.extend_from_slice(&(entry.attempts.len() as u32).to_be_bytes());
+        for attempt in &entry.attempts {
+            for field in [&attempt.id, &attempt.ke1_sha256] {
+                data.extend_from_slice(&(field.len() as u32).to_be_bytes());
+                data.extend_from_slice(field.as_bytes());
+            }
+            data.extend_from_slice(&attempt.version.to_be_bytes());
+        }
+    }
     data
 }
 

@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use opaque_ke::{ClientLogin, ClientLoginFinishParameters, CredentialResponse};
 use rand::rngs::OsRng;
-use sealback_vault::account::{AccountEntry, StoredRecord};
+use sealback_vault::account::{AccountEntry, Attempt, StoredRecord};
 use sealback_vault::config::Config;
 use sealback_vault::hsm::{Hsm, HsmError};
 use sealback_vault::keyvault::check::{
@@ -89,8 +89,8 @@ impl GuessCheck for Counting {
     fn limit(&self) -> u32 {
         self.inner.limit()
     }
-    fn spend(&self, entry: &mut AccountEntry) -> Result<Spend, Refusal> {
-        self.inner.spend(entry)
+    fn spend(&self, entry: &mut AccountEntry, attempt: Option<&Attempt>) -> Result<Spend, Refusal> {
+        self.inner.spend(entry, attempt)
     }
     fn reset(&self, entry: &mut AccountEntry, version: u64) -> Result<(), Refusal> {
         self.inner.reset(entry, version)
@@ -170,6 +170,7 @@ fn login(vault: &KeyVault, credential: &str, password: &[u8]) -> Option<ErrorCod
     let request = LoginStart {
         account: ACCOUNT.into(),
         ke1: start.message.serialize().to_vec(),
+        attempt_id: None,
     };
     let answer = match vault.login_start(credential, &request) {
         Ok(answer) => answer,
