@@ -181,3 +181,75 @@ fn wrapping_needs_the_transport_key_the_receiver_read_out() {
     assert!(err.contains("not the receiving token's key"), "{err}");
     assert!(!b.dir().join("out.json").exists());
 }
+
+/// The user PIN alone, which the vault runs with, cannot take the source token's keys out:
+/// not under a public key it imports, not under an AES key whose value it chose, and it cannot
+/// mark a key trusted. (In a child process, on the first token: see `check::in_child_with`.)
+#[test]
+fn the_user_pin_alone_cannot_wrap_the_source_tokens_keys() {
+    use cryptoki::mechanism::Mechanism;
+    use cryptoki::object::{Attribute, KeyType, ObjectClass};
+    use sealback_vault::hsm::RECORD_KEY_LABEL;
+
+    let Some(path) = crate::check::in_child_with(
+        "ceremony::the_user_pin_alone_cannot_wrap_the_source_tokens_keys",
+        first,
+    ) else {
+        return;
+    };
+    let config = sealback_vault::Config::load(&path).expect("configuration");
+    let pkcs11 = cryptoki::context::Pkcs11::new(&config.hsm.module).expect("module");
+    pkcs11
+        .initialize(cryptoki::context::CInitializeArgs::new(
+            cryptoki::context::CInitializeFlags::OS_LOCKING_OK,
+        ))
+        .expect("initialize");
+    let slot = pkcs11.get_slots_with_token().expect("slots")[0];
+    let session = pkcs11.open_rw_session(slot).expect("session");
+    let pin = config.hsm.pin().expect("PIN");
+    session
+        .login(cryptoki::session::UserType::User, Some(&pin))
+        .expect("login");
+    let record = session
+        .find_objects(&[
+            Attribute::Class(ObjectClass::SECRET_KEY),
+            Attribute::Label(RECORD_KEY_LABEL.as_bytes().to_vec()),
+        ])
+        .expect("find")[0];
+    // An AES key of the user's choosing, allowed to wrap.
+    let chosen = session
+        .create_object(&[
+            Attribute::Class(ObjectClass::SECRET_KEY),
+            Attribute::KeyType(KeyType::AES),
+            Attribute::Token(false),
+            Attribute::Value(vec![1; 32]),
+            Attribute::Wrap(true),
+        ])
+        .expect("a wrapping key of known value");
+    let wrapped = session.wrap_key(&Mechanism::AesKeyWrapPad, chosen, record);
+    assert!(wrapped.is_err(), "wrapped under a known key: {wrapped:?}");
+    // An RSA key of the user's, imported to wrap.
+    let (public, _) = session
+        .generate_key_pair(
+            &Mechanism::RsaPkcsKeyPairGen,
+            &[
+                Attribute::Token(false),
+                Attribute::ModulusBits(2048.into()),
+                Attribute::Wrap(true),
+            ],
+            &[Attribute::Token(false), Attribute::Unwrap(true)],
+        )
+        .expect("an RSA pair");
+    let oaep = Mechanism::RsaPkcsOaep(cryptoki::mechanism::rsa::PkcsOaepParams::new(
+        cryptoki::mechanism::MechanismType::SHA1,
+        cryptoki::mechanism::rsa::PkcsMgfType::MGF1_SHA1,
+        cryptoki::mechanism::rsa::PkcsOaepSource::empty(),
+    ));
+    let wrapped = session.wrap_key(&oaep, public, record);
+    assert!(wrapped.is_err(), "wrapped under the user's RSA key: {wrapped:?}");
+    // Trust is the security officer's to give.
+    let trusted = session.update_attributes(public, &[Attribute::Trusted(true)]);
+    assert!(trusted.is_err(), "the user marked a key trusted");
+    let trusted = session.wrap_key(&oaep, public, record);
+    assert!(trusted.is_err(), "wrapped after all: {trusted:?}");
+}

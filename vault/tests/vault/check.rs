@@ -34,13 +34,21 @@ const CONFIG: &str = "SEALBACK_CHECK_TEST_CONFIG";
 /// token and configuration (the vault itself stopped), and fails if the child fails.
 /// `Some` with the configuration's path when called in that child.
 fn in_child(name: &str) -> Option<PathBuf> {
+    in_child_with(&format!("check::{name}"), vault)
+}
+
+/// [`in_child`] for the test at `path` (`module::name`), on the vault `make` starts.
+pub(crate) fn in_child_with(
+    path: &str,
+    make: impl FnOnce() -> sealback_vault::testing::TestVault,
+) -> Option<PathBuf> {
     if let Some(config) = std::env::var_os(CONFIG) {
         return Some(PathBuf::from(config));
     }
-    let mut vault = vault();
+    let mut vault = make();
     vault.stop();
     let output = Command::new(std::env::current_exe().expect("the test binary"))
-        .args(["--exact", &format!("check::{name}"), "--nocapture"])
+        .args(["--exact", path, "--nocapture"])
         .env(CONFIG, vault.config_path())
         .env("SOFTHSM2_CONF", vault.dir().join("softhsm2.conf"))
         .output()
