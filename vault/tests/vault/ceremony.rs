@@ -246,7 +246,10 @@ fn the_user_pin_alone_cannot_wrap_the_source_tokens_keys() {
         cryptoki::mechanism::rsa::PkcsOaepSource::empty(),
     ));
     let wrapped = session.wrap_key(&oaep, public, record);
-    assert!(wrapped.is_err(), "wrapped under the user's RSA key: {wrapped:?}");
+    assert!(
+        wrapped.is_err(),
+        "wrapped under the user's RSA key: {wrapped:?}"
+    );
     // Trust is the security officer's to give.
     let trusted = session.update_attributes(public, &[Attribute::Trusted(true)]);
     assert!(trusted.is_err(), "the user marked a key trusted");
