@@ -18,6 +18,9 @@
 //! records, so their tag is a deterministic MAC, not GCM under a random IV. The vault
 //! generates it in the token the first time it opens a token without one.
 //!
+//! With several vault instances, each with its own token, [`crate::ceremony`] generates both
+//! keys once and installs them into every token, never in clear (docs/vault.md §10).
+//!
 //! Keys are found by label ([`RECORD_KEY_LABEL`]) each time the vault starts: object handles
 //! are not stable from one run to the next. The module, the token and the PIN source are
 //! configuration ([`crate::config::HsmConfig`]), so SoftHSM2 and a real HSM differ only
