@@ -8,6 +8,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+mod vault_urls;
+
 /// Environment variables starting with this and holding a `__` override the file:
 /// `SEALBACK_SCHEDULE__MODE=manual` sets `[schedule] mode`.
 pub const ENV_PREFIX: &str = "SEALBACK_";
@@ -461,24 +463,7 @@ fn validate(raw: RawConfig, path: &str) -> Result<Config, ConfigError> {
     let vault = match raw.vault {
         None => None,
         Some(v) => {
-            let urls = match (v.url, v.urls) {
-                (Some(url), None) => vec![url],
-                (None, Some(urls)) if !urls.is_empty() => urls,
-                _ => {
-                    return Err(bad(
-                        "vault.urls",
-                        "give the vault's address as exactly one of `url = \"https://...\"` \
-                         and `urls = [\"https://...\", ...]` (one URL per instance)"
-                            .into(),
-                    ));
-                }
-            };
-            if let Some(url) = urls.iter().find(|url| !url.starts_with("https://")) {
-                return Err(bad(
-                    "vault.urls",
-                    format!("{url:?} must be an https:// URL"),
-                ));
-            }
+            let urls = vault_urls::check(v.url, v.urls).map_err(|e| bad("vault.urls", e))?;
             if v.server_key.trim().is_empty() {
                 return Err(bad(
                     "vault.server_key",
@@ -631,35 +616,5 @@ mod tests {
             c.schedule,
             Schedule::Interval(Duration::from_secs(7 * 86400))
         );
-    }
-
-    #[test]
-    fn the_vault_is_one_url_or_a_list_of_instances() {
-        let vault = |address: &str| {
-            GOOD.replace(
-                "# [vault]\n# url = \"https://vault.example.org:8443\"\n",
-                &format!("[vault]\n{address}\n"),
-            )
-            .replace("# server_key = ", "server_key = ")
-            .replace("# account = ", "account = ")
-            .replace("# credential_file = ", "credential_file = ")
-        };
-        let one = load(&vault("url = \"https://v1:8443\""), &[]).expect("url");
-        assert_eq!(one.vault.expect("vault").urls, ["https://v1:8443"]);
-        let list = vault("urls = [\"https://v1:8443\", \"https://v2:8443\"]");
-        let many = load(&list, &[]).expect("urls");
-        assert_eq!(
-            many.vault.expect("vault").urls,
-            ["https://v1:8443", "https://v2:8443"]
-        );
-        for bad in [
-            "url = \"https://v1\"\nurls = [\"https://v2\"]",
-            "urls = []",
-            "urls = [\"https://v1\", \"http://v2\"]",
-            "",
-        ] {
-            let err = load(&vault(bad), &[]).expect_err(bad).to_string();
-            assert!(err.contains("vault.urls"), "{bad}: {err}");
-        }
     }
 }
