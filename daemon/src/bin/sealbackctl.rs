@@ -13,8 +13,9 @@ use indicatif::{HumanBytes, ProgressBar, ProgressStyle};
 use sealback_daemon::control::api::{
     Accepted, AcknowledgeMissingRequest, AcknowledgedMissing, Activity, BackupReport,
     BackupRequest, KeyChangePasswordRequest, KeyDisableRequest, KeyGenerateRequest,
-    KeyImportRequest, KeyMode, KeyRecoverRequest, KeySetPasswordRequest, MissingSnapshot, Progress,
-    RepairReport, RepairRequest, RestoreRequest, SnapshotList, Status, VerifyReport, VerifyRequest,
+    KeyImportRequest, KeyMode, KeyRecoverRequest, KeyRotateRequest, KeySetPasswordRequest,
+    MissingSnapshot, Progress, RepairReport, RepairRequest, RestoreRequest, SnapshotList, Status,
+    VerifyReport, VerifyRequest,
 };
 use sealback_daemon::control::client::{Client, ClientError};
 use serde::Serialize;
@@ -163,6 +164,14 @@ enum KeyCommand {
     /// Delete the key's vault record (as turning encrypted backup off does); the key stays
     /// on this device
     Disable,
+    /// Move every target to a new key: a full backup under it, then the new recovery key (or,
+    /// in password mode, the vault updated); the old backups stay readable until --finish
+    Rotate {
+        /// Remove the old key's backups from every target and forget the old key, once each
+        /// target holds a complete backup under the new one
+        #[arg(long)]
+        finish: bool,
+    },
 }
 
 /// A mistake in how sealbackctl was called that clap cannot see: exit status 2.
@@ -364,6 +373,37 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let password = PasswordInput::new()?.password("Vault password")?;
             let changed = client.key_disable(KeyDisableRequest { password }).await?;
             output(json, &changed, |c| println!("{}", c.message))?;
+        }
+        Command::Key(KeyCommand::Rotate { finish }) => {
+            let password_mode = client.status().await?.key_mode == KeyMode::Password;
+            let password = if password_mode && !finish {
+                Some(PasswordInput::new()?.password("Vault password")?)
+            } else {
+                None
+            };
+            let rotated = client
+                .key_rotate(KeyRotateRequest { password, finish })
+                .await?;
+            output(json, &rotated, |r| {
+                println!("{}", r.message);
+                if let Some(key) = &r.recovery_key {
+                    println!();
+                    println!("Your new recovery key:");
+                    println!();
+                    println!("{}", key.as_str());
+                    println!();
+                    println!(
+                        "Write it down now. The old recovery key opens only the old backups, until `sealbackctl key rotate --finish` removes them."
+                    );
+                }
+                if finish {
+                    println!(
+                        "removed {} objects ({})",
+                        r.removed_objects,
+                        HumanBytes(r.removed_bytes)
+                    );
+                }
+            })?;
         }
         Command::Key(KeyCommand::Import { replace }) => {
             let recovery_key = read_recovery_key()?;

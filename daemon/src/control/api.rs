@@ -16,6 +16,7 @@
 //! | POST   | /v1/key/recover | [`KeyRecoverRequest`] | 200 [`KeyChanged`]              |
 //! | POST   | /v1/key/change-password | [`KeyChangePasswordRequest`] | 200 [`KeyChanged`] |
 //! | POST   | /v1/key/disable | [`KeyDisableRequest`] | 200 [`KeyChanged`]              |
+//! | POST   | /v1/key/rotate  | [`KeyRotateRequest`] | 200 [`KeyRotated`]               |
 //! | POST   | /v1/verify      | [`VerifyRequest`]   | stream ending in [`VerifyReport`] |
 //! | POST   | /v1/repair      | [`RepairRequest`]   | stream ending in [`RepairReport`] |
 //! | POST   | /v1/snapshots/acknowledge-missing | [`AcknowledgeMissingRequest`] | 200 [`AcknowledgedMissing`] |
@@ -73,10 +74,11 @@ pub enum Route {
     KeyDisable,
     Repair,
     AcknowledgeMissing,
+    KeyRotate,
 }
 
 impl Route {
-    pub const ALL: [Route; 13] = [
+    pub const ALL: [Route; 14] = [
         Route::Status,
         Route::Backup,
         Route::Snapshots,
@@ -90,6 +92,7 @@ impl Route {
         Route::KeyDisable,
         Route::Repair,
         Route::AcknowledgeMissing,
+        Route::KeyRotate,
     ];
 
     /// `GET` or `POST`: each route has exactly one method.
@@ -115,6 +118,7 @@ impl Route {
             Route::KeyDisable => "/v1/key/disable",
             Route::Repair => "/v1/repair",
             Route::AcknowledgeMissing => "/v1/snapshots/acknowledge-missing",
+            Route::KeyRotate => "/v1/key/rotate",
         }
     }
 
@@ -489,5 +493,35 @@ pub struct KeyDisableRequest {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct KeyChanged {
     pub key_mode: KeyMode,
+    pub message: String,
+}
+
+/// `key rotate`: a new key and a new repository generation on every target (DESIGN.md
+/// §3.11); with `finish`, the old generation's retirement. Deliberately without Debug.
+#[derive(Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyRotateRequest {
+    /// In password mode: the vault password, under which the new key is registered.
+    #[serde(default)]
+    pub password: Option<Zeroizing<String>>,
+    /// Retire the old generation (its objects and the old key) instead of rotating.
+    #[serde(default)]
+    pub finish: bool,
+}
+
+/// The answer to `key rotate`. Deliberately without Debug: it may carry the recovery key.
+#[derive(Serialize, Deserialize)]
+pub struct KeyRotated {
+    pub key_mode: KeyMode,
+    /// The new recovery key, in recovery-key mode, until the old generation is retired.
+    pub recovery_key: Option<Zeroizing<String>>,
+    /// The generation the key now backs up to.
+    pub generation: String,
+    /// Targets with a complete backup under the new key (rotate), or whose old generation
+    /// was removed (finish).
+    pub targets: Vec<String>,
+    /// Objects and bytes of the old generation removed (finish).
+    pub removed_objects: u64,
+    pub removed_bytes: u64,
     pub message: String,
 }

@@ -17,9 +17,9 @@ use tokio::net::UnixStream;
 use super::api::{
     AcknowledgeMissingRequest, AcknowledgedMissing, BackupReport, BackupRequest, ErrorBody,
     ErrorResponse, KeyChangePasswordRequest, KeyChanged, KeyDisableRequest, KeyGenerateRequest,
-    KeyGenerated, KeyImportRequest, KeyImported, KeyRecoverRequest, KeySetPasswordRequest,
-    Progress, RepairReport, RepairRequest, RestoreReport, RestoreRequest, Route, SnapshotList,
-    Status, StreamEvent, VerifyReport, VerifyRequest,
+    KeyGenerated, KeyImportRequest, KeyImported, KeyRecoverRequest, KeyRotateRequest, KeyRotated,
+    KeySetPasswordRequest, Progress, RepairReport, RepairRequest, RestoreReport, RestoreRequest,
+    Route, SnapshotList, Status, StreamEvent, VerifyReport, VerifyRequest,
 };
 
 /// A whole (non-streamed) response larger than this is not believed.
@@ -209,6 +209,10 @@ impl Client {
 
     pub async fn key_import(&self, request: KeyImportRequest) -> Result<KeyImported, ClientError> {
         self.call(Route::KeyImport, Some(&request)).await
+    }
+
+    pub async fn key_rotate(&self, request: KeyRotateRequest) -> Result<KeyRotated, ClientError> {
+        self.call(Route::KeyRotate, Some(&request)).await
     }
 
     /// A request whose answer is one JSON document.

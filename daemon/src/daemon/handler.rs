@@ -11,9 +11,9 @@ use crate::catalog::Catalog;
 use crate::control::api::{
     AcknowledgeMissingRequest, AcknowledgedMissing, Activity, BackupReport, BackupRequest,
     KeyChangePasswordRequest, KeyChanged, KeyDisableRequest, KeyGenerateRequest, KeyGenerated,
-    KeyImportRequest, KeyImported, KeyMode, KeyRecoverRequest, KeySetPasswordRequest,
-    PROTOCOL_VERSION, RepairReport, RepairRequest, RestoreReport, RestoreRequest, SnapshotInfo,
-    SnapshotList, Status, VerifyReport, VerifyRequest,
+    KeyImportRequest, KeyImported, KeyMode, KeyRecoverRequest, KeyRotateRequest, KeyRotated,
+    KeySetPasswordRequest, PROTOCOL_VERSION, RepairReport, RepairRequest, RestoreReport,
+    RestoreRequest, SnapshotInfo, SnapshotList, Status, VerifyReport, VerifyRequest,
 };
 use crate::control::{ApiError, Handler, ProgressSink};
 
@@ -113,7 +113,8 @@ impl Handler for DaemonHandle {
                         Catalog::open(&path).map_err(internal)?
                     }
                 };
-                for row in catalog.snapshots().map_err(internal)? {
+                let older = d.previous_snapshots(t);
+                for row in older.iter().chain(&catalog.snapshots().map_err(internal)?) {
                     snapshots.push(SnapshotInfo {
                         id: row.id().to_owned(),
                         target: t.config.name.clone(),
@@ -200,6 +201,9 @@ impl Handler for DaemonHandle {
     async fn key_generate(&self, request: KeyGenerateRequest) -> Result<KeyGenerated, ApiError> {
         let d = self.0.clone();
         tokio::task::spawn_blocking(move || {
+            if request.replace {
+                d.refuse_replacing_a_used_key()?;
+            }
             let key = BackupKey::generate();
             let shown = key.to_recovery_key();
             d.install_key(key, request.replace)?;
@@ -265,5 +269,12 @@ impl Handler for DaemonHandle {
         })
         .await
         .map_err(internal)?
+    }
+
+    async fn key_rotate(&self, request: KeyRotateRequest) -> Result<KeyRotated, ApiError> {
+        let d = self.0.clone();
+        tokio::task::spawn_blocking(move || d.key_rotate(&request))
+            .await
+            .map_err(internal)?
     }
 }

@@ -17,6 +17,7 @@ mod object_sizes;
 mod plugins;
 mod provider_faults;
 mod restore_security;
+mod rotation;
 mod secrets;
 mod socket;
 mod tampering;

@@ -146,6 +146,11 @@ async fn dispatch<H: Handler>(
             let imported = finish(route, async move { handler.key_import(import).await }).await?;
             json(StatusCode::OK, &imported)
         }
+        Route::KeyRotate => {
+            let body = read_json(route, request).await?;
+            let done = finish(route, async move { handler.key_rotate(body).await }).await?;
+            json(StatusCode::OK, &done)
+        }
     }
 }
 
