@@ -164,12 +164,19 @@ impl Daemon {
                 next
             }
         };
+        // The password is checked before the long part, and used after it.
+        let vault = match &request.password {
+            Some(password) => Some(self.vault_holding(password, &current, &next)?),
+            None => None,
+        };
         let layout = Layout::of_rotated(&next);
         for target in &self.targets {
             self.back_up_into(target, &next, &layout)?;
         }
-        if let Some(password) = &request.password {
-            self.give_the_vault(password, &current, &next)?;
+        if let Some((vault, password)) = vault {
+            vault
+                .register(&password, next.expose_secret())
+                .map_err(|e| self.vault_error(e))?;
         }
         self.keystore
             .commit_rotation(&current, &next)
@@ -225,14 +232,20 @@ impl Daemon {
         Ok(())
     }
 
-    /// Registers `next` in the vault under the password, which must be the one that holds
-    /// `current` (or `next`, when a rotation cut short after this step is resumed).
-    fn give_the_vault(
+    /// The vault and the password, once the password is shown to hold `current` (or
+    /// `next`, when a rotation cut short after its registration is resumed).
+    fn vault_holding(
         &self,
         password: &str,
         current: &BackupKey,
         next: &BackupKey,
-    ) -> Result<(), ApiError> {
+    ) -> Result<
+        (
+            sealback_vault_client::Vault,
+            sealback_vault_client::Password,
+        ),
+        ApiError,
+    > {
         let vault = self.vault()?;
         let password = sealback_vault_client::Password::new(password.to_owned());
         let held = vault.recover(&password).map_err(|e| self.vault_error(e))?;
@@ -245,9 +258,7 @@ impl Daemon {
             )
             .with_hint("nothing was changed; run `sealbackctl key set-password` first"));
         }
-        vault
-            .register(&password, next.expose_secret())
-            .map_err(|e| self.vault_error(e))
+        Ok((vault, password))
     }
 
     /// `key rotate --finish`: on each target, once the current key's generation holds a
