@@ -18,6 +18,7 @@
 
 pub mod chunk;
 pub mod error;
+pub mod gc;
 pub mod index;
 pub mod keys;
 pub mod object;
