@@ -20,6 +20,7 @@ use crate::capture::database::Baseline;
 use crate::capture::files::FileStat;
 
 mod damaged;
+mod pruned;
 mod remembered;
 
 pub use remembered::{Known, Missing, missing_beside};

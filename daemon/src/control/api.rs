@@ -19,6 +19,7 @@
 //! | POST   | /v1/verify      | [`VerifyRequest`]   | stream ending in [`VerifyReport`] |
 //! | POST   | /v1/repair      | [`RepairRequest`]   | stream ending in [`RepairReport`] |
 //! | POST   | /v1/snapshots/acknowledge-missing | [`AcknowledgeMissingRequest`] | 200 [`AcknowledgedMissing`] |
+//! | POST   | /v1/prune       | [`PruneRequest`]    | stream ending in [`PruneReports`] |
 //!
 //! A "stream" is `application/x-ndjson`: one [`StreamEvent`] per line, progress lines first,
 //! and exactly one final `done` or `error` line. Every error, streamed or not, is an
@@ -73,10 +74,11 @@ pub enum Route {
     KeyDisable,
     Repair,
     AcknowledgeMissing,
+    Prune,
 }
 
 impl Route {
-    pub const ALL: [Route; 13] = [
+    pub const ALL: [Route; 14] = [
         Route::Status,
         Route::Backup,
         Route::Snapshots,
@@ -90,6 +92,7 @@ impl Route {
         Route::KeyDisable,
         Route::Repair,
         Route::AcknowledgeMissing,
+        Route::Prune,
     ];
 
     /// `GET` or `POST`: each route has exactly one method.
@@ -115,6 +118,7 @@ impl Route {
             Route::KeyDisable => "/v1/key/disable",
             Route::Repair => "/v1/repair",
             Route::AcknowledgeMissing => "/v1/snapshots/acknowledge-missing",
+            Route::Prune => "/v1/prune",
         }
     }
 
@@ -314,6 +318,10 @@ pub struct SnapshotInfo {
     pub files: u64,
     /// Size of the database image and all files, as restored.
     pub size: u64,
+    /// Why the retention policy keeps it (see [`PolicyDecision`]); empty: the next prune
+    /// forgets it.
+    #[serde(default)]
+    pub keep: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -451,6 +459,44 @@ pub struct RepairReport {
     pub removed: Vec<String>,
     /// One line per object that looked damaged but was kept, and why.
     pub kept: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PruneRequest {
+    /// The target to prune; default: every configured target, one after the other.
+    #[serde(default)]
+    pub target: Option<String>,
+    /// Say what would be kept, forgotten and deleted; change nothing.
+    #[serde(default)]
+    pub dry_run: bool,
+}
+
+/// What the retention policy says of one snapshot.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct PolicyDecision {
+    pub id: String,
+    pub time_unix_ms: i64,
+    pub host: String,
+    /// Why it is kept (`newest`, `last`, `hourly`, `daily`, `weekly`, `monthly`); empty:
+    /// forgotten.
+    pub keep: Vec<String>,
+}
+
+/// One target's prune.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct PruneReport {
+    pub target: String,
+    /// Every snapshot the target held, oldest first, with the policy's decision.
+    pub snapshots: Vec<PolicyDecision>,
+    /// What was deleted, rewritten and marked (DESIGN §12).
+    pub gc: sealback_repo::gc::PruneReport,
+}
+
+/// `POST /v1/prune`'s result: one report per target pruned.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct PruneReports {
+    pub targets: Vec<PruneReport>,
 }
 
 /// Protects the device's backup key with a password, in the Backup Key Vault.

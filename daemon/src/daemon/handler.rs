@@ -12,8 +12,8 @@ use crate::control::api::{
     AcknowledgeMissingRequest, AcknowledgedMissing, Activity, BackupReport, BackupRequest,
     KeyChangePasswordRequest, KeyChanged, KeyDisableRequest, KeyGenerateRequest, KeyGenerated,
     KeyImportRequest, KeyImported, KeyMode, KeyRecoverRequest, KeySetPasswordRequest,
-    PROTOCOL_VERSION, RepairReport, RepairRequest, RestoreReport, RestoreRequest, SnapshotInfo,
-    SnapshotList, Status, VerifyReport, VerifyRequest,
+    PROTOCOL_VERSION, PruneReports, PruneRequest, RepairReport, RepairRequest, RestoreReport,
+    RestoreRequest, SnapshotInfo, SnapshotList, Status, VerifyReport, VerifyRequest,
 };
 use crate::control::{ApiError, Handler, ProgressSink};
 
@@ -113,8 +113,11 @@ impl Handler for DaemonHandle {
                         Catalog::open(&path).map_err(internal)?
                     }
                 };
-                for row in catalog.snapshots().map_err(internal)? {
+                let policy = crate::engine::prune::decide(&catalog, &t.config.retention.rules)
+                    .map_err(internal)?;
+                for (row, decision) in catalog.snapshots().map_err(internal)?.into_iter().zip(policy) {
                     snapshots.push(SnapshotInfo {
+                        keep: decision.keep,
                         id: row.id().to_owned(),
                         target: t.config.name.clone(),
                         time_unix_ms: row.time_unix_ms,
@@ -193,6 +196,17 @@ impl Handler for DaemonHandle {
     ) -> Result<RepairReport, ApiError> {
         let d = self.0.clone();
         tokio::task::spawn_blocking(move || d.repair_blocking(request))
+            .await
+            .map_err(internal)?
+    }
+
+    async fn prune(
+        &self,
+        request: PruneRequest,
+        _: ProgressSink,
+    ) -> Result<PruneReports, ApiError> {
+        let d = self.0.clone();
+        tokio::task::spawn_blocking(move || d.prune_blocking(request))
             .await
             .map_err(internal)?
     }

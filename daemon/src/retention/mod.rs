@@ -56,16 +56,17 @@ impl RawRetention {
     /// `self` over `base`; errors name the key under `prefix` (`retention` or
     /// `targets[1].retention`) and say what is wrong.
     pub fn over(&self, base: &Retention, prefix: &str) -> Result<Retention, (String, String)> {
-        let count = |key: &str, value: Option<i64>, default: u32| -> Result<u32, (String, String)> {
-            match value {
-                None => Ok(default),
-                Some(n) if (0..=MAX_KEEP).contains(&n) => Ok(n as u32),
-                Some(n) => Err((
-                    format!("{prefix}.{key}"),
-                    format!("{n} must be a count from 0 to {MAX_KEEP}"),
-                )),
-            }
-        };
+        let count =
+            |key: &str, value: Option<i64>, default: u32| -> Result<u32, (String, String)> {
+                match value {
+                    None => Ok(default),
+                    Some(n) if (0..=MAX_KEEP).contains(&n) => Ok(n as u32),
+                    Some(n) => Err((
+                        format!("{prefix}.{key}"),
+                        format!("{n} must be a count from 0 to {MAX_KEEP}"),
+                    )),
+                }
+            };
         let rules = Rules {
             keep_last: count("keep_last", self.keep_last, base.rules.keep_last)?,
             keep_hourly: count("keep_hourly", self.keep_hourly, base.rules.keep_hourly)?,
@@ -112,23 +113,50 @@ mod tests {
 
     #[test]
     fn a_table_overrides_key_by_key_and_errors_name_the_key() {
-        let global = raw(r#"{"keep_last": 3, "prune": "weekly"}"#).over(&DEFAULT, "retention").expect("valid");
+        let global = raw(r#"{"keep_last": 3, "prune": "weekly"}"#)
+            .over(&DEFAULT, "retention")
+            .expect("valid");
         assert_eq!(global.rules.keep_last, 3);
         assert_eq!(global.rules.keep_daily, 7);
-        assert_eq!(global.prune, PruneEvery::Every(Duration::from_secs(7 * 24 * 3600)));
-        let target = raw(r#"{"keep_daily": 30, "prune": "never"}"#).over(&global, "targets[1].retention").expect("valid");
+        assert_eq!(
+            global.prune,
+            PruneEvery::Every(Duration::from_secs(7 * 24 * 3600))
+        );
+        let target = raw(r#"{"keep_daily": 30, "prune": "never"}"#)
+            .over(&global, "targets[1].retention")
+            .expect("valid");
         assert_eq!((target.rules.keep_last, target.rules.keep_daily), (3, 30));
         assert_eq!(target.prune, PruneEvery::Never);
-        assert_eq!(raw(r#"{"prune": "90m"}"#).over(&DEFAULT, "retention").expect("valid").prune, PruneEvery::Every(Duration::from_secs(5400)));
-        let (key, message) = raw(r#"{"keep_daily": -1}"#).over(&DEFAULT, "retention").expect_err("negative");
+        assert_eq!(
+            raw(r#"{"prune": "90m"}"#)
+                .over(&DEFAULT, "retention")
+                .expect("valid")
+                .prune,
+            PruneEvery::Every(Duration::from_secs(5400))
+        );
+        let (key, message) = raw(r#"{"keep_daily": -1}"#)
+            .over(&DEFAULT, "retention")
+            .expect_err("negative");
         assert_eq!(key, "retention.keep_daily");
         assert!(message.contains("-1"), "{message}");
-        let (key, _) = raw(r#"{"keep_last": 2000000}"#).over(&DEFAULT, "targets[1].retention").expect_err("too many");
+        let (key, _) = raw(r#"{"keep_last": 2000000}"#)
+            .over(&DEFAULT, "targets[1].retention")
+            .expect_err("too many");
         assert_eq!(key, "targets[1].retention.keep_last");
-        let (key, message) = raw(r#"{"prune": "sometimes"}"#).over(&DEFAULT, "retention").expect_err("bad");
+        let (key, message) = raw(r#"{"prune": "sometimes"}"#)
+            .over(&DEFAULT, "retention")
+            .expect_err("bad");
         assert_eq!(key, "retention.prune");
         assert!(message.contains("never"), "{message}");
-        assert!(raw(r#"{"prune": "10s"}"#).over(&DEFAULT, "retention").is_err(), "too often");
-        assert!(serde_json::from_str::<RawRetention>(r#"{"keep_yearly": 1}"#).is_err(), "unknown keys are refused");
+        assert!(
+            raw(r#"{"prune": "10s"}"#)
+                .over(&DEFAULT, "retention")
+                .is_err(),
+            "too often"
+        );
+        assert!(
+            serde_json::from_str::<RawRetention>(r#"{"keep_yearly": 1}"#).is_err(),
+            "unknown keys are refused"
+        );
     }
 }

@@ -71,7 +71,9 @@ pub fn apply<'a>(rules: &Rules, snapshots: &[Candidate<'a>]) -> Vec<Decision<'a>
         ("weekly", rules.keep_weekly, |t| {
             (t.div_euclid(DAY_MS) + 3).div_euclid(7)
         }),
-        ("monthly", rules.keep_monthly, |t| month(t.div_euclid(DAY_MS))),
+        ("monthly", rules.keep_monthly, |t| {
+            month(t.div_euclid(DAY_MS))
+        }),
     ];
     for mut order in by_host.into_values() {
         // Newest first; equal times by name, so the answer does not depend on input order.
@@ -156,14 +158,30 @@ mod tests {
 
     #[test]
     fn nothing_to_keep_still_keeps_the_newest_of_each_host() {
-        let times = [(MONDAY, "a"), (MONDAY + 1, "a"), (MONDAY - 5, "b"), (MONDAY - 9, "b")];
+        let times = [
+            (MONDAY, "a"),
+            (MONDAY + 1, "a"),
+            (MONDAY - 5, "b"),
+            (MONDAY - 9, "b"),
+        ];
         assert_eq!(kept(NONE, &times), vec![1, 2]);
     }
 
     #[test]
     fn keep_last_counts_per_host() {
-        let times: Vec<(i64, &str)> = (0..6).map(|i| (MONDAY + i, if i % 2 == 0 { "a" } else { "b" })).collect();
-        assert_eq!(kept(Rules { keep_last: 2, ..NONE }, &times), vec![2, 3, 4, 5]);
+        let times: Vec<(i64, &str)> = (0..6)
+            .map(|i| (MONDAY + i, if i % 2 == 0 { "a" } else { "b" }))
+            .collect();
+        assert_eq!(
+            kept(
+                Rules {
+                    keep_last: 2,
+                    ..NONE
+                },
+                &times
+            ),
+            vec![2, 3, 4, 5]
+        );
     }
 
     #[test]
@@ -177,23 +195,68 @@ mod tests {
                 times.push((t, "phone"));
             }
         }
-        let hourly = kept(Rules { keep_hourly: 10, ..NONE }, &times);
+        let hourly = kept(
+            Rules {
+                keep_hourly: 10,
+                ..NONE
+            },
+            &times,
+        );
         assert_eq!(hourly.len(), 10);
         // The last of each hour: each kept snapshot is the newest in its hour.
         for &i in &hourly {
             let h = times[i].0.div_euclid(HOUR_MS);
-            assert!(times.iter().all(|(t, _)| t.div_euclid(HOUR_MS) != h || *t <= times[i].0));
+            assert!(
+                times
+                    .iter()
+                    .all(|(t, _)| t.div_euclid(HOUR_MS) != h || *t <= times[i].0)
+            );
         }
         // A silent stretch does not use up the count: hours that have a snapshot do.
-        let all_hours = kept(Rules { keep_hourly: 100, ..NONE }, &times);
+        let all_hours = kept(
+            Rules {
+                keep_hourly: 100,
+                ..NONE
+            },
+            &times,
+        );
         assert_eq!(all_hours.len(), 72 - 5);
-        let daily = kept(Rules { keep_daily: 2, ..NONE }, &times);
-        assert_eq!(daily.iter().map(|&i| times[i].0).collect::<Vec<_>>(), vec![
-            MONDAY + DAY_MS * 2 - 20 * 60 * 1000,
-            MONDAY + DAY_MS * 3 - 20 * 60 * 1000,
-        ]);
-        assert_eq!(kept(Rules { keep_weekly: 5, ..NONE }, &times).len(), 1);
-        assert_eq!(kept(Rules { keep_monthly: 5, ..NONE }, &times).len(), 1);
+        let daily = kept(
+            Rules {
+                keep_daily: 2,
+                ..NONE
+            },
+            &times,
+        );
+        assert_eq!(
+            daily.iter().map(|&i| times[i].0).collect::<Vec<_>>(),
+            vec![
+                MONDAY + DAY_MS * 2 - 20 * 60 * 1000,
+                MONDAY + DAY_MS * 3 - 20 * 60 * 1000,
+            ]
+        );
+        assert_eq!(
+            kept(
+                Rules {
+                    keep_weekly: 5,
+                    ..NONE
+                },
+                &times
+            )
+            .len(),
+            1
+        );
+        assert_eq!(
+            kept(
+                Rules {
+                    keep_monthly: 5,
+                    ..NONE
+                },
+                &times
+            )
+            .len(),
+            1
+        );
     }
 
     #[test]
@@ -216,10 +279,25 @@ mod tests {
         want.extend([24, 55, 83, 99]);
         assert_eq!(k, want.into_iter().collect::<Vec<_>>());
         let names: Vec<String> = (0..times.len()).map(|i| format!("s{i:03}")).collect();
-        let c: Vec<Candidate> = times.iter().zip(&names).map(|((t, h), n)| Candidate { name: n, time_unix_ms: *t, host: h }).collect();
+        let c: Vec<Candidate> = times
+            .iter()
+            .zip(&names)
+            .map(|((t, h), n)| Candidate {
+                name: n,
+                time_unix_ms: *t,
+                host: h,
+            })
+            .collect();
         let d = apply(&rules, &c);
-        assert_eq!(d[99].reasons, vec!["newest", "last", "daily", "weekly", "monthly"]);
-        assert_eq!(d[24].reasons, vec!["monthly"], "the last day of December 2026");
+        assert_eq!(
+            d[99].reasons,
+            vec!["newest", "last", "daily", "weekly", "monthly"]
+        );
+        assert_eq!(
+            d[24].reasons,
+            vec!["monthly"],
+            "the last day of December 2026"
+        );
         assert!(!d[0].keep());
     }
 }
