@@ -364,7 +364,19 @@ pub fn prune(repo: &Repository, input: PruneInput<'_>) -> Result<PruneReport> {
     // Writes, in the order that keeps every kept snapshot restorable at every instant:
     // forgotten snapshots go; new packs; the merged index; the marker; the old indexes;
     // the swept packs; their markers.
-    for name in &forgotten {
+    // Relative manifests before whole ones: a prune cut short never leaves a snapshot
+    // whose base is gone.
+    let mut relative_first: Vec<(bool, &String)> = forgotten
+        .iter()
+        .map(|name| {
+            let whole = repo
+                .read_manifest(name)
+                .is_ok_and(|(manifest, _)| manifest.base.is_none());
+            (whole, name)
+        })
+        .collect();
+    relative_first.sort();
+    for (_, name) in relative_first {
         change(name);
         repo.store().remove(name)?;
     }

@@ -56,6 +56,9 @@ struct Device {
     media: BTreeMap<String, Vec<u8>>,
     known: HashSet<ChunkId>,
     rng: u64,
+    /// Manifests are written relative to the last one written whole, renewed every tenth.
+    base: Option<(String, Snapshot)>,
+    backups: usize,
 }
 
 const PAGE: usize = 4096;
@@ -67,6 +70,8 @@ impl Device {
             media: BTreeMap::new(),
             known: HashSet::new(),
             rng: seed,
+            base: None,
+            backups: 0,
         };
         for i in 0..200 {
             let page = d.bytes(PAGE, i % 3 == 0);
@@ -158,12 +163,17 @@ impl Device {
             };
             repo.write_index(&index).expect("index");
         }
+        let whole = self.backups % 10 == 0 || self.base.is_none();
+        self.backups += 1;
         let snapshot = Snapshot {
             version: SNAPSHOT_VERSION,
             time_unix_ms,
             host: "phone".into(),
             parent: None,
-            base: None,
+            base: match (&self.base, whole) {
+                (Some((id, _)), false) => Some(id.clone()),
+                _ => None,
+            },
             database: Some(DatabaseImage {
                 path: "msgstore.db".into(),
                 page_size: PAGE as u32,
@@ -175,9 +185,16 @@ impl Device {
             }),
             files,
         };
-        repo.write_snapshot(&Manifest::of(&snapshot, None))
+        let base = self.base.as_ref().map(|(_, b)| b).filter(|_| !whole);
+        let name = repo
+            .write_snapshot(&Manifest::of(&snapshot, base))
             .expect("snapshot")
-            .0
+            .0;
+        if whole {
+            let id = name.trim_start_matches("snapshots/").to_owned();
+            self.base = Some((id, snapshot));
+        }
+        name
     }
 
     /// What a snapshot must restore to.
@@ -249,6 +266,12 @@ fn run(
     .expect("prune")
 }
 
+/// Whether the backup numbered in `states` wrote `name` relative to a base (all but every
+/// tenth, see [`Device::backup`]).
+fn states_relative(states: &BTreeMap<String, (usize, (Vec<u8>, BTreeMap<String, Vec<u8>>))>, name: &str) -> bool {
+    states[name].0 % 10 != 0
+}
+
 const HOUR: i64 = 3600 * 1000;
 const START: i64 = 1_764_000_000_000;
 
@@ -292,11 +315,51 @@ fn a_month_of_small_backups_prunes_to_what_the_kept_snapshots_need() {
         },
     )
     .expect("dry run");
-    assert_eq!(dry.snapshots_forgotten.len(), forget.len());
+    assert_eq!(
+        dry.snapshots_forgotten.len() + dry.snapshots_kept_as_base.len(),
+        forget.len()
+    );
     assert_eq!(store.bytes(), before, "a dry run writes nothing");
 
-    let first = run(&repo, &forget, now, &mut seen);
-    assert_eq!(first.snapshots_forgotten.len(), forget.len());
+    // Relative manifests go before their bases: a prune cut short leaves none dangling.
+    let changes = Mutex::new(Vec::new());
+    let record = |what: &str| changes.lock().expect("lock").push(what.to_owned());
+    let first = prune(
+        &repo,
+        PruneInput {
+            forget: &forget,
+            now_unix_ms: now,
+            grace_ms: GRACE_MS,
+            seen: &mut seen,
+            dry_run: false,
+            before_change: &record,
+        },
+    )
+    .expect("prune");
+    let deleted: Vec<String> = changes
+        .into_inner()
+        .expect("lock")
+        .into_iter()
+        .filter(|c| c.starts_with("snapshots/"))
+        .collect();
+    let first_whole = deleted
+        .iter()
+        .position(|name| !states_relative(&states, name))
+        .expect("whole manifests forgotten");
+    assert!(
+        deleted[first_whole..]
+            .iter()
+            .all(|name| !states_relative(&states, name)),
+        "a relative manifest was deleted after a whole one"
+    );
+    assert!(
+        !first.snapshots_kept_as_base.is_empty(),
+        "some kept snapshot is relative to a forgotten one"
+    );
+    assert_eq!(
+        first.snapshots_forgotten.len() + first.snapshots_kept_as_base.len(),
+        forget.len()
+    );
     assert_eq!(
         first.packs_deleted, 0,
         "nothing is deleted before the grace period"
@@ -328,7 +391,7 @@ fn a_month_of_small_backups_prunes_to_what_the_kept_snapshots_need() {
             "{name} after the sweep"
         );
     }
-    for name in &forget {
+    for name in &first.snapshots_forgotten {
         assert!(store.get(name).is_err(), "{name} forgotten");
     }
     // What is left is what the kept snapshots need: full packs but the last one, an index,
@@ -367,11 +430,14 @@ fn a_month_of_small_backups_prunes_to_what_the_kept_snapshots_need() {
     );
     assert_eq!(store.count("index/"), 1);
     assert_eq!(store.count("prune/"), 0);
-    assert_eq!(store.count("snapshots/"), kept.len());
+    assert_eq!(
+        store.count("snapshots/"),
+        kept.len() + first.snapshots_kept_as_base.len()
+    );
     let after = store.bytes();
     assert_eq!(second.bytes_after, after);
     assert!(
-        after < before - before / 10,
+        after < before - before / 20,
         "{before} bytes shrank to {after}"
     );
     eprintln!(
@@ -396,10 +462,13 @@ fn a_backup_that_began_before_the_mark_keeps_what_it_used() {
     let mut device = Device::new(77);
     device.act(0);
     let old = device.backup(&repo, START);
+    // Whole manifests only: the old snapshot must not stay as a base.
+    device.base = None;
     let media_before = device.media.clone();
     device.act(1);
     device.media.clear();
     let newer = device.backup(&repo, START + HOUR);
+    device.base = None;
     let mut seen = BTreeMap::new();
     // The prune forgets the old snapshot: its media are garbage, and its pack is marked.
     let first = run(

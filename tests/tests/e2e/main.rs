@@ -15,6 +15,7 @@ mod keys;
 mod lifecycle;
 mod object_sizes;
 mod plugins;
+mod prune;
 mod provider_faults;
 mod restore_security;
 mod secrets;
