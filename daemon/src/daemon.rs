@@ -3,6 +3,7 @@
 mod handler;
 mod held;
 mod missing;
+mod prune;
 mod rotation;
 mod vault;
 
@@ -41,6 +42,8 @@ struct Target {
     /// Whether a backup opened a repository through the loaded store: a provider instance
     /// may keep state of the repository it served (the local provider, the folders it made).
     served_a_repository: AtomicBool,
+    /// Held by a backup or a prune of this target: both write its catalog.
+    work: Mutex<()>,
 }
 
 #[derive(Default)]
@@ -116,6 +119,7 @@ impl Daemon {
                     last_error: Mutex::new(error),
                     counters,
                     served_a_repository: AtomicBool::new(false),
+                    work: Mutex::new(()),
                 }
             })
             .collect();
@@ -348,6 +352,7 @@ impl Daemon {
             engine::backup::now_unix_ms(),
         )?;
         target.served_a_repository.store(true, Ordering::Relaxed);
+        let _turn = lock(&target.work);
         let mut catalog = Catalog::open(&self.catalog_path_for(name, &layout)).map_err(internal)?;
         let input = engine::backup::BackupInput {
             store: &self.config.store,
@@ -358,7 +363,10 @@ impl Daemon {
             progress,
             cancel: &self.cancel,
         };
-        engine::backup::run(&repo, &mut catalog, &input).map_err(|e| engine_error(name, e))
+        let report =
+            engine::backup::run(&repo, &mut catalog, &input).map_err(|e| engine_error(name, e))?;
+        self.prune_if_due(target, &repo, &mut catalog);
+        Ok(report)
     }
 
     fn restore_blocking(

@@ -20,6 +20,7 @@
 
 pub mod chunk;
 pub mod error;
+pub mod gc;
 pub mod generation;
 pub mod index;
 pub mod keys;

@@ -14,12 +14,15 @@ use sealback_daemon::control::api::{
     Accepted, AcknowledgeMissingRequest, AcknowledgedMissing, Activity, BackupReport,
     BackupRequest, KeyChangePasswordRequest, KeyDisableRequest, KeyGenerateRequest,
     KeyImportRequest, KeyMode, KeyRecoverRequest, KeyRotateRequest, KeySetPasswordRequest,
-    MissingSnapshot, Progress, RepairReport, RepairRequest, RestoreRequest, SnapshotList, Status,
-    VerifyReport, VerifyRequest,
+    MissingSnapshot, Progress, PruneRequest, RepairReport, RepairRequest, RestoreRequest,
+    SnapshotList, Status, VerifyReport, VerifyRequest,
 };
 use sealback_daemon::control::client::{Client, ClientError};
 use serde::Serialize;
 use zeroize::Zeroizing;
+
+#[path = "sealbackctl/prune.rs"]
+mod prune;
 
 const DEFAULT_SOCKET: &str = "/run/sealback/control.sock";
 
@@ -104,6 +107,17 @@ run `sealbackctl snapshots --acknowledge-missing` to forget it and end the alarm
     /// after reading each twice in full; says what it removed
     Repair {
         /// The target to repair [default: the first configured target]
+        #[arg(long, value_name = "NAME")]
+        target: Option<String>,
+    },
+    /// Apply the retention policy ([retention] in the configuration): forget the snapshots it
+    /// does not keep and reclaim the space nothing kept needs; says what it keeps, forgets
+    /// and deletes
+    Prune {
+        /// Say what would be kept, forgotten and deleted; change nothing
+        #[arg(long)]
+        dry_run: bool,
+        /// The target to prune [default: every configured target]
         #[arg(long, value_name = "NAME")]
         target: Option<String>,
     },
@@ -253,6 +267,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     output(json, &accepted, |a| println!("{}", a.message))?;
                 }
             }
+        }
+        Command::Prune { dry_run, target } => {
+            let reports = client
+                .prune(PruneRequest { target, dry_run }, |_| {})
+                .await?;
+            output(json, &reports, prune::print)?;
         }
         Command::Repair { target } => {
             let report = client.repair(RepairRequest { target }, |_| {}).await?;
@@ -819,6 +839,11 @@ fn print_snapshots(list: &SnapshotList) {
                 s.files.to_string(),
                 HumanBytes(s.size).to_string(),
                 s.target.clone(),
+                if s.keep.is_empty() {
+                    "forget".to_owned()
+                } else {
+                    s.keep.join(",")
+                },
             ]
         })
         .collect::<Vec<_>>();
@@ -829,6 +854,7 @@ fn print_snapshots(list: &SnapshotList) {
             ("FILES", true),
             ("SIZE", true),
             ("TARGET", false),
+            ("POLICY", false),
         ],
         &rows,
     );

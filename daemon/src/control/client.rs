@@ -18,8 +18,9 @@ use super::api::{
     AcknowledgeMissingRequest, AcknowledgedMissing, BackupReport, BackupRequest, ErrorBody,
     ErrorResponse, KeyChangePasswordRequest, KeyChanged, KeyDisableRequest, KeyGenerateRequest,
     KeyGenerated, KeyImportRequest, KeyImported, KeyRecoverRequest, KeyRotateRequest, KeyRotated,
-    KeySetPasswordRequest, Progress, RepairReport, RepairRequest, RestoreReport, RestoreRequest,
-    Route, SnapshotList, Status, StreamEvent, VerifyReport, VerifyRequest,
+    KeySetPasswordRequest, Progress, PruneReports, PruneRequest, RepairReport, RepairRequest,
+    RestoreReport, RestoreRequest, Route, SnapshotList, Status, StreamEvent, VerifyReport,
+    VerifyRequest,
 };
 
 /// A whole (non-streamed) response larger than this is not believed.
@@ -161,6 +162,15 @@ impl Client {
         on_progress: impl FnMut(Progress),
     ) -> Result<RepairReport, ClientError> {
         self.stream(Route::Repair, &request, on_progress).await
+    }
+
+    /// Applies the retention policy and reclaims space (or says what it would do).
+    pub async fn prune(
+        &self,
+        request: PruneRequest,
+        on_progress: impl FnMut(Progress),
+    ) -> Result<PruneReports, ClientError> {
+        self.stream(Route::Prune, &request, on_progress).await
     }
 
     /// A streamed operation: progress lines, then its result.

@@ -12,8 +12,8 @@ use api::{
     AcknowledgeMissingRequest, AcknowledgedMissing, BackupReport, BackupRequest, ErrorBody,
     KeyChangePasswordRequest, KeyChanged, KeyDisableRequest, KeyGenerateRequest, KeyGenerated,
     KeyImportRequest, KeyImported, KeyRecoverRequest, KeyRotateRequest, KeyRotated,
-    KeySetPasswordRequest, Progress, RepairReport, RepairRequest, RestoreReport, RestoreRequest,
-    SnapshotList, Status, VerifyReport, VerifyRequest,
+    KeySetPasswordRequest, Progress, PruneReports, PruneRequest, RepairReport, RepairRequest,
+    RestoreReport, RestoreRequest, SnapshotList, Status, VerifyReport, VerifyRequest,
 };
 use tokio::sync::watch;
 
@@ -126,6 +126,13 @@ pub trait Handler: Send + Sync + 'static {
         request: RepairRequest,
         progress: ProgressSink,
     ) -> impl Future<Output = Result<RepairReport, ApiError>> + Send;
+
+    /// Applies the retention policy to one target or all, and reclaims their space.
+    fn prune(
+        &self,
+        request: PruneRequest,
+        progress: ProgressSink,
+    ) -> impl Future<Output = Result<PruneReports, ApiError>> + Send;
 
     fn key_generate(
         &self,

@@ -17,7 +17,7 @@ use super::vault::{MODE_DEVICE_ONLY, MODE_PASSWORD};
 use super::{Daemon, Target, engine_error, internal, lock, repo_error};
 use crate::catalog::Catalog;
 use crate::control::ApiError;
-use crate::control::api::{KeyRotateRequest, KeyRotated};
+use crate::control::api::{KeyRotateRequest, KeyRotated, RetiredGeneration};
 use crate::engine;
 
 /// One rotation or retirement at a time.
@@ -259,6 +259,23 @@ impl Daemon {
             .with_hint("nothing was changed; run `sealbackctl key set-password` first"));
         }
         Ok((vault, password))
+    }
+
+    /// `sealbackctl prune` (of every target) after a rotation: retires the previous
+    /// generation once it may go; until then it is kept, and the log says why.
+    pub(super) fn retire_after_prune(&self) -> Option<RetiredGeneration> {
+        self.previous_key().ok().flatten()?;
+        let _one = ROTATING.try_lock().ok()?;
+        match self.retire_previous() {
+            Ok(done) => Some(RetiredGeneration {
+                objects: done.removed_objects,
+                bytes: done.removed_bytes,
+            }),
+            Err(e) => {
+                tracing::warn!(error = %e, "the previous key's generation is kept for now");
+                None
+            }
+        }
     }
 
     /// `key rotate --finish`: on each target, once the current key's generation holds a

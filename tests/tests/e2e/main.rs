@@ -16,6 +16,7 @@ mod lifecycle;
 mod object_sizes;
 mod plugins;
 mod provider_faults;
+mod prune;
 mod restore_security;
 mod rotation;
 mod secrets;

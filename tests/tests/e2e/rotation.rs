@@ -7,7 +7,7 @@ use std::path::Path;
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use sealback_daemon::control::api::KeyRotated;
+use sealback_daemon::control::api::{KeyRotated, PruneReports};
 use sealback_tests::store::check_restored;
 use sealback_tests::{Device, MessageStore, Setup, Target, tamper};
 
@@ -172,9 +172,17 @@ fn a_rotation_failing_on_the_target_leaves_the_device_backing_up_and_resumes() {
     device.start();
     let new_key = rotate(&device).recovery_key.expect("key").to_string();
     assert_eq!(every_snapshot_restores(&device, dir.path()).len(), 3);
-    device.ctl_ok(&["key", "rotate", "--finish"]);
+    // `prune` retires the old generation once the new one is complete.
+    let pruned: PruneReports = device.ctl_json(&["prune"]);
+    let retired = pruned
+        .retired_generation
+        .expect("the old generation retired");
+    assert!(retired.objects > 6, "{retired:?}");
     let with_new = new_device(&target, &new_key);
     assert_eq!(every_snapshot_restores(&with_new, dir.path()).len(), 1);
+    let with_old = Device::started(Setup::restoring_from(vec![Target::local(TARGET, &target)]));
+    let refused = with_old.ctl_stdin(&["key", "import"], &old_key);
+    assert!(refused.stderr.contains("does not open"), "{refused}");
 }
 
 /// Points per run of the kill test; `SEALBACK_ROTATION_SEED` picks them.
