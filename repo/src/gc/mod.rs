@@ -452,8 +452,8 @@ pub fn prune(repo: &Repository, input: PruneInput<'_>) -> Result<PruneReport> {
 /// old generation finishes first. Returns the marker's name.
 pub fn retire(repo: &Repository, packs: Vec<String>, now_unix_ms: i64) -> Result<String> {
     if let Some(other) = packs.iter().find(|p| {
-        !p.strip_prefix("data/")
-            .is_some_and(|id| ChunkId::from_hex(id).is_some())
+        p.strip_prefix("data/")
+            .is_none_or(|id| ChunkId::from_hex(id).is_none())
     }) {
         return Err(Error::malformed(
             other,

@@ -108,7 +108,7 @@ impl Device {
             let at = (self.next() % self.pages.len() as u64) as usize;
             self.pages[at] = self.bytes(PAGE, true);
         }
-        if backup % 3 == 0 {
+        if backup.is_multiple_of(3) {
             let len = 20_000 + (self.next() % 200_000) as usize;
             let content = self.bytes(len, false);
             self.media
@@ -163,7 +163,7 @@ impl Device {
             };
             repo.write_index(&index).expect("index");
         }
-        let whole = self.backups % 10 == 0 || self.base.is_none();
+        let whole = self.backups.is_multiple_of(10) || self.base.is_none();
         self.backups += 1;
         let snapshot = Snapshot {
             version: SNAPSHOT_VERSION,
@@ -198,13 +198,13 @@ impl Device {
     }
 
     /// What a snapshot must restore to.
-    fn state(&self) -> (Vec<u8>, BTreeMap<String, Vec<u8>>) {
+    fn state(&self) -> State {
         (self.pages.concat(), self.media.clone())
     }
 }
 
 /// Restores a snapshot through the indexes only, as a new device would.
-fn restore(repo: &Repository, name: &str) -> (Vec<u8>, BTreeMap<String, Vec<u8>>) {
+fn restore(repo: &Repository, name: &str) -> State {
     let mut locate: HashMap<ChunkId, (String, PackEntry)> = HashMap::new();
     for index in repo.list_indexes().expect("indexes") {
         for pack in repo.read_index(&index).expect("index").packs {
@@ -237,7 +237,7 @@ fn restore(repo: &Repository, name: &str) -> (Vec<u8>, BTreeMap<String, Vec<u8>>
         .map(|f| {
             (
                 f.path.clone(),
-                f.chunks.iter().flat_map(|c| blob(c)).collect(),
+                f.chunks.iter().flat_map(&blob).collect(),
             )
         })
         .collect();
@@ -272,9 +272,12 @@ fn run(repo: &Repository, forget: &[String], now: i64, local: &mut Local) -> Pru
 
 /// Whether the backup numbered in `states` wrote `name` relative to a base (all but every
 /// tenth, see [`Device::backup`]).
-fn states_relative(states: &BTreeMap<String, (usize, (Vec<u8>, BTreeMap<String, Vec<u8>>))>, name: &str) -> bool {
-    states[name].0 % 10 != 0
+fn states_relative(states: &BTreeMap<String, (usize, State)>, name: &str) -> bool {
+    !states[name].0.is_multiple_of(10)
 }
+
+/// What a snapshot restores to: the database image and the media by path.
+type State = (Vec<u8>, BTreeMap<String, Vec<u8>>);
 
 const HOUR: i64 = 3600 * 1000;
 const START: i64 = 1_764_000_000_000;
@@ -372,9 +375,15 @@ fn a_month_of_small_backups_prunes_to_what_the_kept_snapshots_need() {
     );
     assert_eq!(store.count("index/"), 1, "indexes merged");
     let soon = run(&repo, &[], now + GRACE_MS / 2 - 1, &mut seen);
-    assert_eq!(soon.packs_marked, 0, "settled half a grace period after the merge");
+    assert_eq!(
+        soon.packs_marked, 0,
+        "settled half a grace period after the merge"
+    );
     let mark = run(&repo, &[], now + GRACE_MS / 2, &mut seen);
-    assert_eq!(mark.packs_deleted, 0, "nothing is deleted before the grace period");
+    assert_eq!(
+        mark.packs_deleted, 0,
+        "nothing is deleted before the grace period"
+    );
     assert_eq!(
         mark.packs_marked, backups as u64,
         "every small pack rewritten or dropped"
@@ -483,7 +492,12 @@ fn a_backup_that_began_before_the_mark_keeps_what_it_used() {
     let mut seen = Local::default();
     // The prune forgets the old snapshot: its media are garbage, and once its pack is
     // settled, the pack is marked.
-    run(&repo, std::slice::from_ref(&old), START + 2 * HOUR, &mut seen);
+    run(
+        &repo,
+        std::slice::from_ref(&old),
+        START + 2 * HOUR,
+        &mut seen,
+    );
     let mark = START + 2 * HOUR + GRACE_MS / 2;
     let first = run(&repo, &[], mark, &mut seen);
     assert!(first.packs_marked >= 1, "{first:?}");

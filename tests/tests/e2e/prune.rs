@@ -81,7 +81,11 @@ fn repository_is_sound(phone: &Phone, made: &BTreeMap<String, i64>, scratch: &Pa
         let to = scratch.join(format!("restore-{}-{i}", &s.id[..12]));
         phone.device.restore(&s.id, &to);
         let restored = check_restored(&to).unwrap_or_else(|e| panic!("snapshot {}: {e}", s.id));
-        assert_eq!(restored.messages, messages, "snapshot {} restores exactly", s.id);
+        assert_eq!(
+            restored.messages, messages,
+            "snapshot {} restores exactly",
+            s.id
+        );
         std::fs::remove_dir_all(&to).expect("remove the restore");
     }
 }
@@ -135,7 +139,11 @@ fn prune_racing_two_devices_and_killed_anywhere_keeps_every_kept_snapshot() {
     assert_eq!(policy.iter().filter(|s| !s.keep.is_empty()).count(), 3);
     assert_eq!(count(&target, "snapshots"), 8, "a dry run forgets nothing");
     let listed = old.device.snapshots();
-    assert_eq!(listed.iter().filter(|s| s.keep.is_empty()).count(), 5, "snapshots says what goes");
+    assert_eq!(
+        listed.iter().filter(|s| s.keep.is_empty()).count(),
+        5,
+        "snapshots says what goes"
+    );
 
     // The old phone prunes while the new one backs up, three times over.
     std::thread::scope(|scope| {
@@ -161,7 +169,10 @@ fn prune_racing_two_devices_and_killed_anywhere_keeps_every_kept_snapshot() {
         );
         let ctl = old.device.ctl(&["prune"]);
         let killed = old.device.stop_or_reap_killed();
-        println!("round {round}: killed before change {at}: {killed} ({:?})", ctl.code);
+        println!(
+            "round {round}: killed before change {at}: {killed} ({:?})",
+            ctl.code
+        );
         let setup = old.setup.clone();
         old.restart(setup);
         repository_is_sound(&old, &made, dir.path());
