@@ -91,7 +91,9 @@ impl Tool for Restic {
             "1",
             "--prune",
         ]);
-        let timed = self.meter.run(&command, &self.log(), "restic forget --prune")?;
+        let timed = self
+            .meter
+            .run(&command, &self.log(), "restic forget --prune")?;
         Ok(Some(peer_sample(timed)))
     }
 

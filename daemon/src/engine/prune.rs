@@ -86,7 +86,8 @@ pub fn run(
             catalog.forget_snapshot(&format!("snapshots/{}", d.id))?;
         }
     }
-    let mut seen = catalog.prune_seen()?;
+    let mut seen = catalog.prune_times("prune_seen")?;
+    let mut own_indexes = catalog.prune_times("prune_indexes")?;
     let now = now_unix_ms();
     let report = gc::prune(
         repo,
@@ -95,13 +96,15 @@ pub fn run(
             now_unix_ms: now,
             grace_ms: grace_ms(),
             seen: &mut seen,
+            own_indexes: &mut own_indexes,
             dry_run: input.dry_run,
             before_change: input.before_change,
         },
     );
     if !input.dry_run {
         // What the run learnt of markers is kept even if it failed half-way.
-        catalog.set_prune_seen(&seen)?;
+        catalog.set_prune_times("prune_seen", &seen)?;
+        catalog.set_prune_times("prune_indexes", &own_indexes)?;
     }
     let report = report?;
     if !input.dry_run {

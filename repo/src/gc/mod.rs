@@ -55,6 +55,10 @@ pub struct PruneInput<'a> {
     pub grace_ms: i64,
     /// When this device first saw each marker, by its own clock: updated by the run.
     pub seen: &'a mut BTreeMap<String, i64>,
+    /// The indexes this device's prunes wrote, and when (its own clock): updated by the
+    /// run. Only packs such an index has named for half the grace period are *settled*,
+    /// that is, may be dropped or rewritten (DESIGN §12.2).
+    pub own_indexes: &'a mut BTreeMap<String, i64>,
     pub dry_run: bool,
     /// Called before every object written or deleted, naming it (fault injection in tests).
     pub before_change: &'a (dyn Fn(&str) + Sync),
@@ -191,8 +195,19 @@ pub fn prune(repo: &Repository, input: PruneInput<'_>) -> Result<PruneReport> {
     // Every index and marker, read whole: a damaged one stops the run (it may name packs
     // that look like garbage without it).
     let mut indexed: BTreeMap<String, Vec<PackEntry>> = BTreeMap::new();
+    let mut settled: HashSet<String> = HashSet::new();
+    input
+        .own_indexes
+        .retain(|name, _| listed.indexes.iter().any(|(n, _)| n == name));
     for (name, _) in &listed.indexes {
+        let settled_index = input
+            .own_indexes
+            .get(name)
+            .is_some_and(|at| input.now_unix_ms - at >= input.grace_ms / 2);
         for pack in repo.read_index(name).map_err(cannot_prune)?.packs {
+            if settled_index {
+                settled.insert(pack.name.clone());
+            }
             let entries = indexed.entry(pack.name).or_default();
             if entries.is_empty() {
                 *entries = pack.entries;
@@ -299,7 +314,7 @@ pub fn prune(repo: &Repository, input: PruneInput<'_>) -> Result<PruneReport> {
     // The mark: each indexed pack (recovered ones too) is kept, rewritten or marked.
     let mut all: BTreeMap<String, Vec<PackEntry>> = indexed.clone();
     all.extend(recovered.clone());
-    let plan = repack::classify(&all, &listed.packs, &used);
+    let plan = repack::classify(&all, &listed.packs, &used, &settled);
     let mut new_index: Vec<IndexedPack> = Vec::new();
     let mut new_marker: Vec<IndexedPack> = Vec::new();
     for (pack, entries) in &all {
@@ -395,7 +410,8 @@ pub fn prune(repo: &Repository, input: PruneInput<'_>) -> Result<PruneReport> {
     if index_changes {
         for packs in split(new_index) {
             change("index");
-            repo.write_index(&Index { packs })?;
+            let (name, _) = repo.write_index(&Index { packs })?;
+            input.own_indexes.insert(name, input.now_unix_ms);
             report.indexes_written += 1;
         }
     }
@@ -436,8 +452,8 @@ pub fn prune(repo: &Repository, input: PruneInput<'_>) -> Result<PruneReport> {
 /// old generation finishes first. Returns the marker's name.
 pub fn retire(repo: &Repository, packs: Vec<String>, now_unix_ms: i64) -> Result<String> {
     if let Some(other) = packs.iter().find(|p| {
-        !p.strip_prefix("data/")
-            .is_some_and(|id| ChunkId::from_hex(id).is_some())
+        p.strip_prefix("data/")
+            .is_none_or(|id| ChunkId::from_hex(id).is_none())
     }) {
         return Err(Error::malformed(
             other,

@@ -62,6 +62,7 @@ pub fn classify(
     all: &BTreeMap<String, Vec<PackEntry>>,
     sizes: &HashMap<String, u64>,
     used: &HashSet<ChunkId>,
+    settled: &HashSet<String>,
 ) -> Plan {
     let mut order: Vec<(&String, u64)> = all
         .keys()
@@ -89,7 +90,10 @@ pub fn classify(
             continue;
         };
         let needed = used_bytes.get(pack.as_str()).copied().unwrap_or(0);
-        let fate = if needed == 0 {
+        // A pack not yet settled may hold what a backup still running will name.
+        let fate = if !settled.contains(pack) {
+            Fate::Keep
+        } else if needed == 0 {
             Fate::Drop
         } else if size.saturating_sub(needed) * GARBAGE_DIVISOR > size {
             rewrite.push(pack.clone());

@@ -108,7 +108,7 @@ impl Device {
             let at = (self.next() % self.pages.len() as u64) as usize;
             self.pages[at] = self.bytes(PAGE, true);
         }
-        if backup % 3 == 0 {
+        if backup.is_multiple_of(3) {
             let len = 20_000 + (self.next() % 200_000) as usize;
             let content = self.bytes(len, false);
             self.media
@@ -163,7 +163,7 @@ impl Device {
             };
             repo.write_index(&index).expect("index");
         }
-        let whole = self.backups % 10 == 0 || self.base.is_none();
+        let whole = self.backups.is_multiple_of(10) || self.base.is_none();
         self.backups += 1;
         let snapshot = Snapshot {
             version: SNAPSHOT_VERSION,
@@ -198,13 +198,13 @@ impl Device {
     }
 
     /// What a snapshot must restore to.
-    fn state(&self) -> (Vec<u8>, BTreeMap<String, Vec<u8>>) {
+    fn state(&self) -> State {
         (self.pages.concat(), self.media.clone())
     }
 }
 
 /// Restores a snapshot through the indexes only, as a new device would.
-fn restore(repo: &Repository, name: &str) -> (Vec<u8>, BTreeMap<String, Vec<u8>>) {
+fn restore(repo: &Repository, name: &str) -> State {
     let mut locate: HashMap<ChunkId, (String, PackEntry)> = HashMap::new();
     for index in repo.list_indexes().expect("indexes") {
         for pack in repo.read_index(&index).expect("index").packs {
@@ -237,7 +237,7 @@ fn restore(repo: &Repository, name: &str) -> (Vec<u8>, BTreeMap<String, Vec<u8>>
         .map(|f| {
             (
                 f.path.clone(),
-                f.chunks.iter().flat_map(|c| blob(c)).collect(),
+                f.chunks.iter().flat_map(&blob).collect(),
             )
         })
         .collect();
@@ -246,19 +246,23 @@ fn restore(repo: &Repository, name: &str) -> (Vec<u8>, BTreeMap<String, Vec<u8>>
 
 fn no_faults(_: &str) {}
 
-fn run(
-    repo: &Repository,
-    forget: &[String],
-    now: i64,
-    seen: &mut BTreeMap<String, i64>,
-) -> PruneReport {
+/// What a device keeps between prunes: when it first saw each marker, the indexes its
+/// prunes wrote.
+#[derive(Default, Clone)]
+struct Local {
+    seen: BTreeMap<String, i64>,
+    own: BTreeMap<String, i64>,
+}
+
+fn run(repo: &Repository, forget: &[String], now: i64, local: &mut Local) -> PruneReport {
     prune(
         repo,
         PruneInput {
             forget,
             now_unix_ms: now,
             grace_ms: GRACE_MS,
-            seen,
+            seen: &mut local.seen,
+            own_indexes: &mut local.own,
             dry_run: false,
             before_change: &no_faults,
         },
@@ -268,12 +272,12 @@ fn run(
 
 /// Whether the backup numbered in `states` wrote `name` relative to a base (all but every
 /// tenth, see [`Device::backup`]).
-fn states_relative(
-    states: &BTreeMap<String, (usize, (Vec<u8>, BTreeMap<String, Vec<u8>>))>,
-    name: &str,
-) -> bool {
-    states[name].0 % 10 != 0
+fn states_relative(states: &BTreeMap<String, (usize, State)>, name: &str) -> bool {
+    !states[name].0.is_multiple_of(10)
 }
+
+/// What a snapshot restores to: the database image and the media by path.
+type State = (Vec<u8>, BTreeMap<String, Vec<u8>>);
 
 const HOUR: i64 = 3600 * 1000;
 const START: i64 = 1_764_000_000_000;
@@ -304,7 +308,7 @@ fn a_month_of_small_backups_prunes_to_what_the_kept_snapshots_need() {
     let kept: Vec<&String> = states.keys().filter(|n| !forget.contains(n)).collect();
     assert_eq!(kept.len(), 10 + 29);
     let now = START + backups as i64 * 2 * HOUR;
-    let mut seen = BTreeMap::new();
+    let mut seen = Local::default();
 
     let dry = prune(
         &repo,
@@ -312,7 +316,8 @@ fn a_month_of_small_backups_prunes_to_what_the_kept_snapshots_need() {
             forget: &forget,
             now_unix_ms: now,
             grace_ms: GRACE_MS,
-            seen: &mut seen.clone(),
+            seen: &mut seen.seen.clone(),
+            own_indexes: &mut seen.own.clone(),
             dry_run: true,
             before_change: &|what| panic!("a dry run changed {what}"),
         },
@@ -333,7 +338,8 @@ fn a_month_of_small_backups_prunes_to_what_the_kept_snapshots_need() {
             forget: &forget,
             now_unix_ms: now,
             grace_ms: GRACE_MS,
-            seen: &mut seen,
+            seen: &mut seen.seen,
+            own_indexes: &mut seen.own,
             dry_run: false,
             before_change: &record,
         },
@@ -364,11 +370,22 @@ fn a_month_of_small_backups_prunes_to_what_the_kept_snapshots_need() {
         forget.len()
     );
     assert_eq!(
-        first.packs_deleted, 0,
+        first.packs_marked, 0,
+        "the packs of backups are not settled: a backup still running may name them"
+    );
+    assert_eq!(store.count("index/"), 1, "indexes merged");
+    let soon = run(&repo, &[], now + GRACE_MS / 2 - 1, &mut seen);
+    assert_eq!(
+        soon.packs_marked, 0,
+        "settled half a grace period after the merge"
+    );
+    let mark = run(&repo, &[], now + GRACE_MS / 2, &mut seen);
+    assert_eq!(
+        mark.packs_deleted, 0,
         "nothing is deleted before the grace period"
     );
     assert_eq!(
-        first.packs_marked, backups as u64,
+        mark.packs_marked, backups as u64,
         "every small pack rewritten or dropped"
     );
     assert_eq!(store.count("index/"), 1, "indexes merged");
@@ -379,12 +396,12 @@ fn a_month_of_small_backups_prunes_to_what_the_kept_snapshots_need() {
             "{name} after the mark"
         );
     }
-    // Before the grace period, a second prune deletes nothing.
-    let early = run(&repo, &[], now + GRACE_MS / 2, &mut seen);
+    // Before the grace period, a prune deletes nothing.
+    let early = run(&repo, &[], now + GRACE_MS, &mut seen);
     assert_eq!(early.packs_deleted, 0);
     assert_eq!(early.packs_pending, backups as u64);
 
-    let second = run(&repo, &[], now + GRACE_MS + 1, &mut seen);
+    let second = run(&repo, &[], now + GRACE_MS / 2 + GRACE_MS, &mut seen);
     assert_eq!(second.packs_deleted, backups as u64);
     assert_eq!(second.markers_deleted, 1);
     for name in &kept {
@@ -472,22 +489,25 @@ fn a_backup_that_began_before_the_mark_keeps_what_it_used() {
     device.media.clear();
     let newer = device.backup(&repo, START + HOUR);
     device.base = None;
-    let mut seen = BTreeMap::new();
-    // The prune forgets the old snapshot: its media are garbage, and its pack is marked.
-    let first = run(
+    let mut seen = Local::default();
+    // The prune forgets the old snapshot: its media are garbage, and once its pack is
+    // settled, the pack is marked.
+    run(
         &repo,
         std::slice::from_ref(&old),
         START + 2 * HOUR,
         &mut seen,
     );
-    assert!(first.packs_marked >= 1);
+    let mark = START + 2 * HOUR + GRACE_MS / 2;
+    let first = run(&repo, &[], mark, &mut seen);
+    assert!(first.packs_marked >= 1, "{first:?}");
     // A backup that began before the mark (its catalog still knows the old media) puts
     // them back in a snapshot without storing them.
     device.media = media_before;
-    let late = device.backup(&repo, START + 3 * HOUR);
+    let late = device.backup(&repo, mark + HOUR);
     let state = device.state();
     // The next prune, past the grace period, must not delete what that snapshot needs.
-    let second = run(&repo, &[], START + 2 * HOUR + GRACE_MS + 1, &mut seen);
+    let second = run(&repo, &[], mark + GRACE_MS + 1, &mut seen);
     assert!(second.packs_recovered >= 1, "{second:?}");
     assert_eq!(restore(&repo, &late), state);
     assert!(store.get(&newer).is_ok());
@@ -512,7 +532,7 @@ fn orphan_packs_go_after_the_grace_period_unless_an_index_names_them_by_then() {
     };
     let interrupted = orphan(1);
     let running = orphan(2);
-    let mut seen = BTreeMap::new();
+    let mut seen = Local::default();
     let first = run(&repo, &[], START + HOUR, &mut seen);
     assert_eq!(first.orphans_marked, 2);
     // The running backup indexes its pack within the grace period.
@@ -542,9 +562,9 @@ fn a_marker_another_device_wrote_waits_the_grace_period_on_this_devices_clock() 
     let stored = repo.write_pack(pack.finish()).expect("pack");
     // Another device marks the orphan; this device, whose clock may differ, first sees the
     // marker when its own clock says a whole grace period has passed since the marker's time.
-    let mut theirs = BTreeMap::new();
+    let mut theirs = Local::default();
     run(&repo, &[], START, &mut theirs);
-    let mut mine = BTreeMap::new();
+    let mut mine = Local::default();
     let first = run(&repo, &[], START + GRACE_MS, &mut mine);
     assert_eq!(first.packs_deleted, 0, "first seen here now");
     let later = run(&repo, &[], START + GRACE_MS + GRACE_MS / 2, &mut mine);
