@@ -17,6 +17,7 @@ mod latency;
 mod machine;
 mod measure;
 mod phase;
+mod prune;
 mod report;
 mod run;
 mod store;

@@ -35,6 +35,9 @@ pub(crate) struct Results {
     /// day 1 and restore, and the targets judged on them.
     pub large: Option<Box<Results>>,
     pub targets: Vec<TargetResult>,
+    /// Every tool pruned to its latest snapshot, after the days.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub prune: Vec<crate::prune::PruneResult>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -93,6 +96,7 @@ impl Results {
             latency: None,
             large: None,
             targets: Vec::new(),
+            prune: Vec::new(),
         }
     }
 

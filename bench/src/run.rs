@@ -156,6 +156,10 @@ pub(crate) fn run(args: &Args) -> Result<Outcome> {
         results.phases.push(result);
     }
 
+    // Every tool keeps its latest snapshot and reclaims the rest, on the same data.
+    results.prune = crate::prune::run(&mut tools)?;
+    print!("{}", crate::prune::table(&results.prune));
+
     // After the restore, which checked the store as the backups left it: the commits of
     // this phase change it.
     if args.latency_commits > 0 {

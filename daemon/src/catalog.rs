@@ -20,6 +20,7 @@ use crate::capture::database::Baseline;
 use crate::capture::files::FileStat;
 
 mod damaged;
+mod pruned;
 mod remembered;
 
 pub use remembered::{Known, Missing, missing_beside};
@@ -377,11 +378,15 @@ impl Catalog {
         let no_packs = HashMap::new();
         let packs = listed.as_ref().unwrap_or(&no_packs);
 
-        for gone in known_indexes
-            .iter()
-            .filter(|n| !present.contains(n.as_str()))
-        {
-            self.forget_index(gone)?;
+        // An index gone means a prune (or a repair) at work: it merged indexes, and a blob
+        // the catalog recorded under a gone index may be in one it knows under another
+        // name (the catalog records each blob once). So every index is read again.
+        let mut known_indexes = known_indexes;
+        if known_indexes.iter().any(|n| !present.contains(n.as_str())) {
+            for name in &known_indexes {
+                self.forget_index(name)?;
+            }
+            known_indexes.clear();
         }
         for (name, size) in &indexes {
             if !known_indexes.contains(name) {

@@ -40,6 +40,8 @@ struct RawConfig {
     schedule: RawSchedule,
     #[serde(default)]
     restore: RawRestore,
+    #[serde(default)]
+    retention: crate::retention::RawRetention,
     targets: Vec<RawTarget>,
     #[serde(default)]
     vault: Option<RawVault>,
@@ -123,6 +125,8 @@ struct RawTarget {
     timeout: String,
     #[serde(default = "default_retries")]
     retries: u32,
+    #[serde(default)]
+    retention: Option<crate::retention::RawRetention>,
 }
 
 fn default_concurrency() -> usize {
@@ -255,6 +259,8 @@ pub struct TargetConfig {
     pub timeout: Duration,
     /// How transient failures are retried.
     pub retry: crate::providers::RetryPolicy,
+    /// `[retention]`, overridden by the target's own `retention` table.
+    pub retention: crate::retention::Retention,
 }
 
 impl Config {
@@ -395,8 +401,18 @@ fn validate(raw: RawConfig, path: &str) -> Result<Config, ConfigError> {
             "at least one [[targets]] entry is required".into(),
         ));
     }
+    let retention = raw
+        .retention
+        .over(&crate::retention::DEFAULT, "retention")
+        .map_err(|(key, message)| bad(&key, message))?;
     let mut targets: Vec<TargetConfig> = Vec::new();
     for (i, t) in raw.targets.into_iter().enumerate() {
+        let retention = match &t.retention {
+            None => retention,
+            Some(own) => own
+                .over(&retention, &format!("targets[{i}].retention"))
+                .map_err(|(key, message)| bad(&key, message))?,
+        };
         let ok_name = !t.name.is_empty()
             && t.name.len() <= 64
             && t.name
@@ -458,6 +474,7 @@ fn validate(raw: RawConfig, path: &str) -> Result<Config, ConfigError> {
                 attempts: t.retries + 1,
                 ..crate::providers::RetryPolicy::default()
             },
+            retention,
         });
     }
     let vault = match raw.vault {
@@ -573,6 +590,27 @@ mod tests {
         )
         .expect("valid");
         assert_eq!(c.schedule, Schedule::Manual);
+    }
+
+    #[test]
+    fn retention_has_its_documented_defaults_and_a_target_overrides_it() {
+        let c = load(GOOD, &[]).expect("valid");
+        assert_eq!(c.targets[0].retention, crate::retention::DEFAULT);
+        let own = GOOD.replace(
+            "path = \"/mnt/backup/sealback\"\n",
+            "path = \"/mnt/backup/sealback\"\n[targets.retention]\nkeep_daily = 30\n",
+        );
+        let c = load(&own, &[]).expect("valid");
+        assert_eq!(c.targets[0].retention.rules.keep_daily, 30);
+        assert_eq!(c.targets[0].retention.rules.keep_last, 10);
+        let err = load(&own.replace("keep_daily = 30", "keep_daily = -2"), &[])
+            .expect_err("invalid")
+            .to_string();
+        assert!(err.contains("targets[0].retention.keep_daily"), "{err}");
+        let err = load(&GOOD.replace("keep_last = 10", "keep_last = -1"), &[])
+            .expect_err("invalid")
+            .to_string();
+        assert!(err.contains("`retention.keep_last`"), "{err}");
     }
 
     #[test]

@@ -3,6 +3,8 @@
 mod handler;
 mod held;
 mod missing;
+mod prune;
+mod rotation;
 mod vault;
 
 pub use handler::DaemonHandle;
@@ -11,6 +13,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
+use sealback_repo::generation::{self, Layout};
 use sealback_repo::{BackupKey, Repository, StoreErrorKind};
 use tokio::sync::{mpsc, oneshot};
 
@@ -39,6 +42,8 @@ struct Target {
     /// Whether a backup opened a repository through the loaded store: a provider instance
     /// may keep state of the repository it served (the local provider, the folders it made).
     served_a_repository: AtomicBool,
+    /// Held by a backup or a prune of this target: both write its catalog.
+    work: Mutex<()>,
 }
 
 #[derive(Default)]
@@ -114,6 +119,7 @@ impl Daemon {
                     last_error: Mutex::new(error),
                     counters,
                     served_a_repository: AtomicBool::new(false),
+                    work: Mutex::new(()),
                 }
             })
             .collect();
@@ -168,11 +174,16 @@ impl Daemon {
             })
     }
 
+    /// The catalog of the repository the current key opens on `target`: its generation's
+    /// once a sync or a rotation made it, the root's otherwise.
     fn catalog_path(&self, target: &str) -> PathBuf {
-        self.config
-            .state_dir
-            .join("catalog")
-            .join(format!("{target}.db"))
+        if let Ok(key) = self.key() {
+            let own = self.catalog_path_for(target, &Layout::of_rotated(&key));
+            if own.exists() {
+                return own;
+            }
+        }
+        self.catalog_path_for(target, &Layout::Root)
     }
 
     /// The target's store, loading its plugin again if it failed before.
@@ -332,7 +343,7 @@ impl Daemon {
                 .map(|s| s as Arc<dyn sealback_repo::ObjectStore>)
                 .map_err(|e| ApiError::new(502, "target-failed", e))
         };
-        let repo = held::open_for_backup(
+        let (repo, layout) = held::open_for_backup(
             store,
             fresh,
             key,
@@ -341,7 +352,8 @@ impl Daemon {
             engine::backup::now_unix_ms(),
         )?;
         target.served_a_repository.store(true, Ordering::Relaxed);
-        let mut catalog = Catalog::open(&self.catalog_path(name)).map_err(internal)?;
+        let _turn = lock(&target.work);
+        let mut catalog = Catalog::open(&self.catalog_path_for(name, &layout)).map_err(internal)?;
         let input = engine::backup::BackupInput {
             store: &self.config.store,
             database: &self.config.database,
@@ -351,7 +363,10 @@ impl Daemon {
             progress,
             cancel: &self.cancel,
         };
-        engine::backup::run(&repo, &mut catalog, &input).map_err(|e| engine_error(name, e))
+        let report =
+            engine::backup::run(&repo, &mut catalog, &input).map_err(|e| engine_error(name, e))?;
+        self.prune_if_due(target, &repo, &mut catalog);
+        Ok(report)
     }
 
     fn restore_blocking(
@@ -369,7 +384,10 @@ impl Daemon {
         let key = self.key()?;
         let target = self.target(request.target.as_deref())?;
         let name = &target.config.name;
-        let (repo, catalog, sync) = self.synced(target, &key)?;
+        let (mut repo, mut catalog, sync) = self.synced(target, &key)?;
+        if let Some(older) = self.in_previous_generation(target, &catalog, &request.snapshot)? {
+            (repo, catalog) = older;
+        }
         if request.snapshot == "latest" {
             let hidden = catalog.missing().map_err(internal)?;
             let latest = catalog.snapshots().map_err(internal)?.pop();
@@ -419,8 +437,8 @@ impl Daemon {
         let store = self
             .store(target)
             .map_err(|e| ApiError::new(502, "target-failed", e))?;
-        let repo = Repository::open(store, key).map_err(|e| repo_error(name, e))?;
-        let mut catalog = Catalog::open(&self.catalog_path(name)).map_err(internal)?;
+        let (repo, layout) = generation::open(store, key).map_err(|e| repo_error(name, e))?;
+        let mut catalog = Catalog::open(&self.catalog_path_for(name, &layout)).map_err(internal)?;
         let report = catalog
             .sync(&repo, crate::catalog::Packs::List)
             .map_err(|e| engine_error(name, e.into()))?;
@@ -438,7 +456,7 @@ impl Daemon {
         let store = self
             .store(target)
             .map_err(|e| ApiError::new(502, "target-failed", e))?;
-        let repo = Repository::open(store, &key).map_err(|e| repo_error(name, e))?;
+        let (repo, _) = generation::open(store, &key).map_err(|e| repo_error(name, e))?;
         let report = engine::verify::run(&repo, name, &|done, total| progress.set(done, total))
             .map_err(|e| repo_error(name, e))?;
         tracing::info!(target = %name, packs = report.packs, problems = report.problems.len(), "verify finished");
@@ -458,7 +476,7 @@ impl Daemon {
         let store = self
             .store(target)
             .map_err(|e| ApiError::new(502, "target-failed", e))?;
-        let repo = Repository::open(store, &key).map_err(|e| repo_error(name, e))?;
+        let (repo, _) = generation::open(store, &key).map_err(|e| repo_error(name, e))?;
         let report = engine::repair::run(&repo, name).map_err(|e| repo_error(name, e))?;
         tracing::info!(target = %name, removed = report.removed.len(), kept = report.kept.len(), "repair finished");
         Ok(report)
@@ -512,21 +530,28 @@ impl Daemon {
         status
     }
 
+    /// The target's store for a check before a key change; its error says that nothing
+    /// was changed.
+    fn store_to_check(&self, target: &Target, what: &str) -> Result<Arc<TargetStore>, ApiError> {
+        self.store(target).map_err(|e| {
+            let name = &target.config.name;
+            ApiError::new(
+                502,
+                "target-failed",
+                format!("cannot {what} target {name:?}: {e}"),
+            )
+            .with_hint("nothing was changed; try again when the target is reachable")
+        })
+    }
+
     /// Checks a key against every target's repository; a target with no repository yet
     /// accepts any key.
     fn check_key(&self, key: &BackupKey) -> Result<Vec<String>, ApiError> {
         let mut verified = Vec::new();
         for target in &self.targets {
             let name = &target.config.name;
-            let store = self.store(target).map_err(|e| {
-                ApiError::new(
-                    502,
-                    "target-failed",
-                    format!("cannot check the key against target {name:?}: {e}"),
-                )
-                .with_hint("the key was not saved; try again when the target is reachable")
-            })?;
-            match Repository::open(store, key) {
+            let store = self.store_to_check(target, "check the key against")?;
+            match generation::open(store, key) {
                 Ok(_) => verified.push(name.clone()),
                 Err(sealback_repo::Error::Store(e)) if e.kind == StoreErrorKind::NotFound => {}
                 Err(sealback_repo::Error::Authentication { .. }) => {
@@ -548,6 +573,9 @@ impl Daemon {
         if slot.is_some() && !replace {
             return Err(ApiError::new(409, "conflict", "this device already has a backup key")
                 .with_hint("pass --replace to replace it; backups made with the old key stay readable only with the old key"));
+        }
+        if slot.is_some() && self.keystore.rotating() {
+            return Err(rotation::unfinished_rotation());
         }
         self.keystore.save(&key).map_err(internal)?;
         *slot = Some(Arc::new(key));

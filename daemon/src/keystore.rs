@@ -16,6 +16,11 @@ const KEY_FILE: &str = "backup.key";
 /// How the user keeps the key: `recovery-key`, `password` or `device-only`. Absent: a
 /// recovery key (what every key was before the vault existed).
 const MODE_FILE: &str = "key-mode";
+/// The next key while a rotation is under way (32 raw bytes, 0600).
+const PENDING_FILE: &str = "rotation.key";
+/// The key before the last rotation, sealed under the current one, until its generation
+/// is retired.
+const PREVIOUS_FILE: &str = "previous.key";
 
 #[derive(Debug, thiserror::Error)]
 pub enum KeyStoreError {
@@ -89,28 +94,7 @@ impl KeyStore {
         if let Some(path) = &self.credential {
             return Err(KeyStoreError::FromCredential { path: path.clone() });
         }
-        let write_err = |source| KeyStoreError::Write {
-            path: self.file.clone(),
-            source,
-        };
-        let dir = self.file.parent().unwrap_or(Path::new("/"));
-        fs::create_dir_all(dir).map_err(write_err)?;
-        let tmp = dir.join(format!(".{KEY_FILE}.tmp"));
-        let _ = fs::remove_file(&tmp);
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&tmp)
-            .map_err(write_err)?;
-        f.write_all(key.expose_secret()).map_err(write_err)?;
-        f.sync_all().map_err(write_err)?;
-        drop(f);
-        fs::rename(&tmp, &self.file).map_err(write_err)?;
-        fs::File::open(dir)
-            .and_then(|d| d.sync_all())
-            .map_err(write_err)?;
-        Ok(())
+        write_durably(&self.file, key.expose_secret())
     }
 
     /// How the user keeps the key (see [`MODE_FILE`]).
@@ -131,11 +115,134 @@ impl KeyStore {
         self.credential.is_some()
     }
 
+    /// The next key of a rotation under way (`rotation.key`), if there is one.
+    pub fn pending(&self) -> Result<Option<BackupKey>, KeyStoreError> {
+        let path = self.file.with_file_name(PENDING_FILE);
+        let Some(bytes) = read_if_present(&path)? else {
+            return Ok(None);
+        };
+        let mut raw = Zeroizing::new([0u8; 32]);
+        if bytes.len() != 32 {
+            return Err(KeyStoreError::Damaged {
+                path,
+                detail: format!("{} bytes, a key is 32", bytes.len()),
+            });
+        }
+        raw.copy_from_slice(&bytes);
+        Ok(Some(BackupKey::from_bytes(&mut raw)))
+    }
+
+    /// Keeps the next key of a rotation until the rotation is committed.
+    pub fn save_pending(&self, next: &BackupKey) -> Result<(), KeyStoreError> {
+        if let Some(path) = &self.credential {
+            return Err(KeyStoreError::FromCredential { path: path.clone() });
+        }
+        write_durably(
+            &self.file.with_file_name(PENDING_FILE),
+            next.expose_secret(),
+        )
+    }
+
+    /// Makes the pending key the key: first the current key, sealed under the next, goes to
+    /// `previous.key`, then `rotation.key` is renamed over `backup.key`. A crash between the
+    /// two leaves the current key in place and a `previous.key` it cannot open, which
+    /// [`KeyStore::previous`] ignores while the rotation is pending.
+    pub fn commit_rotation(
+        &self,
+        current: &BackupKey,
+        next: &BackupKey,
+    ) -> Result<(), KeyStoreError> {
+        let sealed = sealback_repo::generation::seal_previous(next, current);
+        write_durably(&self.file.with_file_name(PREVIOUS_FILE), &sealed)?;
+        let pending = self.file.with_file_name(PENDING_FILE);
+        let write_err = |source| KeyStoreError::Write {
+            path: self.file.clone(),
+            source,
+        };
+        fs::rename(&pending, &self.file).map_err(write_err)?;
+        sync_dir(&self.file).map_err(write_err)
+    }
+
+    /// The key before the last rotation, kept sealed under `current` until its generation
+    /// is retired.
+    pub fn previous(&self, current: &BackupKey) -> Result<Option<BackupKey>, KeyStoreError> {
+        let path = self.file.with_file_name(PREVIOUS_FILE);
+        let Some(sealed) = read_if_present(&path)? else {
+            return Ok(None);
+        };
+        match sealback_repo::generation::open_previous(current, &sealed) {
+            Some(key) => Ok(Some(key)),
+            // Written by a commit that did not finish: the rotation is still pending.
+            None if self.pending()?.is_some() => Ok(None),
+            None => Err(KeyStoreError::Damaged {
+                path,
+                detail: "the previous key does not open under the current key".into(),
+            }),
+        }
+    }
+
+    /// Forgets the previous key: its generation is retired everywhere.
+    pub fn forget_previous(&self) -> Result<(), KeyStoreError> {
+        let path = self.file.with_file_name(PREVIOUS_FILE);
+        match fs::remove_file(&path) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => {
+                Err(KeyStoreError::Write { path, source: e })
+            }
+            _ => sync_dir(&self.file).map_err(|source| KeyStoreError::Write { path, source }),
+        }
+    }
+
+    /// Whether a rotation is under way or not finished (its old key still kept).
+    pub fn rotating(&self) -> bool {
+        [PENDING_FILE, PREVIOUS_FILE]
+            .iter()
+            .any(|f| self.file.with_file_name(f).exists())
+    }
+
     /// The key file's mode, for a warning when it is readable by others.
     pub fn file_mode(&self) -> Option<u32> {
         fs::metadata(&self.file)
             .ok()
             .map(|m| m.permissions().mode() & 0o777)
+    }
+}
+
+/// `bytes` at `path`: a temporary file created 0600, fsync, rename, fsync of the directory.
+fn write_durably(path: &Path, bytes: &[u8]) -> Result<(), KeyStoreError> {
+    let write_err = |source| KeyStoreError::Write {
+        path: path.to_owned(),
+        source,
+    };
+    let dir = path.parent().unwrap_or(Path::new("/"));
+    fs::create_dir_all(dir).map_err(write_err)?;
+    let file_name = path.file_name().unwrap_or_default().to_string_lossy();
+    let tmp = dir.join(format!(".{file_name}.tmp"));
+    let _ = fs::remove_file(&tmp);
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&tmp)
+        .map_err(write_err)?;
+    f.write_all(bytes).map_err(write_err)?;
+    f.sync_all().map_err(write_err)?;
+    drop(f);
+    fs::rename(&tmp, path).map_err(write_err)?;
+    sync_dir(path).map_err(write_err)
+}
+
+fn sync_dir(file: &Path) -> io::Result<()> {
+    fs::File::open(file.parent().unwrap_or(Path::new("/"))).and_then(|d| d.sync_all())
+}
+
+fn read_if_present(path: &Path) -> Result<Option<Zeroizing<Vec<u8>>>, KeyStoreError> {
+    match fs::read(path) {
+        Ok(b) => Ok(Some(Zeroizing::new(b))),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(source) => Err(KeyStoreError::Read {
+            path: path.to_owned(),
+            source,
+        }),
     }
 }
 
@@ -184,5 +291,50 @@ mod tests {
             .err()
             .expect("damaged");
         assert!(err.to_string().contains("key import --replace"));
+    }
+
+    #[test]
+    fn a_rotation_keeps_the_old_key_sealed_until_it_is_forgotten() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = KeyStore::new(dir.path(), None);
+        let (old, new) = (BackupKey::generate(), BackupKey::generate());
+        store.save(&old).expect("saved");
+        assert!(!store.rotating());
+        store.save_pending(&new).expect("pending");
+        assert!(store.rotating());
+        assert_eq!(
+            store
+                .pending()
+                .expect("ok")
+                .expect("pending")
+                .expose_secret(),
+            new.expose_secret()
+        );
+        // A commit cut after `previous.key`: the old key is still the key, nothing is lost.
+        write_durably(
+            &dir.path().join(PREVIOUS_FILE),
+            &sealback_repo::generation::seal_previous(&new, &old),
+        )
+        .expect("write");
+        let key = store.load().expect("ok").expect("key");
+        assert_eq!(key.expose_secret(), old.expose_secret());
+        assert!(store.previous(&key).expect("ok").is_none());
+
+        store.commit_rotation(&old, &new).expect("commit");
+        let key = store.load().expect("ok").expect("key");
+        assert_eq!(key.expose_secret(), new.expose_secret());
+        assert!(store.pending().expect("ok").is_none());
+        let previous = store.previous(&key).expect("ok").expect("kept");
+        assert_eq!(previous.expose_secret(), old.expose_secret());
+        let sealed = fs::read(dir.path().join(PREVIOUS_FILE)).expect("read");
+        assert!(
+            !sealed
+                .windows(32)
+                .any(|w| w == old.expose_secret().as_slice())
+        );
+        assert!(store.rotating());
+        store.forget_previous().expect("forget");
+        assert!(store.previous(&key).expect("ok").is_none());
+        assert!(!store.rotating());
     }
 }

@@ -17,6 +17,7 @@ pub mod engine;
 pub mod hardening;
 pub mod keystore;
 pub mod providers;
+pub mod retention;
 pub mod scheduler;
 #[cfg(test)]
 mod test_store;

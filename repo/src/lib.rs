@@ -13,13 +13,18 @@
 //! - [`patch`]: database patches, changed runs compressed against their old contents.
 //! - [`index`]: index objects, which pack holds which blob.
 //! - [`snapshot`]: snapshot manifests, what one backup holds.
+//! - [`generation`]: several repositories (one per key) on one store, for key rotation.
+//! - [`memory`]: an object store in memory, for tests.
 //! - [`repository`]: reading and writing all of these through an [`ObjectStore`].
 #![forbid(unsafe_code)]
 
 pub mod chunk;
 pub mod error;
+pub mod gc;
+pub mod generation;
 pub mod index;
 pub mod keys;
+pub mod memory;
 pub mod object;
 pub mod pack;
 pub mod padme;

@@ -46,6 +46,8 @@ pub enum ObjectKind {
     Pack = 2,
     Index = 3,
     Snapshot = 4,
+    /// A prune's list of packs to delete once its grace period has passed (DESIGN §12).
+    Marker = 5,
 }
 
 impl ObjectKind {
@@ -55,6 +57,7 @@ impl ObjectKind {
             2 => ObjectKind::Pack,
             3 => ObjectKind::Index,
             4 => ObjectKind::Snapshot,
+            5 => ObjectKind::Marker,
             _ => return None,
         })
     }
@@ -67,6 +70,7 @@ impl fmt::Display for ObjectKind {
             ObjectKind::Pack => "pack",
             ObjectKind::Index => "index",
             ObjectKind::Snapshot => "snapshot",
+            ObjectKind::Marker => "prune marker",
         })
     }
 }

@@ -405,32 +405,11 @@ fn read_config(keys: &RepoKeys, bytes: &[u8]) -> Result<RepoConfig> {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::HashMap;
     use std::io::Write;
 
     use super::*;
 
-    #[derive(Default)]
-    struct Memory(Mutex<HashMap<String, Bytes>>);
-
-    impl ObjectStore for Memory {
-        fn put(&self, name: &str, data: &[u8]) -> Result<(), StoreError> {
-            let mut objects = self.0.lock().expect("lock");
-            objects.insert(name.to_owned(), Bytes::copy_from_slice(data));
-            Ok(())
-        }
-        fn get(&self, name: &str) -> Result<Bytes, StoreError> {
-            let objects = self.0.lock().expect("lock");
-            let found = objects.get(name).cloned();
-            found.ok_or_else(|| StoreError::new(StoreErrorKind::NotFound, name))
-        }
-        fn list(&self, _: &str) -> Result<Vec<(String, u64)>, StoreError> {
-            Ok(Vec::new())
-        }
-        fn remove(&self, _: &str) -> Result<(), StoreError> {
-            Ok(())
-        }
-    }
+    type Memory = crate::memory::MemoryStore;
 
     #[test]
     fn a_version_1_repository_is_read_and_written_on_in_version_2() {

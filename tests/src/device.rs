@@ -164,6 +164,7 @@ impl Device {
             .stdout(Stdio::null())
             .stderr(log);
         scrub_environment(&mut command);
+        command.envs(self.setup.daemon_env.iter().map(|(k, v)| (k, v)));
         if let Some(filter) = &self.log_filter {
             command.env("SEALBACK_LOG", filter);
         }

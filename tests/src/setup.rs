@@ -77,6 +77,10 @@ pub struct Setup {
     pub targets: Vec<Target>,
     /// The `[vault]` section, for a device whose key may be kept behind a password.
     pub vault: Option<VaultSection>,
+    /// The `[retention]` section's lines, if any.
+    pub retention: Option<String>,
+    /// Variables the daemon is started with (the tests' hooks, `SEALBACK_TEST_*`).
+    pub daemon_env: Vec<(String, String)>,
 }
 
 /// A `[vault]` section: where the Backup Key Vault is, and this device's account.
@@ -100,7 +104,21 @@ impl Setup {
             plugins_dir: binaries::plugins_dir(),
             targets,
             vault: None,
+            retention: None,
+            daemon_env: Vec::new(),
         }
+    }
+
+    /// `[retention]` with these lines (`keep_last = 3` ...).
+    pub fn retention(mut self, lines: &str) -> Setup {
+        self.retention = Some(lines.to_owned());
+        self
+    }
+
+    /// Starts the daemon with `name=value` in its environment.
+    pub fn daemon_env(mut self, name: &str, value: &str) -> Setup {
+        self.daemon_env.push((name.to_owned(), value.to_owned()));
+        self
     }
 
     /// A new device that only restores from `targets`: its own store is empty.
@@ -162,6 +180,9 @@ impl Setup {
                 toml_string(&v.credential_file),
                 toml_string(&v.ca_cert),
             );
+        }
+        if let Some(lines) = &self.retention {
+            text += &format!("\n[retention]\n{lines}\n");
         }
         for target in &self.targets {
             text += &format!(

@@ -40,6 +40,12 @@ pub(crate) trait Tool {
     /// restore absolute paths put it below `into`).
     fn restore(&mut self, into: &Path) -> Result<(Sample, PathBuf)>;
 
+    /// Keeps the latest snapshot only and reclaims the rest, measured; `None` if the tool
+    /// is not compared there.
+    fn prune(&mut self) -> Result<Option<Sample>> {
+        Ok(None)
+    }
+
     /// sealback itself, for the phases only it takes part in.
     fn as_sealback(&self) -> Option<&Sealback> {
         None

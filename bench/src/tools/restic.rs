@@ -81,6 +81,22 @@ impl Tool for Restic {
         Ok(peer_sample(timed))
     }
 
+    fn prune(&mut self) -> Result<Option<Sample>> {
+        let mut command = self.command();
+        command.args([
+            "forget",
+            "--host",
+            "sealback-bench",
+            "--keep-last",
+            "1",
+            "--prune",
+        ]);
+        let timed = self
+            .meter
+            .run(&command, &self.log(), "restic forget --prune")?;
+        Ok(Some(peer_sample(timed)))
+    }
+
     fn restore(&mut self, into: &Path) -> Result<(Sample, PathBuf)> {
         let mut command = self.command();
         command.args(["restore", "latest", "--target"]).arg(into);

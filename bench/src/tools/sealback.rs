@@ -64,6 +64,8 @@ pub(crate) struct Sealback {
     config: PathBuf,
     socket: PathBuf,
     store: PathBuf,
+    /// Variables the daemon is started with (the prune phase's grace period).
+    daemon_env: Vec<(&'static str, &'static str)>,
 }
 
 /// The fields of sealbackctl's BackupReport the benchmark shows.
@@ -121,6 +123,7 @@ impl Sealback {
             socket: dir.join("control.sock"),
             store: store.to_path_buf(),
             binaries,
+            daemon_env: Vec::new(),
         };
         // sun_path holds 108 bytes.
         if sealback.socket.as_os_str().len() > 100 {
@@ -140,6 +143,8 @@ impl Sealback {
         Ok(format!(
             "[store]\npath = {}\n[state]\ndir = {}\n[control]\nsocket = {}\n\
              [plugins]\ndir = {}\n[schedule]\n{schedule}\n\
+             [retention]\nkeep_last = 1\nkeep_hourly = 0\nkeep_daily = 0\nkeep_weekly = 0\n\
+             keep_monthly = 0\nprune = \"never\"\n\
              [[targets]]\nname = \"disk\"\nplugin = \"local\"\n[targets.options]\npath = {}\n",
             toml_string(&self.store)?,
             toml_string(&self.dir.join("state"))?,
@@ -166,6 +171,7 @@ impl Sealback {
             .arg("--config")
             .arg(config)
             .env("NO_COLOR", "1")
+            .envs(self.daemon_env.iter().copied())
             .stdin(Stdio::null())
             .stdout(out)
             .stderr(err)
@@ -455,6 +461,30 @@ impl Tool for Sealback {
             proof_share * 100.0
         ));
         Ok(sample)
+    }
+
+    /// Three prunes with no grace period: the first forgets snapshots and merges the
+    /// indexes (the backups' packs are not settled yet), the second marks, the third
+    /// deletes (DESIGN §12). All three are timed.
+    fn prune(&mut self) -> Result<Option<Sample>> {
+        self.daemon_env = vec![("SEALBACK_TEST_PRUNE_GRACE_MS", "0")];
+        let runs: Vec<Result<(Sample, String)>> =
+            (0..3).map(|_| self.measured(&["prune"])).collect();
+        self.daemon_env.clear();
+        let mut total: Option<Sample> = None;
+        for run in runs {
+            let (sample, answer) = run?;
+            let Some(t) = total.as_mut() else {
+                total = Some(sample);
+                continue;
+            };
+            t.wall_s += sample.wall_s;
+            t.cpu_s = t.cpu_s.zip(sample.cpu_s).map(|(a, b)| a + b);
+            t.rchar = t.rchar.zip(sample.rchar).map(|(a, b)| a + b);
+            t.peak_rss = t.peak_rss.max(sample.peak_rss);
+            t.note = Some(answer.chars().take(2000).collect());
+        }
+        Ok(total)
     }
 
     fn restore(&mut self, into: &Path) -> Result<(Sample, PathBuf)> {

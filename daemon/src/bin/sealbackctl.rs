@@ -13,12 +13,16 @@ use indicatif::{HumanBytes, ProgressBar, ProgressStyle};
 use sealback_daemon::control::api::{
     Accepted, AcknowledgeMissingRequest, AcknowledgedMissing, Activity, BackupReport,
     BackupRequest, KeyChangePasswordRequest, KeyDisableRequest, KeyGenerateRequest,
-    KeyImportRequest, KeyMode, KeyRecoverRequest, KeySetPasswordRequest, MissingSnapshot, Progress,
-    RepairReport, RepairRequest, RestoreRequest, SnapshotList, Status, VerifyReport, VerifyRequest,
+    KeyImportRequest, KeyMode, KeyRecoverRequest, KeyRotateRequest, KeySetPasswordRequest,
+    MissingSnapshot, Progress, PruneRequest, RepairReport, RepairRequest, RestoreRequest,
+    SnapshotList, Status, VerifyReport, VerifyRequest,
 };
 use sealback_daemon::control::client::{Client, ClientError};
 use serde::Serialize;
 use zeroize::Zeroizing;
+
+#[path = "sealbackctl/prune.rs"]
+mod prune;
 
 const DEFAULT_SOCKET: &str = "/run/sealback/control.sock";
 
@@ -106,6 +110,17 @@ run `sealbackctl snapshots --acknowledge-missing` to forget it and end the alarm
         #[arg(long, value_name = "NAME")]
         target: Option<String>,
     },
+    /// Apply the retention policy ([retention] in the configuration): forget the snapshots it
+    /// does not keep and reclaim the space nothing kept needs; says what it keeps, forgets
+    /// and deletes
+    Prune {
+        /// Say what would be kept, forgotten and deleted; change nothing
+        #[arg(long)]
+        dry_run: bool,
+        /// The target to prune [default: every configured target]
+        #[arg(long, value_name = "NAME")]
+        target: Option<String>,
+    },
     /// Create or import the key that encrypts the backups
     #[command(subcommand)]
     Key(KeyCommand),
@@ -163,6 +178,14 @@ enum KeyCommand {
     /// Delete the key's vault record (as turning encrypted backup off does); the key stays
     /// on this device
     Disable,
+    /// Move every target to a new key: a full backup under it, then the new recovery key (or,
+    /// in password mode, the vault updated); the old backups stay readable until --finish
+    Rotate {
+        /// Remove the old key's backups from every target and forget the old key, once each
+        /// target holds a complete backup under the new one
+        #[arg(long)]
+        finish: bool,
+    },
 }
 
 /// A mistake in how sealbackctl was called that clap cannot see: exit status 2.
@@ -244,6 +267,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     output(json, &accepted, |a| println!("{}", a.message))?;
                 }
             }
+        }
+        Command::Prune { dry_run, target } => {
+            let reports = client
+                .prune(PruneRequest { target, dry_run }, |_| {})
+                .await?;
+            output(json, &reports, prune::print)?;
         }
         Command::Repair { target } => {
             let report = client.repair(RepairRequest { target }, |_| {}).await?;
@@ -364,6 +393,37 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let password = PasswordInput::new()?.password("Vault password")?;
             let changed = client.key_disable(KeyDisableRequest { password }).await?;
             output(json, &changed, |c| println!("{}", c.message))?;
+        }
+        Command::Key(KeyCommand::Rotate { finish }) => {
+            let password_mode = client.status().await?.key_mode == KeyMode::Password;
+            let password = if password_mode && !finish {
+                Some(PasswordInput::new()?.password("Vault password")?)
+            } else {
+                None
+            };
+            let rotated = client
+                .key_rotate(KeyRotateRequest { password, finish })
+                .await?;
+            output(json, &rotated, |r| {
+                println!("{}", r.message);
+                if let Some(key) = &r.recovery_key {
+                    println!();
+                    println!("Your new recovery key:");
+                    println!();
+                    println!("{}", key.as_str());
+                    println!();
+                    println!(
+                        "Write it down now. The old recovery key opens only the old backups, until `sealbackctl key rotate --finish` removes them."
+                    );
+                }
+                if finish {
+                    println!(
+                        "removed {} objects ({})",
+                        r.removed_objects,
+                        HumanBytes(r.removed_bytes)
+                    );
+                }
+            })?;
         }
         Command::Key(KeyCommand::Import { replace }) => {
             let recovery_key = read_recovery_key()?;
@@ -779,6 +839,11 @@ fn print_snapshots(list: &SnapshotList) {
                 s.files.to_string(),
                 HumanBytes(s.size).to_string(),
                 s.target.clone(),
+                if s.keep.is_empty() {
+                    "forget".to_owned()
+                } else {
+                    s.keep.join(",")
+                },
             ]
         })
         .collect::<Vec<_>>();
@@ -789,6 +854,7 @@ fn print_snapshots(list: &SnapshotList) {
             ("FILES", true),
             ("SIZE", true),
             ("TARGET", false),
+            ("POLICY", false),
         ],
         &rows,
     );

@@ -16,9 +16,11 @@
 //! | POST   | /v1/key/recover | [`KeyRecoverRequest`] | 200 [`KeyChanged`]              |
 //! | POST   | /v1/key/change-password | [`KeyChangePasswordRequest`] | 200 [`KeyChanged`] |
 //! | POST   | /v1/key/disable | [`KeyDisableRequest`] | 200 [`KeyChanged`]              |
+//! | POST   | /v1/key/rotate  | [`KeyRotateRequest`] | 200 [`KeyRotated`]               |
 //! | POST   | /v1/verify      | [`VerifyRequest`]   | stream ending in [`VerifyReport`] |
 //! | POST   | /v1/repair      | [`RepairRequest`]   | stream ending in [`RepairReport`] |
 //! | POST   | /v1/snapshots/acknowledge-missing | [`AcknowledgeMissingRequest`] | 200 [`AcknowledgedMissing`] |
+//! | POST   | /v1/prune       | [`PruneRequest`]    | stream ending in [`PruneReports`] |
 //!
 //! A "stream" is `application/x-ndjson`: one [`StreamEvent`] per line, progress lines first,
 //! and exactly one final `done` or `error` line. Every error, streamed or not, is an
@@ -73,10 +75,12 @@ pub enum Route {
     KeyDisable,
     Repair,
     AcknowledgeMissing,
+    KeyRotate,
+    Prune,
 }
 
 impl Route {
-    pub const ALL: [Route; 13] = [
+    pub const ALL: [Route; 15] = [
         Route::Status,
         Route::Backup,
         Route::Snapshots,
@@ -90,6 +94,8 @@ impl Route {
         Route::KeyDisable,
         Route::Repair,
         Route::AcknowledgeMissing,
+        Route::KeyRotate,
+        Route::Prune,
     ];
 
     /// `GET` or `POST`: each route has exactly one method.
@@ -115,6 +121,8 @@ impl Route {
             Route::KeyDisable => "/v1/key/disable",
             Route::Repair => "/v1/repair",
             Route::AcknowledgeMissing => "/v1/snapshots/acknowledge-missing",
+            Route::KeyRotate => "/v1/key/rotate",
+            Route::Prune => "/v1/prune",
         }
     }
 
@@ -314,6 +322,10 @@ pub struct SnapshotInfo {
     pub files: u64,
     /// Size of the database image and all files, as restored.
     pub size: u64,
+    /// Why the retention policy keeps it (see [`PolicyDecision`]); empty: the next prune
+    /// forgets it.
+    #[serde(default)]
+    pub keep: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -453,6 +465,55 @@ pub struct RepairReport {
     pub kept: Vec<String>,
 }
 
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PruneRequest {
+    /// The target to prune; default: every configured target, one after the other.
+    #[serde(default)]
+    pub target: Option<String>,
+    /// Say what would be kept, forgotten and deleted; change nothing.
+    #[serde(default)]
+    pub dry_run: bool,
+}
+
+/// What the retention policy says of one snapshot.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct PolicyDecision {
+    pub id: String,
+    pub time_unix_ms: i64,
+    pub host: String,
+    /// Why it is kept (`newest`, `last`, `hourly`, `daily`, `weekly`, `monthly`); empty:
+    /// forgotten.
+    pub keep: Vec<String>,
+}
+
+/// One target's prune.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct PruneReport {
+    pub target: String,
+    /// Every snapshot the target held, oldest first, with the policy's decision.
+    pub snapshots: Vec<PolicyDecision>,
+    /// What was deleted, rewritten and marked (DESIGN §12).
+    pub gc: sealback_repo::gc::PruneReport,
+}
+
+/// `POST /v1/prune`'s result: one report per target pruned.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct PruneReports {
+    pub targets: Vec<PruneReport>,
+    /// After a key rotation: the old key's generation, retired by this prune once every
+    /// target holds a complete backup under the new key (DESIGN §3.11).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retired_generation: Option<RetiredGeneration>,
+}
+
+/// What retiring a key's generation removed, over every target.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct RetiredGeneration {
+    pub objects: u64,
+    pub bytes: u64,
+}
+
 /// Protects the device's backup key with a password, in the Backup Key Vault.
 #[derive(Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -489,5 +550,35 @@ pub struct KeyDisableRequest {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct KeyChanged {
     pub key_mode: KeyMode,
+    pub message: String,
+}
+
+/// `key rotate`: a new key and a new repository generation on every target (DESIGN.md
+/// §3.11); with `finish`, the old generation's retirement. Deliberately without Debug.
+#[derive(Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyRotateRequest {
+    /// In password mode: the vault password, under which the new key is registered.
+    #[serde(default)]
+    pub password: Option<Zeroizing<String>>,
+    /// Retire the old generation (its objects and the old key) instead of rotating.
+    #[serde(default)]
+    pub finish: bool,
+}
+
+/// The answer to `key rotate`. Deliberately without Debug: it may carry the recovery key.
+#[derive(Serialize, Deserialize)]
+pub struct KeyRotated {
+    pub key_mode: KeyMode,
+    /// The new recovery key, in recovery-key mode, until the old generation is retired.
+    pub recovery_key: Option<Zeroizing<String>>,
+    /// The generation the key now backs up to.
+    pub generation: String,
+    /// Targets with a complete backup under the new key (rotate), or whose old generation
+    /// was removed (finish).
+    pub targets: Vec<String>,
+    /// Objects and bytes of the old generation removed (finish).
+    pub removed_objects: u64,
+    pub removed_bytes: u64,
     pub message: String,
 }

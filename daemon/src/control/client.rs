@@ -17,9 +17,10 @@ use tokio::net::UnixStream;
 use super::api::{
     AcknowledgeMissingRequest, AcknowledgedMissing, BackupReport, BackupRequest, ErrorBody,
     ErrorResponse, KeyChangePasswordRequest, KeyChanged, KeyDisableRequest, KeyGenerateRequest,
-    KeyGenerated, KeyImportRequest, KeyImported, KeyRecoverRequest, KeySetPasswordRequest,
-    Progress, RepairReport, RepairRequest, RestoreReport, RestoreRequest, Route, SnapshotList,
-    Status, StreamEvent, VerifyReport, VerifyRequest,
+    KeyGenerated, KeyImportRequest, KeyImported, KeyRecoverRequest, KeyRotateRequest, KeyRotated,
+    KeySetPasswordRequest, Progress, PruneReports, PruneRequest, RepairReport, RepairRequest,
+    RestoreReport, RestoreRequest, Route, SnapshotList, Status, StreamEvent, VerifyReport,
+    VerifyRequest,
 };
 
 /// A whole (non-streamed) response larger than this is not believed.
@@ -163,6 +164,15 @@ impl Client {
         self.stream(Route::Repair, &request, on_progress).await
     }
 
+    /// Applies the retention policy and reclaims space (or says what it would do).
+    pub async fn prune(
+        &self,
+        request: PruneRequest,
+        on_progress: impl FnMut(Progress),
+    ) -> Result<PruneReports, ClientError> {
+        self.stream(Route::Prune, &request, on_progress).await
+    }
+
     /// A streamed operation: progress lines, then its result.
     async fn stream<T: DeserializeOwned>(
         &self,
@@ -209,6 +219,10 @@ impl Client {
 
     pub async fn key_import(&self, request: KeyImportRequest) -> Result<KeyImported, ClientError> {
         self.call(Route::KeyImport, Some(&request)).await
+    }
+
+    pub async fn key_rotate(&self, request: KeyRotateRequest) -> Result<KeyRotated, ClientError> {
+        self.call(Route::KeyRotate, Some(&request)).await
     }
 
     /// A request whose answer is one JSON document.

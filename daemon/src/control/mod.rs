@@ -11,9 +11,9 @@ use std::future::Future;
 use api::{
     AcknowledgeMissingRequest, AcknowledgedMissing, BackupReport, BackupRequest, ErrorBody,
     KeyChangePasswordRequest, KeyChanged, KeyDisableRequest, KeyGenerateRequest, KeyGenerated,
-    KeyImportRequest, KeyImported, KeyRecoverRequest, KeySetPasswordRequest, Progress,
-    RepairReport, RepairRequest, RestoreReport, RestoreRequest, SnapshotList, Status, VerifyReport,
-    VerifyRequest,
+    KeyImportRequest, KeyImported, KeyRecoverRequest, KeyRotateRequest, KeyRotated,
+    KeySetPasswordRequest, Progress, PruneReports, PruneRequest, RepairReport, RepairRequest,
+    RestoreReport, RestoreRequest, SnapshotList, Status, VerifyReport, VerifyRequest,
 };
 use tokio::sync::watch;
 
@@ -127,6 +127,13 @@ pub trait Handler: Send + Sync + 'static {
         progress: ProgressSink,
     ) -> impl Future<Output = Result<RepairReport, ApiError>> + Send;
 
+    /// Applies the retention policy to one target or all, and reclaims their space.
+    fn prune(
+        &self,
+        request: PruneRequest,
+        progress: ProgressSink,
+    ) -> impl Future<Output = Result<PruneReports, ApiError>> + Send;
+
     fn key_generate(
         &self,
         request: KeyGenerateRequest,
@@ -156,4 +163,19 @@ pub trait Handler: Send + Sync + 'static {
         &self,
         request: KeyImportRequest,
     ) -> impl Future<Output = Result<KeyImported, ApiError>> + Send;
+
+    /// Rotates the key (or, with `finish`, retires the old generation): DESIGN.md §3.11.
+    fn key_rotate(
+        &self,
+        request: KeyRotateRequest,
+    ) -> impl Future<Output = Result<KeyRotated, ApiError>> + Send {
+        let _ = request;
+        async {
+            Err(ApiError::new(
+                404,
+                "not-found",
+                "this server cannot rotate keys",
+            ))
+        }
+    }
 }

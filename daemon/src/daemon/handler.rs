@@ -11,9 +11,10 @@ use crate::catalog::Catalog;
 use crate::control::api::{
     AcknowledgeMissingRequest, AcknowledgedMissing, Activity, BackupReport, BackupRequest,
     KeyChangePasswordRequest, KeyChanged, KeyDisableRequest, KeyGenerateRequest, KeyGenerated,
-    KeyImportRequest, KeyImported, KeyMode, KeyRecoverRequest, KeySetPasswordRequest,
-    PROTOCOL_VERSION, RepairReport, RepairRequest, RestoreReport, RestoreRequest, SnapshotInfo,
-    SnapshotList, Status, VerifyReport, VerifyRequest,
+    KeyImportRequest, KeyImported, KeyMode, KeyRecoverRequest, KeyRotateRequest, KeyRotated,
+    KeySetPasswordRequest, PROTOCOL_VERSION, PruneReports, PruneRequest, RepairReport,
+    RepairRequest, RestoreReport, RestoreRequest, SnapshotInfo, SnapshotList, Status, VerifyReport,
+    VerifyRequest,
 };
 use crate::control::{ApiError, Handler, ProgressSink};
 
@@ -113,8 +114,15 @@ impl Handler for DaemonHandle {
                         Catalog::open(&path).map_err(internal)?
                     }
                 };
-                for row in catalog.snapshots().map_err(internal)? {
+                let policy = crate::engine::prune::decide(&catalog, &t.config.retention.rules)
+                    .map_err(internal)?;
+                // The previous generation's, while it is kept: retired as a whole, never
+                // by the policy (empty `keep`).
+                let older = d.previous_snapshots(t).into_iter().map(|row| (row, Vec::new()));
+                let current = catalog.snapshots().map_err(internal)?.into_iter().zip(policy.into_iter().map(|d| d.keep));
+                for (row, keep) in older.chain(current) {
                     snapshots.push(SnapshotInfo {
+                        keep,
                         id: row.id().to_owned(),
                         target: t.config.name.clone(),
                         time_unix_ms: row.time_unix_ms,
@@ -197,9 +205,23 @@ impl Handler for DaemonHandle {
             .map_err(internal)?
     }
 
+    async fn prune(
+        &self,
+        request: PruneRequest,
+        _: ProgressSink,
+    ) -> Result<PruneReports, ApiError> {
+        let d = self.0.clone();
+        tokio::task::spawn_blocking(move || d.prune_blocking(request))
+            .await
+            .map_err(internal)?
+    }
+
     async fn key_generate(&self, request: KeyGenerateRequest) -> Result<KeyGenerated, ApiError> {
         let d = self.0.clone();
         tokio::task::spawn_blocking(move || {
+            if request.replace {
+                d.refuse_replacing_a_used_key()?;
+            }
             let key = BackupKey::generate();
             let shown = key.to_recovery_key();
             d.install_key(key, request.replace)?;
@@ -265,5 +287,12 @@ impl Handler for DaemonHandle {
         })
         .await
         .map_err(internal)?
+    }
+
+    async fn key_rotate(&self, request: KeyRotateRequest) -> Result<KeyRotated, ApiError> {
+        let d = self.0.clone();
+        tokio::task::spawn_blocking(move || d.key_rotate(&request))
+            .await
+            .map_err(internal)?
     }
 }

@@ -12,6 +12,7 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use sealback_repo::generation::{self, Layout};
 use sealback_repo::{BackupKey, ObjectStore, Repository, StoreErrorKind};
 
 use super::repo_error;
@@ -35,11 +36,11 @@ pub(super) fn open_for_backup(
     state_dir: &Path,
     target: &str,
     now_unix_ms: i64,
-) -> Result<Repository, ApiError> {
+) -> Result<(Repository, Layout), ApiError> {
     let memory = file(state_dir, target);
     let remembered = read(&memory)?;
-    let repo = match Repository::open(store.clone(), key) {
-        Ok(repo) => repo,
+    let (repo, layout) = match generation::open(store.clone(), key) {
+        Ok(opened) => opened,
         Err(sealback_repo::Error::Store(e)) if e.kind == StoreErrorKind::NotFound => {
             if let Some(id) = remembered {
                 return Err(gone(target, &id, &memory));
@@ -50,7 +51,7 @@ pub(super) fn open_for_backup(
             if created {
                 tracing::info!(target = %target, repository = %repo.config().id, "created a new repository");
             }
-            repo
+            (repo, Layout::Root)
         }
         Err(e) => return Err(repo_error(target, e)),
     };
@@ -61,7 +62,7 @@ pub(super) fn open_for_backup(
         }
         write(&memory, id)?;
     }
-    Ok(repo)
+    Ok((repo, layout))
 }
 
 /// The error of a backup to a target whose repository is gone.

@@ -16,7 +16,7 @@ pub(super) const MODE_DEVICE_ONLY: &str = "device-only";
 
 impl Daemon {
     /// A client of the configured vault, with the account credential read from its file.
-    fn vault(&self) -> Result<Vault, ApiError> {
+    pub(super) fn vault(&self) -> Result<Vault, ApiError> {
         let settings = self.config.vault.as_ref().ok_or_else(|| {
             ApiError::new(409, "no-vault", "this daemon has no Backup Key Vault configured")
                 .with_hint("add a [vault] section (url or urls, server_key, account, credential_file) to the configuration")
@@ -43,7 +43,7 @@ impl Daemon {
 
     /// The vault's answer as the control API reports it; a wrong password is remembered
     /// for `status` (how many attempts are left).
-    fn vault_error(&self, e: VaultError) -> ApiError {
+    pub(super) fn vault_error(&self, e: VaultError) -> ApiError {
         let (status, code) = match &e {
             VaultError::WrongPassword { attempts_left } => {
                 lock(&self.runtime).vault_attempts_left = Some(*attempts_left);

@@ -353,6 +353,11 @@ fn backup(
             row.name.clone()
         }
         _ => {
+            // Past half the prune grace period, a pack this backup counted on when it
+            // began may have been marked and swept by a prune (DESIGN §12.4).
+            if sealback_repo::gc::too_long(started, super::prune::grace_ms()) {
+                return Err(EngineError::TooLong);
+            }
             let (name, size) = repo.write_snapshot(&manifest)?;
             catalog.add_snapshot(&name, size, &manifest, &snapshot)?;
             bytes_written += size;

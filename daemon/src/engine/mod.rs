@@ -5,6 +5,7 @@
 //! - `known`: which chunks the repository holds, loaded or looked up as a backup needs.
 //! - [`restore`]: one snapshot back into a directory, every blob verified.
 //! - [`verify`]: reads every object of a repository and checks it.
+//! - [`prune`]: the retention policy applied to a target, and its space reclaimed.
 //! - [`repair`]: removes index and snapshot objects confirmed damaged (torn puts).
 //!
 //! All of it is blocking code; the daemon runs it on tokio's blocking pool.
@@ -15,6 +16,7 @@ mod database;
 mod files;
 mod known;
 mod proof;
+pub mod prune;
 pub mod repair;
 #[cfg(test)]
 mod restorable_tests;
@@ -51,6 +53,10 @@ pub enum EngineError {
         "the backup was stopped because the daemon is shutting down; nothing already stored is affected"
     )]
     Cancelled,
+    #[error(
+        "the backup ran longer than half the prune grace period, so a prune may have deleted packs it counted on; its snapshot was not written, and the next backup stores again what is missing"
+    )]
+    TooLong,
     #[error("no snapshot matches {0:?}: list them with `sealbackctl snapshots`")]
     NoSuchSnapshot(String),
     #[error("{0:?} matches several snapshots: give more digits of the id")]

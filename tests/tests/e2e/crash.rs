@@ -11,9 +11,8 @@ use rand::{Rng, SeedableRng};
 
 use sealback_tests::store::check_restored;
 use sealback_tests::writer::{Pace, Writer};
-use sealback_tests::{Device, MessageStore, Setup, Target};
 
-use crate::fixtures::TARGET;
+use crate::fixtures::{CrashRig, crashing, env_number};
 
 /// Crash points of one run, by default.
 const POINTS: u64 = 100;
@@ -28,30 +27,14 @@ enum Phase {
 
 #[test]
 fn killed_at_any_provider_call_the_daemon_restarts_and_every_snapshot_restores() {
-    let points = std::env::var("SEALBACK_CRASH_POINTS").map_or(POINTS, |v| {
-        v.parse().expect("SEALBACK_CRASH_POINTS is a number")
-    });
-    let seed = std::env::var("SEALBACK_CRASH_SEED").map_or(1u64, |v| {
-        v.parse().expect("SEALBACK_CRASH_SEED is a number")
-    });
-    let dir = tempfile::tempdir().expect("tempdir");
-    let store = MessageStore::create(&dir.path().join("store"), 25);
-    store.append(400);
-    let target = dir.path().join("target");
-    let setup = |crash_after: Option<u64>| {
-        let options = match crash_after {
-            Some(calls) => serde_json::json!({ "crash_after": calls }),
-            None => serde_json::json!({}),
-        };
-        Setup::new(store.dir(), vec![Target::faulty(TARGET, &target, options)])
-    };
-    let mut device = Device::started(setup(None));
-    device.generate_key();
-    device.backup();
-    device.stop();
+    let points = env_number("SEALBACK_CRASH_POINTS", POINTS);
+    let seed = env_number("SEALBACK_CRASH_SEED", 1);
+    let rig = CrashRig::new(400, 25);
+    let (dir, store, target, mut device) = (&rig.dir, &rig.store, &rig.target, rig.device);
+    let setup = |crash_after: Option<u64>| crashing(store.dir(), target, crash_after);
 
     let mut writer = Writer::start(
-        &store,
+        store,
         Pace {
             per_second: Some(40),
             media_pause_ms: 5,

@@ -65,3 +65,49 @@ pub fn new_device(target: &Path, recovery_key: &str) -> Device {
     device.import_key(recovery_key);
     device
 }
+
+/// `store` backed up to the fault-injecting provider at `target`, which kills the daemon at
+/// its call `crash_after + 1` (a crash point), or never.
+pub fn crashing(store: &Path, target: &Path, crash_after: Option<u64>) -> Setup {
+    let options = match crash_after {
+        Some(calls) => serde_json::json!({ "crash_after": calls }),
+        None => serde_json::json!({}),
+    };
+    Setup::new(store, vec![Target::faulty(TARGET, target, options)])
+}
+
+/// A number from the environment variable `name` (a test's seed or size), or `default`.
+pub fn env_number(name: &str, default: u64) -> u64 {
+    std::env::var(name).map_or(default, |v| {
+        v.parse()
+            .unwrap_or_else(|_| panic!("{name} is a number, not {v:?}"))
+    })
+}
+
+/// A store of `messages` messages (every `media_every`-th with an image) backed up once to
+/// a [`crashing`] target that never crashes yet, its device stopped: where crash tests start.
+pub struct CrashRig {
+    pub dir: TempDir,
+    pub store: MessageStore,
+    pub target: PathBuf,
+    pub device: Device,
+}
+
+impl CrashRig {
+    pub fn new(messages: i64, media_every: i64) -> CrashRig {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = MessageStore::create(&dir.path().join("store"), media_every);
+        store.append(messages);
+        let target = dir.path().join("target");
+        let mut device = Device::started(crashing(store.dir(), &target, None));
+        device.generate_key();
+        device.backup();
+        device.stop();
+        CrashRig {
+            dir,
+            store,
+            target,
+            device,
+        }
+    }
+}

@@ -188,3 +188,36 @@ fn a_device_whose_first_vault_instance_is_down_recovers_through_the_second() {
     assert_eq!(restored.messages, world.store.committed());
     fresh.stop();
 }
+
+#[test]
+fn a_rotation_in_password_mode_gives_the_vault_the_new_key() {
+    let world = World::new();
+    let phone = world.first_device();
+    let wrong = phone.ctl_stdin(&["key", "rotate"], "not the password\n");
+    assert_eq!(wrong.code, Some(1), "{wrong}");
+    assert!(wrong.stderr.contains("9 attempt"), "{wrong}");
+    assert!(
+        !phone.state_dir().join("previous.key").exists(),
+        "a wrong password committed a rotation"
+    );
+    let rotated = phone.ctl_stdin(&["--json", "key", "rotate"], &format!("{PASSWORD}\n"));
+    assert_eq!(rotated.code, Some(0), "{rotated}{}", phone.log_tail());
+    let answer: sealback_daemon::control::api::KeyRotated =
+        serde_json::from_str(&rotated.stdout).expect("json");
+    assert!(
+        answer.recovery_key.is_none(),
+        "password mode shows no recovery key"
+    );
+
+    // The vault now holds the new key: a new device recovers it and restores the new
+    // generation (the one snapshot the rotation made), even before the old one is retired.
+    let fresh = world.new_device();
+    let right = fresh.ctl_stdin(&["key", "recover"], &format!("{PASSWORD}\n"));
+    assert_eq!(right.code, Some(0), "{right}{}", fresh.log_tail());
+    assert_eq!(fresh.snapshots().len(), 1);
+    phone.ctl_ok(&["key", "rotate", "--finish"]);
+    let to = world.dir.path().join("restored");
+    fresh.ctl_ok(&["restore", "latest", "--to", to.to_str().expect("UTF-8")]);
+    let restored = check_restored(&to).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(restored.messages, world.store.committed());
+}

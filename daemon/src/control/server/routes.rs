@@ -111,6 +111,12 @@ async fn dispatch<H: Handler>(
             let operation = async move { handler.repair(repair, sink).await };
             Ok(stream(ndjson::narrate(route, operation, progress)))
         }
+        Route::Prune => {
+            let prune = read_json(route, request).await?;
+            let (sink, progress) = ProgressSink::new();
+            let operation = async move { handler.prune(prune, sink).await };
+            Ok(stream(ndjson::narrate(route, operation, progress)))
+        }
         Route::KeyGenerate => {
             let generate = read_json(route, request).await?;
             let generated =
@@ -145,6 +151,11 @@ async fn dispatch<H: Handler>(
             let import = read_json(route, request).await?;
             let imported = finish(route, async move { handler.key_import(import).await }).await?;
             json(StatusCode::OK, &imported)
+        }
+        Route::KeyRotate => {
+            let body = read_json(route, request).await?;
+            let done = finish(route, async move { handler.key_rotate(body).await }).await?;
+            json(StatusCode::OK, &done)
         }
     }
 }

@@ -19,8 +19,9 @@ use crate::control::api::{
     AcknowledgeMissingRequest, AcknowledgedMissing, Activity, BackupReport, BackupRequest,
     ErrorResponse, KeyChangePasswordRequest, KeyChanged, KeyDisableRequest, KeyGenerateRequest,
     KeyGenerated, KeyImportRequest, KeyImported, KeyMode, KeyRecoverRequest, KeySetPasswordRequest,
-    MAX_REQUEST_BYTES, Progress, RepairReport, RepairRequest, RestoreReport, RestoreRequest,
-    SnapshotInfo, SnapshotList, Status, TargetStatus, VerifyReport, VerifyRequest,
+    MAX_REQUEST_BYTES, Progress, PruneReports, PruneRequest, RepairReport, RepairRequest,
+    RestoreReport, RestoreRequest, SnapshotInfo, SnapshotList, Status, TargetStatus, VerifyReport,
+    VerifyRequest,
 };
 use crate::control::client::{Client, ClientError};
 use crate::control::{ApiError, Handler, ProgressSink};
@@ -160,6 +161,7 @@ impl Handler for FakeDaemon {
                 host: "phone".into(),
                 files: 3,
                 size: 4096,
+                keep: vec!["newest".into()],
             }],
             missing: Vec::new(),
         })
@@ -187,6 +189,18 @@ impl Handler for FakeDaemon {
             packs: 2,
             ..VerifyReport::default()
         })
+    }
+
+    async fn prune(
+        &self,
+        request: PruneRequest,
+        _: ProgressSink,
+    ) -> Result<PruneReports, ApiError> {
+        self.record(format!(
+            "prune target={:?} dry_run={}",
+            request.target, request.dry_run
+        ));
+        Ok(PruneReports::default())
     }
 
     async fn repair(

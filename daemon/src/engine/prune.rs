@@ -1,0 +1,119 @@
+//! Pruning one target: the retention policy over the catalog's snapshots, the forgotten
+//! ones forgotten on purpose (no hidden-snapshot alarm, DESIGN §6.1), then
+//! `sealback_repo::gc::prune`, which deletes them and reclaims what nothing kept needs.
+
+use std::collections::HashSet;
+
+use sealback_repo::Repository;
+use sealback_repo::gc::{self, PruneInput};
+
+use super::EngineError;
+use super::backup::now_unix_ms;
+use crate::catalog::{Catalog, Packs};
+use crate::control::api::{PolicyDecision, PruneReport};
+use crate::retention::policy::{self, Candidate, Rules};
+
+/// The grace period between marking a pack and deleting it ([`gc::GRACE_MS`]). Tests of
+/// the binaries shorten it with `SEALBACK_TEST_PRUNE_GRACE_MS`; nothing else should.
+pub fn grace_ms() -> i64 {
+    std::env::var("SEALBACK_TEST_PRUNE_GRACE_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|ms| *ms >= 0)
+        .unwrap_or(gc::GRACE_MS)
+}
+
+/// What the policy says of every snapshot the catalog knows, oldest first.
+pub fn decide(catalog: &Catalog, rules: &Rules) -> Result<Vec<PolicyDecision>, EngineError> {
+    let rows = catalog.snapshots()?;
+    let candidates: Vec<Candidate> = rows
+        .iter()
+        .map(|r| Candidate {
+            name: &r.name,
+            time_unix_ms: r.time_unix_ms,
+            host: &r.host,
+        })
+        .collect();
+    Ok(policy::apply(rules, &candidates)
+        .into_iter()
+        .zip(&rows)
+        .map(|(d, row)| PolicyDecision {
+            id: row.id().to_owned(),
+            time_unix_ms: row.time_unix_ms,
+            host: row.host.clone(),
+            keep: d.reasons.iter().map(|r| (*r).to_owned()).collect(),
+        })
+        .collect())
+}
+
+pub struct Input<'a> {
+    pub target: &'a str,
+    pub rules: &'a Rules,
+    pub dry_run: bool,
+    /// Called before every object written or deleted (fault injection in tests).
+    pub before_change: &'a (dyn Fn(&str) + Sync),
+}
+
+pub fn run(
+    repo: &Repository,
+    catalog: &mut Catalog,
+    input: &Input<'_>,
+) -> Result<PruneReport, EngineError> {
+    catalog.sync(repo, Packs::List)?;
+    let decisions = decide(catalog, input.rules)?;
+    // The base of a kept snapshot's manifest stays, and stays remembered.
+    let mut bases = HashSet::new();
+    for d in decisions.iter().filter(|d| !d.keep.is_empty()) {
+        if let Some(base) = catalog
+            .stored_manifest(&format!("snapshots/{}", d.id))?
+            .and_then(|m| m.base)
+        {
+            bases.insert(base);
+        }
+    }
+    let forget: Vec<String> = decisions
+        .iter()
+        .filter(|d| d.keep.is_empty())
+        .map(|d| format!("snapshots/{}", d.id))
+        .collect();
+    if !input.dry_run {
+        // Forgotten on purpose before they go: a crash in between leaves a snapshot this
+        // device no longer watches for, never an alarm about one it deleted itself.
+        for d in decisions
+            .iter()
+            .filter(|d| d.keep.is_empty() && !bases.contains(&d.id))
+        {
+            catalog.forget_snapshot(&format!("snapshots/{}", d.id))?;
+        }
+    }
+    let mut seen = catalog.prune_times("prune_seen")?;
+    let mut own_indexes = catalog.prune_times("prune_indexes")?;
+    let now = now_unix_ms();
+    let report = gc::prune(
+        repo,
+        PruneInput {
+            forget: &forget,
+            now_unix_ms: now,
+            grace_ms: grace_ms(),
+            seen: &mut seen,
+            own_indexes: &mut own_indexes,
+            dry_run: input.dry_run,
+            before_change: input.before_change,
+        },
+    );
+    if !input.dry_run {
+        // What the run learnt of markers is kept even if it failed half-way.
+        catalog.set_prune_times("prune_seen", &seen)?;
+        catalog.set_prune_times("prune_indexes", &own_indexes)?;
+    }
+    let report = report?;
+    if !input.dry_run {
+        catalog.set_last_prune(now)?;
+        catalog.sync(repo, Packs::List)?;
+    }
+    Ok(PruneReport {
+        target: input.target.to_owned(),
+        snapshots: decisions,
+        gc: report,
+    })
+}

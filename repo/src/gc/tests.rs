@@ -1,0 +1,588 @@
+//! A simulated month of on-change backups against an in-memory store, then prunes.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+
+use super::*;
+use crate::chunk::{LIST_IDS, encode_list};
+use crate::keys::BackupKey;
+use crate::pack::{BlobKind, PackWriter};
+use crate::repository::{ObjectStore, StoreError, StoreErrorKind};
+use crate::snapshot::{DatabaseImage, FileEntry, Manifest, SNAPSHOT_VERSION};
+
+#[derive(Default)]
+struct Memory(Mutex<BTreeMap<String, Bytes>>);
+
+impl ObjectStore for Memory {
+    fn put(&self, name: &str, data: &[u8]) -> Result<(), StoreError> {
+        let mut objects = self.0.lock().expect("lock");
+        objects.insert(name.to_owned(), Bytes::copy_from_slice(data));
+        Ok(())
+    }
+    fn get(&self, name: &str) -> Result<Bytes, StoreError> {
+        let objects = self.0.lock().expect("lock");
+        let found = objects.get(name).cloned();
+        found.ok_or_else(|| StoreError::new(StoreErrorKind::NotFound, name))
+    }
+    fn list(&self, prefix: &str) -> Result<Vec<(String, u64)>, StoreError> {
+        let objects = self.0.lock().expect("lock");
+        Ok(objects
+            .iter()
+            .filter(|(n, _)| n.starts_with(prefix))
+            .map(|(n, b)| (n.clone(), b.len() as u64))
+            .collect())
+    }
+    fn remove(&self, name: &str) -> Result<(), StoreError> {
+        self.0.lock().expect("lock").remove(name);
+        Ok(())
+    }
+}
+
+impl Memory {
+    fn count(&self, prefix: &str) -> usize {
+        self.list(prefix).expect("list").len()
+    }
+    fn bytes(&self) -> u64 {
+        self.list("").expect("list").iter().map(|(_, s)| s).sum()
+    }
+}
+
+/// A device's store: a database of pages and media files, and the chunks the repository
+/// holds as far as this device knows (its catalog).
+struct Device {
+    pages: Vec<Vec<u8>>,
+    media: BTreeMap<String, Vec<u8>>,
+    known: HashSet<ChunkId>,
+    rng: u64,
+    /// Manifests are written relative to the last one written whole, renewed every tenth.
+    base: Option<(String, Snapshot)>,
+    backups: usize,
+}
+
+const PAGE: usize = 4096;
+
+impl Device {
+    fn new(seed: u64) -> Device {
+        let mut d = Device {
+            pages: Vec::new(),
+            media: BTreeMap::new(),
+            known: HashSet::new(),
+            rng: seed,
+            base: None,
+            backups: 0,
+        };
+        for i in 0..200 {
+            let page = d.bytes(PAGE, i % 3 == 0);
+            d.pages.push(page);
+        }
+        d
+    }
+
+    fn next(&mut self) -> u64 {
+        self.rng ^= self.rng << 13;
+        self.rng ^= self.rng >> 7;
+        self.rng ^= self.rng << 17;
+        self.rng
+    }
+
+    /// `n` bytes: random, or (compressible) a repeated pattern.
+    fn bytes(&mut self, n: usize, compressible: bool) -> Vec<u8> {
+        let seed = self.next();
+        (0..n)
+            .map(|i| {
+                if compressible {
+                    (seed as usize + i / 64) as u8
+                } else {
+                    (seed.wrapping_mul(i as u64 + 1).wrapping_add(self.rng) >> 29) as u8
+                        ^ (i as u8).wrapping_mul(31)
+                }
+            })
+            .collect()
+    }
+
+    /// The user's activity between two backups.
+    fn act(&mut self, backup: usize) {
+        for _ in 0..(1 + self.next() % 3) {
+            let at = (self.next() % self.pages.len() as u64) as usize;
+            self.pages[at] = self.bytes(PAGE, true);
+        }
+        if backup.is_multiple_of(3) {
+            let len = 20_000 + (self.next() % 200_000) as usize;
+            let content = self.bytes(len, false);
+            self.media
+                .insert(format!("Media/IMG-{backup:04}.jpg"), content);
+        }
+        // Now and then the user deletes a few old media.
+        if backup % 40 == 39 {
+            let names: Vec<String> = self.media.keys().take(6).cloned().collect();
+            for n in names {
+                self.media.remove(&n);
+            }
+        }
+    }
+
+    /// One backup: the chunks the repository lacks into one pack, its index, the snapshot.
+    fn backup(&mut self, repo: &Repository, time_unix_ms: i64) -> String {
+        let keys = repo.keys();
+        let mut pack = PackWriter::new(keys);
+        let mut add = |known: &mut HashSet<ChunkId>, kind, data: &[u8]| {
+            let id = keys.chunk_id(data);
+            if known.insert(id) {
+                pack.add(kind, id, data, kind != BlobKind::Data || data.len() == PAGE);
+            }
+            id
+        };
+        let mut page_ids = Vec::new();
+        for p in &self.pages {
+            page_ids.push(add(&mut self.known, BlobKind::Data, p));
+        }
+        let lists: Vec<ChunkId> = page_ids
+            .chunks(LIST_IDS)
+            .map(|ids| add(&mut self.known, BlobKind::List, &encode_list(ids)))
+            .collect();
+        let mut files = Vec::new();
+        for (path, content) in &self.media {
+            let chunks = vec![add(&mut self.known, BlobKind::Data, content)];
+            files.push(FileEntry {
+                path: path.clone(),
+                size: content.len() as u64,
+                mtime_ns: 0,
+                mode: 0o644,
+                chunks,
+            });
+        }
+        if !pack.is_empty() {
+            let stored = repo.write_pack(pack.finish()).expect("pack");
+            let index = Index {
+                packs: vec![IndexedPack {
+                    name: stored.name,
+                    entries: stored.entries,
+                }],
+            };
+            repo.write_index(&index).expect("index");
+        }
+        let whole = self.backups.is_multiple_of(10) || self.base.is_none();
+        self.backups += 1;
+        let snapshot = Snapshot {
+            version: SNAPSHOT_VERSION,
+            time_unix_ms,
+            host: "phone".into(),
+            parent: None,
+            base: match (&self.base, whole) {
+                (Some((id, _)), false) => Some(id.clone()),
+                _ => None,
+            },
+            database: Some(DatabaseImage {
+                path: "msgstore.db".into(),
+                page_size: PAGE as u32,
+                page_count: self.pages.len() as u64,
+                size: (self.pages.len() * PAGE) as u64,
+                chunk_bytes: PAGE as u32,
+                lists,
+                patches: Vec::new(),
+            }),
+            files,
+        };
+        let base = self.base.as_ref().map(|(_, b)| b).filter(|_| !whole);
+        let name = repo
+            .write_snapshot(&Manifest::of(&snapshot, base))
+            .expect("snapshot")
+            .0;
+        if whole {
+            let id = name.trim_start_matches("snapshots/").to_owned();
+            self.base = Some((id, snapshot));
+        }
+        name
+    }
+
+    /// What a snapshot must restore to.
+    fn state(&self) -> State {
+        (self.pages.concat(), self.media.clone())
+    }
+}
+
+/// Restores a snapshot through the indexes only, as a new device would.
+fn restore(repo: &Repository, name: &str) -> State {
+    let mut locate: HashMap<ChunkId, (String, PackEntry)> = HashMap::new();
+    for index in repo.list_indexes().expect("indexes") {
+        for pack in repo.read_index(&index).expect("index").packs {
+            for e in pack.entries {
+                locate.insert(e.id, (pack.name.clone(), e));
+            }
+        }
+    }
+    let blob = |id: &ChunkId| -> Vec<u8> {
+        let (pack, entry) = locate
+            .get(id)
+            .unwrap_or_else(|| panic!("{name}: chunk {id} in no index"));
+        let bytes = repo.read_pack(pack).expect("pack present");
+        PackReader::new(repo.keys(), pack, &bytes)
+            .expect("pack")
+            .blob(entry)
+            .expect("blob")
+    };
+    let snapshot = repo.read_snapshot(name).expect("snapshot");
+    let db = snapshot.database.expect("database");
+    let mut image = Vec::new();
+    for list in &db.lists {
+        for id in crate::chunk::decode_list(&blob(list)).expect("list") {
+            image.extend(blob(&id));
+        }
+    }
+    let files = snapshot
+        .files
+        .iter()
+        .map(|f| {
+            (
+                f.path.clone(),
+                f.chunks.iter().flat_map(&blob).collect(),
+            )
+        })
+        .collect();
+    (image, files)
+}
+
+fn no_faults(_: &str) {}
+
+/// What a device keeps between prunes: when it first saw each marker, the indexes its
+/// prunes wrote.
+#[derive(Default, Clone)]
+struct Local {
+    seen: BTreeMap<String, i64>,
+    own: BTreeMap<String, i64>,
+}
+
+fn run(repo: &Repository, forget: &[String], now: i64, local: &mut Local) -> PruneReport {
+    prune(
+        repo,
+        PruneInput {
+            forget,
+            now_unix_ms: now,
+            grace_ms: GRACE_MS,
+            seen: &mut local.seen,
+            own_indexes: &mut local.own,
+            dry_run: false,
+            before_change: &no_faults,
+        },
+    )
+    .expect("prune")
+}
+
+/// Whether the backup numbered in `states` wrote `name` relative to a base (all but every
+/// tenth, see [`Device::backup`]).
+fn states_relative(states: &BTreeMap<String, (usize, State)>, name: &str) -> bool {
+    !states[name].0.is_multiple_of(10)
+}
+
+/// What a snapshot restores to: the database image and the media by path.
+type State = (Vec<u8>, BTreeMap<String, Vec<u8>>);
+
+const HOUR: i64 = 3600 * 1000;
+const START: i64 = 1_764_000_000_000;
+
+#[test]
+fn a_month_of_small_backups_prunes_to_what_the_kept_snapshots_need() {
+    let store = Arc::new(Memory::default());
+    let key = BackupKey::from_bytes(&mut [9u8; 32]);
+    let (repo, _) = Repository::open_or_init(store.clone(), &key, START).expect("init");
+    let mut device = Device::new(0x5eed);
+    let mut states = BTreeMap::new();
+    let backups = 360; // every two hours for a month
+    for b in 0..backups {
+        device.act(b);
+        let name = device.backup(&repo, START + b as i64 * 2 * HOUR);
+        states.insert(name, (b, device.state()));
+    }
+    assert_eq!(store.count("data/"), backups);
+    assert_eq!(store.count("index/"), backups);
+    let before = store.bytes();
+
+    // Keep the newest 10 and one a day (every twelfth).
+    let forget: Vec<String> = states
+        .iter()
+        .filter(|(_, (b, _))| !(*b >= backups - 10 || b % 12 == 11))
+        .map(|(n, _)| n.clone())
+        .collect();
+    let kept: Vec<&String> = states.keys().filter(|n| !forget.contains(n)).collect();
+    assert_eq!(kept.len(), 10 + 29);
+    let now = START + backups as i64 * 2 * HOUR;
+    let mut seen = Local::default();
+
+    let dry = prune(
+        &repo,
+        PruneInput {
+            forget: &forget,
+            now_unix_ms: now,
+            grace_ms: GRACE_MS,
+            seen: &mut seen.seen.clone(),
+            own_indexes: &mut seen.own.clone(),
+            dry_run: true,
+            before_change: &|what| panic!("a dry run changed {what}"),
+        },
+    )
+    .expect("dry run");
+    assert_eq!(
+        dry.snapshots_forgotten.len() + dry.snapshots_kept_as_base.len(),
+        forget.len()
+    );
+    assert_eq!(store.bytes(), before, "a dry run writes nothing");
+
+    // Relative manifests go before their bases: a prune cut short leaves none dangling.
+    let changes = Mutex::new(Vec::new());
+    let record = |what: &str| changes.lock().expect("lock").push(what.to_owned());
+    let first = prune(
+        &repo,
+        PruneInput {
+            forget: &forget,
+            now_unix_ms: now,
+            grace_ms: GRACE_MS,
+            seen: &mut seen.seen,
+            own_indexes: &mut seen.own,
+            dry_run: false,
+            before_change: &record,
+        },
+    )
+    .expect("prune");
+    let deleted: Vec<String> = changes
+        .into_inner()
+        .expect("lock")
+        .into_iter()
+        .filter(|c| c.starts_with("snapshots/"))
+        .collect();
+    let first_whole = deleted
+        .iter()
+        .position(|name| !states_relative(&states, name))
+        .expect("whole manifests forgotten");
+    assert!(
+        deleted[first_whole..]
+            .iter()
+            .all(|name| !states_relative(&states, name)),
+        "a relative manifest was deleted after a whole one"
+    );
+    assert!(
+        !first.snapshots_kept_as_base.is_empty(),
+        "some kept snapshot is relative to a forgotten one"
+    );
+    assert_eq!(
+        first.snapshots_forgotten.len() + first.snapshots_kept_as_base.len(),
+        forget.len()
+    );
+    assert_eq!(
+        first.packs_marked, 0,
+        "the packs of backups are not settled: a backup still running may name them"
+    );
+    assert_eq!(store.count("index/"), 1, "indexes merged");
+    let soon = run(&repo, &[], now + GRACE_MS / 2 - 1, &mut seen);
+    assert_eq!(
+        soon.packs_marked, 0,
+        "settled half a grace period after the merge"
+    );
+    let mark = run(&repo, &[], now + GRACE_MS / 2, &mut seen);
+    assert_eq!(
+        mark.packs_deleted, 0,
+        "nothing is deleted before the grace period"
+    );
+    assert_eq!(
+        mark.packs_marked, backups as u64,
+        "every small pack rewritten or dropped"
+    );
+    assert_eq!(store.count("index/"), 1, "indexes merged");
+    for name in &kept {
+        assert_eq!(
+            restore(&repo, name),
+            states[*name].1,
+            "{name} after the mark"
+        );
+    }
+    // Before the grace period, a prune deletes nothing.
+    let early = run(&repo, &[], now + GRACE_MS, &mut seen);
+    assert_eq!(early.packs_deleted, 0);
+    assert_eq!(early.packs_pending, backups as u64);
+
+    let second = run(&repo, &[], now + GRACE_MS / 2 + GRACE_MS, &mut seen);
+    assert_eq!(second.packs_deleted, backups as u64);
+    assert_eq!(second.markers_deleted, 1);
+    for name in &kept {
+        assert_eq!(
+            restore(&repo, name),
+            states[*name].1,
+            "{name} after the sweep"
+        );
+    }
+    for name in &first.snapshots_forgotten {
+        assert!(store.get(name).is_err(), "{name} forgotten");
+    }
+    // What is left is what the kept snapshots need: full packs but the last one, an index,
+    // the kept snapshots and the config.
+    // Every blob the kept snapshots need, pages through their lists, counted once.
+    let needed: u64 = {
+        let snapshots: Vec<(String, Snapshot)> = kept
+            .iter()
+            .map(|n| ((*n).clone(), repo.read_snapshot(n).expect("snapshot")))
+            .collect();
+        let mut locate = HashMap::new();
+        for index in repo.list_indexes().expect("list") {
+            for p in repo.read_index(&index).expect("index").packs {
+                for e in p.entries {
+                    locate.insert(e.id, (p.name.clone(), e));
+                }
+            }
+        }
+        let ids = usage::used_ids(&repo, &snapshots, &locate).expect("used");
+        ids.iter().map(|id| u64::from(locate[id].1.length)).sum()
+    };
+    let packs = store.count("data/");
+    let pack_bytes: u64 = store
+        .list("data/")
+        .expect("list")
+        .iter()
+        .map(|(_, s)| s)
+        .sum();
+    assert!(
+        packs as u64 <= needed.div_ceil(TARGET_PACK_BYTES as u64) + 1,
+        "{packs} packs for {needed} bytes"
+    );
+    assert!(
+        pack_bytes < needed + needed / 20 + 64 * 1024,
+        "{pack_bytes} pack bytes for {needed} needed"
+    );
+    assert_eq!(store.count("index/"), 1);
+    assert_eq!(store.count("prune/"), 0);
+    assert_eq!(
+        store.count("snapshots/"),
+        kept.len() + first.snapshots_kept_as_base.len()
+    );
+    let after = store.bytes();
+    assert_eq!(second.bytes_after, after);
+    assert!(
+        after < before - before / 20,
+        "{before} bytes shrank to {after}"
+    );
+    eprintln!(
+        "a month: {backups} backups, {} objects, {before} bytes; after the prune {} objects ({packs} packs), {after} bytes",
+        3 * backups + 1,
+        store.count("")
+    );
+
+    // The next backup works and a further prune keeps it.
+    device.act(backups);
+    let next = device.backup(&repo, now + GRACE_MS + 2 * HOUR);
+    let state = device.state();
+    run(&repo, &[], now + 3 * GRACE_MS, &mut seen);
+    assert_eq!(restore(&repo, &next), state);
+}
+
+#[test]
+fn a_backup_that_began_before_the_mark_keeps_what_it_used() {
+    let store = Arc::new(Memory::default());
+    let key = BackupKey::from_bytes(&mut [8u8; 32]);
+    let (repo, _) = Repository::open_or_init(store.clone(), &key, START).expect("init");
+    let mut device = Device::new(77);
+    device.act(0);
+    let old = device.backup(&repo, START);
+    // Whole manifests only: the old snapshot must not stay as a base.
+    device.base = None;
+    let media_before = device.media.clone();
+    device.act(1);
+    device.media.clear();
+    let newer = device.backup(&repo, START + HOUR);
+    device.base = None;
+    let mut seen = Local::default();
+    // The prune forgets the old snapshot: its media are garbage, and once its pack is
+    // settled, the pack is marked.
+    run(
+        &repo,
+        std::slice::from_ref(&old),
+        START + 2 * HOUR,
+        &mut seen,
+    );
+    let mark = START + 2 * HOUR + GRACE_MS / 2;
+    let first = run(&repo, &[], mark, &mut seen);
+    assert!(first.packs_marked >= 1, "{first:?}");
+    // A backup that began before the mark (its catalog still knows the old media) puts
+    // them back in a snapshot without storing them.
+    device.media = media_before;
+    let late = device.backup(&repo, mark + HOUR);
+    let state = device.state();
+    // The next prune, past the grace period, must not delete what that snapshot needs.
+    let second = run(&repo, &[], mark + GRACE_MS + 1, &mut seen);
+    assert!(second.packs_recovered >= 1, "{second:?}");
+    assert_eq!(restore(&repo, &late), state);
+    assert!(store.get(&newer).is_ok());
+    run(&repo, &[], START + 4 * GRACE_MS, &mut seen);
+    assert_eq!(restore(&repo, &late), state);
+}
+
+#[test]
+fn orphan_packs_go_after_the_grace_period_unless_an_index_names_them_by_then() {
+    let store = Arc::new(Memory::default());
+    let key = BackupKey::from_bytes(&mut [6u8; 32]);
+    let (repo, _) = Repository::open_or_init(store.clone(), &key, START).expect("init");
+    let mut device = Device::new(5);
+    device.act(0);
+    device.backup(&repo, START);
+    // Two packs without an index: one of an interrupted backup, one of a backup running.
+    let orphan = |byte: u8| {
+        let mut pack = PackWriter::new(repo.keys());
+        let data = vec![byte; 5000];
+        pack.add(BlobKind::Data, repo.keys().chunk_id(&data), &data, false);
+        repo.write_pack(pack.finish()).expect("pack")
+    };
+    let interrupted = orphan(1);
+    let running = orphan(2);
+    let mut seen = Local::default();
+    let first = run(&repo, &[], START + HOUR, &mut seen);
+    assert_eq!(first.orphans_marked, 2);
+    // The running backup indexes its pack within the grace period.
+    repo.write_index(&Index {
+        packs: vec![IndexedPack {
+            name: running.name.clone(),
+            entries: running.entries.clone(),
+        }],
+    })
+    .expect("index");
+    let second = run(&repo, &[], START + HOUR + GRACE_MS + 1, &mut seen);
+    assert_eq!(second.packs_deleted, 1, "{second:?}");
+    assert!(
+        store.get(&interrupted.name).is_err(),
+        "the orphan is reclaimed"
+    );
+    assert!(store.get(&running.name).is_ok(), "the indexed pack stays");
+}
+
+#[test]
+fn a_marker_another_device_wrote_waits_the_grace_period_on_this_devices_clock() {
+    let store = Arc::new(Memory::default());
+    let key = BackupKey::from_bytes(&mut [5u8; 32]);
+    let (repo, _) = Repository::open_or_init(store.clone(), &key, START).expect("init");
+    let mut pack = PackWriter::new(repo.keys());
+    pack.add(BlobKind::Data, repo.keys().chunk_id(b"x"), b"x", false);
+    let stored = repo.write_pack(pack.finish()).expect("pack");
+    // Another device marks the orphan; this device, whose clock may differ, first sees the
+    // marker when its own clock says a whole grace period has passed since the marker's time.
+    let mut theirs = Local::default();
+    run(&repo, &[], START, &mut theirs);
+    let mut mine = Local::default();
+    let first = run(&repo, &[], START + GRACE_MS, &mut mine);
+    assert_eq!(first.packs_deleted, 0, "first seen here now");
+    let later = run(&repo, &[], START + GRACE_MS + GRACE_MS / 2, &mut mine);
+    assert_eq!(
+        later.packs_deleted, 0,
+        "seen here for less than the grace period"
+    );
+    assert!(store.get(&stored.name).is_ok());
+    let ripe = run(&repo, &[], START + 2 * GRACE_MS, &mut mine);
+    assert_eq!(ripe.packs_deleted, 1);
+    assert!(store.get(&stored.name).is_err());
+    // A marker from a clock ahead waits for its own time too.
+    let mut pack = PackWriter::new(repo.keys());
+    pack.add(BlobKind::Data, repo.keys().chunk_id(b"y"), b"y", false);
+    let ahead = repo.write_pack(pack.finish()).expect("pack");
+    run(&repo, &[], START + 10 * GRACE_MS, &mut theirs);
+    run(&repo, &[], START + 3 * GRACE_MS, &mut mine);
+    let report = run(&repo, &[], START + 5 * GRACE_MS, &mut mine);
+    assert_eq!(report.packs_deleted, 0);
+    assert!(store.get(&ahead.name).is_ok());
+}

@@ -1,0 +1,210 @@
+//! Retention and prune through the binaries: two devices back up to one repository on a
+//! local target while one of them prunes; prunes killed (SIGKILL, inside the daemon, before
+//! the Nth object they write or delete, N chosen by a seed) at many points. Afterwards the
+//! repository verifies, every snapshot the policy keeps restores exactly, the forgotten
+//! ones are gone, and the next backups work. The grace period is shortened to a few
+//! seconds (`SEALBACK_TEST_PRUNE_GRACE_MS`); the tests wait it out where a sweep must run.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+use sealback_daemon::control::api::PruneReports;
+use sealback_tests::store::check_restored;
+use sealback_tests::{Device, MessageStore, Setup, Target, tamper};
+
+use crate::fixtures::TARGET;
+
+const GRACE_MS: u64 = 4000;
+const RETENTION: &str = "keep_last = 3\nkeep_hourly = 0\nkeep_daily = 0\nkeep_weekly = 0\nkeep_monthly = 0\nprune = \"never\"";
+
+fn setup(store: &Path, target: &Path) -> Setup {
+    Setup::new(store, vec![Target::local(TARGET, target)])
+        .retention(RETENTION)
+        .daemon_env("SEALBACK_TEST_PRUNE_GRACE_MS", &GRACE_MS.to_string())
+}
+
+/// A device with its own store, backing up to `target`.
+struct Phone {
+    store: MessageStore,
+    device: Device,
+    setup: Setup,
+}
+
+impl Phone {
+    fn new(dir: &Path, name: &str, target: &Path, key: Option<&str>) -> (Phone, String) {
+        let store = MessageStore::create(&dir.join(name), 4);
+        store.append(30);
+        let setup = setup(store.dir(), target);
+        let device = Device::started(setup.clone());
+        let key = match key {
+            Some(k) => {
+                device.import_key(k);
+                k.to_owned()
+            }
+            None => device.generate_key(),
+        };
+        (
+            Phone {
+                store,
+                device,
+                setup,
+            },
+            key,
+        )
+    }
+
+    /// Adds messages and backs up; records what the snapshot must restore to.
+    fn back_up(&self, made: &mut BTreeMap<String, i64>) {
+        let n = self.store.append(3);
+        let report = self.device.backup();
+        made.insert(report.snapshot, n);
+    }
+
+    fn restart(&mut self, setup: Setup) {
+        self.device.reconfigure(setup);
+        self.device.start();
+    }
+}
+
+/// Everything that must hold after any prune, finished or killed.
+#[track_caller]
+fn repository_is_sound(phone: &Phone, made: &BTreeMap<String, i64>, scratch: &Path) {
+    let verify = phone.device.ctl(&["verify"]);
+    assert_eq!(verify.code, Some(0), "verify after a prune: {verify}");
+    let listed = phone.device.snapshots();
+    assert!(!listed.is_empty());
+    for (i, s) in listed.iter().enumerate() {
+        let Some(&messages) = made.get(&s.id) else {
+            panic!("snapshot {} was never made", s.id)
+        };
+        let to = scratch.join(format!("restore-{}-{i}", &s.id[..12]));
+        phone.device.restore(&s.id, &to);
+        let restored = check_restored(&to).unwrap_or_else(|e| panic!("snapshot {}: {e}", s.id));
+        assert_eq!(
+            restored.messages, messages,
+            "snapshot {} restores exactly",
+            s.id
+        );
+        std::fs::remove_dir_all(&to).expect("remove the restore");
+    }
+}
+
+fn prune(phone: &Phone) -> PruneReports {
+    phone.device.ctl_json(&["prune"])
+}
+
+fn count(target: &Path, prefix: &str) -> usize {
+    let dir = tamper::file(target, prefix);
+    std::fs::read_dir(&dir).map(|d| d.count()).unwrap_or(0)
+}
+
+/// xorshift: the kill points, reproducible from `SEALBACK_TEST_SEED` (printed).
+fn kill_points(n: usize) -> Vec<u64> {
+    let mut seed: u64 = std::env::var("SEALBACK_TEST_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0x5ea1_bacc);
+    println!("kill points from SEALBACK_TEST_SEED={seed}");
+    (0..n)
+        .map(|_| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            1 + seed % 14
+        })
+        .collect()
+}
+
+#[test]
+fn prune_racing_two_devices_and_killed_anywhere_keeps_every_kept_snapshot() {
+    let dir = tempfile::Builder::new()
+        .prefix("sealback-e2e-")
+        .tempdir()
+        .expect("a temporary directory");
+    let target = dir.path().join("target");
+    let (mut old, key) = Phone::new(dir.path(), "old-phone", &target, None);
+    let (new, _) = Phone::new(dir.path(), "new-phone", &target, Some(&key));
+    let mut made = BTreeMap::new();
+    for _ in 0..4 {
+        old.back_up(&mut made);
+        new.back_up(&mut made);
+    }
+    let objects_before = count(&target, "data") + count(&target, "index");
+
+    // The dry run changes nothing and says what the policy keeps.
+    let dry: PruneReports = old.device.ctl_json(&["prune", "--dry-run"]);
+    let policy = &dry.targets[0].snapshots;
+    assert_eq!(policy.len(), 8);
+    assert_eq!(policy.iter().filter(|s| !s.keep.is_empty()).count(), 3);
+    assert_eq!(count(&target, "snapshots"), 8, "a dry run forgets nothing");
+    let listed = old.device.snapshots();
+    assert_eq!(
+        listed.iter().filter(|s| s.keep.is_empty()).count(),
+        5,
+        "snapshots says what goes"
+    );
+
+    // The old phone prunes while the new one backs up, three times over.
+    std::thread::scope(|scope| {
+        let pruning = scope.spawn(|| prune(&old));
+        for _ in 0..3 {
+            new.back_up(&mut made);
+        }
+        let report = pruning.join().expect("the prune thread");
+        assert!(!report.targets[0].gc.snapshots_forgotten.is_empty());
+    });
+    repository_is_sound(&old, &made, dir.path());
+    old.back_up(&mut made);
+
+    // Kill the pruning daemon at points a seed picks, with a grace period passed before
+    // each so that sweeps are among the points; the new phone backs up in between.
+    for (round, at) in kill_points(6).into_iter().enumerate() {
+        std::thread::sleep(Duration::from_millis(GRACE_MS));
+        old.device.stop();
+        old.restart(
+            old.setup
+                .clone()
+                .daemon_env("SEALBACK_TEST_PRUNE_KILL_AT", &at.to_string()),
+        );
+        let ctl = old.device.ctl(&["prune"]);
+        let killed = old.device.stop_or_reap_killed();
+        println!(
+            "round {round}: killed before change {at}: {killed} ({:?})",
+            ctl.code
+        );
+        let setup = old.setup.clone();
+        old.restart(setup);
+        repository_is_sound(&old, &made, dir.path());
+        new.back_up(&mut made);
+        old.back_up(&mut made);
+    }
+
+    // Three prunes a grace period apart reclaim everything nothing kept needs: the first
+    // merges the indexes, the second marks what is then settled, the third deletes it.
+    prune(&old);
+    std::thread::sleep(Duration::from_millis(GRACE_MS));
+    prune(&old);
+    std::thread::sleep(Duration::from_millis(GRACE_MS));
+    let last = prune(&old);
+    let gc = &last.targets[0].gc;
+    assert_eq!(gc.snapshots_kept, 3, "{gc:?}");
+    assert_eq!(count(&target, "snapshots"), 3);
+    assert_eq!(count(&target, "index"), 1, "indexes merged");
+    assert_eq!(count(&target, "prune"), 0, "every marker swept");
+    let packs = count(&target, "data");
+    assert!(packs <= 2, "{packs} packs hold three small snapshots");
+    assert!(
+        packs + 1 < objects_before,
+        "objects: {objects_before} before, {} after",
+        packs + 1
+    );
+    repository_is_sound(&old, &made, dir.path());
+    // What the policy forgot is gone.
+    let listed: Vec<String> = old.device.snapshots().into_iter().map(|s| s.id).collect();
+    assert_eq!(listed.len(), 3);
+    // The next backups work, on both phones, and restore.
+    new.back_up(&mut made);
+    old.back_up(&mut made);
+    repository_is_sound(&new, &made, dir.path());
+}
