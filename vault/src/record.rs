@@ -147,6 +147,12 @@ fn entry_data(account: &str, entry: &AccountEntry) -> Vec<u8> {
     data.extend_from_slice(&entry.guesses.to_be_bytes());
     data.push(u8::from(entry.destroyed));
     data.extend_from_slice(&entry.spent.to_be_bytes());
+    // Only on a store that keeps a key history (etcd); SQLite entries have none, and their
+    // tags are what they were before this field existed.
+    if let Some([created, version]) = entry.store_position {
+        data.extend_from_slice(&created.to_be_bytes());
+        data.extend_from_slice(&version.to_be_bytes());
+    }
     data
 }
 

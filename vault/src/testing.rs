@@ -26,6 +26,9 @@ use std::time::{Duration, Instant};
 use sealback_vault_client::VaultConfig;
 use zeroize::Zeroizing;
 
+pub mod cluster;
+pub mod light_client;
+
 /// SoftHSM2's PKCS#11 module (Debian's path).
 pub const SOFTHSM_MODULE: &str = "/usr/lib/softhsm/libsofthsm2.so";
 /// The test token's label and user PIN.
@@ -41,6 +44,8 @@ pub struct Options {
     pub login_expiry_secs: u64,
     /// The processes' `RUST_LOG` filter ("warn"; the secrets suite reads it at "trace").
     pub log_filter: String,
+    /// `store = "etcd"` with these endpoints and prefix ([`cluster`]); `None`: SQLite.
+    pub etcd: Option<(Vec<String>, String)>,
 }
 
 impl Default for Options {
@@ -49,6 +54,7 @@ impl Default for Options {
             guess_limit: 10,
             login_expiry_secs: 60,
             log_filter: "warn".to_owned(),
+            etcd: None,
         }
     }
 }
@@ -73,6 +79,14 @@ impl TestVault {
     }
 
     pub fn start_with(binary: &Path, options: Options) -> Result<TestVault, String> {
+        let vault = TestVault::prepare(binary, options)?;
+        vault.make_token()?;
+        vault.make_certificates()?;
+        vault.init_and_serve()
+    }
+
+    /// A vault with nothing in its directory yet.
+    fn prepare(binary: &Path, options: Options) -> Result<TestVault, String> {
         if !binary.is_file() {
             return Err(format!(
                 "{} is missing: build it first (`cargo build -p sealback-vault`)",
@@ -83,16 +97,19 @@ impl TestVault {
             .prefix("sealback-vault-test")
             .tempdir()
             .map_err(|err| format!("temporary directory: {err}"))?;
-        let mut vault = TestVault {
+        Ok(TestVault {
             dir,
             binary: binary.to_path_buf(),
             child: None,
             url: String::new(),
             server_key: String::new(),
             options,
-        };
-        vault.make_token()?;
-        vault.make_certificates()?;
+        })
+    }
+
+    /// `init` (which may join an etcd store), then `serve` on a free port, kept for restarts.
+    fn init_and_serve(self) -> Result<TestVault, String> {
+        let mut vault = self;
         vault.write_config("127.0.0.1:0")?;
         let init = vault.run(&["init"])?;
         vault.server_key = stdout(&init)
@@ -271,9 +288,9 @@ impl TestVault {
         }
     }
 
-    fn make_token(&self) -> Result<(), String> {
+    /// Points SoftHSM2 at this vault's `tokens/`.
+    fn write_softhsm_config(&self) -> Result<(), String> {
         let tokens = self.dir().join("tokens");
-        fs::create_dir(&tokens).map_err(|err| format!("tokens/: {err}"))?;
         fs::write(
             self.dir().join("softhsm2.conf"),
             format!(
@@ -282,7 +299,12 @@ impl TestVault {
                 tokens.display()
             ),
         )
-        .map_err(|err| format!("softhsm2.conf: {err}"))?;
+        .map_err(|err| format!("softhsm2.conf: {err}"))
+    }
+
+    fn make_token(&self) -> Result<(), String> {
+        fs::create_dir(self.dir().join("tokens")).map_err(|err| format!("tokens/: {err}"))?;
+        self.write_softhsm_config()?;
         let output = Command::new("softhsm2-util")
             .args(["--init-token", "--free", "--label", TOKEN_LABEL])
             .args(["--pin", USER_PIN, "--so-pin", SO_PIN])
@@ -375,11 +397,18 @@ impl TestVault {
     }
 
     fn write_config(&self, listen: &str) -> Result<(), String> {
+        let (store, etcd) = match &self.options.etcd {
+            None => ("records.db", String::new()),
+            Some((endpoints, prefix)) => (
+                "etcd",
+                format!("\n[etcd]\nendpoints = {endpoints:?}\nprefix = {prefix:?}\n"),
+            ),
+        };
         let text = format!(
             "listen = \"{listen}\"\n\
              tls_cert = \"tls/cert.pem\"\n\
              tls_key = \"tls/key.pem\"\n\
-             store = \"records.db\"\n\
+             store = \"{store}\"\n\
              audit_log = \"audit.log\"\n\
              guess_limit = {}\n\
              login_expiry_secs = {}\n\
@@ -387,7 +416,7 @@ impl TestVault {
              [hsm]\n\
              module = \"{SOFTHSM_MODULE}\"\n\
              token_label = \"{TOKEN_LABEL}\"\n\
-             pin_file = \"pin\"\n",
+             pin_file = \"pin\"\n{etcd}",
             self.options.guess_limit, self.options.login_expiry_secs
         );
         fs::write(self.config_path(), text).map_err(|err| format!("vault.toml: {err}"))

@@ -7,6 +7,8 @@ mod credentials;
 mod guess_limit;
 mod hsm;
 mod hygiene;
+mod instances;
+mod instances_kill;
 mod login;
 mod persistence;
 mod probing;
