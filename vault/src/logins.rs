@@ -17,10 +17,9 @@ use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use opaque_ke::ServerLogin;
 use rand::RngCore;
-use sealback_vault_client::protocol::suite::Suite;
-use zeroize::Zeroizing;
+
+use crate::keyvault::check::Pending;
 
 /// The most logins in progress at once.
 pub const MAX_LOGINS: usize = 100_000;
@@ -30,10 +29,8 @@ pub const MAX_LOGINS_PER_ACCOUNT: usize = 16;
 /// A login between its two messages.
 pub struct Started {
     pub account: String,
-    pub state: ServerLogin<Suite>,
-    /// The record the login opened: its version and its sealed key. `None` for an account
-    /// without a record (the login runs on OPAQUE's dummy record and cannot succeed).
-    pub record: Option<(u64, Zeroizing<Vec<u8>>)>,
+    /// The guess check's state of the login.
+    pub pending: Pending,
     /// This login consumed the last guess: if it fails or expires, the record is erased.
     pub last_chance: bool,
 }
@@ -250,29 +247,12 @@ fn new_id() -> String {
 
 #[cfg(test)]
 mod tests {
-    use opaque_ke::{ClientLogin, ServerLoginParameters, ServerSetup};
-    use rand::rngs::OsRng;
-
     use super::*;
 
     fn started(account: &str, last_chance: bool) -> Started {
-        let setup = ServerSetup::<Suite>::new(&mut OsRng);
-        let ke1 = ClientLogin::<Suite>::start(&mut OsRng, b"pw")
-            .expect("KE1")
-            .message;
-        let start = ServerLogin::start(
-            &mut OsRng,
-            &setup,
-            None,
-            ke1,
-            account.as_bytes(),
-            ServerLoginParameters::default(),
-        )
-        .expect("KE2");
         Started {
             account: account.to_string(),
-            state: start.state,
-            record: None,
+            pending: Pending::new(()),
             last_chance,
         }
     }

@@ -1,4 +1,5 @@
-//! The guess limit.
+//! The guess limit: the rules of each step are the guess check's ([`super::GuessCheck`]);
+//! this module writes what they decide with compare-and-swap, audits and erases.
 //!
 //! An account's entry holds `guesses`, the guesses consumed since the last successful login
 //! or registration. With limit L:
@@ -24,6 +25,7 @@
 
 use sealback_vault_client::protocol::wire::ErrorCode;
 
+use super::check::Spend;
 use super::{KeyVault, Refusal};
 use crate::account::{self, StoredRecord};
 use crate::audit::{Event, EventKind};
@@ -42,38 +44,31 @@ pub(super) struct Guess {
     pub revision: u64,
 }
 
-enum Consumed {
-    Granted(Guess),
-    /// The limit had been reached: the record was erased by this call.
-    Exhausted(Option<u64>),
-}
-
 impl KeyVault {
     /// Step 1: consumes one guess of `account`, durably, or refuses with `key-destroyed`.
     pub(super) fn consume_guess(&self, account: &str) -> Result<Guess, Refusal> {
-        let limit = self.guess_limit;
         let consumed = self.update(account, |entry| {
-            if entry.destroyed {
-                return Err(Refusal::key_destroyed());
-            }
-            if entry.guesses >= limit {
-                let version = entry.record.take().map(|record| record.version);
-                entry.destroyed = true;
-                return Ok(Consumed::Exhausted(version));
-            }
-            entry.guesses += 1;
-            entry.spent += 1;
-            Ok(Consumed::Granted(Guess {
-                record: entry.record.clone(),
-                attempts_left: limit - entry.guesses,
-                last_chance: entry.guesses == limit,
-                spent: entry.spent,
-                revision: 0,
-            }))
+            let spend = self.check.spend(entry)?;
+            Ok((spend, entry.spent))
         });
         match consumed {
-            Ok((Consumed::Granted(guess), revision)) => Ok(Guess { revision, ..guess }),
-            Ok((Consumed::Exhausted(version), revision)) => {
+            Ok((
+                (
+                    Spend::Granted {
+                        record,
+                        attempts_left,
+                    },
+                    spent,
+                ),
+                revision,
+            )) => Ok(Guess {
+                record,
+                attempts_left,
+                last_chance: attempts_left == 0,
+                spent,
+                revision,
+            }),
+            Ok(((Spend::Exhausted(version), _), revision)) => {
                 self.erased(account, version, revision);
                 self.audit
                     .append(Event::new(EventKind::LoginRefused, account));
@@ -92,28 +87,15 @@ impl KeyVault {
     /// Step 2: the login on record `version` proved the password. The store revision of
     /// the reset.
     pub(super) fn reset_guesses(&self, account: &str, version: u64) -> Result<u64, Refusal> {
-        let ((), revision) = self.update(account, |entry| match &entry.record {
-            Some(record) if record.version == version => {
-                entry.guesses = 0;
-                Ok(())
-            }
-            // Erased (by the limit or a deletion) or replaced since the login started.
-            _ => Err(Refusal::key_destroyed()),
-        })?;
+        let ((), revision) = self.update(account, |entry| self.check.reset(entry, version))?;
         Ok(revision)
     }
 
     /// Steps 3 and 4: erases the account's record if its guesses are used up. Whether it
     /// erased.
     pub(super) fn erase_if_exhausted(&self, account: &str) -> Result<bool, Refusal> {
-        let limit = self.guess_limit;
-        let (erased, revision) = self.update(account, |entry| {
-            if entry.destroyed || entry.guesses < limit {
-                return Ok(None);
-            }
-            entry.destroyed = true;
-            Ok(Some(entry.record.take().map(|record| record.version)))
-        })?;
+        let (erased, revision) =
+            self.update(account, |entry| Ok(self.check.erase_if_exhausted(entry)))?;
         match erased {
             Some(version) => {
                 self.erased(account, version, revision);

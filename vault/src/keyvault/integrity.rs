@@ -1,6 +1,6 @@
 //! The account entry is trusted only as far as the HSM vouches for it.
 //!
-//! Every write of an entry carries the HSM's tag over its state ([`record::tag_entry`]), and
+//! Every write of an entry carries the HSM's tag over its state ([`crate::record::tag_entry`]), and
 //! every read the vault acts on checks it ([`KeyVault::load_checked`]) after the credential:
 //! an entry whose guess count, lifetime count `spent`, `destroyed` flag, record or versions
 //! were edited in the store fails, and is refused (`record-refused`, audited; no password is
@@ -29,7 +29,6 @@ use super::{KeyVault, Refusal, StartError};
 use crate::account::{self, AccountEntry};
 use crate::audit::{Event, EventKind, Floor, History};
 use crate::config::Config;
-use crate::record;
 use crate::store::{RecordStore, Revision};
 
 /// How often an entry below the floor is read again while the store's bytes keep changing
@@ -158,7 +157,7 @@ impl KeyVault {
         }
         let unused = known.is_none_or(|known| known.floor == Floor::default());
         if !(entry.is_fresh() && unused) {
-            record::check_entry_tag(&self.hsm, account, entry).map_err(|err| {
+            self.check.verify_entry(account, entry).map_err(|err| {
                 self.entry_refused(account, &format!("its HSM tag does not verify ({err})"))
             })?;
         }

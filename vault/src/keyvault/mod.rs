@@ -2,11 +2,14 @@
 //! HTTP. Every method checks the account's credential first and touches nothing else when
 //! it is wrong. Methods block (store, HSM, OPAQUE): the server calls them on blocking threads.
 //!
+//! - `check`: the guess check, the one interface that evaluates passwords, counts guesses and
+//!   releases keys ([`GuessCheck`]), and its implementation beside the HSM ([`HostCheck`]).
 //! - `guesses`: the guess-limit algorithm, compare-and-swap on the account's entry.
 //! - `integrity`: the HSM's tag on each entry, and the checks against older copies.
 //! - `login`: `login/start`, `login/finish`.
 //! - `register`: `register/start`, `register/finish`, `DELETE /v1/record`, the status.
 
+pub mod check;
 mod guesses;
 mod init;
 mod integrity;
@@ -19,7 +22,6 @@ use std::time::Duration;
 use opaque_ke::ServerSetup;
 use sealback_vault_client::format_server_key;
 use sealback_vault_client::protocol::check_account_name;
-use sealback_vault_client::protocol::sealed_key::SEALED_KEY_LEN;
 use sealback_vault_client::protocol::suite::Suite;
 use sealback_vault_client::protocol::vault_proof::ServerKey;
 use sealback_vault_client::protocol::wire::{ErrorAnswer, ErrorCode, ServerKeyAnswer};
@@ -31,28 +33,21 @@ use crate::hsm::{Hsm, HsmError};
 use crate::logins::Logins;
 use crate::record::{self, RecordError, SERVER_SETUP_KEY};
 use crate::store::{RecordStore, Revision, StoreError, Swap, Versioned};
-
-/// The length of a serialized OPAQUE `ServerRegistration` of our suite: the dummy record
-/// sealed at start has a real record's size.
-const REGISTRATION_LEN: usize = 192;
+pub use check::{GuessCheck, HostCheck};
 
 /// The vault: its store, HSM, OPAQUE setup, audit log and logins in progress.
 pub struct KeyVault {
     store: Arc<dyn RecordStore>,
-    hsm: Hsm,
-    setup: ServerSetup<Suite>,
+    /// Everything that evaluates a password, counts a guess or releases a key.
+    check: Box<dyn GuessCheck>,
     server_key: String,
     /// The setup's key pair as the vault proof uses it (opens sealed credentials, proves
     /// answers).
     proof_key: ServerKey,
     audit: AuditLog,
     logins: Logins,
-    guess_limit: u32,
     /// What the vault has seen of each account, against entries put back from older copies.
     seen: integrity::Seen,
-    /// A record sealed for no account: a login on an account without a record opens it, so
-    /// that it costs the same HSM call as a login on a real record.
-    dummy_record: Vec<u8>,
 }
 
 /// A request the vault refuses: the protocol's error code, a message for a person (never a
@@ -163,6 +158,20 @@ impl KeyVault {
         hsm: Hsm,
         store: Arc<dyn RecordStore>,
     ) -> Result<KeyVault, StartError> {
+        KeyVault::with_check(config, hsm, store, |hsm, setup| {
+            Ok(Box::new(HostCheck::new(hsm, setup, config.guess_limit)?))
+        })
+    }
+
+    /// [`KeyVault::with_store`] with the guess check `check` makes from the HSM and the
+    /// OPAQUE server setup.
+    pub fn with_check(
+        config: &Config,
+        hsm: Hsm,
+        store: Arc<dyn RecordStore>,
+        check: impl FnOnce(Arc<Hsm>, Arc<ServerSetup<Suite>>) -> Result<Box<dyn GuessCheck>, HsmError>,
+    ) -> Result<KeyVault, StartError> {
+        let hsm = Arc::new(hsm);
         let sealed = store.get(SERVER_SETUP_KEY)?.ok_or_else(|| {
             StartError::State(format!(
                 "{} holds no server setup: run `sealback-vault init` first",
@@ -183,24 +192,16 @@ impl KeyVault {
         )
         .map_err(|err| StartError::State(format!("the OPAQUE server key: {err}")))?;
         let audit = AuditLog::open(&config.audit_log)?;
-        let dummy_record = record::seal(
-            &hsm,
-            "",
-            0,
-            &[0u8; REGISTRATION_LEN],
-            &[0u8; SEALED_KEY_LEN],
-        )?;
+        let setup = Arc::new(setup);
+        let check = check(hsm, setup)?;
         let vault = KeyVault {
             store,
-            hsm,
-            setup,
+            check,
             server_key,
             proof_key,
             audit,
             logins: Logins::new(Duration::from_secs(config.login_expiry_secs)),
-            guess_limit: config.guess_limit,
             seen: integrity::Seen::from_history(&history),
-            dummy_record,
         };
         vault.erase_all_exhausted().map_err(|refusal| {
             StartError::State(format!(
@@ -310,7 +311,7 @@ impl KeyVault {
             entry.store_position = entry
                 .store_position
                 .map(|[created, version]| [created, version + 1]);
-            record::tag_entry(&self.hsm, account, &mut entry)?;
+            self.check.seal_entry(account, &mut entry)?;
             let bytes = entry.to_bytes();
             match self.store.compare_and_swap(
                 &account::store_key(account),

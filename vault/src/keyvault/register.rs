@@ -1,16 +1,11 @@
 //! OPAQUE registration, deletion and the status of an account's record.
 
-use opaque_ke::{RegistrationRequest, RegistrationUpload, ServerRegistration};
-use sealback_vault_client::protocol::sealed_key::SEALED_KEY_LEN;
-use sealback_vault_client::protocol::suite::Suite;
 use sealback_vault_client::protocol::wire::{
     DeleteRecord, Done, ErrorCode, RegisterFinish, RegisterStart, RegisterStartAnswer, StatusAnswer,
 };
 
-use super::{KeyVault, Refusal, internal};
-use crate::account::StoredRecord;
+use super::{KeyVault, Refusal};
 use crate::audit::{Event, EventKind};
-use crate::record;
 
 impl KeyVault {
     /// `GET /v1/record/status`: consumes nothing.
@@ -18,7 +13,7 @@ impl KeyVault {
         let (entry, _) = self.authenticate(credential, account)?;
         Ok(StatusAnswer {
             registered: entry.record.is_some(),
-            attempts_left: self.guess_limit.saturating_sub(entry.guesses),
+            attempts_left: self.check.limit().saturating_sub(entry.guesses),
             key_destroyed: entry.destroyed,
         })
     }
@@ -31,20 +26,13 @@ impl KeyVault {
     ) -> Result<RegisterStartAnswer, Refusal> {
         let account = request.account.as_str();
         self.authenticate(credential, account)?;
-        let message = RegistrationRequest::deserialize(&request.request).map_err(|err| {
-            Refusal::bad_request(format!(
-                "request is not an OPAQUE registration request: {err}"
-            ))
-        })?;
         let (version, _) = self.update(account, |entry| {
             entry.last_version += 1;
             Ok(entry.last_version)
         })?;
-        let identifier = record::credential_identifier(account, version);
-        let start = ServerRegistration::start(&self.setup, message, &identifier)
-            .map_err(|err| internal("OPAQUE registration start", err))?;
+        let response = self.check.register(account, version, &request.request)?;
         Ok(RegisterStartAnswer {
-            response: start.message.serialize().to_vec(),
+            response,
             record_version: version,
         })
     }
@@ -58,43 +46,12 @@ impl KeyVault {
     ) -> Result<Done, Refusal> {
         let account = request.account.as_str();
         self.authenticate(credential, account)?;
-        let upload = RegistrationUpload::<Suite>::deserialize(&request.upload).map_err(|err| {
-            Refusal::bad_request(format!(
-                "upload is not an OPAQUE registration upload: {err}"
-            ))
-        })?;
-        if request.sealed_key.len() != SEALED_KEY_LEN {
-            return Err(Refusal::bad_request(format!(
-                "sealed_key has {} bytes, not {SEALED_KEY_LEN}",
-                request.sealed_key.len()
-            )));
-        }
-        let registration = ServerRegistration::finish(upload).serialize();
         let version = request.record_version;
-        let sealed = record::seal(
-            &self.hsm,
-            account,
-            version,
-            &registration,
-            &request.sealed_key,
-        )?;
-        let (replaced, revision) = self.update(account, |entry| {
-            if version != entry.last_version {
-                return Err(Refusal::new(
-                    ErrorCode::Conflict,
-                    "another registration of this account started after this one; register \
-                     again",
-                ));
-            }
-            let replaced = entry.record.is_some();
-            entry.record = Some(StoredRecord {
-                version,
-                sealed: sealed.clone(),
-            });
-            entry.guesses = 0;
-            entry.destroyed = false;
-            Ok(replaced)
-        })?;
+        let record =
+            self.check
+                .seal_record(account, version, &request.upload, &request.sealed_key)?;
+        let (replaced, revision) =
+            self.update(account, |entry| self.check.install(entry, record.clone()))?;
         if replaced && let Err(err) = self.store.purge_history() {
             tracing::error!(
                 "replaced the record of {account}, but the store kept old pages: {err}"

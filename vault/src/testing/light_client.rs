@@ -8,13 +8,9 @@ use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use opaque_ke::argon2::Argon2;
-use opaque_ke::{
-    ClientLogin, ClientLoginFinishParameters, ClientRegistration,
-    ClientRegistrationFinishParameters, CredentialResponse, RegistrationResponse,
-};
+use opaque_ke::{ClientLogin, ClientLoginFinishParameters, CredentialResponse};
 use rand::rngs::OsRng;
-use sealback_vault_client::protocol::sealed_key;
-use sealback_vault_client::protocol::suite::{CONTEXT, Suite, identifiers, key_stretching_with};
+use sealback_vault_client::protocol::suite::{CONTEXT, Suite, identifiers};
 use sealback_vault_client::protocol::vault_proof::{self, ClientExchange};
 use sealback_vault_client::protocol::wire::{
     Done, ErrorAnswer, ErrorCode, LoginFinish, LoginFinishAnswer, LoginStart, LoginStartAnswer,
@@ -22,6 +18,8 @@ use sealback_vault_client::protocol::wire::{
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+
+use crate::keyvault::check::contract;
 
 /// Why a request failed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -63,7 +61,7 @@ pub enum Attempt {
 
 /// A trivial Argon2 (8 KiB, one pass) for load.
 pub fn cheap_key_stretching() -> Argon2<'static> {
-    key_stretching_with(8, 1, 1).expect("valid Argon2 parameters")
+    contract::cheap().expect("valid Argon2 parameters")
 }
 
 /// One account's HTTPS client, with a kept-alive connection.
@@ -155,38 +153,32 @@ impl LightClient {
 
     /// Registers `password` (with `ksf`) and a fixed K.
     pub fn register(&self, password: &[u8], ksf: &Argon2<'static>) -> Result<(), Failure> {
-        let start = ClientRegistration::<Suite>::start(&mut OsRng, password).map_err(transport)?;
-        let answer: RegisterStartAnswer = self.post(
-            path::REGISTER_START,
-            &RegisterStart {
-                account: self.account.clone(),
-                request: start.message.serialize().to_vec(),
-            },
-        )?;
-        let response =
-            RegistrationResponse::<Suite>::deserialize(&answer.response).map_err(transport)?;
-        let finish = start
-            .state
-            .finish(
-                &mut OsRng,
-                password,
-                response,
-                ClientRegistrationFinishParameters::new(identifiers(&self.account), Some(ksf)),
-            )
-            .map_err(transport)?;
-        let sealed = sealed_key::seal(
-            &finish.export_key,
-            &self.account,
-            answer.record_version,
-            &[7u8; 32],
-        );
+        let mut refused = None;
+        let (upload, sealed_key, record_version) =
+            contract::client_registration(&self.account, password, &[7u8; 32], ksf, |request| {
+                let answer: RegisterStartAnswer = self
+                    .post(
+                        path::REGISTER_START,
+                        &RegisterStart {
+                            account: self.account.clone(),
+                            request: request.to_vec(),
+                        },
+                    )
+                    .map_err(|failure| {
+                        let message = failure.to_string();
+                        refused = Some(failure);
+                        message
+                    })?;
+                Ok((answer.response, answer.record_version))
+            })
+            .map_err(|message| refused.take().unwrap_or(Failure::Transport(message)))?;
         let _: Done = self.post(
             path::REGISTER_FINISH,
             &RegisterFinish {
                 account: self.account.clone(),
-                record_version: answer.record_version,
-                upload: finish.message.serialize().to_vec(),
-                sealed_key: sealed,
+                record_version,
+                upload,
+                sealed_key,
             },
         )?;
         Ok(())

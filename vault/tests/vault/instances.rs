@@ -50,11 +50,14 @@ fn register_on_one_instance_recover_through_another() {
         *on(2).recover(&password(RIGHT)).expect("recovers"),
         [9u8; 32]
     );
-    // Each instance audits what it served, in a log of its own.
-    assert_eq!(audit_events(&fleet.vaults[0], "alice", "register"), 1);
-    assert_eq!(audit_events(&fleet.vaults[1], "alice", "login-success"), 1);
-    assert_eq!(audit_events(&fleet.vaults[2], "alice", "login-failure"), 1);
-    assert_eq!(audit_events(&fleet.vaults[2], "alice", "login-success"), 1);
+    // Each instance audits what it served, in a log of its own (written by its own thread).
+    crate::raw::eventually("each instance logs what it served", || {
+        audit_events(&fleet.vaults[0], "alice", "register") == 1
+            && audit_events(&fleet.vaults[1], "alice", "login-success") == 1
+            && audit_events(&fleet.vaults[2], "alice", "login-failure") == 1
+            && audit_events(&fleet.vaults[2], "alice", "login-success") == 1
+    });
+    assert_eq!(audit_events(&fleet.vaults[0], "alice", "login-success"), 0);
 }
 
 #[test]
@@ -173,9 +176,12 @@ fn an_entry_edited_moved_or_put_back_in_etcd_is_refused_by_every_instance() {
     refused_everywhere("the guess count edited");
 
     // None of that spent a guess; no instance evaluated a password on a refused entry.
-    for vault in &fleet.vaults {
-        assert!(audit_events(vault, "alice", "record-refused") >= 4);
-    }
+    crate::raw::eventually("every instance logs its refusals", || {
+        fleet
+            .vaults
+            .iter()
+            .all(|vault| audit_events(vault, "alice", "record-refused") >= 4)
+    });
     let login_starts: usize = fleet
         .vaults
         .iter()

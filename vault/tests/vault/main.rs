@@ -3,6 +3,7 @@
 //! HTTPS where a test must misbehave.
 
 mod audit;
+mod check;
 mod credentials;
 mod guess_limit;
 mod hsm;
