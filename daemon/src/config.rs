@@ -8,6 +8,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+mod vault_urls;
+
 /// Environment variables starting with this and holding a `__` override the file:
 /// `SEALBACK_SCHEDULE__MODE=manual` sets `[schedule] mode`.
 pub const ENV_PREFIX: &str = "SEALBACK_";
@@ -46,7 +48,11 @@ struct RawConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawVault {
-    url: String,
+    #[serde(default)]
+    url: Option<String>,
+    /// The vault's instances, tried in order (docs/vault.md §10); instead of `url`.
+    #[serde(default)]
+    urls: Option<Vec<String>>,
     server_key: String,
     account: String,
     credential_file: PathBuf,
@@ -206,7 +212,8 @@ pub struct Config {
 /// `[vault]`: where the Backup Key Vault is and how this device proves its account.
 #[derive(Debug, Clone)]
 pub struct VaultSettings {
-    pub url: String,
+    /// `url`, or the instances of `urls` in their order.
+    pub urls: Vec<String>,
     /// The vault's OPAQUE server public key, pinned: a vault with another key is refused.
     pub server_key: String,
     pub account: String,
@@ -456,12 +463,7 @@ fn validate(raw: RawConfig, path: &str) -> Result<Config, ConfigError> {
     let vault = match raw.vault {
         None => None,
         Some(v) => {
-            if !v.url.starts_with("https://") {
-                return Err(bad(
-                    "vault.url",
-                    format!("{:?} must be an https:// URL", v.url),
-                ));
-            }
+            let urls = vault_urls::check(v.url, v.urls).map_err(|e| bad("vault.urls", e))?;
             if v.server_key.trim().is_empty() {
                 return Err(bad(
                     "vault.server_key",
@@ -480,7 +482,7 @@ fn validate(raw: RawConfig, path: &str) -> Result<Config, ConfigError> {
                 }
             }
             Some(VaultSettings {
-                url: v.url,
+                urls,
                 server_key: v.server_key,
                 account: v.account,
                 credential_file: v.credential_file,

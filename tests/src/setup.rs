@@ -83,6 +83,8 @@ pub struct Setup {
 #[derive(Debug, Clone)]
 pub struct VaultSection {
     pub url: String,
+    /// Further instances of the vault: with any, the section lists `urls = [url, ...]`.
+    pub more_urls: Vec<String>,
     pub server_key: String,
     pub account: String,
     pub credential_file: PathBuf,
@@ -145,9 +147,16 @@ impl Setup {
             toml_string(debounce),
         );
         if let Some(v) = &self.vault {
+            let address = match v.more_urls.is_empty() {
+                true => format!("url = {}", toml_string(&v.url)),
+                false => {
+                    let urls = std::iter::once(&v.url).chain(&v.more_urls);
+                    let urls: Vec<String> = urls.map(toml_string).collect();
+                    format!("urls = [{}]", urls.join(", "))
+                }
+            };
             text += &format!(
-                "\n[vault]\nurl = {}\nserver_key = {}\naccount = {}\ncredential_file = {}\nca_cert = {}\n",
-                toml_string(&v.url),
+                "\n[vault]\n{address}\nserver_key = {}\naccount = {}\ncredential_file = {}\nca_cert = {}\n",
                 toml_string(&v.server_key),
                 toml_string(&v.account),
                 toml_string(&v.credential_file),

@@ -10,8 +10,11 @@ use crate::VaultError;
 
 /// Where the vault is, which vault it must be, and who we are to it.
 pub struct VaultConfig {
-    /// The vault's base URL, `https://host:port`.
-    pub url: String,
+    /// The base URLs of the vault's instances, `https://host:port`, tried in order: a request
+    /// goes on to the next when one cannot be reached, times out or fails (5xx), and the next
+    /// request starts with the one that last answered. All serve the same vault: they hold the
+    /// same keys (the key ceremony) and share its records.
+    pub urls: Vec<String>,
     /// The vault's OPAQUE public key, pinned: base64 as `sealback-vault init` prints it, or 64
     /// hexadecimal digits. A vault with another key is refused.
     pub server_key: String,
@@ -27,7 +30,7 @@ pub struct VaultConfig {
 impl std::fmt::Debug for VaultConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("VaultConfig")
-            .field("url", &self.url)
+            .field("urls", &self.urls)
             .field("server_key", &self.server_key)
             .field("account", &self.account)
             .field("credential", &"<redacted>")

@@ -10,7 +10,7 @@
 //! # use sealback_vault_client::{Password, Vault, VaultConfig, check_password_strength};
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let vault = Vault::new(VaultConfig {
-//!     url: "https://vault.example:8443".into(),
+//!     urls: vec!["https://vault.example:8443".into()],
 //!     // As `sealback-vault init` printed it: the vault is refused if its key differs.
 //!     server_key: "4n2i0N7a0v1Ckq3fW8r6FqH5l9c1nC2bO3kT0sV7cU4=".into(),
 //!     account: "alice".into(),
@@ -70,6 +70,7 @@
 
 mod config;
 mod error;
+mod failover;
 mod password;
 pub mod protocol;
 mod transport;

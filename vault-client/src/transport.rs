@@ -4,8 +4,8 @@
 //! as the process default if none is (installing twice is harmless). The HTTP client is made
 //! on the first request, not in [`crate::Vault::new`]: the blocking client must not be built
 //! on an async runtime's thread, and requests run on a blocking thread anyway. Nothing here
-//! retries: a login that may have reached the vault has consumed a guess, and only the caller
-//! knows whether spending another is wanted.
+//! retries: a login that may have reached the vault has consumed a guess; going on to another
+//! instance is [`crate::failover`]'s business.
 //!
 //! Every request carries the credential sealed to the pinned key, bound to the request, and
 //! every answer must carry the vault's proof for that request
@@ -59,6 +59,11 @@ impl Transport {
             ca,
             client: OnceLock::new(),
         }
+    }
+
+    /// The instance's base URL.
+    pub(crate) fn base(&self) -> &str {
+        &self.base
     }
 
     pub(crate) fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, VaultError> {

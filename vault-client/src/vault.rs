@@ -5,11 +5,13 @@ use opaque_ke::{
     ClientLogin, ClientLoginFinishParameters, ClientRegistration,
     ClientRegistrationFinishParameters, CredentialResponse, RegistrationResponse,
 };
+use rand::RngCore as _;
 use rand::rngs::OsRng;
 use subtle::ConstantTimeEq;
 use zeroize::{Zeroize, Zeroizing};
 
 use crate::config::{SERVER_KEY_LEN, format_server_key, parse_server_key};
+use crate::failover::Instances;
 use crate::protocol::suite::{CONTEXT, Suite, identifiers, key_stretching};
 use crate::protocol::wire::{
     DeleteRecord, Done, LoginFinish, LoginFinishAnswer, LoginStart, LoginStartAnswer,
@@ -34,7 +36,7 @@ pub struct RecordStatus {
 /// A client of one vault account. `Send + Sync`; every method blocks (call it from a
 /// blocking thread, e.g. tokio's `spawn_blocking`).
 pub struct Vault {
-    transport: Transport,
+    instances: Instances,
     account: String,
     server_key: [u8; SERVER_KEY_LEN],
 }
@@ -50,10 +52,14 @@ impl Vault {
     pub fn new(config: VaultConfig) -> Result<Vault, VaultError> {
         let server_key = parse_server_key(&config.server_key)?;
         check_account_name(&config.account).map_err(VaultError::Config)?;
-        if !config.url.starts_with("https://") {
+        if config.urls.is_empty() {
+            return Err(VaultError::Config(
+                "no vault URL: give `url` or `urls`".into(),
+            ));
+        }
+        if let Some(url) = config.urls.iter().find(|url| !url.starts_with("https://")) {
             return Err(VaultError::Config(format!(
-                "the vault URL {:?} must start with https://",
-                config.url
+                "the vault URL {url:?} must start with https://"
             )));
         }
         let ca = match &config.ca_cert {
@@ -75,8 +81,13 @@ impl Vault {
                 Some(certificates)
             }
         };
+        let transports = config
+            .urls
+            .iter()
+            .map(|url| Transport::new(url, config.credential.clone(), server_key, ca.clone()))
+            .collect();
         Ok(Vault {
-            transport: Transport::new(&config.url, config.credential, server_key, ca),
+            instances: Instances::new(transports),
             account: config.account,
             server_key,
         })
@@ -92,13 +103,13 @@ impl Vault {
         let mut rng = OsRng;
         let secret = password.expose_secret().as_bytes();
         let start = ClientRegistration::<Suite>::start(&mut rng, secret).map_err(protocol)?;
-        let answer: RegisterStartAnswer = self.transport.post(
-            path::REGISTER_START,
-            &RegisterStart {
-                account: self.account.clone(),
-                request: start.message.serialize().to_vec(),
-            },
-        )?;
+        let request = RegisterStart {
+            account: self.account.clone(),
+            request: start.message.serialize().to_vec(),
+        };
+        let answer: RegisterStartAnswer = self
+            .instances
+            .run(|vault| vault.post(path::REGISTER_START, &request))?;
         let response = RegistrationResponse::<Suite>::deserialize(&answer.response)
             .map_err(|err| VaultError::Protocol(format!("registration response: {err}")))?;
         let ksf = key_stretching();
@@ -119,15 +130,16 @@ impl Vault {
             key,
         );
         finish.export_key.as_mut_slice().zeroize();
-        let _: Done = self.transport.post(
-            path::REGISTER_FINISH,
-            &RegisterFinish {
-                account: self.account.clone(),
-                record_version: answer.record_version,
-                upload: finish.message.serialize().to_vec(),
-                sealed_key: sealed,
-            },
-        )?;
+        let request = RegisterFinish {
+            account: self.account.clone(),
+            record_version: answer.record_version,
+            upload: finish.message.serialize().to_vec(),
+            sealed_key: sealed,
+        };
+        // Any instance: they share the records, and the version reserved is the latest.
+        let _: Done = self
+            .instances
+            .run(|vault| vault.post(path::REGISTER_FINISH, &request))?;
         Ok(())
     }
 
@@ -135,7 +147,7 @@ impl Vault {
     /// account's guesses ([`VaultError::WrongPassword`] says how many are left); the right
     /// one resets the count.
     pub fn recover(&self, password: &Password) -> Result<Zeroizing<[u8; 32]>, VaultError> {
-        Ok(self.login(password)?.key)
+        self.login_then(password, |_, login| Ok(login.key.clone()))
     }
 
     /// Registers the same key under a new password: recovers it with `old`, registers it
@@ -148,23 +160,24 @@ impl Vault {
     /// Erases the account's key from the vault. Needs the password: the vault deletes only
     /// after a login that proved it.
     pub fn delete(&self, password: &Password) -> Result<(), VaultError> {
-        let login = self.login(password)?;
-        let _: Done = self.transport.delete(
-            path::RECORD,
-            &DeleteRecord {
-                account: self.account.clone(),
-                login_id: login.login_id.clone(),
-            },
-        )?;
-        Ok(())
+        // On the instance that knows the login.
+        self.login_then(password, |vault, login| {
+            let _: Done = vault.delete(
+                path::RECORD,
+                &DeleteRecord {
+                    account: self.account.clone(),
+                    login_id: login.login_id.clone(),
+                },
+            )?;
+            Ok(())
+        })
     }
 
     /// Whether the account has a key in the vault and how many guesses are left. Spends
     /// nothing.
     pub fn status(&self) -> Result<RecordStatus, VaultError> {
-        let answer: StatusAnswer =
-            self.transport
-                .get(&format!("{}?account={}", path::STATUS, self.account))?;
+        let query = format!("{}?account={}", path::STATUS, self.account);
+        let answer: StatusAnswer = self.instances.run(|vault| vault.get(&query))?;
         Ok(RecordStatus {
             registered: answer.registered,
             attempts_left: answer.attempts_left,
@@ -172,8 +185,14 @@ impl Vault {
         })
     }
 
-    /// One OPAQUE login, then the sealed key opened.
-    fn login(&self, password: &Password) -> Result<Login, VaultError> {
+    /// One OPAQUE login, the sealed key opened, then `then` on the instance that answered.
+    /// One attempt: a try that fails transiently starts the login over on the next
+    /// instance with the same attempt id and KE1, which the vault counts as one guess.
+    fn login_then<T>(
+        &self,
+        password: &Password,
+        then: impl Fn(&Transport, &Login) -> Result<T, VaultError>,
+    ) -> Result<T, VaultError> {
         self.check_server_key()?;
         // A login on an account without a key would spend a guess and answer "wrong
         // password"; ask first, which spends nothing.
@@ -187,17 +206,33 @@ impl Vault {
         let mut rng = OsRng;
         let secret = password.expose_secret().as_bytes();
         let start = ClientLogin::<Suite>::start(&mut rng, secret).map_err(protocol)?;
-        let answer: LoginStartAnswer = self.transport.post(
-            path::LOGIN_START,
-            &LoginStart {
-                account: self.account.clone(),
-                ke1: start.message.serialize().to_vec(),
-            },
-        )?;
+        let mut attempt = [0u8; 16];
+        rng.fill_bytes(&mut attempt);
+        let request = LoginStart {
+            account: self.account.clone(),
+            ke1: start.message.serialize().to_vec(),
+            attempt_id: Some(attempt.iter().map(|b| format!("{b:02x}")).collect()),
+        };
+        self.instances.run(|vault| {
+            let login = self.login_on(vault, &request, start.state.clone(), secret)?;
+            then(vault, &login)
+        })
+    }
+
+    /// The login `request` starts, on one instance.
+    fn login_on(
+        &self,
+        vault: &Transport,
+        request: &LoginStart,
+        state: ClientLogin<Suite>,
+        secret: &[u8],
+    ) -> Result<Login, VaultError> {
+        let mut rng = OsRng;
+        let answer: LoginStartAnswer = vault.post(path::LOGIN_START, request)?;
         let ke2 = CredentialResponse::<Suite>::deserialize(&answer.ke2)
             .map_err(|err| VaultError::Protocol(format!("login response: {err}")))?;
         let ksf = key_stretching();
-        let finished = start.state.finish(
+        let finished = state.finish(
             &mut rng,
             secret,
             ke2,
@@ -206,7 +241,7 @@ impl Vault {
         let mut finish = match finished {
             Ok(finish) => finish,
             Err(ProtocolError::InvalidLoginError) => {
-                return Err(self.report_wrong_password(&answer));
+                return Err(self.report_wrong_password(vault, &answer));
             }
             Err(err) => return Err(protocol(err)),
         };
@@ -215,7 +250,7 @@ impl Vault {
         let export_key = Zeroizing::new(finish.export_key.to_vec());
         finish.session_key.as_mut_slice().zeroize();
         finish.export_key.as_mut_slice().zeroize();
-        let done: LoginFinishAnswer = self.transport.post(
+        let done: LoginFinishAnswer = vault.post(
             path::LOGIN_FINISH,
             &LoginFinish {
                 account: self.account.clone(),
@@ -247,8 +282,8 @@ impl Vault {
     /// that a last guess erases the key at once and the audit log records the failure; the
     /// vault's answer says how many attempts are left, or that the key is now erased. If the
     /// report does not arrive, the login expires and the vault counts it the same.
-    fn report_wrong_password(&self, answer: &LoginStartAnswer) -> VaultError {
-        let reported: Result<LoginFinishAnswer, VaultError> = self.transport.post(
+    fn report_wrong_password(&self, vault: &Transport, answer: &LoginStartAnswer) -> VaultError {
+        let reported: Result<LoginFinishAnswer, VaultError> = vault.post(
             path::LOGIN_FINISH,
             &LoginFinish {
                 account: self.account.clone(),
@@ -268,9 +303,8 @@ impl Vault {
     /// about the password is sent. The answer is proven by the pinned key's holder
     /// ([`crate::protocol::vault_proof`]), so a false vault is refused here already.
     fn check_server_key(&self) -> Result<(), VaultError> {
-        let answer: ServerKeyAnswer =
-            self.transport
-                .get(&format!("{}?account={}", path::SERVER_KEY, self.account))?;
+        let query = format!("{}?account={}", path::SERVER_KEY, self.account);
+        let answer: ServerKeyAnswer = self.instances.run(|vault| vault.get(&query))?;
         let found = parse_server_key(&answer.server_key).map_err(|_| {
             VaultError::Protocol(format!(
                 "the vault's key {:?} is malformed",
@@ -310,7 +344,7 @@ mod tests {
     #[test]
     fn new_checks_the_configuration_without_sending_anything() {
         let config = |url: &str, key: &str, account: &str| VaultConfig {
-            url: url.into(),
+            urls: vec![url.into()],
             server_key: key.into(),
             account: account.into(),
             credential: Zeroizing::new("sbv1_x".into()),

@@ -73,6 +73,47 @@ pub struct AccountEntry {
     /// tag. An entry found anywhere else was put there by someone else, and is refused.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub store_position: Option<[u64; 2]>,
+    /// The last logins that spent a guess and named their attempt (oldest first, at most
+    /// [`MAX_COUNTED_ATTEMPTS`]): the same attempt tried again spends no guess
+    /// (docs/vault.md §7.2). Under the entry's tag.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attempts: Vec<Attempt>,
+}
+
+/// How many counted attempts an entry remembers: as many as logins may be in progress on one
+/// account ([`crate::logins::MAX_LOGINS_PER_ACCOUNT`]), so an attempt is forgotten only after
+/// that many later guesses of the account.
+pub const MAX_COUNTED_ATTEMPTS: usize = 16;
+
+/// A login attempt that spent a guess: the client's attempt id, what it evaluated, against
+/// which record version.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Attempt {
+    /// 32 hexadecimal digits, as the client sent them.
+    pub id: String,
+    /// SHA-256 of the attempt's KE1, base64.
+    pub ke1_sha256: String,
+    /// The record version the guess was spent on (0: none).
+    pub version: u64,
+}
+
+impl Attempt {
+    /// The attempt `id` (checked: 32 hexadecimal digits) of a login with `ke1`, not yet
+    /// tied to a record version.
+    pub fn new(id: &str, ke1: &[u8]) -> Result<Attempt, String> {
+        if id.len() != 32 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(format!(
+                "attempt_id must be 32 hexadecimal digits (16 random bytes), not {} characters",
+                id.len()
+            ));
+        }
+        Ok(Attempt {
+            id: id.to_ascii_lowercase(),
+            ke1_sha256: STANDARD.encode(Sha256::digest(ke1)),
+            version: 0,
+        })
+    }
 }
 
 /// A record as stored: its version and the HSM-sealed bytes ([`crate::record`]).
@@ -96,6 +137,7 @@ impl AccountEntry {
             spent: 0,
             tag: None,
             store_position: None,
+            attempts: Vec::new(),
         }
     }
 
@@ -108,6 +150,7 @@ impl AccountEntry {
             && self.last_version == 0
             && self.record.is_none()
             && !self.destroyed
+            && self.attempts.is_empty()
     }
 
     /// Whether `credential` is this account's, in constant time.

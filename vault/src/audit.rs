@@ -39,6 +39,10 @@ pub enum EventKind {
     Register,
     /// A login started and consumed a guess; `attempts_left` if this guess is wrong.
     LoginStart,
+    /// A login repeated an attempt the count already holds (the same attempt id and KE1,
+    /// tried again after an answer was lost, on this instance or another): evaluated again,
+    /// no guess spent.
+    LoginRepeated,
     /// A login was refused before any guess: the key is destroyed.
     LoginRefused,
     /// A login proved the password; the guess count is back to zero.

@@ -300,7 +300,7 @@ impl HsmConfig {
 
 /// Reads a PIN from `file`, which nobody but its owner may read or write: whoever reads the
 /// PIN can open every sealed record with the HSM (docs/vault.md §1).
-fn read_pin_file(file: &Path) -> Result<AuthPin, ConfigError> {
+pub fn read_pin_file(file: &Path) -> Result<AuthPin, ConfigError> {
     let pin = read_secret_file(file, "HSM PIN")?;
     Ok(AuthPin::new(pin.as_str().into()))
 }

@@ -18,6 +18,9 @@
 //! records, so their tag is a deterministic MAC, not GCM under a random IV. The vault
 //! generates it in the token the first time it opens a token without one.
 //!
+//! With several vault instances, each with its own token, [`crate::ceremony`] generates both
+//! keys once and installs them into every token, never in clear (docs/vault.md §10).
+//!
 //! Keys are found by label ([`RECORD_KEY_LABEL`]) each time the vault starts: object handles
 //! are not stable from one run to the next. The module, the token and the PIN source are
 //! configuration ([`crate::config::HsmConfig`]), so SoftHSM2 and a real HSM differ only
@@ -82,7 +85,7 @@ pub enum HsmError {
     Unsealable,
 }
 
-fn failed(operation: &'static str) -> impl FnOnce(Pkcs11Error) -> HsmError {
+pub(crate) fn failed(operation: &'static str) -> impl FnOnce(Pkcs11Error) -> HsmError {
     move |source| HsmError::Pkcs11 { operation, source }
 }
 
@@ -289,7 +292,20 @@ impl Hsm {
 }
 
 /// Loads the module, finds the slot, opens a session and logs the user in.
-fn connect(config: &HsmConfig, pin: &AuthPin) -> Result<(Pkcs11, Slot, Session), HsmError> {
+pub(crate) fn connect(
+    config: &HsmConfig,
+    pin: &AuthPin,
+) -> Result<(Pkcs11, Slot, Session), HsmError> {
+    let (pkcs11, slot, session) = open_token(config)?;
+    match session.login(UserType::User, Some(pin)) {
+        Ok(()) | Err(Pkcs11Error::Pkcs11(RvError::UserAlreadyLoggedIn, _)) => {}
+        Err(err) => return Err(failed("log in (check the PIN)")(err)),
+    }
+    Ok((pkcs11, slot, session))
+}
+
+/// Loads the module, finds the slot and opens a read-write session, logged in as nobody.
+pub(crate) fn open_token(config: &HsmConfig) -> Result<(Pkcs11, Slot, Session), HsmError> {
     let module = config.module.display().to_string();
     let pkcs11 = Pkcs11::new(&config.module).map_err(|source| HsmError::Module {
         module: module.clone(),
@@ -303,10 +319,6 @@ fn connect(config: &HsmConfig, pin: &AuthPin) -> Result<(Pkcs11, Slot, Session),
     let session = pkcs11
         .open_rw_session(slot)
         .map_err(failed("open a session"))?;
-    match session.login(UserType::User, Some(pin)) {
-        Ok(()) | Err(Pkcs11Error::Pkcs11(RvError::UserAlreadyLoggedIn, _)) => {}
-        Err(err) => return Err(failed("log in (check the PIN)")(err)),
-    }
     Ok((pkcs11, slot, session))
 }
 
@@ -336,17 +348,8 @@ fn generate_record_key(session: &Session) -> Result<ObjectHandle, HsmError> {
 /// Finds the entry key, or generates it in the token: HMAC, 256 bits, sensitive, never
 /// extractable, for signing and verifying only.
 fn entry_key(session: &Session) -> Result<ObjectHandle, HsmError> {
-    let found = session
-        .find_objects(&[
-            Attribute::Class(ObjectClass::SECRET_KEY),
-            Attribute::KeyType(KeyType::GENERIC_SECRET),
-            Attribute::Label(ENTRY_KEY_LABEL.as_bytes().to_vec()),
-        ])
-        .map_err(failed("look up the entry key"))?;
-    match found.len() {
-        0 => {}
-        1 => return Ok(found[0]),
-        n => return Err(HsmError::AmbiguousKey(ENTRY_KEY_LABEL, n)),
+    if let Some(key) = find_entry_key(session)? {
+        return Ok(key);
     }
     let template = [
         Attribute::Token(true),
@@ -366,6 +369,22 @@ fn entry_key(session: &Session) -> Result<ObjectHandle, HsmError> {
     session
         .generate_key(&Mechanism::GenericSecretKeyGen, &template)
         .map_err(failed("generate the entry key"))
+}
+
+/// The entry key, if the token has one.
+pub(crate) fn find_entry_key(session: &Session) -> Result<Option<ObjectHandle>, HsmError> {
+    let found = session
+        .find_objects(&[
+            Attribute::Class(ObjectClass::SECRET_KEY),
+            Attribute::KeyType(KeyType::GENERIC_SECRET),
+            Attribute::Label(ENTRY_KEY_LABEL.as_bytes().to_vec()),
+        ])
+        .map_err(failed("look up the entry key"))?;
+    match found.len() {
+        0 => Ok(None),
+        1 => Ok(Some(found[0])),
+        n => Err(HsmError::AmbiguousKey(ENTRY_KEY_LABEL, n)),
+    }
 }
 
 fn find_slot(pkcs11: &Pkcs11, config: &HsmConfig) -> Result<Slot, HsmError> {
@@ -390,7 +409,7 @@ fn find_slot(pkcs11: &Pkcs11, config: &HsmConfig) -> Result<Slot, HsmError> {
     Err(HsmError::NoToken(format!("labelled {label:?}")))
 }
 
-fn find_record_key(session: &Session) -> Result<Option<ObjectHandle>, HsmError> {
+pub(crate) fn find_record_key(session: &Session) -> Result<Option<ObjectHandle>, HsmError> {
     let found = session
         .find_objects(&[
             Attribute::Class(ObjectClass::SECRET_KEY),

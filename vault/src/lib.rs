@@ -51,6 +51,7 @@
 
 pub mod account;
 pub mod audit;
+pub mod ceremony;
 pub mod config;
 pub mod hsm;
 pub mod keyvault;

@@ -11,7 +11,7 @@ use clap::{Parser, Subcommand};
 use sealback_vault::hsm::Hsm;
 use sealback_vault::keyvault::{accounts, init};
 use sealback_vault::store;
-use sealback_vault::{Config, KeyVault, audit, server};
+use sealback_vault::{Config, KeyVault, audit, ceremony, server};
 
 #[derive(Parser)]
 #[command(
@@ -48,6 +48,56 @@ enum Command {
     },
     /// Shows the record key's PKCS#11 attributes.
     Hsm,
+    /// The HSM keys: the key ceremony that installs them in several tokens (docs/vault.md §10).
+    Key {
+        #[command(subcommand)]
+        command: KeyCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeyCommand {
+    /// The steps of the key ceremony.
+    Ceremony {
+        #[command(subcommand)]
+        step: CeremonyStep,
+    },
+}
+
+#[derive(Subcommand)]
+enum CeremonyStep {
+    /// On the first token, before `init`: generates the record and entry keys, wrappable only
+    /// under a key the token's security officer trusts. Prints their check value.
+    Generate,
+    /// On a receiving token: a new transport key pair; writes its public half to FILE and
+    /// prints its fingerprint, to be read out to the first token's operator.
+    TransportKey {
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// On a token holding the keys: wraps them for the transport key in FILE, whose
+    /// fingerprint the receiver's operator read out; writes them to --out and prints their
+    /// check value, to be read out to the receiver's operator.
+    Wrap {
+        #[arg(long = "for")]
+        for_key: PathBuf,
+        #[arg(long)]
+        fingerprint: String,
+        /// A file (mode 0600) holding the token's security officer PIN.
+        #[arg(long)]
+        so_pin_file: PathBuf,
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// On the receiving token: installs the wrapped keys of FILE if their check value is
+    /// --check (as the first token's operator read it out).
+    Unwrap {
+        file: PathBuf,
+        #[arg(long)]
+        check: String,
+    },
+    /// Prints the check value of the token's keys and their security attributes.
+    Check,
 }
 
 #[derive(Subcommand)]
@@ -173,7 +223,77 @@ fn run(cli: Cli) -> Result<()> {
             println!("  value_readable = {}", report.value_readable);
             Ok(())
         }
+        Command::Key {
+            command: KeyCommand::Ceremony { step },
+        } => ceremony_step(&config, step),
     }
+}
+
+fn ceremony_step(config: &Config, step: CeremonyStep) -> Result<()> {
+    let pin = config.hsm.pin()?;
+    let hsm = &config.hsm;
+    match step {
+        CeremonyStep::Generate => {
+            let check = ceremony::generate(hsm, &pin)?;
+            println!("generated the record key and the entry key in the token");
+            println!("check = \"{check}\"");
+        }
+        CeremonyStep::TransportKey { out } => {
+            let key = ceremony::transport_key(hsm, &pin)?;
+            write_json(&out, &key)?;
+            println!(
+                "wrote the transport key of token {:?} to {}",
+                key.token,
+                out.display()
+            );
+            println!("fingerprint = \"{}\"", key.fingerprint());
+        }
+        CeremonyStep::Wrap {
+            for_key,
+            fingerprint,
+            so_pin_file,
+            out,
+        } => {
+            let transport: ceremony::TransportKey = read_json(&for_key)?;
+            let so_pin = sealback_vault::config::read_pin_file(&so_pin_file)?;
+            let wrapped = ceremony::wrap(hsm, &pin, &so_pin, &transport, &fingerprint)?;
+            write_json(&out, &wrapped)?;
+            println!(
+                "wrote the keys wrapped for token {:?} to {}",
+                transport.token,
+                out.display()
+            );
+            println!("check = \"{}\"", wrapped.check);
+        }
+        CeremonyStep::Unwrap { file, check } => {
+            let wrapped: ceremony::WrappedKeys = read_json(&file)?;
+            let check = ceremony::unwrap(hsm, &pin, &wrapped, &check)?;
+            println!("installed the record key and the entry key, not extractable");
+            println!("check = \"{check}\"");
+        }
+        CeremonyStep::Check => {
+            println!("check = \"{}\"", ceremony::check(hsm, &pin)?);
+            for (label, flags) in ceremony::key_flags(hsm, &pin)? {
+                println!("{label:?}:");
+                println!("  sensitive = {}", flags.sensitive);
+                println!("  extractable = {}", flags.extractable);
+                println!("  wrap_with_trusted = {}", flags.wrap_with_trusted);
+                println!("  value_readable = {}", flags.value_readable);
+            }
+        }
+    }
+    Ok(())
+}
+
+fn read_json<T: serde::de::DeserializeOwned>(path: &std::path::Path) -> Result<T> {
+    let text = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    serde_json::from_slice(&text)
+        .with_context(|| format!("{} is not a ceremony file", path.display()))
+}
+
+fn write_json<T: serde::Serialize>(path: &std::path::Path, value: &T) -> Result<()> {
+    let text = serde_json::to_vec_pretty(value)?;
+    std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))
 }
 
 fn serve(config: &Config) -> Result<()> {

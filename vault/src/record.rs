@@ -44,6 +44,9 @@ const RECORD_LABEL: &[u8] = b"sealback-vault v1 record";
 const CREDENTIAL_LABEL: &[u8] = b"sealback-vault v1 credential";
 const SETUP_LABEL: &[u8] = b"sealback-vault v1 server setup";
 const ENTRY_LABEL: &[u8] = b"sealback-vault v1 entry";
+const ATTEMPTS_LABEL: &[u8] = b"attempts";
+/// Before the entry's place in its key's history (etcd, docs/vault.md §11.3).
+const POSITION_LABEL: &[u8] = b"sealback-vault v1 store position";
 
 /// The store key of the sealed ServerSetup.
 pub const SERVER_SETUP_KEY: &str = "server-setup";
@@ -150,8 +153,21 @@ fn entry_data(account: &str, entry: &AccountEntry) -> Vec<u8> {
     // Only on a store that keeps a key history (etcd); SQLite entries have none, and their
     // tags are what they were before this field existed.
     if let Some([created, version]) = entry.store_position {
+        data.extend_from_slice(POSITION_LABEL);
         data.extend_from_slice(&created.to_be_bytes());
         data.extend_from_slice(&version.to_be_bytes());
+    }
+    // Only when there are any, so that entries tagged before attempts existed keep their tag.
+    if !entry.attempts.is_empty() {
+        data.extend_from_slice(ATTEMPTS_LABEL);
+        data.extend_from_slice(&(entry.attempts.len() as u32).to_be_bytes());
+        for attempt in &entry.attempts {
+            for field in [&attempt.id, &attempt.ke1_sha256] {
+                data.extend_from_slice(&(field.len() as u32).to_be_bytes());
+                data.extend_from_slice(field.as_bytes());
+            }
+            data.extend_from_slice(&attempt.version.to_be_bytes());
+        }
     }
     data
 }

@@ -23,11 +23,12 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use sealback_vault_client::VaultConfig;
-use zeroize::Zeroizing;
-
 pub mod cluster;
 pub mod light_client;
+mod peer;
+
+use sealback_vault_client::VaultConfig;
+use zeroize::Zeroizing;
 
 /// SoftHSM2's PKCS#11 module (Debian's path).
 pub const SOFTHSM_MODULE: &str = "/usr/lib/softhsm/libsofthsm2.so";
@@ -44,6 +45,9 @@ pub struct Options {
     pub login_expiry_secs: u64,
     /// The processes' `RUST_LOG` filter ("warn"; the secrets suite reads it at "trace").
     pub log_filter: String,
+    /// Whether `key ceremony generate` makes the token's keys before `init`, so that
+    /// [`TestVault::start_peer`] can install them into other tokens.
+    pub transportable_keys: bool,
     /// `store = "etcd"` with these endpoints and prefix ([`cluster`]); `None`: SQLite.
     pub etcd: Option<(Vec<String>, String)>,
 }
@@ -54,6 +58,7 @@ impl Default for Options {
             guess_limit: 10,
             login_expiry_secs: 60,
             log_filter: "warn".to_owned(),
+            transportable_keys: false,
             etcd: None,
         }
     }
@@ -64,6 +69,8 @@ pub struct TestVault {
     dir: tempfile::TempDir,
     binary: PathBuf,
     child: Option<Child>,
+    /// The SQLite store: `records.db` in [`TestVault::dir`], or a peer's.
+    store: PathBuf,
     /// `https://127.0.0.1:PORT`; the port stays the same across [`TestVault::restart`].
     pub url: String,
     /// The server key, as clients pin it.
@@ -79,13 +86,31 @@ impl TestVault {
     }
 
     pub fn start_with(binary: &Path, options: Options) -> Result<TestVault, String> {
-        let vault = TestVault::prepare(binary, options)?;
-        vault.make_token()?;
+        let mut vault = TestVault::prepare(binary, options)?;
         vault.make_certificates()?;
-        vault.init_and_serve()
+        vault.write_config("127.0.0.1:0")?;
+        if vault.options.transportable_keys {
+            vault.run(&["key", "ceremony", "generate"])?;
+        }
+        let init = vault.run(&["init"])?;
+        vault.server_key = stdout(&init)
+            .lines()
+            .find_map(|line| line.strip_prefix("server_key = \""))
+            .and_then(|rest| rest.strip_suffix('"'))
+            .ok_or_else(|| format!("`init` printed no server key: {}", stdout(&init)))?
+            .to_string();
+        vault.serve_on_new_port()?;
+        Ok(vault)
     }
 
-    /// A vault with nothing in its directory yet.
+    /// Serves on a port of the system's choice, then keeps that port for restarts.
+    fn serve_on_new_port(&mut self) -> Result<(), String> {
+        self.serve()?;
+        let address = self.url.trim_start_matches("https://").to_string();
+        self.write_config(&address)
+    }
+
+    /// A directory with a new token (and the SO PIN in `so-pin`), not yet configured.
     fn prepare(binary: &Path, options: Options) -> Result<TestVault, String> {
         if !binary.is_file() {
             return Err(format!(
@@ -97,31 +122,17 @@ impl TestVault {
             .prefix("sealback-vault-test")
             .tempdir()
             .map_err(|err| format!("temporary directory: {err}"))?;
-        Ok(TestVault {
+        let store = dir.path().join("records.db");
+        let vault = TestVault {
             dir,
             binary: binary.to_path_buf(),
             child: None,
+            store,
             url: String::new(),
             server_key: String::new(),
             options,
-        })
-    }
-
-    /// `init` (which may join an etcd store), then `serve` on a free port, kept for restarts.
-    fn init_and_serve(self) -> Result<TestVault, String> {
-        let mut vault = self;
-        vault.write_config("127.0.0.1:0")?;
-        let init = vault.run(&["init"])?;
-        vault.server_key = stdout(&init)
-            .lines()
-            .find_map(|line| line.strip_prefix("server_key = \""))
-            .and_then(|rest| rest.strip_suffix('"'))
-            .ok_or_else(|| format!("`init` printed no server key: {}", stdout(&init)))?
-            .to_string();
-        vault.serve()?;
-        // Keep the port for restarts.
-        let address = vault.url.trim_start_matches("https://").to_string();
-        vault.write_config(&address)?;
+        };
+        vault.make_token()?;
         Ok(vault)
     }
 
@@ -136,7 +147,7 @@ impl TestVault {
     }
 
     pub fn store_path(&self) -> PathBuf {
-        self.dir().join("records.db")
+        self.store.clone()
     }
 
     pub fn audit_path(&self) -> PathBuf {
@@ -175,7 +186,7 @@ impl TestVault {
     /// A client configuration for `account`, pinned to this vault's key.
     pub fn client_config(&self, account: &str, credential: &str) -> VaultConfig {
         VaultConfig {
-            url: self.url.clone(),
+            urls: vec![self.url.clone()],
             server_key: self.server_key.clone(),
             account: account.to_string(),
             credential: Zeroizing::new(credential.to_string()),
@@ -288,9 +299,9 @@ impl TestVault {
         }
     }
 
-    /// Points SoftHSM2 at this vault's `tokens/`.
-    fn write_softhsm_config(&self) -> Result<(), String> {
+    fn make_token(&self) -> Result<(), String> {
         let tokens = self.dir().join("tokens");
+        fs::create_dir(&tokens).map_err(|err| format!("tokens/: {err}"))?;
         fs::write(
             self.dir().join("softhsm2.conf"),
             format!(
@@ -299,12 +310,7 @@ impl TestVault {
                 tokens.display()
             ),
         )
-        .map_err(|err| format!("softhsm2.conf: {err}"))
-    }
-
-    fn make_token(&self) -> Result<(), String> {
-        fs::create_dir(self.dir().join("tokens")).map_err(|err| format!("tokens/: {err}"))?;
-        self.write_softhsm_config()?;
+        .map_err(|err| format!("softhsm2.conf: {err}"))?;
         let output = Command::new("softhsm2-util")
             .args(["--init-token", "--free", "--label", TOKEN_LABEL])
             .args(["--pin", USER_PIN, "--so-pin", SO_PIN])
@@ -317,10 +323,13 @@ impl TestVault {
                 String::from_utf8_lossy(&output.stderr)
             ));
         }
-        let pin = self.dir().join("pin");
-        fs::write(&pin, USER_PIN).map_err(|err| format!("pin: {err}"))?;
-        fs::set_permissions(&pin, std::os::unix::fs::PermissionsExt::from_mode(0o600))
-            .map_err(|err| format!("pin: {err}"))
+        for (name, pin) in [("pin", USER_PIN), ("so-pin", SO_PIN)] {
+            let path = self.dir().join(name);
+            fs::write(&path, pin).map_err(|err| format!("{name}: {err}"))?;
+            fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+                .map_err(|err| format!("{name}: {err}"))?;
+        }
+        Ok(())
     }
 
     fn make_certificates(&self) -> Result<(), String> {
@@ -398,9 +407,9 @@ impl TestVault {
 
     fn write_config(&self, listen: &str) -> Result<(), String> {
         let (store, etcd) = match &self.options.etcd {
-            None => ("records.db", String::new()),
+            None => (self.store.display().to_string(), String::new()),
             Some((endpoints, prefix)) => (
-                "etcd",
+                "etcd".to_string(),
                 format!("\n[etcd]\nendpoints = {endpoints:?}\nprefix = {prefix:?}\n"),
             ),
         };
@@ -408,7 +417,7 @@ impl TestVault {
             "listen = \"{listen}\"\n\
              tls_cert = \"tls/cert.pem\"\n\
              tls_key = \"tls/key.pem\"\n\
-             store = \"{store}\"\n\
+             store = \"{}\"\n\
              audit_log = \"audit.log\"\n\
              guess_limit = {}\n\
              login_expiry_secs = {}\n\
@@ -417,7 +426,7 @@ impl TestVault {
              module = \"{SOFTHSM_MODULE}\"\n\
              token_label = \"{TOKEN_LABEL}\"\n\
              pin_file = \"pin\"\n{etcd}",
-            self.options.guess_limit, self.options.login_expiry_secs
+            store, self.options.guess_limit, self.options.login_expiry_secs
         );
         fs::write(self.config_path(), text).map_err(|err| format!("vault.toml: {err}"))
     }

@@ -19,7 +19,7 @@ impl Daemon {
     fn vault(&self) -> Result<Vault, ApiError> {
         let settings = self.config.vault.as_ref().ok_or_else(|| {
             ApiError::new(409, "no-vault", "this daemon has no Backup Key Vault configured")
-                .with_hint("add a [vault] section (url, server_key, account, credential_file) to the configuration")
+                .with_hint("add a [vault] section (url or urls, server_key, account, credential_file) to the configuration")
         })?;
         let credential = std::fs::read_to_string(&settings.credential_file).map_err(|e| {
             ApiError::new(
@@ -32,7 +32,7 @@ impl Daemon {
             )
         })?;
         Vault::new(VaultConfig {
-            url: settings.url.clone(),
+            urls: settings.urls.clone(),
             server_key: settings.server_key.clone(),
             account: settings.account.clone(),
             credential: Zeroizing::new(credential.trim().to_owned()),

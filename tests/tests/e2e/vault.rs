@@ -34,6 +34,7 @@ impl World {
         std::fs::write(&credential_file, credential.as_bytes()).expect("write the credential");
         let section = VaultSection {
             url: vault.url.clone(),
+            more_urls: Vec::new(),
             server_key: vault.server_key.clone(),
             account: "alice".into(),
             credential_file,
@@ -161,4 +162,29 @@ fn a_changed_password_replaces_the_old_one_and_disable_deletes_the_record() {
     );
     assert_eq!(gone.code, Some(1), "{gone}");
     assert!(gone.stderr.contains("no backup key"), "{gone}");
+}
+
+#[test]
+fn a_device_whose_first_vault_instance_is_down_recovers_through_the_second() {
+    let mut world = World::with_vault(Options {
+        transportable_keys: true,
+        ..Options::default()
+    });
+    let second = world
+        .vault
+        .start_peer()
+        .unwrap_or_else(|e| panic!("a second instance: {e}"));
+    let mut phone = world.first_device();
+    phone.stop();
+    world.vault.kill();
+    world.section.more_urls = vec![second.url.clone()];
+
+    let mut fresh = world.new_device();
+    let right = fresh.ctl_stdin(&["key", "recover"], &format!("{PASSWORD}\n"));
+    assert_eq!(right.code, Some(0), "{right}{}", fresh.log_tail());
+    let to = world.dir.path().join("restored");
+    fresh.ctl_ok(&["restore", "latest", "--to", to.to_str().expect("UTF-8")]);
+    let restored = check_restored(&to).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(restored.messages, world.store.committed());
+    fresh.stop();
 }

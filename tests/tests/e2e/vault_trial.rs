@@ -91,6 +91,7 @@ fn the_trial_script_sets_up_a_vault_a_device_keeps_its_key_in() {
 
     let section = VaultSection {
         url: printed(&output, "url"),
+        more_urls: Vec::new(),
         server_key: printed(&output, "server_key"),
         account: printed(&output, "account"),
         credential_file: trial.join("phone.credential"),

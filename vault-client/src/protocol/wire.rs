@@ -95,6 +95,12 @@ pub struct LoginStart {
     /// `CredentialRequest` (KE1).
     #[serde(with = "b64")]
     pub ke1: Vec<u8>,
+    /// The client's attempt: 16 random bytes, in hexadecimal, the same for every try of one
+    /// login (on any vault instance), with the same KE1. A guess is counted once per attempt:
+    /// a try whose attempt the account's entry already holds, with the same KE1, is answered
+    /// without spending another guess (docs/vault.md §7.2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attempt_id: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -224,9 +230,13 @@ mod tests {
         let start = LoginStart {
             account: "a".into(),
             ke1: vec![1, 2, 3],
+            attempt_id: None,
         };
         let json = serde_json::to_string(&start).expect("serializes");
         assert_eq!(json, r#"{"account":"a","ke1":"AQID"}"#);
+        let with_attempt = r#"{"account":"a","ke1":"AQID","attempt_id":"00ff"}"#;
+        let back: LoginStart = serde_json::from_str(with_attempt).expect("parses");
+        assert_eq!(back.attempt_id.as_deref(), Some("00ff"));
         let back: LoginStart = serde_json::from_str(&json).expect("parses");
         assert_eq!(back.ke1, vec![1, 2, 3]);
         assert!(serde_json::from_str::<LoginStart>(r#"{"account":"a","ke1":"","x":1}"#).is_err());

@@ -10,7 +10,7 @@
 //!   trips, and the server process's CPU time per login, from which its capacity on this
 //!   machine's cores follows (the clients share those cores here).
 //! - The same logins against three vault instances sharing a 3-member etcd cluster on this
-//!   machine (docs/vault.md §10), the clients spread over the instances, then again with one
+//!   machine (docs/vault.md §11), the clients spread over the instances, then again with one
 //!   etcd member killed: logins per second and latency next to the SQLite figure, same run.
 //!   (`--no-etcd` skips it.)
 //! - Client side: the time a phone-side login and registration take with the protocol's

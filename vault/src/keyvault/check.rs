@@ -32,7 +32,7 @@ use sealback_vault_client::protocol::wire::ErrorCode;
 use zeroize::{Zeroize, Zeroizing};
 
 use super::{Refusal, internal};
-use crate::account::{AccountEntry, StoredRecord};
+use crate::account::{AccountEntry, Attempt, MAX_COUNTED_ATTEMPTS, StoredRecord};
 use crate::hsm::{Hsm, HsmError};
 use crate::record::{self, RecordError};
 
@@ -51,8 +51,10 @@ pub trait GuessCheck: Send + Sync {
 
     /// Step 1 on the entry as read and verified: spends one guess, or at the limit takes the
     /// record away and marks the entry destroyed, or refuses a destroyed entry
-    /// (`key-destroyed`). The vault writes the changed entry with compare-and-swap.
-    fn spend(&self, entry: &mut AccountEntry) -> Result<Spend, Refusal>;
+    /// (`key-destroyed`). The vault writes the changed entry with compare-and-swap. A login
+    /// that names its `attempt` spends once: the entry remembers the attempt with the guess,
+    /// and the same attempt (id, KE1 and record version) again is granted as `repeated`.
+    fn spend(&self, entry: &mut AccountEntry, attempt: Option<&Attempt>) -> Result<Spend, Refusal>;
 
     /// Step 2: the login on record `version` proved the password; refuses (`key-destroyed`)
     /// if the entry holds another record or none.
@@ -108,6 +110,9 @@ pub enum Spend {
     Granted {
         record: Option<StoredRecord>,
         attempts_left: u32,
+        /// The login's attempt had spent its guess already: nothing was spent now, and the
+        /// same KE1 is evaluated again (it tests no other password).
+        repeated: bool,
     },
     /// The limit had been reached: the record (this version, if any) was taken away.
     Exhausted(Option<u64>),
@@ -210,19 +215,39 @@ impl GuessCheck for HostCheck {
         self.limit
     }
 
-    fn spend(&self, entry: &mut AccountEntry) -> Result<Spend, Refusal> {
+    fn spend(&self, entry: &mut AccountEntry, attempt: Option<&Attempt>) -> Result<Spend, Refusal> {
         if entry.destroyed {
             return Err(Refusal::key_destroyed());
         }
+        let attempt = attempt.map(|attempt| Attempt {
+            version: entry.record.as_ref().map_or(0, |record| record.version),
+            ..attempt.clone()
+        });
+        if let Some(attempt) = &attempt
+            && entry.attempts.contains(attempt)
+        {
+            return Ok(Spend::Granted {
+                record: entry.record.clone(),
+                attempts_left: self.limit.saturating_sub(entry.guesses),
+                repeated: true,
+            });
+        }
         if entry.guesses >= self.limit {
             entry.destroyed = true;
+            entry.attempts.clear();
             return Ok(Spend::Exhausted(entry.record.take().map(|r| r.version)));
         }
         entry.guesses += 1;
         entry.spent += 1;
+        if let Some(attempt) = attempt {
+            entry.attempts.push(attempt);
+            let excess = entry.attempts.len().saturating_sub(MAX_COUNTED_ATTEMPTS);
+            entry.attempts.drain(..excess);
+        }
         Ok(Spend::Granted {
             record: entry.record.clone(),
             attempts_left: self.limit - entry.guesses,
+            repeated: false,
         })
     }
 
@@ -242,6 +267,7 @@ impl GuessCheck for HostCheck {
             return None;
         }
         entry.destroyed = true;
+        entry.attempts.clear();
         Some(entry.record.take().map(|record| record.version))
     }
 
@@ -297,6 +323,7 @@ impl GuessCheck for HostCheck {
         }
         let replaced = entry.record.replace(record).is_some();
         entry.guesses = 0;
+        entry.attempts.clear();
         entry.destroyed = false;
         Ok(replaced)
     }

@@ -27,7 +27,7 @@ use sealback_vault_client::protocol::wire::ErrorCode;
 
 use super::check::Spend;
 use super::{KeyVault, Refusal};
-use crate::account::{self, StoredRecord};
+use crate::account::{self, Attempt, StoredRecord};
 use crate::audit::{Event, EventKind};
 
 /// A guess granted by [`KeyVault::consume_guess`].
@@ -42,13 +42,19 @@ pub(super) struct Guess {
     pub spent: u64,
     /// The store revision of the write that spent it.
     pub revision: u64,
+    /// The login repeats an attempt that spent its guess before: nothing was spent now.
+    pub repeated: bool,
 }
 
 impl KeyVault {
     /// Step 1: consumes one guess of `account`, durably, or refuses with `key-destroyed`.
-    pub(super) fn consume_guess(&self, account: &str) -> Result<Guess, Refusal> {
+    pub(super) fn consume_guess(
+        &self,
+        account: &str,
+        attempt: Option<&Attempt>,
+    ) -> Result<Guess, Refusal> {
         let consumed = self.update(account, |entry| {
-            let spend = self.check.spend(entry)?;
+            let spend = self.check.spend(entry, attempt)?;
             Ok((spend, entry.spent))
         });
         match consumed {
@@ -57,6 +63,7 @@ impl KeyVault {
                     Spend::Granted {
                         record,
                         attempts_left,
+                        repeated,
                     },
                     spent,
                 ),
@@ -67,6 +74,7 @@ impl KeyVault {
                 last_chance: attempts_left == 0,
                 spent,
                 revision,
+                repeated,
             }),
             Ok(((Spend::Exhausted(version), _), revision)) => {
                 self.erased(account, version, revision);

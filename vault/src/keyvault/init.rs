@@ -7,7 +7,7 @@
 //! key ceremony). Joining checks both, in the HSM, before anything is served: the record key
 //! must open the stored ServerSetup (AES-GCM: no other key does), and the entry key must
 //! verify the stored *entry key check*, an HMAC of a fixed label made by the first
-//! instance's entry key (docs/vault.md §10.4).
+//! instance's entry key (docs/vault.md §11.4).
 
 use opaque_ke::ServerSetup;
 use rand::rngs::OsRng;
@@ -53,7 +53,7 @@ pub fn init(config: &Config) -> Result<Initialised, StartError> {
             HsmError::NoRecordKey => StartError::State(format!(
                 "{} is initialised by another vault instance, and this token holds no record \
                  key: install that vault's record key and entry key in this token with the key \
-                 ceremony (docs/vault.md, \"Key ceremony\"), then run `init` again to join",
+                 ceremony (docs/vault.md §10), then run `init` again to join",
                 config.store_name()
             )),
             other => StartError::Hsm(other),
@@ -62,8 +62,8 @@ pub fn init(config: &Config) -> Result<Initialised, StartError> {
             StartError::State(format!(
                 "{} is initialised by another vault instance, but this token's record key does \
                  not open its server setup ({err}): the token holds another vault's key; \
-                 install the record key of this one with the key ceremony (docs/vault.md, \
-                 \"Key ceremony\")",
+                 install the record key of this one with the key ceremony (docs/vault.md \
+                 §10)",
                 config.store_name()
             ))
         })?;
@@ -116,7 +116,7 @@ pub(super) fn check_entry_key(
                             "this token's entry key is not the one the entries in {} are tagged \
                              with (its entry key check does not verify: {err}); every entry \
                              would be refused. Install the vault's entry key in this token with \
-                             the key ceremony (docs/vault.md, \"Key ceremony\")",
+                             the key ceremony (docs/vault.md §10)",
                             config.store_name()
                         ))
                     });

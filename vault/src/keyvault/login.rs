@@ -14,7 +14,7 @@ use sealback_vault_client::protocol::wire::{
 
 use super::check::Opened;
 use super::{KeyVault, Refusal};
-use crate::account::StoredRecord;
+use crate::account::{Attempt, StoredRecord};
 use crate::audit::{Event, EventKind};
 use crate::logins::{Full, MAX_LOGINS_PER_ACCOUNT, Started};
 
@@ -34,10 +34,18 @@ impl KeyVault {
         // moved in the store) must not burn the user's guesses.
         let current = entry.record;
         let mut opened = self.open_record(account, current.as_ref())?;
-        let guess = self.consume_guess(account)?;
+        let attempt = match &request.attempt_id {
+            Some(id) => Some(Attempt::new(id, &request.ke1).map_err(Refusal::bad_request)?),
+            None => None,
+        };
+        let guess = self.consume_guess(account, attempt.as_ref())?;
         // The guess is on disk: only now is the password evaluated.
+        let kind = match guess.repeated {
+            false => EventKind::LoginStart,
+            true => EventKind::LoginRepeated,
+        };
         self.audit.append(
-            Event::new(EventKind::LoginStart, account)
+            Event::new(kind, account)
                 .attempts_left(guess.attempts_left)
                 .spent(guess.spent)
                 .written(guess.revision),

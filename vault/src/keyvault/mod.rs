@@ -355,7 +355,7 @@ pub mod accounts {
     /// Gives `account` a new credential; the old one stops working. The guess count, the
     /// record and everything else are kept. On a store that keeps its keys' history (etcd)
     /// a tagged entry's tag binds its place there, so the new entry is checked and tagged
-    /// again in `hsm` (docs/vault.md §10.3); without `hsm` that is refused.
+    /// again in `hsm` (docs/vault.md §11.3); without `hsm` that is refused.
     pub fn reissue(
         store: &dyn RecordStore,
         account: &str,

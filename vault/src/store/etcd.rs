@@ -22,7 +22,7 @@
 //! - `purge_history` compacts etcd's history up to the current revision (physically), so
 //!   the old value of an erased record can no longer be read from the key space. It stays in
 //!   each member's write-ahead log and free database pages until those are rotated or
-//!   defragmented (docs/vault.md §10).
+//!   defragmented (docs/vault.md §11).
 //!
 //! etcd's client is asynchronous; the vault's store calls block (they run on the server's
 //! blocking threads). The store runs its own small runtime and waits for each call.

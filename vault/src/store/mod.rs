@@ -42,7 +42,7 @@ pub struct Versioned {
     /// (etcd: `[create_revision, version]`, the revision that created the key and the writes
     /// since). Nobody can put an older value back at its old place: a key's version only
     /// grows, and a key deleted and created again gets a new creation revision. The vault's
-    /// tag on an entry binds the place it writes the entry to (docs/vault.md §10.3). SQLite:
+    /// tag on an entry binds the place it writes the entry to (docs/vault.md §11.3). SQLite:
     /// `None`.
     pub lineage: Option<[u64; 2]>,
 }

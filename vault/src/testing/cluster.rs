@@ -1,10 +1,11 @@
 //! A real etcd cluster on loopback (`etcd` from Debian's `etcd-server`), and vault instances
-//! that share it, for the tests and the benchmark of docs/vault.md §10.
+//! that share it, for the tests and the benchmark of docs/vault.md §11.
 //!
 //! Each member gets its own ports and data directory under one temporary directory; all are
-//! killed on drop. The vault instances share one vault: the first runs `init`, the others
-//! get a copy of its SoftHSM2 token directory (the same record key and entry key, each
-//! instance in a token of its own) and its TLS certificate, and `init` joins them.
+//! killed on drop. The vault instances share one vault: the first makes its keys with `key
+//! ceremony generate` and runs `init`; each other one has a token of its own into which the
+//! key ceremony installs the same record key and entry key (wrapped for transport, unwrapped
+//! as non-extractable), and its `init` joins the store.
 
 use std::fs;
 use std::net::TcpListener;
@@ -185,40 +186,26 @@ fn free_ports(count: usize) -> Result<Vec<u16>, String> {
         .map_err(|err| err.to_string())
 }
 
-fn copy_dir(from: &Path, to: &Path) -> Result<(), String> {
-    fs::create_dir_all(to).map_err(|err| format!("{}: {err}", to.display()))?;
-    for entry in fs::read_dir(from).map_err(|err| format!("{}: {err}", from.display()))? {
-        let entry = entry.map_err(|err| err.to_string())?;
-        let target = to.join(entry.file_name());
-        if entry.path().is_dir() {
-            copy_dir(&entry.path(), &target)?;
-        } else {
-            fs::copy(entry.path(), &target)
-                .map_err(|err| format!("{}: {err}", entry.path().display()))?;
-        }
-    }
-    Ok(())
-}
-
 impl TestVault {
-    /// Another instance of `first`'s vault (on an etcd store): a copy of its token (the same
-    /// record and entry keys, in a token of this instance's own), its PIN and TLS
-    /// certificate, its options; `init` joins the store, then it serves on its own port.
-    pub fn join(binary: &Path, first: &TestVault) -> Result<TestVault, String> {
-        let vault = TestVault::prepare(binary, first.options.clone())?;
-        copy_dir(&first.dir().join("tokens"), &vault.dir().join("tokens"))?;
-        vault.write_softhsm_config()?;
-        copy_dir(&first.dir().join("tls"), &vault.dir().join("tls"))?;
-        fs::copy(first.dir().join("pin"), vault.dir().join("pin"))
-            .map_err(|err| format!("pin: {err}"))?;
-        let vault = vault.init_and_serve()?;
-        if vault.server_key != first.server_key {
+    /// Another instance of this vault (started with `transportable_keys` on an etcd store):
+    /// a token of its own into which the key ceremony installs this vault's keys
+    /// ([`TestVault::receive_keys`]), a certificate from this vault's CA, the same options;
+    /// then `init`, which joins the store, and `serve` on its own port.
+    pub fn join(&self) -> Result<TestVault, String> {
+        let mut peer = self.new_peer()?;
+        peer.receive_keys(self)?;
+        let init = peer.run(&["init"])?;
+        let printed = super::stdout(&init);
+        if !printed.contains("joined the vault")
+            || !printed.contains(&format!("server_key = \"{}\"", self.server_key))
+        {
             return Err(format!(
-                "the joined instance has server key {}, the first {}",
-                vault.server_key, first.server_key
+                "`init` did not join with the same server key: {printed}"
             ));
         }
-        Ok(vault)
+        peer.server_key = self.server_key.clone();
+        peer.serve_on_new_port()?;
+        Ok(peer)
     }
 }
 
@@ -234,12 +221,13 @@ impl Fleet {
         let cluster = EtcdCluster::start(3)?;
         let options = Options {
             etcd: Some((cluster.endpoints(), PREFIX.to_string())),
+            transportable_keys: true,
             ..options
         };
         let first = TestVault::start_with(binary, options)?;
         let mut vaults = vec![first];
         for _ in 1..instances {
-            let next = TestVault::join(binary, &vaults[0])?;
+            let next = vaults[0].join()?;
             vaults.push(next);
         }
         Ok(Fleet { vaults, cluster })

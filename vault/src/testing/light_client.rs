@@ -196,6 +196,8 @@ impl LightClient {
             &LoginStart {
                 account: self.account.clone(),
                 ke1: start.message.serialize().to_vec(),
+                // As the client sends it: one id per login (the vault keeps it in the entry).
+                attempt_id: Some(format!("{:032x}", rand::random::<u128>())),
             },
         ) {
             Ok(answer) => answer,

@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use opaque_ke::{ClientLogin, ClientLoginFinishParameters, CredentialResponse};
 use rand::rngs::OsRng;
-use sealback_vault::account::{AccountEntry, StoredRecord};
+use sealback_vault::account::{AccountEntry, Attempt, StoredRecord};
 use sealback_vault::config::Config;
 use sealback_vault::hsm::{Hsm, HsmError};
 use sealback_vault::keyvault::check::{
@@ -34,13 +34,21 @@ const CONFIG: &str = "SEALBACK_CHECK_TEST_CONFIG";
 /// token and configuration (the vault itself stopped), and fails if the child fails.
 /// `Some` with the configuration's path when called in that child.
 fn in_child(name: &str) -> Option<PathBuf> {
+    in_child_with(&format!("check::{name}"), vault)
+}
+
+/// [`in_child`] for the test at `path` (`module::name`), on the vault `make` starts.
+pub(crate) fn in_child_with(
+    path: &str,
+    make: impl FnOnce() -> sealback_vault::testing::TestVault,
+) -> Option<PathBuf> {
     if let Some(config) = std::env::var_os(CONFIG) {
         return Some(PathBuf::from(config));
     }
-    let mut vault = vault();
+    let mut vault = make();
     vault.stop();
     let output = Command::new(std::env::current_exe().expect("the test binary"))
-        .args(["--exact", &format!("check::{name}"), "--nocapture"])
+        .args(["--exact", path, "--nocapture"])
         .env(CONFIG, vault.config_path())
         .env("SOFTHSM2_CONF", vault.dir().join("softhsm2.conf"))
         .output()
@@ -89,8 +97,8 @@ impl GuessCheck for Counting {
     fn limit(&self) -> u32 {
         self.inner.limit()
     }
-    fn spend(&self, entry: &mut AccountEntry) -> Result<Spend, Refusal> {
-        self.inner.spend(entry)
+    fn spend(&self, entry: &mut AccountEntry, attempt: Option<&Attempt>) -> Result<Spend, Refusal> {
+        self.inner.spend(entry, attempt)
     }
     fn reset(&self, entry: &mut AccountEntry, version: u64) -> Result<(), Refusal> {
         self.inner.reset(entry, version)
@@ -170,6 +178,7 @@ fn login(vault: &KeyVault, credential: &str, password: &[u8]) -> Option<ErrorCod
     let request = LoginStart {
         account: ACCOUNT.into(),
         ke1: start.message.serialize().to_vec(),
+        attempt_id: None,
     };
     let answer = match vault.login_start(credential, &request) {
         Ok(answer) => answer,

@@ -1,4 +1,4 @@
-//! Several vault instances on one 3-member etcd cluster (docs/vault.md §10): the records are
+//! Several vault instances on one 3-member etcd cluster (docs/vault.md §11): the records are
 //! shared, `init` joins, and an entry edited, moved or put back in etcd is refused by every
 //! instance.
 

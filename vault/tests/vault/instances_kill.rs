@@ -1,5 +1,5 @@
 //! The guess limit across vault instances while an etcd member and a vault instance die
-//! (kill -9) under 64 concurrent clients (docs/vault.md §10.4).
+//! (kill -9) under 64 concurrent clients (docs/vault.md §11.2).
 //!
 //! Half the accounts are attacked with wrong passwords, half are recovered with the right
 //! one. A client whose instance fails moves to the next one. Evaluated guesses are counted

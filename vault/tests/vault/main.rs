@@ -3,8 +3,10 @@
 //! HTTPS where a test must misbehave.
 
 mod audit;
+mod ceremony;
 mod check;
 mod credentials;
+mod failover;
 mod guess_limit;
 mod hsm;
 mod hygiene;

@@ -19,7 +19,7 @@ use crate::{RIGHT, account, password, stored_entry, vault};
 
 /// Where the relay sends a request, and with which credential.
 #[derive(Clone)]
-struct Upstream {
+pub(crate) struct Upstream {
     url: String,
     client: reqwest::blocking::Client,
     /// `None`: the client's `Authorization` as it came; `Some`: this bearer credential (an
@@ -28,7 +28,7 @@ struct Upstream {
 }
 
 impl Upstream {
-    fn new(vault: &TestVault, bearer: Option<String>) -> Upstream {
+    pub(crate) fn new(vault: &TestVault, bearer: Option<String>) -> Upstream {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let pem = std::fs::read(vault.ca_cert()).expect("CA certificate");
         let ca = reqwest::Certificate::from_pem_bundle(&pem).expect("PEM");
@@ -43,7 +43,7 @@ impl Upstream {
     }
 
     /// The upstream's answer: status, `vault-proof` header, body.
-    fn send(
+    pub(crate) fn send(
         &self,
         request: &Request,
         authorization: Option<&str>,
@@ -72,11 +72,11 @@ impl Upstream {
     }
 }
 
-struct Request {
-    method: String,
-    target: String,
-    authorization: Option<String>,
-    body: Vec<u8>,
+pub(crate) struct Request {
+    pub(crate) method: String,
+    pub(crate) target: String,
+    pub(crate) authorization: Option<String>,
+    pub(crate) body: Vec<u8>,
 }
 
 /// What the relay received from the client.
@@ -99,42 +99,27 @@ impl Relay {
     /// OPRF key the attacker holds), with the server key inside rewritten to `pinned`, and
     /// `/v1/server-key` answers `pinned`.
     fn start(genuine: &TestVault, upstream: Upstream, oprf: Option<Upstream>) -> Relay {
-        let tls = misissued_certificate(genuine);
-        let config =
-            sealback_vault::server::tls_config(&tls.join("cert.pem"), &tls.join("key.pem"))
-                .expect("TLS configuration");
         let pinned = STANDARD
             .decode(&genuine.server_key)
             .expect("the pinned key");
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-        let url = format!("https://{}", listener.local_addr().expect("address"));
         let seen = Arc::new(Mutex::new(Seen::default()));
         let relay_seen = seen.clone();
-        std::thread::spawn(move || {
-            for socket in listener.incoming() {
-                let Ok(socket) = socket else { continue };
-                let connection = rustls::ServerConnection::new(config.clone()).expect("TLS");
-                let mut tls = rustls::StreamOwned::new(connection, socket);
-                let Some(request) = read_request(&mut tls) else {
-                    continue;
-                };
-                {
-                    let mut seen = relay_seen.lock().expect("lock");
-                    let line = format!("{} {}", request.method, request.target);
-                    seen.requests.push(line);
-                    seen.authorizations
-                        .extend(request.authorization.iter().cloned());
-                }
-                let (status, proof, body) = answer(&request, &upstream, oprf.as_ref(), &pinned);
-                write_answer(&mut tls, status, proof.as_deref(), &body);
+        let url = serve_https(genuine, move |request| {
+            {
+                let mut seen = relay_seen.lock().expect("lock");
+                let line = format!("{} {}", request.method, request.target);
+                seen.requests.push(line);
+                seen.authorizations
+                    .extend(request.authorization.iter().cloned());
             }
+            Some(answer(request, &upstream, oprf.as_ref(), &pinned))
         });
         Relay { url, seen }
     }
 
     fn client(&self, genuine: &TestVault, name: &str, credential: &str) -> Vault {
         let mut config = genuine.client_config(name, credential);
-        config.url = self.url.clone();
+        config.urls = vec![self.url.clone()];
         Vault::new(config).expect("client")
     }
 
@@ -181,6 +166,34 @@ fn answer(
         return (status, proof, body);
     }
     (status, proof, serde_json::to_vec(&json).expect("JSON"))
+}
+
+/// A server on loopback with a certificate from `genuine`'s CA: one request per connection,
+/// answered with what `answer` returns (status, proof, body); `None` cuts the connection
+/// without an answer. Its URL.
+pub(crate) fn serve_https(
+    genuine: &TestVault,
+    mut answer: impl FnMut(&Request) -> Option<(u16, Option<String>, Vec<u8>)> + Send + 'static,
+) -> String {
+    let tls = misissued_certificate(genuine);
+    let config = sealback_vault::server::tls_config(&tls.join("cert.pem"), &tls.join("key.pem"))
+        .expect("TLS configuration");
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let url = format!("https://{}", listener.local_addr().expect("address"));
+    std::thread::spawn(move || {
+        for socket in listener.incoming() {
+            let Ok(socket) = socket else { continue };
+            let connection = rustls::ServerConnection::new(config.clone()).expect("TLS");
+            let mut tls = rustls::StreamOwned::new(connection, socket);
+            let Some(request) = read_request(&mut tls) else {
+                continue;
+            };
+            if let Some((status, proof, body)) = answer(&request) {
+                write_answer(&mut tls, status, proof.as_deref(), &body);
+            }
+        }
+    });
+    url
 }
 
 /// One HTTP/1.1 request (headers, then a `Content-Length` body).

@@ -17,7 +17,7 @@ use sealback_vault_client::protocol::transfer;
 use sealback_vault_client::protocol::wire::ErrorCode;
 
 use super::{GuessCheck, Spend};
-use crate::account::{AccountEntry, StoredRecord};
+use crate::account::{AccountEntry, Attempt, StoredRecord};
 
 const RIGHT: &[u8] = b"correct horse battery staple";
 const WRONG: &[u8] = b"correct horse battery stapler";
@@ -43,6 +43,7 @@ pub fn run(check: &dyn GuessCheck) -> Outcome {
         "the contract needs a limit of at least 2",
     )?;
     counting(check)?;
+    attempts(check)?;
     tags(check)?;
     passwords(check)?;
     records_are_bound(check)?;
@@ -110,10 +111,11 @@ fn counting(check: &dyn GuessCheck) -> Outcome {
     let limit = check.limit();
     let mut entry = registered(check, "counting")?;
     for spent in 1..=limit {
-        let spend = check.spend(&mut entry).map_err(|r| r.message)?;
+        let spend = check.spend(&mut entry, None).map_err(|r| r.message)?;
         let Spend::Granted {
             record,
             attempts_left,
+            repeated: false,
         } = spend
         else {
             return Err(format!("guess {spent} of {limit} was not granted"));
@@ -146,17 +148,106 @@ fn counting(check: &dyn GuessCheck) -> Outcome {
         "erasing left the record",
     )?;
     ensure(
-        check.spend(&mut entry).ok() == Some(Spend::Exhausted(Some(1))),
+        check.spend(&mut entry, None).ok() == Some(Spend::Exhausted(Some(1))),
         "a guess past the limit did not erase",
     )?;
     ensure(
         entry.destroyed && entry.record.is_none(),
         "exhausting left the record",
     )?;
-    let refused = check.spend(&mut entry).err().map(|r| r.code);
+    let refused = check.spend(&mut entry, None).err().map(|r| r.code);
     ensure(
         refused == Some(ErrorCode::KeyDestroyed),
         "a destroyed entry granted a guess",
+    )
+}
+
+/// A login that names its attempt spends one guess however often it is tried, with the same
+/// KE1 on the same record; another KE1, another attempt or another record spends again; and
+/// the entry remembers a bounded number of attempts.
+fn attempts(check: &dyn GuessCheck) -> Outcome {
+    let limit = check.limit();
+    let mut entry = registered(check, "attempts")?;
+    let first = Attempt::new(&"a".repeat(32), b"ke1 of the first attempt")?;
+    let granted = |spend: Result<Spend, _>| {
+        matches!(
+            spend,
+            Ok(Spend::Granted {
+                repeated: false,
+                ..
+            })
+        )
+    };
+    ensure(
+        granted(check.spend(&mut entry, Some(&first))),
+        "an attempt was not granted",
+    )?;
+    for _ in 0..3 {
+        let again = check
+            .spend(&mut entry, Some(&first))
+            .map_err(|r| r.message)?;
+        ensure(
+            matches!(again, Spend::Granted { attempts_left, repeated: true, .. } if attempts_left == limit - 1),
+            "the same attempt again was not answered as a repeat",
+        )?;
+    }
+    ensure(
+        entry.guesses == 1 && entry.spent == 1,
+        "a repeated attempt spent a guess",
+    )?;
+    let other_ke1 = Attempt::new(&"a".repeat(32), b"another password")?;
+    ensure(
+        granted(check.spend(&mut entry, Some(&other_ke1))),
+        "the same attempt id with another KE1 spent nothing",
+    )?;
+    ensure(entry.guesses == 2, "another KE1 was not counted")?;
+    // Up to the limit with new attempts; then the first one is forgotten or the key erased.
+    let mut n = 0u32;
+    while entry.guesses < limit {
+        n += 1;
+        let attempt = Attempt::new(&format!("{n:032x}"), b"ke1")?;
+        ensure(
+            granted(check.spend(&mut entry, Some(&attempt))),
+            "a new attempt was refused",
+        )?;
+    }
+    ensure(
+        entry.attempts.len() <= crate::account::MAX_COUNTED_ATTEMPTS,
+        "the entry keeps attempts without bound",
+    )?;
+    // At the limit a repeat of the last attempt is still evaluated (it tests no new
+    // password); a new attempt erases.
+    let last = Attempt::new(&format!("{n:032x}"), b"ke1")?;
+    ensure(
+        matches!(
+            check.spend(&mut entry, Some(&last)),
+            Ok(Spend::Granted {
+                attempts_left: 0,
+                repeated: true,
+                ..
+            })
+        ),
+        "the attempt that took the last guess was not repeatable",
+    )?;
+    let new = Attempt::new(&"f".repeat(32), b"a new password")?;
+    ensure(
+        matches!(check.spend(&mut entry, Some(&new)), Ok(Spend::Exhausted(_))),
+        "a new guess past the limit did not erase",
+    )?;
+    ensure(
+        entry.attempts.is_empty(),
+        "an erased entry kept its attempts",
+    )?;
+    // A new record: attempts of the old one count again.
+    let mut fresh = registered(check, "attempts")?;
+    ensure(
+        granted(check.spend(&mut fresh, Some(&first))),
+        "an attempt was not granted",
+    )?;
+    fresh.record.as_mut().expect("a record").version = 2;
+    ensure(
+        granted(check.spend(&mut fresh, Some(&first))),
+        "an attempt of another record version spent nothing",
     )
 }
 
@@ -171,12 +262,16 @@ fn tags(check: &dyn GuessCheck) -> Outcome {
         check.verify_entry("other", &entry).is_err(),
         "an entry verifies for another account",
     )?;
-    let edits: [Edit; 5] = [
+    let edits: [Edit; 6] = [
         ("guesses", |e| e.guesses += 1),
         ("spent", |e| e.spent += 1),
         ("destroyed", |e| e.destroyed = true),
         ("last_version", |e| e.last_version += 1),
         ("record", |e| e.record = None),
+        ("attempts", |e| {
+            e.attempts
+                .push(Attempt::new(&"0".repeat(32), b"ke1").expect("an attempt"))
+        }),
     ];
     for (field, edit) in edits {
         let mut edited = entry.clone();
