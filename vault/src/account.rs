@@ -68,6 +68,11 @@ pub struct AccountEntry {
     /// only on an entry `account add` made, which has never been written by the vault.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tag: Option<String>,
+    /// Where the vault wrote this entry in its key's history, on a store that keeps one
+    /// (etcd: `[create_revision, version]`, [`crate::store::Versioned::lineage`]); under the
+    /// tag. An entry found anywhere else was put there by someone else, and is refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub store_position: Option<[u64; 2]>,
     /// The last logins that spent a guess and named their attempt (oldest first, at most
     /// [`MAX_COUNTED_ATTEMPTS`]): the same attempt tried again spends no guess
     /// (docs/vault.md §7.2). Under the entry's tag.
@@ -131,6 +136,7 @@ impl AccountEntry {
             destroyed: false,
             spent: 0,
             tag: None,
+            store_position: None,
             attempts: Vec::new(),
         }
     }

@@ -4,7 +4,8 @@
 //! listen = "0.0.0.0:8443"
 //! tls_cert = "tls/cert.pem"          # PEM chain, leaf first
 //! tls_key = "tls/key.pem"            # PEM private key (PKCS#8, SEC1 or PKCS#1)
-//! store = "records.db"               # SQLite file of the accounts and their sealed records
+//! store = "records.db"               # SQLite file of the accounts and their sealed records,
+//!                                    # or "etcd": the records on etcd, [etcd] below
 //! audit_log = "audit.log"            # the hash-chained audit log
 //! guess_limit = 10                   # wrong passwords before a record is erased
 //! login_expiry_secs = 60             # how long a started login may wait for its finish
@@ -16,6 +17,15 @@
 //!                                              # ($CREDENTIALS_DIRECTORY/NAME: LoadCredentialEncrypted=) ...
 //! # pin_file = "/etc/sealback-vault/pin"       # ... or from a file only its owner can read (0600) ...
 //! # pin_env = "SEALBACK_VAULT_PIN"             # ... or from an environment variable the service manager sets
+//!
+//! [etcd]                             # with store = "etcd" (several vault instances share it)
+//! endpoints = ["http://10.0.1.5:2379", "http://10.0.2.5:2379", "http://10.0.3.5:2379"]
+//! prefix = "/sealback-vault/"        # every key the vault writes lives under it
+//! # ca_cert = "etcd-ca.pem"          # TLS: the CA of etcd's certificates (https endpoints)
+//! # cert = "etcd-client.pem"         # ... and the vault's client certificate and key
+//! # key = "etcd-client.key"
+//! # username = "sealback-vault"      # etcd authentication; the password from a 0600 file
+//! # password_file = "etcd-password"
 //! ```
 //!
 //! Relative paths are relative to the configuration file's directory. The PIN never comes
@@ -46,6 +56,35 @@ pub struct Config {
     #[serde(default = "default_login_expiry")]
     pub login_expiry_secs: u64,
     pub hsm: HsmConfig,
+    /// With `store = "etcd"`: the cluster.
+    #[serde(default)]
+    pub etcd: Option<EtcdConfig>,
+}
+
+/// The `store` value that puts the records on etcd.
+pub const ETCD_STORE: &str = "etcd";
+
+/// `[etcd]`: the cluster that holds the records when `store = "etcd"`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EtcdConfig {
+    pub endpoints: Vec<String>,
+    #[serde(default = "default_etcd_prefix")]
+    pub prefix: String,
+    #[serde(default)]
+    pub ca_cert: Option<PathBuf>,
+    #[serde(default)]
+    pub cert: Option<PathBuf>,
+    #[serde(default)]
+    pub key: Option<PathBuf>,
+    #[serde(default)]
+    pub username: Option<String>,
+    #[serde(default)]
+    pub password_file: Option<PathBuf>,
+}
+
+fn default_etcd_prefix() -> String {
+    "/sealback-vault/".to_string()
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -93,13 +132,32 @@ impl Config {
         let mut config: Config =
             toml::from_str(&text).map_err(|err| error(format!("invalid configuration: {err}")))?;
         let base = path.parent().unwrap_or(Path::new("."));
+        let on_etcd = config.store == Path::new(ETCD_STORE);
         for file in [
             &mut config.tls_cert,
             &mut config.tls_key,
-            &mut config.store,
             &mut config.audit_log,
         ] {
             *file = base.join(&*file);
+        }
+        if !on_etcd {
+            config.store = base.join(&config.store);
+        }
+        match &mut config.etcd {
+            Some(etcd) if on_etcd => etcd.check_and_anchor(base).map_err(error)?,
+            None if on_etcd => {
+                return Err(error(
+                    "store = \"etcd\" needs an [etcd] table with `endpoints`".into(),
+                ));
+            }
+            Some(_) => {
+                return Err(error(format!(
+                    "[etcd] is set but store = {:?} is a SQLite file: set store = \"etcd\" to \
+                     use it, or remove [etcd]",
+                    config.store
+                )));
+            }
+            None => {}
         }
         if let Some(pin_file) = &mut config.hsm.pin_file {
             *pin_file = base.join(&*pin_file);
@@ -142,6 +200,71 @@ impl Config {
     }
 }
 
+impl Config {
+    /// The records store, for messages: the SQLite file, or the etcd cluster and prefix.
+    pub fn store_name(&self) -> String {
+        match &self.etcd {
+            Some(etcd) => format!("etcd {} under {}", etcd.endpoints.join(","), etcd.prefix),
+            None => self.store.display().to_string(),
+        }
+    }
+}
+
+impl EtcdConfig {
+    /// Checks the table (naming the key at fault) and anchors its files at `base`.
+    fn check_and_anchor(&mut self, base: &Path) -> Result<(), String> {
+        if self.endpoints.is_empty() {
+            return Err("[etcd] endpoints is empty: list the cluster's client URLs".into());
+        }
+        for endpoint in &self.endpoints {
+            let tls = endpoint.starts_with("https://");
+            if !tls && !endpoint.starts_with("http://") {
+                return Err(format!(
+                    "[etcd] endpoints: {endpoint:?} is not an http:// or https:// URL"
+                ));
+            }
+            if tls && self.ca_cert.is_none() {
+                return Err(format!(
+                    "[etcd] endpoints: {endpoint:?} is https, but ca_cert is not set: name the \
+                     CA of etcd's server certificates"
+                ));
+            }
+        }
+        if self.prefix.is_empty() {
+            return Err(
+                "[etcd] prefix is empty: the vault's keys need a prefix of their own, \
+                        e.g. \"/sealback-vault/\""
+                    .into(),
+            );
+        }
+        if self.cert.is_some() != self.key.is_some() {
+            return Err("[etcd] cert and key go together: set both or neither".into());
+        }
+        if self.cert.is_some() && self.ca_cert.is_none() {
+            return Err(
+                "[etcd] cert is set but ca_cert is not: client certificates need TLS".into(),
+            );
+        }
+        if self.username.is_some() != self.password_file.is_some() {
+            return Err(
+                "[etcd] username and password_file go together: set both or neither".into(),
+            );
+        }
+        for file in [
+            &mut self.ca_cert,
+            &mut self.cert,
+            &mut self.key,
+            &mut self.password_file,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            *file = base.join(&*file);
+        }
+        Ok(())
+    }
+}
+
 impl HsmConfig {
     /// The user PIN, from its systemd credential or file (a trailing newline removed) or
     /// environment variable.
@@ -178,6 +301,16 @@ impl HsmConfig {
 /// Reads a PIN from `file`, which nobody but its owner may read or write: whoever reads the
 /// PIN can open every sealed record with the HSM (docs/vault.md §1).
 pub fn read_pin_file(file: &Path) -> Result<AuthPin, ConfigError> {
+    let pin = read_secret_file(file, "HSM PIN")?;
+    Ok(AuthPin::new(pin.as_str().into()))
+}
+
+/// Reads a secret (`what`: "HSM PIN", "etcd password") from `file`, which nobody but its
+/// owner may read or write; a trailing newline is removed.
+pub fn read_secret_file(
+    file: &Path,
+    what: &str,
+) -> Result<zeroize::Zeroizing<String>, ConfigError> {
     use std::io::Read as _;
     use std::os::unix::fs::MetadataExt as _;
     let error = |message: String| ConfigError {
@@ -185,29 +318,36 @@ pub fn read_pin_file(file: &Path) -> Result<AuthPin, ConfigError> {
         message,
     };
     let mut opened = std::fs::File::open(file)
-        .map_err(|err| error(format!("cannot read the HSM PIN file: {err}")))?;
+        .map_err(|err| error(format!("cannot read the {what} file: {err}")))?;
     let mode = opened
         .metadata()
-        .map_err(|err| error(format!("cannot read the HSM PIN file: {err}")))?
+        .map_err(|err| error(format!("cannot read the {what} file: {err}")))?
         .mode();
     if mode & 0o077 != 0 {
+        let advice = format!("run `chmod 600 {}`", file.display());
+        let advice = if what == "HSM PIN" {
+            format!(
+                "and with the PIN anyone can open every sealed record; {advice} (or use \
+                 pin_credential)"
+            )
+        } else {
+            advice
+        };
         return Err(error(format!(
-            "the HSM PIN file has mode {:o}, so others than its owner can read or change it, \
-             and with the PIN anyone can open every sealed record; run `chmod 600 {}` (or \
-             use pin_credential)",
-            mode & 0o7777,
-            file.display()
+            "the {what} file has mode {:o}, so others than its owner can read or change it, \
+             {advice}",
+            mode & 0o7777
         )));
     }
     let mut text = zeroize::Zeroizing::new(String::new());
     opened
         .read_to_string(&mut text)
-        .map_err(|err| error(format!("cannot read the HSM PIN file: {err}")))?;
-    let pin = text.trim_end_matches(['\n', '\r']);
-    if pin.is_empty() {
-        return Err(error("the HSM PIN file is empty".into()));
+        .map_err(|err| error(format!("cannot read the {what} file: {err}")))?;
+    let secret = zeroize::Zeroizing::new(text.trim_end_matches(['\n', '\r']).to_string());
+    if secret.is_empty() {
+        return Err(error(format!("the {what} file is empty")));
     }
-    Ok(AuthPin::new(pin.into()))
+    Ok(secret)
 }
 
 #[cfg(test)]
@@ -296,6 +436,58 @@ audit_log = "audit.log"
         }
         std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).expect("chmod");
         config.pin().expect("a private PIN file");
+    }
+
+    #[test]
+    fn an_etcd_store_needs_its_table_and_names_the_key_at_fault() {
+        let hsm = "[hsm]\nmodule = \"/m.so\"\ntoken_label = \"t\"\npin_env = \"E\"\n";
+        let with = |store: &str, etcd: &str| {
+            write(&format!(
+                "{}{hsm}{etcd}",
+                BASE.replace("store = \"records.db\"", store)
+            ))
+        };
+        let (dir, path) = with(
+            "store = \"etcd\"",
+            "[etcd]\nendpoints = [\"http://127.0.0.1:2379\"]\nusername = \"v\"\npassword_file = \"pw\"\n",
+        );
+        let config = Config::load(&path).expect("loads");
+        let etcd = config.etcd.as_ref().expect("etcd");
+        assert_eq!(etcd.prefix, "/sealback-vault/");
+        assert_eq!(etcd.password_file, Some(dir.path().join("pw")));
+        assert!(config.store_name().contains("http://127.0.0.1:2379"));
+        for (store, etcd, expected) in [
+            ("store = \"etcd\"", "", "needs an [etcd] table"),
+            (
+                "store = \"etcd\"",
+                "[etcd]\nendpoints = []\n",
+                "[etcd] endpoints is empty",
+            ),
+            (
+                "store = \"etcd\"",
+                "[etcd]\nendpoints = [\"https://e:2379\"]\n",
+                "ca_cert is not set",
+            ),
+            (
+                "store = \"etcd\"",
+                "[etcd]\nendpoints = [\"http://e:2379\"]\nusername = \"v\"\n",
+                "[etcd] username and password_file go together",
+            ),
+            (
+                "store = \"etcd\"",
+                "[etcd]\nendpoints = [\"http://e:2379\"]\nca_cert = \"c\"\ncert = \"c\"\n",
+                "[etcd] cert and key go together",
+            ),
+            (
+                "store = \"records.db\"",
+                "[etcd]\nendpoints = [\"http://e:2379\"]\n",
+                "set store = \"etcd\"",
+            ),
+        ] {
+            let (_dir, path) = with(store, etcd);
+            let err = Config::load(&path).expect_err(expected).to_string();
+            assert!(err.contains(expected), "{err}");
+        }
     }
 
     #[test]

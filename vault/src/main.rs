@@ -10,7 +10,7 @@ use anyhow::{Context as _, Result, anyhow};
 use clap::{Parser, Subcommand};
 use sealback_vault::hsm::Hsm;
 use sealback_vault::keyvault::{accounts, init};
-use sealback_vault::store::SqliteStore;
+use sealback_vault::store;
 use sealback_vault::{Config, KeyVault, audit, ceremony, server};
 
 #[derive(Parser)]
@@ -143,9 +143,17 @@ fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Serve => serve(&config),
         Command::Init => {
-            let key = init(&config)?;
-            println!("initialised; clients pin this key (vault `server_key`):");
-            println!("server_key = \"{key}\"");
+            let done = init(&config)?;
+            if done.joined {
+                println!(
+                    "joined the vault on {}: this token holds its keys; clients pin this key \
+                     (vault `server_key`):",
+                    config.store_name()
+                );
+            } else {
+                println!("initialised; clients pin this key (vault `server_key`):");
+            }
+            println!("server_key = \"{}\"", done.server_key);
             Ok(())
         }
         Command::ServerKey => {
@@ -154,14 +162,22 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Account { command } => {
-            let store = SqliteStore::open(&config.store)?;
+            let store = store::open(&config)?;
             let (name, credential) = match command {
                 AccountCommand::Add { name } => {
-                    let credential = accounts::add(&store, &name).map_err(|e| anyhow!(e))?;
+                    let credential =
+                        accounts::add(store.as_ref(), &name).map_err(|e| anyhow!(e))?;
                     (name, credential)
                 }
                 AccountCommand::Reissue { name } => {
-                    let credential = accounts::reissue(&store, &name).map_err(|e| anyhow!(e))?;
+                    // On etcd the entry's tag binds its place, so the new entry is tagged
+                    // again in the HSM.
+                    let hsm = match &config.etcd {
+                        Some(_) => Some(Hsm::open(&config.hsm, &config.hsm.pin()?)?),
+                        None => None,
+                    };
+                    let credential = accounts::reissue(store.as_ref(), &name, hsm.as_ref())
+                        .map_err(|e| anyhow!(e))?;
                     (name, credential)
                 }
             };

@@ -45,6 +45,8 @@ const CREDENTIAL_LABEL: &[u8] = b"sealback-vault v1 credential";
 const SETUP_LABEL: &[u8] = b"sealback-vault v1 server setup";
 const ENTRY_LABEL: &[u8] = b"sealback-vault v1 entry";
 const ATTEMPTS_LABEL: &[u8] = b"attempts";
+/// Before the entry's place in its key's history (etcd, docs/vault.md §11.3).
+const POSITION_LABEL: &[u8] = b"sealback-vault v1 store position";
 
 /// The store key of the sealed ServerSetup.
 pub const SERVER_SETUP_KEY: &str = "server-setup";
@@ -148,6 +150,13 @@ fn entry_data(account: &str, entry: &AccountEntry) -> Vec<u8> {
     data.extend_from_slice(&entry.guesses.to_be_bytes());
     data.push(u8::from(entry.destroyed));
     data.extend_from_slice(&entry.spent.to_be_bytes());
+    // Only on a store that keeps a key history (etcd); SQLite entries have none, and their
+    // tags are what they were before this field existed.
+    if let Some([created, version]) = entry.store_position {
+        data.extend_from_slice(POSITION_LABEL);
+        data.extend_from_slice(&created.to_be_bytes());
+        data.extend_from_slice(&version.to_be_bytes());
+    }
     // Only when there are any, so that entries tagged before attempts existed keep their tag.
     if !entry.attempts.is_empty() {
         data.extend_from_slice(ATTEMPTS_LABEL);

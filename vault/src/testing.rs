@@ -23,6 +23,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+pub mod cluster;
+pub mod light_client;
 mod peer;
 
 use sealback_vault_client::VaultConfig;
@@ -46,6 +48,8 @@ pub struct Options {
     /// Whether `key ceremony generate` makes the token's keys before `init`, so that
     /// [`TestVault::start_peer`] can install them into other tokens.
     pub transportable_keys: bool,
+    /// `store = "etcd"` with these endpoints and prefix ([`cluster`]); `None`: SQLite.
+    pub etcd: Option<(Vec<String>, String)>,
 }
 
 impl Default for Options {
@@ -55,6 +59,7 @@ impl Default for Options {
             login_expiry_secs: 60,
             log_filter: "warn".to_owned(),
             transportable_keys: false,
+            etcd: None,
         }
     }
 }
@@ -401,6 +406,13 @@ impl TestVault {
     }
 
     fn write_config(&self, listen: &str) -> Result<(), String> {
+        let (store, etcd) = match &self.options.etcd {
+            None => (self.store.display().to_string(), String::new()),
+            Some((endpoints, prefix)) => (
+                "etcd".to_string(),
+                format!("\n[etcd]\nendpoints = {endpoints:?}\nprefix = {prefix:?}\n"),
+            ),
+        };
         let text = format!(
             "listen = \"{listen}\"\n\
              tls_cert = \"tls/cert.pem\"\n\
@@ -413,10 +425,8 @@ impl TestVault {
              [hsm]\n\
              module = \"{SOFTHSM_MODULE}\"\n\
              token_label = \"{TOKEN_LABEL}\"\n\
-             pin_file = \"pin\"\n",
-            self.store.display(),
-            self.options.guess_limit,
-            self.options.login_expiry_secs
+             pin_file = \"pin\"\n{etcd}",
+            store, self.options.guess_limit, self.options.login_expiry_secs
         );
         fs::write(self.config_path(), text).map_err(|err| format!("vault.toml: {err}"))
     }

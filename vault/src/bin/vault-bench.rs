@@ -9,6 +9,10 @@
 //!   the server's. Printed: logins per second, latency percentiles of a login's two round
 //!   trips, and the server process's CPU time per login, from which its capacity on this
 //!   machine's cores follows (the clients share those cores here).
+//! - The same logins against three vault instances sharing a 3-member etcd cluster on this
+//!   machine (docs/vault.md §11), the clients spread over the instances, then again with one
+//!   etcd member killed: logins per second and latency next to the SQLite figure, same run.
+//!   (`--no-etcd` skips it.)
 //! - Client side: the time a phone-side login and registration take with the protocol's
 //!   Argon2id parameters, on this machine.
 //!
@@ -19,25 +23,15 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, anyhow};
-use base64::Engine as _;
 use clap::Parser;
-use opaque_ke::{ClientLogin, ClientLoginFinishParameters, CredentialResponse};
-use rand::RngCore as _;
-use rand::rngs::OsRng;
-use sealback_vault::keyvault::check::contract;
+use opaque_ke::argon2::Argon2;
 use sealback_vault::logins::MAX_LOGINS_PER_ACCOUNT;
+use sealback_vault::testing::cluster::Fleet;
+use sealback_vault::testing::light_client::{LightClient, cheap_key_stretching};
 use sealback_vault::testing::{Options, TestVault};
 use sealback_vault_client::protocol::suite::{
-    ARGON2_ITERATIONS, ARGON2_LANES, ARGON2_MEMORY_KIB, CONTEXT, Suite, identifiers,
-    key_stretching, key_stretching_with,
+    ARGON2_ITERATIONS, ARGON2_LANES, ARGON2_MEMORY_KIB, key_stretching,
 };
-use sealback_vault_client::protocol::vault_proof::{self, ClientExchange};
-use sealback_vault_client::protocol::wire::{
-    Done, LoginFinish, LoginFinishAnswer, LoginStart, LoginStartAnswer, RegisterFinish,
-    RegisterStart, RegisterStartAnswer, path,
-};
-use serde::Serialize;
-use serde::de::DeserializeOwned;
 
 #[derive(Parser)]
 #[command(about = "Starts a sealback vault and measures logins")]
@@ -54,128 +48,145 @@ struct Args {
     /// The `sealback-vault` binary (default: beside this one).
     #[arg(long)]
     server: Option<PathBuf>,
+    /// Skips the three instances on etcd.
+    #[arg(long)]
+    no_etcd: bool,
 }
 
-/// One account's HTTPS client.
-#[derive(Clone)]
-struct Client {
-    http: reqwest::blocking::Client,
-    url: String,
-    account: String,
-    credential: String,
-    /// The vault's key, to which each request's credential is sealed and whose proof each
-    /// answer must carry, as the real client does (`protocol::vault_proof`).
-    server_key: [u8; 32],
+/// What one run measured.
+struct Figures {
+    logins: usize,
+    /// Logins that failed and were run again.
+    failed: usize,
+    wall: Duration,
+    /// Sorted.
+    latencies: Vec<Duration>,
 }
 
-impl Client {
-    fn post<B: Serialize, T: DeserializeOwned>(&self, path: &str, body: &B) -> Result<T> {
-        let json = serde_json::to_vec(body)?;
-        let digest = vault_proof::request_digest("POST", path, &json);
-        let exchange =
-            ClientExchange::new(&self.server_key).ok_or_else(|| anyhow!("not a server key"))?;
-        let response = self
-            .http
-            .post(format!("{}{path}", self.url))
-            .header(
-                "authorization",
-                exchange.authorization(&self.credential, &digest),
-            )
-            .header("content-type", "application/json")
-            .body(json)
-            .send()?;
-        let status = response.status();
-        let proof = response
-            .headers()
-            .get(vault_proof::PROOF_HEADER)
-            .and_then(|value| value.to_str().ok())
-            .map(str::to_string)
-            .unwrap_or_default();
-        let bytes = response.bytes()?;
-        if !exchange.verify(&digest, status.as_u16(), &bytes, &proof) {
-            return Err(anyhow!("{path}: the answer carries no valid vault proof"));
-        }
-        if !status.is_success() {
-            return Err(anyhow!(
-                "{path}: {status} {}",
-                String::from_utf8_lossy(&bytes)
-            ));
-        }
-        Ok(serde_json::from_slice(&bytes)?)
+impl Figures {
+    fn per_second(&self) -> f64 {
+        self.logins as f64 / self.wall.as_secs_f64()
     }
 
-    fn register(&self, password: &[u8], ksf: &opaque_ke::argon2::Argon2<'static>) -> Result<()> {
-        let (upload, sealed_key, record_version) =
-            contract::client_registration(&self.account, password, &[7u8; 32], ksf, |request| {
-                let answer: RegisterStartAnswer = self
-                    .post(
-                        path::REGISTER_START,
-                        &RegisterStart {
-                            account: self.account.clone(),
-                            request: request.to_vec(),
-                        },
-                    )
-                    .map_err(|e| e.to_string())?;
-                Ok((answer.response, answer.record_version))
+    fn percentile(&self, p: f64) -> f64 {
+        let total = self.latencies.len();
+        let index = ((total as f64 * p).ceil() as usize).clamp(1, total) - 1;
+        self.latencies[index].as_secs_f64() * 1000.0
+    }
+
+    fn print(&self, what: &str, baseline: Option<&Figures>) {
+        let ratio = baseline
+            .map(|base| {
+                format!(
+                    " ({:.2}x the SQLite figure)",
+                    self.per_second() / base.per_second()
+                )
             })
-            .map_err(|e| anyhow!("{e}"))?;
-        let _: Done = self.post(
-            path::REGISTER_FINISH,
-            &RegisterFinish {
-                account: self.account.clone(),
-                record_version,
-                upload,
-                sealed_key,
-            },
-        )?;
-        Ok(())
-    }
-
-    /// One login; the time spent waiting for the server.
-    fn login(&self, password: &[u8], ksf: &opaque_ke::argon2::Argon2<'static>) -> Result<Duration> {
-        let start =
-            ClientLogin::<Suite>::start(&mut OsRng, password).map_err(|e| anyhow!("{e}"))?;
-        let mut attempt = [0u8; 16];
-        OsRng.fill_bytes(&mut attempt);
-        let sent = Instant::now();
-        let answer: LoginStartAnswer = self.post(
-            path::LOGIN_START,
-            &LoginStart {
-                account: self.account.clone(),
-                ke1: start.message.serialize().to_vec(),
-                // As the client sends it: one id per login (the vault keeps it in the entry).
-                attempt_id: Some(format!("{:032x}", u128::from_le_bytes(attempt))),
-            },
-        )?;
-        let mut waited = sent.elapsed();
-        let ke2 =
-            CredentialResponse::<Suite>::deserialize(&answer.ke2).map_err(|e| anyhow!("{e}"))?;
-        let finish = start
-            .state
-            .finish(
-                &mut OsRng,
-                password,
-                ke2,
-                ClientLoginFinishParameters::new(
-                    Some(CONTEXT),
-                    identifiers(&self.account),
-                    Some(ksf),
-                ),
-            )
-            .map_err(|e| anyhow!("{e}"))?;
-        let sent = Instant::now();
-        let _: LoginFinishAnswer = self.post(
-            path::LOGIN_FINISH,
-            &LoginFinish {
-                account: self.account.clone(),
-                login_id: answer.login_id,
-                ke3: finish.message.serialize().to_vec(),
-            },
-        )?;
-        waited += sent.elapsed();
-        Ok(waited)
+            .unwrap_or_default();
+        println!("{what}:");
+        println!(
+            "  {} logins ({} failed and run again) in {:.2} s: {:.0} logins/s{ratio}",
+            self.logins,
+            self.failed,
+            self.wall.as_secs_f64(),
+            self.per_second()
+        );
+        println!(
+            "  latency of a login's two round trips: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+            self.percentile(0.50),
+            self.percentile(0.99),
+            self.percentile(1.0)
+        );
     }
 }
+
+/// Accounts for `clients` clients, each registered, spread over `vaults` (client n on vault
+/// n mod their number), enough that none passes the vault's bound of logins in progress.
+fn make_clients(
+    vaults: &[&TestVault],
+    clients: usize,
+    per_client: usize,
+    prefix: &str,
+    ksf: &Argon2<'static>,
+) -> Result<Vec<Arc<Vec<LightClient>>>> {
+    let accounts_each = (per_client + 1).div_ceil(MAX_LOGINS_PER_ACCOUNT - 2);
+    let mut all = Vec::new();
+    for n in 0..clients {
+        let vault = vaults[n % vaults.len()];
+        let mut accounts = Vec::new();
+        for m in 0..accounts_each {
+            let account = format!("{prefix}-{n}-{m}");
+            let credential = vault.add_account(&account).map_err(|e| anyhow!(e))?;
+            let client = LightClient::new(
+                &vault.url,
+                &vault.ca_cert(),
+                &vault.server_key,
+                &account,
+                &credential,
+            )?;
+            client.register(PASSWORD, ksf)?;
+            accounts.push(client);
+        }
+        // Warm up: connections, sessions, caches.
+        accounts[0].login(PASSWORD, ksf)?;
+        all.push(Arc::new(accounts));
+    }
+    Ok(all)
+}
+
+/// Runs `per_client` logins on each client at once.
+fn measure(
+    clients: &[Arc<Vec<LightClient>>],
+    per_client: usize,
+    ksf: &Argon2<'static>,
+) -> Result<Figures> {
+    let started = Instant::now();
+    let threads: Vec<_> = clients
+        .iter()
+        .map(|accounts| {
+            let accounts = accounts.clone();
+            let ksf = ksf.clone();
+            std::thread::spawn(move || -> Result<(Vec<Duration>, usize)> {
+                let mut failed = 0;
+                let mut latencies = Vec::with_capacity(per_client);
+                for i in 0..per_client {
+                    // A login that fails (a store request caught by a dying member) is
+                    // counted and run again; a run with more failures than logins stops.
+                    loop {
+                        match accounts[i % accounts.len()].login(PASSWORD, &ksf) {
+                            Ok(waited) => break latencies.push(waited),
+                            Err(err) if failed < per_client => {
+                                failed += 1;
+                                if failed == 1 {
+                                    eprintln!("a login failed and is run again: {err}");
+                                }
+                            }
+                            Err(err) => return Err(err.into()),
+                        }
+                    }
+                }
+                Ok((latencies, failed))
+            })
+        })
+        .collect();
+    let mut latencies = Vec::new();
+    let mut failed = 0;
+    for thread in threads {
+        let (each, failures) = thread.join().map_err(|_| anyhow!("a client panicked"))??;
+        latencies.extend(each);
+        failed += failures;
+    }
+    let wall = started.elapsed();
+    latencies.sort();
+    Ok(Figures {
+        logins: latencies.len(),
+        failed,
+        wall,
+        latencies,
+    })
+}
+
+const PASSWORD: &[u8] = b"benchmark password 1";
 
 fn main() -> Result<()> {
     let args = Args::parse();
@@ -200,83 +211,17 @@ fn main() -> Result<()> {
         },
     )
     .map_err(|e| anyhow!(e))?;
-    let ca = reqwest::Certificate::from_pem_bundle(&std::fs::read(vault.ca_cert())?)?;
-    let cheap = key_stretching_with(8, 1, 1).map_err(|e| anyhow!(e))?;
-    let password = b"benchmark password 1";
-
-    let server_key: [u8; 32] = base64::engine::general_purpose::STANDARD
-        .decode(&vault.server_key)?
-        .try_into()
-        .map_err(|_| anyhow!("the server key is not 32 bytes"))?;
+    let cheap = cheap_key_stretching();
     let per_client = args.logins.div_ceil(args.clients);
-    // Logins (the warm-up's included) per account stay below the vault's per-account bound.
-    let accounts_each = (per_client + 1).div_ceil(MAX_LOGINS_PER_ACCOUNT - 2);
-    let mut clients = Vec::new();
-    for n in 0..args.clients {
-        let http = reqwest::blocking::Client::builder()
-            .tls_certs_only(ca.clone())
-            .pool_max_idle_per_host(1)
-            .build()?;
-        let mut accounts = Vec::new();
-        for m in 0..accounts_each {
-            let account = format!("bench-{n}-{m}");
-            let credential = vault.add_account(&account).map_err(|e| anyhow!(e))?;
-            let client = Client {
-                http: http.clone(),
-                url: vault.url.clone(),
-                account,
-                credential: credential.to_string(),
-                server_key,
-            };
-            client.register(password, &cheap)?;
-            accounts.push(client);
-        }
-        clients.push(Arc::new(accounts));
-    }
-    // Warm up: connections, sessions, caches.
-    for accounts in &clients {
-        accounts[0].login(password, &cheap)?;
-    }
-
+    let clients = make_clients(&[&vault], args.clients, per_client, "bench", &cheap)?;
     let pid = server_pid(&vault)?;
     let cpu_before = process_cpu(pid)?;
-    let started = Instant::now();
-    let threads: Vec<_> = clients
-        .iter()
-        .map(|accounts| {
-            let accounts = accounts.clone();
-            let cheap = cheap.clone();
-            std::thread::spawn(move || -> Result<Vec<Duration>> {
-                (0..per_client)
-                    .map(|i| accounts[i % accounts.len()].login(password, &cheap))
-                    .collect()
-            })
-        })
-        .collect();
-    let mut latencies = Vec::new();
-    for thread in threads {
-        latencies.extend(thread.join().map_err(|_| anyhow!("a client panicked"))??);
-    }
-    let wall = started.elapsed();
+    let sqlite = measure(&clients, per_client, &cheap)?;
     let cpu = process_cpu(pid)? - cpu_before;
-    latencies.sort();
-    let total = latencies.len();
-    let percentile = |p: f64| {
-        let index = ((total as f64 * p).ceil() as usize).clamp(1, total) - 1;
-        latencies[index].as_secs_f64() * 1000.0
-    };
-    let cpu_per_login = cpu.as_secs_f64() / total as f64;
-    println!("server side (SQLite store with group commit, SoftHSM2, HTTPS, keep-alive):");
-    println!(
-        "  {total} logins in {:.2} s: {:.0} logins/s with the clients on the same {cores} cores",
-        wall.as_secs_f64(),
-        total as f64 / wall.as_secs_f64()
-    );
-    println!(
-        "  latency of a login's two round trips: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
-        percentile(0.50),
-        percentile(0.99),
-        percentile(1.0)
+    let cpu_per_login = cpu.as_secs_f64() / sqlite.logins as f64;
+    sqlite.print(
+        "one vault, SQLite store with group commit, SoftHSM2, HTTPS, keep-alive",
+        None,
     );
     println!(
         "  server CPU per login {:.3} ms: {:.0} logins/s per core, {:.0} on {cores} cores with \
@@ -286,21 +231,42 @@ fn main() -> Result<()> {
         cores as f64 / cpu_per_login
     );
 
+    if !args.no_etcd {
+        let mut fleet = Fleet::start(&server, 3, Options::default()).map_err(|e| anyhow!(e))?;
+        let vaults: Vec<&TestVault> = fleet.vaults.iter().collect();
+        let on_etcd = make_clients(&vaults, args.clients, per_client, "etcd", &cheap)?;
+        let three = measure(&on_etcd, per_client, &cheap)?;
+        three.print(
+            "three vault instances, one 3-member etcd cluster (same machine)",
+            Some(&sqlite),
+        );
+        // A member that is not the one every client would lose first: any will do, the
+        // cluster keeps its quorum with two.
+        fleet.cluster.kill(2);
+        // Accounts of their own: those above have a minute's worth of logins in progress.
+        let vaults: Vec<&TestVault> = fleet.vaults.iter().collect();
+        let down = make_clients(&vaults, args.clients, per_client, "down", &cheap)?;
+        let degraded = measure(&down, per_client, &cheap)?;
+        degraded.print(
+            "three vault instances, one etcd member killed (2 of 3 up)",
+            Some(&sqlite),
+        );
+    }
+
     // The phone's side, with the real parameters.
     let real = key_stretching();
-    let phone = Client {
-        account: "bench-phone".into(),
-        credential: vault
-            .add_account("bench-phone")
-            .map_err(|e| anyhow!(e))?
-            .to_string(),
-        ..clients[0][0].clone()
-    };
-    phone.register(password, &real)?;
+    let phone = LightClient::new(
+        &vault.url,
+        &vault.ca_cert(),
+        &vault.server_key,
+        "bench-phone",
+        &vault.add_account("bench-phone").map_err(|e| anyhow!(e))?,
+    )?;
+    phone.register(PASSWORD, &real)?;
     let mut times = Vec::new();
     for _ in 0..args.argon2_runs {
         let start = Instant::now();
-        let waited = phone.login(password, &real)?;
+        let waited = phone.login(PASSWORD, &real)?;
         times.push(start.elapsed() - waited);
     }
     times.sort();

@@ -109,14 +109,16 @@ impl KeyVault {
     ) -> Result<Option<(AccountEntry, Revision)>, Refusal> {
         let mut previous: Option<Vec<u8>> = None;
         for _ in 0..MAX_STALE_READS {
-            let Some((entry, revision, bytes)) = self.load(account)? else {
+            let Some((mut entry, stored)) = self.load(account)? else {
                 return Ok(None);
             };
+            let (revision, bytes) = (stored.revision, stored.value);
             if let Some(credential) = credential
                 && !entry.accepts(credential)
             {
                 return Err(Refusal::unauthorized());
             }
+            self.check_position(account, &mut entry, stored.lineage)?;
             let Some(floor) = self.check_entry(account, &entry, &bytes)? else {
                 return Ok(Some((entry, revision)));
             };
@@ -125,7 +127,7 @@ impl KeyVault {
             }
             previous = Some(bytes);
         }
-        let (entry, _, _) = self.load(account)?.ok_or_else(Refusal::unauthorized)?;
+        let (entry, _) = self.load(account)?.ok_or_else(Refusal::unauthorized)?;
         let floor = self
             .seen
             .get(account)
@@ -161,6 +163,41 @@ impl KeyVault {
         }
         self.seen.remember(account, entry, digest);
         Ok(None)
+    }
+
+    /// On a store that keeps its keys' history (etcd), an entry the vault wrote is where the
+    /// vault wrote it (its tag binds that place): an entry found elsewhere was written there
+    /// by someone else (an older copy put back, another account's entry copied, an edit).
+    /// A fresh untagged entry (`account add`'s) claims no place; it gets the one it is found
+    /// at, so that the vault's first write of it is placed.
+    fn check_position(
+        &self,
+        account: &str,
+        entry: &mut AccountEntry,
+        lineage: Option<[u64; 2]>,
+    ) -> Result<(), Refusal> {
+        if entry.tag.is_none() && entry.store_position.is_none() {
+            entry.store_position = lineage;
+            return Ok(());
+        }
+        if entry.store_position == lineage {
+            return Ok(());
+        }
+        let place = |position: Option<[u64; 2]>| match position {
+            Some([created, version]) => {
+                format!("version {version} of the key created at revision {created}")
+            }
+            None => "no place".to_string(),
+        };
+        Err(self.entry_refused(
+            account,
+            &format!(
+                "the vault wrote it as {}, but the store holds it as {}: someone else wrote it \
+                 there (an older copy put back, or another account's entry copied)",
+                place(entry.store_position),
+                place(lineage)
+            ),
+        ))
     }
 
     fn below_floor(&self, account: &str, entry: &AccountEntry, floor: Floor) -> Refusal {
@@ -209,7 +246,7 @@ pub(super) fn check_not_rolled_back(
              the store was put back from an older copy (which would give back spent guesses \
              and erased records); put back its newest copy, the vault will not start on this \
              one",
-            config.store.display(),
+            config.store_name(),
             config.audit_log.display(),
             history.store_revision
         )));
@@ -231,7 +268,7 @@ pub(super) fn check_not_rolled_back(
                  {}, but the audit log {} records {} and {}: its entry was put back from an \
                  older copy; put back the store's newest copy, the vault will not start on \
                  this one",
-                config.store.display(),
+                config.store_name(),
                 now.spent,
                 now.last_version,
                 config.audit_log.display(),

@@ -11,6 +11,7 @@
 
 pub mod check;
 mod guesses;
+mod init;
 mod integrity;
 mod login;
 mod register;
@@ -19,7 +20,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use opaque_ke::ServerSetup;
-use rand::rngs::OsRng;
 use sealback_vault_client::format_server_key;
 use sealback_vault_client::protocol::check_account_name;
 use sealback_vault_client::protocol::suite::Suite;
@@ -32,7 +32,7 @@ use crate::config::{Config, ConfigError};
 use crate::hsm::{Hsm, HsmError};
 use crate::logins::Logins;
 use crate::record::{self, RecordError, SERVER_SETUP_KEY};
-use crate::store::{RecordStore, Revision, SqliteStore, StoreError, Swap};
+use crate::store::{RecordStore, Revision, StoreError, Swap, Versioned};
 pub use check::{GuessCheck, HostCheck};
 
 /// The vault: its store, HSM, OPAQUE setup, audit log and logins in progress.
@@ -122,6 +122,8 @@ impl From<HsmError> for Refusal {
     }
 }
 
+pub use init::{ENTRY_KEY_CHECK, Initialised, init};
+
 /// Why the vault cannot start, or `init` cannot initialise it.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -139,35 +141,6 @@ pub enum StartError {
     State(String),
 }
 
-/// Initialises a vault: the record key in the HSM (unless the token has it already), a new
-/// OPAQUE ServerSetup sealed under it in the store. Returns the server's public key, the one
-/// clients pin. Refuses a store that has a ServerSetup.
-pub fn init(config: &Config) -> Result<String, StartError> {
-    let store = SqliteStore::open(&config.store)?;
-    if store.get(SERVER_SETUP_KEY)?.is_some() {
-        return Err(StartError::State(format!(
-            "{} already holds a server setup: this vault is initialised (`sealback-vault \
-             server-key` prints its key)",
-            config.store.display()
-        )));
-    }
-    let pin = config.hsm.pin()?;
-    let (hsm, created) = Hsm::open_or_create(&config.hsm, &pin)?;
-    if !created {
-        tracing::warn!(
-            "the token already had a record key; the new server setup is sealed under it"
-        );
-    }
-    let setup = ServerSetup::<Suite>::new(&mut OsRng);
-    let sealed = record::seal_setup(&hsm, &setup)?;
-    match store.compare_and_swap(SERVER_SETUP_KEY, None, Some(&sealed))? {
-        Swap::Done(_) => Ok(format_server_key(&setup.keypair().public().serialize())),
-        Swap::Conflict => Err(StartError::State(
-            "another `init` wrote a server setup at the same time".into(),
-        )),
-    }
-}
-
 impl KeyVault {
     /// Opens the HSM, the store, the ServerSetup and the audit log of `config`, and erases
     /// records whose guesses ran out while the vault was down.
@@ -175,7 +148,7 @@ impl KeyVault {
         let pin = config.hsm.pin()?;
         let hsm = Hsm::open(&config.hsm, &pin)?;
         drop(pin);
-        let store: Arc<dyn RecordStore> = Arc::new(SqliteStore::open(&config.store)?);
+        let store = crate::store::open(config)?;
         KeyVault::with_store(config, hsm, store)
     }
 
@@ -202,10 +175,11 @@ impl KeyVault {
         let sealed = store.get(SERVER_SETUP_KEY)?.ok_or_else(|| {
             StartError::State(format!(
                 "{} holds no server setup: run `sealback-vault init` first",
-                config.store.display()
+                config.store_name()
             ))
         })?;
         let setup = record::open_setup(&hsm, &sealed.value)?;
+        init::check_entry_key(config, &hsm, store.as_ref())?;
         let server_key = format_server_key(&setup.keypair().public().serialize());
         let (_, history) = audit_log::history(&config.audit_log)?;
         for rollback in &history.rollbacks {
@@ -308,14 +282,14 @@ impl KeyVault {
         self.load_checked(account, None)
     }
 
-    /// The account's entry as stored, unchecked, with its revision and bytes.
-    fn load(&self, account: &str) -> Result<Option<(AccountEntry, Revision, Vec<u8>)>, Refusal> {
+    /// The account's entry as stored, unchecked, with its revision, bytes and lineage.
+    fn load(&self, account: &str) -> Result<Option<(AccountEntry, Versioned)>, Refusal> {
         match self.store.get(&account::store_key(account))? {
             None => Ok(None),
             Some(stored) => {
                 let entry = AccountEntry::from_bytes(&stored.value)
                     .map_err(|err| internal(&format!("the entry of account {account}"), err))?;
-                Ok(Some((entry, stored.revision, stored.value)))
+                Ok(Some((entry, stored)))
             }
         }
     }
@@ -332,6 +306,11 @@ impl KeyVault {
         loop {
             let (mut entry, revision) = self.entry(account)?.ok_or_else(Refusal::unauthorized)?;
             let outcome = change(&mut entry)?;
+            // The compare-and-swap succeeds only on the version read: the entry lands one
+            // place further in its key's history.
+            entry.store_position = entry
+                .store_position
+                .map(|[created, version]| [created, version + 1]);
             self.check.seal_entry(account, &mut entry)?;
             let bytes = entry.to_bytes();
             match self.store.compare_and_swap(
@@ -374,8 +353,14 @@ pub mod accounts {
     }
 
     /// Gives `account` a new credential; the old one stops working. The guess count, the
-    /// record and everything else are kept.
-    pub fn reissue(store: &dyn RecordStore, account: &str) -> Result<Zeroizing<String>, String> {
+    /// record and everything else are kept. On a store that keeps its keys' history (etcd)
+    /// a tagged entry's tag binds its place there, so the new entry is checked and tagged
+    /// again in `hsm` (docs/vault.md §11.3); without `hsm` that is refused.
+    pub fn reissue(
+        store: &dyn RecordStore,
+        account: &str,
+        hsm: Option<&Hsm>,
+    ) -> Result<Zeroizing<String>, String> {
         check_account_name(account)?;
         let key = account::store_key(account);
         loop {
@@ -386,6 +371,20 @@ pub mod accounts {
             let mut entry = AccountEntry::from_bytes(&stored.value)?;
             let (credential, hash) = account::new_credential();
             entry.credential_sha256 = hash;
+            if let (Some([created, version]), Some(_)) = (stored.lineage, &entry.tag) {
+                let hsm =
+                    hsm.ok_or("this entry's tag binds its place in etcd: reissuing needs the HSM")?;
+                if entry.store_position != stored.lineage
+                    || record::check_entry_tag(hsm, account, &entry).is_err()
+                {
+                    return Err(format!(
+                        "the entry of account {account} fails its integrity check (edited, or \
+                         put back from an older copy); it is not tagged again"
+                    ));
+                }
+                entry.store_position = Some([created, version + 1]);
+                record::tag_entry(hsm, account, &mut entry).map_err(|err| err.to_string())?;
+            }
             match store
                 .compare_and_swap(&key, Some(stored.revision), Some(&entry.to_bytes()))
                 .map_err(|err| err.to_string())?

@@ -5,14 +5,28 @@
 //! `server-setup` (the HSM-sealed OPAQUE ServerSetup). The guess limit is enforced with
 //! compare-and-swap on these values, so any store with the contract below enforces it
 //! exactly, however many vault threads or processes share it. SQLite ([`SqliteStore`]) is
-//! the embedded default; a replicated store (etcd's transactions on `mod_revision`) fits
-//! the same contract.
+//! the embedded default for one machine; [`EtcdStore`] (transactions on etcd's
+//! `mod_revision`) is the replicated one that several vault instances share.
 //!
 //! `check_contract` (with the `testing` feature) is the test every implementation must pass.
 
+mod etcd;
 mod sqlite;
 
+use std::sync::Arc;
+
+pub use etcd::EtcdStore;
 pub use sqlite::SqliteStore;
+
+use crate::config::Config;
+
+/// The store `config` names: `store = "etcd"` and its `[etcd]` table, or a SQLite file.
+pub fn open(config: &Config) -> Result<Arc<dyn RecordStore>, StoreError> {
+    Ok(match &config.etcd {
+        Some(etcd) => Arc::new(EtcdStore::open(etcd)?),
+        None => Arc::new(SqliteStore::open(&config.store)?),
+    })
+}
 
 /// A value's revision. Every successful write of any key takes the next revision of the
 /// whole store, so revisions strictly increase and a key that is deleted and written again
@@ -24,6 +38,13 @@ pub type Revision = u64;
 pub struct Versioned {
     pub value: Vec<u8>,
     pub revision: Revision,
+    /// Where the value sits in its key's history, if the store keeps that history itself
+    /// (etcd: `[create_revision, version]`, the revision that created the key and the writes
+    /// since). Nobody can put an older value back at its old place: a key's version only
+    /// grows, and a key deleted and created again gets a new creation revision. The vault's
+    /// tag on an entry binds the place it writes the entry to (docs/vault.md §11.3). SQLite:
+    /// `None`.
+    pub lineage: Option<[u64; 2]>,
 }
 
 /// The outcome of [`RecordStore::compare_and_swap`].
@@ -76,27 +97,25 @@ pub trait RecordStore: Send + Sync {
     fn purge_history(&self) -> Result<(), StoreError>;
 }
 
-/// The contract of [`RecordStore`], checked on an empty store. Panics on a violation.
+/// The contract of [`RecordStore`], checked on an empty store that nothing else writes to
+/// meanwhile. Panics on a violation.
 #[cfg(any(test, feature = "testing"))]
 pub fn check_contract(store: &dyn RecordStore) {
-    // Absent keys, creation, expected revisions.
+    // Absent keys, creation, expected revisions. (A store shared with others, such as an
+    // etcd cluster, may start above revision 0.)
     assert_eq!(store.get("a").expect("get"), None);
-    assert_eq!(store.revision().expect("revision"), 0);
+    let r0 = store.revision().expect("revision");
     let Swap::Done(Some(r1)) = store.compare_and_swap("a", None, Some(b"1")).expect("cas") else {
         panic!("creating an absent key succeeds");
     };
+    assert!(r1 > r0);
     assert_eq!(
         store.compare_and_swap("a", None, Some(b"x")).expect("cas"),
         Swap::Conflict,
         "creating an existing key conflicts"
     );
-    assert_eq!(
-        store.get("a").expect("get"),
-        Some(Versioned {
-            value: b"1".to_vec(),
-            revision: r1
-        })
-    );
+    let read = store.get("a").expect("get").expect("written");
+    assert_eq!((read.value.as_slice(), read.revision), (&b"1"[..], r1));
     let Swap::Done(Some(r2)) = store
         .compare_and_swap("a", Some(r1), Some(b"2"))
         .expect("cas")

@@ -153,6 +153,7 @@ impl RecordStore for SqliteStore {
                         Ok(Versioned {
                             value: row.get(0)?,
                             revision: revision_of(row.get(1)?),
+                            lineage: None,
                         })
                     })
                     .optional()
@@ -395,6 +396,7 @@ mod tests {
     fn keeps_the_contract() {
         let dir = tempfile::tempdir().expect("temp dir");
         let store = SqliteStore::open(&dir.path().join("s.db")).expect("opens");
+        assert_eq!(store.revision().expect("revision"), 0);
         super::super::check_contract(&store);
     }
 

@@ -10,6 +10,8 @@ mod failover;
 mod guess_limit;
 mod hsm;
 mod hygiene;
+mod instances;
+mod instances_kill;
 mod login;
 mod persistence;
 mod probing;
