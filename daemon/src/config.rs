@@ -117,6 +117,9 @@ struct RawTarget {
     timeout: String,
     #[serde(default = "default_retries")]
     retries: u32,
+    /// This target's own schedule (`on-change`, `manual`, `daily`, `6h`, ...), else `[schedule]`'s.
+    #[serde(default)]
+    schedule: Option<String>,
 }
 
 fn default_concurrency() -> usize {
@@ -248,6 +251,18 @@ pub struct TargetConfig {
     pub timeout: Duration,
     /// How transient failures are retried.
     pub retry: crate::providers::RetryPolicy,
+    /// The target's own `schedule`; `None`: it follows `[schedule]`.
+    pub schedule: Option<Schedule>,
+}
+
+impl Config {
+    /// The schedule target `i` follows: its own, or `[schedule]`'s.
+    pub fn target_schedule(&self, i: usize) -> Schedule {
+        self.targets
+            .get(i)
+            .and_then(|t| t.schedule.clone())
+            .unwrap_or_else(|| self.schedule.clone())
+    }
 }
 
 impl Config {
@@ -441,7 +456,19 @@ fn validate(raw: RawConfig, path: &str) -> Result<Config, ConfigError> {
                 format!("{} retries is more than 100", t.retries),
             ));
         }
+        let schedule = match t.schedule.as_deref() {
+            None => None,
+            Some(text) => Some(parse_target_schedule(text).ok_or_else(|| {
+                bad(
+                    &format!("targets[{i}].schedule"),
+                    format!(
+                        "{text:?} is not on-change, manual, hourly, daily, weekly, monthly or a duration such as \"6h\""
+                    ),
+                )
+            })?),
+        };
         targets.push(TargetConfig {
+            schedule,
             name: t.name,
             plugin: t.plugin,
             options: serde_json::Value::Object(t.options),
@@ -505,6 +532,16 @@ fn validate(raw: RawConfig, path: &str) -> Result<Config, ConfigError> {
         debounce,
         targets,
     })
+}
+
+/// A target's `schedule`: `on-change`, `manual`, or an interval as `[schedule] interval`
+/// takes it.
+fn parse_target_schedule(text: &str) -> Option<Schedule> {
+    match text {
+        "on-change" => Some(Schedule::OnChange),
+        "manual" => Some(Schedule::Manual),
+        other => parse_interval(other).map(Schedule::Interval),
+    }
 }
 
 /// `daily`, `weekly`, `monthly` (30 days), or a humantime duration.
@@ -616,3 +653,6 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+mod target_schedule_tests;

@@ -277,7 +277,7 @@ fn accept_chunk(
             "Content-Range bytes {first}-{last} is past the upload's end"
         )));
     }
-    if !is_last && len % CHUNK_GRANULE != 0 {
+    if !is_last && !len.is_multiple_of(CHUNK_GRANULE) {
         return Err(DriveError::bad_request(format!(
             "a chunk other than the last must be a multiple of {CHUNK_GRANULE} bytes; this one has {len}"
         )));

@@ -21,6 +21,7 @@ mod restore_security;
 mod secrets;
 mod socket;
 mod tampering;
+mod target_schedules;
 mod targets;
 mod vault;
 mod vault_trial;
