@@ -127,6 +127,9 @@ struct RawTarget {
     retries: u32,
     #[serde(default)]
     retention: Option<crate::retention::RawRetention>,
+    /// This target's own schedule (`on-change`, `manual`, `daily`, `6h`, ...), else `[schedule]`'s.
+    #[serde(default)]
+    schedule: Option<String>,
 }
 
 fn default_concurrency() -> usize {
@@ -261,6 +264,18 @@ pub struct TargetConfig {
     pub retry: crate::providers::RetryPolicy,
     /// `[retention]`, overridden by the target's own `retention` table.
     pub retention: crate::retention::Retention,
+    /// The target's own `schedule`; `None`: it follows `[schedule]`.
+    pub schedule: Option<Schedule>,
+}
+
+impl Config {
+    /// The schedule target `i` follows: its own, or `[schedule]`'s.
+    pub fn target_schedule(&self, i: usize) -> Schedule {
+        self.targets
+            .get(i)
+            .and_then(|t| t.schedule.clone())
+            .unwrap_or_else(|| self.schedule.clone())
+    }
 }
 
 impl Config {
@@ -464,7 +479,19 @@ fn validate(raw: RawConfig, path: &str) -> Result<Config, ConfigError> {
                 format!("{} retries is more than 100", t.retries),
             ));
         }
+        let schedule = match t.schedule.as_deref() {
+            None => None,
+            Some(text) => Some(parse_target_schedule(text).ok_or_else(|| {
+                bad(
+                    &format!("targets[{i}].schedule"),
+                    format!(
+                        "{text:?} is not on-change, manual, hourly, daily, weekly, monthly or a duration such as \"6h\""
+                    ),
+                )
+            })?),
+        };
         targets.push(TargetConfig {
+            schedule,
             name: t.name,
             plugin: t.plugin,
             options: serde_json::Value::Object(t.options),
@@ -524,6 +551,16 @@ fn validate(raw: RawConfig, path: &str) -> Result<Config, ConfigError> {
         debounce,
         targets,
     })
+}
+
+/// A target's `schedule`: `on-change`, `manual`, or an interval as `[schedule] interval`
+/// takes it.
+fn parse_target_schedule(text: &str) -> Option<Schedule> {
+    match text {
+        "on-change" => Some(Schedule::OnChange),
+        "manual" => Some(Schedule::Manual),
+        other => parse_interval(other).map(Schedule::Interval),
+    }
 }
 
 /// `daily`, `weekly`, `monthly` (30 days), or a humantime duration.
@@ -656,3 +693,6 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+mod target_schedule_tests;

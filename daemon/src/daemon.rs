@@ -69,7 +69,12 @@ pub struct Daemon {
     pub cancel: AtomicBool,
     /// Ends the providers' waits on shutdown (see [`providers::Stop`]).
     stop: providers::Stop,
+    /// When the scheduler plans each target's next backup (Unix ms), by target order.
+    next_backups: Mutex<Vec<Option<i64>>>,
 }
+
+/// One target's part of a backup run: its index in the configuration and how it went.
+pub type TargetResult = (usize, Result<BackupReport, ApiError>);
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
@@ -136,6 +141,7 @@ impl Daemon {
             host,
             cancel: AtomicBool::new(false),
             stop,
+            next_backups: Mutex::new(Vec::new()),
         })
     }
 
@@ -224,43 +230,57 @@ impl Daemon {
         }
     }
 
-    /// The time of the newest snapshot any target's catalog knows.
-    pub fn newest_snapshot_unix_ms(&self) -> Option<i64> {
+    /// The time of the newest snapshot target `i`'s catalog knows.
+    pub fn newest_snapshot_unix_ms_of(&self, i: usize) -> Option<i64> {
         self.targets
-            .iter()
-            .filter_map(|t| self.target_status(t).last_snapshot_unix_ms)
-            .max()
+            .get(i)
+            .and_then(|t| self.target_status(t).last_snapshot_unix_ms)
     }
 
     pub fn note_change(&self) {
         lock(&self.runtime).pending_change = true;
     }
 
-    /// Runs one backup to every target (blocking). Called by the scheduler only, so never
-    /// two at once.
+    /// The scheduler's plan, for `status`: each target's next backup (Unix ms).
+    pub fn set_next_backups(&self, next: Vec<Option<i64>>) {
+        *lock(&self.next_backups) = next;
+    }
+
+    /// Runs one backup to the targets `which` (indices into the configuration's targets;
+    /// blocking), each target's result beside the first report or error. Called by the
+    /// scheduler only, so never two at once.
     pub fn run_backup(
         &self,
+        which: &[usize],
         progress: &(dyn Fn(u64, u64) + Sync),
-    ) -> Result<BackupReport, ApiError> {
-        let key = self.key()?;
+    ) -> (Result<BackupReport, ApiError>, Vec<TargetResult>) {
+        let key = match self.key() {
+            Ok(k) => k,
+            Err(e) => {
+                let each = which.iter().map(|&i| (i, Err(e.clone()))).collect();
+                return (Err(e), each);
+            }
+        };
+        let chosen: Vec<(usize, &Target)> = which
+            .iter()
+            .filter_map(|&i| self.targets.get(i).map(|t| (i, t)))
+            .collect();
         {
             let mut rt = lock(&self.runtime);
             rt.activity_backup = true;
             rt.pending_change = false;
         }
-        // Every target at once, each its own repository: a slow or failing target neither
-        // delays nor fails the others. Progress is the sum over the targets.
-        let parts: Vec<(AtomicU64, AtomicU64)> = self
-            .targets
+        // Every chosen target at once, each its own repository: a slow or failing target
+        // neither delays nor fails the others. Progress is the sum over the targets.
+        let parts: Vec<(AtomicU64, AtomicU64)> = chosen
             .iter()
             .map(|_| (AtomicU64::new(0), AtomicU64::new(0)))
             .collect();
         let results: Vec<Result<BackupReport, ApiError>> = std::thread::scope(|scope| {
-            let handles: Vec<_> = self
-                .targets
+            let handles: Vec<_> = chosen
                 .iter()
                 .enumerate()
-                .map(|(i, target)| {
+                .map(|(i, (_, target))| {
                     let (key, parts) = (&key, &parts);
                     scope.spawn(move || {
                         let report_progress = |done: u64, total: u64| {
@@ -287,7 +307,7 @@ impl Daemon {
         });
         let mut first: Option<BackupReport> = None;
         let mut failures = Vec::new();
-        for (target, result) in self.targets.iter().zip(results) {
+        for ((_, target), result) in chosen.iter().zip(&results) {
             match result {
                 Ok(report) => {
                     tracing::info!(
@@ -296,18 +316,19 @@ impl Daemon {
                         duration_ms = report.duration_ms, "backup finished"
                     );
                     *lock(&target.last_error) = None;
-                    first.get_or_insert(report);
+                    first.get_or_insert(report.clone());
                 }
                 Err(e) => {
                     tracing::error!(target = %target.config.name, error = %e, "backup failed");
                     *lock(&target.last_error) = Some(e.to_string());
-                    failures.push(e);
+                    failures.push(e.clone());
                 }
             }
         }
+        let each: Vec<TargetResult> = chosen.iter().map(|(i, _)| *i).zip(results).collect();
         let mut rt = lock(&self.runtime);
         rt.activity_backup = false;
-        match (failures.into_iter().next(), first) {
+        let overall = match (failures.into_iter().next(), first) {
             (None, Some(report)) => {
                 rt.last_backup = Some(report.clone());
                 rt.last_error = None;
@@ -321,7 +342,8 @@ impl Daemon {
                 Err(e)
             }
             (None, None) => Err(ApiError::new(500, "internal", "no targets configured")),
-        }
+        };
+        (overall, each)
     }
 
     fn backup_to(
@@ -483,9 +505,16 @@ impl Daemon {
     }
 
     fn target_status(&self, target: &Target) -> TargetStatus {
+        let index = self
+            .targets
+            .iter()
+            .position(|t| std::ptr::eq(t, target))
+            .unwrap_or(0);
         let mut status = TargetStatus {
             name: target.config.name.clone(),
             plugin: target.config.plugin.clone(),
+            schedule: self.config.target_schedule(index).to_string(),
+            next_backup_unix_ms: lock(&self.next_backups).get(index).copied().flatten(),
             last_snapshot: None,
             last_snapshot_unix_ms: None,
             snapshots: 0,

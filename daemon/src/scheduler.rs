@@ -1,20 +1,26 @@
 //! When backups run: one at a time, on request, shortly after the store changes
 //! (`on-change`: the debounce after the first change, so a busy app still gets backed up
 //! at a bounded delay), or every interval. A change during a backup schedules another after it.
+//! Each target follows its own schedule (`[[targets]] schedule`, else `[schedule]`): a
+//! backup started by a target's schedule goes to the targets due then ([`plan`]); one asked
+//! for through the control socket goes to every target.
+
+mod plan;
 
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
+
+use plan::{Outcome, Plan};
 
 use notify::event::ModifyKind;
 use notify::{EventKind, RecursiveMode, Watcher};
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
-use crate::config::Schedule;
 use crate::control::ApiError;
 use crate::control::api::BackupReport;
-use crate::daemon::{BackupTicket, Daemon};
+use crate::daemon::{BackupTicket, Daemon, TargetResult};
 
 /// Watches the store; each relevant change makes `tx` hold a token (coalesced).
 pub fn watch_store(
@@ -52,9 +58,6 @@ fn is_relevant(event: &notify::Event) -> bool {
         })
 }
 
-const RETRY_FIRST: Duration = Duration::from_secs(30);
-const RETRY_MAX: Duration = Duration::from_secs(30 * 60);
-
 /// The scheduler loop; ends when `shutdown` fires.
 pub async fn run(
     daemon: Arc<Daemon>,
@@ -62,56 +65,70 @@ pub async fn run(
     mut changes: mpsc::Receiver<()>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let schedule = daemon.config.schedule.clone();
-    let debounce = daemon.config.debounce;
-    let mut change_deadline: Option<Instant> = None;
-    // After a failed backup (a target unreachable, say), another is tried after a wait that
-    // doubles up to RETRY_MAX, so a target that comes back catches up on its own.
-    let mut retry_deadline: Option<Instant> = None;
-    let mut retry_wait = RETRY_FIRST;
-    let mut next_interval = match &schedule {
-        Schedule::Interval(every) => Some(first_interval_run(&daemon, *every)),
-        _ => None,
-    };
+    let schedules = (0..daemon.config.targets.len())
+        .map(|i| daemon.config.target_schedule(i))
+        .collect();
+    // After a failed backup (a target unreachable, say), that target is tried again after a
+    // wait that doubles up to plan::RETRY_MAX, so a target that comes back catches up.
+    let mut plan = Plan::new(schedules, daemon.config.debounce, |i, every| {
+        first_interval_run(&daemon, i, every)
+    });
+    publish(&daemon, &plan);
     loop {
         let mut waiting: Vec<BackupTicket> = Vec::new();
         tokio::select! {
             _ = shutdown.changed() => break,
             Some(()) = changes.recv() => {
                 daemon.note_change();
-                if schedule == Schedule::OnChange && change_deadline.is_none() {
-                    change_deadline = Some(Instant::now() + debounce);
-                }
+                plan.changed(Instant::now(), &[]);
+                publish(&daemon, &plan);
                 continue;
             }
             Some(ticket) = tickets.recv() => waiting.push(ticket),
-            _ = sleep_until(change_deadline) => {}
-            _ = sleep_until(next_interval) => {}
-            _ = sleep_until(retry_deadline) => {}
+            _ = sleep_until(plan.next_deadline()) => {}
         }
         while let Ok(t) = tickets.try_recv() {
             waiting.push(t);
         }
-        change_deadline = None;
-        retry_deadline = None;
-        // Changes seen before the capture starts are covered by it; those that arrive while
-        // it runs wait in `changes` and schedule the next backup.
-        while changes.try_recv().is_ok() {}
-        let result = backup(&daemon, &waiting).await;
-        match &result {
-            Err(e) if e.body.code != "no-key" && e.body.code != "shutting-down" => {
-                tracing::warn!(
-                    retry_in_s = retry_wait.as_secs(),
-                    "backup failed; trying again later"
-                );
-                retry_deadline = Some(Instant::now() + retry_wait);
-                retry_wait = (retry_wait * 2).min(RETRY_MAX);
+        let which = if waiting.is_empty() {
+            plan.due(Instant::now())
+        } else {
+            plan.all()
+        };
+        if which.is_empty() {
+            continue;
+        }
+        plan.started(&which);
+        // Changes seen before the capture starts are covered by it for the targets it backs
+        // up; the other on-change targets still get theirs. Those that arrive while it runs
+        // wait in `changes` and schedule the next backup.
+        let mut changed = false;
+        while changes.try_recv().is_ok() {
+            changed = true;
+        }
+        if changed {
+            plan.changed(Instant::now(), &which);
+        }
+        publish(&daemon, &plan);
+        let (result, each) = backup(&daemon, &which, &waiting).await;
+        let now = Instant::now();
+        for (i, outcome) in each {
+            let outcome = match outcome {
+                Ok(_) => Outcome::Succeeded,
+                Err(e) if e.body.code == "no-key" || e.body.code == "shutting-down" => {
+                    Outcome::Refused
+                }
+                Err(_) => Outcome::Failed,
+            };
+            if outcome == Outcome::Failed {
+                tracing::warn!(target = %daemon.config.targets[i].name, "backup failed; trying this target again later");
             }
-            _ => retry_wait = RETRY_FIRST,
+            plan.finished(i, outcome, now);
         }
-        if let Schedule::Interval(every) = &schedule {
-            next_interval = Some(Instant::now() + *every);
+        if plan.has_pending_change() {
+            daemon.note_change();
         }
+        publish(&daemon, &plan);
         for ticket in waiting {
             if let Some(reply) = ticket.reply {
                 let _ = reply.send(result.clone());
@@ -120,11 +137,31 @@ pub async fn run(
     }
 }
 
-async fn backup(daemon: &Arc<Daemon>, waiting: &[BackupTicket]) -> Result<BackupReport, ApiError> {
+/// The plan's next backups, as wall-clock times, for `status`.
+fn publish(daemon: &Daemon, plan: &Plan) {
+    let now = Instant::now();
+    let wall_ms = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64);
+    let next = (0..daemon.config.targets.len())
+        .map(|i| {
+            plan.next_run(i)
+                .map(|at| wall_ms + at.saturating_duration_since(now).as_millis() as i64)
+        })
+        .collect();
+    daemon.set_next_backups(next);
+}
+
+async fn backup(
+    daemon: &Arc<Daemon>,
+    which: &[usize],
+    waiting: &[BackupTicket],
+) -> (Result<BackupReport, ApiError>, Vec<TargetResult>) {
     let sinks: Vec<_> = waiting.iter().map(|t| t.progress.clone()).collect();
     let d = daemon.clone();
+    let targets = which.to_vec();
     tokio::task::spawn_blocking(move || {
-        d.run_backup(&|done, total| {
+        d.run_backup(&targets, &|done, total| {
             for s in &sinks {
                 s.set(done, total);
             }
@@ -132,11 +169,11 @@ async fn backup(daemon: &Arc<Daemon>, waiting: &[BackupTicket]) -> Result<Backup
     })
     .await
     .unwrap_or_else(|e| {
-        Err(ApiError::new(
-            500,
-            "internal",
-            format!("backup task failed: {e}"),
-        ))
+        let error = ApiError::new(500, "internal", format!("backup task failed: {e}"));
+        (
+            Err(error.clone()),
+            which.iter().map(|&i| (i, Err(error.clone()))).collect(),
+        )
     })
 }
 
@@ -147,10 +184,10 @@ async fn sleep_until(deadline: Option<Instant>) {
     }
 }
 
-/// The first interval backup: one interval after the newest snapshot any target holds, or
-/// soon after start when there is none.
-fn first_interval_run(daemon: &Daemon, every: Duration) -> Instant {
-    let newest = daemon.newest_snapshot_unix_ms();
+/// Target `i`'s first interval backup: one interval after its newest snapshot, or soon
+/// after start when it has none.
+fn first_interval_run(daemon: &Daemon, i: usize, every: Duration) -> Instant {
+    let newest = daemon.newest_snapshot_unix_ms_of(i);
     let now_ms = SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64);

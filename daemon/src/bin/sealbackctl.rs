@@ -700,9 +700,14 @@ fn print_status(status: &Status) {
                 (Some(id), None) => short_id(id),
                 (None, _) => "-".to_owned(),
             };
+            let schedule = match t.next_backup_unix_ms {
+                Some(ms) => format!("{} (next {})", t.schedule, utc(ms)),
+                None => t.schedule.clone(),
+            };
             vec![
                 t.name.clone(),
                 t.plugin.clone(),
+                schedule,
                 t.snapshots.to_string(),
                 HumanBytes(t.bytes_stored).to_string(),
                 last,
@@ -718,6 +723,7 @@ fn print_status(status: &Status) {
         &[
             ("TARGET", false),
             ("PLUGIN", false),
+            ("SCHEDULE", false),
             ("SNAPSHOTS", true),
             ("STORED", true),
             ("LAST SNAPSHOT", false),

@@ -183,6 +183,14 @@ pub struct Status {
 pub struct TargetStatus {
     pub name: String,
     pub plugin: String,
+    /// The schedule this target follows: its own `schedule`, else `[schedule]`'s
+    /// (`on-change`, `manual`, `interval (1day)`).
+    #[serde(default)]
+    pub schedule: String,
+    /// The backup the scheduler plans next for this target (Unix ms); none while nothing is
+    /// planned (manual, or on-change with no change pending).
+    #[serde(default)]
+    pub next_backup_unix_ms: Option<i64>,
     pub last_snapshot: Option<String>,
     pub last_snapshot_unix_ms: Option<i64>,
     pub snapshots: u64,

@@ -90,7 +90,7 @@ impl<S: ObjectStore> Retrying<S> {
                 }
                 Err(mut e) => {
                     if retry > 0 {
-                        e.message = format!("{} (after {} attempts)", e.message, retry + 1);
+                        e.message = format!("{} (gave up after {} attempts)", e.message, retry + 1);
                     }
                     return Err(e);
                 }
@@ -178,7 +178,11 @@ mod tests {
             Stop::default(),
         );
         let err = store.put("a", b"x").expect_err("gives up");
-        assert!(err.message.contains("after 3 attempts"), "{}", err.message);
+        assert!(
+            err.message.ends_with("(gave up after 3 attempts)"),
+            "{}",
+            err.message
+        );
     }
 
     #[test]

@@ -42,15 +42,8 @@ pub(crate) fn is_retryable(status: StatusCode) -> bool {
         || (status.is_server_error() && !matches!(status.as_u16(), 501 | 505 | 507))
 }
 
-/// Whether a request that got no answer is worth sending again at once: a refused, reset or
-/// closed connection is; a timeout (its time is spent), an untrusted certificate and a
-/// request that cannot be built are not.
-pub(crate) fn is_retryable_failure(err: &reqwest::Error) -> bool {
-    !err.is_timeout() && !err.is_builder() && !err.is_redirect() && tls_problem(err).is_none()
-}
-
-/// The error for a request that got no answer after `attempts` tries.
-pub(crate) fn failure(request: &Request<'_>, err: &reqwest::Error, attempts: u32) -> ProviderError {
+/// The error for a request that got no answer.
+pub(crate) fn failure(request: &Request<'_>, err: &reqwest::Error) -> ProviderError {
     if let Some(problem) = tls_problem(err) {
         let host = request.url.host_str().unwrap_or("the server");
         return ProviderError::permanent(format!(
@@ -68,7 +61,7 @@ pub(crate) fn failure(request: &Request<'_>, err: &reqwest::Error, attempts: u32
             chain(err)
         ));
     }
-    ProviderError::transient(format!("{request}: {}{}", chain(err), tries(attempts)))
+    ProviderError::transient(format!("{request}: {}", chain(err)))
 }
 
 /// The error for an answer the caller did not expect.
@@ -78,11 +71,7 @@ pub(crate) fn unexpected(
     credentials: Option<&Credentials>,
 ) -> ProviderError {
     let status = answer.response.status();
-    let head = format!(
-        "{request}: {}{}",
-        status_text(status),
-        tries(answer.attempts)
-    );
+    let head = format!("{request}: {}", status_text(status));
     match status.as_u16() {
         401 => ProviderError::auth(match credentials {
             Some(c) => format!(
@@ -110,9 +99,7 @@ pub(crate) fn unexpected(
              LimitRequestBody) or the account's quota"
         )),
         _ if is_retryable(status) => {
-            let error = ProviderError::transient(format!(
-                "{head}: the server is busy or failing; sealback tries again later"
-            ));
+            let error = ProviderError::transient(format!("{head}: the server is busy or failing"));
             match retry_after(answer.response.headers()) {
                 Some(delay) => error.with_retry_after(delay),
                 None => error,
@@ -147,14 +134,6 @@ pub(crate) fn status_text(status: StatusCode) -> String {
     match status.canonical_reason() {
         Some(reason) => format!("{} {reason}", status.as_u16()),
         None => status.as_u16().to_string(),
-    }
-}
-
-fn tries(attempts: u32) -> String {
-    if attempts > 1 {
-        format!(" (tried {attempts} times)")
-    } else {
-        String::new()
     }
 }
 
@@ -222,7 +201,7 @@ mod tests {
     use crate::password::{Password, PasswordSource};
 
     /// The error for an answer with `status` and `headers`, to a PUT by user alice.
-    fn classify(status: u16, headers: &[(&str, &str)], attempts: u32) -> ProviderError {
+    fn classify(status: u16, headers: &[(&str, &str)]) -> ProviderError {
         let mut response = http::Response::builder().status(status);
         for (name, value) in headers {
             response = response.header(*name, *value);
@@ -230,7 +209,6 @@ mod tests {
         let response = response.body(Vec::new()).expect("response");
         let answer = Answer {
             response: response.into(),
-            attempts,
         };
         let url = Url::parse("https://dav.example/sb/config").expect("url");
         let request = Request {
@@ -266,7 +244,7 @@ mod tests {
             (501, ErrorKind::Permanent),
             (301, ErrorKind::Permanent),
         ] {
-            let err = classify(status, &[], 1);
+            let err = classify(status, &[]);
             assert_eq!(err.kind(), kind, "{status}: {err}");
             assert!(
                 err.message()
@@ -278,7 +256,7 @@ mod tests {
 
     #[test]
     fn messages_say_what_to_fix() {
-        let err = classify(401, &[], 1);
+        let err = classify(401, &[]);
         assert!(
             err.message().contains(
                 "refused user \"alice\" with the password in sealbackd's environment \
@@ -286,30 +264,29 @@ mod tests {
             ),
             "{err}"
         );
-        let err = classify(301, &[("location", "https://dav.example/other/")], 1);
+        let err = classify(301, &[("location", "https://dav.example/other/")]);
         assert!(
             err.message()
                 .contains("redirects to https://dav.example/other/"),
             "{err}"
         );
-        let err = classify(503, &[], 3);
+        // The plugin sends each request once and counts no tries: the host's retry layer
+        // does, once.
+        let err = classify(503, &[]);
         assert!(
             err.message()
-                .contains("503 Service Unavailable (tried 3 times)"),
+                .ends_with("503 Service Unavailable: the server is busy or failing"),
             "{err}"
         );
     }
 
     #[test]
     fn a_transient_error_carries_the_servers_retry_after() {
-        let err = classify(429, &[("retry-after", "30")], 1);
+        let err = classify(429, &[("retry-after", "30")]);
         assert_eq!(err.retry_after(), Some(Duration::from_secs(30)));
-        assert_eq!(classify(503, &[], 1).retry_after(), None);
+        assert_eq!(classify(503, &[]).retry_after(), None);
         // Only transient errors carry one.
-        assert_eq!(
-            classify(507, &[("retry-after", "30")], 1).retry_after(),
-            None
-        );
+        assert_eq!(classify(507, &[("retry-after", "30")]).retry_after(), None);
     }
 
     #[test]

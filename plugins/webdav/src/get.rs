@@ -31,7 +31,7 @@ use sealback_plugin_api::limits::MAX_OBJECT_BYTES;
 use crate::answer::{self, Request};
 use crate::propfind::{self, Kind};
 use crate::replace::Replace;
-use crate::server::{ATTEMPTS, Answer, Server, backoff};
+use crate::server::{Answer, Server};
 
 /// The waits before asking again about an object the server said was missing, while puts
 /// may be replacing objects with MOVE. rclone's gap between delete and rename was seen to
@@ -89,12 +89,8 @@ pub(crate) fn get(
                     replaced_backoff(attempt),
                 ),
             },
-            Err(Body::Http(err)) if answer::is_retryable_failure(&err) => (
-                answer::failure(&request, &err, attempt),
-                ATTEMPTS,
-                backoff(attempt),
-            ),
-            Err(Body::Http(err)) => return Err(answer::failure(&request, &err, attempt)),
+            // A body cut short is transient; sealbackd retries it.
+            Err(Body::Http(err)) => return Err(answer::failure(&request, &err)),
         };
         if attempt >= limit {
             return Err(problem);

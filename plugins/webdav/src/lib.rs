@@ -62,9 +62,8 @@
 //!
 //! 401 and 403 are `Auth`; 507 and 413 `Quota`; 423, 425, 429, 5xx (but 501, 505, 507), a
 //! failed connection and a timeout `Transient`, carrying the server's `Retry-After`;
-//! everything else `Permanent`. A request is tried up to three times within about a second
-//! when the server is busy or the connection fails (see `server.rs`); longer waits are
-//! sealbackd's to make.
+//! everything else `Permanent`. Each request is sent once: retrying transient errors is
+//! sealbackd's alone (see `server.rs`).
 //!
 //! # Threads and runtimes
 //!

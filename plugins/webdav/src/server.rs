@@ -1,35 +1,26 @@
 //! [`Server`]: the WebDAV server behind the base collection, spoken to over HTTP(S) with basic
-//! authentication, and the few quick retries this provider makes itself.
+//! authentication.
 //!
-//! Retries here are deliberately small: sealbackd retries transient errors itself, with
-//! backoff, so the plugin only smooths over a busy moment. A request is tried at most
-//! [`ATTEMPTS`] times, waiting [`BACKOFF`] (or what the server's `Retry-After` asks, if it is
-//! at most [`MAX_WAIT`]) between tries, when the server answers 423 Locked, 425 Too Early,
-//! 429 Too Many Requests or a transient 5xx, or when the connection fails (refused, reset,
-//! closed while idle in the pool). A timeout is not retried here: it has used its time
-//! already. Every request this provider makes may be repeated safely (PUT, GET, PROPFIND,
-//! MKCOL, MOVE of a temporary name, DELETE).
+//! Each request is sent once. Retrying is sealbackd's alone (its retry layer, with backoff
+//! and the target's `retries`): a busy server (423, 425, 429, a transient 5xx) or a failed
+//! connection comes back to the host as a transient error carrying the server's
+//! `Retry-After`, and the host decides when to call again. A second retry loop here would
+//! multiply the host's attempts and the load on a struggling server, and its count would be
+//! reported twice. Every request this provider makes may be repeated safely (PUT, GET,
+//! PROPFIND, MKCOL, MOVE of a temporary name, DELETE).
 
 use std::sync::{LazyLock, Once};
-use std::thread;
 use std::time::Duration;
 
 use reqwest::blocking::{Client, RequestBuilder, Response};
 use reqwest::{Method, Url};
 use sealback_plugin_api::ProviderError;
 
-use crate::answer::{self, Request, retry_after};
+use crate::answer::{self, Request};
 use crate::href::BasePath;
 use crate::options::{Options, invalid};
 use crate::password::Credentials;
 
-/// Tries per request, the first included.
-pub(crate) const ATTEMPTS: u32 = 3;
-/// The wait before the second and the third try.
-const BACKOFF: [Duration; 2] = [Duration::from_millis(200), Duration::from_millis(800)];
-/// The longest `Retry-After` waited for inside one call; a longer one goes back to the host
-/// with the error.
-const MAX_WAIT: Duration = Duration::from_secs(2);
 /// How long an idle connection stays in the pool: below Apache's default `KeepAliveTimeout`
 /// of 5 s, so that the pool seldom hands out a connection the server is closing.
 const POOL_IDLE: Duration = Duration::from_secs(4);
@@ -44,10 +35,9 @@ pub(crate) struct Server {
     credentials: Option<Credentials>,
 }
 
-/// An answer, and how many tries it took.
+/// An answer.
 pub(crate) struct Answer {
     pub(crate) response: Response,
-    pub(crate) attempts: u32,
 }
 
 impl Server {
@@ -113,9 +103,9 @@ impl Server {
         })
     }
 
-    /// Sends `method url`, with the request `configure` makes (headers, body) and the
-    /// credentials, retrying as the module documentation says. Every status is returned as an
-    /// answer for the caller to judge; only a request that got no answer is an error.
+    /// Sends `method url` once, with the request `configure` makes (headers, body) and the
+    /// credentials. Every status is returned as an answer for the caller to judge; only a
+    /// request that got no answer is an error.
     pub(crate) fn send(
         &self,
         method: &Method,
@@ -123,50 +113,16 @@ impl Server {
         configure: impl Fn(RequestBuilder) -> RequestBuilder,
     ) -> Result<Answer, ProviderError> {
         let request = Request { method, url };
-        let mut attempt = 1;
-        loop {
-            let mut builder = configure(self.client.request(method.clone(), url.clone()));
-            if let Some(credentials) = &self.credentials {
-                builder =
-                    builder.basic_auth(&credentials.username, Some(credentials.password.expose()));
-            }
-            let wait = match builder.send() {
-                Ok(response) => {
-                    let status = response.status();
-                    if !answer::is_retryable(status) || attempt == ATTEMPTS {
-                        return Ok(Answer {
-                            response,
-                            attempts: attempt,
-                        });
-                    }
-                    match retry_after(response.headers()) {
-                        Some(asked) if asked > MAX_WAIT => {
-                            return Ok(Answer {
-                                response,
-                                attempts: attempt,
-                            });
-                        }
-                        Some(asked) => asked,
-                        None => backoff(attempt),
-                    }
-                }
-                Err(err) => {
-                    if !answer::is_retryable_failure(&err) || attempt == ATTEMPTS {
-                        return Err(answer::failure(&request, &err, attempt));
-                    }
-                    backoff(attempt)
-                }
-            };
-            thread::sleep(wait);
-            attempt += 1;
+        let mut builder = configure(self.client.request(method.clone(), url.clone()));
+        if let Some(credentials) = &self.credentials {
+            builder =
+                builder.basic_auth(&credentials.username, Some(credentials.password.expose()));
+        }
+        match builder.send() {
+            Ok(response) => Ok(Answer { response }),
+            Err(err) => Err(answer::failure(&request, &err)),
         }
     }
-}
-
-/// The wait after try `attempt` (1-based).
-pub(crate) fn backoff(attempt: u32) -> Duration {
-    let index = usize::try_from(attempt.saturating_sub(1)).unwrap_or(usize::MAX);
-    BACKOFF.get(index).copied().unwrap_or(MAX_WAIT)
 }
 
 /// rustls needs one crypto provider. This plugin builds rustls with `ring` only and installs

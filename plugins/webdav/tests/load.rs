@@ -92,6 +92,94 @@ fn a_server_that_is_down_is_a_transient_error_not_a_configuration_error() {
             err.message().contains(&format!("127.0.0.1:{port}/dav/")),
             "{err}"
         );
-        assert!(err.message().contains("tried 3 times"), "{err}");
+        // Sent once: retrying is the host's (its retry layer counts the attempts).
+        assert!(!err.message().contains("tried"), "{err}");
+    }
+}
+
+/// A server that answers every request `503 Service Unavailable` with `Retry-After: 1`, and
+/// counts the requests.
+fn busy_server() -> (u16, std::sync::Arc<std::sync::atomic::AtomicU32>) {
+    use std::io::{BufRead, BufReader, Read};
+    use std::sync::atomic::{AtomicU32, Ordering};
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let requests = std::sync::Arc::new(AtomicU32::new(0));
+    let counted = requests.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(stream) = stream else { return };
+            let counted = counted.clone();
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(stream.try_clone().expect("clone"));
+                let mut writer = stream;
+                loop {
+                    let mut length = 0usize;
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                        return;
+                    }
+                    loop {
+                        let mut header = String::new();
+                        if reader.read_line(&mut header).unwrap_or(0) == 0 {
+                            return;
+                        }
+                        if header == "\r\n" {
+                            break;
+                        }
+                        if let Some((name, value)) = header.split_once(':')
+                            && name.eq_ignore_ascii_case("content-length")
+                        {
+                            length = value.trim().parse().unwrap_or(0);
+                        }
+                    }
+                    let mut body = vec![0; length];
+                    if reader.read_exact(&mut body).is_err() {
+                        return;
+                    }
+                    counted.fetch_add(1, Ordering::SeqCst);
+                    let answer = "HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\nContent-Length: 0\r\n\r\n";
+                    if writer.write_all(answer.as_bytes()).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (port, requests)
+}
+
+/// Regression: sealbackd retried what the plugin had already retried, and the error read
+/// "… (tried 3 times) (after 2 attempts)". The plugin now sends each request once and hands
+/// the transient error, with the server's Retry-After, back to the host's one retry policy.
+#[test]
+fn a_busy_server_is_asked_once_per_call_and_its_retry_after_goes_to_the_host() {
+    use std::sync::atomic::Ordering;
+    let (port, requests) = busy_server();
+    let options = serde_json::json!({ "url": format!("http://127.0.0.1:{port}/dav/") });
+    let instance = plugin().open(&options.to_string()).expect("open");
+    type Call<'a> = Box<dyn Fn() -> sealback_plugin_api::ProviderError + 'a>;
+    let calls: [(&str, Call); 3] = [
+        ("list", Box::new(|| instance.list("").expect_err("list"))),
+        ("get", Box::new(|| instance.get("config").expect_err("get"))),
+        (
+            "remove",
+            Box::new(|| instance.remove("config").expect_err("remove")),
+        ),
+    ];
+    for (call, make) in calls {
+        let err = make();
+        assert_eq!(err.kind(), ErrorKind::Transient, "{call}: {err}");
+        assert_eq!(
+            err.retry_after(),
+            Some(std::time::Duration::from_secs(1)),
+            "{call}: {err}"
+        );
+        assert!(!err.message().contains("tried"), "{call}: {err}");
+        assert_eq!(
+            requests.swap(0, Ordering::SeqCst),
+            1,
+            "{call}: the plugin retried by itself: {err}"
+        );
     }
 }

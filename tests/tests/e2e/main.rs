@@ -5,6 +5,7 @@
 mod backup_restore;
 mod config;
 mod crash;
+mod drive_emulator;
 mod faults;
 mod fixtures;
 mod full_disk;
@@ -22,6 +23,7 @@ mod rotation;
 mod secrets;
 mod socket;
 mod tampering;
+mod target_schedules;
 mod targets;
 mod vault;
 mod vault_trial;

@@ -50,7 +50,7 @@ fn a_target_that_keeps_failing_transiently_gives_up_after_its_retries() {
     device.generate_key();
     let failed = device.ctl_fails(&["backup", "--wait"], 1);
     assert!(
-        failed.stderr.contains("flaky") && failed.stderr.contains("after 3 attempts"),
+        failed.stderr.contains("flaky") && failed.stderr.contains("(gave up after 3 attempts)"),
         "{failed}"
     );
     assert_eq!(device.status().targets[0].requests.retries, 2);

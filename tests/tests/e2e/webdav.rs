@@ -294,10 +294,12 @@ fn a_server_that_is_down_fails_the_backup_as_transient_naming_the_target() {
         ));
         device.generate_key();
         let failed = device.ctl_fails(&["backup", "--wait"], 1);
+        // One retry policy, the daemon's: its count, once (not also the plugin's own).
         for part in [
             &format!("target {TARGET:?}"),
             url.as_str(),
             "Connection refused",
+            "(gave up after 2 attempts)",
         ] {
             assert!(
                 failed.stderr.contains(part),
@@ -305,6 +307,11 @@ fn a_server_that_is_down_fails_the_backup_as_transient_naming_the_target() {
                 kind.name()
             );
         }
+        assert!(
+            !failed.stderr.contains("tried"),
+            "{}: a second retry count: {failed}",
+            kind.name()
+        );
         // Transient: the daemon retried it.
         let status = device.status();
         assert!(status.targets[0].requests.retries >= 1, "{status:?}");

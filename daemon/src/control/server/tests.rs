@@ -126,6 +126,8 @@ impl Handler for FakeDaemon {
             targets: vec![TargetStatus {
                 name: "local".into(),
                 plugin: "local".into(),
+                schedule: "on-change".into(),
+                next_backup_unix_ms: None,
                 last_snapshot: Some("1a2b3c4d5e6f".into()),
                 last_snapshot_unix_ms: Some(1_700_000_000_000),
                 snapshots: 1,
