@@ -74,9 +74,11 @@ pub async fn run(
         _ => None,
     };
     loop {
+        crate::notify::alive();
         let mut waiting: Vec<BackupTicket> = Vec::new();
         tokio::select! {
             _ = shutdown.changed() => break,
+            _ = crate::notify::ping_due() => continue,
             Some(()) = changes.recv() => {
                 daemon.note_change();
                 if schedule == Schedule::OnChange && change_deadline.is_none() {
@@ -98,6 +100,7 @@ pub async fn run(
         // it runs wait in `changes` and schedule the next backup.
         while changes.try_recv().is_ok() {}
         let result = backup(&daemon, &waiting).await;
+        crate::notify::backup_done(&result);
         match &result {
             Err(e) if e.body.code != "no-key" && e.body.code != "shutting-down" => {
                 tracing::warn!(
@@ -125,6 +128,7 @@ async fn backup(daemon: &Arc<Daemon>, waiting: &[BackupTicket]) -> Result<Backup
     let d = daemon.clone();
     tokio::task::spawn_blocking(move || {
         d.run_backup(&|done, total| {
+            crate::notify::alive();
             for s in &sinks {
                 s.set(done, total);
             }

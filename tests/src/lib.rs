@@ -11,6 +11,7 @@
 //!   message ids, so that a restored store can be checked exactly ([`store::check_restored`]).
 //! - [`writer`]: the app writing while backups run.
 //! - [`raw_http`]: requests spoken by hand on the control socket.
+//! - [`notify`]: a stand-in for systemd's notify socket.
 //! - [`wait`]: polling with a deadline; a test never sleeps to assert.
 //! - [`tamper`]: damaging a target's objects on disk.
 //! - [`webdav_servers`]: real WebDAV servers (rclone, Apache httpd) on loopback ports.
@@ -18,6 +19,7 @@
 
 pub mod binaries;
 pub mod device;
+pub mod notify;
 pub mod raw_http;
 pub mod setup;
 pub mod store;
