@@ -101,9 +101,8 @@ pub async fn ping_due() {
         return std::future::pending().await;
     };
     let last = *dog.last.lock().unwrap_or_else(|e| e.into_inner());
-    match last {
-        Some(at) => tokio::time::sleep_until(at + dog.every).await,
-        None => {}
+    if let Some(at) = last {
+        tokio::time::sleep_until(at + dog.every).await;
     }
 }
 
@@ -114,11 +113,7 @@ mod tests {
     #[test]
     fn the_status_names_the_snapshot_or_the_error() {
         let now = SystemTime::UNIX_EPOCH + Duration::from_secs(86_400);
-        let failed = Err(ApiError::new(
-            503,
-            "target-unreachable",
-            "target usb: gone".into(),
-        ));
+        let failed = Err(ApiError::new(503, "target-unreachable", "target usb: gone"));
         let text = backup_status(&failed, now);
         assert!(
             text.starts_with("last backup failed at 1970-01-02T00:00:00Z: "),

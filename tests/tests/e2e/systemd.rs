@@ -59,6 +59,34 @@ fn the_log_written_to_a_file_is_plain_text() {
 }
 
 #[test]
+fn journal_stream_naming_stderr_is_taken_for_the_journal() {
+    use std::os::unix::fs::MetadataExt as _;
+    let (_dir, mut device) = device();
+    let log = std::fs::File::create(device.log_path()).expect("create the log");
+    let meta = log.metadata().expect("stat the log");
+    // systemd's JOURNAL_STREAM names the stream it gave as stderr; this one is the log file.
+    // There is no journald here, so the daemon says so and logs plain text without the
+    // timestamps the journal adds.
+    device.set_env("JOURNAL_STREAM", &format!("{}:{}", meta.dev(), meta.ino()));
+    device.start();
+    device.stop();
+    let text = std::fs::read_to_string(device.log_path()).expect("read the log");
+    assert!(
+        text.contains("stderr is the journal but its socket cannot be reached"),
+        "{text}"
+    );
+    let started = text
+        .lines()
+        .find(|l| l.contains("sealbackd started"))
+        .expect("a start line");
+    assert!(
+        started.trim_start().starts_with("INFO"),
+        "a timestamp the journal would add again: {started}"
+    );
+    assert!(!text.contains('\u{1b}'), "{text:?}");
+}
+
+#[test]
 fn sighup_leaves_the_daemon_running_and_its_socket_answering() {
     let (_dir, mut device) = device();
     device.start();

@@ -14,6 +14,14 @@ use crate::fixtures::TARGET;
 const STORE_GID: u32 = 100;
 const NOBODY: u32 = 65534;
 
+/// Sets PR_SET_MDWE (65) with PR_MDWE_REFUSE_EXEC_GAIN (1), kept across exec, then execs
+/// its arguments.
+const DENY_WRITE_EXECUTE: &str = "import ctypes, os, sys
+libc = ctypes.CDLL(None, use_errno=True)
+if libc.prctl(65, 1, 0, 0, 0) != 0:
+    sys.exit('prctl(PR_SET_MDWE): ' + os.strerror(ctypes.get_errno()))
+os.execvp(sys.argv[1], sys.argv[1:])";
+
 #[track_caller]
 fn run(program: &str, args: &[&str]) {
     let status = Command::new(program)
@@ -62,19 +70,26 @@ fn an_unprivileged_daemon_reading_the_store_through_a_group_backs_up_and_restore
     ));
     open_to_all(device.root());
     daemons_own(&device.state_dir());
-    daemons_own(
-        &device
-            .socket()
-            .parent()
-            .expect("the socket's directory")
-            .to_owned(),
-    );
+    daemons_own(device.socket().parent().expect("the socket's directory"));
     let (uid, gid, groups) = (
         format!("--reuid={NOBODY}"),
         format!("--regid={NOBODY}"),
         format!("--groups={STORE_GID}"),
     );
-    device.run_under(&["setpriv", &uid, &gid, &groups, "--"]);
+    // As the unit runs it: no new privileges, and no memory both writable and executable
+    // (MemoryDenyWriteExecute=, which systemd applies with prctl(PR_SET_MDWE) on this
+    // kernel), with the plugins loaded.
+    device.run_under(&[
+        "python3",
+        "-c",
+        DENY_WRITE_EXECUTE,
+        "setpriv",
+        "--no-new-privs",
+        &uid,
+        &gid,
+        &groups,
+        "--",
+    ]);
     device.start();
     let daemon_uid =
         std::fs::read_to_string(format!("/proc/{}/status", device.pid().expect("pid")))
