@@ -16,6 +16,7 @@ pub mod daemon;
 pub mod engine;
 pub mod hardening;
 pub mod keystore;
+pub mod notify;
 pub mod providers;
 pub mod retention;
 pub mod scheduler;

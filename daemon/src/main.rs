@@ -10,20 +10,35 @@ use clap::Parser;
 use sealback_daemon::config::Config;
 use sealback_daemon::control::server;
 use sealback_daemon::daemon::{Daemon, DaemonHandle};
-use sealback_daemon::scheduler;
-use tokio::signal::unix::{SignalKind, signal};
+use sealback_daemon::{notify, scheduler};
+use tokio::signal::unix::{Signal, SignalKind, signal};
 use tokio::sync::{mpsc, watch};
 
 /// End-to-end encrypted, incremental backups of a messaging app's message store.
 #[derive(Parser)]
-#[command(version)]
+#[command(name = "sealbackd", version, after_help = ENVIRONMENT)]
 struct Args {
     /// The configuration file (config/sealback.toml documents every key).
     #[arg(long, value_name = "PATH")]
     config: PathBuf,
 }
 
+const ENVIRONMENT: &str = "\
+Environment:
+  SEALBACK_LOG     what to log: a level (error, warn, info, debug, trace) or tracing's
+                   filter syntax, e.g. `info,sealback_daemon::engine=debug` (default: info)
+  JOURNAL_STREAM   set by systemd: when it names stderr, events go to the journal with
+                   their fields; otherwise plain text on stderr, coloured only on a terminal
+  NOTIFY_SOCKET    set by systemd (Type=notify): READY, STATUS, WATCHDOG and STOPPING
+
+Signals:
+  SIGTERM, SIGINT  stop: a running backup or restore stops at its next step, keeping the
+                   repository valid
+  SIGHUP           ignored with a log line (the configuration is read at start only:
+                   restart the daemon to apply a change)";
+
 fn main() -> ExitCode {
+    sealback_service::docs::generate_if_asked(<Args as clap::CommandFactory>::command, "8");
     let args = Args::parse();
     // The backup key lives in this process: never in a core file, and what it creates is
     // its own.
@@ -32,13 +47,7 @@ fn main() -> ExitCode {
         return ExitCode::FAILURE;
     }
     sealback_daemon::hardening::private_files();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("SEALBACK_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    sealback_service::logging::init(&["SEALBACK_LOG"]);
     let config = match Config::load(&args.config) {
         Ok(c) => c,
         Err(e) => {
@@ -66,6 +75,8 @@ fn main() -> ExitCode {
 }
 
 async fn run(config: Config) -> anyhow::Result<()> {
+    // Before anything slow, so a SIGHUP during start-up does not kill the daemon either.
+    let signals = Signals::install().context("cannot install the signal handlers")?;
     if !config.store.is_dir() {
         anyhow::bail!(
             "store.path {} is not a directory: point it at the app's message store (the folder holding {})",
@@ -97,11 +108,14 @@ async fn run(config: Config) -> anyhow::Result<()> {
         store = %config.store.display(), socket = %config.socket.display(), schedule = %config.schedule,
         targets = config.targets.len(), "sealbackd started"
     );
+    // The catalog is open (Daemon::new) and the socket listens.
+    notify::ready();
     let stop = {
         let daemon = daemon.clone();
         async move {
-            wait_for_signal().await;
+            signals.wait_for_stop().await;
             tracing::info!("stopping");
+            notify::stopping();
             daemon.begin_stop();
             let _ = shutdown_tx.send(true);
         }
@@ -113,17 +127,34 @@ async fn run(config: Config) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn wait_for_signal() {
-    let (Ok(mut term), Ok(mut int)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
-        tracing::error!("cannot install signal handlers; stop with SIGKILL");
-        return std::future::pending().await;
-    };
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
+/// The signals the daemon handles, installed once at start.
+struct Signals {
+    term: Signal,
+    int: Signal,
+    hup: Signal,
+}
+
+impl Signals {
+    fn install() -> std::io::Result<Signals> {
+        Ok(Signals {
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+            hup: signal(SignalKind::hangup())?,
+        })
+    }
+
+    /// Returns at SIGTERM or SIGINT. SIGHUP (which would otherwise kill the daemon and leave
+    /// its socket behind) is logged and ignored: the configuration is read at start only.
+    async fn wait_for_stop(mut self) {
+        loop {
+            tokio::select! {
+                _ = self.term.recv() => return,
+                _ = self.int.recv() => return,
+                _ = self.hup.recv() => tracing::info!(
+                    "SIGHUP ignored: the configuration is read at start only; restart sealbackd to apply a change"
+                ),
+            }
+        }
     }
 }
 

@@ -75,9 +75,11 @@ pub async fn run(
     });
     publish(&daemon, &plan);
     loop {
+        crate::notify::alive();
         let mut waiting: Vec<BackupTicket> = Vec::new();
         tokio::select! {
             _ = shutdown.changed() => break,
+            _ = crate::notify::ping_due() => continue,
             Some(()) = changes.recv() => {
                 daemon.note_change();
                 plan.changed(Instant::now(), &[]);
@@ -111,6 +113,7 @@ pub async fn run(
         }
         publish(&daemon, &plan);
         let (result, each) = backup(&daemon, &which, &waiting).await;
+        crate::notify::backup_done(&result);
         let now = Instant::now();
         for (i, outcome) in each {
             let outcome = match outcome {
@@ -162,6 +165,7 @@ async fn backup(
     let targets = which.to_vec();
     tokio::task::spawn_blocking(move || {
         d.run_backup(&targets, &|done, total| {
+            crate::notify::alive();
             for s in &sinks {
                 s.set(done, total);
             }

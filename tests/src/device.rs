@@ -68,6 +68,10 @@ pub struct Device {
     daemon: Option<Child>,
     /// The daemon's `SEALBACK_LOG` filter; `None`: its default (info).
     log_filter: Option<String>,
+    /// More variables for the daemon's environment (`NOTIFY_SOCKET`, say).
+    env: Vec<(String, String)>,
+    /// A command the daemon runs under (`setpriv --reuid=...`), which must exec it.
+    wrapper: Vec<String>,
 }
 
 impl Device {
@@ -82,6 +86,8 @@ impl Device {
             setup,
             daemon: None,
             log_filter: None,
+            env: Vec::new(),
+            wrapper: Vec::new(),
         };
         fs::create_dir_all(device.own_store()).expect("create the device's own store");
         device
@@ -126,6 +132,18 @@ impl Device {
         self.log_filter = Some(filter.to_owned());
     }
 
+    /// Sets `name=value` in the daemon's environment; takes effect at the next
+    /// [`start`](Device::start).
+    pub fn set_env(&mut self, name: &str, value: &str) {
+        self.env.push((name.to_owned(), value.to_owned()));
+    }
+
+    /// Runs the daemon as `wrapper... sealbackd --config ...` (a command that execs it, as
+    /// `setpriv` does, so its pid is the daemon's); takes effect at the next start.
+    pub fn run_under(&mut self, wrapper: &[&str]) {
+        self.wrapper = wrapper.iter().map(|s| (*s).to_owned()).collect();
+    }
+
     /// Changes the configuration; takes effect at the next [`start`](Device::start).
     pub fn reconfigure(&mut self, setup: Setup) {
         assert!(
@@ -156,7 +174,14 @@ impl Device {
             .append(true)
             .open(self.log_path())
             .expect("open the daemon's log");
-        let mut command = Command::new(binaries::sealbackd());
+        let mut command = match self.wrapper.split_first() {
+            Some((program, args)) => {
+                let mut command = Command::new(program);
+                command.args(args).arg(binaries::sealbackd());
+                command
+            }
+            None => Command::new(binaries::sealbackd()),
+        };
         command
             .arg("--config")
             .arg(self.config_path())
@@ -168,6 +193,7 @@ impl Device {
         if let Some(filter) = &self.log_filter {
             command.env("SEALBACK_LOG", filter);
         }
+        command.envs(self.env.iter().map(|(k, v)| (k, v)));
         let mut child = command.spawn().expect("spawn sealbackd");
         let socket = self.socket();
         let ready = wait::poll(DAEMON_DEADLINE, || {
@@ -385,12 +411,20 @@ pub fn sealbackd_exit(config: &Path) -> (Option<i32>, String) {
 }
 
 /// Keeps the developer's environment out of the programs under test: `SEALBACK_*__*`
-/// variables override configuration keys, and a systemd credential would replace the key.
+/// variables override configuration keys, a systemd credential would replace the key, and
+/// systemd's notify socket, watchdog and journal stream are the test's to give.
 fn scrub_environment(command: &mut Command) {
     for (name, _) in std::env::vars_os() {
         let name_str = name.to_string_lossy();
         if (name_str.starts_with("SEALBACK_") && name_str != "SEALBACK_LOG")
-            || name_str == "CREDENTIALS_DIRECTORY"
+            || matches!(
+                name_str.as_ref(),
+                "CREDENTIALS_DIRECTORY"
+                    | "NOTIFY_SOCKET"
+                    | "WATCHDOG_USEC"
+                    | "WATCHDOG_PID"
+                    | "JOURNAL_STREAM"
+            )
         {
             command.env_remove(&name);
         }

@@ -11,6 +11,7 @@
 //!   message ids, so that a restored store can be checked exactly ([`store::check_restored`]).
 //! - [`writer`]: the app writing while backups run.
 //! - [`raw_http`]: requests spoken by hand on the control socket.
+//! - [`notify`]: a stand-in for systemd's notify socket.
 //! - [`wait`]: polling with a deadline; a test never sleeps to assert.
 //! - [`tamper`]: damaging a target's objects on disk.
 //! - [`drive`]: a Google Drive v3 emulator (OAuth device flow, files.list/get/delete,
@@ -21,6 +22,7 @@
 pub mod binaries;
 pub mod device;
 pub mod drive;
+pub mod notify;
 pub mod raw_http;
 pub mod setup;
 pub mod store;

@@ -17,7 +17,13 @@ use sealback_vault::{Config, KeyVault, audit, ceremony, server};
 #[command(
     name = "sealback-vault",
     version,
-    about = "The sealback Backup Key Vault"
+    about = "The sealback Backup Key Vault",
+    after_help = "\
+Environment:
+  SEALBACK_LOG (or RUST_LOG)  what to log: a level or tracing's filter syntax (default: info)
+  JOURNAL_STREAM              set by systemd: when it names stderr, events go to the journal
+                              with their fields; otherwise plain text on stderr, coloured only
+                              on a terminal"
 )]
 struct Cli {
     /// The configuration file.
@@ -121,14 +127,9 @@ fn main() -> ExitCode {
         eprintln!("sealback-vault: cannot turn core dumps off: {err}");
         return ExitCode::FAILURE;
     }
+    sealback_service::docs::generate_if_asked(<Cli as clap::CommandFactory>::command, "8");
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    sealback_service::logging::init(&["SEALBACK_LOG", "RUST_LOG"]);
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {

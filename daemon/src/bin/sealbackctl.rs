@@ -197,6 +197,7 @@ struct UsageError {
 }
 
 fn main() -> ExitCode {
+    sealback_service::docs::generate_if_asked(<Cli as clap::CommandFactory>::command, "1");
     // It reads passwords and recovery keys: never into a core file.
     if let Err(e) = sealback_daemon::hardening::no_core_dumps() {
         eprintln!("sealbackctl: cannot turn core dumps off: {e}");

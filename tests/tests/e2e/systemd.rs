@@ -1,0 +1,248 @@
+//! sealbackd under systemd: its log in a file is plain text, SIGHUP does not kill it, and it
+//! speaks the sd_notify protocol to a real datagram socket given as `NOTIFY_SOCKET` (READY
+//! once the socket listens, STATUS after a backup, WATCHDOG at the rate asked and only while
+//! work moves, STOPPING at SIGTERM).
+
+use std::os::unix::net::UnixStream;
+use std::time::Duration;
+
+use sealback_daemon::control::api::VerifyReport;
+use sealback_tests::device::signal;
+use sealback_tests::notify::{NotifySocket, has_line};
+use sealback_tests::{Device, MessageStore, Setup, Target, wait};
+use serde_json::json;
+
+use crate::fixtures::{BackedUp, TARGET};
+
+const WAIT: Duration = Duration::from_secs(30);
+
+fn device() -> (tempfile::TempDir, Device) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = MessageStore::create(&dir.path().join("store"), 4);
+    store.append(20);
+    let device = Device::new(Setup::new(
+        store.dir(),
+        vec![Target::local(TARGET, &dir.path().join("target"))],
+    ));
+    (dir, device)
+}
+
+/// A notify socket in the device's directory, given to the daemon's next start.
+fn notify_socket(device: &mut Device) -> NotifySocket {
+    let socket = NotifySocket::bind(&device.root().join("notify.sock"));
+    let path = socket.path().to_str().expect("UTF-8").to_owned();
+    device.set_env("NOTIFY_SOCKET", &path);
+    socket
+}
+
+fn watchdogs(messages: &[String]) -> usize {
+    messages
+        .iter()
+        .filter(|m| has_line(m, "WATCHDOG=1"))
+        .count()
+}
+
+#[test]
+fn the_log_written_to_a_file_is_plain_text() {
+    let (_dir, mut device) = device();
+    device.start();
+    device.generate_key();
+    device.backup();
+    device.stop();
+    let log = std::fs::read_to_string(device.log_path()).expect("read the log");
+    assert!(log.contains("sealbackd started"), "{log}");
+    assert!(log.contains("backup finished"), "{log}");
+    assert!(
+        !log.contains('\u{1b}'),
+        "the log, a file, has terminal escape codes:\n{log:?}"
+    );
+}
+
+#[test]
+fn journal_stream_naming_stderr_is_taken_for_the_journal() {
+    use std::os::unix::fs::MetadataExt as _;
+    let (_dir, mut device) = device();
+    let log = std::fs::File::create(device.log_path()).expect("create the log");
+    let meta = log.metadata().expect("stat the log");
+    // systemd's JOURNAL_STREAM names the stream it gave as stderr; this one is the log file.
+    // There is no journald here, so the daemon says so and logs plain text without the
+    // timestamps the journal adds.
+    device.set_env("JOURNAL_STREAM", &format!("{}:{}", meta.dev(), meta.ino()));
+    device.start();
+    device.stop();
+    let text = std::fs::read_to_string(device.log_path()).expect("read the log");
+    assert!(
+        text.contains("stderr is the journal but its socket cannot be reached"),
+        "{text}"
+    );
+    let started = text
+        .lines()
+        .find(|l| l.contains("sealbackd started"))
+        .expect("a start line");
+    assert!(
+        started.trim_start().starts_with("INFO"),
+        "a timestamp the journal would add again: {started}"
+    );
+    assert!(!text.contains('\u{1b}'), "{text:?}");
+}
+
+#[test]
+fn sighup_leaves_the_daemon_running_and_its_socket_answering() {
+    let (_dir, mut device) = device();
+    device.start();
+    signal(device.pid().expect("running"), "HUP");
+    let logged = wait::poll(WAIT, || {
+        if !device.is_running() {
+            return Some(false);
+        }
+        let log = std::fs::read_to_string(device.log_path()).unwrap_or_default();
+        log.contains("SIGHUP ignored").then_some(true)
+    });
+    assert_eq!(
+        logged,
+        Some(true),
+        "sealbackd did not survive SIGHUP (or said nothing of it){}",
+        device.log_tail()
+    );
+    assert!(device.is_running(), "{}", device.log_tail());
+    device.ctl_ok(&["status"]);
+    device.generate_key();
+    device.backup();
+    device.stop();
+}
+
+#[test]
+fn ready_once_the_socket_listens_status_after_a_backup_stopping_at_sigterm() {
+    let (_dir, mut device) = device();
+    let notify = notify_socket(&mut device);
+    let control = device.socket();
+    let (ready, before) = std::thread::scope(|scope| {
+        // Connects to the control socket the moment READY=1 arrives.
+        let watcher = scope.spawn(|| {
+            let (ready, before) = notify.wait_for("READY=1", WAIT);
+            let connected = UnixStream::connect(&control).map(|_| ());
+            (ready.map(|r| (r, connected)), before)
+        });
+        device.start();
+        watcher.join().expect("the notify watcher")
+    });
+    let (ready, connected) = ready.expect("READY=1 never came");
+    assert!(before.is_empty(), "sent before READY=1: {before:?}");
+    assert!(
+        connected.is_ok(),
+        "READY=1 came before the control socket listened: {connected:?}"
+    );
+    assert!(has_line(&ready, "STATUS="), "{ready}");
+
+    device.generate_key();
+    let report = device.backup();
+    let (status, _) = notify.wait_for("STATUS=", WAIT);
+    let status = status.expect("no STATUS= after the backup");
+    assert!(
+        status.contains("last backup ok") && status.contains(&report.snapshot),
+        "the status does not name the backup: {status}"
+    );
+
+    device.stop();
+    let (stopping, between) = notify.wait_for("STOPPING=1", WAIT);
+    assert!(stopping.is_some(), "no STOPPING=1 at SIGTERM: {between:?}");
+    assert_eq!(
+        watchdogs(&between),
+        0,
+        "WATCHDOG=1 without WATCHDOG_USEC: {between:?}"
+    );
+}
+
+/// The daemon's pings in a 3 s window with `WATCHDOG_USEC` = `usec`.
+fn pings_in_three_seconds(usec: u64) -> usize {
+    let (_dir, mut device) = device();
+    let notify = notify_socket(&mut device);
+    device.set_env("WATCHDOG_USEC", &usec.to_string());
+    device.start();
+    let (ready, _) = notify.wait_for("READY=1", WAIT);
+    assert!(ready.is_some(), "no READY=1{}", device.log_tail());
+    let pings = watchdogs(&notify.collect(Duration::from_secs(3)));
+    device.stop();
+    pings
+}
+
+#[test]
+fn watchdog_pings_come_at_half_the_interval_asked() {
+    // Asked 1 s: a ping every 0.5 s, so about 6 in 3 s. At most 8 (the window's edges); at
+    // least 2, however loaded the machine (systemd would restart the daemon under 3).
+    let fast = pings_in_three_seconds(1_000_000);
+    assert!((2..=8).contains(&fast), "{fast} pings in 3 s, asked 1 s");
+    // Asked 10 s: one ping at start, the next 5 s later.
+    let slow = pings_in_three_seconds(10_000_000);
+    assert!(slow <= 1, "{slow} pings in 3 s, asked 10 s");
+}
+
+#[test]
+fn a_backup_hung_in_its_provider_stops_the_watchdog_pings_and_sigterm_still_stops_it() {
+    let mut fixture = BackedUp::new(40, 5);
+    fixture.device.stop();
+    // Every put hangs in the plugin for ten minutes: the engine is stuck.
+    let hung = Target::faulty(
+        TARGET,
+        &fixture.target,
+        json!({ "slow_ms": 600_000, "slow_op": "put" }),
+    );
+    fixture
+        .device
+        .reconfigure(Setup::new(fixture.store.dir(), vec![hung]));
+    let notify = notify_socket(&mut fixture.device);
+    fixture.device.set_env("WATCHDOG_USEC", "1000000");
+    fixture.device.start();
+    fixture.store.append(20);
+    let device = &fixture.device;
+    let backup = std::thread::scope(|scope| {
+        let backup = scope.spawn(|| device.ctl(&["backup", "--wait"]));
+        let first = notify.wait_for("WATCHDOG=1", WAIT).0;
+        assert!(
+            first.is_some(),
+            "no ping before the hang{}",
+            device.log_tail()
+        );
+        let stuck = wait::poll(WAIT, || {
+            (device.status().targets[0].requests.in_flight > 0).then_some(())
+        });
+        assert!(stuck.is_some(), "the backup never reached its provider");
+        // A quiet 3 s (six ping intervals) must come: the pings stop while the engine hangs.
+        let quiet = wait::poll(WAIT, || {
+            notify.next(Duration::from_secs(3)).is_none().then_some(())
+        });
+        assert!(
+            quiet.is_some(),
+            "the watchdog pings went on while the backup hung{}",
+            device.log_tail()
+        );
+        signal(device.pid().expect("running"), "TERM");
+        backup.join().expect("the backup's client")
+    });
+    fixture.device.stop_after_signal();
+    assert_ne!(
+        backup.code,
+        Some(0),
+        "the hung backup cannot have finished: {backup}"
+    );
+    let (stopping, _) = notify.wait_for("STOPPING=1", WAIT);
+    assert!(stopping.is_some(), "no STOPPING=1 at SIGTERM");
+
+    // The repository stopped mid-backup is valid, and the next backup completes it.
+    fixture.device.reconfigure(Setup::new(
+        fixture.store.dir(),
+        vec![Target::local(TARGET, &fixture.target)],
+    ));
+    fixture.device.start();
+    let verify: VerifyReport = fixture.device.ctl_json(&["verify"]);
+    assert!(verify.problems.is_empty(), "{verify:?}");
+    let report = fixture.device.backup();
+    let listed: Vec<String> = fixture
+        .device
+        .snapshots()
+        .into_iter()
+        .map(|s| s.id)
+        .collect();
+    assert_eq!(listed, vec![fixture.snapshots[0].clone(), report.snapshot]);
+    fixture.device.stop();
+}
