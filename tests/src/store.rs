@@ -174,15 +174,16 @@ pub struct Restored {
     /// Images present and complete.
     pub complete_media: usize,
     /// Images (or their temporary files) of messages the database does not hold yet, whole
-    /// or caught while the app wrote them (empty or half written: the file was what it was
-    /// when read). Allowed, since no message names them.
+    /// or caught while the app wrote them (any prefix of their bytes: the file was what it
+    /// was when read). Allowed, since no message names them.
     pub unreferenced_in_progress: usize,
 }
 
 /// Checks that `dir` holds a store exactly as it was after one committed transaction:
 /// a sound database whose messages are exactly `1..=n` with their texts, and every image
-/// they name complete. Images of later messages may be present, whole or as the app left
-/// them while writing (empty, half written); nothing else may be, and no restore leftover.
+/// they name complete. Images of later messages may be present, whole or as they were while
+/// the app wrote them (any prefix of their bytes: a `write(2)` reaches its full length in
+/// steps a reader can see); nothing else may be, and no restore leftover.
 pub fn check_restored(dir: &Path) -> Result<Restored, String> {
     let files = walk(dir)?;
     if let Some(partial) = files.iter().find(|f| f.ends_with(PARTIAL_SUFFIX)) {
@@ -208,9 +209,10 @@ pub fn check_restored(dir: &Path) -> Result<Restored, String> {
         let expected = media_bytes(&final_name);
         let found = fs::read(dir.join(file)).map_err(|e| format!("read {file}: {e}"))?;
         let complete = found == expected;
-        // Where the writer pauses: just created, half written.
-        let in_progress =
-            found.is_empty() || (found.len() == expected.len() / 2 && expected.starts_with(&found));
+        // Any prefix, not only where the writer pauses (just created, half written): one
+        // `write(2)` grows the file a folio at a time, and a reader may find it, unchanged
+        // between two `stat`s, between two of those steps (65536 of 72275 bytes on ext4).
+        let in_progress = expected.starts_with(&found);
         let is_final = *file == final_name;
         if is_final && complete {
             restored.complete_media += 1;
@@ -232,7 +234,8 @@ pub fn check_restored(dir: &Path) -> Result<Restored, String> {
         } else {
             return Err(format!(
                 "{file} holds {} bytes that are neither the {} bytes of its image nor a \
-                 state the app leaves it in (empty, half written): a torn file",
+                 state the app leaves it in (a prefix of them, as while it writes): a torn \
+                 file",
                 found.len(),
                 expected.len()
             ));
@@ -333,4 +336,54 @@ pub fn walk(dir: &Path) -> Result<Vec<String>, String> {
     }
     out.sort();
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A store of 40 messages (so message 40 names a complete image), and the image of a
+    /// later, uncommitted message holding `bytes`.
+    fn store_with_uncommitted(rel: &str, bytes: &[u8]) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = MessageStore::create(dir.path(), 40);
+        assert_eq!(store.append(40), 40);
+        store.put_file(rel, bytes);
+        dir
+    }
+
+    /// One `write(2)` is not one step for a reader: the kernel copies it a folio at a time
+    /// and grows the size after each (ext4 with large folios passes through 65536 bytes on
+    /// the way to 72275), so an image of an uncommitted message may be caught, unchanged
+    /// between two `stat`s, at any length its bytes are a prefix of.
+    #[test]
+    fn an_uncommitted_image_caught_between_two_steps_of_one_write_is_a_state_of_the_app() {
+        for rel in [media_path(80), media_temp_path(80)] {
+            let image = media_bytes(&media_path(80));
+            let dir = store_with_uncommitted(&rel, &image[..65536]);
+            let restored = check_restored(dir.path()).unwrap_or_else(|e| panic!("{rel}: {e}"));
+            assert_eq!(restored.messages, 40);
+            assert_eq!(restored.complete_media, 1);
+            assert_eq!(restored.unreferenced_in_progress, 1);
+        }
+    }
+
+    #[test]
+    fn an_uncommitted_image_whose_bytes_are_not_its_prefix_is_torn() {
+        let mut image = media_bytes(&media_path(80));
+        image.truncate(65536);
+        image[70] ^= 1;
+        let dir = store_with_uncommitted(&media_path(80), &image);
+        let e = check_restored(dir.path()).expect_err("a torn file was accepted");
+        assert!(e.contains("a torn file"), "{e}");
+    }
+
+    #[test]
+    fn a_committed_image_must_be_complete() {
+        let dir = store_with_uncommitted(&media_path(80), b"");
+        let image = media_bytes(&media_path(40));
+        fs::write(dir.path().join(media_path(40)), &image[..65536]).expect("truncate");
+        let e = check_restored(dir.path()).expect_err("a partial committed image was accepted");
+        assert!(e.contains("though that message was committed"), "{e}");
+    }
 }

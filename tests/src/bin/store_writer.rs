@@ -5,7 +5,9 @@
 //! auto-checkpoint: insert the message, set `progress.n` to its id, commit. A message that
 //! carries an image gets it written first, in two halves with a pause between (so backups
 //! meet it half-written, and being written while they read it); every third image is
-//! written under a temporary name and renamed into place, as downloads often are.
+//! written under a temporary name and renamed into place, as downloads often are. Each half
+//! is one `write(2)`, which a reader may still see part-way (the kernel grows the file a
+//! folio at a time): an image caught before its message commits may be any prefix.
 //!
 //! Writes until its standard input closes (or `--count` messages), at `--rate` messages a
 //! second or as fast as it can, then prints the id of its last committed message.

@@ -103,3 +103,62 @@ fn every_snapshot_taken_while_the_app_writes_restores_to_one_committed_state() {
     }
     device.stop();
 }
+
+/// The file cache knows a file by its size, mtime, ctime and inode. The app (or a sync tool)
+/// may rewrite a file with the same size and set its mtime back, or write a copy beside it
+/// and rename it over the file: each is read again, never taken for the bytes backed up
+/// before. (Only the ctime, which nobody can set back, tells the first; the inode and the
+/// ctime the second.)
+#[test]
+fn a_file_rewritten_to_the_same_size_and_mtime_is_read_again() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = MessageStore::create(&dir.path().join("store"), 40);
+    store.append(40);
+    let mtime = std::time::SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+    let write = |rel: &str, bytes: &[u8]| {
+        store.put_file(rel, bytes);
+        let file = std::fs::File::options()
+            .write(true)
+            .open(store.dir().join(rel))
+            .expect("open");
+        file.set_modified(mtime).expect("set the mtime back");
+    };
+    let in_place = "Media/Documents/notes.txt";
+    let renamed = "Media/Documents/photo.jpg";
+    write(in_place, b"first version");
+    write(renamed, b"first version");
+    let to_disk = Target::local(TARGET, &dir.path().join("target"));
+    let device = Device::started(Setup::new(store.dir(), vec![to_disk]));
+    device.generate_key();
+    let first = device.backup();
+    // The files had settled when read (written before the daemon started): the cache
+    // knows them, and a backup with nothing changed reads neither.
+    let unchanged = device.backup();
+    assert_eq!(
+        (unchanged.snapshot.as_str(), unchanged.files_read),
+        (first.snapshot.as_str(), 0),
+        "the files were not known from the cache: {unchanged:?}"
+    );
+
+    write(in_place, b"other version");
+    write("Media/Documents/.photo.tmp", b"other version");
+    std::fs::rename(
+        store.dir().join("Media/Documents/.photo.tmp"),
+        store.dir().join(renamed),
+    )
+    .expect("rename over");
+    let second = device.backup();
+    assert_ne!(
+        second.snapshot, first.snapshot,
+        "two changed files made no new snapshot: {second:?}"
+    );
+    let to = dir.path().join("restored");
+    device.restore(&second.snapshot, &to);
+    for rel in [in_place, renamed] {
+        assert_eq!(
+            std::fs::read(to.join(rel)).expect("restored"),
+            b"other version",
+            "{rel}: the backup kept the bytes of the first version"
+        );
+    }
+}
