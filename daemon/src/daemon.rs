@@ -13,7 +13,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
-use sealback_repo::generation::{self, Layout};
+use sealback_repo::generation;
 use sealback_repo::{BackupKey, Repository, StoreErrorKind};
 use tokio::sync::{mpsc, oneshot};
 
@@ -178,18 +178,6 @@ impl Daemon {
                     "run `sealbackctl key generate` to make one, or `sealbackctl key import` to use the recovery key of an existing backup",
                 )
             })
-    }
-
-    /// The catalog of the repository the current key opens on `target`: its generation's
-    /// once a sync or a rotation made it, the root's otherwise.
-    fn catalog_path(&self, target: &str) -> PathBuf {
-        if let Ok(key) = self.key() {
-            let own = self.catalog_path_for(target, &Layout::of_rotated(&key));
-            if own.exists() {
-                return own;
-            }
-        }
-        self.catalog_path_for(target, &Layout::Root)
     }
 
     /// The target's store, loading its plugin again if it failed before.
@@ -557,20 +545,6 @@ impl Daemon {
             Err(e) => status.last_error = Some(e.to_string()),
         }
         status
-    }
-
-    /// The target's store for a check before a key change; its error says that nothing
-    /// was changed.
-    fn store_to_check(&self, target: &Target, what: &str) -> Result<Arc<TargetStore>, ApiError> {
-        self.store(target).map_err(|e| {
-            let name = &target.config.name;
-            ApiError::new(
-                502,
-                "target-failed",
-                format!("cannot {what} target {name:?}: {e}"),
-            )
-            .with_hint("nothing was changed; try again when the target is reachable")
-        })
     }
 
     /// Checks a key against every target's repository; a target with no repository yet

@@ -8,7 +8,7 @@
 //! key; after it, with the new one, and the old snapshots still restore.
 
 use std::path::PathBuf;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use sealback_repo::generation::{self, Layout};
 use sealback_repo::{BackupKey, Repository, StoreErrorKind};
@@ -19,6 +19,7 @@ use crate::catalog::Catalog;
 use crate::control::ApiError;
 use crate::control::api::{KeyRotateRequest, KeyRotated, RetiredGeneration};
 use crate::engine;
+use crate::providers::TargetStore;
 
 /// One rotation or retirement at a time.
 static ROTATING: Mutex<()> = Mutex::new(());
@@ -41,6 +42,36 @@ fn busy() -> ApiError {
 }
 
 impl Daemon {
+    /// The catalog of the repository the current key opens on `target`: its generation's
+    /// once a sync or a rotation made it, the root's otherwise.
+    pub(super) fn catalog_path(&self, target: &str) -> PathBuf {
+        if let Ok(key) = self.key() {
+            let own = self.catalog_path_for(target, &Layout::of_rotated(&key));
+            if own.exists() {
+                return own;
+            }
+        }
+        self.catalog_path_for(target, &Layout::Root)
+    }
+
+    /// The target's store for a check before a key change; its error says that nothing
+    /// was changed.
+    pub(super) fn store_to_check(
+        &self,
+        target: &Target,
+        what: &str,
+    ) -> Result<Arc<TargetStore>, ApiError> {
+        self.store(target).map_err(|e| {
+            let name = &target.config.name;
+            ApiError::new(
+                502,
+                "target-failed",
+                format!("cannot {what} target {name:?}: {e}"),
+            )
+            .with_hint("nothing was changed; try again when the target is reachable")
+        })
+    }
+
     /// The catalog of `target`'s repository in `layout`: each generation has its own, so
     /// that neither sees the other's snapshots as missing.
     pub(super) fn catalog_path_for(&self, target: &str, layout: &Layout) -> PathBuf {
@@ -182,7 +213,7 @@ impl Daemon {
             .commit_rotation(&current, &next)
             .map_err(internal)?;
         let answer = self.rotated(&next, &mode, "the key was rotated; the old backups stay readable until `sealbackctl key rotate --finish`");
-        *self.key.write().unwrap_or_else(|p| p.into_inner()) = Some(std::sync::Arc::new(next));
+        *self.key.write().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(next));
         tracing::info!(generation = %layout.label(), "the backup key was rotated");
         Ok(answer)
     }
