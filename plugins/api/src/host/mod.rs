@@ -166,8 +166,7 @@ impl Plugin {
         let size = unsafe { (&raw const (*table).size).read() } as usize;
         if size < size_of::<ProviderTableV1>() {
             return Err(bad(format!(
-                "it is {size} bytes long, but a v{} table is {} bytes",
-                abi::ABI_VERSION,
+                "it is {size} bytes long, but a v1 table is {} bytes",
                 size_of::<ProviderTableV1>()
             )));
         }

@@ -163,3 +163,6 @@ impl Instance {
         })
     }
 }
+
+#[cfg(test)]
+mod tests;
