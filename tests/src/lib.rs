@@ -13,11 +13,14 @@
 //! - [`raw_http`]: requests spoken by hand on the control socket.
 //! - [`wait`]: polling with a deadline; a test never sleeps to assert.
 //! - [`tamper`]: damaging a target's objects on disk.
+//! - [`drive`]: a Google Drive v3 emulator (OAuth device flow, files.list/get/delete,
+//!   multipart and resumable uploads, fault injection) for the `gdrive` provider.
 //! - [`webdav_servers`]: real WebDAV servers (rclone, Apache httpd) on loopback ports.
 #![forbid(unsafe_code)]
 
 pub mod binaries;
 pub mod device;
+pub mod drive;
 pub mod raw_http;
 pub mod setup;
 pub mod store;

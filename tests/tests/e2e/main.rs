@@ -5,6 +5,7 @@
 mod backup_restore;
 mod config;
 mod crash;
+mod drive_emulator;
 mod faults;
 mod fixtures;
 mod full_disk;
