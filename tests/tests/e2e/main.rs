@@ -8,6 +8,8 @@ mod crash;
 mod drive_emulator;
 mod faults;
 mod fixtures;
+mod gdrive;
+mod gdrive_daemon;
 mod full_disk;
 mod hidden_snapshots;
 mod hostile_store;
