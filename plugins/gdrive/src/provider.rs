@@ -128,24 +128,28 @@ impl GoogleDrive {
                 return Ok(bytes);
             }
         }
-        // Not cached, or the cached file is gone: ask Drive which files carry the name now.
-        let chosen = oldest(self.drive.find(name).await?);
-        self.remember(chosen.clone(), name);
-        let Some(entry) = chosen else {
-            return Err(ProviderError::not_found(format!(
-                "{name}: no such object in Drive's app folder"
-            )));
-        };
-        match self.drive.download(name, &entry.id).await? {
-            Some(bytes) => Ok(bytes),
-            None => {
-                self.remember(None, name);
-                Err(ProviderError::transient(format!(
-                    "files.get {name}: the file (id {}) was deleted while it was read; a put is replacing it",
-                    entry.id
-                )))
+        // Not cached, or the cached file is gone: ask Drive which files carry the name now. A
+        // put replacing the object deletes the file found here while it is read: then the name
+        // is looked up again (a new file holds it by then), a bounded number of times.
+        let mut gone = Vec::new();
+        for _ in 0..RESOLVE_ROUNDS {
+            let chosen = oldest(self.drive.find(name).await?);
+            self.remember(chosen.clone(), name);
+            let Some(entry) = chosen else {
+                return Err(ProviderError::not_found(format!(
+                    "{name}: no such object in Drive's app folder"
+                )));
+            };
+            if let Some(bytes) = self.drive.download(name, &entry.id).await? {
+                return Ok(bytes);
             }
+            self.remember(None, name);
+            gone.push(entry.id);
         }
+        Err(ProviderError::transient(format!(
+            "files.get {name}: each file found under the name was deleted before it could be              read ({}): puts keep replacing it",
+            gone.join(", ")
+        )))
     }
 
     async fn list_async(&self, prefix: &str) -> Result<Vec<ObjectInfo>, ProviderError> {
@@ -185,6 +189,9 @@ impl GoogleDrive {
         Ok(())
     }
 }
+
+/// How often `get` looks a name up again when the file it found is deleted under it.
+const RESOLVE_ROUNDS: usize = 8;
 
 /// The file readers choose among several of one name.
 fn oldest(entries: Vec<Entry>) -> Option<Entry> {
