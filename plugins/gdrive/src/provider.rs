@@ -3,7 +3,7 @@
 //! Drive lets several files share a name, and never replaces one by name, so:
 //! - `put` lists the files already named so (a retried put finds its own earlier attempt
 //!   there), keeps one whose size and SHA-256 already match, or else creates a new file, and
-//!   then deletes every other file of that name it saw before it created its own. A put that
+//!   then deletes the files of that name it saw that are older than the one it kept. A put that
 //!   fails after its create leaves the old file in place, and readers keep choosing it (the
 //!   oldest, see [`Entry::precedes`]) until a put succeeds.
 //! - `get` reads the oldest file of the name (then the smallest id), found through a cache of
@@ -96,8 +96,9 @@ impl GoogleDrive {
         let before = self.drive.find(name).await?;
         let same = before
             .iter()
-            .find(|e| e.size == data.len() as u64 && e.sha256.as_deref() == Some(hex.as_str()))
-            .cloned();
+            .filter(|e| e.size == data.len() as u64 && e.sha256.as_deref() == Some(hex.as_str()))
+            .cloned()
+            .reduce(|a, b| if a.precedes(&b) { b } else { a });
         let kept = match same {
             Some(entry) => entry,
             None if data.len() as u64 > self.resumable_threshold => {
@@ -115,7 +116,10 @@ impl GoogleDrive {
             }
             None => self.drive.create_multipart(name, data).await?,
         };
-        for old in before.iter().filter(|e| e.id != kept.id) {
+        // Only files older than the one kept go: the newest file of the name is never deleted,
+        // so concurrent puts of one name (each keeping or creating its own) cannot between them
+        // delete every copy. A file this put created is newer than all it saw.
+        for old in before.iter().filter(|e| e.id != kept.id && e.precedes(&kept)) {
             self.drive.delete(name, &old.id).await?;
         }
         self.remember(Some(kept), name);
