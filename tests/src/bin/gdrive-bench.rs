@@ -16,7 +16,7 @@ use serde_json::json;
 fn main() {
     let mut args = std::env::args().skip(1);
     let store = match (args.next().as_deref(), args.next()) {
-        (Some("--store"), Some(dir)) => PathBuf::from(dir),
+        (Some("--store"), Some(dir)) => std::path::absolute(PathBuf::from(dir)).expect("the store's path"),
         _ => {
             eprintln!("usage: gdrive-bench --store DIR   (a message store made by bench/gen_store.py)");
             std::process::exit(2);
