@@ -15,7 +15,12 @@ pub(crate) struct Logged(Arc<Mutex<Vec<String>>>);
 impl Logged {
     pub(crate) fn sink(&self) -> LogSink {
         let lines = Arc::clone(&self.0);
-        Box::new(move |_, line| lines.lock().unwrap_or_else(|p| p.into_inner()).push(line.to_owned()))
+        Box::new(move |_, line| {
+            lines
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(line.to_owned())
+        })
     }
 
     /// Passed when no logged line holds a secret option's value.
@@ -23,10 +28,19 @@ impl Logged {
         let secrets = secret_values(options_json);
         let lines = self.0.lock().unwrap_or_else(|p| p.into_inner());
         for line in lines.iter() {
-            if let Some((name, _)) = secrets.iter().find(|(_, value)| line.contains(value.as_str())) {
+            if let Some((name, _)) = secrets
+                .iter()
+                .find(|(_, value)| line.contains(value.as_str()))
+            {
                 return Outcome::Failed(format!(
                     "the plugin logged the value of the option `{name}` (a secret) in: {:?}",
-                    line.replace(secrets.iter().find(|(n, _)| n == name).map_or("", |(_, v)| v.as_str()), "***")
+                    line.replace(
+                        secrets
+                            .iter()
+                            .find(|(n, _)| n == name)
+                            .map_or("", |(_, v)| v.as_str()),
+                        "***"
+                    )
                 ));
             }
         }
@@ -41,7 +55,13 @@ fn secret_values(options_json: &str) -> Vec<(String, String)> {
     };
     options
         .into_iter()
-        .filter(|(name, _)| ["secret", "password", "token"].iter().any(|s| name.contains(s)) && !name.ends_with("_file") && !name.ends_with("_env"))
+        .filter(|(name, _)| {
+            ["secret", "password", "token"]
+                .iter()
+                .any(|s| name.contains(s))
+                && !name.ends_with("_file")
+                && !name.ends_with("_env")
+        })
         .filter_map(|(name, value)| Some((name, value.as_str()?.to_owned())))
         .filter(|(_, value)| value.len() >= 4)
         .collect()
@@ -56,10 +76,16 @@ mod tests {
         let logged = Logged::default();
         let sink = logged.sink();
         sink(3, "uploading packs/ab");
-        assert_eq!(logged.verdict(r#"{"client_secret":"s3cr3t","path":"/x"}"#), Outcome::Passed);
+        assert_eq!(
+            logged.verdict(r#"{"client_secret":"s3cr3t","path":"/x"}"#),
+            Outcome::Passed
+        );
         sink(3, "refreshing with s3cr3t");
         match logged.verdict(r#"{"client_secret":"s3cr3t"}"#) {
-            Outcome::Failed(why) => assert!(why.contains("client_secret") && !why.contains("s3cr3t"), "{why}"),
+            Outcome::Failed(why) => assert!(
+                why.contains("client_secret") && !why.contains("s3cr3t"),
+                "{why}"
+            ),
             other => panic!("{other:?}"),
         }
     }

@@ -128,7 +128,11 @@ pub fn run_with(
     for case in cases::ALL.iter().chain([&cases::CLEANUP]) {
         if std::ptr::eq(case, &cases::CLEANUP) {
             // ABI v2: what the plugin wrote to the daemon's log during the cases.
-            record("log", logged.verdict(settings.options_json()), Duration::ZERO);
+            record(
+                "log",
+                logged.verdict(settings.options_json()),
+                Duration::ZERO,
+            );
         }
         if let Some(earlier) = hung {
             let reason = format!("{earlier} did not finish, so the plugin may be stuck");

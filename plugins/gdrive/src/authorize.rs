@@ -247,21 +247,30 @@ mod tests {
 
     #[test]
     fn token_file_is_private_and_replaces_a_symlink_instead_of_following_it() {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = tempfile::tempdir().expect("test setup");
         let victim = dir.path().join("victim");
-        std::fs::write(&victim, "keep").unwrap();
+        std::fs::write(&victim, "keep").expect("test setup");
         let path = dir.path().join("drive.token");
-        symlink(&victim, &path).unwrap();
-        write_token_file(&path, "1//refresh").unwrap();
-        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "keep");
-        let meta = std::fs::symlink_metadata(&path).unwrap();
+        symlink(&victim, &path).expect("test setup");
+        write_token_file(&path, "1//refresh").expect("test setup");
+        assert_eq!(
+            std::fs::read_to_string(&victim).expect("test setup"),
+            "keep"
+        );
+        let meta = std::fs::symlink_metadata(&path).expect("test setup");
         assert!(meta.is_file());
         assert_eq!(meta.mode() & 0o777, 0o600);
-        assert_eq!(std::fs::read_to_string(&path).unwrap(), "1//refresh\n");
-        write_token_file(&path, "1//second").unwrap();
-        assert_eq!(std::fs::read_to_string(&path).unwrap(), "1//second\n");
         assert_eq!(
-            std::fs::read_dir(dir.path()).unwrap().count(),
+            std::fs::read_to_string(&path).expect("test setup"),
+            "1//refresh\n"
+        );
+        write_token_file(&path, "1//second").expect("test setup");
+        assert_eq!(
+            std::fs::read_to_string(&path).expect("test setup"),
+            "1//second\n"
+        );
+        assert_eq!(
+            std::fs::read_dir(dir.path()).expect("test setup").count(),
             2,
             "no temporary file left"
         );

@@ -90,7 +90,7 @@ impl Options {
             )));
         }
         let chunk_size = raw.chunk_size.unwrap_or(DEFAULT_CHUNK_SIZE);
-        if chunk_size == 0 || chunk_size % CHUNK_UNIT != 0 {
+        if chunk_size == 0 || !chunk_size.is_multiple_of(CHUNK_UNIT) {
             return Err(invalid(format!(
                 "`chunk_size` {chunk_size}: give a positive multiple of {CHUNK_UNIT} (256 KiB)"
             )));
@@ -187,8 +187,8 @@ mod tests {
 
     #[test]
     fn defaults_are_googles() {
-        let options =
-            parse(r#"{"client_id":"c","client_secret":"s","refresh_token_file":"/t"}"#).unwrap();
+        let options = parse(r#"{"client_id":"c","client_secret":"s","refresh_token_file":"/t"}"#)
+            .expect("test setup");
         assert_eq!(options.api_root, "https://www.googleapis.com/");
         assert_eq!(options.token_uri, "https://oauth2.googleapis.com/token");
         assert_eq!(

@@ -119,7 +119,10 @@ impl GoogleDrive {
         // Only files older than the one kept go: the newest file of the name is never deleted,
         // so concurrent puts of one name (each keeping or creating its own) cannot between them
         // delete every copy. A file this put created is newer than all it saw.
-        for old in before.iter().filter(|e| e.id != kept.id && e.precedes(&kept)) {
+        for old in before
+            .iter()
+            .filter(|e| e.id != kept.id && e.precedes(&kept))
+        {
             self.drive.delete(name, &old.id).await?;
         }
         self.remember(Some(kept), name);
@@ -127,10 +130,10 @@ impl GoogleDrive {
     }
 
     async fn get_async(&self, name: &str) -> Result<Vec<u8>, ProviderError> {
-        if let Some(entry) = self.cached(name) {
-            if let Some(bytes) = self.drive.download(name, &entry.id).await? {
-                return Ok(bytes);
-            }
+        if let Some(entry) = self.cached(name)
+            && let Some(bytes) = self.drive.download(name, &entry.id).await?
+        {
+            return Ok(bytes);
         }
         // Not cached, or the cached file is gone: ask Drive which files carry the name now. A
         // put replacing the object deletes the file found here while it is read: then the name

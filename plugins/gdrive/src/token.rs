@@ -74,10 +74,10 @@ impl Tokens {
     /// A valid access token: the cached one, or a fresh one from the refresh token.
     pub(crate) async fn access(&self) -> Result<Zeroizing<String>, ProviderError> {
         let mut cached = self.cached.lock().await;
-        if let Some(access) = cached.as_ref() {
-            if access.expires > Instant::now() {
-                return Ok(access.token.clone());
-            }
+        if let Some(access) = cached.as_ref()
+            && access.expires > Instant::now()
+        {
+            return Ok(access.token.clone());
         }
         let access = self.refresh().await?;
         let token = access.token.clone();

@@ -16,9 +16,13 @@ use serde_json::json;
 fn main() {
     let mut args = std::env::args().skip(1);
     let store = match (args.next().as_deref(), args.next()) {
-        (Some("--store"), Some(dir)) => std::path::absolute(PathBuf::from(dir)).expect("the store's path"),
+        (Some("--store"), Some(dir)) => {
+            std::path::absolute(PathBuf::from(dir)).expect("the store's path")
+        }
         _ => {
-            eprintln!("usage: gdrive-bench --store DIR   (a message store made by bench/gen_store.py)");
+            eprintln!(
+                "usage: gdrive-bench --store DIR   (a message store made by bench/gen_store.py)"
+            );
             std::process::exit(2);
         }
     };
@@ -42,15 +46,32 @@ fn main() {
         "device_auth_uri": drive.device_auth_uri(),
     });
     drive.reset_counters();
-    let (gdrive, gdrive_bytes) = full_backup(Setup::new(&store, vec![Target::new("drive", "gdrive", options)]));
+    let (gdrive, gdrive_bytes) = full_backup(Setup::new(
+        &store,
+        vec![Target::new("drive", "gdrive", options)],
+    ));
     let counters = drive.counters();
     let requests: u64 = counters.requests.values().sum();
 
     println!("full backup of {}", store.display());
-    println!("  local disk:          {:>8.2} s, {} bytes written", local.as_secs_f64(), local_bytes);
-    println!("  gdrive -> emulator:  {:>8.2} s, {} bytes written", gdrive.as_secs_f64(), gdrive_bytes);
-    println!("  ratio gdrive/local:  {:>8.2}", gdrive.as_secs_f64() / local.as_secs_f64());
-    println!("  Drive requests:      {requests} ({} objects stored)", counters.objects_stored);
+    println!(
+        "  local disk:          {:>8.2} s, {} bytes written",
+        local.as_secs_f64(),
+        local_bytes
+    );
+    println!(
+        "  gdrive -> emulator:  {:>8.2} s, {} bytes written",
+        gdrive.as_secs_f64(),
+        gdrive_bytes
+    );
+    println!(
+        "  ratio gdrive/local:  {:>8.2}",
+        gdrive.as_secs_f64() / local.as_secs_f64()
+    );
+    println!(
+        "  Drive requests:      {requests} ({} objects stored)",
+        counters.objects_stored
+    );
     for (kind, count) in &counters.requests {
         println!("    {kind:?}: {count}");
     }

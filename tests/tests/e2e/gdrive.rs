@@ -30,7 +30,11 @@ impl SignedIn {
         let dir = tempfile::tempdir().expect("tempdir");
         let token_file = dir.path().join("drive.token");
         std::fs::write(&token_file, drive.issue_refresh_token(SCOPE_APPDATA)).expect("token");
-        SignedIn { drive, token_file, _dir: dir }
+        SignedIn {
+            drive,
+            token_file,
+            _dir: dir,
+        }
     }
 
     pub(crate) fn options(&self) -> Value {
@@ -51,8 +55,11 @@ pub(crate) fn options(drive: &DriveEmulator, token_file: &Path) -> Value {
 }
 
 fn open(options: &Value) -> Instance {
-    let plugin = Plugin::load(&binaries::built("libsealback_gdrive.so")).unwrap_or_else(|e| panic!("{e}"));
-    plugin.open(&options.to_string()).unwrap_or_else(|e| panic!("{e}"))
+    let plugin =
+        Plugin::load(&binaries::built("libsealback_gdrive.so")).unwrap_or_else(|e| panic!("{e}"));
+    plugin
+        .open(&options.to_string())
+        .unwrap_or_else(|e| panic!("{e}"))
 }
 
 fn show(report: &Report) -> String {
@@ -70,15 +77,28 @@ fn passes_the_kit(signed_in: &SignedIn) {
     let report = run_with(&plugin, &settings, |case| eprintln!("gdrive: {case}"))
         .unwrap_or_else(|err| panic!("the kit cannot load {}: {err}", plugin.display()));
     assert_eq!(report.plugin.name, "gdrive");
-    assert!(report.is_success(), "gdrive fails the kit:\n{}", show(&report));
+    assert!(
+        report.is_success(),
+        "gdrive fails the kit:\n{}",
+        show(&report)
+    );
     let skipped: Vec<&str> = report
         .cases
         .iter()
         .filter(|case| matches!(case.outcome, Outcome::Skipped(_)))
         .map(|case| case.name)
         .collect();
-    assert!(skipped.is_empty(), "skipped: {skipped:?}\n{}", show(&report));
-    let left: Vec<String> = signed_in.drive.app_data_files().into_iter().map(|f| f.name).collect();
+    assert!(
+        skipped.is_empty(),
+        "skipped: {skipped:?}\n{}",
+        show(&report)
+    );
+    let left: Vec<String> = signed_in
+        .drive
+        .app_data_files()
+        .into_iter()
+        .map(|f| f.name)
+        .collect();
     assert!(left.is_empty(), "left in appDataFolder: {left:?}");
 }
 
@@ -98,13 +118,34 @@ fn gdrive_passes_the_conformance_kit_under_faults_it_must_absorb() {
         ..Options::default()
     });
     let drive = &signed_in.drive;
-    for kind in [RequestKind::List, RequestKind::GetMedia, RequestKind::CreateMultipart, RequestKind::Delete] {
-        drive.inject(Fault::new(Matcher::kind(kind), FaultAction::Error(DriveError::auth_error()), 1));
-        drive.inject(Fault::new(Matcher::kind(kind), FaultAction::Delay(Duration::from_millis(300)), 2));
+    for kind in [
+        RequestKind::List,
+        RequestKind::GetMedia,
+        RequestKind::CreateMultipart,
+        RequestKind::Delete,
+    ] {
+        drive.inject(Fault::new(
+            Matcher::kind(kind),
+            FaultAction::Error(DriveError::auth_error()),
+            1,
+        ));
+        drive.inject(Fault::new(
+            Matcher::kind(kind),
+            FaultAction::Delay(Duration::from_millis(300)),
+            2,
+        ));
     }
     passes_the_kit(&signed_in);
     let counters = drive.counters();
-    assert!(counters.requests.get(&RequestKind::Token).copied().unwrap_or(0) >= 5, "{counters:?}");
+    assert!(
+        counters
+            .requests
+            .get(&RequestKind::Token)
+            .copied()
+            .unwrap_or(0)
+            >= 5,
+        "{counters:?}"
+    );
 }
 
 #[test]
@@ -115,7 +156,10 @@ fn drive_errors_reach_the_host_as_abi_kinds() {
     let cases = [
         (DriveError::rate_limit_exceeded(), ErrorKind::Transient),
         (DriveError::user_rate_limit_exceeded(), ErrorKind::Transient),
-        (DriveError::too_many_requests(Some(Duration::from_secs(7))), ErrorKind::Transient),
+        (
+            DriveError::too_many_requests(Some(Duration::from_secs(7))),
+            ErrorKind::Transient,
+        ),
         (DriveError::backend_error(), ErrorKind::Transient),
         (DriveError::service_unavailable(), ErrorKind::Transient),
         (DriveError::storage_quota_exceeded(), ErrorKind::Quota),
@@ -126,12 +170,29 @@ fn drive_errors_reach_the_host_as_abi_kinds() {
         drive.fail_next(Some(RequestKind::CreateMultipart), error, 1);
         let err = gdrive.put(&name, b"x").expect_err(&shown);
         assert_eq!(err.kind(), kind, "{shown}: {err}");
-        let before = drive.counters().requests.get(&RequestKind::CreateMultipart).copied();
-        gdrive.put(&name, b"x").unwrap_or_else(|e| panic!("after {shown}: {e}"));
+        let before = drive
+            .counters()
+            .requests
+            .get(&RequestKind::CreateMultipart)
+            .copied();
+        gdrive
+            .put(&name, b"x")
+            .unwrap_or_else(|e| panic!("after {shown}: {e}"));
         // One attempt per put: the plugin retries nothing itself.
-        assert_eq!(drive.counters().requests.get(&RequestKind::CreateMultipart).copied(), before.map(|n| n + 1));
+        assert_eq!(
+            drive
+                .counters()
+                .requests
+                .get(&RequestKind::CreateMultipart)
+                .copied(),
+            before.map(|n| n + 1)
+        );
     }
-    drive.fail_next(Some(RequestKind::List), DriveError::too_many_requests(Some(Duration::from_secs(7))), 1);
+    drive.fail_next(
+        Some(RequestKind::List),
+        DriveError::too_many_requests(Some(Duration::from_secs(7))),
+        1,
+    );
     let err = gdrive.list("").expect_err("429");
     assert_eq!(err.retry_after(), Some(Duration::from_secs(7)), "{err}");
 
@@ -159,7 +220,9 @@ fn a_target_not_yet_authorized_says_what_to_run_and_works_once_the_token_is_ther
     assert_eq!(err.kind(), ErrorKind::Auth);
     assert!(err.to_string().contains("sealbackctl target auth"), "{err}");
     std::fs::write(&token_file, drive.issue_refresh_token(SCOPE_APPDATA)).expect("token");
-    gdrive.put("now", b"works").expect("the same instance works without reopening");
+    gdrive
+        .put("now", b"works")
+        .expect("the same instance works without reopening");
 
     // A revoked refresh token is an authentication error naming the file and the command.
     let revoked = std::fs::read_to_string(&token_file).expect("read token");
@@ -167,8 +230,15 @@ fn a_target_not_yet_authorized_says_what_to_run_and_works_once_the_token_is_ther
     drive.expire_access_tokens();
     let err = gdrive.get("now").expect_err("revoked");
     assert_eq!(err.kind(), ErrorKind::Auth, "{err}");
-    assert!(err.to_string().contains("sealbackctl target auth") && err.to_string().contains("drive.token"), "{err}");
-    assert!(!err.to_string().contains(revoked.trim()), "the token is in the message: {err}");
+    assert!(
+        err.to_string().contains("sealbackctl target auth")
+            && err.to_string().contains("drive.token"),
+        "{err}"
+    );
+    assert!(
+        !err.to_string().contains(revoked.trim()),
+        "the token is in the message: {err}"
+    );
 }
 
 #[test]
@@ -181,20 +251,36 @@ fn a_cut_resumable_upload_resumes_from_the_offset_drive_confirms() {
     let gdrive = open(&options);
     let object: Vec<u8> = (0..3_500_000u32).map(|i| (i % 251) as u8).collect();
     // The second chunk's connection is cut after 600,000 of its bytes.
-    drive.inject(Fault::new(Matcher::kind(RequestKind::ResumableChunk), FaultAction::Delay(Duration::ZERO), 1));
+    drive.inject(Fault::new(
+        Matcher::kind(RequestKind::ResumableChunk),
+        FaultAction::Delay(Duration::ZERO),
+        1,
+    ));
     drive.cut_next_chunk_after(600_000);
     let err = gdrive.put("packs/big", &object).expect_err("the cut chunk");
     assert_eq!(err.kind(), ErrorKind::Transient, "{err}");
-    gdrive.put("packs/big", &object).expect("the retried put resumes");
+    gdrive
+        .put("packs/big", &object)
+        .expect("the retried put resumes");
     assert_eq!(&gdrive.get("packs/big").expect("get")[..], &object[..]);
     let files = drive.app_data_named("packs/big");
     assert_eq!(files.len(), 1, "one file, no duplicate from the retry");
     let sessions = drive.upload_sessions();
-    assert_eq!(sessions.len(), 1, "the retry used the same session: {sessions:?}");
+    assert_eq!(
+        sessions.len(),
+        1,
+        "the retry used the same session: {sessions:?}"
+    );
     let total = object.len() as u64;
     let resent = sessions[0].bytes_received - total;
-    assert!(resent > 0 && resent < total, "re-sent {resent} of {total} bytes: {sessions:?}");
-    assert!(resent < 1 << 20, "re-sent more than the cut chunk: {resent}");
+    assert!(
+        resent > 0 && resent < total,
+        "re-sent {resent} of {total} bytes: {sessions:?}"
+    );
+    assert!(
+        resent < 1 << 20,
+        "re-sent more than the cut chunk: {resent}"
+    );
 }
 
 #[test]
@@ -218,11 +304,19 @@ fn duplicate_names_are_read_deterministically_and_a_put_leaves_one_file() {
     assert_eq!(&gdrive.get("snap/1").expect("get")[..], b"third");
     // The name cache is refreshed when the file it names is gone.
     let other = open(&signed_in.options());
-    other.put("snap/1", b"fourth").expect("put through a second instance");
+    other
+        .put("snap/1", b"fourth")
+        .expect("put through a second instance");
     assert_eq!(&gdrive.get("snap/1").expect("get")[..], b"fourth");
     // A put whose answer was lost leaves no duplicate once it is retried.
-    drive.inject(Fault::new(Matcher::kind(RequestKind::CreateMultipart), FaultAction::LoseAnswer, 1));
-    let err = gdrive.put("snap/2", b"lost").expect_err("the answer is lost");
+    drive.inject(Fault::new(
+        Matcher::kind(RequestKind::CreateMultipart),
+        FaultAction::LoseAnswer,
+        1,
+    ));
+    let err = gdrive
+        .put("snap/2", b"lost")
+        .expect_err("the answer is lost");
     assert_eq!(err.kind(), ErrorKind::Transient, "{err}");
     gdrive.put("snap/2", b"lost").expect("retry");
     assert_eq!(drive.app_data_named("snap/2").len(), 1);

@@ -5,7 +5,9 @@
 
 use std::time::Duration;
 
-use sealback_tests::drive::{DriveEmulator, DriveError, Fault, FaultAction, Matcher, Options, RequestKind};
+use sealback_tests::drive::{
+    DriveEmulator, DriveError, Fault, FaultAction, Matcher, Options, RequestKind,
+};
 use sealback_tests::store::check_restored;
 use sealback_tests::wait::poll;
 use sealback_tests::{Device, MessageStore, Setup, Target};
@@ -25,25 +27,52 @@ fn a_store_backed_up_to_drive_restores_on_a_new_device() {
     let mut device = Device::started(Setup::new(store.dir(), vec![target.clone()]));
     let recovery_key = device.generate_key();
     // Drive says "slow down" and fails now and then: the daemon's retries absorb it.
-    drive.inject(Fault::new(Matcher::kind(RequestKind::CreateMultipart), FaultAction::Error(DriveError::user_rate_limit_exceeded()), 2));
-    drive.inject(Fault::new(Matcher::kind(RequestKind::List), FaultAction::Error(DriveError::backend_error()), 1));
-    drive.inject(Fault::new(Matcher::any(), FaultAction::Error(DriveError::too_many_requests(Some(Duration::from_secs(1)))), 1));
+    drive.inject(Fault::new(
+        Matcher::kind(RequestKind::CreateMultipart),
+        FaultAction::Error(DriveError::user_rate_limit_exceeded()),
+        2,
+    ));
+    drive.inject(Fault::new(
+        Matcher::kind(RequestKind::List),
+        FaultAction::Error(DriveError::backend_error()),
+        1,
+    ));
+    drive.inject(Fault::new(
+        Matcher::any(),
+        FaultAction::Error(DriveError::too_many_requests(Some(Duration::from_secs(1)))),
+        1,
+    ));
     let first = device.backup();
     store.append(30);
     let second = device.backup();
     let status = device.status();
     device.stop();
-    let shown = status.targets.iter().find(|t| t.name == TARGET).expect("the target in status");
-    assert!(shown.requests.retries >= 3, "the daemon retried Drive's refusals: {:?}", shown.requests);
-    assert!(drive.app_data_files().len() > 3, "objects live in appDataFolder");
+    let shown = status
+        .targets
+        .iter()
+        .find(|t| t.name == TARGET)
+        .expect("the target in status");
+    assert!(
+        shown.requests.retries >= 3,
+        "the daemon retried Drive's refusals: {:?}",
+        shown.requests
+    );
+    assert!(
+        drive.app_data_files().len() > 3,
+        "objects live in appDataFolder"
+    );
 
     let fresh = Device::started(Setup::restoring_from(vec![target]));
     fresh.import_key(&recovery_key);
     for (snapshot, messages) in [(&first.snapshot, 120), (&second.snapshot, 150)] {
         let to = fresh.root().join(format!("restored-{}", &snapshot[..8]));
         fresh.restore(snapshot, &to);
-        let restored = check_restored(&to)
-            .unwrap_or_else(|e| panic!("snapshot {snapshot} restored wrong: {e}{}", fresh.log_tail()));
+        let restored = check_restored(&to).unwrap_or_else(|e| {
+            panic!(
+                "snapshot {snapshot} restored wrong: {e}{}",
+                fresh.log_tail()
+            )
+        });
         assert_eq!(restored.messages, messages, "snapshot {snapshot}");
     }
 }
@@ -66,14 +95,23 @@ fn sealbackctl_target_auth_completes_the_device_flow_and_the_target_starts_worki
     // Not authorized: the daemon runs, the backup fails, and status says what to run.
     device.ctl(&["backup", "--wait"]);
     let status = device.status();
-    let shown = status.targets.iter().find(|t| t.name == TARGET).expect("the target in status");
+    let shown = status
+        .targets
+        .iter()
+        .find(|t| t.name == TARGET)
+        .expect("the target in status");
     let error = shown.last_error.clone().unwrap_or_default();
-    assert!(error.contains("sealbackctl target auth drive"), "status: {error}");
+    assert!(
+        error.contains("sealbackctl target auth drive"),
+        "status: {error}"
+    );
 
     // The person approves the code `sealbackctl target auth` shows.
     let approver = std::thread::scope(|scope| {
         let approver = scope.spawn(|| {
-            let code = poll(Duration::from_secs(60), || drive.pending_user_codes().into_iter().next());
+            let code = poll(Duration::from_secs(60), || {
+                drive.pending_user_codes().into_iter().next()
+            });
             let code = code.expect("a user code was requested");
             assert!(drive.approve(&code));
             code
@@ -83,13 +121,23 @@ fn sealbackctl_target_auth_completes_the_device_flow_and_the_target_starts_worki
         (auth, code)
     });
     let (auth, code) = approver;
-    assert!(auth.stderr.contains(&code) && auth.stderr.contains("/device"), "{auth}");
+    assert!(
+        auth.stderr.contains(&code) && auth.stderr.contains("/device"),
+        "{auth}"
+    );
     assert!(auth.stdout.contains("authorized"), "{auth}");
-    let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&token_file).expect("token file").permissions());
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(&token_file)
+            .expect("token file")
+            .permissions(),
+    );
     assert_eq!(mode & 0o777, 0o600);
     let token = std::fs::read_to_string(&token_file).expect("token");
     let log = std::fs::read_to_string(device.log_path()).unwrap_or_default();
-    assert!(!log.contains(token.trim()), "the refresh token is in the daemon's log");
+    assert!(
+        !log.contains(token.trim()),
+        "the refresh token is in the daemon's log"
+    );
     assert!(!auth.stdout.contains(token.trim()) && !auth.stderr.contains(token.trim()));
 
     // The same daemon, not restarted, now backs up to Drive.
@@ -102,10 +150,16 @@ fn sealbackctl_target_auth_completes_the_device_flow_and_the_target_starts_worki
 fn target_auth_for_a_target_without_an_authorization_step_is_refused() {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = MessageStore::create(&dir.path().join("store"), 7);
-    let device = Device::started(Setup::new(store.dir(), vec![Target::local("disk", &dir.path().join("disk"))]));
+    let device = Device::started(Setup::new(
+        store.dir(),
+        vec![Target::local("disk", &dir.path().join("disk"))],
+    ));
     let refused = device.ctl(&["target", "auth", "disk"]);
     assert_ne!(refused.code, Some(0), "{refused}");
-    assert!(refused.stderr.contains("no authorization step"), "{refused}");
+    assert!(
+        refused.stderr.contains("no authorization step"),
+        "{refused}"
+    );
     let unknown = device.ctl(&["target", "auth", "nope"]);
     assert!(unknown.stderr.contains("no target named"), "{unknown}");
 }

@@ -316,20 +316,20 @@ unsafe fn v2_fields(
     }
     let table = table.cast::<abi::ProviderTableV2>();
     let fits = |offset: usize, len: usize| offset + len <= size;
-    // SAFETY: each field lies within the `size` bytes the caller vouches for.
     let open_v2 = if fits(
         offset_of!(abi::ProviderTableV2, open_v2),
         size_of::<Option<abi::OpenV2Fn>>(),
     ) {
+        // SAFETY: the field lies within the `size` bytes the caller vouches for.
         unsafe { (&raw const (*table).open_v2).read() }
     } else {
         None
     };
-    // SAFETY: as above.
     let authorize = if fits(
         offset_of!(abi::ProviderTableV2, authorize),
         size_of::<Option<abi::AuthorizeFn>>(),
     ) {
+        // SAFETY: the field lies within the `size` bytes the caller vouches for.
         unsafe { (&raw const (*table).authorize).read() }
     } else {
         None

@@ -173,10 +173,10 @@ pub unsafe extern "C" fn __shim_authorize<T: Provider>(
             prompt: None,
             cancelled: None,
         };
-        // SAFETY: a non-null `io` is valid for reads until this call returns.
         let io = if io.is_null() {
             empty
         } else {
+            // SAFETY: a non-null `io` is valid for reads until this call returns.
             unsafe { io.read() }
         };
         provider.authorize(&Authorization { io: &io })

@@ -79,11 +79,14 @@ fn a_v1_plugin_still_loads_and_works_without_the_v2_services() {
     let instance = plugin
         .open_with_log(
             "{}",
-            Box::new(move |_, line| sink.lock().unwrap().push(line.to_owned())),
+            Box::new(move |_, line| sink.lock().expect("lock").push(line.to_owned())),
         )
         .expect("open through v1's open");
     instance.put("a", b"x").expect("put");
-    assert!(lines.lock().unwrap().is_empty(), "v1's open has no log");
+    assert!(
+        lines.lock().expect("lock").is_empty(),
+        "v1's open has no log"
+    );
     let err = instance
         .authorize(&mut |_| {}, &|| false)
         .expect_err("no authorize in v1");
@@ -99,11 +102,11 @@ fn the_log_channel_reaches_the_hosts_sink() {
     let instance = plugin
         .open_with_log(
             "{}",
-            Box::new(move |level, line| sink.lock().unwrap().push((level, line.to_owned()))),
+            Box::new(move |level, line| sink.lock().expect("lock").push((level, line.to_owned()))),
         )
         .expect("open_v2");
     assert_eq!(
-        *lines.lock().unwrap(),
+        *lines.lock().expect("lock"),
         [(abi::LOG_INFO, "opened, no secrets here".to_owned())]
     );
     drop(instance);
