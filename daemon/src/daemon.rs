@@ -1,5 +1,6 @@
 //! The daemon's state and the control API's implementation: what each route does.
 
+mod auth;
 mod handler;
 mod held;
 mod missing;

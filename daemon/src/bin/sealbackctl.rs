@@ -127,6 +127,23 @@ run `sealbackctl snapshots --acknowledge-missing` to forget it and end the alarm
     /// Develop storage-provider plugins (runs here, without the daemon)
     #[command(subcommand)]
     Plugin(PluginCommand),
+    /// Storage targets
+    #[command(subcommand)]
+    Target(TargetCommand),
+}
+
+#[derive(Subcommand)]
+enum TargetCommand {
+    /// Sign a target in to its storage account (Google Drive: the device flow)
+    #[command(after_help = "\
+The daemon runs the authorization with the target's options and shows what to do here: open a
+URL on any device with a browser and enter the code. The credentials are written where the
+target's options say (Google Drive: refresh_token_file, mode 0600); the target starts working
+without a restart. Interrupting this command cancels the authorization. See docs/gdrive.md.")]
+    Auth {
+        /// The target's name in the configuration
+        name: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -335,6 +352,21 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     r.files,
                     HumanBytes(r.bytes),
                     took(r.duration_ms)
+                );
+            })?;
+        }
+        Command::Target(TargetCommand::Auth { name }) => {
+            let request = sealback_daemon::control::api::TargetAuthRequest { target: name };
+            let done = client
+                .target_auth(request, |text| {
+                    // The prompt is what the person acts on: shown even with --json.
+                    eprintln!("{text}");
+                })
+                .await?;
+            output(json, &done, |done| {
+                println!(
+                    "Target {:?} is authorized: it stores backups from its next call on.",
+                    done.target
                 );
             })?;
         }

@@ -77,10 +77,11 @@ pub enum Route {
     AcknowledgeMissing,
     KeyRotate,
     Prune,
+    TargetAuth,
 }
 
 impl Route {
-    pub const ALL: [Route; 15] = [
+    pub const ALL: [Route; 16] = [
         Route::Status,
         Route::Backup,
         Route::Snapshots,
@@ -96,6 +97,7 @@ impl Route {
         Route::AcknowledgeMissing,
         Route::KeyRotate,
         Route::Prune,
+        Route::TargetAuth,
     ];
 
     /// `GET` or `POST`: each route has exactly one method.
@@ -123,6 +125,7 @@ impl Route {
             Route::AcknowledgeMissing => "/v1/snapshots/acknowledge-missing",
             Route::KeyRotate => "/v1/key/rotate",
             Route::Prune => "/v1/prune",
+            Route::TargetAuth => "/v1/target/auth",
         }
     }
 
@@ -427,6 +430,35 @@ pub struct ErrorBody {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ErrorResponse {
     pub error: ErrorBody,
+}
+
+/// `POST /v1/target/auth`: run a target's interactive authorization (`sealbackctl target auth
+/// NAME`). The answer is a stream of [`AuthEvent`] lines: prompts for the person, then one
+/// `done` or `error`. The daemon stops the authorization when the client goes away.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TargetAuthRequest {
+    pub target: String,
+}
+
+/// The outcome of a completed authorization.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct TargetAuthorized {
+    pub target: String,
+}
+
+/// One line of the `target/auth` stream.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum AuthEvent {
+    /// Text to show the person (a URL and a code to enter).
+    Prompt(String),
+    Done {
+        result: TargetAuthorized,
+    },
+    Error {
+        error: ErrorBody,
+    },
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]

@@ -15,11 +15,12 @@ use serde::de::DeserializeOwned;
 use tokio::net::UnixStream;
 
 use super::api::{
-    AcknowledgeMissingRequest, AcknowledgedMissing, BackupReport, BackupRequest, ErrorBody,
-    ErrorResponse, KeyChangePasswordRequest, KeyChanged, KeyDisableRequest, KeyGenerateRequest,
-    KeyGenerated, KeyImportRequest, KeyImported, KeyRecoverRequest, KeyRotateRequest, KeyRotated,
-    KeySetPasswordRequest, Progress, PruneReports, PruneRequest, RepairReport, RepairRequest,
-    RestoreReport, RestoreRequest, Route, SnapshotList, Status, StreamEvent, VerifyReport,
+    AcknowledgeMissingRequest, AcknowledgedMissing, AuthEvent, BackupReport, BackupRequest,
+    ErrorBody, ErrorResponse, KeyChangePasswordRequest, KeyChanged, KeyDisableRequest,
+    KeyGenerateRequest, KeyGenerated, KeyImportRequest, KeyImported, KeyRecoverRequest,
+    KeyRotateRequest, KeyRotated, KeySetPasswordRequest, Progress, PruneReports, PruneRequest,
+    RepairReport, RepairRequest, RestoreReport, RestoreRequest, Route, SnapshotList, Status,
+    StreamEvent, TargetAuthRequest, TargetAuthorized, VerifyReport,
     VerifyRequest,
 };
 
@@ -188,6 +189,37 @@ impl Client {
         }
     }
 
+    /// Runs a target's interactive authorization; `on_prompt` shows the daemon's prompts.
+    pub async fn target_auth(
+        &self,
+        request: TargetAuthRequest,
+        mut on_prompt: impl FnMut(&str),
+    ) -> Result<TargetAuthorized, ClientError> {
+        let route = Route::TargetAuth;
+        let response = self.send(route, Some(&request)).await?;
+        if response.status() != StatusCode::OK {
+            return Err(read_error(route, response).await);
+        }
+        follow_lines(route, response, |line| {
+            let line = line.trim_ascii();
+            if line.is_empty() {
+                return None;
+            }
+            match serde_json::from_slice(line) {
+                Ok(AuthEvent::Prompt(text)) => {
+                    on_prompt(&text);
+                    None
+                }
+                Ok(AuthEvent::Done { result }) => Some(Ok(result)),
+                Ok(AuthEvent::Error { error }) => Some(Err(ClientError::Api(error))),
+                Err(e) => Some(Err(ClientError::Protocol(format!(
+                    "the daemon sent a malformed line for {route}: {e}"
+                )))),
+            }
+        })
+        .await
+    }
+
     pub async fn key_generate(
         &self,
         request: KeyGenerateRequest,
@@ -334,12 +366,24 @@ async fn follow<T: DeserializeOwned>(
     response: Response<Incoming>,
     mut on_progress: impl FnMut(Progress),
 ) -> Result<T, ClientError> {
+    follow_lines(route, response, |line| {
+        read_line(route, line, &mut on_progress)
+    })
+    .await
+}
+
+/// Reads a stream line by line; `read` turns a line into the outcome, or `None` to go on.
+async fn follow_lines<T>(
+    route: Route,
+    response: Response<Incoming>,
+    mut read: impl FnMut(&[u8]) -> Option<Result<T, ClientError>>,
+) -> Result<T, ClientError> {
     let mut body = response.into_body();
     let mut pending: Vec<u8> = Vec::new();
     loop {
         while let Some(end) = pending.iter().position(|&b| b == b'\n') {
             let line: Vec<u8> = pending.drain(..=end).collect();
-            if let Some(outcome) = read_line(route, &line, &mut on_progress) {
+            if let Some(outcome) = read(&line) {
                 return outcome;
             }
         }
@@ -363,7 +407,7 @@ async fn follow<T: DeserializeOwned>(
             None => break,
         }
     }
-    if let Some(outcome) = read_line(route, &pending, &mut on_progress) {
+    if let Some(outcome) = read(&pending) {
         return outcome;
     }
     Err(ClientError::Protocol(format!(

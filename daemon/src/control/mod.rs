@@ -178,4 +178,23 @@ pub trait Handler: Send + Sync + 'static {
             ))
         }
     }
+
+    /// Runs a target's interactive authorization: `prompts` receives the text for the person,
+    /// `cancelled` turns true when the client has gone away. A daemon without targets that
+    /// authorize answers 404.
+    fn target_auth(
+        &self,
+        request: crate::control::api::TargetAuthRequest,
+        prompts: tokio::sync::mpsc::UnboundedSender<String>,
+        cancelled: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    ) -> impl Future<Output = Result<crate::control::api::TargetAuthorized, ApiError>> + Send {
+        let _ = (prompts, cancelled);
+        async move {
+            Err(ApiError::new(
+                404,
+                "not-found",
+                format!("target {:?} has no authorization step", request.target),
+            ))
+        }
+    }
 }

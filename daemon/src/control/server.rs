@@ -4,6 +4,7 @@
 //! [`bind`] makes the socket file; [`serve`] answers on it until its `shutdown` future
 //! completes, then stops accepting and gives the requests in flight a few seconds to finish.
 
+mod auth;
 mod ndjson;
 mod routes;
 mod socket;

@@ -23,6 +23,18 @@ use crate::control::{ApiError, Handler, ProgressSink};
 pub struct DaemonHandle(pub Arc<Daemon>);
 
 impl Handler for DaemonHandle {
+    async fn target_auth(
+        &self,
+        request: crate::control::api::TargetAuthRequest,
+        prompts: tokio::sync::mpsc::UnboundedSender<String>,
+        cancelled: Arc<std::sync::atomic::AtomicBool>,
+    ) -> Result<crate::control::api::TargetAuthorized, ApiError> {
+        self.0
+            .clone()
+            .target_auth(request, prompts, cancelled)
+            .await
+    }
+
     async fn status(&self) -> Result<Status, ApiError> {
         let d = self.0.clone();
         tokio::task::spawn_blocking(move || {

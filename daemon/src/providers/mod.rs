@@ -11,6 +11,7 @@
 //! A target whose plugin fails to load keeps its error (shown by `status`) and is loaded
 //! again at the next backup, while the daemon goes on.
 
+mod authorize;
 mod limit;
 mod metrics;
 mod plugin;
@@ -24,6 +25,7 @@ use std::sync::Arc;
 
 use sealback_plugin_api::host::Plugin;
 
+pub use authorize::{AuthorizeError, authorize_target, log_sink};
 pub use metrics::{Counters, TargetStore};
 pub use plugin::PluginStore;
 pub use retry::RetryPolicy;
@@ -59,16 +61,18 @@ pub fn open_target(
     trust::check(&path)?;
     let plugin = Plugin::load(&path).map_err(|e| e.to_string())?;
     let options = serde_json::to_string(&target.options).expect("options serialize");
-    let instance = plugin.open(&options).map_err(|e| {
-        format!(
-            "target {:?}: plugin {} refused its options: {}",
-            target.name,
-            path.display(),
-            e
-        )
-    })?;
+    let instance = plugin
+        .open_with_log(&options, log_sink(&target.name))
+        .map_err(|e| {
+            format!(
+                "target {:?}: plugin {} refused its options: {}",
+                target.name,
+                path.display(),
+                e
+            )
+        })?;
     tracing::info!(target = %target.name, plugin = %path.display(), version = %plugin.version(), "storage target ready");
-    let store = PluginStore::new(&target.name, instance);
+    let store = PluginStore::new(&target.name, instance, plugin.can_authorize());
     let limited = limit::Limited::new(store, target.concurrency);
     let timed = timeout::Timed::new(
         Arc::new(limited),

@@ -10,13 +10,17 @@ use sealback_repo::{ObjectStore, StoreError, StoreErrorKind};
 pub struct PluginStore {
     target: String,
     instance: Instance,
+    /// The plugin has an authorization step (`sealbackctl target auth`), which is what to run
+    /// when the storage refuses the credentials.
+    authorizes: bool,
 }
 
 impl PluginStore {
-    pub fn new(target: &str, instance: Instance) -> PluginStore {
+    pub fn new(target: &str, instance: Instance, authorizes: bool) -> PluginStore {
         PluginStore {
             target: target.to_owned(),
             instance,
+            authorizes,
         }
     }
 
@@ -35,9 +39,14 @@ impl PluginStore {
             }
             _ => format!("{op} {object} on target {:?} failed", self.target),
         };
+        let hint = if kind == StoreErrorKind::Auth && self.authorizes {
+            format!("; run `sealbackctl target auth {}`", self.target)
+        } else {
+            String::new()
+        };
         StoreError {
             kind,
-            message: format!("{what}: {}", e.message()),
+            message: format!("{what}: {}{hint}", e.message()),
             retry_after: e.retry_after(),
         }
     }

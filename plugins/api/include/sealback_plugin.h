@@ -1,5 +1,6 @@
 /*
- * sealback storage-provider plugin ABI, version 1 (frozen).
+ * sealback storage-provider plugin ABI, version 2: version 1 (frozen) and the optional fields
+ * version 2 appends (sealback_provider_v2_t, docs/plugin-abi.md section 10).
  *
  * A plugin is a shared library that exports the two functions declared at the end of this file.
  * docs/plugin-abi.md is the full specification; the comments here state every rule a plugin
@@ -93,7 +94,7 @@
 extern "C" {
 #endif
 
-#define SEALBACK_PLUGIN_ABI_VERSION 1u
+#define SEALBACK_PLUGIN_ABI_VERSION 2u /* a v1 table with this version is fine: v2 fields absent */
 #define SEALBACK_PLUGIN_MAGIC "SBPLUGIN" /* the 8 bytes, without the NUL */
 
 #define SEALBACK_STATUS_OK             0 /* success */
@@ -163,6 +164,52 @@ typedef struct {
      * {NULL, 0, 0}; does nothing for NULL or an empty buffer. */
     void (*free_buf)(sealback_buf_t *buf);
 } sealback_provider_v1_t;
+
+/* ---- ABI v2 (appended; every field optional: NULL means "not provided") ---- */
+
+#define SEALBACK_LOG_ERROR 1u
+#define SEALBACK_LOG_WARN  2u
+#define SEALBACK_LOG_INFO  3u
+#define SEALBACK_LOG_DEBUG 4u
+
+/* What the host offers an instance, passed to open_v2; valid from that call until close
+ * returns. A plugin reads a field only if it ends at or before size. */
+typedef struct {
+    uint32_t size;     /* sizeof(sealback_host_v2_t) as the host was built */
+    uint32_t reserved; /* 0 */
+    void *ctx;         /* passed back to log */
+    /* The daemon's log: UTF-8 text (len bytes, no NUL), never a secret; any thread, any time
+     * until close returns, concurrently. NULL = no log. level: SEALBACK_LOG_*. */
+    void (*log)(void *ctx, uint32_t level, const uint8_t *message, size_t len);
+} sealback_host_v2_t;
+
+/* What the host lends one authorize call; valid until it returns. */
+typedef struct {
+    uint32_t size;     /* sizeof(sealback_auth_io_t) as the host was built */
+    uint32_t reserved; /* 0 */
+    void *ctx;         /* passed back to prompt and cancelled */
+    /* Shows UTF-8 text (a URL and a code to enter) to the person authorizing; may be called
+     * several times. NULL = nobody to show it to. */
+    void (*prompt)(void *ctx, const uint8_t *text, size_t len);
+    /* Non-zero once the host wants the call to stop (the person gave up, the daemon stops):
+     * the plugin polls it while it waits and then returns TRANSIENT. NULL = never. */
+    int32_t (*cancelled)(void *ctx);
+} sealback_auth_io_t;
+
+/* The provider's function table, ABI v2: the v1 table (size = sizeof(sealback_provider_v2_t),
+ * abi_version = 2), then optional functions. */
+typedef struct {
+    sealback_provider_v1_t v1;
+    /* open, with the host's services; when present the host calls it instead of open. */
+    int32_t (*open_v2)(const uint8_t *options_json, size_t len, const sealback_host_v2_t *host,
+                       void **instance, sealback_error_t *error);
+    /* The interactive authorization step (`sealbackctl target auth NAME`): signs the instance's
+     * storage account in (showing what to do through io->prompt), stores the credentials
+     * where the options say, and returns OK once later calls can use them. May run for
+     * minutes; returns TRANSIENT when io->cancelled says so. It may run concurrently with put, get,
+     * list and remove on the same instance. */
+    int32_t (*authorize)(void *instance, const sealback_auth_io_t *io, sealback_error_t *error);
+} sealback_provider_v2_t;
 
 /* The two functions a plugin exports. Both return pointers to static data, the same on every
  * call, and have no other effect. */

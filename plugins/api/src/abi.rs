@@ -12,8 +12,11 @@
 
 use std::ffi::{c_char, c_void};
 
-/// The plugin ABI version this crate speaks, and the oldest one a host loads.
-pub const ABI_VERSION: u32 = 1;
+/// The plugin ABI version this crate speaks: a host built with it loads plugins of versions
+/// [`OLDEST_ABI_VERSION`] to this one, and the SDK builds plugins of this version.
+pub const ABI_VERSION: u32 = 2;
+/// The oldest plugin ABI version a host loads.
+pub const OLDEST_ABI_VERSION: u32 = 1;
 
 /// The first eight bytes of a [`PluginMagic`].
 pub const MAGIC: [u8; 8] = *b"SBPLUGIN";
@@ -151,3 +154,72 @@ pub struct ProviderTableV1 {
 // NUL-terminated strings, so sharing a reference to it between threads cannot race. This is what
 // lets a plugin keep its table in a `static`.
 unsafe impl Sync for ProviderTableV1 {}
+
+// ---- ABI v2: appended, every field optional (docs/plugin-abi.md §10) ----
+
+/// Log levels of [`LogFn`]: how much the message matters to the operator.
+pub const LOG_ERROR: u32 = 1;
+/// A warning: something the operator may want to look at.
+pub const LOG_WARN: u32 = 2;
+/// What the plugin did that an operator reading the daemon's log wants to know.
+pub const LOG_INFO: u32 = 3;
+/// Detail for debugging.
+pub const LOG_DEBUG: u32 = 4;
+
+/// `log(ctx, level, message, len)`: the host's log channel (`message`: UTF-8, no secrets).
+pub type LogFn = unsafe extern "C" fn(*mut c_void, u32, *const u8, usize);
+/// `prompt(ctx, text, len)`: shows UTF-8 text to the person authorizing the target.
+pub type PromptFn = unsafe extern "C" fn(*mut c_void, *const u8, usize);
+/// `cancelled(ctx)`: non-zero once the host wants the running call to stop.
+pub type CancelledFn = unsafe extern "C" fn(*mut c_void) -> i32;
+/// `open_v2(options_json, options_len, host, &instance, &error)`: `open` with the host's services.
+pub type OpenV2Fn =
+    unsafe extern "C" fn(*const u8, usize, *const HostV2, *mut *mut c_void, *mut Error) -> i32;
+/// `authorize(instance, io, &error)`: the interactive authorization step.
+pub type AuthorizeFn = unsafe extern "C" fn(*mut c_void, *const AuthIo, *mut Error) -> i32;
+
+/// What the host offers an instance for its whole life (`sealback_host_v2_t`), passed to
+/// `open_v2`: valid from the call until `close` returns.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct HostV2 {
+    /// `size_of::<HostV2>()` as the host was built; fields past it are absent.
+    pub size: u32,
+    /// Zero.
+    pub reserved: u32,
+    /// Passed back to `log`.
+    pub ctx: *mut c_void,
+    /// The host's log channel: callable from any thread, concurrently; null = no log.
+    pub log: Option<LogFn>,
+}
+
+/// What the host lends one `authorize` call (`sealback_auth_io_t`): valid until it returns.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct AuthIo {
+    /// `size_of::<AuthIo>()` as the host was built.
+    pub size: u32,
+    /// Zero.
+    pub reserved: u32,
+    /// Passed back to `prompt` and `cancelled`.
+    pub ctx: *mut c_void,
+    /// Shows text to the person (a URL and a code to enter); null = nobody to show it to.
+    pub prompt: Option<PromptFn>,
+    /// Polled while the call waits; non-zero = stop now and return `TRANSIENT`.
+    pub cancelled: Option<CancelledFn>,
+}
+
+/// The v2 function table (`sealback_provider_v2_t`): the v1 table, then the v2 fields.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct ProviderTableV2 {
+    /// The v1 table; its `size` is `size_of::<ProviderTableV2>()`, its `abi_version` 2.
+    pub v1: ProviderTableV1,
+    /// `open` with a [`HostV2`]; null = the plugin uses none of the host's services.
+    pub open_v2: Option<OpenV2Fn>,
+    /// The interactive authorization step; null = the plugin needs none.
+    pub authorize: Option<AuthorizeFn>,
+}
+
+// SAFETY: as for ProviderTableV1: immutable, pointing at static data only.
+unsafe impl Sync for ProviderTableV2 {}

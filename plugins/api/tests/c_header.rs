@@ -47,6 +47,20 @@ static int32_t remove_fn(void *instance, const uint8_t *name, size_t name_len,
 }
 static void free_buf_fn(sealback_buf_t *buf) { (void)buf; }
 
+static int32_t open_v2_fn(const uint8_t *options, size_t len, const sealback_host_v2_t *host,
+                          void **instance, sealback_error_t *error) {
+    (void)options; (void)len; (void)host; (void)instance; (void)error; return 0;
+}
+static int32_t authorize_fn(void *instance, const sealback_auth_io_t *io,
+                            sealback_error_t *error) {
+    (void)instance; (void)io; (void)error; return 0;
+}
+static const sealback_provider_v2_t table_v2 = {
+    { sizeof(sealback_provider_v2_t), SEALBACK_PLUGIN_ABI_VERSION, "c", "0",
+      open_fn, close_fn, put_fn, get_fn, list_fn, remove_fn, free_buf_fn },
+    open_v2_fn, authorize_fn,
+};
+
 static const sealback_provider_v1_t table = {
     sizeof(sealback_provider_v1_t), SEALBACK_PLUGIN_ABI_VERSION, "c", "0",
     open_fn, close_fn, put_fn, get_fn, list_fn, remove_fn, free_buf_fn,
@@ -84,6 +98,31 @@ int main(void) {
     OFFSET(sealback_provider_v1_t, remove);
     OFFSET(sealback_provider_v1_t, free_buf);
 
+    SIZE(sealback_host_v2_t);
+    ALIGN(sealback_host_v2_t);
+    OFFSET(sealback_host_v2_t, size);
+    OFFSET(sealback_host_v2_t, reserved);
+    OFFSET(sealback_host_v2_t, ctx);
+    OFFSET(sealback_host_v2_t, log);
+
+    SIZE(sealback_auth_io_t);
+    ALIGN(sealback_auth_io_t);
+    OFFSET(sealback_auth_io_t, size);
+    OFFSET(sealback_auth_io_t, reserved);
+    OFFSET(sealback_auth_io_t, ctx);
+    OFFSET(sealback_auth_io_t, prompt);
+    OFFSET(sealback_auth_io_t, cancelled);
+
+    SIZE(sealback_provider_v2_t);
+    ALIGN(sealback_provider_v2_t);
+    OFFSET(sealback_provider_v2_t, v1);
+    OFFSET(sealback_provider_v2_t, open_v2);
+    OFFSET(sealback_provider_v2_t, authorize);
+
+    CONST(SEALBACK_LOG_ERROR);
+    CONST(SEALBACK_LOG_WARN);
+    CONST(SEALBACK_LOG_INFO);
+    CONST(SEALBACK_LOG_DEBUG);
     CONST(SEALBACK_PLUGIN_ABI_VERSION);
     CONST(SEALBACK_STATUS_OK);
     CONST(SEALBACK_STATUS_NOT_FOUND);
@@ -93,7 +132,7 @@ int main(void) {
     CONST(SEALBACK_STATUS_PERMANENT);
     CONST(SEALBACK_STATUS_INVALID_CONFIG);
     printf("magic %s %zu\n", SEALBACK_PLUGIN_MAGIC, sizeof(SEALBACK_PLUGIN_MAGIC) - 1);
-    return table.size == sizeof table ? 0 : 1;
+    return table.size == sizeof table && table_v2.v1.size == sizeof table_v2 ? 0 : 1;
 }
 "#;
 
@@ -131,7 +170,20 @@ fn expected() -> BTreeMap<String, String> {
         open => open, close => close, put => put, get => get, list => list, remove => remove,
         free_buf => free_buf
     ]);
+    layout!("sealback_host_v2_t", abi::HostV2, [
+        size => size, reserved => reserved, ctx => ctx, log => log
+    ]);
+    layout!("sealback_auth_io_t", abi::AuthIo, [
+        size => size, reserved => reserved, ctx => ctx, prompt => prompt, cancelled => cancelled
+    ]);
+    layout!("sealback_provider_v2_t", abi::ProviderTableV2, [
+        v1 => v1, open_v2 => open_v2, authorize => authorize
+    ]);
     for (name, value) in [
+        ("SEALBACK_LOG_ERROR", i64::from(abi::LOG_ERROR)),
+        ("SEALBACK_LOG_WARN", i64::from(abi::LOG_WARN)),
+        ("SEALBACK_LOG_INFO", i64::from(abi::LOG_INFO)),
+        ("SEALBACK_LOG_DEBUG", i64::from(abi::LOG_DEBUG)),
         ("SEALBACK_PLUGIN_ABI_VERSION", i64::from(abi::ABI_VERSION)),
         ("SEALBACK_STATUS_OK", abi::STATUS_OK.into()),
         ("SEALBACK_STATUS_NOT_FOUND", abi::STATUS_NOT_FOUND.into()),

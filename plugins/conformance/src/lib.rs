@@ -51,6 +51,7 @@
 mod cases;
 mod check;
 mod data;
+mod log;
 mod report;
 mod runner;
 

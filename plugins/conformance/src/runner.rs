@@ -95,7 +95,8 @@ pub fn run_with(
     };
 
     let started = Instant::now();
-    let instance = match plugin.open(settings.options_json()) {
+    let logged = crate::log::Logged::default();
+    let instance = match plugin.open_with_log(settings.options_json(), logged.sink()) {
         Ok(instance) => Arc::new(instance),
         Err(err) => {
             let reason = format!(
@@ -125,6 +126,14 @@ pub fn run_with(
     };
     let mut hung: Option<&'static str> = None;
     for case in cases::ALL.iter().chain([&cases::CLEANUP]) {
+        if std::ptr::eq(case, &cases::CLEANUP) {
+            // ABI v2: what the plugin wrote to the daemon's log during the cases.
+            record(
+                "log",
+                logged.verdict(settings.options_json()),
+                Duration::ZERO,
+            );
+        }
         if let Some(earlier) = hung {
             let reason = format!("{earlier} did not finish, so the plugin may be stuck");
             record(case.name, Outcome::Skipped(reason), Duration::ZERO);

@@ -9,6 +9,8 @@ mod drive_emulator;
 mod faults;
 mod fixtures;
 mod full_disk;
+mod gdrive;
+mod gdrive_daemon;
 mod hidden_snapshots;
 mod hostile_store;
 mod incremental;

@@ -98,7 +98,7 @@ fn unusable_plugin_is_reported(plugin: &str, place: fn(&str, &Path) -> PathBuf, 
 
 #[test]
 fn a_plugin_built_for_another_abi_is_refused_naming_the_file_and_both_versions() {
-    unusable_plugin_is_reported("badabi", compile_plugin, &["v99", "v1"]);
+    unusable_plugin_is_reported("badabi", compile_plugin, &["v99", "v2"]);
 }
 
 #[test]

@@ -24,6 +24,13 @@ pub(crate) struct NdjsonBody {
     lines: mpsc::Receiver<Bytes>,
 }
 
+impl NdjsonBody {
+    /// A body that sends the lines `lines` receives.
+    pub(super) fn from_lines(lines: mpsc::Receiver<Bytes>) -> Self {
+        Self { lines }
+    }
+}
+
 impl Body for NdjsonBody {
     type Data = Bytes;
     type Error = Infallible;

@@ -93,6 +93,10 @@ async fn dispatch<H: Handler>(
                 json(StatusCode::ACCEPTED, &accepted)
             }
         }
+        Route::TargetAuth => {
+            let request = read_json(route, request).await?;
+            Ok(stream(super::auth::narrate(handler, request)))
+        }
         Route::Restore => {
             let restore = read_json(route, request).await?;
             let (sink, progress) = ProgressSink::new();

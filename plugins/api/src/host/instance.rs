@@ -22,6 +22,8 @@ use crate::name::{validate_list_prefix, validate_object_name};
 pub struct Instance {
     loaded: Arc<Loaded>,
     raw: NonNull<c_void>,
+    /// What `open_v2` was lent (the log sink); dropped after `close` (see `Drop`).
+    pub(super) _services: Option<Box<super::v2::Services>>,
 }
 
 // SAFETY: ABI v1 requires a plugin to accept calls on one instance from any thread, and `close`
@@ -33,12 +35,13 @@ unsafe impl Sync for Instance {}
 
 /// The call being made, for error messages.
 #[derive(Clone, Copy)]
-enum Op<'a> {
+pub(super) enum Op<'a> {
     Open,
     Put(&'a str),
     Get(&'a str),
     List(&'a str),
     Remove(&'a str),
+    Authorize,
 }
 
 impl fmt::Display for Op<'_> {
@@ -49,6 +52,7 @@ impl fmt::Display for Op<'_> {
             Self::Get(name) => write!(f, "get {name:?}"),
             Self::List(prefix) => write!(f, "list {prefix:?}"),
             Self::Remove(name) => write!(f, "remove {name:?}"),
+            Self::Authorize => f.write_str("authorize"),
         }
     }
 }
@@ -56,6 +60,9 @@ impl fmt::Display for Op<'_> {
 impl Plugin {
     /// Opens an instance of the provider with its options, a JSON document.
     pub fn open(&self, options_json: &str) -> Result<Instance, ProviderError> {
+        if self.loaded.functions.open_v2.is_some() {
+            return self.open_with_log(options_json, Box::new(|_, _| {}));
+        }
         let loaded = &self.loaded;
         let mut raw = ptr::null_mut();
         loaded.call(Op::Open, |error| {
@@ -74,11 +81,32 @@ impl Plugin {
         Ok(Instance {
             loaded: Arc::clone(loaded),
             raw,
+            _services: None,
         })
     }
 }
 
 impl Instance {
+    pub(super) fn from_parts(
+        loaded: Arc<Loaded>,
+        raw: NonNull<c_void>,
+        services: Option<Box<super::v2::Services>>,
+    ) -> Self {
+        Self {
+            loaded,
+            raw,
+            _services: services,
+        }
+    }
+
+    pub(super) fn loaded(&self) -> &Loaded {
+        &self.loaded
+    }
+
+    pub(super) fn raw_ptr(&self) -> *mut c_void {
+        self.raw.as_ptr()
+    }
+
     /// Stores `data` as the object `name`, atomically; replaces an existing object.
     pub fn put(&self, name: &str, data: &[u8]) -> Result<(), ProviderError> {
         validate_object_name(name).map_err(|err| ProviderError::permanent(err.to_string()))?;
@@ -200,7 +228,7 @@ impl Loaded {
     /// An unknown status is a permanent error, and so is `NOT_FOUND` from anything but `get`:
     /// only an object can be missing, and the host acts on absence; from anything else it
     /// means the place the provider works in is gone.
-    fn call(
+    pub(super) fn call(
         &self,
         op: Op<'_>,
         f: impl FnOnce(*mut abi::Error) -> i32,

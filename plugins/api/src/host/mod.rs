@@ -9,6 +9,7 @@
 //! [`Plugin::open`] then creates [`Instance`]s, which keep the library loaded.
 
 mod instance;
+mod v2;
 
 use std::ffi::{CStr, c_char};
 use std::fmt;
@@ -22,6 +23,7 @@ use crate::abi::{
 };
 
 pub use instance::Instance;
+pub use v2::LogSink;
 
 /// Why a plugin file cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -101,6 +103,9 @@ struct Functions {
     list: ListFn,
     remove: RemoveFn,
     free_buf: FreeBufFn,
+    /// ABI v2's optional functions: `None` for a v1 plugin or one that leaves them null.
+    open_v2: Option<abi::OpenV2Fn>,
+    authorize: Option<abi::AuthorizeFn>,
 }
 
 impl Plugin {
@@ -161,13 +166,16 @@ impl Plugin {
         let size = unsafe { (&raw const (*table).size).read() } as usize;
         if size < size_of::<ProviderTableV1>() {
             return Err(bad(format!(
-                "it is {size} bytes long, but a v{} table is {} bytes",
-                abi::ABI_VERSION,
+                "it is {size} bytes long, but a v1 table is {} bytes",
                 size_of::<ProviderTableV1>()
             )));
         }
         // SAFETY: the table states it is at least as big as a v1 table, whose fields come first;
         // a later version's table only has more fields after them, which this host ignores.
+        // SAFETY: the table is at least `size` bytes long (the plugin says so), and a field is
+        // read only if it ends within `size`.
+        let (open_v2, authorize) = unsafe { v2_fields(table, abi_version, size) };
+        // SAFETY: `size` covers the v1 table, checked above.
         let table = unsafe { table.read() };
         if table.abi_version != abi_version {
             return Err(bad(format!(
@@ -188,6 +196,8 @@ impl Plugin {
             list: table.list.ok_or_else(|| missing("list"))?,
             remove: table.remove.ok_or_else(|| missing("remove"))?,
             free_buf: table.free_buf.ok_or_else(|| missing("free_buf"))?,
+            open_v2,
+            authorize,
         };
         let loaded = Loaded {
             abi_version,
@@ -276,7 +286,7 @@ fn check_magic(path: &Path, magic: *const PluginMagic) -> Result<u32, LoadError>
     // A host of version N loads plugins of versions 1..=N (later versions only append to
     // the table); a plugin of a later version may rely on host behaviour this host does not
     // have, so it is refused, naming both versions. This host is version 1.
-    if magic.abi_version != abi::ABI_VERSION {
+    if !(abi::OLDEST_ABI_VERSION..=abi::ABI_VERSION).contains(&magic.abi_version) {
         return Err(LoadError::AbiMismatch {
             path: path.to_owned(),
             plugin: magic.abi_version,
@@ -290,6 +300,43 @@ fn check_magic(path: &Path, magic: *const PluginMagic) -> Result<u32, LoadError>
 ///
 /// # Safety
 /// `ptr` is null or points at a NUL-terminated string that outlives the call.
+/// The v2 fields of a table, each only if the plugin is v2 or later and the table is long
+/// enough to hold it.
+///
+/// # Safety
+/// `table` points at `size` readable bytes.
+unsafe fn v2_fields(
+    table: *const ProviderTableV1,
+    abi_version: u32,
+    size: usize,
+) -> (Option<abi::OpenV2Fn>, Option<abi::AuthorizeFn>) {
+    use std::mem::offset_of;
+    if abi_version < 2 {
+        return (None, None);
+    }
+    let table = table.cast::<abi::ProviderTableV2>();
+    let fits = |offset: usize, len: usize| offset + len <= size;
+    let open_v2 = if fits(
+        offset_of!(abi::ProviderTableV2, open_v2),
+        size_of::<Option<abi::OpenV2Fn>>(),
+    ) {
+        // SAFETY: the field lies within the `size` bytes the caller vouches for.
+        unsafe { (&raw const (*table).open_v2).read() }
+    } else {
+        None
+    };
+    let authorize = if fits(
+        offset_of!(abi::ProviderTableV2, authorize),
+        size_of::<Option<abi::AuthorizeFn>>(),
+    ) {
+        // SAFETY: the field lies within the `size` bytes the caller vouches for.
+        unsafe { (&raw const (*table).authorize).read() }
+    } else {
+        None
+    };
+    (open_v2, authorize)
+}
+
 unsafe fn table_string(ptr: *const c_char, field: &str) -> Result<String, String> {
     if ptr.is_null() {
         return Err(format!("its {field} is null"));

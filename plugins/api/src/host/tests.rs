@@ -63,7 +63,14 @@ static GOOD: ProviderTableV1 = sdk::__table::<Memory>(b"memory\0", b"0.1.0\0");
 
 fn plugin(table: &'static ProviderTableV1) -> Result<Plugin, LoadError> {
     // SAFETY: the table and everything it points at are static.
-    unsafe { Plugin::from_table(Path::new("/plugins/libtest.so"), 1, table, None) }
+    unsafe {
+        Plugin::from_table(
+            Path::new("/plugins/libtest.so"),
+            crate::abi::ABI_VERSION,
+            table,
+            None,
+        )
+    }
 }
 
 fn instance(table: &'static ProviderTableV1) -> Instance {
@@ -412,7 +419,7 @@ fn a_long_message_is_cut() {
 
 static SHORT: ProviderTableV1 = ProviderTableV1 { size: 8, ..GOOD };
 static V2_TABLE: ProviderTableV1 = ProviderTableV1 {
-    abi_version: 2,
+    abi_version: 1,
     ..GOOD
 };
 static NO_GET: ProviderTableV1 = ProviderTableV1 { get: None, ..GOOD };
@@ -425,7 +432,7 @@ static NO_NAME: ProviderTableV1 = ProviderTableV1 {
 fn broken_tables_are_refused_with_the_reason() {
     for (table, problem) in [
         (&SHORT, "it is 8 bytes long, but a v1 table is"),
-        (&V2_TABLE, "it says ABI v2, but the magic said v1"),
+        (&V2_TABLE, "it says ABI v1, but the magic said v2"),
         (&NO_GET, "its get function is null"),
         (&NO_NAME, "its name is null"),
     ] {
@@ -451,10 +458,15 @@ fn the_magic_is_checked_first() {
         abi_version: 2,
         ..good
     };
+    assert!(check_magic(path, &v2).is_ok(), "this host speaks v1 and v2");
+    let v3 = PluginMagic {
+        abi_version: 3,
+        ..good
+    };
     assert_eq!(
-        check_magic(path, &v2).expect_err("v2").to_string(),
-        "plugin /x/libfoo.so was built for plugin ABI v2, but this sealbackd speaks v1: \
-         rebuild the plugin against sealback-plugin-api v1 (or upgrade sealbackd)"
+        check_magic(path, &v3).expect_err("v3").to_string(),
+        "plugin /x/libfoo.so was built for plugin ABI v3, but this sealbackd speaks v2: \
+         rebuild the plugin against sealback-plugin-api v2 (or upgrade sealbackd)"
     );
     let v0 = PluginMagic {
         abi_version: 0,
@@ -462,8 +474,8 @@ fn the_magic_is_checked_first() {
     };
     assert_eq!(
         check_magic(path, &v0).expect_err("v0").to_string(),
-        "plugin /x/libfoo.so was built for plugin ABI v0, but this sealbackd speaks v1: \
-         rebuild the plugin against sealback-plugin-api v1 (or upgrade sealbackd)"
+        "plugin /x/libfoo.so was built for plugin ABI v0, but this sealbackd speaks v2: \
+         rebuild the plugin against sealback-plugin-api v2 (or upgrade sealbackd)"
     );
     let other = PluginMagic {
         magic: *b"NOTMAGIC",

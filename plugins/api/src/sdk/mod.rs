@@ -28,8 +28,10 @@
 mod recycle;
 pub(crate) mod shim;
 pub mod temp;
+mod v2;
 
 pub use recycle::buffer;
+pub use v2::{Authorization, Host, Level};
 
 use crate::error::ProviderError;
 use crate::listing::ObjectInfo;
@@ -39,6 +41,8 @@ pub use shim::{
     __magic, __nul_terminated, __shim_close, __shim_free_buf, __shim_get, __shim_list, __shim_open,
     __shim_put, __shim_remove, __table,
 };
+#[doc(hidden)]
+pub use v2::{__shim_authorize, __shim_open_v2, __table_v2};
 
 /// A storage provider: somewhere objects can be stored, read back, listed and removed.
 ///
@@ -80,6 +84,32 @@ pub trait Provider: Send + Sync + 'static {
     where
         Self: Sized;
 
+    /// [`open`](Provider::open) with the host's services (ABI v2): the daemon's log. A host of
+    /// ABI v2 or later opens instances through this; the default ignores `host`.
+    fn open_with_host(options_json: &str, host: Host) -> Result<Self, ProviderError>
+    where
+        Self: Sized,
+    {
+        let _ = host;
+        Self::open(options_json)
+    }
+
+    /// Whether the provider has an interactive authorization step, [`authorize`](Provider::authorize)
+    /// (ABI v2): `sealbackctl target auth NAME` runs it.
+    const AUTHORIZES: bool = false;
+
+    /// Signs the instance's storage account in: shows the person what to do through
+    /// [`Authorization::prompt`], waits (returning a transient error once
+    /// [`Authorization::cancelled`] says so), and stores the credentials where the options say,
+    /// so that this instance and every later one can use them. Only called when
+    /// [`AUTHORIZES`](Provider::AUTHORIZES) is true; it may run while other calls do.
+    fn authorize(&self, authorization: &Authorization<'_>) -> Result<(), ProviderError> {
+        let _ = authorization;
+        Err(ProviderError::permanent(
+            "this provider has no authorization step",
+        ))
+    }
+
     /// Stores `data` as the object `name`.
     ///
     /// Atomic: a concurrent or later reader sees the old object, the new one, or none, never a
@@ -108,7 +138,7 @@ pub trait Provider: Send + Sync + 'static {
     fn remove(&self, name: &str) -> Result<(), ProviderError>;
 }
 
-/// Exports a [`Provider`] as a sealback plugin (ABI v1).
+/// Exports a [`Provider`] as a sealback plugin (ABI v2: the v1 table and the v2 fields).
 ///
 /// Use it once, at the root of a `cdylib` crate: `export_provider!(MyProvider);`. It emits the
 /// two C entry points, `sealback_plugin_magic` and `sealback_plugin_provider`, and the static
@@ -121,8 +151,9 @@ macro_rules! export_provider {
                 $crate::sdk::__nul_terminated(<$provider as $crate::sdk::Provider>::NAME);
             static VERSION: [u8; <$provider as $crate::sdk::Provider>::VERSION.len() + 1] =
                 $crate::sdk::__nul_terminated(<$provider as $crate::sdk::Provider>::VERSION);
-            static TABLE: $crate::abi::ProviderTableV1 =
-                $crate::sdk::__table::<$provider>(&NAME, &VERSION);
+            static TABLE: $crate::abi::ProviderTableV2 = $crate::sdk::__table_v2::<$provider>(
+                $crate::sdk::__table::<$provider>(&NAME, &VERSION),
+            );
 
             #[allow(unsafe_code)]
             #[unsafe(no_mangle)]
@@ -133,7 +164,8 @@ macro_rules! export_provider {
             #[allow(unsafe_code)]
             #[unsafe(no_mangle)]
             extern "C" fn sealback_plugin_provider() -> *const $crate::abi::ProviderTableV1 {
-                &TABLE
+                // The v2 table starts with the v1 table; its `size` tells the host how far to read.
+                (&raw const TABLE).cast()
             }
         };
     };

@@ -275,7 +275,7 @@ pub unsafe extern "C" fn __shim_free_buf(buf: *mut Buf) {
 ///
 /// # Safety
 /// `error` is null or valid for writes and holds no allocation (it is overwritten).
-unsafe fn guarded(
+pub(super) unsafe fn guarded(
     op: &str,
     error: *mut abi::Error,
     body: impl FnOnce() -> Result<(), ProviderError>,
@@ -316,7 +316,9 @@ fn panic_message(payload: &(dyn Any + Send)) -> &str {
 ///
 /// # Safety
 /// `instance` is null or came from `__shim_open::<T>` and has not been closed.
-unsafe fn provider<'a, T: Provider>(instance: *mut c_void) -> Result<&'a T, ProviderError> {
+pub(super) unsafe fn provider<'a, T: Provider>(
+    instance: *mut c_void,
+) -> Result<&'a T, ProviderError> {
     if instance.is_null() {
         return Err(ProviderError::permanent("the host passed a null instance"));
     }
@@ -329,7 +331,11 @@ unsafe fn provider<'a, T: Provider>(instance: *mut c_void) -> Result<&'a T, Prov
 ///
 /// # Safety
 /// `ptr` is readable for `len` bytes, which stay unchanged for `'a`.
-unsafe fn borrow<'a>(ptr: *const u8, len: usize, what: &str) -> Result<&'a [u8], ProviderError> {
+pub(super) unsafe fn borrow<'a>(
+    ptr: *const u8,
+    len: usize,
+    what: &str,
+) -> Result<&'a [u8], ProviderError> {
     if len == 0 {
         return Ok(&[]);
     }

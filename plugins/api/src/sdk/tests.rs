@@ -201,12 +201,12 @@ fn the_magic_and_the_table_describe_the_provider() {
         magic,
         PluginMagic {
             magic: *b"SBPLUGIN",
-            abi_version: 1,
+            abi_version: abi::ABI_VERSION,
             reserved: 0
         }
     );
     let table = table();
-    assert_eq!(table.size as usize, size_of::<ProviderTableV1>());
+    assert_eq!(table.size as usize, size_of::<abi::ProviderTableV2>());
     assert_eq!(table.abi_version, abi::ABI_VERSION);
     // SAFETY: the table's strings are static and NUL-terminated.
     let (name, version) = unsafe { (CStr::from_ptr(table.name), CStr::from_ptr(table.version)) };

@@ -28,7 +28,7 @@ fn failing_gets_fail_the_cases_that_read() {
     let report = run_with(&plugin(), &Settings::new(options), |_| {}).expect("loads");
     assert!(!report.is_success());
     // Every case ran and was reported; the first gets pass, later ones fail with the reason.
-    assert_eq!(report.cases.len(), 19, "{}", show(&report));
+    assert_eq!(report.cases.len(), 20, "{}", show(&report));
     assert_eq!(
         report.case("round_trip_empty").map(|c| c.passed()),
         Some(true)

@@ -1,0 +1,165 @@
+//! sealbackd with a `gdrive` target on the Drive v3 emulator: a backup (while Drive rate-limits
+//! and fails now and then, which the daemon retries) restores on a fresh device; a target not yet
+//! authorized does not stop the daemon, `status` says what to run, and `sealbackctl target auth`
+//! completes the device flow, after which the same daemon backs up to it without a restart.
+
+use std::time::Duration;
+
+use sealback_tests::drive::{
+    DriveEmulator, DriveError, Fault, FaultAction, Matcher, Options, RequestKind,
+};
+use sealback_tests::store::check_restored;
+use sealback_tests::wait::poll;
+use sealback_tests::{Device, MessageStore, Setup, Target};
+
+use crate::gdrive::{SignedIn, options};
+
+const TARGET: &str = "drive";
+
+#[test]
+fn a_store_backed_up_to_drive_restores_on_a_new_device() {
+    let signed_in = SignedIn::start(Options::default());
+    let drive = &signed_in.drive;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = MessageStore::create(&dir.path().join("store"), 7);
+    store.append(120);
+    let target = Target::new(TARGET, "gdrive", signed_in.options());
+    let mut device = Device::started(Setup::new(store.dir(), vec![target.clone()]));
+    let recovery_key = device.generate_key();
+    // Drive says "slow down" and fails now and then: the daemon's retries absorb it.
+    drive.inject(Fault::new(
+        Matcher::kind(RequestKind::CreateMultipart),
+        FaultAction::Error(DriveError::user_rate_limit_exceeded()),
+        2,
+    ));
+    drive.inject(Fault::new(
+        Matcher::kind(RequestKind::List),
+        FaultAction::Error(DriveError::backend_error()),
+        1,
+    ));
+    drive.inject(Fault::new(
+        Matcher::any(),
+        FaultAction::Error(DriveError::too_many_requests(Some(Duration::from_secs(1)))),
+        1,
+    ));
+    let first = device.backup();
+    store.append(30);
+    let second = device.backup();
+    let status = device.status();
+    device.stop();
+    let shown = status
+        .targets
+        .iter()
+        .find(|t| t.name == TARGET)
+        .expect("the target in status");
+    assert!(
+        shown.requests.retries >= 3,
+        "the daemon retried Drive's refusals: {:?}",
+        shown.requests
+    );
+    assert!(
+        drive.app_data_files().len() > 3,
+        "objects live in appDataFolder"
+    );
+
+    let fresh = Device::started(Setup::restoring_from(vec![target]));
+    fresh.import_key(&recovery_key);
+    for (snapshot, messages) in [(&first.snapshot, 120), (&second.snapshot, 150)] {
+        let to = fresh.root().join(format!("restored-{}", &snapshot[..8]));
+        fresh.restore(snapshot, &to);
+        let restored = check_restored(&to).unwrap_or_else(|e| {
+            panic!(
+                "snapshot {snapshot} restored wrong: {e}{}",
+                fresh.log_tail()
+            )
+        });
+        assert_eq!(restored.messages, messages, "snapshot {snapshot}");
+    }
+}
+
+#[test]
+fn sealbackctl_target_auth_completes_the_device_flow_and_the_target_starts_working() {
+    let drive = DriveEmulator::start(Options {
+        device_poll_interval: Duration::from_secs(1),
+        ..Options::default()
+    })
+    .expect("emulator");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let token_file = dir.path().join("drive.token");
+    let store = MessageStore::create(&dir.path().join("store"), 7);
+    store.append(40);
+    let target = Target::new(TARGET, "gdrive", options(&drive, &token_file));
+    let device = Device::started(Setup::new(store.dir(), vec![target]));
+    device.generate_key();
+
+    // Not authorized: the daemon runs, the backup fails, and status says what to run.
+    device.ctl(&["backup", "--wait"]);
+    let status = device.status();
+    let shown = status
+        .targets
+        .iter()
+        .find(|t| t.name == TARGET)
+        .expect("the target in status");
+    let error = shown.last_error.clone().unwrap_or_default();
+    assert!(
+        error.contains("sealbackctl target auth drive"),
+        "status: {error}"
+    );
+
+    // The person approves the code `sealbackctl target auth` shows.
+    let approver = std::thread::scope(|scope| {
+        let approver = scope.spawn(|| {
+            let code = poll(Duration::from_secs(60), || {
+                drive.pending_user_codes().into_iter().next()
+            });
+            let code = code.expect("a user code was requested");
+            assert!(drive.approve(&code));
+            code
+        });
+        let auth = device.ctl_ok(&["target", "auth", TARGET]);
+        let code = approver.join().expect("approver");
+        (auth, code)
+    });
+    let (auth, code) = approver;
+    assert!(
+        auth.stderr.contains(&code) && auth.stderr.contains("/device"),
+        "{auth}"
+    );
+    assert!(auth.stdout.contains("authorized"), "{auth}");
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(&token_file)
+            .expect("token file")
+            .permissions(),
+    );
+    assert_eq!(mode & 0o777, 0o600);
+    let token = std::fs::read_to_string(&token_file).expect("token");
+    let log = std::fs::read_to_string(device.log_path()).unwrap_or_default();
+    assert!(
+        !log.contains(token.trim()),
+        "the refresh token is in the daemon's log"
+    );
+    assert!(!auth.stdout.contains(token.trim()) && !auth.stderr.contains(token.trim()));
+
+    // The same daemon, not restarted, now backs up to Drive.
+    let report = device.backup();
+    assert!(!report.snapshot.is_empty());
+    assert!(!drive.app_data_files().is_empty());
+}
+
+#[test]
+fn target_auth_for_a_target_without_an_authorization_step_is_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = MessageStore::create(&dir.path().join("store"), 7);
+    let device = Device::started(Setup::new(
+        store.dir(),
+        vec![Target::local("disk", &dir.path().join("disk"))],
+    ));
+    let refused = device.ctl(&["target", "auth", "disk"]);
+    assert_ne!(refused.code, Some(0), "{refused}");
+    assert!(
+        refused.stderr.contains("no authorization step"),
+        "{refused}"
+    );
+    let unknown = device.ctl(&["target", "auth", "nope"]);
+    assert!(unknown.stderr.contains("no target named"), "{unknown}");
+}
