@@ -234,12 +234,7 @@ fn restore(repo: &Repository, name: &str) -> State {
     let files = snapshot
         .files
         .iter()
-        .map(|f| {
-            (
-                f.path.clone(),
-                f.chunks.iter().flat_map(&blob).collect(),
-            )
-        })
+        .map(|f| (f.path.clone(), f.chunks.iter().flat_map(&blob).collect()))
         .collect();
     (image, files)
 }
