@@ -32,6 +32,15 @@ pub fn run(
         }
     }
     let present: HashMap<String, u64> = repo.store().list("data/")?.into_iter().collect();
+    // Packs a prune marked are out of the index but still read by restores until their
+    // sweep (DESIGN §12.2): a snapshot a backup wrote meanwhile may need them.
+    for (_, marker) in sealback_repo::gc::markers(repo)? {
+        for pack in marker.packs {
+            if present.contains_key(&pack.name) && !located.contains_key(&pack.name) {
+                located.insert(pack.name, pack.entries);
+            }
+        }
+    }
     let total: u64 = present.values().sum();
     let mut good: HashSet<ChunkId> = HashSet::new();
     let mut lists: HashMap<ChunkId, Vec<ChunkId>> = HashMap::new();

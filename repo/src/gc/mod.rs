@@ -16,6 +16,7 @@
 //! [`retire`] is the entry point for objects that are garbage as a whole (an old
 //! repository generation after a key rotation): they go through the same marker and grace.
 
+mod locate;
 pub mod marker;
 mod repack;
 #[cfg(test)]
@@ -33,6 +34,7 @@ use crate::index::{Index, IndexedPack};
 use crate::pack::{PackEntry, PackReader, TARGET_PACK_BYTES};
 use crate::repository::Repository;
 use crate::snapshot::Snapshot;
+pub use locate::{BlobMap, locate, markers};
 use marker::{MARKER_PREFIX, Marker};
 
 /// How long a marked pack waits before it is deleted: longer than any backup or prune
