@@ -16,6 +16,7 @@
 //! [`retire`] is the entry point for objects that are garbage as a whole (an old
 //! repository generation after a key rotation): they go through the same marker and grace.
 
+pub mod forgotten;
 mod locate;
 pub mod marker;
 mod repack;
@@ -118,6 +119,7 @@ fn list(repo: &Repository) -> Result<Listed> {
     let indexes = store.list("index/")?;
     let snapshots = store.list("snapshots/")?;
     let mut other = markers.clone();
+    other.extend(store.list(forgotten::FORGOTTEN_PREFIX)?);
     other.extend(store.list("config")?);
     let mut markers: Vec<String> = markers.into_iter().map(|(n, _)| n).collect();
     markers.sort();
@@ -394,6 +396,17 @@ pub fn prune(repo: &Repository, input: PruneInput<'_>) -> Result<PruneReport> {
         })
         .collect();
     relative_first.sort();
+    // Written first: another device that finds them gone forgets them quietly.
+    if !forgotten.is_empty() {
+        change("forgotten");
+        forgotten::write(
+            repo,
+            &forgotten::Forgotten {
+                written_unix_ms: input.now_unix_ms,
+                snapshots: forgotten.clone(),
+            },
+        )?;
+    }
     for (_, name) in relative_first {
         change(name);
         repo.store().remove(name)?;
