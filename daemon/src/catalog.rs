@@ -352,6 +352,8 @@ impl Catalog {
         let snapshots = store
             .list("snapshots/")
             .map_err(sealback_repo::Error::from)?;
+        let pruned = self.forgotten_by_prunes(repo)?;
+        let remembered = remembered.without_pruned(self, &pruned)?;
         let known_indexes: HashSet<String> = self.names("SELECT name FROM indexes")?;
         let present: HashSet<&str> = indexes.iter().map(|(n, _)| n.as_str()).collect();
         // Indexes come and go with the packs they name: one this catalog did not record, or

@@ -48,6 +48,8 @@ pub enum ObjectKind {
     Snapshot = 4,
     /// A prune's list of packs to delete once its grace period has passed (DESIGN §12).
     Marker = 5,
+    /// The snapshots a prune deleted on purpose, for other devices' alarms (DESIGN §12.6).
+    Forgotten = 6,
 }
 
 impl ObjectKind {
@@ -58,6 +60,7 @@ impl ObjectKind {
             3 => ObjectKind::Index,
             4 => ObjectKind::Snapshot,
             5 => ObjectKind::Marker,
+            6 => ObjectKind::Forgotten,
             _ => return None,
         })
     }
@@ -71,6 +74,7 @@ impl fmt::Display for ObjectKind {
             ObjectKind::Index => "index",
             ObjectKind::Snapshot => "snapshot",
             ObjectKind::Marker => "prune marker",
+            ObjectKind::Forgotten => "record of forgotten snapshots",
         })
     }
 }

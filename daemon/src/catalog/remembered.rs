@@ -166,6 +166,27 @@ impl Record {
 pub(super) struct Remembered {
     rows: Vec<(String, i64, Known)>,
     newest: Option<Newest>,
+    /// Snapshots a prune deleted on purpose (DESIGN §12.6).
+    pruned: HashSet<String>,
+}
+
+impl Remembered {
+    /// Leaves out the snapshots a prune deleted on purpose (`pruned`), and forgets them
+    /// in the device's record: their absence raises no alarm.
+    pub(super) fn without_pruned(
+        mut self,
+        catalog: &mut super::Catalog,
+        pruned: &HashSet<String>,
+    ) -> Result<Remembered> {
+        for (name, _, _) in self.rows.iter().filter(|r| pruned.contains(&r.0)) {
+            catalog.forget_snapshot(name)?;
+            tracing::info!(snapshot = %name, "a prune deleted this snapshot on purpose: forgotten");
+        }
+        self.rows.retain(|r| !pruned.contains(&r.0));
+        self.newest = self.newest.filter(|n| !pruned.contains(&n.name));
+        self.pruned = pruned.clone();
+        Ok(self)
+    }
 }
 
 /// One read-change-write of a record at a time in this process (every request has its
@@ -352,6 +373,7 @@ impl super::Catalog {
         let Remembered {
             rows: remembered,
             newest: newest_before,
+            pruned,
         } = before;
         let newest: Option<(String, i64, Known)> = self
             .conn
@@ -395,7 +417,8 @@ impl super::Catalog {
             if let Some(n) = newest_before.filter(|n| !genuine.contains(n.name.as_str())) {
                 record.missing(gone(&n.name, Some(n.time_unix_ms), n.known));
             }
-            if let Some(p) = parent.filter(|p| !genuine.contains(p.as_str())) {
+            if let Some(p) = parent.filter(|p| !genuine.contains(p.as_str()) && !pruned.contains(p))
+            {
                 let time = remembered.iter().find(|r| r.0 == p).map(|r| r.1);
                 record.missing(gone(&p, time, Known::Parent));
             }
@@ -414,6 +437,7 @@ impl super::Catalog {
             newest: record
                 .newest
                 .filter(|_| record.version == VERSION && record.repo == repo),
+            pruned: HashSet::new(),
         })
     }
 

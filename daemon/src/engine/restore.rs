@@ -22,6 +22,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use sealback_repo::chunk::{IdSet, decode_list};
+use sealback_repo::gc::BlobMap;
 use sealback_repo::pack::{BlobKind, BlobScratch, Compression, PackEntry, PackReader};
 use sealback_repo::patch;
 use sealback_repo::{ChunkId, Repository};
@@ -54,16 +55,14 @@ pub fn resolve(catalog: &Catalog, spec: &str) -> Result<SnapshotRow, EngineError
 
 /// Where single blobs are (the database's lists and patches, and any the catalog lacks):
 /// the catalog, and for blobs it has forgotten (it forgets the blobs of packs missing from
-/// the target, so that backups store them again) the repository's indexes, which still
-/// name those packs: reading one then fails naming it.
+/// the target, so that backups store them again, and the blobs of packs a prune marked)
+/// the repository's indexes and prune markers (DESIGN §12.2): reading a pack gone from the
+/// target then fails naming it.
 struct Locations<'a> {
     repo: &'a Repository,
     catalog: &'a Catalog,
     from_indexes: Mutex<Option<BlobMap>>,
 }
-
-/// Chunk id → the pack that holds it and its entry there.
-type BlobMap = HashMap<ChunkId, (Arc<str>, PackEntry)>;
 
 impl<'a> Locations<'a> {
     fn new(repo: &'a Repository, catalog: &'a Catalog) -> Self {
@@ -80,15 +79,7 @@ impl<'a> Locations<'a> {
         }
         let mut slot = self.from_indexes.lock().unwrap_or_else(|p| p.into_inner());
         if slot.is_none() {
-            let mut map = HashMap::new();
-            for name in self.repo.list_indexes()? {
-                for pack in self.repo.read_index(&name)?.packs {
-                    let pack_name: Arc<str> = pack.name.into();
-                    for entry in pack.entries {
-                        map.insert(entry.id, (pack_name.clone(), entry));
-                    }
-                }
-            }
+            let map = sealback_repo::gc::locate(self.repo)?;
             *slot = Some(map);
         }
         slot.as_ref()

@@ -32,6 +32,15 @@ pub fn run(
         }
     }
     let present: HashMap<String, u64> = repo.store().list("data/")?.into_iter().collect();
+    // Packs a prune marked are out of the index but still read by restores until their
+    // sweep (DESIGN §12.2): a snapshot a backup wrote meanwhile may need them.
+    for (_, marker) in sealback_repo::gc::markers(repo)? {
+        for pack in marker.packs {
+            if present.contains_key(&pack.name) && !located.contains_key(&pack.name) {
+                located.insert(pack.name, pack.entries);
+            }
+        }
+    }
     let total: u64 = present.values().sum();
     let mut good: HashSet<ChunkId> = HashSet::new();
     let mut lists: HashMap<ChunkId, Vec<ChunkId>> = HashMap::new();
@@ -117,4 +126,74 @@ pub fn run(
         }
     }
     Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use sealback_repo::BackupKey;
+    use sealback_repo::gc::marker::{self, Marker};
+    use sealback_repo::index::{Index, IndexedPack};
+    use sealback_repo::pack::PackWriter;
+    use sealback_repo::snapshot::{FileEntry, Manifest, SNAPSHOT_VERSION, Snapshot};
+
+    use super::*;
+    use crate::test_store::MemoryStore;
+
+    /// A backup that began before a prune marked the only pack holding a chunk it reused:
+    /// its snapshot verifies at once (the pack is out of the index, in the marker).
+    #[test]
+    fn a_snapshot_naming_a_marked_pack_verifies_before_any_recovery() {
+        let store = Arc::new(MemoryStore::default());
+        let key = BackupKey::from_bytes(&mut [3u8; 32]);
+        let (repo, _) = Repository::open_or_init(store.clone(), &key, 0).expect("init");
+        let data = b"a media file only the marked pack holds".to_vec();
+        let id = repo.keys().chunk_id(&data);
+        let mut pack = PackWriter::new(repo.keys());
+        pack.add(BlobKind::Data, id, &data, true);
+        let stored = repo.write_pack(pack.finish()).expect("pack");
+        let indexed = IndexedPack {
+            name: stored.name,
+            entries: stored.entries,
+        };
+        let (index, _) = repo
+            .write_index(&Index {
+                packs: vec![indexed.clone()],
+            })
+            .expect("index");
+        // The prune marks the pack and deletes the index naming it.
+        marker::write(
+            &repo,
+            &Marker {
+                written_unix_ms: 0,
+                packs: vec![indexed],
+            },
+        )
+        .expect("marker");
+        repo.store().remove(&index).expect("remove");
+        // The backup's snapshot comes after.
+        let snapshot = Snapshot {
+            version: SNAPSHOT_VERSION,
+            time_unix_ms: 1,
+            host: "phone".into(),
+            parent: None,
+            base: None,
+            database: None,
+            files: vec![FileEntry {
+                path: "Media/a.jpg".into(),
+                size: data.len() as u64,
+                mtime_ns: 0,
+                mode: 0o644,
+                chunks: vec![id],
+            }],
+        };
+        repo.write_snapshot(&Manifest::of(&snapshot, None))
+            .expect("snapshot");
+        let report = run(&repo, "t", &|_, _| {}).expect("verify");
+        assert!(report.problems.is_empty(), "{:?}", report.problems);
+        assert_eq!((report.packs, report.blobs), (1, 1));
+        let found = sealback_repo::gc::locate(&repo).expect("locate");
+        assert!(found.contains_key(&id), "a restore finds it too");
+    }
 }

@@ -16,6 +16,8 @@
 //! [`retire`] is the entry point for objects that are garbage as a whole (an old
 //! repository generation after a key rotation): they go through the same marker and grace.
 
+pub mod forgotten;
+mod locate;
 pub mod marker;
 mod repack;
 #[cfg(test)]
@@ -33,6 +35,7 @@ use crate::index::{Index, IndexedPack};
 use crate::pack::{PackEntry, PackReader, TARGET_PACK_BYTES};
 use crate::repository::Repository;
 use crate::snapshot::Snapshot;
+pub use locate::{BlobMap, locate, markers};
 use marker::{MARKER_PREFIX, Marker};
 
 /// How long a marked pack waits before it is deleted: longer than any backup or prune
@@ -116,6 +119,7 @@ fn list(repo: &Repository) -> Result<Listed> {
     let indexes = store.list("index/")?;
     let snapshots = store.list("snapshots/")?;
     let mut other = markers.clone();
+    other.extend(store.list(forgotten::FORGOTTEN_PREFIX)?);
     other.extend(store.list("config")?);
     let mut markers: Vec<String> = markers.into_iter().map(|(n, _)| n).collect();
     markers.sort();
@@ -142,8 +146,9 @@ impl Listed {
 
 /// Whether a run that began at `started` has gone on too long to write what it decided:
 /// past half the grace period, a pack it counts on may be swept (DESIGN §12.4).
+/// A grace period of 0 (the benchmark's, one device) turns the check off.
 pub fn too_long(started: Instant, grace_ms: i64) -> bool {
-    started.elapsed().as_millis() as i64 > grace_ms / 2
+    grace_ms > 0 && started.elapsed().as_millis() as i64 > grace_ms / 2
 }
 
 pub fn prune(repo: &Repository, input: PruneInput<'_>) -> Result<PruneReport> {
@@ -391,6 +396,17 @@ pub fn prune(repo: &Repository, input: PruneInput<'_>) -> Result<PruneReport> {
         })
         .collect();
     relative_first.sort();
+    // Written first: another device that finds them gone forgets them quietly.
+    if !forgotten.is_empty() {
+        change("forgotten");
+        forgotten::write(
+            repo,
+            &forgotten::Forgotten {
+                written_unix_ms: input.now_unix_ms,
+                snapshots: forgotten.clone(),
+            },
+        )?;
+    }
     for (_, name) in relative_first {
         change(name);
         repo.store().remove(name)?;

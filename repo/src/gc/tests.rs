@@ -203,20 +203,13 @@ impl Device {
     }
 }
 
-/// Restores a snapshot through the indexes only, as a new device would.
+/// Restores a snapshot as a new device would: through what [`locate`] finds.
 fn restore(repo: &Repository, name: &str) -> State {
-    let mut locate: HashMap<ChunkId, (String, PackEntry)> = HashMap::new();
-    for index in repo.list_indexes().expect("indexes") {
-        for pack in repo.read_index(&index).expect("index").packs {
-            for e in pack.entries {
-                locate.insert(e.id, (pack.name.clone(), e));
-            }
-        }
-    }
+    let locate = locate(repo).expect("indexes and markers");
     let blob = |id: &ChunkId| -> Vec<u8> {
         let (pack, entry) = locate
             .get(id)
-            .unwrap_or_else(|| panic!("{name}: chunk {id} in no index"));
+            .unwrap_or_else(|| panic!("{name}: chunk {id} in no index or marker"));
         let bytes = repo.read_pack(pack).expect("pack present");
         PackReader::new(repo.keys(), pack, &bytes)
             .expect("pack")
@@ -234,12 +227,7 @@ fn restore(repo: &Repository, name: &str) -> State {
     let files = snapshot
         .files
         .iter()
-        .map(|f| {
-            (
-                f.path.clone(),
-                f.chunks.iter().flat_map(&blob).collect(),
-            )
-        })
+        .map(|f| (f.path.clone(), f.chunks.iter().flat_map(&blob).collect()))
         .collect();
     (image, files)
 }
@@ -506,6 +494,8 @@ fn a_backup_that_began_before_the_mark_keeps_what_it_used() {
     device.media = media_before;
     let late = device.backup(&repo, mark + HOUR);
     let state = device.state();
+    // It restores at once, before any prune recovers the pack it used.
+    assert_eq!(restore(&repo, &late), state);
     // The next prune, past the grace period, must not delete what that snapshot needs.
     let second = run(&repo, &[], mark + GRACE_MS + 1, &mut seen);
     assert!(second.packs_recovered >= 1, "{second:?}");

@@ -283,3 +283,42 @@ fn a_snapshot_written_after_the_target_was_listed_is_not_missing_from_that_listi
         (newer.as_str(), Known::Made)
     );
 }
+
+#[test]
+fn snapshots_another_devices_prune_forgot_raise_no_alarm_but_one_the_provider_hides_does() {
+    let device = Device::new();
+    let a = device.make(1_000, None);
+    let b = device.make(2_000, Some(&a));
+    let c = device.make(3_000, Some(&b));
+    let d = device.make(4_000, Some(&c));
+    // Another device prunes a and c (the parent of the newest): it writes its sealed
+    // record of them, then deletes them.
+    let report = sealback_repo::gc::prune(
+        &device.repo,
+        sealback_repo::gc::PruneInput {
+            forget: &[a.clone(), c.clone()],
+            now_unix_ms: 10_000,
+            grace_ms: 1_000,
+            seen: &mut Default::default(),
+            own_indexes: &mut Default::default(),
+            dry_run: false,
+            before_change: &|_| {},
+        },
+    )
+    .expect("prune");
+    assert_eq!(report.snapshots_forgotten.len(), 2);
+    assert!(device.sync().is_empty(), "pruned on purpose: no alarm");
+    assert!(device.sync().is_empty());
+    // The provider hides one alone: the alarm stands.
+    device.hide(&b);
+    assert_eq!(names(&device.sync()), [(b.as_str(), Known::Made)]);
+    // A record it forges (a copy of a genuine one under another name) is not one.
+    let genuine = device.store.list("forgotten/").expect("list")[0].0.clone();
+    let copy = device.store.get(&genuine).expect("get");
+    device
+        .store
+        .put(&format!("forgotten/{}", "0".repeat(64)), &copy)
+        .expect("put");
+    assert_eq!(names(&device.sync()), [(b.as_str(), Known::Made)]);
+    assert!(device.store.get(&d).is_ok());
+}
