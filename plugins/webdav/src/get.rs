@@ -80,17 +80,16 @@ pub(crate) fn get(
             Ok(data) => match etag {
                 None => return Ok(data),
                 Some(etag) if unchanged(server, &url, &etag)? => return Ok(data),
-                Some(_) => (
-                    ProviderError::transient(format!(
-                        "{request}: the object was replaced while it was read ({attempt} \
-                         times running)"
-                    )),
-                    REPLACED_ATTEMPTS,
-                    replaced_backoff(attempt),
-                ),
+                Some(_) => replaced(&request, attempt),
             },
-            // A body cut short is transient; sealbackd retries it.
-            Err(Body::Http(err)) => return Err(answer::failure(&request, &err)),
+            // A body cut short while the object was replaced (Apache sends a file renamed in
+            // after its `stat` cut to that length, and a shorter one ends early) is a read
+            // of no whole version, like the case above. Otherwise it is the connection's
+            // fault: transient, and sealbackd retries it.
+            Err(Body::Http(err)) => match etag {
+                Some(etag) if !unchanged(server, &url, &etag)? => replaced(&request, attempt),
+                _ => return Err(answer::failure(&request, &err)),
+            },
         };
         if attempt >= limit {
             return Err(problem);
@@ -98,6 +97,18 @@ pub(crate) fn get(
         thread::sleep(wait);
         attempt += 1;
     }
+}
+
+/// The error of a GET that found the object replaced while it read it, the most tries, and
+/// the wait before the next.
+fn replaced(request: &Request, attempt: u32) -> (ProviderError, u32, Duration) {
+    (
+        ProviderError::transient(format!(
+            "{request}: the object was replaced while it was read ({attempt} times running)"
+        )),
+        REPLACED_ATTEMPTS,
+        replaced_backoff(attempt),
+    )
 }
 
 /// GET, with a 404 asked again while puts may MOVE.
@@ -266,5 +277,51 @@ mod tests {
         );
         let err = get_from(port).expect_err("refused");
         assert!(err.message().contains("more than any object"), "{err}");
+    }
+
+    /// A server that answers one request per connection with each of `answers` in turn
+    /// (bytes sent as they are, the connection closed after each), and the methods it got.
+    fn serve_script(answers: Vec<&'static [u8]>) -> (u16, std::sync::mpsc::Receiver<String>) {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("address").port();
+        let (methods, seen) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for answer in answers {
+                let (stream, _) = listener.accept().expect("accept");
+                let mut reader = BufReader::new(stream);
+                let mut line = String::new();
+                reader.read_line(&mut line).expect("request line");
+                let _ = methods.send(line.split(' ').next().unwrap_or("").to_string());
+                while reader.read_line(&mut line).expect("request") > 2 {
+                    line.clear();
+                }
+                let _ = reader.into_inner().write_all(answer);
+            }
+        });
+        (port, seen)
+    }
+
+    #[test]
+    fn a_body_cut_short_by_a_replacement_is_read_again() {
+        let (port, seen) = serve_script(vec![
+            // Apache sending a file renamed in after its stat: cut before its length.
+            b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\nETag: \"old\"\r\nConnection: close\r\n\r\n0123",
+            b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\nETag: \"new\"\r\nConnection: close\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\nETag: \"new\"\r\nConnection: close\r\n\r\nabcdefghij",
+            b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\nETag: \"new\"\r\nConnection: close\r\n\r\n",
+        ]);
+        assert_eq!(get_from(port).expect("the new version"), b"abcdefghij");
+        let methods: Vec<String> = seen.try_iter().collect();
+        assert_eq!(methods, ["GET", "HEAD", "GET", "HEAD"]);
+    }
+
+    #[test]
+    fn a_body_cut_short_of_an_unchanged_object_is_a_transient_error() {
+        let (port, _) = serve_script(vec![
+            b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\nETag: \"same\"\r\nConnection: close\r\n\r\n0123",
+            b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\nETag: \"same\"\r\nConnection: close\r\n\r\n",
+        ]);
+        let err = get_from(port).expect_err("cut short");
+        assert_eq!(err.kind(), sealback_plugin_api::ErrorKind::Transient, "{err}");
     }
 }
