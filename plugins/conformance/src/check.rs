@@ -90,6 +90,29 @@ impl Ctx {
             .map_err(|err| Problem::Failed(format!("get {name:?} failed: {}", describe(&err))))
     }
 
+    /// [`Ctx::put`] as the host calls it: a transient error (a busy server, an object
+    /// locked by a concurrent put) is tried again, as sealbackd's retry layer does, since a
+    /// plugin sends each request once and leaves retrying to the host.
+    pub(crate) fn put_as_host(&self, name: &str, data: &[u8]) -> Verdict {
+        as_host(|| self.instance.put(name, data)).map_err(|err| {
+            Problem::Failed(format!(
+                "put {name:?} ({} bytes) failed, also when tried again: {}",
+                data.len(),
+                describe(&err)
+            ))
+        })
+    }
+
+    /// [`Ctx::get`] as the host calls it (see [`Ctx::put_as_host`]).
+    pub(crate) fn get_as_host(&self, name: &str) -> Result<Vec<u8>, Problem> {
+        as_host(|| self.instance.get(name).map(Vec::from)).map_err(|err| {
+            Problem::Failed(format!(
+                "get {name:?} failed, also when tried again: {}",
+                describe(&err)
+            ))
+        })
+    }
+
     /// Gets `name` and checks that it holds exactly `stored`.
     pub(crate) fn get_expecting(&self, name: &str, stored: &[u8]) -> Verdict {
         let got = self.get(name)?;
@@ -251,3 +274,26 @@ mod tests {
         assert_eq!(in_parallel(Vec::<u8>::new(), 4, |_| Ok(())), Ok(()));
     }
 }
+
+/// Calls `call` until it succeeds or fails other than transiently, at most
+/// [`HOST_ATTEMPTS`] times, waiting as the host would (the asked `Retry-After`, up to a
+/// second, else 50 ms doubling).
+fn as_host<T>(mut call: impl FnMut() -> Result<T, ProviderError>) -> Result<T, ProviderError> {
+    let mut attempt = 1;
+    loop {
+        match call() {
+            Err(err) if err.kind() == ErrorKind::Transient && attempt < HOST_ATTEMPTS => {
+                let wait = err
+                    .retry_after()
+                    .unwrap_or(std::time::Duration::from_millis(50 << attempt.min(4)))
+                    .min(std::time::Duration::from_secs(1));
+                std::thread::sleep(wait);
+                attempt += 1;
+            }
+            outcome => return outcome,
+        }
+    }
+}
+
+/// Tries of a call made as the host makes it, the first included (sealbackd's default).
+const HOST_ATTEMPTS: u32 = 6;

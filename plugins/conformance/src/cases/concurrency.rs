@@ -1,5 +1,7 @@
 //! Several threads at once on one instance, as the host calls it: distinct names all land
-//! whole, and concurrent puts of one name never show a reader a mix or a part.
+//! whole, and concurrent puts of one name never show a reader a mix or a part. Where
+//! writers race on one name, a transient error (a lock, a busy server) is tried again as
+//! the host's retry layer would, since plugins leave retrying to the host.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
@@ -45,7 +47,7 @@ pub(crate) fn same_name(ctx: &Ctx) -> Verdict {
                 scope.spawn(|| -> Verdict {
                     loop {
                         let still_writing = writing.load(Ordering::SeqCst);
-                        let data = ctx.get(&name).map_err(|problem| match problem {
+                        let data = ctx.get_as_host(&name).map_err(|problem| match problem {
                             Problem::Failed(reason) => Problem::Failed(format!(
                                 "while other threads replaced the object: {reason}"
                             )),
@@ -68,7 +70,7 @@ pub(crate) fn same_name(ctx: &Ctx) -> Verdict {
         let writers: Vec<_> = (1..=WRITERS)
             .map(|v| {
                 let (name, data) = (&name, &versions[v]);
-                scope.spawn(move || (0..PUTS_EACH).try_for_each(|_| ctx.put(name, data)))
+                scope.spawn(move || (0..PUTS_EACH).try_for_each(|_| ctx.put_as_host(name, data)))
             })
             .collect();
         let written = writers.into_iter().try_for_each(join);
