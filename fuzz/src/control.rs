@@ -12,7 +12,8 @@ use std::time::Duration;
 use sealback_daemon::control::api::{
     AcknowledgeMissingRequest, AcknowledgedMissing, BackupReport, BackupRequest,
     KeyChangePasswordRequest, KeyChanged, KeyDisableRequest, KeyGenerateRequest, KeyGenerated,
-    KeyImportRequest, KeyImported, KeyRecoverRequest, KeySetPasswordRequest, RepairReport,
+    KeyImportRequest, KeyImported, KeyRecoverRequest, KeySetPasswordRequest, PruneReports,
+    PruneRequest, RepairReport,
     RepairRequest, RestoreReport, RestoreRequest, Route, SnapshotList, Status, VerifyReport,
     VerifyRequest,
 };
@@ -110,6 +111,13 @@ impl Handler for Busy {
         &self,
         _: KeyImportRequest,
     ) -> impl Future<Output = Result<KeyImported, ApiError>> + Send {
+        busy()
+    }
+    fn prune(
+        &self,
+        _: PruneRequest,
+        _: ProgressSink,
+    ) -> impl Future<Output = Result<PruneReports, ApiError>> + Send {
         busy()
     }
 }
