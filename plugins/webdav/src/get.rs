@@ -322,6 +322,10 @@ mod tests {
             b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\nETag: \"same\"\r\nConnection: close\r\n\r\n",
         ]);
         let err = get_from(port).expect_err("cut short");
-        assert_eq!(err.kind(), sealback_plugin_api::ErrorKind::Transient, "{err}");
+        assert_eq!(
+            err.kind(),
+            sealback_plugin_api::ErrorKind::Transient,
+            "{err}"
+        );
     }
 }
