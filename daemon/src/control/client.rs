@@ -20,8 +20,7 @@ use super::api::{
     KeyGenerateRequest, KeyGenerated, KeyImportRequest, KeyImported, KeyRecoverRequest,
     KeyRotateRequest, KeyRotated, KeySetPasswordRequest, Progress, PruneReports, PruneRequest,
     RepairReport, RepairRequest, RestoreReport, RestoreRequest, Route, SnapshotList, Status,
-    StreamEvent, TargetAuthRequest, TargetAuthorized, VerifyReport,
-    VerifyRequest,
+    StreamEvent, TargetAuthRequest, TargetAuthorized, VerifyReport, VerifyRequest,
 };
 
 /// A whole (non-streamed) response larger than this is not believed.
