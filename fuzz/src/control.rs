@@ -13,9 +13,8 @@ use sealback_daemon::control::api::{
     AcknowledgeMissingRequest, AcknowledgedMissing, BackupReport, BackupRequest,
     KeyChangePasswordRequest, KeyChanged, KeyDisableRequest, KeyGenerateRequest, KeyGenerated,
     KeyImportRequest, KeyImported, KeyRecoverRequest, KeySetPasswordRequest, PruneReports,
-    PruneRequest, RepairReport,
-    RepairRequest, RestoreReport, RestoreRequest, Route, SnapshotList, Status, VerifyReport,
-    VerifyRequest,
+    PruneRequest, RepairReport, RepairRequest, RestoreReport, RestoreRequest, Route, SnapshotList,
+    Status, VerifyReport, VerifyRequest,
 };
 use sealback_daemon::control::client::{Client, ClientError};
 use sealback_daemon::control::{ApiError, Handler, ProgressSink};
