@@ -11,7 +11,6 @@ use std::time::{Duration, Instant};
 
 use sealback_tests::drive::{DriveEmulator, Options, SCOPE_APPDATA};
 use sealback_tests::{Device, Setup, Target};
-use serde_json::json;
 
 fn main() {
     let mut args = std::env::args().skip(1);
@@ -37,14 +36,7 @@ fn main() {
     let drive = DriveEmulator::start(Options::default()).expect("start the emulator");
     let token_file = work.path().join("drive.token");
     std::fs::write(&token_file, drive.issue_refresh_token(SCOPE_APPDATA)).expect("token file");
-    let options = json!({
-        "client_id": drive.options().client_id,
-        "client_secret": drive.options().client_secret,
-        "refresh_token_file": token_file,
-        "api_root": drive.api_root(),
-        "token_uri": drive.token_uri(),
-        "device_auth_uri": drive.device_auth_uri(),
-    });
+    let options = drive.provider_options(&token_file);
     drive.reset_counters();
     let (gdrive, gdrive_bytes) = full_backup(Setup::new(
         &store,

@@ -204,6 +204,19 @@ impl DriveEmulator {
         format!("http://{}/device/code", self.addr)
     }
 
+    /// The `gdrive` provider's options pointing at this emulator, with the refresh token
+    /// read from `refresh_token_file`.
+    pub fn provider_options(&self, refresh_token_file: &std::path::Path) -> serde_json::Value {
+        serde_json::json!({
+            "client_id": self.options().client_id,
+            "client_secret": self.options().client_secret,
+            "refresh_token_file": refresh_token_file,
+            "api_root": self.api_root(),
+            "token_uri": self.token_uri(),
+            "device_auth_uri": self.device_auth_uri(),
+        })
+    }
+
     pub fn options(&self) -> &Options {
         &self.options
     }

@@ -4,7 +4,7 @@
 //! resumable upload resumes from the offset Drive confirms; duplicate names are resolved and
 //! cleaned up.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use serde_json::{Value, json};
@@ -38,20 +38,8 @@ impl SignedIn {
     }
 
     pub(crate) fn options(&self) -> Value {
-        options(&self.drive, &self.token_file)
+        self.drive.provider_options(&self.token_file)
     }
-}
-
-/// The provider's options pointing at `drive`.
-pub(crate) fn options(drive: &DriveEmulator, token_file: &Path) -> Value {
-    json!({
-        "client_id": drive.options().client_id,
-        "client_secret": drive.options().client_secret,
-        "refresh_token_file": token_file,
-        "api_root": drive.api_root(),
-        "token_uri": drive.token_uri(),
-        "device_auth_uri": drive.device_auth_uri(),
-    })
 }
 
 fn open(options: &Value) -> Instance {
@@ -73,7 +61,7 @@ fn passes_the_kit(signed_in: &SignedIn) {
     let bogus = signed_in.token_file.with_file_name("bogus.token");
     std::fs::write(&bogus, "1//not-a-token").expect("bogus token");
     let settings = Settings::new(signed_in.options().to_string())
-        .failing_options(options(&signed_in.drive, &bogus).to_string());
+        .failing_options(signed_in.drive.provider_options(&bogus).to_string());
     let report = run_with(&plugin, &settings, |case| eprintln!("gdrive: {case}"))
         .unwrap_or_else(|err| panic!("the kit cannot load {}: {err}", plugin.display()));
     assert_eq!(report.plugin.name, "gdrive");
@@ -215,7 +203,7 @@ fn a_target_not_yet_authorized_says_what_to_run_and_works_once_the_token_is_ther
     let drive = DriveEmulator::start(Options::default()).expect("emulator");
     let dir = tempfile::tempdir().expect("tempdir");
     let token_file = dir.path().join("drive.token");
-    let gdrive = open(&options(&drive, &token_file));
+    let gdrive = open(&drive.provider_options(&token_file));
     let err = gdrive.list("").expect_err("no token yet");
     assert_eq!(err.kind(), ErrorKind::Auth);
     assert!(err.to_string().contains("sealbackctl target auth"), "{err}");

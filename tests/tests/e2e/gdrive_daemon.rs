@@ -12,7 +12,7 @@ use sealback_tests::store::check_restored;
 use sealback_tests::wait::poll;
 use sealback_tests::{Device, MessageStore, Setup, Target};
 
-use crate::gdrive::{SignedIn, options};
+use crate::gdrive::SignedIn;
 
 const TARGET: &str = "drive";
 
@@ -88,7 +88,7 @@ fn sealbackctl_target_auth_completes_the_device_flow_and_the_target_starts_worki
     let token_file = dir.path().join("drive.token");
     let store = MessageStore::create(&dir.path().join("store"), 7);
     store.append(40);
-    let target = Target::new(TARGET, "gdrive", options(&drive, &token_file));
+    let target = Target::new(TARGET, "gdrive", drive.provider_options(&token_file));
     let device = Device::started(Setup::new(store.dir(), vec![target]));
     device.generate_key();
 
