@@ -86,24 +86,38 @@ pub unsafe extern "C" fn __shim_open<T: Provider>(
     instance: *mut *mut c_void,
     error: *mut abi::Error,
 ) -> i32 {
-    let body = || {
-        if instance.is_null() {
-            return Err(ProviderError::permanent(
-                "the host passed a null instance pointer",
-            ));
-        }
-        // SAFETY: the host lends `options_len` readable bytes at `options` for this call.
-        let options = unsafe { borrow(options, options_len, "options") }?;
-        let options = std::str::from_utf8(options).map_err(|err| {
-            ProviderError::invalid_config(format!("the options are not valid UTF-8: {err}"))
-        })?;
-        let provider = Box::new(T::open(options)?);
-        // SAFETY: `instance` is not null, and the host lends it for writing during this call.
-        unsafe { instance.write(Box::into_raw(provider).cast()) };
-        Ok(())
-    };
+    // SAFETY: the host lends `options` and `instance` as this function's contract says.
+    let body = || unsafe { open_instance(options, options_len, instance, T::open) };
     // SAFETY: the host lends `error` as this function's contract says.
     unsafe { guarded("open", error, body) }
+}
+
+/// What `open` and `open_v2` share: reads the options, opens the provider with `open`, and
+/// hands the host the instance.
+///
+/// # Safety
+/// `options` is readable for `options_len` bytes (or `options_len` is 0); `instance` is null
+/// or valid for writes.
+pub(super) unsafe fn open_instance<T: Provider>(
+    options: *const u8,
+    options_len: usize,
+    instance: *mut *mut c_void,
+    open: impl FnOnce(&str) -> Result<T, ProviderError>,
+) -> Result<(), ProviderError> {
+    if instance.is_null() {
+        return Err(ProviderError::permanent(
+            "the host passed a null instance pointer",
+        ));
+    }
+    // SAFETY: the host lends `options_len` readable bytes at `options` for this call.
+    let options = unsafe { borrow(options, options_len, "options") }?;
+    let options = std::str::from_utf8(options).map_err(|err| {
+        ProviderError::invalid_config(format!("the options are not valid UTF-8: {err}"))
+    })?;
+    let provider = Box::new(open(options)?);
+    // SAFETY: `instance` is not null, and the host lends it for writing during this call.
+    unsafe { instance.write(Box::into_raw(provider).cast()) };
+    Ok(())
 }
 
 /// `close`: drops the instance that `__shim_open::<T>` created.

@@ -5,9 +5,8 @@
 use std::ffi::c_void;
 
 use super::Provider;
-use super::shim::{borrow, guarded, provider};
+use super::shim::{guarded, open_instance, provider};
 use crate::abi::{self, AuthIo, HostV2, ProviderTableV1, ProviderTableV2};
-use crate::error::ProviderError;
 
 /// How much a log message matters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -121,16 +120,6 @@ pub unsafe extern "C" fn __shim_open_v2<T: Provider>(
     error: *mut abi::Error,
 ) -> i32 {
     let body = || {
-        if instance.is_null() {
-            return Err(ProviderError::permanent(
-                "the host passed a null instance pointer",
-            ));
-        }
-        // SAFETY: the host lends `options_len` readable bytes at `options` for this call.
-        let options = unsafe { borrow(options, options_len, "options") }?;
-        let options = std::str::from_utf8(options).map_err(|err| {
-            ProviderError::invalid_config(format!("the options are not valid UTF-8: {err}"))
-        })?;
         let services = if host.is_null() {
             Host::none()
         } else {
@@ -144,10 +133,12 @@ pub unsafe extern "C" fn __shim_open_v2<T: Provider>(
                 log: if has_log { raw.log } else { None },
             }
         };
-        let provider = Box::new(T::open_with_host(options, services)?);
-        // SAFETY: `instance` is not null, and the host lends it for writing during this call.
-        unsafe { instance.write(Box::into_raw(provider).cast()) };
-        Ok(())
+        // SAFETY: the host lends `options` and `instance` as this function's contract says.
+        unsafe {
+            open_instance(options, options_len, instance, |options| {
+                T::open_with_host(options, services)
+            })
+        }
     };
     // SAFETY: the host lends `error` as this function's contract says.
     unsafe { guarded("open", error, body) }
