@@ -84,6 +84,15 @@ impl Report {
         self.count(|outcome| matches!(outcome, Outcome::Skipped(_)))
     }
 
+    /// The names of the skipped cases, in run order.
+    pub fn skipped_names(&self) -> Vec<&'static str> {
+        self.cases
+            .iter()
+            .filter(|case| matches!(case.outcome, Outcome::Skipped(_)))
+            .map(|case| case.name)
+            .collect()
+    }
+
     /// Whether the provider passed: no case failed (skipped cases do not count against it).
     pub fn is_success(&self) -> bool {
         self.failed() == 0

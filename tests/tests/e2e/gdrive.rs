@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use sealback_conformance::{Outcome, Report, Settings, run_with};
+use sealback_conformance::{Report, Settings, run_with};
 use sealback_plugin_api::ErrorKind;
 use sealback_plugin_api::host::{Instance, Plugin};
 use sealback_tests::binaries;
@@ -70,12 +70,7 @@ fn passes_the_kit(signed_in: &SignedIn) {
         "gdrive fails the kit:\n{}",
         show(&report)
     );
-    let skipped: Vec<&str> = report
-        .cases
-        .iter()
-        .filter(|case| matches!(case.outcome, Outcome::Skipped(_)))
-        .map(|case| case.name)
-        .collect();
+    let skipped = report.skipped_names();
     assert!(
         skipped.is_empty(),
         "skipped: {skipped:?}\n{}",

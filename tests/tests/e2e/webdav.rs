@@ -7,7 +7,7 @@ use std::path::Path;
 
 use serde_json::json;
 
-use sealback_conformance::{Outcome, Report, Settings, run_with};
+use sealback_conformance::{Report, Settings, run_with};
 use sealback_plugin_api::ErrorKind;
 use sealback_plugin_api::host::Plugin;
 use sealback_tests::store::{check_restored, walk};
@@ -58,12 +58,7 @@ fn passes_the_conformance_kit(kind: Kind) {
         show(&report),
         server.log_tail()
     );
-    let skipped: Vec<&str> = report
-        .cases
-        .iter()
-        .filter(|case| matches!(case.outcome, Outcome::Skipped(_)))
-        .map(|case| case.name)
-        .collect();
+    let skipped = report.skipped_names();
     assert!(
         skipped.is_empty(),
         "skipped: {skipped:?}\n{}",

@@ -74,12 +74,7 @@ pub fn show(report: &Report) -> String {
 /// Asserts that no case failed and that exactly `skipped` were skipped.
 pub fn assert_passes(report: &Report, skipped: &[&str]) {
     assert!(report.is_success(), "{}", show(report));
-    let were_skipped: Vec<&str> = report
-        .cases
-        .iter()
-        .filter(|case| matches!(case.outcome, Outcome::Skipped(_)))
-        .map(|case| case.name)
-        .collect();
+    let were_skipped = report.skipped_names();
     assert_eq!(were_skipped, skipped, "{}", show(report));
 }
 
