@@ -76,6 +76,11 @@ pub enum EngineError {
     )]
     RestoreDirIsLink(PathBuf),
     #[error(
+        "{} kept changing while sealbackd made it (something else creates and removes that name): make sure nothing else writes into the restore directory, and restore again",
+        .0.display()
+    )]
+    Changing(PathBuf),
+    #[error(
         "snapshot {snapshot} holds an unsafe path {path:?}: the manifest is damaged; nothing was written outside the target directory"
     )]
     UnsafePath { snapshot: String, path: String },

@@ -171,29 +171,33 @@ impl RestoreDir {
 
     fn make_dir(&self, parent: usize, name: &OsStr, shown: &Path) -> Result<Held, EngineError> {
         let parent = &self.dirs[parent].fd;
-        let mkdir = || match mkdirat(parent, name, Mode::from_bits_truncate(0o777)) {
-            Ok(()) => Ok(true),
-            Err(Errno::EEXIST) => Ok(false),
-            Err(e) => Err(EngineError::io("cannot create", shown)(errno_io(e))),
-        };
-        let made = mkdir()?;
-        match openat(parent, name, DIR_FLAGS, Mode::empty()) {
-            Ok(fd) => return Held::new(fd, made, shown),
-            // A link or a file where the snapshot has a directory: replaced with --force
-            // (unlinkat never follows it), else refused.
-            Err(Errno::ELOOP | Errno::ENOTDIR) if self.force && !made => {
-                // Gone already (whoever planted it took it back): nothing to remove.
-                match unlinkat(parent, name, UnlinkatFlags::NoRemoveDir) {
-                    Ok(()) | Err(Errno::ENOENT) => {}
-                    Err(e) => return Err(EngineError::io("cannot remove", shown)(errno_io(e))),
+        // Someone else may make and take back a name between our calls (a link planted and
+        // removed again): each try starts over, and a name that keeps changing is refused.
+        for _ in 0..MAKE_DIR_TRIES {
+            let made = match mkdirat(parent, name, Mode::from_bits_truncate(0o777)) {
+                Ok(()) => true,
+                Err(Errno::EEXIST) => false,
+                Err(e) => return Err(EngineError::io("cannot create", shown)(errno_io(e))),
+            };
+            match openat(parent, name, DIR_FLAGS, Mode::empty()) {
+                Ok(fd) => return Held::new(fd, made, shown),
+                // What stood there was taken away after mkdirat saw it: try again.
+                Err(Errno::ENOENT) if !made => {}
+                // A link or a file where the snapshot has a directory: replaced with --force
+                // (unlinkat never follows it), else refused.
+                Err(Errno::ELOOP | Errno::ENOTDIR) if self.force && !made => {
+                    // Gone already (whoever planted it took it back): nothing to remove.
+                    match unlinkat(parent, name, UnlinkatFlags::NoRemoveDir) {
+                        Ok(()) | Err(Errno::ENOENT) => {}
+                        Err(e) => {
+                            return Err(EngineError::io("cannot remove", shown)(errno_io(e)));
+                        }
+                    }
                 }
+                Err(e) => return Err(open_dir_error(shown, e)),
             }
-            Err(e) => return Err(open_dir_error(shown, e)),
         }
-        let made = mkdir()?;
-        let fd =
-            openat(parent, name, DIR_FLAGS, Mode::empty()).map_err(|e| open_dir_error(shown, e))?;
-        Held::new(fd, made, shown)
+        Err(EngineError::Changing(shown.to_path_buf()))
     }
 
     /// Removes `name` from held directory `dir` if it is there, never following it.
@@ -303,6 +307,9 @@ impl RestoreDir {
         &self.path
     }
 }
+
+/// How often [`RestoreDir::make_dir`] starts over when the name it makes changes under it.
+const MAKE_DIR_TRIES: usize = 8;
 
 /// Raises this process's soft limit of open files to its hard limit: a restore holds one
 /// descriptor per directory of the snapshot, and systemd starts services with a soft limit

@@ -73,8 +73,12 @@ impl Ctx {
         format!("{}{relative}", self.prefix)
     }
 
+    /// Puts `name` as the host does: a transient error (a busy server, an object locked by
+    /// a concurrent put) is tried again, as sealbackd's retry layer does, since a plugin
+    /// sends each request once and leaves retrying to the host. Every call of the kit goes
+    /// this way, so that a server's passing hiccup does not fail a case.
     pub(crate) fn put(&self, name: &str, data: &[u8]) -> Verdict {
-        self.instance.put(name, data).map_err(|err| {
+        as_host(|| self.instance.put(name, data)).map_err(|err| {
             Problem::Failed(format!(
                 "put {name:?} ({} bytes) failed: {}",
                 data.len(),
@@ -83,34 +87,10 @@ impl Ctx {
         })
     }
 
+    /// Gets `name` as the host does (see [`Ctx::put`]).
     pub(crate) fn get(&self, name: &str) -> Result<Vec<u8>, Problem> {
-        self.instance
-            .get(name)
-            .map(Vec::from)
+        as_host(|| self.instance.get(name).map(Vec::from))
             .map_err(|err| Problem::Failed(format!("get {name:?} failed: {}", describe(&err))))
-    }
-
-    /// [`Ctx::put`] as the host calls it: a transient error (a busy server, an object
-    /// locked by a concurrent put) is tried again, as sealbackd's retry layer does, since a
-    /// plugin sends each request once and leaves retrying to the host.
-    pub(crate) fn put_as_host(&self, name: &str, data: &[u8]) -> Verdict {
-        as_host(|| self.instance.put(name, data)).map_err(|err| {
-            Problem::Failed(format!(
-                "put {name:?} ({} bytes) failed, also when tried again: {}",
-                data.len(),
-                describe(&err)
-            ))
-        })
-    }
-
-    /// [`Ctx::get`] as the host calls it (see [`Ctx::put_as_host`]).
-    pub(crate) fn get_as_host(&self, name: &str) -> Result<Vec<u8>, Problem> {
-        as_host(|| self.instance.get(name).map(Vec::from)).map_err(|err| {
-            Problem::Failed(format!(
-                "get {name:?} failed, also when tried again: {}",
-                describe(&err)
-            ))
-        })
     }
 
     /// Gets `name` and checks that it holds exactly `stored`.
@@ -121,7 +101,7 @@ impl Ctx {
 
     /// Checks that `name` does not exist: get is `NOT_FOUND`, and nothing else.
     pub(crate) fn expect_missing(&self, name: &str, why: &str) -> Verdict {
-        match self.instance.get(name) {
+        match as_host(|| self.instance.get(name)) {
             Ok(data) => fail!(
                 "get {name:?} ({why}) returned {} bytes; it must fail with NOT_FOUND",
                 data.len()
@@ -136,14 +116,13 @@ impl Ctx {
     }
 
     pub(crate) fn remove(&self, name: &str) -> Verdict {
-        self.instance
-            .remove(name)
+        as_host(|| self.instance.remove(name))
             .map_err(|err| Problem::Failed(format!("remove {name:?} failed: {}", describe(&err))))
     }
 
     /// Lists `prefix`; a name listed twice is a failure.
     pub(crate) fn list(&self, prefix: &str) -> Result<Listing, Problem> {
-        let listed = self.instance.list(prefix).map_err(|err| {
+        let listed = as_host(|| self.instance.list(prefix)).map_err(|err| {
             Problem::Failed(format!("list {prefix:?} failed: {}", describe(&err)))
         })?;
         let mut objects = Listing::new();
@@ -243,6 +222,29 @@ pub(crate) fn in_parallel<T: Send>(
     })
 }
 
+/// Calls `call` until it succeeds or fails other than transiently, at most
+/// [`HOST_ATTEMPTS`] times, waiting as the host would (the asked `Retry-After`, up to a
+/// second, else 50 ms doubling).
+fn as_host<T>(mut call: impl FnMut() -> Result<T, ProviderError>) -> Result<T, ProviderError> {
+    let mut attempt = 1;
+    loop {
+        match call() {
+            Err(err) if err.kind() == ErrorKind::Transient && attempt < HOST_ATTEMPTS => {
+                let wait = err
+                    .retry_after()
+                    .unwrap_or(std::time::Duration::from_millis(50 << attempt.min(4)))
+                    .min(std::time::Duration::from_secs(1));
+                std::thread::sleep(wait);
+                attempt += 1;
+            }
+            outcome => return outcome,
+        }
+    }
+}
+
+/// Tries of a call made as the host makes it, the first included (sealbackd's default).
+const HOST_ATTEMPTS: u32 = 6;
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -274,26 +276,3 @@ mod tests {
         assert_eq!(in_parallel(Vec::<u8>::new(), 4, |_| Ok(())), Ok(()));
     }
 }
-
-/// Calls `call` until it succeeds or fails other than transiently, at most
-/// [`HOST_ATTEMPTS`] times, waiting as the host would (the asked `Retry-After`, up to a
-/// second, else 50 ms doubling).
-fn as_host<T>(mut call: impl FnMut() -> Result<T, ProviderError>) -> Result<T, ProviderError> {
-    let mut attempt = 1;
-    loop {
-        match call() {
-            Err(err) if err.kind() == ErrorKind::Transient && attempt < HOST_ATTEMPTS => {
-                let wait = err
-                    .retry_after()
-                    .unwrap_or(std::time::Duration::from_millis(50 << attempt.min(4)))
-                    .min(std::time::Duration::from_secs(1));
-                std::thread::sleep(wait);
-                attempt += 1;
-            }
-            outcome => return outcome,
-        }
-    }
-}
-
-/// Tries of a call made as the host makes it, the first included (sealbackd's default).
-const HOST_ATTEMPTS: u32 = 6;

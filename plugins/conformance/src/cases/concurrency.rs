@@ -47,7 +47,7 @@ pub(crate) fn same_name(ctx: &Ctx) -> Verdict {
                 scope.spawn(|| -> Verdict {
                     loop {
                         let still_writing = writing.load(Ordering::SeqCst);
-                        let data = ctx.get_as_host(&name).map_err(|problem| match problem {
+                        let data = ctx.get(&name).map_err(|problem| match problem {
                             Problem::Failed(reason) => Problem::Failed(format!(
                                 "while other threads replaced the object: {reason}"
                             )),
@@ -70,7 +70,7 @@ pub(crate) fn same_name(ctx: &Ctx) -> Verdict {
         let writers: Vec<_> = (1..=WRITERS)
             .map(|v| {
                 let (name, data) = (&name, &versions[v]);
-                scope.spawn(move || (0..PUTS_EACH).try_for_each(|_| ctx.put_as_host(name, data)))
+                scope.spawn(move || (0..PUTS_EACH).try_for_each(|_| ctx.put(name, data)))
             })
             .collect();
         let written = writers.into_iter().try_for_each(join);

@@ -24,10 +24,14 @@ fn without_a_fault_it_passes_including_failed_puts() {
 #[test]
 fn failing_gets_fail_the_cases_that_read() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let options = options(dir.path(), json!({ "fail": "get", "after": 3 }));
+    let options = options(
+        dir.path(),
+        json!({ "fail": "get", "after": 3, "retry_after_ms": 1 }),
+    );
     let report = run_with(&plugin(), &Settings::new(options), |_| {}).expect("loads");
     assert!(!report.is_success());
-    // Every case ran and was reported; the first gets pass, later ones fail with the reason.
+    // Every case ran and was reported; the first gets pass, later ones fail with the reason
+    // (each tried again as the host would, a millisecond apart).
     assert_eq!(report.cases.len(), 20, "{}", show(&report));
     assert_eq!(
         report.case("round_trip_empty").map(|c| c.passed()),
