@@ -1,9 +1,12 @@
 //! sealbackd with a `gdrive` target on the Drive v3 emulator: a backup (while Drive rate-limits
 //! and fails now and then, which the daemon retries) restores on a fresh device; a target not yet
 //! authorized does not stop the daemon, `status` says what to run, and `sealbackctl target auth`
-//! completes the device flow, after which the same daemon backs up to it without a restart.
+//! completes the device flow, after which the same daemon backs up to it without a restart;
+//! and the local disk on every change beside Drive daily, in one configuration.
 
 use std::time::Duration;
+
+use serde_json::json;
 
 use sealback_tests::drive::{
     DriveEmulator, DriveError, Fault, FaultAction, Matcher, Options, RequestKind,
@@ -144,6 +147,78 @@ fn sealbackctl_target_auth_completes_the_device_flow_and_the_target_starts_worki
     let report = device.backup();
     assert!(!report.snapshot.is_empty());
     assert!(!drive.app_data_files().is_empty());
+}
+
+/// The app's usual settings: the local disk follows every change, Drive gets a daily backup.
+/// A change reaches the disk alone; Drive's next backup is planned a day after its last;
+/// asked for, a backup covers both, and Drive's latest snapshot restores on a new device.
+#[test]
+fn local_disk_on_change_and_drive_daily_in_one_configuration() {
+    let signed_in = SignedIn::start(Options::default());
+    let drive = &signed_in.drive;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = MessageStore::create(&dir.path().join("store"), 7);
+    store.append(40);
+    let disk = Target::local("disk", &dir.path().join("disk"));
+    let cloud = Target::new(TARGET, "gdrive", signed_in.options()).with("schedule", json!("daily"));
+    let mut device =
+        Device::started(Setup::new(store.dir(), vec![disk, cloud.clone()]).on_change("200ms"));
+    let recovery_key = device.generate_key();
+    // Both once by hand (Drive may also have made its first daily backup right after start).
+    device.backup();
+    let counts = |device: &Device| -> (u64, u64) {
+        let status = device.status();
+        (status.targets[0].snapshots, status.targets[1].snapshots)
+    };
+    let before = counts(&device);
+    let drive_files = drive.app_data_files().len();
+
+    store.append(25);
+    let after = poll(Duration::from_secs(30), || {
+        let now = counts(&device);
+        (now.0 > before.0).then_some(now)
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "no change-triggered snapshot on the disk{}",
+            device.log_tail()
+        )
+    });
+    assert_eq!(after.1, before.1, "the change was backed up to Drive too");
+    assert_eq!(
+        drive.app_data_files().len(),
+        drive_files,
+        "the change wrote to Drive"
+    );
+
+    let status = device.status();
+    let shown = &status.targets[1];
+    assert_eq!(
+        (shown.name.as_str(), shown.schedule.as_str()),
+        (TARGET, "interval (1day)")
+    );
+    let (last, next) = (
+        shown.last_snapshot_unix_ms.expect("Drive has a snapshot"),
+        shown
+            .next_backup_unix_ms
+            .expect("Drive has a planned backup"),
+    );
+    assert!(
+        (next - (last + 86_400_000)).abs() < 60_000,
+        "next Drive backup at {next}, its last at {last}"
+    );
+
+    // Asked for: Drive catches up (the disk has nothing new since the change's backup), and
+    // its snapshot holds the latest messages.
+    device.backup();
+    assert_eq!(counts(&device), (after.0, after.1 + 1));
+    device.stop();
+    let fresh = Device::started(Setup::restoring_from(vec![cloud]));
+    fresh.import_key(&recovery_key);
+    let to = fresh.root().join("restored");
+    fresh.restore("latest", &to);
+    let restored = check_restored(&to).unwrap_or_else(|e| panic!("{e}{}", fresh.log_tail()));
+    assert_eq!(restored.messages, 65);
 }
 
 #[test]
