@@ -11,37 +11,22 @@
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, SystemTime};
 
-use sd_notify::NotifyState;
+use sealback_service::notify::{NotifyState, send};
 use tokio::time::Instant;
 
 use crate::control::ApiError;
 use crate::control::api::BackupReport;
 
-fn send(states: &[NotifyState]) {
-    if let Err(err) = sd_notify::notify(states) {
-        tracing::warn!(error = %err, "cannot notify systemd (NOTIFY_SOCKET)");
-    }
-}
+pub use sealback_service::notify::stopping;
 
 /// The daemon is ready: its control socket listens and its catalog is open.
 pub fn ready() {
-    send(&[
-        NotifyState::Ready,
-        NotifyState::Status("idle; no backup since start"),
-    ]);
-}
-
-/// The daemon is stopping (SIGTERM or SIGINT).
-pub fn stopping() {
-    send(&[NotifyState::Stopping, NotifyState::Status("stopping")]);
+    sealback_service::notify::ready("idle; no backup since start");
 }
 
 /// `STATUS=` with the result of the backup that just ended.
 pub fn backup_done(result: &Result<BackupReport, ApiError>) {
-    send(&[NotifyState::Status(&backup_status(
-        result,
-        SystemTime::now(),
-    ))]);
+    sealback_service::notify::status(&backup_status(result, SystemTime::now()));
 }
 
 fn backup_status(result: &Result<BackupReport, ApiError>, now: SystemTime) -> String {

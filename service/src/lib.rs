@@ -1,7 +1,9 @@
 //! What sealback's programs (sealbackd, sealbackctl, sealback-vault) need to run as
-//! services: [`logging`] to the journal or to stderr, and [`docs`], their man pages and shell
-//! completions generated from their command-line definitions.
+//! services: [`logging`] to the journal or to stderr, [`notify`], systemd's readiness and
+//! status notifications, and [`docs`], their man pages and shell completions generated from
+//! their command-line definitions.
 #![forbid(unsafe_code)]
 
 pub mod docs;
 pub mod logging;
+pub mod notify;

@@ -305,15 +305,23 @@ fn serve(config: &Config) -> Result<()> {
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(async {
+        // Before listening, so that a SIGHUP while starting does not kill the vault either.
+        let signals = stop_signal().context("cannot install the signal handlers")?;
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("cannot listen on {}", config.listen))?;
         let address = listener.local_addr()?;
         tracing::info!("serving with server key {}", vault.server_key());
-        // The line a supervisor or a test waits for.
+        // The line a supervisor or a test waits for, and systemd's READY=1 (Type=notify).
         println!("listening on https://{address}");
         std::io::stdout().flush()?;
-        server::run(listener, tls, vault.clone(), shutdown_signal()).await;
+        sealback_service::notify::ready(&format!("serving on https://{address}"));
+        let stop = async {
+            signals.await;
+            tracing::info!("stopping");
+            sealback_service::notify::stopping();
+        };
+        server::run(listener, tls, vault.clone(), stop).await;
         Ok::<_, anyhow::Error>(())
     })?;
     vault.close();
@@ -332,17 +340,23 @@ fn harden() -> nix::Result<()> {
     Ok(())
 }
 
-/// SIGTERM or Ctrl-C.
-async fn shutdown_signal() {
-    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        Ok(term) => term,
-        Err(_) => {
-            let _ = tokio::signal::ctrl_c().await;
-            return;
+/// Resolves at SIGTERM or SIGINT; the handlers are installed at once. SIGHUP (a closed
+/// terminal, `systemctl reload`) is logged and ignored: the vault has nothing to reload
+/// without a restart, and must not die of it.
+fn stop_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    let mut hup = signal(SignalKind::hangup())?;
+    Ok(async move {
+        loop {
+            tokio::select! {
+                _ = term.recv() => return,
+                _ = int.recv() => return,
+                _ = hup.recv() => {
+                    tracing::info!("SIGHUP ignored: restart the vault to apply a new configuration");
+                }
+            }
         }
-    };
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = tokio::signal::ctrl_c() => {}
-    }
+    })
 }

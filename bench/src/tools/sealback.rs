@@ -468,23 +468,11 @@ impl Tool for Sealback {
     /// deletes (DESIGN §12). All three are timed.
     fn prune(&mut self) -> Result<Option<Sample>> {
         self.daemon_env = vec![("SEALBACK_TEST_PRUNE_GRACE_MS", "0")];
-        let runs: Vec<Result<(Sample, String)>> =
-            (0..3).map(|_| self.measured(&["prune"])).collect();
+        let run = self.measured(&["prune"]);
         self.daemon_env.clear();
-        let mut total: Option<Sample> = None;
-        for run in runs {
-            let (sample, answer) = run?;
-            let Some(t) = total.as_mut() else {
-                total = Some(sample);
-                continue;
-            };
-            t.wall_s += sample.wall_s;
-            t.cpu_s = t.cpu_s.zip(sample.cpu_s).map(|(a, b)| a + b);
-            t.rchar = t.rchar.zip(sample.rchar).map(|(a, b)| a + b);
-            t.peak_rss = t.peak_rss.max(sample.peak_rss);
-            t.note = Some(answer.chars().take(2000).collect());
-        }
-        Ok(total)
+        let (mut sample, answer) = run?;
+        sample.note = Some(answer.chars().take(2000).collect());
+        Ok(Some(sample))
     }
 
     fn restore(&mut self, into: &Path) -> Result<(Sample, PathBuf)> {

@@ -1,15 +1,17 @@
 //! sealbackd under systemd: its log in a file is plain text, SIGHUP does not kill it, and it
 //! speaks the sd_notify protocol to a real datagram socket given as `NOTIFY_SOCKET` (READY
 //! once the socket listens, STATUS after a backup, WATCHDOG at the rate asked and only while
-//! work moves, STOPPING at SIGTERM).
+//! work moves, STOPPING at SIGTERM); and sealback-vault the same (READY, SIGHUP, STOPPING).
 
 use std::os::unix::net::UnixStream;
+use std::process::Stdio;
 use std::time::Duration;
 
 use sealback_daemon::control::api::VerifyReport;
 use sealback_tests::device::signal;
 use sealback_tests::notify::{NotifySocket, has_line};
-use sealback_tests::{Device, MessageStore, Setup, Target, wait};
+use sealback_tests::{Device, MessageStore, Setup, Target, binaries, wait};
+use sealback_vault::testing::{Options as VaultOptions, TestVault};
 use serde_json::json;
 
 use crate::fixtures::{BackedUp, TARGET};
@@ -245,4 +247,59 @@ fn a_backup_hung_in_its_provider_stops_the_watchdog_pings_and_sigterm_still_stop
         .collect();
     assert_eq!(listed, vec![fixture.snapshots[0].clone(), report.snapshot]);
     fixture.device.stop();
+}
+
+/// sealback-vault under `Type=notify`: READY=1 (naming where it serves) once it listens,
+/// SIGHUP logged and survived, STOPPING=1 at SIGTERM, and a clean exit.
+#[test]
+fn the_vault_is_ready_once_it_listens_survives_sighup_and_says_stopping() {
+    let mut vault =
+        TestVault::start_with(&binaries::built("sealback-vault"), VaultOptions::default())
+            .unwrap_or_else(|e| panic!("cannot start a vault: {e}"));
+    // Served again by hand, on the port it kept, with a notify socket.
+    vault.stop();
+    let notify = NotifySocket::bind(&vault.dir().join("notify.sock"));
+    let log = vault.dir().join("serve.log");
+    let mut child = vault
+        .command(&["serve"])
+        .env("NOTIFY_SOCKET", notify.path())
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).expect("log"))
+        .spawn()
+        .expect("sealback-vault serve");
+    let (ready, before) = notify.wait_for("READY=1", WAIT);
+    let ready = ready.unwrap_or_else(|| panic!("no READY=1: {before:?}"));
+    let port = vault.url.rsplit(':').next().expect("port");
+    assert!(
+        has_line(
+            &ready,
+            &format!("STATUS=serving on https://127.0.0.1:{port}")
+        ),
+        "{ready}"
+    );
+    let address = format!("127.0.0.1:{port}");
+    std::net::TcpStream::connect(&address).expect("READY=1 came before the vault listened");
+
+    signal(child.id(), "HUP");
+    let survived = wait::poll(WAIT, || {
+        if child.try_wait().ok().flatten().is_some() {
+            return Some(false);
+        }
+        let logged = std::fs::read_to_string(&log).unwrap_or_default();
+        logged.contains("SIGHUP ignored").then_some(true)
+    });
+    assert_eq!(
+        survived,
+        Some(true),
+        "the vault did not survive SIGHUP (or said nothing of it): {}",
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
+    std::net::TcpStream::connect(&address).expect("the vault listens after SIGHUP");
+
+    signal(child.id(), "TERM");
+    let (stopping, between) = notify.wait_for("STOPPING=1", WAIT);
+    assert!(stopping.is_some(), "no STOPPING=1 at SIGTERM: {between:?}");
+    let exited = wait::poll(WAIT, || child.try_wait().ok().flatten()).expect("the vault stops");
+    assert!(exited.success(), "the vault exited with {exited}");
 }
