@@ -616,7 +616,8 @@ fn engine_error(target: &str, e: EngineError) -> ApiError {
         EngineError::NotEmpty(_)
         | EngineError::InTheWay(_)
         | EngineError::RestoreDirIsLink(_)
-        | EngineError::Changing(_) => ApiError::new(409, "conflict", e.to_string()),
+        | EngineError::Changing(_)
+        | EngineError::CannotGiveOwner { .. } => ApiError::new(409, "conflict", e.to_string()),
         EngineError::Cancelled => ApiError::new(503, "shutting-down", e.to_string()),
         EngineError::UnsafePath { .. } | EngineError::SizeMismatch { .. } => {
             ApiError::new(500, "integrity", e.to_string())

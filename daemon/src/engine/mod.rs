@@ -81,6 +81,16 @@ pub enum EngineError {
     )]
     Changing(PathBuf),
     #[error(
+        "{} belongs to {uid}:{gid}, and sealbackd (uid {daemon}, without CAP_CHOWN) cannot give restored files to them; nothing was written: restore into a directory sealbackd's user owns and hand the files over afterwards (chown -R), or set [restore] owner = \"daemon\"",
+        dir.display()
+    )]
+    CannotGiveOwner {
+        dir: PathBuf,
+        uid: u32,
+        gid: u32,
+        daemon: u32,
+    },
+    #[error(
         "snapshot {snapshot} holds an unsafe path {path:?}: the manifest is damaged; nothing was written outside the target directory"
     )]
     UnsafePath { snapshot: String, path: String },

@@ -131,6 +131,9 @@ impl RestoreDir {
             Owner::Daemon => None,
             Owner::Ids(u, g) => Some((Uid::from_raw(u), Gid::from_raw(g))),
         };
+        if let Some((uid, gid)) = owner {
+            may_give(uid, gid, to)?;
+        }
         if !force {
             let read = |e| EngineError::io("cannot read", to)(errno_io(e));
             let mut listing =
@@ -306,6 +309,35 @@ impl RestoreDir {
     pub fn path(&self) -> &Path {
         &self.path
     }
+}
+
+/// Refuses, before anything is written, a restore whose files this process could not give
+/// to `uid`:`gid`: without `CAP_CHOWN` (sealbackd as systemd runs it, the user `sealback`),
+/// a file can only be given to its own user and to a group that user is in.
+fn may_give(uid: Uid, gid: Gid, to: &Path) -> Result<(), EngineError> {
+    let own_user = uid == nix::unistd::geteuid();
+    let own_group = gid == nix::unistd::getegid()
+        || nix::unistd::getgroups().is_ok_and(|groups| groups.contains(&gid));
+    if (own_user && own_group) || may_chown() {
+        return Ok(());
+    }
+    Err(EngineError::CannotGiveOwner {
+        dir: to.to_path_buf(),
+        uid: uid.as_raw(),
+        gid: gid.as_raw(),
+        daemon: nix::unistd::geteuid().as_raw(),
+    })
+}
+
+/// Whether this process holds `CAP_CHOWN` (bit 0 of `CapEff` in /proc/self/status).
+fn may_chown() -> bool {
+    std::fs::read_to_string("/proc/self/status").is_ok_and(|status| {
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix("CapEff:"))
+            .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
+            .is_some_and(|caps| caps & 1 == 1)
+    })
 }
 
 /// How often [`RestoreDir::make_dir`] starts over when the name it makes changes under it.

@@ -119,5 +119,22 @@ fn an_unprivileged_daemon_reading_the_store_through_a_group_backs_up_and_restore
         owner, NOBODY,
         "a restore into the daemon's directory is the daemon's"
     );
+
+    // Into the app's own directory (root's here): the daemon cannot give files to the app
+    // without CAP_CHOWN, and says so before it writes anything.
+    let apps = dir.path().join("apps-own");
+    std::fs::create_dir(&apps).expect("mkdir");
+    open_to_all(&apps);
+    let refused = device.ctl(&["restore", "latest", "--to", path(&apps)]);
+    assert_ne!(refused.code, Some(0), "{refused}");
+    assert!(
+        refused.stderr.contains("without CAP_CHOWN") && refused.stderr.contains("chown -R"),
+        "{refused}"
+    );
+    assert_eq!(
+        std::fs::read_dir(&apps).expect("read").count(),
+        0,
+        "a refused restore wrote into the app's directory"
+    );
     device.stop();
 }
