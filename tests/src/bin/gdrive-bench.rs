@@ -2,7 +2,8 @@
 //! v3 emulator on loopback, side by side with the same backup to a local disk (the `local`
 //! provider), in one run: wall times, their ratio, and the Drive requests the backup made, by
 //! kind. Build in release (`cargo build --release -p sealback-daemon -p sealback-local
-//! -p sealback-gdrive -p sealback-tests --bin gdrive-bench`) and run
+//! -p sealback-faulty -p sealback-gdrive -p sealback-webdav -p sealback-tests`: the helpers
+//! check that every plugin is fresh) and run
 //! `target/release/gdrive-bench --store DIR`, DIR a store `bench/gen_store.py` made (the medium
 //! store: `--seed 42 --messages 300000 --media-mb 1024`).
 
