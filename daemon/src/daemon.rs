@@ -394,8 +394,8 @@ impl Daemon {
                 request.to
             )));
         }
-        let selection = crate::config::Selection::only(&request.include, "include")
-            .map_err(|e| ApiError::bad_request(format!("--{e}")))?;
+        let selection = crate::config::Selection::only(&request.include, "--include")
+            .map_err(|e| ApiError::bad_request(e.to_string()))?;
         let browse::Found { repo, catalog, row } =
             self.find_snapshot(request.target.as_deref(), &request.snapshot)?;
         let name = &self.target(request.target.as_deref())?.config.name;

@@ -50,9 +50,17 @@ impl Selection {
         })
     }
 
-    /// Only the files `include` takes (`restore --include`).
+    /// Only the files `include` takes (`restore --include`); `key` names them in errors
+    /// (`--include` gives `--include[0]`).
     pub fn only(include: &[String], key: &str) -> Result<Selection, Invalid> {
-        Selection::new(include, &[], key)
+        let include = match include.is_empty() {
+            true => None,
+            false => Some(Rules::compile(include, key)?),
+        };
+        Ok(Selection {
+            include,
+            exclude: None,
+        })
     }
 
     /// True when it takes every file.
@@ -251,6 +259,8 @@ mod tests {
             assert_eq!(err.key, "targets[1].exclude[1]", "{bad}");
             assert!(err.message.contains(&format!("{bad:?}")), "{bad}: {err}");
         }
+        let err = Selection::only(&strings(&["/Media"]), "--include").expect_err("absolute");
+        assert_eq!(err.to_string().split(':').next(), Some("--include[0]"));
     }
 
     #[test]

@@ -385,7 +385,7 @@ fn include_restores_only_what_it_takes() {
     let backed = backed_up();
     let only = |patterns: &[&str]| {
         let patterns: Vec<String> = patterns.iter().map(|p| p.to_string()).collect();
-        Selection::only(&patterns, "include").expect("valid")
+        Selection::only(&patterns, "--include").expect("valid")
     };
     let to = backed.dir.path().join("docs");
     let report = backed
