@@ -624,9 +624,10 @@ mod tests {
     use super::*;
 
     /// The configuration file we ship, every key with its default: what a user starts from.
-    const GOOD: &str = include_str!("../../config/sealback.toml");
+    pub(super) const GOOD: &str = include_str!("../../config/sealback.toml");
 
-    fn load(text: &str, env: &[(&str, &str)]) -> Result<Config, ConfigError> {
+    /// `text` as the configuration file, with `env` as the environment.
+    pub(super) fn load(text: &str, env: &[(&str, &str)]) -> Result<Config, ConfigError> {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("sealback.toml");
         std::fs::write(&path, text).expect("write");

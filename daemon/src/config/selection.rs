@@ -290,15 +290,11 @@ mod tests {
 
     /// Through the configuration file, as a user writes it.
     mod configured {
+        use crate::config::tests::{GOOD, load as load_with};
         use crate::config::{Config, ConfigError};
 
-        const GOOD: &str = include_str!("../../../config/sealback.toml");
-
         fn load(text: &str) -> Result<Config, ConfigError> {
-            let dir = tempfile::tempdir().expect("tempdir");
-            let path = dir.path().join("sealback.toml");
-            std::fs::write(&path, text).expect("write");
-            Config::load_with_env(&path, std::iter::empty())
+            load_with(text, &[])
         }
 
         /// GOOD with `[backup]`'s keys set, and a second target with `own` lines.

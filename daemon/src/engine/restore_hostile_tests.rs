@@ -383,49 +383,24 @@ fn the_database_opens_when_the_restore_says_the_messages_are_ready() {
 #[test]
 fn include_restores_only_what_it_takes() {
     let backed = backed_up();
-    let only = |patterns: &[&str]| {
+    // Into a directory of its own, only what `patterns` take.
+    let restore = |dir: &str, patterns: &[&str]| {
         let patterns: Vec<String> = patterns.iter().map(|p| p.to_string()).collect();
-        Selection::only(&patterns, "--include").expect("valid")
+        let only = Selection::only(&patterns, "--include").expect("valid");
+        let to = backed.dir.path().join(dir);
+        let report = backed.restore_part(&to, false, Owner::Daemon, &|_, _| {}, &|_| {}, &only);
+        (to, report)
     };
-    let to = backed.dir.path().join("docs");
-    let report = backed
-        .restore_part(
-            &to,
-            false,
-            Owner::Daemon,
-            &|_, _| {},
-            &|_| {},
-            &only(&["Media/Docs"]),
-        )
-        .expect("restore");
+    let (to, report) = restore("docs", &["Media/Docs"]);
+    let report = report.expect("restore");
     assert_eq!(files_under(&to), ["Media/Docs/c.pdf", "Media/Docs/d.pdf"]);
     assert_eq!((report.files, report.bytes), (2, 75_000));
     assert!(report.database.is_none());
-    let to = backed.dir.path().join("db");
-    let report = backed
-        .restore_part(
-            &to,
-            false,
-            Owner::Daemon,
-            &|_, _| {},
-            &|_| {},
-            &only(&["msgstore.db", "**/*.opus"]),
-        )
-        .expect("restore");
+    let (to, report) = restore("db", &["msgstore.db", "**/*.opus"]);
+    assert!(report.expect("restore").database.is_some());
     assert_eq!(files_under(&to), ["Media/e.opus", "msgstore.db"]);
-    assert!(report.database.is_some());
-    let to = backed.dir.path().join("none");
-    let err = backed
-        .restore_part(
-            &to,
-            false,
-            Owner::Daemon,
-            &|_, _| {},
-            &|_| {},
-            &only(&["Media/Audio/**"]),
-        )
-        .expect_err("nothing taken")
-        .to_string();
+    let (to, report) = restore("none", &["Media/Audio/**"]);
+    let err = report.expect_err("nothing taken").to_string();
     assert!(err.contains("--include Media/Audio/**"), "{err}");
     assert!(!to.exists(), "nothing was made");
 }
