@@ -140,6 +140,9 @@ pub(super) fn check_integrity(root: &RestoreDir, job: &Job<'_>) -> Result<(), En
 const REPLACED: &str = "something replaced it while it was checked: make sure nothing else \
                         writes into the restore directory, and restore again";
 
+/// The check's page cache, in KiB (SQLite takes a negative `cache_size` as KiB).
+const CHECK_CACHE_KIB: i64 = -8192;
+
 /// SQLite's first answer to `PRAGMA integrity_check` on the file at `path`.
 fn integrity_check(path: &Path) -> rusqlite::Result<String> {
     use rusqlite::OpenFlags;
@@ -148,6 +151,10 @@ fn integrity_check(path: &Path) -> rusqlite::Result<String> {
         | OpenFlags::SQLITE_OPEN_NO_MUTEX
         | OpenFlags::SQLITE_OPEN_NOFOLLOW;
     let db = rusqlite::Connection::open_with_flags(uri(path), flags)?;
+    // The check looks each index entry up in its table: with SQLite's default 2 MiB of
+    // cache it read the medium benchmark store's 192 MB database 8.6 times over (1.65 GB,
+    // 3.65 s); with 8 MiB, 1.0 GB in 2.7 s (16 MiB: 0.46 GB, 1.9 s, at twice the memory).
+    db.pragma_update(None, "cache_size", CHECK_CACHE_KIB)?;
     db.query_row("PRAGMA integrity_check(1)", [], |row| row.get(0))
 }
 
