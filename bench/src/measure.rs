@@ -39,6 +39,10 @@ pub(crate) struct Sample {
     pub rss_after: Option<u64>,
     /// sealback: the daemon's memory by kind at its peak, polled while it worked.
     pub status_peaks: Option<StatusPeaks>,
+    /// Restores: seconds until the messages could be read (the database restored and
+    /// usable). sealback: when its restore said the database passed `integrity_check`;
+    /// restic: a restore of the database file alone (`--include`), from a cold cache.
+    pub messages_s: Option<f64>,
     /// Tool-specific figures worth a look (chunk counts, files read, ...).
     pub note: Option<String>,
 }

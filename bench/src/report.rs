@@ -221,6 +221,19 @@ pub(crate) fn phase_table(phase: &PhaseResult, verdicts: &BTreeMap<String, Verdi
         if let Some(note) = &s.sample.note {
             let _ = writeln!(text, "  {}: {note}", s.tool);
         }
+        if let Some(messages) = s
+            .sample
+            .messages_s
+            .filter(|_| phase.phase == Phase::Restore)
+        {
+            let _ = writeln!(
+                text,
+                "  {}: time to messages (database usable) {} of {} for the full restore",
+                s.tool,
+                seconds(messages),
+                seconds(s.sample.wall_s)
+            );
+        }
         if let Some(p) = &s.sample.status_peaks {
             let _ = writeln!(
                 text,

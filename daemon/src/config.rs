@@ -8,7 +8,11 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+mod bandwidth;
+mod selection;
 mod vault_urls;
+
+pub use selection::Selection;
 
 /// Environment variables starting with this and holding a `__` override the file:
 /// `SEALBACK_SCHEDULE__MODE=manual` sets `[schedule] mode`.
@@ -40,6 +44,8 @@ struct RawConfig {
     schedule: RawSchedule,
     #[serde(default)]
     restore: RawRestore,
+    #[serde(default)]
+    backup: RawBackup,
     #[serde(default)]
     retention: crate::retention::RawRetention,
     targets: Vec<RawTarget>,
@@ -104,6 +110,16 @@ struct RawSchedule {
     interval: Option<String>,
 }
 
+/// `[backup]`: which of the store's files the backups take (config/selection.rs).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBackup {
+    #[serde(default)]
+    include: Option<Vec<String>>,
+    #[serde(default)]
+    exclude: Option<Vec<String>>,
+}
+
 /// `[restore]`.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -130,6 +146,14 @@ struct RawTarget {
     /// This target's own schedule (`on-change`, `manual`, `daily`, `6h`, ...), else `[schedule]`'s.
     #[serde(default)]
     schedule: Option<String>,
+    /// This target's own `[backup]` rules, key by key.
+    #[serde(default)]
+    include: Option<Vec<String>>,
+    #[serde(default)]
+    exclude: Option<Vec<String>>,
+    /// The most bytes a second sent, and received (`"2MiB/s"`); unset: no limit.
+    #[serde(default)]
+    bandwidth: Option<String>,
 }
 
 fn default_concurrency() -> usize {
@@ -266,6 +290,10 @@ pub struct TargetConfig {
     pub retention: crate::retention::Retention,
     /// The target's own `schedule`; `None`: it follows `[schedule]`.
     pub schedule: Option<Schedule>,
+    /// Which of the store's files it backs up: `[backup]`'s rules or its own.
+    pub selection: Selection,
+    /// The most bytes a second it sends, and receives; `None`: no limit.
+    pub bandwidth: Option<u64>,
 }
 
 impl Config {
@@ -490,8 +518,22 @@ fn validate(raw: RawConfig, path: &str) -> Result<Config, ConfigError> {
                 )
             })?),
         };
+        let selection = selection::for_target(
+            (&raw.backup.include, &raw.backup.exclude),
+            (&t.include, &t.exclude),
+            i,
+        )
+        .map_err(|e| bad(&e.key, e.message))?;
+        let bandwidth = t
+            .bandwidth
+            .as_deref()
+            .map(bandwidth::parse)
+            .transpose()
+            .map_err(|e| bad(&format!("targets[{i}].bandwidth"), e))?;
         targets.push(TargetConfig {
             schedule,
+            selection,
+            bandwidth,
             name: t.name,
             plugin: t.plugin,
             options: serde_json::Value::Object(t.options),
@@ -582,9 +624,10 @@ mod tests {
     use super::*;
 
     /// The configuration file we ship, every key with its default: what a user starts from.
-    const GOOD: &str = include_str!("../../config/sealback.toml");
+    pub(super) const GOOD: &str = include_str!("../../config/sealback.toml");
 
-    fn load(text: &str, env: &[(&str, &str)]) -> Result<Config, ConfigError> {
+    /// `text` as the configuration file, with `env` as the environment.
+    pub(super) fn load(text: &str, env: &[(&str, &str)]) -> Result<Config, ConfigError> {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("sealback.toml");
         std::fs::write(&path, text).expect("write");

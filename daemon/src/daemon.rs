@@ -1,6 +1,7 @@
 //! The daemon's state and the control API's implementation: what each route does.
 
 mod auth;
+mod browse;
 mod handler;
 mod held;
 mod missing;
@@ -373,6 +374,7 @@ impl Daemon {
             spool_dir: &self.config.state_dir.join("spool"),
             progress,
             cancel: &self.cancel,
+            selection: &target.config.selection,
         };
         let report =
             engine::backup::run(&repo, &mut catalog, &input).map_err(|e| engine_error(name, e))?;
@@ -392,37 +394,11 @@ impl Daemon {
                 request.to
             )));
         }
-        let key = self.key()?;
-        let target = self.target(request.target.as_deref())?;
-        let name = &target.config.name;
-        let (mut repo, mut catalog, sync) = self.synced(target, &key)?;
-        if let Some(older) = self.in_previous_generation(target, &catalog, &request.snapshot)? {
-            (repo, catalog) = older;
-        }
-        if request.snapshot == "latest" {
-            let hidden = catalog.missing().map_err(internal)?;
-            let latest = catalog.snapshots().map_err(internal)?.pop();
-            if let Some(refused) = missing::latest_refused(&hidden, latest.as_ref(), name) {
-                return Err(refused);
-            }
-        }
-        let row = match engine::restore::resolve(&catalog, &request.snapshot) {
-            Ok(row) => row,
-            // A snapshot left out of the catalog because it cannot be read: say why.
-            Err(e @ EngineError::NoSuchSnapshot(_)) => {
-                let wanted = request.snapshot.trim_start_matches("snapshots/");
-                let damaged = sync.damaged.iter().find(|(object, _)| {
-                    object.starts_with("snapshots/")
-                        && object["snapshots/".len()..].starts_with(wanted)
-                });
-                return Err(match damaged {
-                    Some((_, problem)) => ApiError::new(500, "integrity", problem.clone())
-                        .with_hint("run `sealbackctl verify` to list every damaged object"),
-                    None => engine_error(name, e),
-                });
-            }
-            Err(e) => return Err(engine_error(name, e)),
-        };
+        let selection = crate::config::Selection::only(&request.include, "--include")
+            .map_err(|e| ApiError::bad_request(e.to_string()))?;
+        let browse::Found { repo, catalog, row } =
+            self.find_snapshot(request.target.as_deref(), &request.snapshot)?;
+        let name = &self.target(request.target.as_deref())?.config.name;
         let input = engine::restore::RestoreInput {
             snapshot: &row,
             target: name,
@@ -430,7 +406,9 @@ impl Daemon {
             force: request.force,
             owner: self.config.restore_owner,
             progress: &|done, total| progress.set(done, total),
+            database_ready: &|ms| progress.database_ready(ms),
             cancel: &self.cancel,
+            selection: &selection,
         };
         let report =
             engine::restore::run(&repo, &catalog, &input).map_err(|e| engine_error(name, e))?;
@@ -619,9 +597,10 @@ fn engine_error(target: &str, e: EngineError) -> ApiError {
         | EngineError::Changing(_)
         | EngineError::CannotGiveOwner { .. } => ApiError::new(409, "conflict", e.to_string()),
         EngineError::Cancelled => ApiError::new(503, "shutting-down", e.to_string()),
-        EngineError::UnsafePath { .. } | EngineError::SizeMismatch { .. } => {
-            ApiError::new(500, "integrity", e.to_string())
-        }
+        EngineError::NothingSelected { .. } => ApiError::new(404, "not-found", e.to_string()),
+        EngineError::UnsafePath { .. }
+        | EngineError::SizeMismatch { .. }
+        | EngineError::DatabaseUnsound { .. } => ApiError::new(500, "integrity", e.to_string()),
         other => ApiError::new(500, "internal", other.to_string()),
     }
 }

@@ -242,6 +242,7 @@ fn answer_client(call: u8, answer: &[u8]) -> bool {
                     to: "/restore".into(),
                     force: false,
                     target: None,
+                    include: Vec::new(),
                 };
                 read(client.restore(restore, |_| {}).await)
             }

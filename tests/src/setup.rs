@@ -79,6 +79,8 @@ pub struct Setup {
     pub vault: Option<VaultSection>,
     /// The `[retention]` section's lines, if any.
     pub retention: Option<String>,
+    /// The `[backup]` section's lines (`exclude = [...]`), if any.
+    pub backup: Option<String>,
     /// Variables the daemon is started with (the tests' hooks, `SEALBACK_TEST_*`).
     pub daemon_env: Vec<(String, String)>,
 }
@@ -105,6 +107,7 @@ impl Setup {
             targets,
             vault: None,
             retention: None,
+            backup: None,
             daemon_env: Vec::new(),
         }
     }
@@ -112,6 +115,12 @@ impl Setup {
     /// `[retention]` with these lines (`keep_last = 3` ...).
     pub fn retention(mut self, lines: &str) -> Setup {
         self.retention = Some(lines.to_owned());
+        self
+    }
+
+    /// `[backup]` with these lines (`exclude = ["Media/Video/**"]` ...).
+    pub fn backup(mut self, lines: &str) -> Setup {
+        self.backup = Some(lines.to_owned());
         self
     }
 
@@ -183,6 +192,9 @@ impl Setup {
         }
         if let Some(lines) = &self.retention {
             text += &format!("\n[retention]\n{lines}\n");
+        }
+        if let Some(lines) = &self.backup {
+            text += &format!("\n[backup]\n{lines}\n");
         }
         for target in &self.targets {
             text += &format!(

@@ -40,6 +40,14 @@ pub(crate) trait Tool {
     /// restore absolute paths put it below `into`).
     fn restore(&mut self, into: &Path) -> Result<(Sample, PathBuf)>;
 
+    /// Restores only the database of the latest snapshot into `into` (not yet existing):
+    /// the seconds it took, for the "time to messages" of a tool whose full restore cannot
+    /// say when its database was ready; `None` where not compared.
+    fn restore_database(&mut self, into: &Path) -> Result<Option<f64>> {
+        let _ = into;
+        Ok(None)
+    }
+
     /// Keeps the latest snapshot only and reclaims the rest, measured; `None` if the tool
     /// is not compared there.
     fn prune(&mut self) -> Result<Option<Sample>> {

@@ -10,6 +10,9 @@ use anyhow::{Context, Result};
 use super::{Tool, below, peer_sample, version_of};
 use crate::measure::{Meter, Sample};
 
+/// The message database's name in the benchmark's stores.
+const DATABASE: &str = "msgstore.db";
+
 /// Not a secret: the repository is thrown away after the run.
 const PASSWORD: &str = "sealback-bench-not-a-secret";
 
@@ -102,5 +105,27 @@ impl Tool for Restic {
         command.args(["restore", "latest", "--target"]).arg(into);
         let timed = self.meter.run(&command, &self.log(), "restic restore")?;
         Ok((peer_sample(timed), below(into, &self.store)))
+    }
+
+    fn restore_database(&mut self, into: &Path) -> Result<Option<f64>> {
+        // restic keeps the store's absolute path: its database is `<store>/msgstore.db`.
+        let database = self.store.join(DATABASE);
+        let mut command = self.command();
+        command
+            .args(["restore", "latest", "--target"])
+            .arg(into)
+            .arg("--include")
+            .arg(&database);
+        let timed = self
+            .meter
+            .run(&command, &self.log(), "restic restore --include")?;
+        let restored = below(into, &self.store).join(DATABASE);
+        anyhow::ensure!(
+            restored.is_file(),
+            "restic restore --include {} restored no {}",
+            database.display(),
+            restored.display()
+        );
+        Ok(Some(timed.wall.as_secs_f64()))
     }
 }

@@ -110,6 +110,14 @@ struct RestoreReport {
     bytes: u64,
     #[serde(default)]
     duration_ms: u64,
+    /// When the database was in place and passed `integrity_check`.
+    #[serde(default)]
+    database: Option<RestoredDatabase>,
+}
+
+#[derive(Debug, Deserialize)]
+struct RestoredDatabase {
+    ready_ms: u64,
 }
 
 impl Sealback {
@@ -483,9 +491,19 @@ impl Tool for Sealback {
         let report: RestoreReport = serde_json::from_str(&answer)
             .with_context(|| format!("sealbackctl restore printed {answer:?}"))?;
         sample.bytes_read = sample.rchar;
+        // From the command's start, as the full restore's time is: what came after the
+        // database was ready is taken off it.
+        let after_ready_ms = |db: &RestoredDatabase| report.duration_ms.saturating_sub(db.ready_ms);
+        sample.messages_s = report
+            .database
+            .as_ref()
+            .map(|db| (sample.wall_s - after_ready_ms(db) as f64 / 1000.0).max(0.0));
         sample.note = Some(format!(
-            "{} files, {} bytes, daemon {} ms",
-            report.files, report.bytes, report.duration_ms
+            "{} files, {} bytes, daemon {} ms, database ready at {} ms",
+            report.files,
+            report.bytes,
+            report.duration_ms,
+            report.database.as_ref().map_or(0, |db| db.ready_ms)
         ));
         Ok((sample, into.to_path_buf()))
     }

@@ -12,15 +12,17 @@ use clap::{Parser, Subcommand};
 use indicatif::{HumanBytes, ProgressBar, ProgressStyle};
 use sealback_daemon::control::api::{
     Accepted, AcknowledgeMissingRequest, AcknowledgedMissing, Activity, BackupReport,
-    BackupRequest, KeyChangePasswordRequest, KeyDisableRequest, KeyGenerateRequest,
+    BackupRequest, DiffRequest, KeyChangePasswordRequest, KeyDisableRequest, KeyGenerateRequest,
     KeyImportRequest, KeyMode, KeyRecoverRequest, KeyRotateRequest, KeySetPasswordRequest,
-    MissingSnapshot, Progress, PruneRequest, RepairReport, RepairRequest, RestoreRequest,
-    SnapshotList, Status, VerifyReport, VerifyRequest,
+    LsRequest, MissingSnapshot, Progress, PruneRequest, RepairReport, RepairRequest,
+    RestoreRequest, SnapshotList, Status, VerifyReport, VerifyRequest,
 };
 use sealback_daemon::control::client::{Client, ClientError};
 use serde::Serialize;
 use zeroize::Zeroizing;
 
+#[path = "sealbackctl/browse.rs"]
+mod browse;
 #[path = "sealbackctl/prune.rs"]
 mod prune;
 
@@ -39,6 +41,9 @@ Examples:
   sealbackctl status
   sealbackctl backup --wait
   sealbackctl restore latest --to ./restored
+  sealbackctl ls latest Media/Images
+  sealbackctl diff 1a2b3c4d latest
+  sealbackctl restore latest --to ./restored --include 'Media/Documents/**'
   sealbackctl key import < recovery-key.txt
   sealbackctl plugin check ./libsealback_mine.so --options '{\"path\": \"/tmp/sb-check\"}'
 
@@ -83,7 +88,37 @@ run `sealbackctl snapshots --acknowledge-missing` to forget it and end the alarm
         #[arg(long, value_name = "NAME", requires = "acknowledge_missing")]
         target: Option<String>,
     },
-    /// Restore a snapshot into a directory
+    /// List the files of a snapshot (the database among them), or those in one folder
+    Ls {
+        /// A snapshot id, an unambiguous prefix of one, or "latest"
+        snapshot: String,
+        /// A folder or file, relative to the store (e.g. Media/Images) [default: everything]
+        path: Option<String>,
+        /// The target to read [default: the first configured target]
+        #[arg(long, value_name = "NAME")]
+        target: Option<String>,
+    },
+    /// Show what changed from one snapshot to another: files added (+), removed (-) and
+    /// changed (M), and the database's size before and after
+    Diff {
+        /// The older snapshot: an id, an unambiguous prefix of one, or "latest"
+        from: String,
+        /// The newer snapshot
+        to: String,
+        /// The target holding both [default: the first configured target]
+        #[arg(long, value_name = "NAME")]
+        target: Option<String>,
+    },
+    /// Restore a snapshot into a directory: the database first (it says when the messages
+    /// can be read), then the media
+    #[command(after_help = "\
+The database is written first; as soon as it is in place and SQLite's integrity_check passes,
+a line says the messages are ready (with --json: \"database_ready_ms\" in the progress
+lines and \"database\" in the result) while the media go on.
+
+--include takes globs relative to the store: `*` within a folder, `**` across folders; a
+folder takes everything in it. Examples: --include Media/Images, --include 'Media/**/*.pdf',
+--include msgstore.db (the database alone). Without --include the whole snapshot comes back.")]
     Restore {
         /// A snapshot id, an unambiguous prefix of one, or "latest"
         snapshot: String,
@@ -96,6 +131,10 @@ run `sealbackctl snapshots --acknowledge-missing` to forget it and end the alarm
         /// The target to restore from [default: the first configured target]
         #[arg(long, value_name = "NAME")]
         target: Option<String>,
+        /// Restore only the files this glob takes (repeat for more); the database only if
+        /// one takes it
+        #[arg(long, value_name = "GLOB")]
+        include: Vec<String>,
     },
     /// Read every object of a target and check it: exits 1 if anything is damaged or missing
     Verify {
@@ -333,27 +372,43 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             to,
             force,
             target,
+            include,
         } => {
             let request = RestoreRequest {
                 snapshot,
                 to: absolute(&to)?,
                 force,
                 target,
+                include,
             };
             let bar = ProgressView::new(show_progress, "restoring");
-            let report = client.restore(request, |p| bar.update(p)).await;
+            let ready = browse::MessagesReady::default();
+            let report = client
+                .restore(request, |p| {
+                    if let Some(line) = ready.line(&p).filter(|_| !json) {
+                        bar.println(&line);
+                    }
+                    bar.update(p)
+                })
+                .await;
             bar.clear();
-            output(json, &report?, |r| {
-                println!(
-                    "restored snapshot {} from {} into {}: {} files, {} in {}",
-                    short_id(&r.snapshot),
-                    r.target,
-                    r.to,
-                    r.files,
-                    HumanBytes(r.bytes),
-                    took(r.duration_ms)
-                );
-            })?;
+            output(json, &report?, browse::print_restore)?;
+        }
+        Command::Ls {
+            snapshot,
+            path,
+            target,
+        } => {
+            let request = LsRequest {
+                snapshot,
+                path,
+                target,
+            };
+            output(json, &client.ls(request).await?, browse::print_listing)?;
+        }
+        Command::Diff { from, to, target } => {
+            let request = DiffRequest { from, to, target };
+            output(json, &client.diff(request).await?, browse::print_diff)?;
         }
         Command::Target(TargetCommand::Auth { name }) => {
             let request = sealback_daemon::control::api::TargetAuthRequest { target: name };
@@ -661,6 +716,14 @@ impl ProgressView {
     fn clear(&self) {
         if let Some(bar) = &self.0 {
             bar.finish_and_clear();
+        }
+    }
+
+    /// A line above the bar, or on its own without one.
+    fn println(&self, line: &str) {
+        match &self.0 {
+            Some(bar) => bar.println(line),
+            None => println!("{line}"),
         }
     }
 }

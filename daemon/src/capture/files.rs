@@ -13,6 +13,7 @@ use nix::fcntl::{AtFlags, OFlag};
 use nix::sys::stat::{SFlag, fstatat};
 
 use super::beneath::{StoreRoot, is_gone};
+use crate::config::Selection;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// What `stat` says of a file; two equal `FileStat`s around a read mean it did not change.
@@ -90,13 +91,18 @@ pub struct Skipped {
     pub not_regular: Vec<PathBuf>,
 }
 
-/// Every regular file under the store except the database family (`database`, its `-wal`,
-/// `-shm` and `-journal`), sorted by path. Symbolic links and special files are skipped.
+/// Every regular file under the store that `selection` takes, except the database family
+/// (`database`, its `-wal`, `-shm` and `-journal`), sorted by path. Symbolic links and
+/// special files are skipped; so are folders the selection leaves out whole.
 ///
 /// Each directory is opened from the store's handle without following a link at any
 /// component, and must be the directory its parent listed (device and inode): one renamed
 /// away and replaced by a link after it was listed is no longer part of the store.
-pub fn scan(root: &StoreRoot, database: &str) -> io::Result<(Vec<StoreFile>, Skipped)> {
+pub fn scan(
+    root: &StoreRoot,
+    database: &str,
+    selection: &Selection,
+) -> io::Result<(Vec<StoreFile>, Skipped)> {
     let excluded: Vec<String> = ["", "-wal", "-shm", "-journal"]
         .iter()
         .map(|s| format!("{database}{s}"))
@@ -149,7 +155,11 @@ pub fn scan(root: &StoreRoot, database: &str) -> io::Result<(Vec<StoreFile>, Ski
             };
             let kind = SFlag::from_bits_truncate(meta.st_mode) & SFlag::S_IFMT;
             if kind == SFlag::S_IFDIR {
-                stack.push((path, (meta.st_dev, meta.st_ino)));
+                if !selection.leaves_out_folder(&path) {
+                    stack.push((path, (meta.st_dev, meta.st_ino)));
+                }
+            } else if !selection.takes(&path) {
+                continue;
             } else if kind == SFlag::S_IFREG {
                 files.push(StoreFile {
                     path,
@@ -280,13 +290,45 @@ mod tests {
         fs::write(store.join("Media/msgstore.db"), b"not the database").expect("write");
         std::os::unix::fs::symlink("/etc/passwd", store.join("Media/link")).expect("symlink");
         std::os::unix::fs::symlink("/etc", store.join("Media/etc")).expect("symlink");
-        let (files, skipped) = scan(&root(store), "msgstore.db").expect("scan");
+        let (files, skipped) =
+            scan(&root(store), "msgstore.db", &Selection::default()).expect("scan");
         let paths: Vec<&str> = files.iter().map(|f| f.path.as_str()).collect();
         assert_eq!(
             paths,
             ["Media/Images/IMG-1.jpg", "Media/msgstore.db", "notes.txt"]
         );
         assert_eq!(skipped.not_regular.len(), 2);
+    }
+
+    #[test]
+    fn scan_takes_only_what_the_selection_takes() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = dir.path();
+        fs::write(store.join("msgstore.db"), b"x").expect("write");
+        for f in [
+            "Media/Video/a.mp4",
+            "Media/Video/2024/b.mp4",
+            "Media/Images/c.jpg",
+            "d.tmp",
+        ] {
+            fs::create_dir_all(store.join(f).parent().expect("parent")).expect("mkdir");
+            fs::write(store.join(f), b"x").expect("write");
+        }
+        let rules = |exclude: &[&str]| {
+            let exclude: Vec<String> = exclude.iter().map(|s| s.to_string()).collect();
+            Selection::new(&[], &exclude, "backup").expect("valid")
+        };
+        let paths = |selection: &Selection| -> Vec<String> {
+            let (files, _) = scan(&root(store), "msgstore.db", selection).expect("scan");
+            files.into_iter().map(|f| f.path).collect()
+        };
+        assert_eq!(
+            paths(&rules(&["Media/Video/**", "*.tmp"])),
+            ["Media/Images/c.jpg"]
+        );
+        // Everything but the database is left out: the database is not the walk's.
+        assert!(paths(&rules(&["*", "**"])).is_empty());
+        assert_eq!(paths(&Selection::default()).len(), 4);
     }
 
     /// The file at `rel` in the store as a scan sees it.
@@ -362,7 +404,7 @@ mod tests {
             !unchanged_since(&root, &file, &seen, &before),
             "the name was looked up through a link"
         );
-        let (files, _) = scan(&root, "msgstore.db").expect("scan");
+        let (files, _) = scan(&root, "msgstore.db", &Selection::default()).expect("scan");
         assert!(files.is_empty(), "the scan went through a link: {files:?}");
     }
 

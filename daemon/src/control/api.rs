@@ -21,6 +21,8 @@
 //! | POST   | /v1/repair      | [`RepairRequest`]   | stream ending in [`RepairReport`] |
 //! | POST   | /v1/snapshots/acknowledge-missing | [`AcknowledgeMissingRequest`] | 200 [`AcknowledgedMissing`] |
 //! | POST   | /v1/prune       | [`PruneRequest`]    | stream ending in [`PruneReports`] |
+//! | POST   | /v1/ls          | [`LsRequest`]       | 200 [`Listing`]                   |
+//! | POST   | /v1/diff        | [`DiffRequest`]     | 200 [`SnapshotDiff`]              |
 //!
 //! A "stream" is `application/x-ndjson`: one [`StreamEvent`] per line, progress lines first,
 //! and exactly one final `done` or `error` line. Every error, streamed or not, is an
@@ -78,10 +80,12 @@ pub enum Route {
     KeyRotate,
     Prune,
     TargetAuth,
+    Ls,
+    Diff,
 }
 
 impl Route {
-    pub const ALL: [Route; 16] = [
+    pub const ALL: [Route; 18] = [
         Route::Status,
         Route::Backup,
         Route::Snapshots,
@@ -98,6 +102,8 @@ impl Route {
         Route::KeyRotate,
         Route::Prune,
         Route::TargetAuth,
+        Route::Ls,
+        Route::Diff,
     ];
 
     /// `GET` or `POST`: each route has exactly one method.
@@ -126,6 +132,8 @@ impl Route {
             Route::KeyRotate => "/v1/key/rotate",
             Route::Prune => "/v1/prune",
             Route::TargetAuth => "/v1/target/auth",
+            Route::Ls => "/v1/ls",
+            Route::Diff => "/v1/diff",
         }
     }
 
@@ -352,6 +360,10 @@ pub struct RestoreRequest {
     /// The target to restore from; default: the first configured target.
     #[serde(default)]
     pub target: Option<String>,
+    /// Restore only the files these globs take (relative to the store; a folder takes all
+    /// of it; the database too only if one takes it); empty: the whole snapshot.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub include: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -362,6 +374,108 @@ pub struct RestoreReport {
     pub files: u64,
     pub bytes: u64,
     pub duration_ms: u64,
+    /// The database, restored first: when it was complete and passed SQLite's
+    /// `integrity_check` (absent when the restore left it out).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub database: Option<RestoredDatabase>,
+}
+
+/// The messages are back: the restored database is complete and SQLite finds it sound.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct RestoredDatabase {
+    /// Relative to the restore directory.
+    pub path: String,
+    pub bytes: u64,
+    /// Milliseconds from the restore's start until it was in place and `PRAGMA
+    /// integrity_check` had answered `ok`: the time to messages.
+    pub ready_ms: u64,
+}
+
+/// `POST /v1/ls`: the files of a snapshot, or of one folder or file in it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LsRequest {
+    /// A snapshot id, an unambiguous prefix of one, or `latest`.
+    pub snapshot: String,
+    /// A file or folder relative to the store; default: everything.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    /// The target; default: the first configured target.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Listing {
+    pub snapshot: String,
+    pub target: String,
+    pub time_unix_ms: i64,
+    /// Sorted by path; the database among them.
+    pub files: Vec<ListedFile>,
+}
+
+/// One file of a snapshot.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ListedFile {
+    pub path: String,
+    pub size: u64,
+    /// Permission bits.
+    pub mode: u32,
+    /// Modification time in Unix ms; absent for the database (captured, not copied).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mtime_unix_ms: Option<i64>,
+    /// The message database.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub database: bool,
+}
+
+/// `POST /v1/diff`: what changed from one snapshot to another.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DiffRequest {
+    /// The older snapshot (id, prefix or `latest`).
+    pub from: String,
+    /// The newer snapshot.
+    pub to: String,
+    /// The target holding both; default: the first configured target.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct SnapshotDiff {
+    pub from: String,
+    pub to: String,
+    pub target: String,
+    /// Files in `to` only, by path.
+    pub added: Vec<ListedFile>,
+    /// Files in `from` only.
+    pub removed: Vec<ListedFile>,
+    /// Files in both whose content or permission bits differ.
+    pub changed: Vec<ChangedFile>,
+    /// The database in either; absent if in neither.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub database: Option<DatabaseChange>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ChangedFile {
+    pub path: String,
+    pub size_before: u64,
+    pub size_after: u64,
+}
+
+/// The database from one snapshot to the other.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct DatabaseChange {
+    pub path: String,
+    /// Absent where a snapshot has no database.
+    pub size_before: Option<u64>,
+    pub size_after: Option<u64>,
+    /// `size_after - size_before`, in bytes.
+    pub size_change: i64,
+    /// Its content differs (a size unchanged can hide changed pages).
+    pub changed: bool,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -402,6 +516,10 @@ pub struct KeyImported {
 pub struct Progress {
     pub done_bytes: u64,
     pub total_bytes: u64,
+    /// A restore's database is in place and passed `integrity_check`, this many ms after the
+    /// restore began: the messages can be read while the media are still coming.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub database_ready_ms: Option<u64>,
 }
 
 /// One line of an `application/x-ndjson` stream.

@@ -130,6 +130,22 @@ impl Client {
         self.call(Route::Snapshots, None::<&()>).await
     }
 
+    /// The files of a snapshot, or of one folder or file in it.
+    pub async fn ls(
+        &self,
+        request: super::api::LsRequest,
+    ) -> Result<super::api::Listing, ClientError> {
+        self.call(Route::Ls, Some(&request)).await
+    }
+
+    /// What changed between two snapshots.
+    pub async fn diff(
+        &self,
+        request: super::api::DiffRequest,
+    ) -> Result<super::api::SnapshotDiff, ClientError> {
+        self.call(Route::Diff, Some(&request)).await
+    }
+
     pub async fn acknowledge_missing(
         &self,
         request: AcknowledgeMissingRequest,

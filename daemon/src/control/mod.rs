@@ -75,10 +75,15 @@ impl ProgressSink {
     }
 
     pub fn set(&self, done_bytes: u64, total_bytes: u64) {
-        self.0.send_replace(Progress {
-            done_bytes,
-            total_bytes,
+        self.0.send_modify(|p| {
+            p.done_bytes = done_bytes;
+            p.total_bytes = total_bytes;
         });
+    }
+
+    /// A restore's database is complete and sound, `ms` after the restore began.
+    pub fn database_ready(&self, ms: u64) {
+        self.0.send_modify(|p| p.database_ready_ms = Some(ms));
     }
 }
 
@@ -100,6 +105,36 @@ pub trait Handler: Send + Sync + 'static {
     ) -> impl Future<Output = Result<Option<BackupReport>, ApiError>> + Send;
 
     fn snapshots(&self) -> impl Future<Output = Result<SnapshotList, ApiError>> + Send;
+
+    /// The files of a snapshot, or of one folder of it.
+    fn ls(
+        &self,
+        request: api::LsRequest,
+    ) -> impl Future<Output = Result<api::Listing, ApiError>> + Send {
+        let _ = request;
+        async {
+            Err(ApiError::new(
+                404,
+                "not-found",
+                "this server cannot list snapshots",
+            ))
+        }
+    }
+
+    /// What changed between two snapshots.
+    fn diff(
+        &self,
+        request: api::DiffRequest,
+    ) -> impl Future<Output = Result<api::SnapshotDiff, ApiError>> + Send {
+        let _ = request;
+        async {
+            Err(ApiError::new(
+                404,
+                "not-found",
+                "this server cannot compare snapshots",
+            ))
+        }
+    }
 
     /// Forgets the snapshots a target (or every target) is missing, ending their alarm.
     fn acknowledge_missing(

@@ -10,11 +10,11 @@ use super::{BackupTicket, Daemon, internal, lock};
 use crate::catalog::Catalog;
 use crate::control::api::{
     AcknowledgeMissingRequest, AcknowledgedMissing, Activity, BackupReport, BackupRequest,
-    KeyChangePasswordRequest, KeyChanged, KeyDisableRequest, KeyGenerateRequest, KeyGenerated,
-    KeyImportRequest, KeyImported, KeyMode, KeyRecoverRequest, KeyRotateRequest, KeyRotated,
-    KeySetPasswordRequest, PROTOCOL_VERSION, PruneReports, PruneRequest, RepairReport,
-    RepairRequest, RestoreReport, RestoreRequest, SnapshotInfo, SnapshotList, Status, VerifyReport,
-    VerifyRequest,
+    DiffRequest, KeyChangePasswordRequest, KeyChanged, KeyDisableRequest, KeyGenerateRequest,
+    KeyGenerated, KeyImportRequest, KeyImported, KeyMode, KeyRecoverRequest, KeyRotateRequest,
+    KeyRotated, KeySetPasswordRequest, Listing, LsRequest, PROTOCOL_VERSION, PruneReports,
+    PruneRequest, RepairReport, RepairRequest, RestoreReport, RestoreRequest, SnapshotDiff,
+    SnapshotInfo, SnapshotList, Status, VerifyReport, VerifyRequest,
 };
 use crate::control::{ApiError, Handler, ProgressSink};
 
@@ -150,6 +150,20 @@ impl Handler for DaemonHandle {
         })
         .await
         .map_err(internal)?
+    }
+
+    async fn ls(&self, request: LsRequest) -> Result<Listing, ApiError> {
+        let d = self.0.clone();
+        tokio::task::spawn_blocking(move || d.ls_blocking(request))
+            .await
+            .map_err(internal)?
+    }
+
+    async fn diff(&self, request: DiffRequest) -> Result<SnapshotDiff, ApiError> {
+        let d = self.0.clone();
+        tokio::task::spawn_blocking(move || d.diff_blocking(request))
+            .await
+            .map_err(internal)?
     }
 
     async fn acknowledge_missing(

@@ -256,6 +256,7 @@ impl Daemon {
             spool_dir: &self.config.state_dir.join("spool-rotation"),
             progress: &|_, _| {},
             cancel: &self.cancel,
+            selection: &target.config.selection,
         };
         let report =
             engine::backup::run(&repo, &mut catalog, &input).map_err(|e| engine_error(name, e))?;

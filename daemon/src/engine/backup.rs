@@ -34,6 +34,7 @@ use crate::capture::beneath::StoreRoot;
 use crate::capture::database::Reading;
 use crate::capture::files::{self, StoreFile};
 use crate::catalog::{Catalog, FileCache, FileCacheChanges, Packs};
+use crate::config::Selection;
 use crate::control::api::{BackupReport, DbRead};
 
 /// A manifest is written relative to its base while the files added, changed or removed
@@ -50,6 +51,9 @@ pub struct BackupInput<'a> {
     pub progress: &'a (dyn Fn(u64, u64) + Sync),
     /// Set when the daemon is stopping: the backup ends early, leaving the repository as it was.
     pub cancel: &'a AtomicBool,
+    /// Which of the store's files this target takes (`[backup]` include/exclude); the
+    /// database always.
+    pub selection: &'a Selection,
 }
 
 pub fn run(
@@ -420,9 +424,9 @@ fn backup(
     })
 }
 
-/// The store's files other than the database, sorted.
+/// The store's files other than the database that the target takes, sorted.
 fn scan(root: &StoreRoot, input: &BackupInput<'_>) -> Result<Vec<StoreFile>, EngineError> {
-    let (store_files, skipped) = files::scan(root, input.database)
+    let (store_files, skipped) = files::scan(root, input.database, input.selection)
         .map_err(EngineError::io("cannot list the store", input.store))?;
     for p in skipped.not_regular.iter().chain(&skipped.not_utf8) {
         tracing::warn!(path = %p.display(), "skipped: not a regular file with a UTF-8 name");

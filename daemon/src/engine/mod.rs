@@ -15,6 +15,7 @@ mod chunk_writer;
 mod database;
 mod files;
 mod known;
+pub mod listing;
 mod proof;
 pub mod prune;
 pub mod repair;
@@ -94,6 +95,15 @@ pub enum EngineError {
         "snapshot {snapshot} holds an unsafe path {path:?}: the manifest is damaged; nothing was written outside the target directory"
     )]
     UnsafePath { snapshot: String, path: String },
+    #[error(
+        "{} was restored but fails SQLite's integrity_check ({problem}): the snapshot holds the database as it was captured; restore an older snapshot, or open this one with the sqlite3 tool's .recover",
+        .path.display()
+    )]
+    DatabaseUnsound { path: PathBuf, problem: String },
+    #[error(
+        "no file of snapshot {snapshot} matches --include {patterns}: paths are relative to the store (e.g. Media/Images or \"Media/**/*.jpg\"); `sealbackctl ls {snapshot}` lists them"
+    )]
+    NothingSelected { snapshot: String, patterns: String },
     #[error(
         "{path} restored to {found} bytes but the snapshot says {expected}: the repository is damaged"
     )]

@@ -295,6 +295,7 @@ impl Device {
             spool_dir: &self.spool,
             progress: &|_, _| {},
             cancel: &cancel,
+            selection: &Default::default(),
         };
         backup::run(&self.repo, &mut self.catalog, &input)
     }
@@ -315,6 +316,8 @@ impl Device {
             owner: Default::default(),
             progress: &|_, _| {},
             cancel: &AtomicBool::new(false),
+            database_ready: &|_| {},
+            selection: &Default::default(),
         };
         if let Err(e) = restore::run(&self.repo, &self.catalog, &input) {
             panic!("{what}: snapshot {snapshot} reported done but does not restore: {e}");

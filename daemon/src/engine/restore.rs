@@ -15,23 +15,25 @@
 use std::collections::HashMap;
 use std::ffi::OsString;
 use std::fs::File;
-use std::os::unix::fs::FileExt;
 use std::path::{Component, Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
-use sealback_repo::chunk::{IdSet, decode_list};
+use sealback_repo::chunk::IdSet;
 use sealback_repo::gc::BlobMap;
 use sealback_repo::pack::{BlobKind, BlobScratch, Compression, PackEntry, PackReader};
-use sealback_repo::patch;
 use sealback_repo::{ChunkId, Repository};
+
+mod database;
 
 use super::EngineError;
 use super::chunk_writer::{ChunkWriter, Landed, Partials};
 use super::restore_dir::{Made, Owner, RestoreDir, partial_name};
 use crate::catalog::{Catalog, SnapshotRow};
-use crate::control::api::RestoreReport;
+use crate::config::Selection;
+use crate::control::api::{RestoreReport, RestoredDatabase};
+use sealback_repo::snapshot::{DatabaseImage, FileEntry, Snapshot};
 
 const PARTIAL_SUFFIX: &str = ".sealback-partial";
 
@@ -101,9 +103,14 @@ pub struct RestoreInput<'a> {
     /// Who owns the files and directories the restore creates.
     pub owner: Owner,
     pub progress: &'a (dyn Fn(u64, u64) + Sync),
+    /// Told, with the ms since the restore began, when the database is in place and passes
+    /// `integrity_check`: the messages can be read.
+    pub database_ready: &'a (dyn Fn(u64) + Sync),
     /// Set when the daemon stops: the restore ends at the next pack, its partial files
     /// removed.
     pub cancel: &'a AtomicBool,
+    /// The files to restore (`--include`); the default takes the whole snapshot.
+    pub selection: &'a Selection,
 }
 
 /// One file to write, under `partial` until complete.
@@ -185,37 +192,14 @@ struct PackPlan {
     places: Vec<Place>,
 }
 
-/// The chunk ids the database's list blobs name, in order; each pack holding lists is read
-/// once, however many lists it holds.
-fn read_lists(
-    repo: &Repository,
-    locations: &Locations<'_>,
-    lists: &[ChunkId],
-) -> Result<Vec<ChunkId>, EngineError> {
-    let mut by_pack: HashMap<Arc<str>, Vec<(usize, PackEntry)>> = HashMap::new();
-    for (at, list) in lists.iter().enumerate() {
-        let (pack, entry) = locations.find(list)?;
-        by_pack.entry(pack).or_default().push((at, entry));
-    }
-    let mut parts: Vec<Vec<ChunkId>> = vec![Vec::new(); lists.len()];
-    for (pack, entries) in by_pack {
-        let bytes = repo.read_pack(&pack)?;
-        let reader = PackReader::new(repo.keys(), &pack, &bytes)?;
-        let mut scratch = BlobScratch::default();
-        for (at, entry) in entries {
-            let plain = reader.blob_in(&entry, &mut scratch)?;
-            parts[at] = decode_list(plain).ok_or_else(|| sealback_repo::Error::Malformed {
-                name: format!("list blob {}", entry.id.short()),
-                detail: "length is not a multiple of 32".into(),
-            })?;
-        }
-    }
-    Ok(parts.concat())
-}
-
 /// Restores pack by pack: every pack the snapshot needs is read once, each of its blobs is
 /// verified once and written at every offset where the snapshot has it. Files are complete
 /// when their last chunk lands; only then are they renamed into place.
+///
+/// Messages first: the packs holding the database's chunks are restored before the others
+/// (with the other files' chunks they hold, so that no pack is read twice), then its patches
+/// applied; once in place, the database is checked by SQLite while the media are restored,
+/// and `database_ready` told as soon as it passes.
 pub fn run(
     repo: &Repository,
     catalog: &Catalog,
@@ -224,35 +208,42 @@ pub fn run(
     let started = Instant::now();
     // Read from the repository, not the cache: the manifest is authenticated on the way.
     let snapshot = repo.read_snapshot(&input.snapshot.name)?;
+    let chosen = Chosen::of(&snapshot, input)?;
     let mut root = RestoreDir::open(input.to, input.force, input.owner)?;
     let locations = Locations::new(repo, catalog);
-    let mut jobs = Vec::with_capacity(snapshot.files.len() + 1);
+    let mut jobs = Vec::with_capacity(chosen.files.len() + 1);
     let mut db_ids = Vec::new();
 
-    if let Some(db) = &snapshot.database {
+    if let Some(db) = chosen.database {
         let dest = safe_join(input.to, &db.path, &input.snapshot.name)?;
-        db_ids = read_lists(repo, &locations, &db.lists)?;
+        db_ids = database::read_lists(repo, &locations, &db.lists)?;
         let mut db_job = job(dest, &db.path, db.size, 0o600, None);
         db_job.patched = !db.patches.is_empty();
         jobs.push(db_job);
     }
-    for file in &snapshot.files {
+    for file in &chosen.files {
         let dest = safe_join(input.to, &file.path, &input.snapshot.name)?;
         let mtime = SystemTime::UNIX_EPOCH + Duration::from_nanos(file.mtime_ns.max(0) as u64);
         jobs.push(job(dest, &file.path, file.size, file.mode, Some(mtime)));
     }
-    let chunk_lists: Vec<&[ChunkId]> = snapshot
+    let chunk_lists: Vec<&[ChunkId]> = chosen
         .database
         .iter()
         .map(|_| db_ids.as_slice())
-        .chain(snapshot.files.iter().map(|f| f.chunks.as_slice()))
+        .chain(chosen.files.iter().map(|f| f.chunks.as_slice()))
         .collect();
     let (blobs, plans) = plan(&locations, &jobs, &chunk_lists)?;
     let planned = started.elapsed();
     drop(chunk_lists);
     drop(db_ids);
+    let packs = plans.len();
+    // The database is job 0: the packs it needs go first.
+    let (first, media): (Vec<PackPlan>, Vec<PackPlan>) = plans
+        .into_iter()
+        .partition(|plan| chosen.database.is_some() && plan.places.iter().any(|p| p.job == 0));
 
-    let total = snapshot.size();
+    let total =
+        chosen.database.map_or(0, |d| d.size) + chosen.files.iter().map(|f| f.size).sum::<u64>();
     let done = AtomicU64::new(0);
     let failed = AtomicBool::new(false);
     let first_error: Mutex<Option<EngineError>> = Mutex::new(None);
@@ -268,7 +259,7 @@ pub fn run(
     // store's restore where the file system had just deleted many files (ext4 then scans
     // its inode bitmaps). Files without chunks are created here.
     for (at, job) in jobs.iter_mut().enumerate() {
-        let database = at == 0 && snapshot.database.is_some();
+        let database = at == 0 && chosen.database.is_some();
         if let Err(e) = prepare_partial(&mut root, job, database, input.force) {
             fail(e);
             break;
@@ -285,7 +276,6 @@ pub fn run(
         root: &root,
         jobs: &jobs,
     };
-    let next = AtomicUsize::new(0);
     // Three per core: a thread waits for its pack to be read and for its direct writes
     // (the database's pages too, since they are gathered into runs) longer than it
     // computes. On the benchmark machine, reading cold packs: 2.8 s with one per core, 2.2
@@ -294,60 +284,107 @@ pub fn run(
     let threads = std::thread::available_parallelism()
         .map_or(3, |n| 3 * n.get())
         .clamp(3, 12);
-    std::thread::scope(|scope| {
-        for _ in 0..threads {
-            scope.spawn(|| {
-                // Reused from pack to pack: fresh buffers cost a page fault per 4 KiB.
-                let mut writer = ChunkWriter::default();
-                let mut scratch = BlobScratch::default();
-                while !failed.load(Ordering::Relaxed) {
-                    if input.cancel.load(Ordering::Relaxed) {
-                        fail(EngineError::Cancelled);
-                        break;
+    let restore_packs = |plans: &[PackPlan]| {
+        let next = AtomicUsize::new(0);
+        std::thread::scope(|scope| {
+            for _ in 0..threads.min(plans.len()) {
+                scope.spawn(|| {
+                    // Reused from pack to pack: fresh buffers cost a page fault per 4 KiB.
+                    let mut writer = ChunkWriter::default();
+                    let mut scratch = BlobScratch::default();
+                    while !failed.load(Ordering::Relaxed) {
+                        if input.cancel.load(Ordering::Relaxed) {
+                            fail(EngineError::Cancelled);
+                            break;
+                        }
+                        let Some(plan) = plans.get(next.fetch_add(1, Ordering::Relaxed)) else {
+                            break;
+                        };
+                        let progress = |n: u64| {
+                            let now = done.fetch_add(n, Ordering::Relaxed) + n;
+                            (input.progress)(now, total);
+                        };
+                        let restored = restore_pack(
+                            repo,
+                            plan,
+                            &blobs,
+                            &partials,
+                            &mut writer,
+                            &mut scratch,
+                            &progress,
+                        );
+                        if let Err(e) = restored {
+                            fail(e);
+                        }
                     }
-                    let Some(plan) = plans.get(next.fetch_add(1, Ordering::Relaxed)) else {
-                        break;
-                    };
-                    let progress = |n: u64| {
-                        let now = done.fetch_add(n, Ordering::Relaxed) + n;
-                        (input.progress)(now, total);
-                    };
-                    let restored = restore_pack(
-                        repo,
-                        plan,
-                        &blobs,
-                        &partials,
-                        &mut writer,
-                        &mut scratch,
-                        &progress,
-                    );
-                    if let Err(e) = restored {
-                        fail(e);
-                    }
-                }
-            });
-        }
-    });
-    let mut first_error = first_error.into_inner().unwrap_or_else(|p| p.into_inner());
-    let mut bytes = done.into_inner();
-    if first_error.is_none()
-        && let (Some(db), Some(job)) = (&snapshot.database, jobs.first())
-        && job.patched
+                });
+            }
+        });
+    };
+    restore_packs(&first);
+    let mut ready = None;
+    if let (Some(db), Some(job)) = (chosen.database, jobs.first())
+        && !failed.load(Ordering::Relaxed)
     {
         // The chunks wrote the image the lists name; the patches make it the database's.
-        let patched = partials
-            .open_as(0, nix::fcntl::OFlag::O_RDWR)
-            .map_err(EngineError::io("cannot open", &job.partial))
-            .and_then(|out| {
-                let lists = out.metadata().map_or(0, |m| m.len());
-                apply_patches(repo, &locations, job, &out, &db.patches, db.chunk_bytes)?;
-                Ok(lists)
-            });
-        match patched.and_then(|lists| finish(&root, job).map(|()| lists)) {
-            Ok(lists) => bytes = bytes - lists.min(bytes) + job.size,
-            Err(e) => first_error = Some(e),
+        if job.patched {
+            let patched = partials
+                .open_as(0, nix::fcntl::OFlag::O_RDWR)
+                .map_err(EngineError::io("cannot open", &job.partial))
+                .and_then(|out| {
+                    let lists = out.metadata().map_or(0, |m| m.len());
+                    database::apply_patches(
+                        repo,
+                        &locations,
+                        job,
+                        &out,
+                        &db.patches,
+                        db.chunk_bytes,
+                    )?;
+                    Ok(lists)
+                });
+            match patched.and_then(|lists| finish(&root, job).map(|()| lists)) {
+                Ok(lists) => {
+                    let written = done.load(Ordering::Relaxed);
+                    done.store(written - lists.min(written) + job.size, Ordering::Relaxed);
+                }
+                Err(e) => fail(e),
+            }
         }
+        ready = Some(db);
     }
+    // The media come while SQLite checks the database.
+    let database = std::thread::scope(|scope| {
+        let checked = ready.filter(|_| !failed.load(Ordering::Relaxed)).map(|db| {
+            scope.spawn(|| {
+                let job = &jobs[0];
+                let checked = database::check_integrity(&root, job);
+                let ready_ms = started.elapsed().as_millis() as u64;
+                match checked {
+                    Ok(()) => {
+                        tracing::info!(path = %job.dest.display(), ready_ms, "the database is restored and passes integrity_check");
+                        (input.database_ready)(ready_ms);
+                        Some(RestoredDatabase {
+                            path: db.path.clone(),
+                            bytes: db.size,
+                            ready_ms,
+                        })
+                    }
+                    Err(e) => {
+                        fail(e);
+                        None
+                    }
+                }
+            })
+        });
+        restore_packs(&media);
+        checked.and_then(|c| {
+            c.join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+        })
+    });
+    let first_error = first_error.into_inner().unwrap_or_else(|p| p.into_inner());
+    let bytes = done.into_inner();
     if let Some(e) = first_error {
         // Nothing incomplete stays behind; files already renamed into place are genuine.
         for job in &jobs {
@@ -364,7 +401,7 @@ pub fn run(
         planned_ms = planned.as_millis() as u64,
         written_ms = (written - planned).as_millis() as u64,
         synced_ms = (started.elapsed() - written).as_millis() as u64,
-        packs = plans.len(),
+        packs,
         "restore phases"
     );
     Ok(RestoreReport {
@@ -374,7 +411,32 @@ pub fn run(
         files: jobs.len() as u64,
         bytes,
         duration_ms: started.elapsed().as_millis() as u64,
+        database,
     })
+}
+
+/// What of the snapshot a restore brings back: every file, or those `--include` takes.
+struct Chosen<'s> {
+    database: Option<&'s DatabaseImage>,
+    files: Vec<&'s FileEntry>,
+}
+
+impl<'s> Chosen<'s> {
+    fn of(snapshot: &'s Snapshot, input: &RestoreInput<'_>) -> Result<Chosen<'s>, EngineError> {
+        let takes = |path: &str| input.selection.takes(path);
+        let chosen = Chosen {
+            database: snapshot.database.as_ref().filter(|db| takes(&db.path)),
+            files: snapshot.files.iter().filter(|f| takes(&f.path)).collect(),
+        };
+        if !input.selection.is_everything() && chosen.database.is_none() && chosen.files.is_empty()
+        {
+            return Err(EngineError::NothingSelected {
+                snapshot: input.snapshot.id().to_owned(),
+                patterns: input.selection.include().join(" --include "),
+            });
+        }
+        Ok(chosen)
+    }
 }
 
 fn job<'s>(
@@ -610,70 +672,6 @@ fn restore_pack(
         land(writer, landed)?;
     }
     writer.close();
-    Ok(())
-}
-
-/// Applies the database's patches, in order, to the image its chunks wrote: each patch's
-/// dictionary runs are read back from the file, its new runs written over them, and the
-/// file cut or grown to the patch's size. A patch that does not follow the image before it
-/// fails, naming it.
-fn apply_patches(
-    repo: &Repository,
-    locations: &Locations<'_>,
-    job: &Job<'_>,
-    out: &File,
-    patches: &[ChunkId],
-    run_bytes: u32,
-) -> Result<(), EngineError> {
-    let io = |what: &'static str| EngineError::io(what, &job.partial);
-    let mut scratch = BlobScratch::default();
-    for (at, id) in patches.iter().enumerate() {
-        let name = format!(
-            "patch {} ({} of {}) of {}",
-            id.short(),
-            at + 1,
-            patches.len(),
-            job.shown
-        );
-        let (pack, entry) = locations.find(id)?;
-        let bytes = repo.read_pack(&pack)?;
-        let reader = PackReader::new(repo.keys(), &pack, &bytes)?;
-        let plain = reader.blob_in(&entry, &mut scratch)?;
-        let patch = patch::decode(plain, &name)?;
-        let size = out.metadata().map_err(io("cannot read"))?.len();
-        if entry.kind != BlobKind::Patch
-            || patch.run_bytes != run_bytes
-            || patch.size_before != size
-        {
-            return Err(sealback_repo::Error::Malformed {
-                name,
-                detail: format!(
-                    "it does not follow the image before it ({size} bytes in runs of {run_bytes}; \
-                     the patch starts from {} bytes in runs of {})",
-                    patch.size_before, patch.run_bytes
-                ),
-            }
-            .into());
-        }
-        let offset = |run: u64| run * u64::from(run_bytes);
-        let mut prefix = vec![0u8; patch.dictionary_len()];
-        let mut at = 0;
-        for &run in &patch.dictionary {
-            let len = patch::run_len(run_bytes, size, run);
-            out.read_exact_at(&mut prefix[at..at + len], offset(run))
-                .map_err(io("cannot read"))?;
-            at += len;
-        }
-        let new = patch.decompress(repo.keys(), &prefix, &name)?;
-        let mut at = 0;
-        for &run in &patch.runs {
-            let len = patch::run_len(run_bytes, patch.size_after, run);
-            out.write_all_at(&new[at..at + len], offset(run))
-                .map_err(io("cannot write"))?;
-            at += len;
-        }
-        out.set_len(patch.size_after).map_err(io("cannot resize"))?;
-    }
     Ok(())
 }
 

@@ -26,8 +26,8 @@ use std::sync::Mutex;
 use std::time::SystemTime;
 
 use nix::errno::Errno;
-use nix::fcntl::{OFlag, openat, renameat};
-use nix::sys::stat::{Mode, fchmod, fstat, mkdirat};
+use nix::fcntl::{AtFlags, OFlag, openat, renameat};
+use nix::sys::stat::{Mode, SFlag, fchmod, fstat, mkdirat};
 use nix::unistd::{Gid, Uid, UnlinkatFlags, fchown, unlinkat};
 
 use super::EngineError;
@@ -254,6 +254,15 @@ impl RestoreDir {
             }
         };
         Ok(file)
+    }
+
+    /// True when `name` in held directory `dir` is the file `made` records (not followed
+    /// if a link).
+    pub fn is_made(&self, dir: usize, name: &OsStr, made: &Made) -> bool {
+        let made = *made.lock().unwrap_or_else(|p| p.into_inner());
+        let found = nix::sys::stat::fstatat(&self.dirs[dir].fd, name, AtFlags::AT_SYMLINK_NOFOLLOW);
+        matches!((made, found), (Some(id), Ok(st)) if (st.st_dev, st.st_ino) == id
+            && SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT == SFlag::S_IFREG)
     }
 
     /// Gives a complete partial file (open as `out`) its owner, mode (at most 0777) and

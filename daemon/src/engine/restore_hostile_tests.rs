@@ -19,6 +19,8 @@ use super::backup::{self, BackupInput};
 use super::restore::{self, RestoreInput};
 use super::restore_dir::{Owner, RestoreDir};
 use crate::catalog::Catalog;
+use crate::config::Selection;
+use crate::control::api::RestoreReport;
 use crate::test_store::MemoryStore;
 
 const NOBODY: u32 = 65534;
@@ -90,6 +92,7 @@ fn backed_up() -> Backed {
         spool_dir: &dir.path().join("spool"),
         progress: &|_, _| {},
         cancel: &cancel,
+        selection: &Default::default(),
     };
     backup::run(&repo, &mut catalog, &input).expect("backup");
     Backed { dir, repo, catalog }
@@ -103,6 +106,22 @@ impl Backed {
         owner: Owner,
         progress: &(dyn Fn(u64, u64) + Sync),
     ) -> Result<(), EngineError> {
+        let all = Selection::default();
+        self.restore_part(to, force, owner, progress, &|_| {}, &all)
+            .map(|_| ())
+    }
+
+    /// A restore of the files `selection` takes, telling `database_ready`.
+    #[allow(clippy::too_many_arguments)]
+    fn restore_part(
+        &self,
+        to: &Path,
+        force: bool,
+        owner: Owner,
+        progress: &(dyn Fn(u64, u64) + Sync),
+        database_ready: &(dyn Fn(u64) + Sync),
+        selection: &Selection,
+    ) -> Result<RestoreReport, EngineError> {
         let row = restore::resolve(&self.catalog, "latest").expect("snapshot");
         let input = RestoreInput {
             snapshot: &row,
@@ -112,8 +131,10 @@ impl Backed {
             owner,
             progress,
             cancel: &AtomicBool::new(false),
+            database_ready,
+            selection,
         };
-        restore::run(&self.repo, &self.catalog, &input).map(|_| ())
+        restore::run(&self.repo, &self.catalog, &input)
     }
 
     /// A directory outside the restore directory, for links to point into.
@@ -317,4 +338,88 @@ fn owners_read_as_the_configuration_writes_them() {
         let e = bad.parse::<Owner>().expect_err(bad);
         assert!(e.contains("UID:GID"), "{bad}: {e}");
     }
+}
+
+/// Messages first: when the restore says the database is ready, it stands under its own
+/// name, complete, and SQLite reads the messages from it.
+#[test]
+fn the_database_opens_when_the_restore_says_the_messages_are_ready() {
+    let backed = backed_up();
+    let to = backed.dir.path().join("restored");
+    let told = std::sync::Mutex::new(None);
+    let report = backed
+        .restore_part(
+            &to,
+            false,
+            Owner::Daemon,
+            &|_, _| {},
+            &|ms| {
+                let db = rusqlite::Connection::open(to.join("msgstore.db")).expect("open");
+                let n: i64 = db
+                    .query_row("SELECT count(*) FROM message", [], |r| r.get(0))
+                    .expect("the messages are readable");
+                *told.lock().expect("lock") = Some((ms, n));
+            },
+            &Selection::default(),
+        )
+        .expect("restore");
+    let (ms, messages) = told
+        .into_inner()
+        .expect("lock")
+        .expect("database_ready was told");
+    assert_eq!(messages, 2);
+    let db = report.database.expect("the report names the database");
+    assert_eq!((db.path.as_str(), db.ready_ms), ("msgstore.db", ms));
+    assert!(ms <= report.duration_ms);
+    assert_eq!(
+        report.files as usize,
+        MEDIA.len() + 2,
+        "the database, media and the tool"
+    );
+}
+
+/// `--include`: only what the globs take; the database only if one takes it; a glob that
+/// takes nothing is an error naming it, and writes nothing.
+#[test]
+fn include_restores_only_what_it_takes() {
+    let backed = backed_up();
+    // Into a directory of its own, only what `patterns` take.
+    let restore = |dir: &str, patterns: &[&str]| {
+        let patterns: Vec<String> = patterns.iter().map(|p| p.to_string()).collect();
+        let only = Selection::only(&patterns, "--include").expect("valid");
+        let to = backed.dir.path().join(dir);
+        let report = backed.restore_part(&to, false, Owner::Daemon, &|_, _| {}, &|_| {}, &only);
+        (to, report)
+    };
+    let (to, report) = restore("docs", &["Media/Docs"]);
+    let report = report.expect("restore");
+    assert_eq!(files_under(&to), ["Media/Docs/c.pdf", "Media/Docs/d.pdf"]);
+    assert_eq!((report.files, report.bytes), (2, 75_000));
+    assert!(report.database.is_none());
+    let (to, report) = restore("db", &["msgstore.db", "**/*.opus"]);
+    assert!(report.expect("restore").database.is_some());
+    assert_eq!(files_under(&to), ["Media/e.opus", "msgstore.db"]);
+    let (to, report) = restore("none", &["Media/Audio/**"]);
+    let err = report.expect_err("nothing taken").to_string();
+    assert!(err.contains("--include Media/Audio/**"), "{err}");
+    assert!(!to.exists(), "nothing was made");
+}
+
+/// Every file under `dir`, relative, sorted.
+fn files_under(dir: &Path) -> Vec<String> {
+    let mut found = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(at) = stack.pop() {
+        for entry in fs::read_dir(&at).expect("read_dir") {
+            let path = entry.expect("entry").path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                let rel = path.strip_prefix(dir).expect("under dir");
+                found.push(rel.to_string_lossy().into_owned());
+            }
+        }
+    }
+    found.sort();
+    found
 }

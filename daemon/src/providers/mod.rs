@@ -4,7 +4,7 @@
 //! implement the same trait (as restic wraps its backends):
 //!
 //! ```text
-//! TargetStore (counters) ─▶ Retrying (backoff, jitter, retry-after)
+//! TargetStore (counters) ─▶ Retrying (backoff, jitter, retry-after) ─▶ Throttled (bandwidth)
 //!                           ─▶ Timed (deadline per call) ─▶ Limited (concurrency) ─▶ PluginStore
 //! ```
 //!
@@ -17,6 +17,7 @@ mod metrics;
 mod plugin;
 mod retry;
 mod stop;
+mod throttle;
 mod timeout;
 mod trust;
 
@@ -80,7 +81,12 @@ pub fn open_target(
         &target.name,
         stop.clone(),
     );
-    let retrying =
-        retry::Retrying::new(timed, target.retry.clone(), counters.clone(), stop.clone());
+    let throttled = throttle::Throttled::new(timed, target.bandwidth, stop.clone());
+    let retrying = retry::Retrying::new(
+        throttled,
+        target.retry.clone(),
+        counters.clone(),
+        stop.clone(),
+    );
     Ok(Arc::new(TargetStore::new(&target.name, retrying, counters)))
 }

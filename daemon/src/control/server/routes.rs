@@ -63,6 +63,16 @@ async fn dispatch<H: Handler>(
             let snapshots = finish(route, async move { handler.snapshots().await }).await?;
             json(StatusCode::OK, &snapshots)
         }
+        Route::Ls => {
+            let body = read_json(route, request).await?;
+            let listing = finish(route, async move { handler.ls(body).await }).await?;
+            json(StatusCode::OK, &listing)
+        }
+        Route::Diff => {
+            let body = read_json(route, request).await?;
+            let diff = finish(route, async move { handler.diff(body).await }).await?;
+            json(StatusCode::OK, &diff)
+        }
         Route::AcknowledgeMissing => {
             let body = read_json(route, request).await?;
             let done = finish(

@@ -273,6 +273,7 @@ impl Handler for FakeDaemon {
             files: 3,
             bytes: 100,
             duration_ms: 900,
+            database: None,
         })
     }
 
@@ -463,7 +464,8 @@ async fn every_route_round_trips_through_the_client() {
         seen.last(),
         Some(&Progress {
             done_bytes: 100,
-            total_bytes: 100
+            total_bytes: 100,
+            database_ready_ms: None,
         })
     );
 
@@ -477,6 +479,7 @@ async fn every_route_round_trips_through_the_client() {
                 to: "/restore/here".into(),
                 force: true,
                 target: Some("local".into()),
+                include: Vec::new(),
             },
             |_| {},
         )
@@ -814,6 +817,7 @@ async fn stream_reports_a_handler_error_as_its_final_line() {
         to: "/restore".into(),
         force: false,
         target: None,
+        include: Vec::new(),
     };
     let response = server
         .client()
@@ -846,6 +850,7 @@ async fn a_panicking_handler_is_an_internal_error_not_a_dead_server() {
         to: "/restore".into(),
         force: false,
         target: None,
+        include: Vec::new(),
     };
     let error = api_error(server.client().restore(panics, |_| {}).await);
     assert_eq!(error.code, "internal");
@@ -901,6 +906,7 @@ async fn shutdown_cuts_off_streams_that_outlast_the_grace_period() {
         to: "/restore".into(),
         force: false,
         target: None,
+        include: Vec::new(),
     };
     let in_flight = tokio::spawn(async move { client.restore(forever, |_| {}).await });
     held.started.await.expect("the restore reaches the handler");
