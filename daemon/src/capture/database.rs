@@ -27,6 +27,7 @@ use serde::{Deserialize, Serialize};
 use super::files::{FileStat, SETTLE_WAIT};
 use super::wal::{self, Generation, Log};
 use family::Family;
+pub(crate) use family::lock_families;
 
 mod family;
 
@@ -166,8 +167,12 @@ pub fn capture_pages(
         path: shown.clone(),
         source,
     };
+    // No other thread opens a connection to, or closes a descriptor of, a database's family
+    // while this capture's connection is open: that would drop its locks (see `family`).
+    let _one_at_a_time = lock_families();
     // The database and its family must be the store's own regular files: the store's
-    // owner may put a link to a database only root can read in their place.
+    // owner may put a link to a database only root can read in their place. Declared
+    // before the connection, the family outlives it, and so do the descriptors it keeps.
     let family = Family::open(path).map_err(|source| DatabaseCaptureError::Stat {
         path: shown.clone(),
         source,
@@ -213,8 +218,7 @@ pub fn capture_pages(
         .or_else(|| std::fs::canonicalize(path).ok())
         .unwrap_or_else(|| path.to_path_buf());
     let path = db_file.as_path();
-    let wal_path = wal_path(path);
-    let mut wal_before = wal_position(path)?;
+    let mut wal_before = wal_position(&family)?;
     let wal_mode = journal.eq_ignore_ascii_case("wal");
     if wal_before.is_none() && wal_mode {
         // No WAL, and the file written a moment ago (the app just closed it, or checkpointed
@@ -224,7 +228,7 @@ pub fn capture_pages(
             .unwrap_or(Duration::ZERO);
         if !wait.is_zero() && wait <= SETTLE_WAIT {
             std::thread::sleep(wait);
-            wal_before = wal_position(path)?;
+            wal_before = wal_position(&family)?;
         }
     }
     conn.execute_batch("BEGIN DEFERRED").map_err(read_err)?;
@@ -232,7 +236,6 @@ pub fn capture_pages(
         &conn,
         &Target {
             path,
-            wal_path: &wal_path,
             shown: &shown,
             chunk_bytes,
             wal: wal_mode,
@@ -246,6 +249,8 @@ pub fn capture_pages(
     );
     // A read transaction has nothing to commit; ending it releases the WAL snapshot.
     let _ = conn.execute_batch("COMMIT");
+    // Closed before the family's descriptors are (see `family`).
+    drop(conn);
     // Replaced while read: the pages are the old file's, but the WAL this capture scanned
     // by name, and so the baseline it leaves, may be the new one's.
     let still = family.stat("").map(|m| (m.dev(), m.ino())).ok();
@@ -260,19 +265,23 @@ pub fn capture_pages(
 /// The WAL's generation and how many of its frames were committed, read before a capture's
 /// snapshot begins (so that every one of those frames is in it). With no valid wal-index
 /// to say, none are counted: the next capture reads every page the log names.
-fn wal_position(db: &Path) -> Result<Option<(Generation, u64)>, DatabaseCaptureError> {
-    let Some(generation) = wal::header(&wal_path(db)).map_err(DatabaseCaptureError::Wal)? else {
+fn wal_position(family: &Family) -> Result<Option<(Generation, u64)>, DatabaseCaptureError> {
+    let header = family
+        .read_member("-wal", wal::read_header)
+        .map_err(DatabaseCaptureError::Wal)?;
+    let Some(generation) = header.flatten() else {
         return Ok(None);
     };
-    let frames = wal::index_frames(&shm_path(db), &generation)
+    let frames = family
+        .read_member("-shm", |shm| wal::index_frames(shm, &generation))
         .map_err(DatabaseCaptureError::Wal)?
+        .flatten()
         .unwrap_or(0);
     Ok(Some((generation, frames)))
 }
 
 struct Target<'a> {
     path: &'a Path,
-    wal_path: &'a Path,
     shown: &'a str,
     chunk_bytes: u32,
     /// Whether the database is in WAL mode.
@@ -285,13 +294,6 @@ struct Target<'a> {
 pub(crate) fn wal_path(db: &Path) -> std::path::PathBuf {
     let mut name = db.as_os_str().to_owned();
     name.push("-wal");
-    name.into()
-}
-
-/// The wal-index (`-shm`) beside a database in WAL mode.
-fn shm_path(db: &Path) -> std::path::PathBuf {
-    let mut name = db.as_os_str().to_owned();
-    name.push("-shm");
     name.into()
 }
 
@@ -338,7 +340,11 @@ fn read_snapshot(
         Since::Wal { generation, frames } => Some((generation, frames)),
         Since::File { .. } => None,
     });
-    let (log, wal_bytes) = wal::scan(target.wal_path, since).map_err(DatabaseCaptureError::Wal)?;
+    let (log, wal_bytes) = target
+        .family
+        .read_member("-wal", |wal| wal::scan(wal, since))
+        .map_err(DatabaseCaptureError::Wal)?
+        .unwrap_or((Log::Absent, 0));
 
     let pages_per_run = u64::from((target.chunk_bytes / page_size).max(1));
     let runs = page_count.div_ceil(pages_per_run);
@@ -593,6 +599,9 @@ impl PageReader<'_> {
 
 #[cfg(test)]
 mod delta_tests;
+
+#[cfg(test)]
+mod lock_tests;
 
 #[cfg(test)]
 mod tests {

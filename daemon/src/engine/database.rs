@@ -41,7 +41,9 @@ use super::EngineError;
 use super::backup::BackupInput;
 use super::proof::Proof;
 use super::sink::{Batcher, ChunkSink, Counters};
-use crate::capture::database::{Baseline, DatabaseCaptureError, PageImage, Reading, capture_pages};
+use crate::capture::database::{
+    Baseline, DatabaseCaptureError, PageImage, Reading, capture_pages, lock_families,
+};
 use crate::capture::wal;
 use crate::catalog::{BaselineIds, NextIds, read_ids};
 
@@ -461,6 +463,9 @@ fn make_patch(
         return None;
     }
     let keys = sink.repo.keys();
+    // Declared first, released last: these descriptors close before another thread's
+    // capture may open a connection whose locks their closing would drop.
+    let _one_at_a_time = lock_families();
     let file = wal::open_in_store(db_file).ok();
     let wal = wal::open_in_store(&crate::capture::database::wal_path(db_file)).ok();
     let mut frames: HashMap<u64, Vec<u64>> = HashMap::new();
