@@ -50,7 +50,9 @@ use crate::catalog::{BaselineIds, NextIds, read_ids};
 mod spool;
 use spool::{ReadIds, Spool, SpoolFile};
 
-/// How often a database capture torn by a concurrent schema change is retried.
+/// How often a database capture is tried when torn by a concurrent schema change, a
+/// replacement, a write while it read the file without locks, or the app creating its WAL
+/// or wal-index.
 const DB_ATTEMPTS: u32 = 3;
 
 /// The database part of a backup.
@@ -394,12 +396,16 @@ fn read_database(
                     credited,
                 });
             }
-            Err(DatabaseCaptureError::Torn { .. } | DatabaseCaptureError::Replaced { .. })
-                if attempt < DB_ATTEMPTS =>
-            {
+            Err(
+                e @ (DatabaseCaptureError::Torn { .. }
+                | DatabaseCaptureError::Replaced { .. }
+                | DatabaseCaptureError::WrittenWhileRead { .. }
+                | DatabaseCaptureError::FamilyUnreadable { .. }),
+            ) if attempt < DB_ATTEMPTS => {
                 spools.add(spool, input)?;
                 tracing::info!(
                     attempt,
+                    error = %e,
                     "database changed shape during capture; capturing again"
                 );
             }

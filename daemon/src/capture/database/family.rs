@@ -104,6 +104,30 @@ impl Family {
         &self,
         suffix: &str,
         read: impl FnOnce(&File) -> io::Result<T>,
+    ) -> Result<Option<T>, DatabaseCaptureError> {
+        self.try_read_member(suffix, read).map_err(|e| {
+            if e.kind() == io::ErrorKind::PermissionDenied {
+                self.unreadable(suffix, e.to_string())
+            } else {
+                DatabaseCaptureError::Wal(e)
+            }
+        })
+    }
+
+    /// The member `suffix` exists but this process may not read it: the app may be creating
+    /// it (an app running as root creates the WAL and wal-index, then gives them to the
+    /// database's owner), or the store's permissions leave it out.
+    pub(super) fn unreadable(&self, suffix: &str, why: String) -> DatabaseCaptureError {
+        DatabaseCaptureError::FamilyUnreadable {
+            path: self.shown(suffix),
+            why,
+        }
+    }
+
+    fn try_read_member<T>(
+        &self,
+        suffix: &str,
+        read: impl FnOnce(&File) -> io::Result<T>,
     ) -> io::Result<Option<T>> {
         let opened = nix::fcntl::openat(
             &self.dir,
