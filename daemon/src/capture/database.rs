@@ -27,8 +27,10 @@ use serde::{Deserialize, Serialize};
 use super::files::{FileStat, SETTLE_WAIT};
 use super::wal::{self, Generation, Log};
 use family::Family;
+pub(crate) use family::lock_families;
 
 mod family;
+mod unlocked;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DatabaseCaptureError {
@@ -54,6 +56,30 @@ pub enum DatabaseCaptureError {
         "the database {path} was replaced (another file renamed over it) while its capture began; the capture is retried"
     )]
     Replaced { path: String },
+    #[error(
+        "the database {path} was written, or opened by the app, while sealbackd read it \
+         without locks (its user cannot create the -shm file SQLite locks with in the store's \
+         folder, and the app had closed the database): that read is not used"
+    )]
+    WrittenWhileRead { path: String },
+    #[error(
+        "cannot read {path} ({why}): the app may have been creating it; the capture is \
+         retried. If this lasts, give sealbackd's user read access to the store's files \
+         through their group (README: the store, through a group)"
+    )]
+    FamilyUnreadable { path: String, why: String },
+    #[error(
+        "cannot read the database {path} ({sqlite}): sealbackd's user may not create the \
+         -wal and -shm files SQLite reads a WAL database with beside it, and reading the \
+         file alone is not safe: {why}. Let the app open the database (it creates them), or \
+         make the store's folder writable by sealbackd's group"
+    )]
+    ReadOnlyStore {
+        path: String,
+        /// What SQLite said when asked to read it with locks.
+        sqlite: String,
+        why: &'static str,
+    },
     #[error(
         "this sealbackd's SQLite lacks the sqlite_dbpage table: build it with LIBSQLITE3_FLAGS=-DSQLITE_ENABLE_DBPAGE_VTAB (.cargo/config.toml)"
     )]
@@ -132,7 +158,8 @@ pub enum Reading {
 pub struct PageImage {
     pub page_size: u32,
     pub page_count: u64,
-    /// Whether the database is in WAL mode (in rollback mode the app's writers wait for us).
+    /// Whether the app's writers could go on while we read: the database is in WAL mode, or
+    /// was read as its file alone, without locks (in rollback mode they wait for us).
     pub wal: bool,
     pub reading: Reading,
     /// Bytes read from the database and its WAL.
@@ -158,16 +185,16 @@ pub fn capture_pages(
     mut sink: impl FnMut(u64, &[u8]) -> std::io::Result<()>,
 ) -> Result<PageImage, DatabaseCaptureError> {
     let shown = path.display().to_string();
-    let open_err = |source| DatabaseCaptureError::Open {
-        path: shown.clone(),
-        source,
-    };
     let read_err = |source| DatabaseCaptureError::Read {
         path: shown.clone(),
         source,
     };
+    // No other thread opens a connection to, or closes a descriptor of, a database's family
+    // while this capture's connection is open: that would drop its locks (see `family`).
+    let _one_at_a_time = lock_families();
     // The database and its family must be the store's own regular files: the store's
-    // owner may put a link to a database only root can read in their place.
+    // owner may put a link to a database only root can read in their place. Declared
+    // before the connection, the family outlives it, and so do the descriptors it keeps.
     let family = Family::open(path).map_err(|source| DatabaseCaptureError::Stat {
         path: shown.clone(),
         source,
@@ -183,27 +210,28 @@ pub fn capture_pages(
             path: shown.clone(),
             source,
         })?;
-    // SQLite opens by path: `NOFOLLOW` makes it refuse a path with a link anywhere in it
-    // (the store's path has none, being resolved), and it opens the database, its WAL and
-    // wal-index with `O_NOFOLLOW`.
-    let conn = Connection::open_with_flags(
-        path,
-        OpenFlags::SQLITE_OPEN_READ_WRITE
-            | OpenFlags::SQLITE_OPEN_NO_MUTEX
-            | OpenFlags::SQLITE_OPEN_NOFOLLOW,
-    )
-    .map_err(|source| family.open_error(source))?;
-    conn.set_db_config(DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, true)
-        .map_err(open_err)?;
-    conn.pragma_update(None, "query_only", true)
-        .map_err(open_err)?;
-    // Waiting only delays us: our reads never hold up the app.
-    conn.busy_timeout(Duration::from_secs(10))
-        .map_err(open_err)?;
+    let conn = connect(path, &family, false)?;
+    // A WAL database the app has closed, in a folder we may only read: SQLite cannot create
+    // the wal-index it locks with, so the file is read alone, checked around the read.
+    let (conn, journal, unlocked) = match journal_mode(&conn) {
+        Ok(journal) => (conn, journal, None),
+        Err(e) if unlocked::cannot_lock(&e) => {
+            drop(conn);
+            let before = unlocked::Before::take(&family, &shown, e)?;
+            tracing::info!(
+                path = %shown,
+                "the app has closed the database and sealbackd may not create its -shm: reading the file alone, without locks"
+            );
+            if before.id() != opened {
+                return Err(DatabaseCaptureError::Replaced { path: shown });
+            }
+            let conn = connect(path, &family, true)?;
+            let journal = journal_mode(&conn).map_err(read_err)?;
+            (conn, journal, Some(before))
+        }
+        Err(e) => return Err(read_err(e)),
+    };
 
-    let journal: String = conn
-        .query_row("PRAGMA journal_mode", [], |r| r.get(0))
-        .map_err(read_err)?;
     // The WAL sits beside the file SQLite resolved the path to (a symbolic link is followed),
     // so ask SQLite which file that is rather than appending "-wal" to what we were given.
     let db_file = conn
@@ -213,8 +241,11 @@ pub fn capture_pages(
         .or_else(|| std::fs::canonicalize(path).ok())
         .unwrap_or_else(|| path.to_path_buf());
     let path = db_file.as_path();
-    let wal_path = wal_path(path);
-    let mut wal_before = wal_position(path)?;
+    // Read alone, the file is the image whatever WAL the app begins meanwhile.
+    let mut wal_before = match unlocked {
+        Some(_) => None,
+        None => wal_position(&family)?,
+    };
     let wal_mode = journal.eq_ignore_ascii_case("wal");
     if wal_before.is_none() && wal_mode {
         // No WAL, and the file written a moment ago (the app just closed it, or checkpointed
@@ -224,7 +255,7 @@ pub fn capture_pages(
             .unwrap_or(Duration::ZERO);
         if !wait.is_zero() && wait <= SETTLE_WAIT {
             std::thread::sleep(wait);
-            wal_before = wal_position(path)?;
+            wal_before = wal_position(&family)?;
         }
     }
     conn.execute_batch("BEGIN DEFERRED").map_err(read_err)?;
@@ -232,10 +263,10 @@ pub fn capture_pages(
         &conn,
         &Target {
             path,
-            wal_path: &wal_path,
             shown: &shown,
             chunk_bytes,
-            wal: wal_mode,
+            wal: wal_mode || unlocked.is_some(),
+            unlocked: unlocked.is_some(),
             opened,
             family: &family,
         },
@@ -246,6 +277,12 @@ pub fn capture_pages(
     );
     // A read transaction has nothing to commit; ending it releases the WAL snapshot.
     let _ = conn.execute_batch("COMMIT");
+    // Closed before the family's descriptors are (see `family`).
+    drop(conn);
+    let result = match (result, unlocked) {
+        (Ok(image), Some(before)) => before.check_after(&family, &shown).map(|()| image),
+        (result, _) => result,
+    };
     // Replaced while read: the pages are the old file's, but the WAL this capture scanned
     // by name, and so the baseline it leaves, may be the new one's.
     let still = family.stat("").map(|m| (m.dev(), m.ino())).ok();
@@ -257,26 +294,69 @@ pub fn capture_pages(
     }
 }
 
+/// Opens our connection to the database at `path`: as any reader does, taking SQLite's
+/// locks, or `immutable` (the file alone, read-only, without locks: see `unlocked`). It
+/// never checkpoints on close and never writes.
+fn connect(
+    path: &Path,
+    family: &Family,
+    immutable: bool,
+) -> Result<Connection, DatabaseCaptureError> {
+    let setup_err = |source| DatabaseCaptureError::Open {
+        path: path.display().to_string(),
+        source,
+    };
+    // SQLite opens by path: `NOFOLLOW` makes it refuse a path with a link anywhere in it
+    // (the store's path has none, being resolved), and it opens the database, its WAL and
+    // wal-index with `O_NOFOLLOW`.
+    let flags = OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_NOFOLLOW;
+    let conn = if immutable {
+        Connection::open_with_flags(
+            unlocked::immutable_uri(path),
+            flags | OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_URI,
+        )
+    } else {
+        Connection::open_with_flags(path, flags | OpenFlags::SQLITE_OPEN_READ_WRITE)
+    }
+    .map_err(|source| family.open_error(source))?;
+    conn.set_db_config(DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, true)
+        .map_err(setup_err)?;
+    conn.pragma_update(None, "query_only", true)
+        .map_err(setup_err)?;
+    // Waiting only delays us: our reads never hold up the app.
+    conn.busy_timeout(Duration::from_secs(10))
+        .map_err(setup_err)?;
+    Ok(conn)
+}
+
+/// The database's journal mode; the first read, which opens the WAL and wal-index.
+fn journal_mode(conn: &Connection) -> rusqlite::Result<String> {
+    conn.query_row("PRAGMA journal_mode", [], |r| r.get(0))
+}
+
 /// The WAL's generation and how many of its frames were committed, read before a capture's
 /// snapshot begins (so that every one of those frames is in it). With no valid wal-index
 /// to say, none are counted: the next capture reads every page the log names.
-fn wal_position(db: &Path) -> Result<Option<(Generation, u64)>, DatabaseCaptureError> {
-    let Some(generation) = wal::header(&wal_path(db)).map_err(DatabaseCaptureError::Wal)? else {
+fn wal_position(family: &Family) -> Result<Option<(Generation, u64)>, DatabaseCaptureError> {
+    let header = family.read_member("-wal", wal::read_header)?;
+    let Some(generation) = header.flatten() else {
         return Ok(None);
     };
-    let frames = wal::index_frames(&shm_path(db), &generation)
-        .map_err(DatabaseCaptureError::Wal)?
+    let frames = family
+        .read_member("-shm", |shm| wal::index_frames(shm, &generation))?
+        .flatten()
         .unwrap_or(0);
     Ok(Some((generation, frames)))
 }
 
 struct Target<'a> {
     path: &'a Path,
-    wal_path: &'a Path,
     shown: &'a str,
     chunk_bytes: u32,
-    /// Whether the database is in WAL mode.
+    /// Whether the app's writers could go on while we read.
     wal: bool,
+    /// Whether the file is read alone, without locks (`unlocked`).
+    unlocked: bool,
     /// The device and inode of the file at `path` before the connection opened it.
     opened: (u64, u64),
     family: &'a Family,
@@ -285,13 +365,6 @@ struct Target<'a> {
 pub(crate) fn wal_path(db: &Path) -> std::path::PathBuf {
     let mut name = db.as_os_str().to_owned();
     name.push("-wal");
-    name.into()
-}
-
-/// The wal-index (`-shm`) beside a database in WAL mode.
-fn shm_path(db: &Path) -> std::path::PathBuf {
-    let mut name = db.as_os_str().to_owned();
-    name.push("-shm");
     name.into()
 }
 
@@ -338,7 +411,10 @@ fn read_snapshot(
         Since::Wal { generation, frames } => Some((generation, frames)),
         Since::File { .. } => None,
     });
-    let (log, wal_bytes) = wal::scan(target.wal_path, since).map_err(DatabaseCaptureError::Wal)?;
+    let (log, wal_bytes) = target
+        .family
+        .read_member("-wal", |wal| wal::scan(wal, since))?
+        .unwrap_or((Log::Absent, 0));
 
     let pages_per_run = u64::from((target.chunk_bytes / page_size).max(1));
     let runs = page_count.div_ceil(pages_per_run);
@@ -384,18 +460,22 @@ fn read_snapshot(
         Reading::Delta { runs } => (runs * pages_per_run).min(page_count),
     };
 
+    let settled = stat.unsettled_for(seen_at).is_zero();
+    let file_alone = Since::File {
+        size: stat.size,
+        mtime_ns: stat.mtime_ns,
+        ctime_ns: stat.ctime_ns,
+    };
     let since = match (wal_before, &log) {
+        // The image is the file as it was, whatever frames a WAL begun since holds.
+        _ if target.unlocked => settled.then_some(file_alone),
         (Some((before, frames)), Log::Frames { generation, .. }) if before == *generation => {
             Some(Since::Wal {
                 generation: before,
                 frames,
             })
         }
-        (None, Log::Absent) if stat.unsettled_for(seen_at).is_zero() => Some(Since::File {
-            size: stat.size,
-            mtime_ns: stat.mtime_ns,
-            ctime_ns: stat.ctime_ns,
-        }),
+        (None, Log::Absent) if settled => Some(file_alone),
         _ => None,
     };
     Ok(PageImage {
@@ -595,93 +675,7 @@ impl PageReader<'_> {
 mod delta_tests;
 
 #[cfg(test)]
-mod tests {
-    use super::*;
+mod lock_tests;
 
-    fn wal_db(dir: &Path) -> Connection {
-        let conn = Connection::open(dir.join("msgstore.db")).expect("open");
-        conn.execute_batch(
-            "PRAGMA journal_mode=WAL; PRAGMA wal_autocheckpoint=0;
-             CREATE TABLE message(_id INTEGER PRIMARY KEY, text TEXT);",
-        )
-        .expect("schema");
-        conn
-    }
-
-    #[test]
-    fn captures_commits_still_in_the_wal_and_restores_to_a_valid_db() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let app = wal_db(dir.path());
-        for i in 0..2000 {
-            app.execute(
-                "INSERT INTO message(text) VALUES (?1)",
-                [format!("message {i} {}", "x".repeat(i % 300))],
-            )
-            .expect("insert");
-        }
-        let mut image = Vec::new();
-        let info = capture_pages(
-            &dir.path().join("msgstore.db"),
-            16384,
-            None,
-            || {},
-            |_, run| {
-                assert!(run.len() <= 16384 && run.len() % 4096 == 0);
-                image.extend_from_slice(run);
-                Ok(())
-            },
-        )
-        .expect("captured");
-        assert!(info.wal);
-        assert_eq!(
-            image.len() as u64,
-            info.page_count * u64::from(info.page_size)
-        );
-        // The app's WAL is untouched: not checkpointed, not deleted.
-        assert!(
-            dir.path()
-                .join("msgstore.db-wal")
-                .metadata()
-                .expect("wal")
-                .len()
-                > 0
-        );
-
-        let out = tempfile::tempdir().expect("tempdir");
-        std::fs::write(out.path().join("restored.db"), &image).expect("write");
-        let restored = Connection::open(out.path().join("restored.db")).expect("open");
-        let check: String = restored
-            .query_row("PRAGMA integrity_check", [], |r| r.get(0))
-            .expect("check");
-        assert_eq!(check, "ok");
-        let n: i64 = restored
-            .query_row("SELECT count(*) FROM message", [], |r| r.get(0))
-            .expect("count");
-        assert_eq!(n, 2000);
-    }
-
-    #[test]
-    fn the_app_keeps_writing_while_we_hold_the_snapshot() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let app = wal_db(dir.path());
-        app.execute("INSERT INTO message(text) VALUES ('before')", [])
-            .expect("insert");
-        app.busy_timeout(Duration::ZERO).expect("no waiting");
-        let mut writes_during_capture = 0;
-        capture_pages(
-            &dir.path().join("msgstore.db"),
-            4096,
-            None,
-            || {},
-            |_, _| {
-                // With no busy timeout at all, any lock we held against writers would fail here.
-                app.execute("INSERT INTO message(text) VALUES ('during')", [])
-                    .expect("app never gets SQLITE_BUSY");
-                writes_during_capture += 1;
-                Ok(())
-            },
-        )
-        .expect("captured");
-        assert!(writes_during_capture > 0);
-    }
-}
+#[cfg(test)]
+mod tests;

@@ -69,50 +69,44 @@ pub enum Log {
 /// Opens a file of the database's family for reading, never through a link at its name
 /// (the store's owner may plant one to a file only root can read) and without blocking on
 /// a FIFO planted there. Its directory is the store's, resolved with no link in it.
+///
+/// Closing the file drops every lock this process holds on it, SQLite's included: only
+/// under [`super::database::lock_families`], with no connection to the database open.
 pub(crate) fn open_in_store(path: &Path) -> io::Result<File> {
     use std::os::unix::fs::OpenOptionsExt as _;
     File::options()
         .read(true)
         .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
         .open(path)
-        .map_err(|e| match e.raw_os_error() {
-            Some(libc::ELOOP) => io::Error::new(
-                e.kind(),
-                format!(
-                    "{} is a symbolic link: sealbackd reads only the store's own files, never \
-                     through a link; remove the link",
-                    path.display()
-                ),
-            ),
-            _ => e,
-        })
+        .map_err(|e| not_in_store(path, e))
 }
 
-/// The header of the WAL at `path`, if it has a valid one.
-pub fn header(path: &Path) -> io::Result<Option<Generation>> {
-    match open_in_store(path) {
-        Ok(file) => read_header(&file),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(e),
+/// The error opening the family's member at `path` gave, a link named as such.
+pub(crate) fn not_in_store(path: &Path, e: io::Error) -> io::Error {
+    match e.raw_os_error() {
+        Some(libc::ELOOP) => io::Error::new(
+            e.kind(),
+            format!(
+                "{} is a symbolic link: sealbackd reads only the store's own files, never \
+                 through a link; remove the link",
+                path.display()
+            ),
+        ),
+        _ => e,
     }
 }
 
 /// Bytes of the wal-index header, which the `-shm` file holds twice from its start.
 const INDEX_HEADER_BYTES: usize = 48;
 
-/// How many frames of `generation` were committed, as the wal-index says: `mxFrame` of the
-/// header SQLite keeps in the `-shm` file beside the log, the last frame a reader starting
-/// now would see. Only when both copies of the header agree, its checksum holds and it
-/// names this generation's salts (it is read without a lock, as SQLite's own readers
-/// first do); `None` otherwise, or without a `-shm` file (an app in exclusive locking
+/// How many frames of `generation` were committed, as the wal-index `file` says: `mxFrame`
+/// of the header SQLite keeps in the `-shm` file beside the log, the last frame a reader
+/// starting now would see. Only when both copies of the header agree, its checksum holds
+/// and it names this generation's salts (it is read without a lock, as SQLite's own
+/// readers first do); `None` otherwise (without a `-shm` file, an app in exclusive locking
 /// mode keeps the index in its own memory). A frame in the log is not committed until the
 /// index says so: a writer appends its frames, then publishes them here.
-pub fn index_frames(shm: &Path, generation: &Generation) -> io::Result<Option<u64>> {
-    let file = match open_in_store(shm) {
-        Ok(file) => file,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(e),
-    };
+pub fn index_frames(file: &File, generation: &Generation) -> io::Result<Option<u64>> {
     let mut both = [0u8; 2 * INDEX_HEADER_BYTES];
     match file.read_exact_at(&mut both, 0) {
         Ok(()) => {}
@@ -149,7 +143,8 @@ fn frame_offsets(file: &File, generation: &Generation) -> io::Result<impl Iterat
         .take_while(move |offset| offset + FRAME_HEADER_BYTES <= len))
 }
 
-fn read_header(file: &File) -> io::Result<Option<Generation>> {
+/// The header of the WAL open as `file`, if it has a valid one.
+pub fn read_header(file: &File) -> io::Result<Option<Generation>> {
     let mut bytes = [0u8; HEADER_BYTES];
     match file.read_exact_at(&mut bytes, 0) {
         Ok(()) => Ok(Generation::parse(bytes)),
@@ -158,17 +153,12 @@ fn read_header(file: &File) -> io::Result<Option<Generation>> {
     }
 }
 
-/// Reads the header, the page number of every frame whose salts match it, and the header
-/// again. Returns the log and the bytes read. Given `since`, a generation and a number of
-/// its frames, and the log still of that generation, the frames before that number are
-/// left out: they were in the capture that saw them committed.
-pub fn scan(path: &Path, since: Option<(Generation, u64)>) -> io::Result<(Log, u64)> {
-    let file = match open_in_store(path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok((Log::Absent, 0)),
-        Err(e) => return Err(e),
-    };
-    let Some(generation) = read_header(&file)? else {
+/// Reads the header of the WAL open as `file`, the page number of every frame whose salts
+/// match it, and the header again. Returns the log and the bytes read. Given `since`, a
+/// generation and a number of its frames, and the log still of that generation, the frames
+/// before that number are left out: they were in the capture that saw them committed.
+pub fn scan(file: &File, since: Option<(Generation, u64)>) -> io::Result<(Log, u64)> {
+    let Some(generation) = read_header(file)? else {
         return Ok((Log::Absent, HEADER_BYTES as u64));
     };
     let skip = match since {
@@ -180,7 +170,7 @@ pub fn scan(path: &Path, since: Option<(Generation, u64)>) -> io::Result<(Log, u
     let mut frame = [0u8; FRAME_HEADER_BYTES as usize];
     // Frames of older generations may follow the current ones; including a stale frame
     // that happens to carry the same salts only makes the set larger, never wrong.
-    for offset in frame_offsets(&file, &generation)?.skip(skip) {
+    for offset in frame_offsets(file, &generation)?.skip(skip) {
         match file.read_exact_at(&mut frame, offset) {
             Ok(()) => {}
             // Truncated under us: the header check below sees the restart.
@@ -193,7 +183,7 @@ pub fn scan(path: &Path, since: Option<(Generation, u64)>) -> io::Result<(Log, u
             pages.insert(u64::from(pgno));
         }
     }
-    let after = read_header(&file)?;
+    let after = read_header(file)?;
     read += HEADER_BYTES as u64;
     if after == Some(generation) {
         Ok((Log::Frames { generation, pages }, read))
@@ -245,20 +235,20 @@ mod tests {
              CREATE TABLE t(x); INSERT INTO t VALUES (1);",
         )
         .expect("schema");
-        let (log, read) = scan(&wal, None).expect("scan");
+        let (log, read) = scan_at(&wal, None);
         let Log::Frames { generation, pages } = log else {
             panic!("expected frames, got {log:?}");
         };
         // Page 1 (schema) and page 2 (the table) were written.
         assert_eq!(pages, BTreeSet::from([1, 2]));
         assert!(read > 32);
-        assert_eq!(header(&wal).expect("header"), Some(generation));
+        assert_eq!(header(&wal), Some(generation));
         let committed = committed_count(&wal);
         assert_eq!(committed, frame_count(&wal).1, "every frame is committed");
 
         // Frames a capture saw committed are left out of the next one's scan.
         app.execute("INSERT INTO t VALUES (3)", []).expect("insert");
-        let (log, _) = scan(&wal, Some((generation, committed))).expect("scan");
+        let (log, _) = scan_at(&wal, Some((generation, committed)));
         assert_eq!(
             log,
             Log::Frames {
@@ -267,7 +257,7 @@ mod tests {
             }
         );
         // Not those of another generation.
-        let (log, _) = scan(&wal, Some((Generation([0; 32]), committed))).expect("scan");
+        let (log, _) = scan_at(&wal, Some((Generation([0; 32]), committed)));
         assert!(matches!(log, Log::Frames { pages, .. } if pages == BTreeSet::from([1, 2])));
         // The frames an open write transaction spills into the log are not committed.
         assert_eq!(committed_count(&wal), committed + 1);
@@ -288,7 +278,7 @@ mod tests {
 
         app.execute_batch("PRAGMA wal_checkpoint(RESTART); INSERT INTO t VALUES (2);")
             .expect("restart");
-        let (log, _) = scan(&wal, None).expect("scan");
+        let (log, _) = scan_at(&wal, None);
         let Log::Frames {
             generation: next, ..
         } = log
@@ -299,16 +289,27 @@ mod tests {
 
         app.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);")
             .expect("truncate");
-        assert_eq!(scan(&wal, None).expect("scan").0, Log::Absent);
-        assert_eq!(
-            scan(&dir.path().join("none-wal"), None).expect("scan").0,
-            Log::Absent
-        );
+        assert_eq!(scan_at(&wal, None).0, Log::Absent);
+        assert_eq!(scan_at(&dir.path().join("none-wal"), None).0, Log::Absent);
+    }
+
+    /// [`scan`] of the log at `wal`, absent if there is no file.
+    fn scan_at(wal: &Path, since: Option<(Generation, u64)>) -> (Log, u64) {
+        match File::open(wal) {
+            Ok(file) => scan(&file, since).expect("scan"),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => (Log::Absent, 0),
+            Err(e) => panic!("open {}: {e}", wal.display()),
+        }
+    }
+
+    fn header(wal: &Path) -> Option<Generation> {
+        read_header(&File::open(wal).expect("open the log")).expect("read")
     }
 
     fn committed_count(wal: &Path) -> u64 {
-        let generation = header(wal).expect("read").expect("a log");
-        index_frames(&wal.with_extension("db-shm"), &generation)
+        let generation = header(wal).expect("a log");
+        let shm = File::open(wal.with_extension("db-shm")).expect("open the wal-index");
+        index_frames(&shm, &generation)
             .expect("read")
             .expect("a valid index")
     }

@@ -41,14 +41,18 @@ use super::EngineError;
 use super::backup::BackupInput;
 use super::proof::Proof;
 use super::sink::{Batcher, ChunkSink, Counters};
-use crate::capture::database::{Baseline, DatabaseCaptureError, PageImage, Reading, capture_pages};
+use crate::capture::database::{
+    Baseline, DatabaseCaptureError, PageImage, Reading, capture_pages, lock_families,
+};
 use crate::capture::wal;
 use crate::catalog::{BaselineIds, NextIds, read_ids};
 
 mod spool;
 use spool::{ReadIds, Spool, SpoolFile};
 
-/// How often a database capture torn by a concurrent schema change is retried.
+/// How often a database capture is tried when torn by a concurrent schema change, a
+/// replacement, a write while it read the file without locks, or the app creating its WAL
+/// or wal-index.
 const DB_ATTEMPTS: u32 = 3;
 
 /// The database part of a backup.
@@ -392,12 +396,16 @@ fn read_database(
                     credited,
                 });
             }
-            Err(DatabaseCaptureError::Torn { .. } | DatabaseCaptureError::Replaced { .. })
-                if attempt < DB_ATTEMPTS =>
-            {
+            Err(
+                e @ (DatabaseCaptureError::Torn { .. }
+                | DatabaseCaptureError::Replaced { .. }
+                | DatabaseCaptureError::WrittenWhileRead { .. }
+                | DatabaseCaptureError::FamilyUnreadable { .. }),
+            ) if attempt < DB_ATTEMPTS => {
                 spools.add(spool, input)?;
                 tracing::info!(
                     attempt,
+                    error = %e,
                     "database changed shape during capture; capturing again"
                 );
             }
@@ -461,6 +469,9 @@ fn make_patch(
         return None;
     }
     let keys = sink.repo.keys();
+    // Declared first, released last: these descriptors close before another thread's
+    // capture may open a connection whose locks their closing would drop.
+    let _one_at_a_time = lock_families();
     let file = wal::open_in_store(db_file).ok();
     let wal = wal::open_in_store(&crate::capture::database::wal_path(db_file)).ok();
     let mut frames: HashMap<u64, Vec<u64>> = HashMap::new();

@@ -482,12 +482,6 @@ fn change_database(store: &MessageStore, staging: &Path, change: DatabaseChange)
 }
 
 #[test]
-#[ignore = "quarantined 2026-12-06, an open reliability bug: on this machine (kernel 6.18, \
-            2 vCPUs) it failed in 4 of 7 runs, either with a snapshot whose database fails \
-            PRAGMA integrity_check (`Tree 5 page 5 cell 3: invalid page number 35`) or with \
-            the daemon's connection breaking mid-backup with nothing in its log; it passed \
-            on every earlier CI run. The capture code did not change this session. Run \
-            with --include-ignored to reproduce"]
 fn a_database_vacuumed_checkpointed_and_taken_out_of_wal_during_backups_restores_committed() {
     database_changed_during_backups(
         "VACUUM, TRUNCATE checkpoints, journal_mode=DELETE",
