@@ -3,6 +3,7 @@
 mod auth;
 mod handler;
 mod held;
+mod last_backup;
 mod missing;
 mod prune;
 mod rotation;
@@ -22,7 +23,7 @@ use crate::catalog::Catalog;
 use crate::config::{Config, TargetConfig};
 use crate::control::api::{
     BackupReport, KeyMode, ProviderCounters, RepairReport, RepairRequest, RestoreReport,
-    RestoreRequest, TargetStatus, VerifyReport, VerifyRequest,
+    RestoreRequest, TargetFailure, TargetStatus, VerifyReport, VerifyRequest,
 };
 use crate::control::{ApiError, ProgressSink};
 use crate::engine::{self, EngineError};
@@ -82,8 +83,9 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl Daemon {
-    /// Loads the key and the targets' plugins. A target that fails to load is kept with its
-    /// error; the daemon runs regardless.
+    /// Loads the key and the targets' plugins. A target whose plugin is missing or refuses
+    /// its options stops start-up with a [`crate::config::ConfigError`] naming the key; one
+    /// that fails otherwise is kept with its error, and the daemon runs regardless.
     pub fn new(config: Config, backups: mpsc::Sender<BackupTicket>) -> anyhow::Result<Daemon> {
         let keystore = KeyStore::new(
             &config.state_dir,
@@ -102,42 +104,51 @@ impl Daemon {
             );
         }
         let stop = providers::Stop::default();
-        let targets = config
-            .targets
-            .iter()
-            .map(|t| {
-                let counters = Arc::new(Counters::default());
-                let (store, error) = match providers::open_target(
-                    &config.plugins_dir,
-                    t,
-                    counters.clone(),
-                    &stop,
-                ) {
+        let mut targets = Vec::with_capacity(config.targets.len());
+        for (i, t) in config.targets.iter().enumerate() {
+            let counters = Arc::new(Counters::default());
+            let (store, error) =
+                match providers::open_target(&config.plugins_dir, t, counters.clone(), &stop) {
                     Ok(s) => (Some(s), None),
+                    Err(providers::OpenError {
+                        wrong_key: Some(key),
+                        message,
+                    }) => {
+                        return Err(crate::config::ConfigError::target(
+                            &config.origin,
+                            i,
+                            key,
+                            message,
+                        )
+                        .into());
+                    }
                     Err(e) => {
                         tracing::error!(target = %t.name, error = %e, "storage target unavailable");
-                        (None, Some(e))
+                        (None, Some(e.to_string()))
                     }
                 };
-                Target {
-                    config: t.clone(),
-                    store: Mutex::new(store),
-                    last_error: Mutex::new(error),
-                    counters,
-                    served_a_repository: AtomicBool::new(false),
-                    work: Mutex::new(()),
-                }
-            })
-            .collect();
+            targets.push(Target {
+                config: t.clone(),
+                store: Mutex::new(store),
+                last_error: Mutex::new(error),
+                counters,
+                served_a_repository: AtomicBool::new(false),
+                work: Mutex::new(()),
+            });
+        }
         let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
             .map(|h| h.trim().to_owned())
             .unwrap_or_else(|_| "unknown".into());
+        let last_backup = last_backup::load(&config.state_dir);
         Ok(Daemon {
             config,
             keystore,
             key: RwLock::new(key),
             targets,
-            runtime: Mutex::new(Runtime::default()),
+            runtime: Mutex::new(Runtime {
+                last_backup,
+                ..Runtime::default()
+            }),
             backups,
             host,
             cancel: AtomicBool::new(false),
@@ -192,7 +203,8 @@ impl Daemon {
             &target.config,
             target.counters.clone(),
             &self.stop,
-        )?;
+        )
+        .map_err(|e| e.to_string())?;
         *slot = Some(store.clone());
         Ok(store)
     }
@@ -319,19 +331,34 @@ impl Daemon {
         rt.activity_backup = false;
         let overall = match (failures.into_iter().next(), first) {
             (None, Some(report)) => {
-                rt.last_backup = Some(report.clone());
                 rt.last_error = None;
                 Ok(report)
             }
-            (Some(e), report) => {
-                if let Some(r) = report {
-                    rt.last_backup = Some(r);
-                }
+            // Some targets have their snapshot: the report says so, and names the others.
+            (Some(e), Some(mut report)) => {
+                rt.last_error = Some(e.to_string());
+                report.failed = each
+                    .iter()
+                    .filter_map(|(i, result)| {
+                        let error = result.as_ref().err()?;
+                        Some(TargetFailure {
+                            target: self.targets[*i].config.name.clone(),
+                            error: error.body.clone(),
+                        })
+                    })
+                    .collect();
+                Ok(report)
+            }
+            (Some(e), None) => {
                 rt.last_error = Some(e.to_string());
                 Err(e)
             }
             (None, None) => Err(ApiError::new(500, "internal", "no targets configured")),
         };
+        if let Ok(report) = &overall {
+            rt.last_backup = Some(report.clone());
+            last_backup::save(&self.config.state_dir, report);
+        }
         (overall, each)
     }
 
@@ -613,6 +640,7 @@ fn engine_error(target: &str, e: EngineError) -> ApiError {
         EngineError::NoSuchSnapshot(_)
         | EngineError::AmbiguousSnapshot(_)
         | EngineError::NoSnapshots => ApiError::new(404, "not-found", e.to_string()),
+        EngineError::NoDatabase { .. } => ApiError::new(409, "no-database", e.to_string()),
         EngineError::NotEmpty(_) | EngineError::InTheWay(_) | EngineError::RestoreDirIsLink(_) => {
             ApiError::new(409, "conflict", e.to_string())
         }

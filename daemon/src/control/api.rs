@@ -56,6 +56,12 @@ use zeroize::Zeroizing;
 /// The protocol version this file describes; it is the `/v1` in every path.
 pub const PROTOCOL_VERSION: u32 = 1;
 
+/// How `status` and `sealbackd --version` name the daemon: `sealbackd 0.1.0 (control
+/// protocol 1)`.
+pub fn daemon_name(version: &str, protocol: u32) -> String {
+    format!("sealbackd {version} (control protocol {protocol})")
+}
+
 /// Requests larger than this are refused with 413 before they are parsed.
 pub const MAX_REQUEST_BYTES: usize = 64 * 1024;
 
@@ -180,6 +186,9 @@ pub struct Status {
     /// Password attempts the vault still allows, as of the last failed one (absent until then).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vault_attempts_left: Option<u32>,
+    /// A `[vault]` is configured: the password commands can work.
+    #[serde(default)]
+    pub vault_configured: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -267,6 +276,21 @@ pub struct BackupReport {
     pub chunks_proved: u64,
     #[serde(default)]
     pub proof_us: u64,
+    /// Nothing changed since the target's last snapshot: no snapshot was written, and
+    /// `snapshot` is that last one.
+    #[serde(default)]
+    pub unchanged: bool,
+    /// The targets this backup failed on while it reached others (`target` is one it
+    /// reached); empty when it reached every target. A backup that reached none is an error.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub failed: Vec<TargetFailure>,
+}
+
+/// One target a backup failed on, and why.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct TargetFailure {
+    pub target: String,
+    pub error: ErrorBody,
 }
 
 /// How a backup read the database: only what changed since the parent snapshot (`delta`),
@@ -359,7 +383,11 @@ pub struct RestoreReport {
     pub snapshot: String,
     pub target: String,
     pub to: String,
+    /// Files other than the database, counted as `snapshots` and backups count them.
     pub files: u64,
+    /// Whether the snapshot held the database, and the restore wrote it.
+    #[serde(default)]
+    pub database: bool,
     pub bytes: u64,
     pub duration_ms: u64,
 }

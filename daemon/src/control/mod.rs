@@ -44,6 +44,13 @@ impl ApiError {
     pub fn bad_request(message: impl Into<String>) -> Self {
         Self::new(400, "bad-request", message)
     }
+
+    /// A vault command on a daemon without `[vault]`. `sealbackctl` says it too, before it
+    /// asks for a password that could not be used.
+    pub fn no_vault() -> Self {
+        Self::new(409, "no-vault", "no vault configured: this daemon has no Backup Key Vault")
+            .with_hint("add a [vault] section (url or urls, server_key, account, credential_file) to the configuration and restart sealbackd")
+    }
 }
 
 impl std::fmt::Display for ApiError {

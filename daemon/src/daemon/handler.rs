@@ -66,6 +66,7 @@ impl Handler for DaemonHandle {
                 last_error,
                 targets: d.targets.iter().map(|t| d.target_status(t)).collect(),
                 vault_attempts_left,
+                vault_configured: d.config.vault.is_some(),
             }
         })
         .await

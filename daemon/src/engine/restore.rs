@@ -371,7 +371,8 @@ pub fn run(
         snapshot: input.snapshot.id().to_owned(),
         target: input.target.to_owned(),
         to: input.to.display().to_string(),
-        files: jobs.len() as u64,
+        files: snapshot.files.len() as u64,
+        database: snapshot.database.is_some(),
         bytes,
         duration_ms: started.elapsed().as_millis() as u64,
     })

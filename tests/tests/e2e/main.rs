@@ -3,6 +3,7 @@
 //! its own temporary devices, stores and targets, so they run in parallel.
 
 mod backup_restore;
+mod cli;
 mod config;
 mod crash;
 mod drive_emulator;

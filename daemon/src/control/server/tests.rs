@@ -122,6 +122,7 @@ impl Handler for FakeDaemon {
             store: "/data/store".into(),
             pending_change: false,
             last_backup: Some(report()),
+            vault_configured: false,
             last_error: None,
             targets: vec![TargetStatus {
                 name: "local".into(),
@@ -271,6 +272,7 @@ impl Handler for FakeDaemon {
             target: "local".into(),
             to: request.to,
             files: 3,
+            database: true,
             bytes: 100,
             duration_ms: 900,
         })
