@@ -1,15 +1,19 @@
 //! The daemon's state and the control API's implementation: what each route does.
 
 mod auth;
+mod errors;
 mod handler;
 mod held;
 mod last_backup;
+mod metrics;
 mod missing;
 mod prune;
 mod rotation;
 mod vault;
 
 pub use handler::DaemonHandle;
+
+use errors::{engine_error, internal, repo_error};
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -46,6 +50,8 @@ struct Target {
     served_a_repository: AtomicBool,
     /// Held by a backup or a prune of this target: both write its catalog.
     work: Mutex<()>,
+    /// Its backups since the daemon started, for `/metrics`.
+    tally: Mutex<metrics::BackupTally>,
 }
 
 #[derive(Default)]
@@ -134,6 +140,7 @@ impl Daemon {
                 counters,
                 served_a_repository: AtomicBool::new(false),
                 work: Mutex::new(()),
+                tally: Mutex::default(),
             });
         }
         let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
@@ -309,6 +316,7 @@ impl Daemon {
         let mut first: Option<BackupReport> = None;
         let mut failures = Vec::new();
         for ((_, target), result) in chosen.iter().zip(&results) {
+            lock(&target.tally).record(result);
             match result {
                 Ok(report) => {
                     tracing::info!(
@@ -611,43 +619,5 @@ impl Daemon {
         self.keystore.save(&key).map_err(internal)?;
         *slot = Some(Arc::new(key));
         Ok(())
-    }
-}
-
-fn internal(e: impl std::fmt::Display) -> ApiError {
-    ApiError::new(500, "internal", e.to_string())
-}
-
-fn repo_error(target: &str, e: sealback_repo::Error) -> ApiError {
-    match e {
-        sealback_repo::Error::Authentication { ref name } if name == sealback_repo::repository::CONFIG_NAME => {
-            ApiError::new(403, "wrong-key", format!("the backup key does not open the repository on target {target:?}"))
-                .with_hint("the target holds backups made with another key: import that key (sealbackctl key import --replace) or point the target elsewhere")
-        }
-        sealback_repo::Error::Store(s) if s.kind == StoreErrorKind::NotFound => {
-            ApiError::new(404, "not-found", s.message).with_hint("the target has no backup repository yet, or an object was deleted; is the target's disk mounted, its path or bucket right?")
-        }
-        sealback_repo::Error::Store(s) => ApiError::new(502, "target-failed", s.message),
-        other => ApiError::new(500, "integrity", other.to_string())
-            .with_hint("run `sealbackctl verify` to list every damaged object"),
-    }
-}
-
-fn engine_error(target: &str, e: EngineError) -> ApiError {
-    match e {
-        EngineError::Repo(r) => repo_error(target, r),
-        EngineError::Catalog(crate::catalog::CatalogError::Repo(r)) => repo_error(target, r),
-        EngineError::NoSuchSnapshot(_)
-        | EngineError::AmbiguousSnapshot(_)
-        | EngineError::NoSnapshots => ApiError::new(404, "not-found", e.to_string()),
-        EngineError::NoDatabase { .. } => ApiError::new(409, "no-database", e.to_string()),
-        EngineError::NotEmpty(_) | EngineError::InTheWay(_) | EngineError::RestoreDirIsLink(_) => {
-            ApiError::new(409, "conflict", e.to_string())
-        }
-        EngineError::Cancelled => ApiError::new(503, "shutting-down", e.to_string()),
-        EngineError::UnsafePath { .. } | EngineError::SizeMismatch { .. } => {
-            ApiError::new(500, "integrity", e.to_string())
-        }
-        other => ApiError::new(500, "internal", other.to_string()),
     }
 }

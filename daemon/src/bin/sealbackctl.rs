@@ -97,6 +97,9 @@ struct Cli {
 enum Command {
     /// Show what the daemon is doing, its key, schedule and storage targets
     Status,
+    /// What each target's repository holds: its size, deduplication ratio, snapshots and
+    /// objects (from the daemon's catalog, as of its last backup or listing)
+    Stats,
     /// Back up the message store now
     Backup {
         /// Wait until the backup has finished, showing its progress
@@ -363,6 +366,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Status => {
             let status = client.status().await?;
             output(json, &status, print_status)?;
+        }
+        Command::Stats => {
+            let stats = client.stats().await?;
+            output(json, &stats, print::print_stats)?;
         }
         Command::Backup { wait } => {
             let bar = ProgressView::new(show_progress && wait, "backing up");

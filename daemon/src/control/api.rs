@@ -21,6 +21,11 @@
 //! | POST   | /v1/repair      | [`RepairRequest`]   | stream ending in [`RepairReport`] |
 //! | POST   | /v1/snapshots/acknowledge-missing | [`AcknowledgeMissingRequest`] | 200 [`AcknowledgedMissing`] |
 //! | POST   | /v1/prune       | [`PruneRequest`]    | stream ending in [`PruneReports`] |
+//! | GET    | /v1/stats       | -                   | 200 [`RepositoryStats`]           |
+//! | GET    | /metrics        | -                   | 200 Prometheus text format        |
+//!
+//! `/metrics` alone is outside `/v1`: it is where Prometheus looks, and its format is
+//! Prometheus' (text/plain version 0.0.4), not JSON.
 //!
 //! A "stream" is `application/x-ndjson`: one [`StreamEvent`] per line, progress lines first,
 //! and exactly one final `done` or `error` line. Every error, streamed or not, is an
@@ -53,6 +58,9 @@
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
+mod stats;
+pub use stats::{ObjectCount, RepositoryStats, TargetStats};
+
 /// The protocol version this file describes; it is the `/v1` in every path.
 pub const PROTOCOL_VERSION: u32 = 1;
 
@@ -84,10 +92,12 @@ pub enum Route {
     KeyRotate,
     Prune,
     TargetAuth,
+    Stats,
+    Metrics,
 }
 
 impl Route {
-    pub const ALL: [Route; 16] = [
+    pub const ALL: [Route; 18] = [
         Route::Status,
         Route::Backup,
         Route::Snapshots,
@@ -104,12 +114,14 @@ impl Route {
         Route::KeyRotate,
         Route::Prune,
         Route::TargetAuth,
+        Route::Stats,
+        Route::Metrics,
     ];
 
     /// `GET` or `POST`: each route has exactly one method.
     pub fn method(self) -> &'static str {
         match self {
-            Route::Status | Route::Snapshots => "GET",
+            Route::Status | Route::Snapshots | Route::Stats | Route::Metrics => "GET",
             _ => "POST",
         }
     }
@@ -132,6 +144,8 @@ impl Route {
             Route::KeyRotate => "/v1/key/rotate",
             Route::Prune => "/v1/prune",
             Route::TargetAuth => "/v1/target/auth",
+            Route::Stats => "/v1/stats",
+            Route::Metrics => "/metrics",
         }
     }
 

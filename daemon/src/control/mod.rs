@@ -171,6 +171,28 @@ pub trait Handler: Send + Sync + 'static {
         request: KeyImportRequest,
     ) -> impl Future<Output = Result<KeyImported, ApiError>> + Send;
 
+    /// What each target's repository holds (`GET /v1/stats`).
+    fn stats(&self) -> impl Future<Output = Result<api::RepositoryStats, ApiError>> + Send {
+        async {
+            Err(ApiError::new(
+                404,
+                "not-found",
+                "this server keeps no statistics",
+            ))
+        }
+    }
+
+    /// The daemon's metrics in Prometheus' text format (`GET /metrics`).
+    fn metrics(&self) -> impl Future<Output = Result<String, ApiError>> + Send {
+        async {
+            Err(ApiError::new(
+                404,
+                "not-found",
+                "this server keeps no metrics",
+            ))
+        }
+    }
+
     /// Rotates the key (or, with `finish`, retires the old generation): DESIGN.md §3.11.
     fn key_rotate(
         &self,

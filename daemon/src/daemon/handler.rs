@@ -105,6 +105,20 @@ impl Handler for DaemonHandle {
         }
     }
 
+    async fn stats(&self) -> Result<crate::control::api::RepositoryStats, ApiError> {
+        let d = self.0.clone();
+        tokio::task::spawn_blocking(move || d.repository_stats())
+            .await
+            .map_err(internal)?
+    }
+
+    async fn metrics(&self) -> Result<String, ApiError> {
+        let d = self.0.clone();
+        tokio::task::spawn_blocking(move || d.metrics_text())
+            .await
+            .map_err(internal)
+    }
+
     async fn snapshots(&self) -> Result<SnapshotList, ApiError> {
         let d = self.0.clone();
         tokio::task::spawn_blocking(move || {

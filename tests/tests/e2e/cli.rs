@@ -6,11 +6,10 @@
 use std::process::{Command, Stdio};
 
 use sealback_daemon::control::api::{BackupReport, ErrorResponse, RestoreReport, Status};
-use serde_json::json;
 
-use sealback_tests::{Device, MessageStore, Setup, Target, binaries};
+use sealback_tests::{Device, Setup, Target, binaries};
 
-use crate::fixtures::{BackedUp, TARGET};
+use crate::fixtures::{BackedUp, TARGET, one_target_failing};
 
 /// Parses what a `--json` command printed.
 #[track_caller]
@@ -51,25 +50,10 @@ fn json_errors_are_json_on_stdout_with_the_daemons_stable_code() {
 #[test]
 fn a_backup_that_reaches_some_targets_only_exits_4_with_its_report_on_stdout() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let store = MessageStore::create(&dir.path().join("store"), 5);
-    store.append(20);
-    let targets = vec![
-        Target::local("disk", &dir.path().join("disk")),
-        Target::local("disk2", &dir.path().join("disk2")),
-        Target::faulty(
-            "flaky",
-            &dir.path().join("flaky"),
-            json!({ "fail": "put", "kind": "permanent" }),
-        ),
-    ];
-    let mut device = Device::started(Setup::new(store.dir(), targets));
-    device.generate_key();
+    let (_store, mut device) = one_target_failing(dir.path(), 20);
     let partial = device.ctl_fails(&["--json", "backup", "--wait"], 4);
     let report: BackupReport = parsed(&partial);
-    assert!(
-        report.target == "disk" || report.target == "disk2",
-        "{partial}"
-    );
+    assert_eq!(report.target, TARGET, "{partial}");
     assert_eq!(report.failed.len(), 1, "{partial}");
     assert_eq!(report.failed[0].target, "flaky");
     assert!(partial.stderr.contains("flaky"), "{partial}");

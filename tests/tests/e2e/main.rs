@@ -18,6 +18,7 @@ mod incremental;
 mod keys;
 mod lifecycle;
 mod object_sizes;
+mod observability;
 mod plugins;
 mod provider_faults;
 mod prune;

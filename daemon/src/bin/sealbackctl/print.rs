@@ -8,7 +8,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use indicatif::HumanBytes;
 use sealback_daemon::control::api::{
     AcknowledgedMissing, Activity, BackupReport, KeyMode, MissingSnapshot, Progress, RepairReport,
-    SnapshotList, Status, VerifyReport,
+    RepositoryStats, SnapshotList, Status, VerifyReport,
 };
 
 /// A progress bar on the terminal, or nothing.
@@ -181,6 +181,48 @@ pub(crate) fn print_backup(r: &BackupReport) {
         ("took", took(r.duration_ms)),
     ]);
     print_fields(&fields);
+}
+
+pub(crate) fn print_stats(stats: &RepositoryStats) {
+    let rows = stats
+        .targets
+        .iter()
+        .map(|t| {
+            let objects: Vec<String> = t
+                .objects
+                .iter()
+                .map(|o| format!("{} {}", o.count, o.kind))
+                .collect();
+            vec![
+                t.target.clone(),
+                t.snapshots.to_string(),
+                HumanBytes(t.stored_bytes).to_string(),
+                HumanBytes(t.restored_bytes).to_string(),
+                format!("{:.1}x", t.deduplication_ratio),
+                if objects.is_empty() {
+                    "-".to_owned()
+                } else {
+                    objects.join(", ")
+                },
+            ]
+        })
+        .collect::<Vec<_>>();
+    print_table(
+        &[
+            ("TARGET", false),
+            ("SNAPSHOTS", true),
+            ("STORED", true),
+            ("RESTORED", true),
+            ("DEDUP", true),
+            ("OBJECTS", false),
+        ],
+        &rows,
+    );
+    outln!();
+    outln!(
+        "RESTORED: what restoring every snapshot would write; DEDUP: RESTORED / STORED \
+         (deduplication, delta capture and compression together)."
+    );
 }
 
 /// What a snapshot or a restore holds: its files, and the database beside them.
