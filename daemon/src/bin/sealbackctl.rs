@@ -10,10 +10,10 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use indicatif::HumanBytes;
 use sealback_daemon::control::api::{
-    Accepted, AcknowledgeMissingRequest, BackupRequest, ErrorBody, ErrorResponse,
-    KeyChangePasswordRequest, KeyDisableRequest, KeyGenerateRequest, KeyImportRequest, KeyMode,
-    KeyRecoverRequest, KeyRotateRequest, KeySetPasswordRequest, PruneRequest, RepairRequest,
-    RestoreRequest, VerifyRequest,
+    Accepted, AcknowledgeMissingRequest, BackupRequest, KeyChangePasswordRequest,
+    KeyDisableRequest, KeyGenerateRequest, KeyImportRequest, KeyMode, KeyRecoverRequest,
+    KeyRotateRequest, KeySetPasswordRequest, PruneRequest, RepairRequest, RestoreRequest,
+    VerifyRequest,
 };
 use sealback_daemon::control::client::{Client, ClientError};
 use serde::Serialize;
@@ -21,8 +21,14 @@ use serde::Serialize;
 #[path = "sealbackctl/out.rs"]
 #[macro_use]
 mod out;
+#[path = "sealbackctl/failure.rs"]
+mod failure;
 #[path = "sealbackctl/input.rs"]
 mod input;
+
+use failure::{Reported, UsageError, exit};
+#[path = "sealbackctl/plugin_check.rs"]
+mod plugin_check;
 #[path = "sealbackctl/print.rs"]
 mod print;
 #[path = "sealbackctl/prune.rs"]
@@ -35,18 +41,6 @@ use print::{
 };
 
 const DEFAULT_SOCKET: &str = "/run/sealback/control.sock";
-
-/// The exit statuses, as `--help` and the README list them.
-mod exit {
-    /// The daemon reported an error, a check found problems, or a plugin check failed.
-    pub const FAILED: u8 = 1;
-    /// sealbackctl was called wrongly (clap uses 2 for its own usage errors too).
-    pub const USAGE: u8 = 2;
-    /// Nothing answers on the control socket.
-    pub const UNREACHABLE: u8 = 3;
-    /// A backup reached some targets and failed on others.
-    pub const PARTIAL: u8 = 4;
-}
 
 #[derive(Parser)]
 #[command(
@@ -244,25 +238,6 @@ enum KeyCommand {
     },
 }
 
-/// A mistake in how sealbackctl was called that clap cannot see: exit status 2.
-#[derive(Debug, thiserror::Error)]
-#[error("{message}")]
-struct UsageError {
-    message: String,
-    hint: &'static str,
-}
-
-/// A command whose answer is printed on standard output but that did not succeed (a backup
-/// that failed on some targets, `verify` finding problems, a failed plugin check): what went
-/// wrong goes to standard error only, so that `--json` prints one document, and the command
-/// exits with `status`.
-#[derive(Debug, thiserror::Error)]
-#[error("{}", .failures.join("; "))]
-struct Reported {
-    status: u8,
-    failures: Vec<String>,
-}
-
 fn main() -> ExitCode {
     sealback_service::docs::generate_if_asked(<Cli as clap::CommandFactory>::command, "1");
     // It reads passwords and recovery keys: never into a core file.
@@ -283,7 +258,7 @@ fn main() -> ExitCode {
     };
     let status = match outcome {
         Ok(()) => ExitCode::SUCCESS,
-        Err(error) => report(&error, json, verbose),
+        Err(error) => failure::report(&error, json, verbose),
     };
     if verbose {
         eprintln!(
@@ -292,63 +267,6 @@ fn main() -> ExitCode {
         );
     }
     status
-}
-
-/// Says what went wrong: on standard error, and with `--json` also as an [`ErrorResponse`]
-/// on standard output, whose `code` is the daemon's stable one when the daemon answered.
-/// Returns the exit status the error means.
-fn report(error: &anyhow::Error, json: bool, verbose: bool) -> ExitCode {
-    if let Some(reported) = error.downcast_ref::<Reported>() {
-        for failure in &reported.failures {
-            eprintln!("error: {failure}");
-        }
-        return ExitCode::from(reported.status);
-    }
-    let (body, status) = classify(error);
-    if verbose {
-        eprintln!("error [{}]: {}", body.code, body.message);
-    } else {
-        eprintln!("error: {}", body.message);
-    }
-    if let Some(hint) = &body.hint {
-        eprintln!("hint: {hint}");
-    }
-    if json {
-        let document = ErrorResponse { error: body };
-        match serde_json::to_string_pretty(&document) {
-            Ok(text) => outln!("{text}"),
-            Err(e) => eprintln!("error: cannot encode the error as JSON: {e}"),
-        }
-    }
-    ExitCode::from(status)
-}
-
-/// The error as the control protocol would report it, and its exit status. Errors that
-/// never reached the daemon get codes of sealbackctl's own: `unreachable`, `protocol`,
-/// `usage`, `failed`.
-fn classify(error: &anyhow::Error) -> (ErrorBody, u8) {
-    let body = |code: &str, message: String, hint: Option<String>| ErrorBody {
-        code: code.to_owned(),
-        message,
-        hint,
-    };
-    if let Some(client) = error.downcast_ref::<ClientError>() {
-        return match client {
-            ClientError::Connect { .. } => (
-                body("unreachable", client.message(), client.hint()),
-                exit::UNREACHABLE,
-            ),
-            ClientError::Api(api) => (api.clone(), exit::FAILED),
-            ClientError::Protocol(message) => {
-                (body("protocol", message.clone(), None), exit::FAILED)
-            }
-        };
-    }
-    if let Some(usage) = error.downcast_ref::<UsageError>() {
-        let hint = Some(usage.hint.to_owned());
-        return (body("usage", usage.message.clone(), hint), exit::USAGE);
-    }
-    (body("failed", format!("{error:#}"), None), exit::FAILED)
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
@@ -511,12 +429,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             options,
             failing_options,
         }) => {
-            let mut settings =
-                sealback_conformance::Settings::new(json_option("--options", options)?);
+            let mut settings = sealback_conformance::Settings::new(plugin_check::json_option(
+                "--options",
+                options,
+            )?);
             if let Some(failing) = failing_options {
-                settings = settings.failing_options(json_option("--failing-options", failing)?);
+                settings = settings
+                    .failing_options(plugin_check::json_option("--failing-options", failing)?);
             }
-            check_plugin(json, plugin, settings).await?;
+            plugin_check::run(json, plugin, settings).await?;
         }
         Command::Key(KeyCommand::SetPassword) => {
             needs_vault(&client).await?;
@@ -604,74 +525,6 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
     }
     Ok(())
-}
-
-/// Runs the conformance kit on a blocking thread, printing each case as it ends (or, with
-/// `--json`, the report at the end).
-async fn check_plugin(
-    json: bool,
-    plugin: PathBuf,
-    settings: sealback_conformance::Settings,
-) -> anyhow::Result<()> {
-    if !json {
-        outln!("checking {}", plugin.display());
-    }
-    let report = tokio::task::spawn_blocking(move || {
-        sealback_conformance::run_with(&plugin, &settings, |case| {
-            if !json {
-                outln!("{case}");
-            }
-        })
-    })
-    .await
-    .context("the conformance kit stopped")??;
-    if let Some(reason) = &report.options_refused {
-        return Err(UsageError {
-            message: format!("the plugin refused the options given with --options: {reason}"),
-            hint: "fix --options: a JSON object of the provider's options, as a target's \
-                   `options` table (see the provider's documentation)",
-        }
-        .into());
-    }
-    let plugin = &report.plugin;
-    output(json, &report, |report| {
-        outln!(
-            "{report}: plugin {:?} {} (ABI v{})",
-            plugin.name,
-            plugin.version,
-            plugin.abi_version
-        );
-    })?;
-    if !report.is_success() {
-        return Err(Reported {
-            status: exit::FAILED,
-            failures: vec![format!(
-                "{} of {} cases failed: the plugin does not keep the provider contract \
-                 (docs/plugin-abi.md)",
-                report.failed(),
-                report.cases.len()
-            )],
-        }
-        .into());
-    }
-    Ok(())
-}
-
-/// A JSON object given as an option; anything else is a usage error naming the option.
-fn json_option(option: &'static str, text: String) -> anyhow::Result<String> {
-    match serde_json::from_str::<serde_json::Value>(&text) {
-        Ok(serde_json::Value::Object(_)) => Ok(text),
-        Ok(_) => Err(UsageError {
-            message: format!("{option} is not a JSON object"),
-            hint: "give the provider's options as an object, e.g. '{\"path\": \"/tmp/sb-check\"}'",
-        }
-        .into()),
-        Err(e) => Err(UsageError {
-            message: format!("{option} is not valid JSON: {e}"),
-            hint: "quote it for the shell, e.g. --options '{\"path\": \"/tmp/sb-check\"}'",
-        }
-        .into()),
-    }
 }
 
 /// Prints `value` as JSON with `--json`, else as text (none with `--quiet`).

@@ -7,7 +7,7 @@ use std::io::{self, BufRead, IsTerminal, Read, Write};
 use anyhow::Context;
 use zeroize::Zeroizing;
 
-use crate::UsageError;
+use crate::failure::UsageError;
 
 /// A recovery key on standard input is far shorter than this.
 const MAX_RECOVERY_KEY_INPUT: u64 = 4096;
