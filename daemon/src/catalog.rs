@@ -20,6 +20,7 @@ use crate::capture::database::Baseline;
 use crate::capture::files::FileStat;
 
 mod damaged;
+mod objects;
 mod pruned;
 mod remembered;
 

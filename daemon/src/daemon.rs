@@ -2,14 +2,20 @@
 
 mod auth;
 mod browse;
+mod errors;
 mod handler;
 mod held;
+mod last_backup;
+mod metrics;
 mod missing;
 mod prune;
 mod rotation;
+mod status;
 mod vault;
 
 pub use handler::DaemonHandle;
+
+use errors::{engine_error, internal, repo_error};
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -22,11 +28,11 @@ use tokio::sync::{mpsc, oneshot};
 use crate::catalog::Catalog;
 use crate::config::{Config, TargetConfig};
 use crate::control::api::{
-    BackupReport, KeyMode, ProviderCounters, RepairReport, RepairRequest, RestoreReport,
-    RestoreRequest, TargetStatus, VerifyReport, VerifyRequest,
+    BackupReport, KeyMode, RepairReport, RepairRequest, RestoreReport, RestoreRequest,
+    TargetFailure, VerifyReport, VerifyRequest,
 };
 use crate::control::{ApiError, ProgressSink};
-use crate::engine::{self, EngineError};
+use crate::engine;
 use crate::keystore::KeyStore;
 use crate::providers::{self, Counters, TargetStore};
 
@@ -46,6 +52,8 @@ struct Target {
     served_a_repository: AtomicBool,
     /// Held by a backup or a prune of this target: both write its catalog.
     work: Mutex<()>,
+    /// Its backups since the daemon started, for `/metrics`.
+    tally: Mutex<metrics::BackupTally>,
 }
 
 #[derive(Default)]
@@ -83,8 +91,9 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl Daemon {
-    /// Loads the key and the targets' plugins. A target that fails to load is kept with its
-    /// error; the daemon runs regardless.
+    /// Loads the key and the targets' plugins. A target whose plugin is missing or refuses
+    /// its options stops start-up with a [`crate::config::ConfigError`] naming the key; one
+    /// that fails otherwise is kept with its error, and the daemon runs regardless.
     pub fn new(config: Config, backups: mpsc::Sender<BackupTicket>) -> anyhow::Result<Daemon> {
         let keystore = KeyStore::new(
             &config.state_dir,
@@ -103,42 +112,52 @@ impl Daemon {
             );
         }
         let stop = providers::Stop::default();
-        let targets = config
-            .targets
-            .iter()
-            .map(|t| {
-                let counters = Arc::new(Counters::default());
-                let (store, error) = match providers::open_target(
-                    &config.plugins_dir,
-                    t,
-                    counters.clone(),
-                    &stop,
-                ) {
+        let mut targets = Vec::with_capacity(config.targets.len());
+        for (i, t) in config.targets.iter().enumerate() {
+            let counters = Arc::new(Counters::default());
+            let (store, error) =
+                match providers::open_target(&config.plugins_dir, t, counters.clone(), &stop) {
                     Ok(s) => (Some(s), None),
+                    Err(providers::OpenError {
+                        wrong_key: Some(key),
+                        message,
+                    }) => {
+                        return Err(crate::config::ConfigError::target(
+                            &config.origin,
+                            i,
+                            key,
+                            message,
+                        )
+                        .into());
+                    }
                     Err(e) => {
                         tracing::error!(target = %t.name, error = %e, "storage target unavailable");
-                        (None, Some(e))
+                        (None, Some(e.to_string()))
                     }
                 };
-                Target {
-                    config: t.clone(),
-                    store: Mutex::new(store),
-                    last_error: Mutex::new(error),
-                    counters,
-                    served_a_repository: AtomicBool::new(false),
-                    work: Mutex::new(()),
-                }
-            })
-            .collect();
+            targets.push(Target {
+                config: t.clone(),
+                store: Mutex::new(store),
+                last_error: Mutex::new(error),
+                counters,
+                served_a_repository: AtomicBool::new(false),
+                work: Mutex::new(()),
+                tally: Mutex::default(),
+            });
+        }
         let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
             .map(|h| h.trim().to_owned())
             .unwrap_or_else(|_| "unknown".into());
+        let last_backup = last_backup::load(&config.state_dir);
         Ok(Daemon {
             config,
             keystore,
             key: RwLock::new(key),
             targets,
-            runtime: Mutex::new(Runtime::default()),
+            runtime: Mutex::new(Runtime {
+                last_backup,
+                ..Runtime::default()
+            }),
             backups,
             host,
             cancel: AtomicBool::new(false),
@@ -193,7 +212,8 @@ impl Daemon {
             &target.config,
             target.counters.clone(),
             &self.stop,
-        )?;
+        )
+        .map_err(|e| e.to_string())?;
         *slot = Some(store.clone());
         Ok(store)
     }
@@ -298,6 +318,7 @@ impl Daemon {
         let mut first: Option<BackupReport> = None;
         let mut failures = Vec::new();
         for ((_, target), result) in chosen.iter().zip(&results) {
+            lock(&target.tally).record(result);
             match result {
                 Ok(report) => {
                     tracing::info!(
@@ -320,19 +341,34 @@ impl Daemon {
         rt.activity_backup = false;
         let overall = match (failures.into_iter().next(), first) {
             (None, Some(report)) => {
-                rt.last_backup = Some(report.clone());
                 rt.last_error = None;
                 Ok(report)
             }
-            (Some(e), report) => {
-                if let Some(r) = report {
-                    rt.last_backup = Some(r);
-                }
+            // Some targets have their snapshot: the report says so, and names the others.
+            (Some(e), Some(mut report)) => {
+                rt.last_error = Some(e.to_string());
+                report.failed = each
+                    .iter()
+                    .filter_map(|(i, result)| {
+                        let error = result.as_ref().err()?;
+                        Some(TargetFailure {
+                            target: self.targets[*i].config.name.clone(),
+                            error: error.body.clone(),
+                        })
+                    })
+                    .collect();
+                Ok(report)
+            }
+            (Some(e), None) => {
                 rt.last_error = Some(e.to_string());
                 Err(e)
             }
             (None, None) => Err(ApiError::new(500, "internal", "no targets configured")),
         };
+        if let Ok(report) = &overall {
+            rt.last_backup = Some(report.clone());
+            last_backup::save(&self.config.state_dir, report);
+        }
         (overall, each)
     }
 
@@ -471,61 +507,6 @@ impl Daemon {
         Ok(report)
     }
 
-    fn target_status(&self, target: &Target) -> TargetStatus {
-        let index = self
-            .targets
-            .iter()
-            .position(|t| std::ptr::eq(t, target))
-            .unwrap_or(0);
-        let mut status = TargetStatus {
-            name: target.config.name.clone(),
-            plugin: target.config.plugin.clone(),
-            schedule: self.config.target_schedule(index).to_string(),
-            next_backup_unix_ms: lock(&self.next_backups).get(index).copied().flatten(),
-            last_snapshot: None,
-            last_snapshot_unix_ms: None,
-            snapshots: 0,
-            bytes_stored: 0,
-            last_error: lock(&target.last_error).clone(),
-            missing_snapshots: Vec::new(),
-            requests: {
-                let c = target.counters.snapshot();
-                ProviderCounters {
-                    requests: c.requests,
-                    retries: c.retries,
-                    failures: c.failures,
-                    bytes_sent: c.bytes_sent,
-                    bytes_received: c.bytes_received,
-                    in_flight: c.in_flight,
-                }
-            },
-        };
-        let path = self.catalog_path(&target.config.name);
-        if path.exists()
-            && let Ok(catalog) = Catalog::open(&path)
-        {
-            if let Ok(rows) = catalog.snapshots() {
-                status.snapshots = rows.len() as u64;
-                if let Some(last) = rows.last() {
-                    status.last_snapshot = Some(last.id().to_owned());
-                    status.last_snapshot_unix_ms = Some(last.time_unix_ms);
-                }
-            }
-            status.bytes_stored = catalog.bytes_stored().unwrap_or(0);
-        }
-        // From the record beside the catalog, which outlives it.
-        match crate::catalog::missing_beside(&path) {
-            Ok(gone) => {
-                status.missing_snapshots = gone
-                    .iter()
-                    .map(|m| missing::shown(m, &target.config.name))
-                    .collect();
-            }
-            Err(e) => status.last_error = Some(e.to_string()),
-        }
-        status
-    }
-
     /// Checks a key against every target's repository; a target with no repository yet
     /// accepts any key.
     fn check_key(&self, key: &BackupKey) -> Result<Vec<String>, ApiError> {
@@ -562,45 +543,5 @@ impl Daemon {
         self.keystore.save(&key).map_err(internal)?;
         *slot = Some(Arc::new(key));
         Ok(())
-    }
-}
-
-fn internal(e: impl std::fmt::Display) -> ApiError {
-    ApiError::new(500, "internal", e.to_string())
-}
-
-fn repo_error(target: &str, e: sealback_repo::Error) -> ApiError {
-    match e {
-        sealback_repo::Error::Authentication { ref name } if name == sealback_repo::repository::CONFIG_NAME => {
-            ApiError::new(403, "wrong-key", format!("the backup key does not open the repository on target {target:?}"))
-                .with_hint("the target holds backups made with another key: import that key (sealbackctl key import --replace) or point the target elsewhere")
-        }
-        sealback_repo::Error::Store(s) if s.kind == StoreErrorKind::NotFound => {
-            ApiError::new(404, "not-found", s.message).with_hint("the target has no backup repository yet, or an object was deleted; is the target's disk mounted, its path or bucket right?")
-        }
-        sealback_repo::Error::Store(s) => ApiError::new(502, "target-failed", s.message),
-        other => ApiError::new(500, "integrity", other.to_string())
-            .with_hint("run `sealbackctl verify` to list every damaged object"),
-    }
-}
-
-fn engine_error(target: &str, e: EngineError) -> ApiError {
-    match e {
-        EngineError::Repo(r) => repo_error(target, r),
-        EngineError::Catalog(crate::catalog::CatalogError::Repo(r)) => repo_error(target, r),
-        EngineError::NoSuchSnapshot(_)
-        | EngineError::AmbiguousSnapshot(_)
-        | EngineError::NoSnapshots => ApiError::new(404, "not-found", e.to_string()),
-        EngineError::NotEmpty(_)
-        | EngineError::InTheWay(_)
-        | EngineError::RestoreDirIsLink(_)
-        | EngineError::Changing(_)
-        | EngineError::CannotGiveOwner { .. } => ApiError::new(409, "conflict", e.to_string()),
-        EngineError::Cancelled => ApiError::new(503, "shutting-down", e.to_string()),
-        EngineError::NothingSelected { .. } => ApiError::new(404, "not-found", e.to_string()),
-        EngineError::UnsafePath { .. }
-        | EngineError::SizeMismatch { .. }
-        | EngineError::DatabaseUnsound { .. } => ApiError::new(500, "integrity", e.to_string()),
-        other => ApiError::new(500, "internal", other.to_string()),
     }
 }

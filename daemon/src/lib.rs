@@ -20,5 +20,6 @@ pub mod notify;
 pub mod providers;
 pub mod retention;
 pub mod scheduler;
+pub mod state_lock;
 #[cfg(test)]
 mod test_store;

@@ -7,16 +7,17 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Parser;
-use sealback_daemon::config::Config;
+use sealback_daemon::config::{Config, ConfigError};
 use sealback_daemon::control::server;
 use sealback_daemon::daemon::{Daemon, DaemonHandle};
+use sealback_daemon::state_lock::StateLock;
 use sealback_daemon::{notify, scheduler};
 use tokio::signal::unix::{Signal, SignalKind, signal};
 use tokio::sync::{mpsc, watch};
 
 /// End-to-end encrypted, incremental backups of a messaging app's message store.
 #[derive(Parser)]
-#[command(name = "sealbackd", version, after_help = ENVIRONMENT)]
+#[command(name = "sealbackd", after_help = ENVIRONMENT)]
 struct Args {
     /// The configuration file (config/sealback.toml documents every key).
     #[arg(long, value_name = "PATH")]
@@ -39,7 +40,17 @@ Signals:
 
 fn main() -> ExitCode {
     sealback_service::docs::generate_if_asked(<Args as clap::CommandFactory>::command, "8");
-    let args = Args::parse();
+    // `--version` names the program as `sealbackctl status` does (clap puts the name first).
+    let name = sealback_daemon::control::api::daemon_name(
+        env!("CARGO_PKG_VERSION"),
+        sealback_daemon::control::api::PROTOCOL_VERSION,
+    );
+    let version: &'static str = name.trim_start_matches("sealbackd ").to_owned().leak();
+    let command = <Args as clap::CommandFactory>::command().version(version);
+    let args = match <Args as clap::FromArgMatches>::from_arg_matches(&command.get_matches()) {
+        Ok(args) => args,
+        Err(e) => e.exit(),
+    };
     // The backup key lives in this process: never in a core file, and what it creates is
     // its own.
     if let Err(e) = sealback_daemon::hardening::no_core_dumps() {
@@ -48,7 +59,7 @@ fn main() -> ExitCode {
     }
     sealback_daemon::hardening::private_files();
     sealback_service::logging::init(&["SEALBACK_LOG"]);
-    let config = match Config::load(&args.config) {
+    let config = match Config::load(&args.config).and_then(check_store) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("sealbackd: {e}");
@@ -67,6 +78,11 @@ fn main() -> ExitCode {
     };
     match runtime.block_on(run(config)) {
         Ok(()) => ExitCode::SUCCESS,
+        // A target's plugin or options, found wrong when the daemon opened them.
+        Err(e) if e.downcast_ref::<ConfigError>().is_some() => {
+            eprintln!("sealbackd: {e}");
+            ExitCode::from(2)
+        }
         Err(e) => {
             eprintln!("sealbackd: {e:#}");
             ExitCode::FAILURE
@@ -77,14 +93,9 @@ fn main() -> ExitCode {
 async fn run(config: Config) -> anyhow::Result<()> {
     // Before anything slow, so a SIGHUP during start-up does not kill the daemon either.
     let signals = Signals::install().context("cannot install the signal handlers")?;
-    if !config.store.is_dir() {
-        anyhow::bail!(
-            "store.path {} is not a directory: point it at the app's message store (the folder holding {})",
-            config.store.display(),
-            config.database
-        );
-    }
     create_private_dir(&config.state_dir)?;
+    // Held until the process ends: a second daemon on this state would corrupt it.
+    let _state_lock = StateLock::acquire(&config.state_dir)?;
     let (ticket_tx, ticket_rx) = mpsc::channel(16);
     let (change_tx, change_rx) = mpsc::channel(1);
     let daemon = Arc::new(Daemon::new(config.clone(), ticket_tx)?);
@@ -125,6 +136,27 @@ async fn run(config: Config) -> anyhow::Result<()> {
     let _ = std::fs::remove_file(&config.socket);
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The store must be a folder (a backup refuses one without the database; a new device
+/// restoring into it has none yet).
+fn check_store(config: Config) -> Result<Config, ConfigError> {
+    let bad = |key: &str, message: String| ConfigError::BadValue {
+        origin: config.origin.clone(),
+        key: key.to_owned(),
+        message,
+    };
+    if !config.store.is_dir() {
+        return Err(bad(
+            "store.path",
+            format!(
+                "{} is not a directory: point it at the app's message store (the folder holding {})",
+                config.store.display(),
+                config.database
+            ),
+        ));
+    }
+    Ok(config)
 }
 
 /// The signals the daemon handles, installed once at start.

@@ -85,7 +85,7 @@ impl BackupKey {
                 None => {
                     return Err(RecoveryKeyError::BadCharacter {
                         character: c,
-                        position: nibbles.len() + 1,
+                        digits_before: nibbles.len(),
                     });
                 }
             }
@@ -132,11 +132,24 @@ pub enum RecoveryKeyError {
         "a recovery key has 64 digits, this one has {found}: check for a missing or doubled group"
     )]
     WrongLength { found: usize },
+    /// `digits_before`: how many good digits precede the character, so the message can say
+    /// where it is ("before the first digit", "after digit 4").
     #[error(
-        "'{character}' (after digit {position}) is not a recovery-key digit: recovery keys use only 0-9 and a-f{}",
+        "'{character}' ({}) is not a recovery-key digit: recovery keys use only 0-9 and a-f{}",
+        place(*digits_before),
         confusable_hint(*character)
     )]
-    BadCharacter { character: char, position: usize },
+    BadCharacter {
+        character: char,
+        digits_before: usize,
+    },
+}
+
+fn place(digits_before: usize) -> String {
+    match digits_before {
+        0 => "before the first digit".to_owned(),
+        n => format!("after digit {n}"),
+    }
 }
 
 fn confusable_hint(c: char) -> &'static str {
@@ -224,10 +237,17 @@ mod tests {
             err,
             RecoveryKeyError::BadCharacter {
                 character: 'o',
-                position: 1
+                digits_before: 0
             }
         );
-        assert!(err.to_string().contains("did you mean 0?"));
+        let message = err.to_string();
+        assert!(message.contains("did you mean 0?"), "{message}");
+        assert!(message.contains("before the first digit"), "{message}");
+        // "0001 0203 0405 0607 0809 ...": the 8 in the fifth group is digit 18.
+        let err = BackupKey::from_recovery_key(&shown.replacen('8', "x", 1))
+            .err()
+            .expect("refused");
+        assert!(err.to_string().contains("'x' (after digit 17)"), "{err}");
     }
 
     /// Fixed vectors, computed independently (Python's hmac/hashlib for HKDF-SHA256, the

@@ -399,9 +399,15 @@ impl Drop for Device {
 /// Runs `sealbackd --config CONFIG`, which is expected to exit by itself (a bad
 /// configuration); returns its exit code and standard error.
 pub fn sealbackd_exit(config: &Path) -> (Option<i32>, String) {
+    sealbackd_exit_with_env(config, &[])
+}
+
+/// [`sealbackd_exit`] with these variables in its environment.
+pub fn sealbackd_exit_with_env(config: &Path, env: &[(&str, &str)]) -> (Option<i32>, String) {
     let mut command = Command::new(binaries::sealbackd());
     command.arg("--config").arg(config);
     scrub_environment(&mut command);
+    command.envs(env.iter().copied());
     let output = run(command, b"", DAEMON_DEADLINE)
         .unwrap_or_else(|e| panic!("sealbackd --config {}: {e}", config.display()));
     (

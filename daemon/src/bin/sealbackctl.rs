@@ -2,34 +2,47 @@
 //! control socket (see `control::api`); this file only parses arguments and prints answers.
 //! `plugin check` is the exception: it runs the conformance kit here, without the daemon.
 
-use std::io::{self, BufRead, IsTerminal, Read, Write};
+use std::io::{self, IsTerminal};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::{Duration, UNIX_EPOCH};
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use indicatif::{HumanBytes, ProgressBar, ProgressStyle};
+use indicatif::HumanBytes;
 use sealback_daemon::control::api::{
-    Accepted, AcknowledgeMissingRequest, AcknowledgedMissing, Activity, BackupReport,
-    BackupRequest, DiffRequest, KeyChangePasswordRequest, KeyDisableRequest, KeyGenerateRequest,
-    KeyImportRequest, KeyMode, KeyRecoverRequest, KeyRotateRequest, KeySetPasswordRequest,
-    LsRequest, MissingSnapshot, Progress, PruneRequest, RepairReport, RepairRequest,
-    RestoreRequest, SnapshotList, Status, VerifyReport, VerifyRequest,
+    Accepted, AcknowledgeMissingRequest, BackupRequest, DiffRequest, KeyChangePasswordRequest,
+    KeyDisableRequest, KeyGenerateRequest, KeyImportRequest, KeyMode, KeyRecoverRequest,
+    KeyRotateRequest, KeySetPasswordRequest, LsRequest, PruneRequest, RepairRequest,
+    RestoreRequest, VerifyRequest,
 };
 use sealback_daemon::control::client::{Client, ClientError};
 use serde::Serialize;
-use zeroize::Zeroizing;
 
+#[path = "sealbackctl/out.rs"]
+#[macro_use]
+mod out;
+#[path = "sealbackctl/failure.rs"]
+mod failure;
+#[path = "sealbackctl/input.rs"]
+mod input;
+
+use failure::{Reported, UsageError, exit};
 #[path = "sealbackctl/browse.rs"]
 mod browse;
+#[path = "sealbackctl/plugin_check.rs"]
+mod plugin_check;
+#[path = "sealbackctl/print.rs"]
+mod print;
 #[path = "sealbackctl/prune.rs"]
 mod prune;
 
-const DEFAULT_SOCKET: &str = "/run/sealback/control.sock";
+use input::{PasswordInput, read_recovery_key};
+use print::{
+    ProgressView, print_acknowledged, print_backup, print_repair, print_snapshots, print_status,
+    print_verify, took,
+};
 
-/// A recovery key on standard input is far shorter than this.
-const MAX_RECOVERY_KEY_INPUT: u64 = 4096;
+const DEFAULT_SOCKET: &str = "/run/sealback/control.sock";
 
 #[derive(Parser)]
 #[command(
@@ -47,17 +60,33 @@ Examples:
   sealbackctl key import < recovery-key.txt
   sealbackctl plugin check ./libsealback_mine.so --options '{\"path\": \"/tmp/sb-check\"}'
 
-Exit status: 0 done, 1 the daemon reported an error (or a plugin check
-failed), 2 usage error, 3 the daemon cannot be reached."
+Output: the answer on standard output (with --json, one JSON document, errors
+included: {\"error\": {\"code\", \"message\", \"hint\"}}), messages on standard error.
+
+Exit status:
+  0  done
+  1  the daemon reported an error, verify found a problem, or a plugin check failed
+  2  usage error
+  3  the daemon cannot be reached
+  4  a backup reached some targets and failed on others (each is reported)"
 )]
 struct Cli {
     /// The daemon's control socket [default: $SEALBACK_SOCKET, else /run/sealback/control.sock]
     #[arg(long, global = true, value_name = "PATH")]
     socket: Option<PathBuf>,
 
-    /// Print the daemon's answer as one JSON document instead of text
+    /// Print the daemon's answer as one JSON document instead of text, errors included
     #[arg(long, global = true)]
     json: bool,
+
+    /// Say more: the socket, each error's code and how long the command took (on stderr)
+    #[arg(short, long, global = true, conflicts_with = "quiet")]
+    verbose: bool,
+
+    /// Print no report and no progress on success; errors, --json documents and a new
+    /// recovery key are still printed
+    #[arg(short, long, global = true)]
+    quiet: bool,
 
     #[command(subcommand)]
     command: Command,
@@ -67,6 +96,9 @@ struct Cli {
 enum Command {
     /// Show what the daemon is doing, its key, schedule and storage targets
     Status,
+    /// What each target's repository holds: its size, deduplication ratio, snapshots and
+    /// objects (from the daemon's catalog, as of its last backup or listing)
+    Stats,
     /// Back up the message store now
     Backup {
         /// Wait until the backup has finished, showing its progress
@@ -200,6 +232,7 @@ its secrets from files or environment variables that its options name. See docs/
         options: String,
         /// Options for a second instance over the same storage whose puts fail (read-only
         /// credentials, a full quota), for the failed-put cases, which are skipped without
+        /// them
         #[arg(long, value_name = "JSON")]
         failing_options: Option<String>,
     },
@@ -244,14 +277,6 @@ enum KeyCommand {
     },
 }
 
-/// A mistake in how sealbackctl was called that clap cannot see: exit status 2.
-#[derive(Debug, thiserror::Error)]
-#[error("{message}")]
-struct UsageError {
-    message: String,
-    hint: &'static str,
-}
-
 fn main() -> ExitCode {
     sealback_service::docs::generate_if_asked(<Cli as clap::CommandFactory>::command, "1");
     // It reads passwords and recovery keys: never into a core file.
@@ -260,6 +285,9 @@ fn main() -> ExitCode {
         return ExitCode::FAILURE;
     }
     let cli = Cli::parse();
+    let (json, verbose) = (cli.json, cli.verbose);
+    out::set_quiet(cli.quiet);
+    let started = std::time::Instant::now();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build();
@@ -267,30 +295,17 @@ fn main() -> ExitCode {
         Ok(runtime) => runtime.block_on(run(cli)),
         Err(e) => Err(anyhow::Error::new(e).context("cannot start the async runtime")),
     };
-    match outcome {
+    let status = match outcome {
         Ok(()) => ExitCode::SUCCESS,
-        Err(error) => report(&error),
+        Err(error) => failure::report(&error, json, verbose),
+    };
+    if verbose {
+        eprintln!(
+            "sealbackctl: took {}",
+            took(started.elapsed().as_millis() as u64)
+        );
     }
-}
-
-fn report(error: &anyhow::Error) -> ExitCode {
-    if let Some(client) = error.downcast_ref::<ClientError>() {
-        eprintln!("error: {}", client.message());
-        if let Some(hint) = client.hint() {
-            eprintln!("hint: {hint}");
-        }
-        return match client {
-            ClientError::Connect { .. } => ExitCode::from(3),
-            ClientError::Api(_) | ClientError::Protocol(_) => ExitCode::from(1),
-        };
-    }
-    if let Some(usage) = error.downcast_ref::<UsageError>() {
-        eprintln!("error: {}", usage.message);
-        eprintln!("hint: {}", usage.hint);
-        return ExitCode::from(2);
-    }
-    eprintln!("error: {error:#}");
-    ExitCode::from(1)
+    status
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
@@ -298,13 +313,20 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         .socket
         .or_else(|| std::env::var_os("SEALBACK_SOCKET").map(PathBuf::from))
         .unwrap_or_else(|| PathBuf::from(DEFAULT_SOCKET));
+    if cli.verbose {
+        eprintln!("sealbackctl: control socket {}", socket.display());
+    }
     let client = Client::new(socket);
     let json = cli.json;
-    let show_progress = !json && io::stdout().is_terminal();
+    let show_progress = !json && !out::quiet() && io::stdout().is_terminal();
     match cli.command {
         Command::Status => {
             let status = client.status().await?;
             output(json, &status, print_status)?;
+        }
+        Command::Stats => {
+            let stats = client.stats().await?;
+            output(json, &stats, print::print_stats)?;
         }
         Command::Backup { wait } => {
             let bar = ProgressView::new(show_progress && wait, "backing up");
@@ -313,7 +335,20 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 .await;
             bar.clear();
             match report? {
-                Some(report) => output(json, &report, print_backup)?,
+                Some(report) => {
+                    output(json, &report, print_backup)?;
+                    if !report.failed.is_empty() {
+                        let failures = report
+                            .failed
+                            .iter()
+                            .map(|f| format!("target {}: {}", f.target, f.error.message));
+                        return Err(Reported {
+                            status: exit::PARTIAL,
+                            failures: failures.collect(),
+                        }
+                        .into());
+                    }
+                }
                 None => {
                     let accepted = Accepted {
                         accepted: true,
@@ -321,7 +356,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                                   finished"
                             .to_owned(),
                     };
-                    output(json, &accepted, |a| println!("{}", a.message))?;
+                    output(json, &accepted, |a| outln!("{}", a.message))?;
                 }
             }
         }
@@ -344,11 +379,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let report = report?;
             output(json, &report, print_verify)?;
             if !report.problems.is_empty() {
-                anyhow::bail!(
-                    "{} problem(s) found on target {}",
-                    report.problems.len(),
-                    report.target
-                );
+                return Err(Reported {
+                    status: exit::FAILED,
+                    failures: vec![format!(
+                        "{} problem(s) found on target {}",
+                        report.problems.len(),
+                        report.target
+                    )],
+                }
+                .into());
             }
         }
         Command::Snapshots {
@@ -419,7 +458,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 })
                 .await?;
             output(json, &done, |done| {
-                println!(
+                outln!(
                     "Target {:?} is authorized: it stores backups from its next call on.",
                     done.target
                 );
@@ -427,45 +466,53 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Key(KeyCommand::Generate { replace }) => {
             let generated = client.key_generate(KeyGenerateRequest { replace }).await?;
-            output(json, &generated, |g| {
-                println!();
-                println!("Your recovery key:");
-                println!();
-                println!("{}", g.recovery_key.as_str());
-                println!();
-                println!(
-                    "Write it down now and keep it somewhere safe: it will not be shown again."
+            // The key alone on standard output, the words around it on standard error: so
+            // `key generate > key.txt` writes a file `key import < key.txt` reads back.
+            if json {
+                output(json, &generated, |_| {})?;
+            } else {
+                say("\nYour recovery key:\n");
+                outln!("{}", generated.recovery_key.as_str());
+                say(
+                    "\nWrite it down now and keep it somewhere safe: it will not be shown again.\n\
+                     Without this recovery key or this device, your backups cannot be read.",
                 );
-                println!("Without this recovery key or this device, your backups cannot be read.");
-            })?;
+            }
         }
         Command::Plugin(PluginCommand::Check {
             plugin,
             options,
             failing_options,
         }) => {
-            let mut settings = sealback_conformance::Settings::new(options);
+            let mut settings = sealback_conformance::Settings::new(plugin_check::json_option(
+                "--options",
+                options,
+            )?);
             if let Some(failing) = failing_options {
-                settings = settings.failing_options(failing);
+                settings = settings
+                    .failing_options(plugin_check::json_option("--failing-options", failing)?);
             }
-            check_plugin(json, plugin, settings).await?;
+            plugin_check::run(json, plugin, settings).await?;
         }
         Command::Key(KeyCommand::SetPassword) => {
+            needs_vault(&client).await?;
             let mut input = PasswordInput::new()?;
             let password = input.new_password("New vault password")?;
             let changed = client
                 .key_set_password(KeySetPasswordRequest { password })
                 .await?;
-            output(json, &changed, |c| println!("{}", c.message))?;
+            output(json, &changed, |c| outln!("{}", c.message))?;
         }
         Command::Key(KeyCommand::Recover { replace }) => {
+            needs_vault(&client).await?;
             let password = PasswordInput::new()?.password("Vault password")?;
             let changed = client
                 .key_recover(KeyRecoverRequest { password, replace })
                 .await?;
-            output(json, &changed, |c| println!("{}", c.message))?;
+            output(json, &changed, |c| outln!("{}", c.message))?;
         }
         Command::Key(KeyCommand::ChangePassword) => {
+            needs_vault(&client).await?;
             let mut input = PasswordInput::new()?;
             let old_password = input.password("Current vault password")?;
             let new_password = input.new_password("New vault password")?;
@@ -475,12 +522,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     new_password,
                 })
                 .await?;
-            output(json, &changed, |c| println!("{}", c.message))?;
+            output(json, &changed, |c| outln!("{}", c.message))?;
         }
         Command::Key(KeyCommand::Disable) => {
+            needs_vault(&client).await?;
             let password = PasswordInput::new()?.password("Vault password")?;
             let changed = client.key_disable(KeyDisableRequest { password }).await?;
-            output(json, &changed, |c| println!("{}", c.message))?;
+            output(json, &changed, |c| outln!("{}", c.message))?;
         }
         Command::Key(KeyCommand::Rotate { finish }) => {
             let password_mode = client.status().await?.key_mode == KeyMode::Password;
@@ -492,20 +540,19 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let rotated = client
                 .key_rotate(KeyRotateRequest { password, finish })
                 .await?;
+            if let (false, Some(key)) = (json, &rotated.recovery_key) {
+                // As `key generate`: the key alone on standard output.
+                say("\nYour new recovery key:\n");
+                outln!("{}", key.as_str());
+                say(
+                    "\nWrite it down now. The old recovery key opens only the old backups, until \
+                     `sealbackctl key rotate --finish` removes them.\n",
+                );
+            }
             output(json, &rotated, |r| {
-                println!("{}", r.message);
-                if let Some(key) = &r.recovery_key {
-                    println!();
-                    println!("Your new recovery key:");
-                    println!();
-                    println!("{}", key.as_str());
-                    println!();
-                    println!(
-                        "Write it down now. The old recovery key opens only the old backups, until `sealbackctl key rotate --finish` removes them."
-                    );
-                }
+                outln!("{}", r.message);
                 if finish {
-                    println!(
+                    outln!(
                         "removed {} objects ({})",
                         r.removed_objects,
                         HumanBytes(r.removed_bytes)
@@ -522,11 +569,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let imported = client.key_import(request).await?;
             output(json, &imported, |i| {
                 if i.verified_targets.is_empty() {
-                    println!(
-                        "recovery key imported (no target has backups to check it against yet)"
-                    );
+                    outln!("recovery key imported (no target has backups to check it against yet)");
                 } else {
-                    println!(
+                    outln!(
                         "recovery key imported; it opened the backups on: {}",
                         i.verified_targets.join(", ")
                     );
@@ -537,52 +582,31 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Runs the conformance kit on a blocking thread, printing each case as it ends (or, with
-/// `--json`, the report at the end).
-async fn check_plugin(
-    json: bool,
-    plugin: PathBuf,
-    settings: sealback_conformance::Settings,
-) -> anyhow::Result<()> {
-    if !json {
-        println!("checking {}", plugin.display());
-    }
-    let report = tokio::task::spawn_blocking(move || {
-        sealback_conformance::run_with(&plugin, &settings, |case| {
-            if !json {
-                println!("{case}");
-            }
-        })
-    })
-    .await
-    .context("the conformance kit stopped")??;
-    let plugin = &report.plugin;
-    output(json, &report, |report| {
-        println!(
-            "{report}: plugin {:?} {} (ABI v{})",
-            plugin.name, plugin.version, plugin.abi_version
-        );
-    })?;
-    if !report.is_success() {
-        anyhow::bail!(
-            "{} of {} cases failed: the plugin does not keep the provider contract \
-             (docs/plugin-abi.md)",
-            report.failed(),
-            report.cases.len()
-        );
+/// Prints `value` as JSON with `--json`, else as text (none with `--quiet`).
+fn output<T: Serialize>(json: bool, value: &T, text: impl FnOnce(&T)) -> anyhow::Result<()> {
+    if json {
+        let document = serde_json::to_string_pretty(value).context("cannot encode the answer")?;
+        outln!("{document}");
+    } else if !out::quiet() {
+        text(value);
     }
     Ok(())
 }
 
-/// Prints `value` as JSON with `--json`, else as text.
-fn output<T: Serialize>(json: bool, value: &T, text: impl FnOnce(&T)) -> anyhow::Result<()> {
-    if json {
-        let document = serde_json::to_string_pretty(value).context("cannot encode the answer")?;
-        println!("{document}");
-    } else {
-        text(value);
+/// Words for the person around a secret printed on standard output: on standard error, so
+/// that the output redirected to a file holds the secret alone (none with `--quiet`).
+fn say(text: &str) {
+    if !out::quiet() {
+        eprintln!("{text}");
     }
-    Ok(())
+}
+
+/// The vault commands ask for a password: first make sure there is a vault to send it to.
+async fn needs_vault(client: &Client) -> anyhow::Result<()> {
+    if client.status().await?.vault_configured {
+        return Ok(());
+    }
+    Err(ClientError::Api(sealback_daemon::control::ApiError::no_vault().body).into())
 }
 
 /// The daemon may run in another directory: it needs an absolute path.
@@ -598,480 +622,4 @@ fn absolute(dir: &str) -> anyhow::Result<String> {
         }
         .into()
     })
-}
-
-/// Reads the recovery key from standard input, never from the arguments (where other users
-/// could read it in the process list and the shell would keep it in its history).
-fn read_recovery_key() -> anyhow::Result<Zeroizing<String>> {
-    let stdin = io::stdin();
-    // Allocated once at its final size, so that no copy is left behind by a reallocation.
-    let mut input = Zeroizing::new(String::with_capacity(MAX_RECOVERY_KEY_INPUT as usize));
-    if stdin.is_terminal() {
-        eprint!("Recovery key: ");
-        io::stderr().flush().context("cannot write the prompt")?;
-        stdin
-            .lock()
-            .take(MAX_RECOVERY_KEY_INPUT)
-            .read_line(&mut input)
-            .context("cannot read the recovery key from the terminal")?;
-    } else {
-        stdin
-            .lock()
-            .take(MAX_RECOVERY_KEY_INPUT)
-            .read_to_string(&mut input)
-            .context("cannot read the recovery key from standard input")?;
-    }
-    let key = input.trim();
-    if key.is_empty() {
-        return Err(UsageError {
-            message: "no recovery key on standard input".to_owned(),
-            hint: "type it when asked, or pipe it in: sealbackctl key import < recovery-key.txt",
-        }
-        .into());
-    }
-    Ok(Zeroizing::new(key.to_owned()))
-}
-
-/// Where passwords come from: the terminal, without echo; or, when standard input is not a
-/// terminal, its lines (one per password asked). Never the command line.
-struct PasswordInput {
-    lines: Option<std::vec::IntoIter<Zeroizing<String>>>,
-}
-
-impl PasswordInput {
-    fn new() -> anyhow::Result<PasswordInput> {
-        let stdin = io::stdin();
-        if stdin.is_terminal() {
-            return Ok(PasswordInput { lines: None });
-        }
-        let mut all = Zeroizing::new(String::with_capacity(MAX_RECOVERY_KEY_INPUT as usize));
-        stdin
-            .lock()
-            .take(MAX_RECOVERY_KEY_INPUT)
-            .read_to_string(&mut all)
-            .context("cannot read the password from standard input")?;
-        let lines: Vec<Zeroizing<String>> = all
-            .lines()
-            .map(|l| Zeroizing::new(l.trim_end_matches('\r').to_owned()))
-            .collect();
-        Ok(PasswordInput {
-            lines: Some(lines.into_iter()),
-        })
-    }
-
-    fn password(&mut self, prompt: &str) -> anyhow::Result<Zeroizing<String>> {
-        let password = match &mut self.lines {
-            Some(lines) => lines.next().unwrap_or_default(),
-            None => Zeroizing::new(
-                rpassword::prompt_password(format!("{prompt}: "))
-                    .context("cannot read the password from the terminal")?,
-            ),
-        };
-        if password.is_empty() {
-            return Err(UsageError {
-                message: format!("no password given ({prompt})"),
-                hint: "type it when asked, or give it as a line of standard input (never as an argument)",
-            }
-            .into());
-        }
-        Ok(password)
-    }
-
-    /// A new password: on the terminal, asked twice.
-    fn new_password(&mut self, prompt: &str) -> anyhow::Result<Zeroizing<String>> {
-        let first = self.password(prompt)?;
-        if self.lines.is_none() && *self.password("Repeat it")? != *first {
-            return Err(UsageError {
-                message: "the two passwords differ".to_owned(),
-                hint: "run the command again",
-            }
-            .into());
-        }
-        Ok(first)
-    }
-}
-
-/// A progress bar on the terminal, or nothing.
-struct ProgressView(Option<ProgressBar>);
-
-impl ProgressView {
-    fn new(show: bool, what: &'static str) -> Self {
-        ProgressView(show.then(|| {
-            let style = ProgressStyle::with_template(
-                "{msg} [{bar:30}] {bytes}/{total_bytes} ({bytes_per_sec}, {eta} left)",
-            )
-            .unwrap_or_else(|_| ProgressStyle::default_bar())
-            .progress_chars("=> ");
-            ProgressBar::new(0).with_style(style).with_message(what)
-        }))
-    }
-
-    fn update(&self, progress: Progress) {
-        if let Some(bar) = &self.0 {
-            bar.set_length(progress.total_bytes.max(progress.done_bytes));
-            bar.set_position(progress.done_bytes);
-        }
-    }
-
-    fn clear(&self) {
-        if let Some(bar) = &self.0 {
-            bar.finish_and_clear();
-        }
-    }
-
-    /// A line above the bar, or on its own without one.
-    fn println(&self, line: &str) {
-        match &self.0 {
-            Some(bar) => bar.println(line),
-            None => println!("{line}"),
-        }
-    }
-}
-
-fn print_status(status: &Status) {
-    let activity = match status.activity {
-        Activity::Idle => "idle",
-        Activity::BackingUp => "backing up",
-        Activity::Restoring => "restoring",
-    };
-    let key = match status.key_mode {
-        KeyMode::RecoveryKey => "recovery key".to_owned(),
-        KeyMode::Password => match status.vault_attempts_left {
-            Some(left) => format!("password, in the vault ({left} password attempt(s) left)"),
-            None => "password, in the vault".to_owned(),
-        },
-        KeyMode::DeviceOnly => "on this device only (no recovery key or vault record)".to_owned(),
-        KeyMode::None => {
-            "none (sealbackctl key generate, or key import an existing one)".to_owned()
-        }
-    };
-    let last_backup = match &status.last_backup {
-        Some(r) => format!(
-            "{}, snapshot {} on {}, {} files, {} read, {} written",
-            utc(r.time_unix_ms),
-            short_id(&r.snapshot),
-            r.target,
-            r.files,
-            HumanBytes(r.bytes_read),
-            HumanBytes(r.bytes_written)
-        ),
-        None => "never".to_owned(),
-    };
-    print_fields(&[
-        (
-            "daemon",
-            format!(
-                "sealbackd {} (control protocol {})",
-                status.daemon_version, status.protocol
-            ),
-        ),
-        ("activity", activity.to_owned()),
-        ("key", key.to_owned()),
-        ("schedule", status.schedule.clone()),
-        ("store", status.store.clone()),
-        (
-            "pending change",
-            if status.pending_change { "yes" } else { "no" }.to_owned(),
-        ),
-        ("last backup", last_backup),
-        (
-            "last error",
-            status
-                .last_error
-                .clone()
-                .unwrap_or_else(|| "none".to_owned()),
-        ),
-    ]);
-    println!();
-    if status.targets.is_empty() {
-        println!("no storage targets configured");
-        return;
-    }
-    let rows = status
-        .targets
-        .iter()
-        .map(|t| {
-            let last = match (&t.last_snapshot, t.last_snapshot_unix_ms) {
-                (Some(id), Some(ms)) => format!("{} {}", short_id(id), utc(ms)),
-                (Some(id), None) => short_id(id),
-                (None, _) => "-".to_owned(),
-            };
-            let schedule = match t.next_backup_unix_ms {
-                Some(ms) => format!("{} (next {})", t.schedule, utc(ms)),
-                None => t.schedule.clone(),
-            };
-            vec![
-                t.name.clone(),
-                t.plugin.clone(),
-                schedule,
-                t.snapshots.to_string(),
-                HumanBytes(t.bytes_stored).to_string(),
-                last,
-                format!(
-                    "{} ({} retried, {} failed)",
-                    t.requests.requests, t.requests.retries, t.requests.failures
-                ),
-                t.last_error.clone().unwrap_or_else(|| "-".to_owned()),
-            ]
-        })
-        .collect::<Vec<_>>();
-    print_table(
-        &[
-            ("TARGET", false),
-            ("PLUGIN", false),
-            ("SCHEDULE", false),
-            ("SNAPSHOTS", true),
-            ("STORED", true),
-            ("LAST SNAPSHOT", false),
-            ("REQUESTS", false),
-            ("LAST ERROR", false),
-        ],
-        &rows,
-    );
-    let missing: Vec<MissingSnapshot> = status
-        .targets
-        .iter()
-        .flat_map(|t| t.missing_snapshots.iter().cloned())
-        .collect();
-    if !missing.is_empty() {
-        println!();
-        print_missing(&missing);
-    }
-}
-
-fn print_backup(r: &BackupReport) {
-    print_fields(&[
-        ("snapshot", format!("{} on {}", r.snapshot, r.target)),
-        ("files", files_line(r)),
-        ("read", HumanBytes(r.bytes_read).to_string()),
-        ("database", database_line(r)),
-        (
-            "written",
-            format!(
-                "{} ({} packs; {} new chunks, {} reused)",
-                HumanBytes(r.bytes_written),
-                r.packs_written,
-                r.chunks_new,
-                r.chunks_reused
-            ),
-        ),
-        ("took", took(r.duration_ms)),
-    ]);
-}
-
-fn database_line(r: &BackupReport) -> String {
-    match &r.db_read {
-        None => "none in the store".to_owned(),
-        Some(read) if read.delta => format!(
-            "{} pages, {} read: only what changed since the last snapshot{}",
-            r.db_pages,
-            HumanBytes(read.bytes),
-            if read.patch {
-                ", stored as a patch"
-            } else {
-                ""
-            }
-        ),
-        Some(read) => format!(
-            "{} pages, {} read: all of it ({})",
-            r.db_pages,
-            HumanBytes(read.bytes),
-            read.why_full.as_deref().unwrap_or("no reason given")
-        ),
-    }
-}
-
-fn files_line(r: &BackupReport) -> String {
-    let mut line = format!("{} ({} read, the rest unchanged", r.files, r.files_read);
-    if r.files_unstable > 0 {
-        line += &format!(
-            "; {} kept changing while read, their previous version was kept",
-            r.files_unstable
-        );
-    }
-    line + ")"
-}
-
-fn print_verify(report: &VerifyReport) {
-    println!(
-        "target {}: {} snapshots, {} indexes, {} packs, {} blobs, {} read",
-        report.target,
-        report.snapshots,
-        report.indexes,
-        report.packs,
-        report.blobs,
-        HumanBytes(report.bytes_read)
-    );
-    if report.problems.is_empty() {
-        println!("no problems: every object authenticated and every snapshot is complete");
-    }
-    for problem in &report.problems {
-        println!("problem: {problem}");
-    }
-}
-
-fn print_repair(report: &RepairReport) {
-    println!(
-        "target {}: {} index and snapshot objects checked, {} removed",
-        report.target,
-        report.checked,
-        report.removed.len()
-    );
-    for removed in &report.removed {
-        println!("removed: {removed}");
-    }
-    for kept in &report.kept {
-        println!("kept: {kept}");
-    }
-}
-
-fn print_snapshots(list: &SnapshotList) {
-    print_missing(&list.missing);
-    if list.snapshots.is_empty() {
-        println!("no snapshots yet");
-        return;
-    }
-    let rows = list
-        .snapshots
-        .iter()
-        .map(|s| {
-            vec![
-                short_id(&s.id),
-                utc(s.time_unix_ms),
-                s.files.to_string(),
-                HumanBytes(s.size).to_string(),
-                s.target.clone(),
-                if s.keep.is_empty() {
-                    "forget".to_owned()
-                } else {
-                    s.keep.join(",")
-                },
-            ]
-        })
-        .collect::<Vec<_>>();
-    print_table(
-        &[
-            ("ID", false),
-            ("TIME", false),
-            ("FILES", true),
-            ("SIZE", true),
-            ("TARGET", false),
-            ("POLICY", false),
-        ],
-        &rows,
-    );
-}
-
-/// `key: value` lines, the values aligned.
-fn print_fields(fields: &[(&str, String)]) {
-    let width = fields
-        .iter()
-        .map(|(key, _)| key.len() + 1)
-        .max()
-        .unwrap_or(0);
-    for (key, value) in fields {
-        println!("{:width$}  {value}", format!("{key}:"));
-    }
-}
-
-/// A table with a header; columns marked `true` are right-aligned (numbers).
-fn print_table(columns: &[(&str, bool)], rows: &[Vec<String>]) {
-    let header: Vec<String> = columns.iter().map(|(name, _)| (*name).to_owned()).collect();
-    let mut widths = vec![0; columns.len()];
-    for row in std::iter::once(&header).chain(rows) {
-        for (width, cell) in widths.iter_mut().zip(row) {
-            *width = (*width).max(cell.chars().count());
-        }
-    }
-    for row in std::iter::once(&header).chain(rows) {
-        let cells: Vec<String> = row
-            .iter()
-            .zip(columns.iter().zip(&widths))
-            .map(|(cell, ((_, right), &width))| {
-                if *right {
-                    format!("{cell:>width$}")
-                } else {
-                    format!("{cell:<width$}")
-                }
-            })
-            .collect();
-        println!("{}", cells.join("  ").trim_end());
-    }
-}
-
-fn short_id(id: &str) -> String {
-    id.chars().take(8).collect()
-}
-
-/// RFC 3339 in UTC, to the second.
-fn utc(unix_ms: i64) -> String {
-    // humantime formats from 1970 up to the end of year 9999 only.
-    const END_OF_9999_MS: i64 = 253_402_300_800_000;
-    match u64::try_from(unix_ms) {
-        Ok(ms) if unix_ms < END_OF_9999_MS => {
-            humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_millis(ms)).to_string()
-        }
-        _ => format!("{unix_ms} ms after 1970"),
-    }
-}
-
-fn took(ms: u64) -> String {
-    match ms {
-        0..1_000 => format!("{ms} ms"),
-        1_000..60_000 => format!("{:.1} s", ms as f64 / 1000.0),
-        _ => format!("{} min {} s", ms / 60_000, ms % 60_000 / 1000),
-    }
-}
-
-/// The alarm of snapshots missing from their target, if any, ahead of a listing.
-fn print_missing(missing: &[MissingSnapshot]) {
-    if missing.is_empty() {
-        return;
-    }
-    println!(
-        "MISSING: {} snapshot(s) this device made or saw are no longer on their target \
-         (removed, hidden or rolled back there):",
-        missing.len()
-    );
-    for m in missing {
-        println!("  {}", missing_line(m));
-    }
-    println!(
-        "`restore latest` will not restore an older snapshot in place of a missing newer one: \
-         name the snapshot to restore, or run `sealbackctl snapshots --acknowledge-missing` \
-         if they were removed on purpose."
-    );
-    println!();
-}
-
-/// One missing snapshot: its id, when it was made, how the device knows it.
-fn missing_line(m: &MissingSnapshot) -> String {
-    let made = m.time_unix_ms.map_or("time unknown".to_owned(), utc);
-    let how = match m.known.as_str() {
-        "made" => "made by this device",
-        "parent" => "the parent of the newest snapshot",
-        _ => "seen by this device",
-    };
-    let gone = if m.damaged {
-        "no longer genuine"
-    } else {
-        "missing"
-    };
-    format!(
-        "{} made {made} on {} ({how}; {gone} since {})",
-        m.id,
-        m.target,
-        utc(m.noticed_unix_ms)
-    )
-}
-
-fn print_acknowledged(done: &AcknowledgedMissing) {
-    if done.acknowledged.is_empty() {
-        println!("no snapshot is missing");
-        return;
-    }
-    println!("forgot {} missing snapshot(s):", done.acknowledged.len());
-    for m in &done.acknowledged {
-        println!("  {}", missing_line(m));
-    }
 }

@@ -23,6 +23,11 @@
 //! | POST   | /v1/prune       | [`PruneRequest`]    | stream ending in [`PruneReports`] |
 //! | POST   | /v1/ls          | [`LsRequest`]       | 200 [`Listing`]                   |
 //! | POST   | /v1/diff        | [`DiffRequest`]     | 200 [`SnapshotDiff`]              |
+//! | GET    | /v1/stats       | -                   | 200 [`RepositoryStats`]           |
+//! | GET    | /metrics        | -                   | 200 Prometheus text format        |
+//!
+//! `/metrics` alone is outside `/v1`: it is where Prometheus looks, and its format is
+//! Prometheus' (text/plain version 0.0.4), not JSON.
 //!
 //! A "stream" is `application/x-ndjson`: one [`StreamEvent`] per line, progress lines first,
 //! and exactly one final `done` or `error` line. Every error, streamed or not, is an
@@ -55,8 +60,22 @@
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
+mod keys;
+mod stats;
+pub use keys::{
+    KeyChangePasswordRequest, KeyChanged, KeyDisableRequest, KeyRecoverRequest, KeyRotateRequest,
+    KeyRotated, KeySetPasswordRequest,
+};
+pub use stats::{ObjectCount, RepositoryStats, TargetStats};
+
 /// The protocol version this file describes; it is the `/v1` in every path.
 pub const PROTOCOL_VERSION: u32 = 1;
+
+/// How `status` and `sealbackd --version` name the daemon: `sealbackd 0.1.0 (control
+/// protocol 1)`.
+pub fn daemon_name(version: &str, protocol: u32) -> String {
+    format!("sealbackd {version} (control protocol {protocol})")
+}
 
 /// Requests larger than this are refused with 413 before they are parsed.
 pub const MAX_REQUEST_BYTES: usize = 64 * 1024;
@@ -82,10 +101,12 @@ pub enum Route {
     TargetAuth,
     Ls,
     Diff,
+    Stats,
+    Metrics,
 }
 
 impl Route {
-    pub const ALL: [Route; 18] = [
+    pub const ALL: [Route; 20] = [
         Route::Status,
         Route::Backup,
         Route::Snapshots,
@@ -104,12 +125,14 @@ impl Route {
         Route::TargetAuth,
         Route::Ls,
         Route::Diff,
+        Route::Stats,
+        Route::Metrics,
     ];
 
     /// `GET` or `POST`: each route has exactly one method.
     pub fn method(self) -> &'static str {
         match self {
-            Route::Status | Route::Snapshots => "GET",
+            Route::Status | Route::Snapshots | Route::Stats | Route::Metrics => "GET",
             _ => "POST",
         }
     }
@@ -134,6 +157,8 @@ impl Route {
             Route::TargetAuth => "/v1/target/auth",
             Route::Ls => "/v1/ls",
             Route::Diff => "/v1/diff",
+            Route::Stats => "/v1/stats",
+            Route::Metrics => "/metrics",
         }
     }
 
@@ -188,6 +213,9 @@ pub struct Status {
     /// Password attempts the vault still allows, as of the last failed one (absent until then).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vault_attempts_left: Option<u32>,
+    /// A `[vault]` is configured: the password commands can work.
+    #[serde(default)]
+    pub vault_configured: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -275,6 +303,21 @@ pub struct BackupReport {
     pub chunks_proved: u64,
     #[serde(default)]
     pub proof_us: u64,
+    /// Nothing changed since the target's last snapshot: no snapshot was written, and
+    /// `snapshot` is that last one.
+    #[serde(default)]
+    pub unchanged: bool,
+    /// The targets this backup failed on while it reached others (`target` is one it
+    /// reached); empty when it reached every target. A backup that reached none is an error.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub failed: Vec<TargetFailure>,
+}
+
+/// One target a backup failed on, and why.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct TargetFailure {
+    pub target: String,
+    pub error: ErrorBody,
 }
 
 /// How a backup read the database: only what changed since the parent snapshot (`delta`),
@@ -371,6 +414,7 @@ pub struct RestoreReport {
     pub snapshot: String,
     pub target: String,
     pub to: String,
+    /// Files other than the database, counted as `snapshots` and backups count them.
     pub files: u64,
     pub bytes: u64,
     pub duration_ms: u64,
@@ -670,73 +714,4 @@ pub struct PruneReports {
 pub struct RetiredGeneration {
     pub objects: u64,
     pub bytes: u64,
-}
-
-/// Protects the device's backup key with a password, in the Backup Key Vault.
-#[derive(Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct KeySetPasswordRequest {
-    /// Zeroized when dropped.
-    pub password: Zeroizing<String>,
-}
-
-/// Fetches the backup key from the vault on a new device.
-#[derive(Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct KeyRecoverRequest {
-    pub password: Zeroizing<String>,
-    /// Replace a key this device already has.
-    #[serde(default)]
-    pub replace: bool,
-}
-
-#[derive(Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct KeyChangePasswordRequest {
-    pub old_password: Zeroizing<String>,
-    pub new_password: Zeroizing<String>,
-}
-
-/// Deletes the key's vault record (as turning end-to-end encrypted backup off does).
-#[derive(Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct KeyDisableRequest {
-    pub password: Zeroizing<String>,
-}
-
-/// The answer to every password operation.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct KeyChanged {
-    pub key_mode: KeyMode,
-    pub message: String,
-}
-
-/// `key rotate`: a new key and a new repository generation on every target (DESIGN.md
-/// §3.11); with `finish`, the old generation's retirement. Deliberately without Debug.
-#[derive(Default, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct KeyRotateRequest {
-    /// In password mode: the vault password, under which the new key is registered.
-    #[serde(default)]
-    pub password: Option<Zeroizing<String>>,
-    /// Retire the old generation (its objects and the old key) instead of rotating.
-    #[serde(default)]
-    pub finish: bool,
-}
-
-/// The answer to `key rotate`. Deliberately without Debug: it may carry the recovery key.
-#[derive(Serialize, Deserialize)]
-pub struct KeyRotated {
-    pub key_mode: KeyMode,
-    /// The new recovery key, in recovery-key mode, until the old generation is retired.
-    pub recovery_key: Option<Zeroizing<String>>,
-    /// The generation the key now backs up to.
-    pub generation: String,
-    /// Targets with a complete backup under the new key (rotate), or whose old generation
-    /// was removed (finish).
-    pub targets: Vec<String>,
-    /// Objects and bytes of the old generation removed (finish).
-    pub removed_objects: u64,
-    pub removed_bytes: u64,
-    pub message: String,
 }

@@ -126,6 +126,10 @@ impl Client {
         }
     }
 
+    pub async fn stats(&self) -> Result<super::api::RepositoryStats, ClientError> {
+        self.call(Route::Stats, None::<&()>).await
+    }
+
     pub async fn snapshots(&self) -> Result<SnapshotList, ClientError> {
         self.call(Route::Snapshots, None::<&()>).await
     }

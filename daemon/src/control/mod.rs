@@ -44,6 +44,13 @@ impl ApiError {
     pub fn bad_request(message: impl Into<String>) -> Self {
         Self::new(400, "bad-request", message)
     }
+
+    /// A vault command on a daemon without `[vault]`. `sealbackctl` says it too, before it
+    /// asks for a password that could not be used.
+    pub fn no_vault() -> Self {
+        Self::new(409, "no-vault", "no vault configured: this daemon has no Backup Key Vault")
+            .with_hint("add a [vault] section (url or urls, server_key, account, credential_file) to the configuration and restart sealbackd")
+    }
 }
 
 impl std::fmt::Display for ApiError {
@@ -198,6 +205,28 @@ pub trait Handler: Send + Sync + 'static {
         &self,
         request: KeyImportRequest,
     ) -> impl Future<Output = Result<KeyImported, ApiError>> + Send;
+
+    /// What each target's repository holds (`GET /v1/stats`).
+    fn stats(&self) -> impl Future<Output = Result<api::RepositoryStats, ApiError>> + Send {
+        async {
+            Err(ApiError::new(
+                404,
+                "not-found",
+                "this server keeps no statistics",
+            ))
+        }
+    }
+
+    /// The daemon's metrics in Prometheus' text format (`GET /metrics`).
+    fn metrics(&self) -> impl Future<Output = Result<String, ApiError>> + Send {
+        async {
+            Err(ApiError::new(
+                404,
+                "not-found",
+                "this server keeps no metrics",
+            ))
+        }
+    }
 
     /// Rotates the key (or, with `finish`, retires the old generation): DESIGN.md §3.11.
     fn key_rotate(

@@ -66,6 +66,7 @@ impl Handler for DaemonHandle {
                 last_error,
                 targets: d.targets.iter().map(|t| d.target_status(t)).collect(),
                 vault_attempts_left,
+                vault_configured: d.config.vault.is_some(),
             }
         })
         .await
@@ -102,6 +103,20 @@ impl Handler for DaemonHandle {
                 })?
                 .map(Some),
         }
+    }
+
+    async fn stats(&self) -> Result<crate::control::api::RepositoryStats, ApiError> {
+        let d = self.0.clone();
+        tokio::task::spawn_blocking(move || d.repository_stats())
+            .await
+            .map_err(internal)?
+    }
+
+    async fn metrics(&self) -> Result<String, ApiError> {
+        let d = self.0.clone();
+        tokio::task::spawn_blocking(move || d.metrics_text())
+            .await
+            .map_err(internal)
     }
 
     async fn snapshots(&self) -> Result<SnapshotList, ApiError> {

@@ -17,10 +17,7 @@ pub(super) const MODE_DEVICE_ONLY: &str = "device-only";
 impl Daemon {
     /// A client of the configured vault, with the account credential read from its file.
     pub(super) fn vault(&self) -> Result<Vault, ApiError> {
-        let settings = self.config.vault.as_ref().ok_or_else(|| {
-            ApiError::new(409, "no-vault", "this daemon has no Backup Key Vault configured")
-                .with_hint("add a [vault] section (url or urls, server_key, account, credential_file) to the configuration")
-        })?;
+        let settings = self.config.vault.as_ref().ok_or_else(ApiError::no_vault)?;
         let credential = std::fs::read_to_string(&settings.credential_file).map_err(|e| {
             ApiError::new(
                 500,

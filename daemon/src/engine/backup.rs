@@ -146,7 +146,18 @@ fn backup(
     let root = StoreRoot::open(input.store)
         .map_err(EngineError::io("cannot open the store", input.store))?;
     let db_path = root.join(input.database);
-    let db_len = std::fs::symlink_metadata(&db_path).map_or(0, |m| m.len());
+    // A store without its database is the wrong folder (or an app not set up yet): backing
+    // it up would report an empty backup as a success.
+    let db_len = match std::fs::symlink_metadata(&db_path) {
+        Ok(m) => m.len(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(EngineError::NoDatabase {
+                store: input.store.to_owned(),
+                database: input.database.to_owned(),
+            });
+        }
+        Err(e) => return Err(EngineError::io("cannot read the database", &db_path)(e)),
+    };
     // The files are added to the total once listed.
     let counters = Counters {
         total: AtomicU64::new(db_len),
@@ -421,6 +432,8 @@ fn backup(
         packs_written,
         chunks_proved: proof.checked(),
         proof_us: proof.spent().as_micros() as u64,
+        unchanged,
+        failed: Vec::new(),
     })
 }
 

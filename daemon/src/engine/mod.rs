@@ -58,6 +58,11 @@ pub enum EngineError {
         "the backup ran longer than half the prune grace period, so a prune may have deleted packs it counted on; its snapshot was not written, and the next backup stores again what is missing"
     )]
     TooLong,
+    #[error(
+        "the store {} holds no database {database:?}: nothing was backed up; is store.path the app's message store, and has the app created its database yet?",
+        .store.display()
+    )]
+    NoDatabase { store: PathBuf, database: String },
     #[error("no snapshot matches {0:?}: list them with `sealbackctl snapshots`")]
     NoSuchSnapshot(String),
     #[error("{0:?} matches several snapshots: give more digits of the id")]

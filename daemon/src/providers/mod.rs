@@ -8,8 +8,11 @@
 //!                           ─▶ Timed (deadline per call) ─▶ Limited (concurrency) ─▶ PluginStore
 //! ```
 //!
-//! A target whose plugin fails to load keeps its error (shown by `status`) and is loaded
-//! again at the next backup, while the daemon goes on.
+//! A target whose plugin name names no plugin, or whose provider refuses its options, is a
+//! configuration error that stops start-up ([`OpenError::wrong_key`]). One whose plugin file
+//! cannot be loaded, or whose provider fails otherwise when opened (a disk not mounted yet),
+//! keeps its error (shown by `status`) and is opened again at the next backup, while the
+//! daemon goes on.
 
 mod authorize;
 mod limit;
@@ -51,26 +54,58 @@ pub fn plugin_path(dir: &Path, plugin: &str) -> Result<PathBuf, String> {
     })
 }
 
+/// Why a target could not be opened.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpenError {
+    /// The target's key that is wrong (`plugin`, `options`), when the configuration is at
+    /// fault; `None` when opening may work later.
+    pub wrong_key: Option<&'static str>,
+    pub message: String,
+}
+
+impl std::fmt::Display for OpenError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl OpenError {
+    fn wrong(key: &'static str) -> impl Fn(String) -> OpenError {
+        move |message| OpenError {
+            wrong_key: Some(key),
+            message,
+        }
+    }
+}
+
 /// Loads the target's plugin, opens a provider instance with its options, and wraps it.
 pub fn open_target(
     plugins_dir: &Path,
     target: &TargetConfig,
     counters: Arc<Counters>,
     stop: &Stop,
-) -> Result<Arc<TargetStore>, String> {
-    let path = plugin_path(plugins_dir, &target.plugin)?;
-    trust::check(&path)?;
-    let plugin = Plugin::load(&path).map_err(|e| e.to_string())?;
+) -> Result<Arc<TargetStore>, OpenError> {
+    let path = plugin_path(plugins_dir, &target.plugin).map_err(OpenError::wrong("plugin"))?;
+    // A file that is there but cannot be loaded (unsafe permissions, another ABI) may be
+    // fixed in place, by an upgrade: the target waits for it, the daemon goes on.
+    let later = |message: String| OpenError {
+        wrong_key: None,
+        message,
+    };
+    trust::check(&path).map_err(later)?;
+    let plugin = Plugin::load(&path).map_err(|e| later(e.to_string()))?;
     let options = serde_json::to_string(&target.options).expect("options serialize");
     let instance = plugin
         .open_with_log(&options, log_sink(&target.name))
-        .map_err(|e| {
-            format!(
+        .map_err(|e| OpenError {
+            wrong_key: (e.kind() == sealback_plugin_api::ErrorKind::InvalidConfig)
+                .then_some("options"),
+            message: format!(
                 "target {:?}: plugin {} refused its options: {}",
                 target.name,
                 path.display(),
                 e
-            )
+            ),
         })?;
     tracing::info!(target = %target.name, plugin = %path.display(), version = %plugin.version(), "storage target ready");
     let store = PluginStore::new(&target.name, instance, plugin.can_authorize());

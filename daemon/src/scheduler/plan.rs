@@ -131,6 +131,8 @@ impl Plan {
         };
         match outcome {
             Outcome::Succeeded => t.retry_wait = RETRY_FIRST,
+            // A manual target backs up only when asked, failed or not (config/sealback.toml).
+            Outcome::Failed if t.schedule == Schedule::Manual => {}
             Outcome::Failed => {
                 t.retry_due = Some(now + t.retry_wait);
                 t.retry_wait = (t.retry_wait * 2).min(RETRY_MAX);
@@ -231,5 +233,16 @@ mod tests {
             Some(now + DAY),
             "the daily target is not affected"
         );
+    }
+
+    #[test]
+    fn a_failed_manual_target_is_not_tried_again_by_itself() {
+        let now = Instant::now();
+        let mut p = plan(now);
+        p.started(&p.all());
+        p.finished(2, Outcome::Failed, now);
+        assert_eq!(p.next_run(2), None, "manual: only when asked");
+        p.finished(0, Outcome::Failed, now);
+        assert_eq!(p.next_run(0), Some(now + RETRY_FIRST), "on-change retries");
     }
 }

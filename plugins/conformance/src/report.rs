@@ -66,6 +66,9 @@ pub struct Report {
     pub plugin: PluginInfo,
     /// The cases, in order.
     pub cases: Vec<CaseResult>,
+    /// Why the plugin refused the given options when opened (an invalid-configuration
+    /// error): then the options are at fault, not the plugin, and no other case ran.
+    pub options_refused: Option<String>,
 }
 
 impl Report {
@@ -155,12 +158,16 @@ impl Serialize for Report {
             "abi_version": self.plugin.abi_version,
             "path": self.plugin.path.to_string_lossy(),
         });
-        let mut report = serializer.serialize_struct("Report", 5)?;
+        let mut report = serializer.serialize_struct("Report", 6)?;
         report.serialize_field("plugin", &plugin)?;
         report.serialize_field("passed", &self.passed())?;
         report.serialize_field("failed", &self.failed())?;
         report.serialize_field("skipped", &self.skipped())?;
         report.serialize_field("cases", &self.cases)?;
+        match &self.options_refused {
+            Some(reason) => report.serialize_field("options_refused", reason)?,
+            None => report.skip_field("options_refused")?,
+        }
         report.end()
     }
 }
@@ -193,6 +200,7 @@ mod tests {
                     Outcome::Skipped("no options".into()),
                 ),
             ],
+            options_refused: None,
         }
     }
 

@@ -108,9 +108,11 @@ pub fn run_with(
                 let skipped = Outcome::Skipped("open failed".into());
                 record(case.name, skipped, Duration::ZERO);
             }
+            let refused = err.kind() == sealback_plugin_api::ErrorKind::InvalidConfig;
             return Ok(Report {
                 plugin: info,
                 cases: results,
+                options_refused: refused.then(|| describe(&err)),
             });
         }
     };
@@ -153,6 +155,7 @@ pub fn run_with(
     Ok(Report {
         plugin: info,
         cases: results,
+        options_refused: None,
     })
 }
 

@@ -115,6 +115,21 @@ fn a_bad_configuration_stops_sealbackd_with_status_2_naming_the_key() {
         &edit("name = \"disk\"", "name = \"my disk\""),
         &["targets[0].name"],
     );
+    refused(
+        dir,
+        "unknown-plugin",
+        &edit("plugin = \"local\"", "plugin = \"nosuch\""),
+        &["targets[0].plugin", "nosuch"],
+    );
+    refused(
+        dir,
+        "bad-plugin-option",
+        &edit(
+            &format!("path = \"{}/target\"", dir.display()),
+            &format!("path = \"{}/target\"\nbogus = 1", dir.display()),
+        ),
+        &["targets[0].options", "bogus"],
+    );
     let (code, stderr) = sealbackd_exit(&dir.join("no-such-file.toml"));
     assert_eq!(code, Some(2), "a missing configuration file: {stderr}");
     assert!(stderr.contains("no-such-file.toml"), "{stderr}");
@@ -159,5 +174,61 @@ fn the_documented_example_configuration_starts_and_backs_up() {
     device.start_with_config(&text);
     device.generate_key();
     device.backup();
+    device.stop();
+}
+
+#[test]
+fn an_environment_override_that_is_wrong_is_named_not_the_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("sealback.toml");
+    std::fs::write(&path, valid(dir.path())).expect("write the configuration");
+    let (code, stderr) = sealback_tests::device::sealbackd_exit_with_env(
+        &path,
+        &[("SEALBACK_SCHEDULE__DEBOUNCE", "soon")],
+    );
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        stderr.contains("environment variable SEALBACK_SCHEDULE__DEBOUNCE")
+            && stderr.contains("schedule.debounce")
+            && !stderr.contains("sealback.toml"),
+        "the error must name the variable and the key, not the file:\n{stderr}"
+    );
+    // A list cannot be reached from the environment: the error says so, naming the variable.
+    let (code, stderr) = sealback_tests::device::sealbackd_exit_with_env(
+        &path,
+        &[("SEALBACK_TARGETS__0__CONCURRENCY", "0")],
+    );
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        stderr.contains("environment variable SEALBACK_TARGETS__0__CONCURRENCY")
+            && stderr.contains("cannot be overridden from the environment"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_second_daemon_on_the_same_state_dir_is_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = MessageStore::create(&dir.path().join("store"), 0);
+    let mut device = Device::started(Setup::new(
+        store.dir(),
+        vec![Target::local(TARGET, &dir.path().join("target"))],
+    ));
+    // The same state, another socket: only the state is shared.
+    let text = std::fs::read_to_string(device.config_path()).expect("the running configuration");
+    let socket = device.socket().display().to_string();
+    let second = dir.path().join("second.toml");
+    std::fs::write(&second, text.replace(&socket, &format!("{socket}.second"))).expect("write");
+    let (code, stderr) = sealbackd_exit(&second);
+    assert_eq!(
+        code,
+        Some(1),
+        "the second daemon must stop at once: {stderr}"
+    );
+    assert!(
+        stderr.contains("another sealbackd is running on state.dir"),
+        "{stderr}"
+    );
+    device.status();
     device.stop();
 }

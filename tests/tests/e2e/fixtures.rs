@@ -59,6 +59,24 @@ impl BackedUp {
     }
 }
 
+/// A store with `messages` messages, and a started device with a key whose targets are
+/// `disk` (local, under `dir`) and `flaky` (every put fails): each backup reaches one of two.
+pub fn one_target_failing(dir: &Path, messages: i64) -> (MessageStore, Device) {
+    let store = MessageStore::create(&dir.join("store"), 5);
+    store.append(messages);
+    let targets = vec![
+        Target::local(TARGET, &dir.join("disk")),
+        Target::faulty(
+            "flaky",
+            &dir.join("flaky"),
+            serde_json::json!({ "fail": "put", "kind": "permanent" }),
+        ),
+    ];
+    let device = Device::started(Setup::new(store.dir(), targets));
+    device.generate_key();
+    (store, device)
+}
+
 /// A new device, with nothing but the recovery key, restoring from the local target `target`.
 pub fn new_device(target: &Path, recovery_key: &str) -> Device {
     let device = Device::started(Setup::restoring_from(vec![Target::local(TARGET, target)]));

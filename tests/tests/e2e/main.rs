@@ -3,6 +3,7 @@
 //! its own temporary devices, stores and targets, so they run in parallel.
 
 mod backup_restore;
+mod cli;
 mod config;
 mod crash;
 mod drive_emulator;
@@ -17,6 +18,7 @@ mod incremental;
 mod keys;
 mod lifecycle;
 mod object_sizes;
+mod observability;
 mod partial_restore;
 mod plugins;
 mod provider_faults;

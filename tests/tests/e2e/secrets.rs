@@ -393,9 +393,17 @@ fn no_key_password_or_credential_in_any_log_argv_or_environment() {
             .filter(|word| word.starts_with("--"))
             .collect();
         assert!(
-            options
-                .iter()
-                .all(|o| ["--replace", "--socket", "--json", "--help"].contains(o)),
+            options.iter().all(|o| {
+                [
+                    "--replace",
+                    "--socket",
+                    "--json",
+                    "--verbose",
+                    "--quiet",
+                    "--help",
+                ]
+                .contains(o)
+            }),
             "`key {command}` takes an option that could carry a secret: {options:?}"
         );
     }

@@ -6,19 +6,19 @@ use indicatif::HumanBytes;
 use sealback_daemon::control::api::{ListedFile, Listing, Progress, RestoreReport, SnapshotDiff};
 
 pub fn print_listing(listing: &Listing) {
-    println!(
+    outln!(
         "snapshot {} on {}, {}: {} files",
-        super::short_id(&listing.snapshot),
+        super::print::short_id(&listing.snapshot),
         listing.target,
-        super::utc(listing.time_unix_ms),
+        super::print::utc(listing.time_unix_ms),
         listing.files.len()
     );
     for file in &listing.files {
         let when = match file.mtime_unix_ms {
-            Some(ms) => super::utc(ms),
+            Some(ms) => super::print::utc(ms),
             None => "(the database)".to_owned(),
         };
-        println!(
+        outln!(
             "{}  {:>10}  {when:<20}  {}",
             mode(file.mode),
             HumanBytes(file.size).to_string(),
@@ -40,19 +40,19 @@ fn mode(bits: u32) -> String {
 }
 
 pub fn print_diff(diff: &SnapshotDiff) {
-    println!(
+    outln!(
         "from {} to {} on {}:",
-        super::short_id(&diff.from),
-        super::short_id(&diff.to),
+        super::print::short_id(&diff.from),
+        super::print::short_id(&diff.to),
         diff.target
     );
     let line = |sign: char, file: &ListedFile| {
-        println!("{sign} {}  ({})", file.path, HumanBytes(file.size));
+        outln!("{sign} {}  ({})", file.path, HumanBytes(file.size));
     };
     diff.added.iter().for_each(|f| line('+', f));
     diff.removed.iter().for_each(|f| line('-', f));
     for file in &diff.changed {
-        println!(
+        outln!(
             "M {}  ({} -> {})",
             file.path,
             HumanBytes(file.size_before),
@@ -62,7 +62,7 @@ pub fn print_diff(diff: &SnapshotDiff) {
     if let Some(db) = &diff.database {
         let size = |s: Option<u64>| s.map_or("absent".to_owned(), |s| HumanBytes(s).to_string());
         let sign = if db.size_change < 0 { "-" } else { "+" };
-        println!(
+        outln!(
             "database {}: {} -> {} ({sign}{}), {}",
             db.path,
             size(db.size_before),
@@ -71,7 +71,7 @@ pub fn print_diff(diff: &SnapshotDiff) {
             if db.changed { "changed" } else { "unchanged" }
         );
     }
-    println!(
+    outln!(
         "{} added, {} removed, {} changed",
         diff.added.len(),
         diff.removed.len(),
@@ -92,29 +92,29 @@ impl MessagesReady {
         }
         Some(format!(
             "messages ready: the database is restored and passes integrity_check (after {}); restoring the media",
-            super::took(ms)
+            super::print::took(ms)
         ))
     }
 }
 
 pub fn print_restore(report: &RestoreReport) {
-    println!(
-        "restored snapshot {} from {} into {}: {} files, {} in {}",
-        super::short_id(&report.snapshot),
+    outln!(
+        "restored snapshot {} from {} into {}: {}, {} in {}",
+        super::print::short_id(&report.snapshot),
         report.target,
         report.to,
-        report.files,
+        super::print::contents(report.files, report.database.is_some()),
         HumanBytes(report.bytes),
-        super::took(report.duration_ms)
+        super::print::took(report.duration_ms)
     );
     match &report.database {
-        Some(db) => println!(
+        Some(db) => outln!(
             "the database {} ({}) was complete and passed integrity_check after {}",
             db.path,
             HumanBytes(db.bytes),
-            super::took(db.ready_ms)
+            super::print::took(db.ready_ms)
         ),
-        None => println!("the database was not restored (not taken by --include)"),
+        None => outln!("the database was not restored (not taken by --include)"),
     }
 }
 

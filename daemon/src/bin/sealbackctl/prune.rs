@@ -12,7 +12,7 @@ pub fn print(reports: &PruneReports) {
             .iter()
             .filter(|s| !s.keep.is_empty())
             .count();
-        println!(
+        outln!(
             "target {}: keeps {kept} of {} snapshots, {} {}{}",
             report.target,
             report.snapshots.len(),
@@ -33,14 +33,14 @@ pub fn print(reports: &PruneReports) {
             } else {
                 format!("keep ({})", s.keep.join(", "))
             };
-            println!(
+            outln!(
                 "  {}  {}  {}  {why}",
                 &s.id[..s.id.len().min(12)],
-                super::utc(s.time_unix_ms),
+                crate::print::utc(s.time_unix_ms),
                 s.host
             );
         }
-        println!(
+        outln!(
             "  {} {} packs ({}); {} {} packs ({}) into {} ({}); marked {} packs ({}, {} of them orphans) for deletion after the grace period; {} pending",
             verb("deleted", "would delete"),
             gc.packs_deleted,
@@ -55,7 +55,7 @@ pub fn print(reports: &PruneReports) {
             gc.orphans_marked,
             gc.packs_pending,
         );
-        println!(
+        outln!(
             "  objects {} -> {}, bytes {} -> {}; indexes {} merged into {}",
             gc.objects_before,
             gc.objects_after,
@@ -66,7 +66,7 @@ pub fn print(reports: &PruneReports) {
         );
     }
     if let Some(retired) = &reports.retired_generation {
-        println!(
+        outln!(
             "retired the previous key's backups (after `key rotate`): {} objects ({}); the old key opens nothing now",
             retired.objects,
             HumanBytes(retired.bytes)

@@ -22,6 +22,8 @@ pub(crate) type ResponseBody = Either<Full<Bytes>, NdjsonBody>;
 
 const JSON: &str = "application/json";
 const NDJSON: &str = "application/x-ndjson";
+/// Prometheus' text exposition format.
+const PROMETHEUS: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 /// Answers one request. Never fails: every problem is an error response.
 pub(super) async fn respond<H: Handler>(
@@ -72,6 +74,18 @@ async fn dispatch<H: Handler>(
             let body = read_json(route, request).await?;
             let diff = finish(route, async move { handler.diff(body).await }).await?;
             json(StatusCode::OK, &diff)
+        }
+        Route::Stats => {
+            let stats = finish(route, async move { handler.stats().await }).await?;
+            json(StatusCode::OK, &stats)
+        }
+        Route::Metrics => {
+            let text = finish(route, async move { handler.metrics().await }).await?;
+            Ok(with_body(
+                StatusCode::OK,
+                PROMETHEUS,
+                Either::Left(Full::new(Bytes::from(text))),
+            ))
         }
         Route::AcknowledgeMissing => {
             let body = read_json(route, request).await?;

@@ -122,6 +122,7 @@ impl Handler for FakeDaemon {
             store: "/data/store".into(),
             pending_change: false,
             last_backup: Some(report()),
+            vault_configured: false,
             last_error: None,
             targets: vec![TargetStatus {
                 name: "local".into(),
