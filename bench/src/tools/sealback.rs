@@ -463,28 +463,16 @@ impl Tool for Sealback {
         Ok(sample)
     }
 
-    /// Three prunes with no grace period: the first forgets snapshots and merges the
-    /// indexes (the backups' packs are not settled yet), the second marks, the third
-    /// deletes (DESIGN §12). All three are timed.
+    /// One `sealbackctl prune` with the grace period set to 0 for the benchmark (one
+    /// device, nothing running beside it): that one run merges the indexes, marks what
+    /// nothing kept needs and sweeps it (DESIGN §12.1).
     fn prune(&mut self) -> Result<Option<Sample>> {
         self.daemon_env = vec![("SEALBACK_TEST_PRUNE_GRACE_MS", "0")];
-        let runs: Vec<Result<(Sample, String)>> =
-            (0..3).map(|_| self.measured(&["prune"])).collect();
+        let run = self.measured(&["prune"]);
         self.daemon_env.clear();
-        let mut total: Option<Sample> = None;
-        for run in runs {
-            let (sample, answer) = run?;
-            let Some(t) = total.as_mut() else {
-                total = Some(sample);
-                continue;
-            };
-            t.wall_s += sample.wall_s;
-            t.cpu_s = t.cpu_s.zip(sample.cpu_s).map(|(a, b)| a + b);
-            t.rchar = t.rchar.zip(sample.rchar).map(|(a, b)| a + b);
-            t.peak_rss = t.peak_rss.max(sample.peak_rss);
-            t.note = Some(answer.chars().take(2000).collect());
-        }
-        Ok(total)
+        let (mut sample, answer) = run?;
+        sample.note = Some(answer.chars().take(2000).collect());
+        Ok(Some(sample))
     }
 
     fn restore(&mut self, into: &Path) -> Result<(Sample, PathBuf)> {
