@@ -613,7 +613,10 @@ fn engine_error(target: &str, e: EngineError) -> ApiError {
         EngineError::NoSuchSnapshot(_)
         | EngineError::AmbiguousSnapshot(_)
         | EngineError::NoSnapshots => ApiError::new(404, "not-found", e.to_string()),
-        EngineError::NotEmpty(_) | EngineError::InTheWay(_) | EngineError::RestoreDirIsLink(_) => {
+        EngineError::NotEmpty(_)
+        | EngineError::InTheWay(_)
+        | EngineError::RestoreDirIsLink(_)
+        | EngineError::Retiring { .. } => {
             ApiError::new(409, "conflict", e.to_string())
         }
         EngineError::Cancelled => ApiError::new(503, "shutting-down", e.to_string()),

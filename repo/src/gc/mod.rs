@@ -20,8 +20,8 @@
 //! changes nothing and the run ends; with a grace period of 0 (one device, the benchmark)
 //! one run merges, marks and sweeps.
 //!
-//! [`retire`] is the entry point for objects that are garbage as a whole (an old
-//! repository generation after a key rotation): they go through the same marker and grace.
+//! A whole repository generation retired after a key rotation goes through the same grace
+//! period, marked as a whole (`crate::generation::mark_retiring`, DESIGN §3.11).
 
 pub mod forgotten;
 mod locate;
@@ -38,13 +38,12 @@ use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
-use crate::chunk::ChunkId;
 use crate::error::{Error, Result};
 use crate::index::IndexedPack;
 use crate::pack::TARGET_PACK_BYTES;
 use crate::repository::Repository;
 pub use locate::{BlobMap, locate, markers};
-use marker::{MARKER_PREFIX, Marker};
+use marker::MARKER_PREFIX;
 
 /// How long a marked pack waits before it is deleted: longer than any backup or prune
 /// runs (each refuses to finish past half of it, see [`too_long`]).
@@ -167,37 +166,6 @@ pub fn prune(repo: &Repository, mut input: PruneInput<'_>) -> Result<PruneReport
         report.bytes_after = sizes.iter().sum();
     }
     Ok(report)
-}
-
-/// Marks packs that are garbage as a whole (those of a retired repository generation,
-/// once its snapshots and indexes are gone): they are listed in a marker now and deleted by a
-/// [`prune`] once the grace period has passed, so that a backup still running under the
-/// old generation finishes first. Returns the marker's name.
-pub fn retire(repo: &Repository, packs: Vec<String>, now_unix_ms: i64) -> Result<String> {
-    if let Some(other) = packs.iter().find(|p| {
-        p.strip_prefix("data/")
-            .is_none_or(|id| ChunkId::from_hex(id).is_none())
-    }) {
-        return Err(Error::malformed(
-            other,
-            "only packs are retired this way: forget snapshots and remove indexes first",
-        ));
-    }
-    let packs = packs
-        .into_iter()
-        .map(|name| IndexedPack {
-            name,
-            entries: Vec::new(),
-        })
-        .collect();
-    Ok(marker::write(
-        repo,
-        &Marker {
-            written_unix_ms: now_unix_ms,
-            packs,
-        },
-    )?
-    .0)
 }
 
 fn split(packs: Vec<IndexedPack>) -> Vec<Vec<IndexedPack>> {
