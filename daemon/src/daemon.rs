@@ -616,9 +616,7 @@ fn engine_error(target: &str, e: EngineError) -> ApiError {
         EngineError::NotEmpty(_)
         | EngineError::InTheWay(_)
         | EngineError::RestoreDirIsLink(_)
-        | EngineError::Retiring { .. } => {
-            ApiError::new(409, "conflict", e.to_string())
-        }
+        | EngineError::Retiring { .. } => ApiError::new(409, "conflict", e.to_string()),
         EngineError::Cancelled => ApiError::new(503, "shutting-down", e.to_string()),
         EngineError::UnsafePath { .. } | EngineError::SizeMismatch { .. } => {
             ApiError::new(500, "integrity", e.to_string())

@@ -230,11 +230,7 @@ pub fn retire(inner: &dyn ObjectStore, layout: &Layout) -> Result<Retired> {
         }
         Layout::Generation(g) => {
             let prefix = format!("{OBJECTS_PREFIX}{g}/");
-            (
-                inner.list(&prefix)?,
-                prefix,
-                format!("{CONFIGS_PREFIX}{g}"),
-            )
+            (inner.list(&prefix)?, prefix, format!("{CONFIGS_PREFIX}{g}"))
         }
     };
     let mark = format!("{prefix}{RETIRING_NAME}");

@@ -120,7 +120,11 @@ fn an_interrupted_retirement_keeps_the_config_until_the_end() {
 fn a_retiring_mark_is_kept_once_sealed_under_its_generation_and_removed_last() {
     for retired_root in [true, false] {
         let (store, old, new, _, _) = two_generations();
-        let (key, other) = if retired_root { (&old, &new) } else { (&new, &old) };
+        let (key, other) = if retired_root {
+            (&old, &new)
+        } else {
+            (&new, &old)
+        };
         let (repo, layout) = open(store.clone(), key).expect("open");
         assert_eq!(retiring_since(&repo).expect("read"), None);
         assert_eq!(mark_retiring(&repo, 1_000).expect("mark"), 1_000);
@@ -139,7 +143,10 @@ fn a_retiring_mark_is_kept_once_sealed_under_its_generation_and_removed_last() {
             .store()
             .put(RETIRING_NAME, &sealed)
             .expect("planted");
-        assert!(retiring_since(&other_repo).is_err(), "a mark under another key");
+        assert!(
+            retiring_since(&other_repo).is_err(),
+            "a mark under another key"
+        );
         other_repo.store().remove(RETIRING_NAME).expect("remove");
         // Retirement removes the mark after everything but the config.
         let removed = std::sync::Mutex::new(Vec::new());
@@ -163,7 +170,10 @@ fn a_retiring_mark_is_kept_once_sealed_under_its_generation_and_removed_last() {
         let removed = removed.into_inner().expect("lock");
         assert_eq!(removed[removed.len() - 2], inner, "{removed:?}");
         let last = &removed[removed.len() - 1];
-        assert!(last == "config" || last.starts_with("generations/"), "{removed:?}");
+        assert!(
+            last == "config" || last.starts_with("generations/"),
+            "{removed:?}"
+        );
     }
 }
 

@@ -445,7 +445,9 @@ enum Retirement {
     /// The previous key opens nothing there (retired before, or never written there).
     Gone,
     /// Marked as retiring; removed once the grace period has passed, at this time.
-    Waiting { until_unix_ms: i64 },
+    Waiting {
+        until_unix_ms: i64,
+    },
     Removed(generation::Retired),
 }
 

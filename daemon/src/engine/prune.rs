@@ -35,16 +35,18 @@ pub fn decide(catalog: &Catalog, rules: &Rules) -> Result<Vec<PolicyDecision>, E
             host: &r.host,
         })
         .collect();
-    Ok(policy::apply(rules, &candidates, &jiff::tz::TimeZone::system())
-        .into_iter()
-        .zip(&rows)
-        .map(|(d, row)| PolicyDecision {
-            id: row.id().to_owned(),
-            time_unix_ms: row.time_unix_ms,
-            host: row.host.clone(),
-            keep: d.reasons.iter().map(|r| (*r).to_owned()).collect(),
-        })
-        .collect())
+    Ok(
+        policy::apply(rules, &candidates, &jiff::tz::TimeZone::system())
+            .into_iter()
+            .zip(&rows)
+            .map(|(d, row)| PolicyDecision {
+                id: row.id().to_owned(),
+                time_unix_ms: row.time_unix_ms,
+                host: row.host.clone(),
+                keep: d.reasons.iter().map(|r| (*r).to_owned()).collect(),
+            })
+            .collect(),
+    )
 }
 
 pub struct Input<'a> {

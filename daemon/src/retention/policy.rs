@@ -54,8 +54,8 @@ fn buckets(unix_ms: i64, zone: &TimeZone) -> [i64; 4] {
         Timestamp::MAX
     });
     let local = at.to_zoned_datetime(zone.clone());
-    let day = (i64::from(local.year()) * 100 + i64::from(local.month())) * 100
-        + i64::from(local.day());
+    let day =
+        (i64::from(local.year()) * 100 + i64::from(local.month())) * 100 + i64::from(local.day());
     let week = local.iso_week_date();
     [
         day * 100 + i64::from(local.hour()),
@@ -66,11 +66,7 @@ fn buckets(unix_ms: i64, zone: &TimeZone) -> [i64; 4] {
 }
 
 /// Decisions for every snapshot, in the order given; calendar buckets in `zone`.
-pub fn apply<'a>(
-    rules: &Rules,
-    snapshots: &[Candidate<'a>],
-    zone: &TimeZone,
-) -> Vec<Decision<'a>> {
+pub fn apply<'a>(rules: &Rules, snapshots: &[Candidate<'a>], zone: &TimeZone) -> Vec<Decision<'a>> {
     let mut by_host: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
     for (i, s) in snapshots.iter().enumerate() {
         by_host.entry(s.host).or_default().push(i);
@@ -180,7 +176,12 @@ mod tests {
         let new_york = TimeZone::posix("EST5EDT,M3.2.0,M11.1.0").expect("a POSIX TZ");
         let names = ["sun-noon", "sun-22h", "sun-23h30", "mon-01h"];
         // Sunday 2026-12-06 12:00, 22:00, 23:30 and Monday 01:00 in New York (UTC-5).
-        let times = [MONDAY - 7 * HOUR_MS, MONDAY + 3 * HOUR_MS, MONDAY + 9 * HOUR_MS / 2, MONDAY + 6 * HOUR_MS];
+        let times = [
+            MONDAY - 7 * HOUR_MS,
+            MONDAY + 3 * HOUR_MS,
+            MONDAY + 9 * HOUR_MS / 2,
+            MONDAY + 6 * HOUR_MS,
+        ];
         let candidates: Vec<Candidate> = names
             .iter()
             .zip(times)

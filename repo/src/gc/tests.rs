@@ -244,19 +244,7 @@ struct Local {
 }
 
 fn run(repo: &Repository, forget: &[String], now: i64, local: &mut Local) -> PruneReport {
-    prune(
-        repo,
-        PruneInput {
-            forget,
-            now_unix_ms: now,
-            grace_ms: GRACE_MS,
-            seen: &mut local.seen,
-            own_indexes: &mut local.own,
-            dry_run: false,
-            before_change: &no_faults,
-        },
-    )
-    .expect("prune")
+    run_with_grace(repo, forget, now, GRACE_MS, local)
 }
 
 /// Whether the backup numbered in `states` wrote `name` relative to a base (all but every
@@ -600,29 +588,35 @@ fn run_with_grace(
     .expect("prune")
 }
 
-/// Forty small backups two hours apart; returns each snapshot's state and backup number.
-fn forty_backups(repo: &Repository) -> BTreeMap<String, (usize, State)> {
+/// A repository under a key made of `key_byte` holding forty small backups two hours
+/// apart; with each snapshot's state and backup number.
+fn forty_backups(key_byte: u8) -> (Arc<Memory>, Repository, BTreeMap<String, (usize, State)>) {
+    let store = Arc::new(Memory::default());
+    let key = BackupKey::from_bytes(&mut [key_byte; 32]);
+    let (repo, _) = Repository::open_or_init(store.clone(), &key, START).expect("init");
     let mut device = Device::new(0xf0);
     let mut states = BTreeMap::new();
     for b in 0..40 {
         device.act(b);
-        let name = device.backup(repo, START + b as i64 * 2 * HOUR);
+        let name = device.backup(&repo, START + b as i64 * 2 * HOUR);
         states.insert(name, (b, device.state()));
     }
+    (store, repo, states)
+}
+
+/// The snapshots of backups numbered below `first_kept`.
+fn made_before(states: &BTreeMap<String, (usize, State)>, first_kept: usize) -> Vec<String> {
     states
+        .iter()
+        .filter(|(_, (b, _))| *b < first_kept)
+        .map(|(n, _)| n.clone())
+        .collect()
 }
 
 #[test]
 fn with_no_grace_period_one_run_merges_marks_and_sweeps() {
-    let store = Arc::new(Memory::default());
-    let key = BackupKey::from_bytes(&mut [4u8; 32]);
-    let (repo, _) = Repository::open_or_init(store.clone(), &key, START).expect("init");
-    let states = forty_backups(&repo);
-    let forget: Vec<String> = states
-        .iter()
-        .filter(|(_, (b, _))| *b < 37)
-        .map(|(n, _)| n.clone())
-        .collect();
+    let (store, repo, states) = forty_backups(4);
+    let forget = made_before(&states, 37);
     let mut local = Local::default();
     let report = run_with_grace(&repo, &forget, START + 100 * HOUR, 0, &mut local);
     // Merge, mark (rewriting the small packs), sweep, and one pass that finds nothing.
@@ -652,15 +646,8 @@ fn with_no_grace_period_one_run_merges_marks_and_sweeps() {
 
 #[test]
 fn with_the_grace_period_a_run_sweeps_earlier_markers_and_marks_but_never_its_own() {
-    let store = Arc::new(Memory::default());
-    let key = BackupKey::from_bytes(&mut [3u8; 32]);
-    let (repo, _) = Repository::open_or_init(store.clone(), &key, START).expect("init");
-    let states = forty_backups(&repo);
-    let forget: Vec<String> = states
-        .iter()
-        .filter(|(_, (b, _))| *b < 37)
-        .map(|(n, _)| n.clone())
-        .collect();
+    let (store, repo, states) = forty_backups(3);
+    let forget = made_before(&states, 37);
     let mut local = Local::default();
     let now = START + 100 * HOUR;
     let merge = run(&repo, &forget, now, &mut local);
@@ -679,15 +666,8 @@ fn with_the_grace_period_a_run_sweeps_earlier_markers_and_marks_but_never_its_ow
 
 #[test]
 fn records_of_forgotten_snapshots_go_once_this_device_has_seen_them_for_thirty_days() {
-    let store = Arc::new(Memory::default());
-    let key = BackupKey::from_bytes(&mut [2u8; 32]);
-    let (repo, _) = Repository::open_or_init(store.clone(), &key, START).expect("init");
-    let states = forty_backups(&repo);
-    let forget: Vec<String> = states
-        .iter()
-        .filter(|(_, (b, _))| *b < 10)
-        .map(|(n, _)| n.clone())
-        .collect();
+    let (store, repo, states) = forty_backups(2);
+    let forget = made_before(&states, 10);
     let now = START + 100 * HOUR;
     let mut local = Local::default();
     run(&repo, &forget, now, &mut local);

@@ -117,7 +117,11 @@ fn after_rotate_and_finish_the_old_key_opens_nothing_and_the_new_one_restores_ev
     // The first `--finish` marks the old generation; it goes after the grace period.
     let marked: KeyRotated = fixture.device.ctl_json(&["key", "rotate", "--finish"]);
     assert_eq!(marked.removed_objects, 0, "{}", marked.message);
-    assert!(marked.message.contains("marked for removal"), "{}", marked.message);
+    assert!(
+        marked.message.contains("marked for removal"),
+        "{}",
+        marked.message
+    );
     assert_eq!(
         every_snapshot_restores(&fixture.device, &scratch).len(),
         fixture.snapshots.len() + 2
@@ -224,8 +228,9 @@ fn killed_at_any_point_of_a_rotation_the_device_backs_up_and_everything_restores
     let seed = env_number("SEALBACK_ROTATION_SEED", 1);
     let rig = CrashRig::new(60, 5);
     let (dir, store, target, mut device) = (&rig.dir, &rig.store, &rig.target, rig.device);
-    let setup =
-        |crash_after: Option<u64>| crashing(store.dir(), target, crash_after).daemon_env(GRACE, "0");
+    let setup = |crash_after: Option<u64>| {
+        crashing(store.dir(), target, crash_after).daemon_env(GRACE, "0")
+    };
     let mut rng = StdRng::seed_from_u64(seed);
     // Rotations, then retirements, each killed at a provider call chosen by the seed; in
     // increasing order, so that each kill falls in the work the last one left (a rotation
@@ -318,7 +323,10 @@ fn a_device_still_backing_up_under_the_old_key_is_stopped_at_the_mark_not_cut_of
     old_store.append(5);
     let before_mark = old_phone.backup().snapshot;
     let pruned: PruneReports = fixture.device.ctl_json(&["prune"]);
-    assert!(pruned.retired_generation.is_none(), "removed before the grace period");
+    assert!(
+        pruned.retired_generation.is_none(),
+        "removed before the grace period"
+    );
     // ... and after the mark it is told, before it writes anything, what to do; what it
     // made still restores.
     old_store.append(5);
@@ -343,5 +351,8 @@ fn a_device_still_backing_up_under_the_old_key_is_stopped_at_the_mark_not_cut_of
         );
     }
     let finished = fixture.device.ctl_fails(&["key", "rotate", "--finish"], 1);
-    assert!(finished.stderr.contains("no key rotation to finish"), "{finished}");
+    assert!(
+        finished.stderr.contains("no key rotation to finish"),
+        "{finished}"
+    );
 }
