@@ -214,7 +214,9 @@ pub struct Retired {
 /// still found, still marked, and a retirement run again finishes the work at once. Other
 /// generations are never touched. The caller decides whether the generation may go (see
 /// DESIGN.md §3.11: marked at least the grace period ago).
-pub fn retire(inner: &dyn ObjectStore, layout: &Layout) -> Result<Retired> {
+/// `old` is the generation's repository, opened with its key (to read which manifests are
+/// relative).
+pub fn retire(inner: &dyn ObjectStore, layout: &Layout, old: &Repository) -> Result<Retired> {
     let (listed, prefix, config) = match layout {
         Layout::Root => {
             let all = inner.list("")?;
@@ -234,18 +236,23 @@ pub fn retire(inner: &dyn ObjectStore, layout: &Layout) -> Result<Retired> {
         }
     };
     let mark = format!("{prefix}{RETIRING_NAME}");
-    // Snapshots, then the rest, then the mark.
+    // Relative manifests, then whole ones (a retirement cut short never leaves a snapshot
+    // whose base is gone), then the rest, then the mark.
+    let whole = |n: &str| {
+        old.read_manifest(&n[prefix.len()..])
+            .is_ok_and(|(manifest, _)| manifest.base.is_none())
+    };
     let order = |n: &str| {
         if n == mark {
-            2
+            3
         } else if n.rsplit('/').nth(1) == Some("snapshots") {
-            0
+            u8::from(whole(n))
         } else {
-            1
+            2
         }
     };
     let mut listed = listed;
-    listed.sort_by_key(|(n, _)| order(n));
+    listed.sort_by_cached_key(|(n, _)| order(n));
     let mut retired = Retired::default();
     for (name, size) in listed {
         inner.remove(&name)?;

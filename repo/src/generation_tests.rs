@@ -81,19 +81,20 @@ fn retiring_a_generation_removes_it_all_and_leaves_the_other() {
         } else {
             (Layout::of_rotated(&new), &old, &old_index)
         };
-        let retired = retire(store.as_ref(), &gone).expect("retired");
+        let gone_key = if retired_root { &old } else { &new };
+        let (gone_repo, _) = open(store.clone(), gone_key).expect("open");
+        let retired = retire(store.as_ref(), &gone, &gone_repo).expect("retired");
         assert_eq!(retired.objects, 2, "config and index");
         let (repo, _) = open(store.clone(), kept).expect("the other key still opens");
         assert_eq!(repo.list_indexes().expect("list"), vec![kept_index.clone()]);
         assert_eq!(names(&store).len(), 2, "{:?}", names(&store));
         // The retired key opens nothing, and is told it is the wrong key (not that the
         // store is empty, which would let it start a repository of its own there).
-        let gone_key = if retired_root { &old } else { &new };
         let err = open(store.clone(), gone_key).err().expect("nothing opens");
         assert!(matches!(err, Error::Authentication { .. }), "{err}");
         // Again, as after an interruption: nothing more to do, nothing else touched.
         assert_eq!(
-            retire(store.as_ref(), &gone).expect("again"),
+            retire(store.as_ref(), &gone, &gone_repo).expect("again"),
             Retired::default()
         );
         assert_eq!(names(&store).len(), 2);
@@ -110,7 +111,9 @@ fn an_interrupted_retirement_keeps_the_config_until_the_end() {
     }
     assert!(open(store.clone(), &old).is_ok());
     assert_eq!(
-        retire(store.as_ref(), &Layout::Root).expect("rest").objects,
+        retire(store.as_ref(), &Layout::Root, &root)
+            .expect("rest")
+            .objects,
         1
     );
     assert!(open(store.clone(), &old).is_err());
@@ -166,7 +169,7 @@ fn a_retiring_mark_is_kept_once_sealed_under_its_generation_and_removed_last() {
                 self.0.remove(name)
             }
         }
-        retire(&Recording(store.clone(), &removed), &layout).expect("retired");
+        retire(&Recording(store.clone(), &removed), &layout, &repo).expect("retired");
         let removed = removed.into_inner().expect("lock");
         assert_eq!(removed[removed.len() - 2], inner, "{removed:?}");
         let last = &removed[removed.len() - 1];

@@ -397,7 +397,7 @@ impl Daemon {
             return Ok(Retirement::Waiting { until_unix_ms });
         }
         let retired =
-            generation::retire(store.as_ref(), &layout).map_err(|e| repo_error(name, e))?;
+            generation::retire(store.as_ref(), &layout, &old).map_err(|e| repo_error(name, e))?;
         tracing::info!(target = %name, generation = %layout.label(), objects = retired.objects, bytes = retired.bytes, "old generation retired");
         self.remove_catalog(name, &layout)?;
         Ok(Retirement::Removed(retired))

@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use bytes::Bytes;
 
 use super::*;
-use crate::chunk::{LIST_IDS, encode_list};
+use crate::chunk::{ChunkId, LIST_IDS, encode_list};
 use crate::index::Index;
 use crate::keys::BackupKey;
 use crate::pack::{BlobKind, PackReader, PackWriter};
