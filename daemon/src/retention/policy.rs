@@ -156,14 +156,15 @@ mod tests {
 
     #[test]
     fn the_calendar_is_right() {
+        // Each bucket reads as the date: yyyymmddhh, yyyymmdd, ISO yyyyww, yyyymm.
         let utc = |t: i64| buckets(t, &TimeZone::UTC);
-        assert_eq!(utc(0), [1970_01_01_00, 1970_01_01, 1970_01, 1970_01]);
-        assert_eq!(utc(MONDAY)[3], 2026_12, "December 2026");
-        assert_eq!(utc(MONDAY + 25 * DAY_MS)[3], 2027_01, "January 2027");
+        assert_eq!(utc(0), [1970010100, 19700101, 197001, 197001]);
+        assert_eq!(utc(MONDAY)[3], 202612, "December 2026");
+        assert_eq!(utc(MONDAY + 25 * DAY_MS)[3], 202701, "January 2027");
         assert_eq!(utc(MONDAY)[2], utc(MONDAY + 7 * DAY_MS - 1)[2]);
         assert_ne!(utc(MONDAY - 1)[2], utc(MONDAY)[2], "Sunday ends the week");
         // The ISO week of 2027-01-01 (a Friday) is the 53rd of 2026.
-        assert_eq!(utc(MONDAY + 25 * DAY_MS)[2], 2026_53);
+        assert_eq!(utc(MONDAY + 25 * DAY_MS)[2], 202653);
         // Times no calendar holds go to its ends instead of failing.
         assert!(utc(i64::MAX)[1] > utc(MONDAY)[1]);
         assert!(utc(i64::MIN)[1] < utc(0)[1]);
