@@ -29,7 +29,9 @@ use sha2::Sha256;
 use zeroize::Zeroizing;
 
 use crate::error::{Error, Result};
+use crate::gc::marker::Marker;
 use crate::keys::BackupKey;
+use crate::object::{self, ObjectKind};
 use crate::repository::{CONFIG_NAME, ObjectStore, Repository, StoreError, StoreErrorKind};
 
 const EXTRACT_SALT: &[u8] = b"sealback repository v1";
@@ -42,6 +44,10 @@ const PREVIOUS_KEY_VERSION: u8 = 1;
 pub const CONFIGS_PREFIX: &str = "generations/";
 /// Where each generation's other objects are, under their generation's name.
 pub const OBJECTS_PREFIX: &str = "g/";
+/// The mark of a generation being retired, inside it (`retiring` at the root,
+/// `g/<g>/retiring` otherwise): sealed under the generation's own key as a prune marker
+/// with no packs, so that only a holder of that key can mark it.
+pub const RETIRING_NAME: &str = "retiring";
 
 /// Where a key's repository is on a store.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -161,6 +167,40 @@ impl ObjectStore for GenerationStore {
     }
 }
 
+/// Marks `repo`'s generation (opened with its own key) as retiring at `now_unix_ms`,
+/// unless it is marked already; returns the time of the mark. From the mark on, backups
+/// into the generation refuse to start ([`retiring_since`]), and the grace period of
+/// DESIGN §12 runs before [`retire`] removes it (§3.11).
+pub fn mark_retiring(repo: &Repository, now_unix_ms: i64) -> Result<i64> {
+    if let Some(at) = retiring_since(repo)? {
+        return Ok(at);
+    }
+    let marker = Marker {
+        written_unix_ms: now_unix_ms,
+        packs: Vec::new(),
+    };
+    let sealed = object::seal(
+        repo.keys(),
+        ObjectKind::Marker,
+        RETIRING_NAME,
+        &marker.encode(),
+    );
+    repo.store().put(RETIRING_NAME, &sealed)?;
+    Ok(now_unix_ms)
+}
+
+/// When `repo`'s generation was marked as retiring (the marking device's clock), if it
+/// was. A mark that does not open is an integrity error, like any damaged object.
+pub fn retiring_since(repo: &Repository) -> Result<Option<i64>> {
+    let bytes = match repo.store().get(RETIRING_NAME) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind == StoreErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e.into()),
+    };
+    let plain = object::open(repo.keys(), ObjectKind::Marker, RETIRING_NAME, &bytes)?;
+    Ok(Some(Marker::decode(RETIRING_NAME, &plain)?.written_unix_ms))
+}
+
 /// What [`retire`] removed.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Retired {
@@ -170,11 +210,14 @@ pub struct Retired {
 
 /// Removes every object of `layout`'s generation from `inner`: snapshots first (so that
 /// an interrupted retirement leaves no snapshot whose data is half gone), then everything
-/// else, its `config` last, so that until the end the generation is still found and a
-/// retirement run again finishes the work. Other generations are never touched. The
-/// caller decides whether the generation may go (see DESIGN.md §3.11).
-pub fn retire(inner: &dyn ObjectStore, layout: &Layout) -> Result<Retired> {
-    let (listed, config) = match layout {
+/// else, its retiring mark and its `config` last, so that until the end the generation is
+/// still found, still marked, and a retirement run again finishes the work at once. Other
+/// generations are never touched. The caller decides whether the generation may go (see
+/// DESIGN.md §3.11: marked at least the grace period ago).
+/// `old` is the generation's repository, opened with its key (to read which manifests are
+/// relative).
+pub fn retire(inner: &dyn ObjectStore, layout: &Layout, old: &Repository) -> Result<Retired> {
+    let (listed, prefix, config) = match layout {
         Layout::Root => {
             let all = inner.list("")?;
             let own = all
@@ -185,18 +228,33 @@ pub fn retire(inner: &dyn ObjectStore, layout: &Layout) -> Result<Retired> {
                         && !n.starts_with(OBJECTS_PREFIX)
                 })
                 .collect::<Vec<_>>();
-            (own, CONFIG_NAME.to_owned())
+            (own, String::new(), CONFIG_NAME.to_owned())
         }
-        Layout::Generation(g) => (
-            inner.list(&format!("{OBJECTS_PREFIX}{g}/"))?,
-            format!("{CONFIGS_PREFIX}{g}"),
-        ),
+        Layout::Generation(g) => {
+            let prefix = format!("{OBJECTS_PREFIX}{g}/");
+            (inner.list(&prefix)?, prefix, format!("{CONFIGS_PREFIX}{g}"))
+        }
     };
-    let snapshot = |n: &str| n.rsplit('/').nth(1) == Some("snapshots");
-    let (mut first, rest): (Vec<_>, Vec<_>) = listed.into_iter().partition(|(n, _)| snapshot(n));
-    first.extend(rest);
+    let mark = format!("{prefix}{RETIRING_NAME}");
+    // Relative manifests, then whole ones (a retirement cut short never leaves a snapshot
+    // whose base is gone), then the rest, then the mark.
+    let whole = |n: &str| {
+        old.read_manifest(&n[prefix.len()..])
+            .is_ok_and(|(manifest, _)| manifest.base.is_none())
+    };
+    let order = |n: &str| {
+        if n == mark {
+            3
+        } else if n.rsplit('/').nth(1) == Some("snapshots") {
+            u8::from(whole(n))
+        } else {
+            2
+        }
+    };
+    let mut listed = listed;
+    listed.sort_by_cached_key(|(n, _)| order(n));
     let mut retired = Retired::default();
-    for (name, size) in first {
+    for (name, size) in listed {
         inner.remove(&name)?;
         retired.objects += 1;
         retired.bytes += size;

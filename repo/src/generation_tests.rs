@@ -81,19 +81,20 @@ fn retiring_a_generation_removes_it_all_and_leaves_the_other() {
         } else {
             (Layout::of_rotated(&new), &old, &old_index)
         };
-        let retired = retire(store.as_ref(), &gone).expect("retired");
+        let gone_key = if retired_root { &old } else { &new };
+        let (gone_repo, _) = open(store.clone(), gone_key).expect("open");
+        let retired = retire(store.as_ref(), &gone, &gone_repo).expect("retired");
         assert_eq!(retired.objects, 2, "config and index");
         let (repo, _) = open(store.clone(), kept).expect("the other key still opens");
         assert_eq!(repo.list_indexes().expect("list"), vec![kept_index.clone()]);
         assert_eq!(names(&store).len(), 2, "{:?}", names(&store));
         // The retired key opens nothing, and is told it is the wrong key (not that the
         // store is empty, which would let it start a repository of its own there).
-        let gone_key = if retired_root { &old } else { &new };
         let err = open(store.clone(), gone_key).err().expect("nothing opens");
         assert!(matches!(err, Error::Authentication { .. }), "{err}");
         // Again, as after an interruption: nothing more to do, nothing else touched.
         assert_eq!(
-            retire(store.as_ref(), &gone).expect("again"),
+            retire(store.as_ref(), &gone, &gone_repo).expect("again"),
             Retired::default()
         );
         assert_eq!(names(&store).len(), 2);
@@ -110,10 +111,73 @@ fn an_interrupted_retirement_keeps_the_config_until_the_end() {
     }
     assert!(open(store.clone(), &old).is_ok());
     assert_eq!(
-        retire(store.as_ref(), &Layout::Root).expect("rest").objects,
+        retire(store.as_ref(), &Layout::Root, &root)
+            .expect("rest")
+            .objects,
         1
     );
     assert!(open(store.clone(), &old).is_err());
+}
+
+#[test]
+fn a_retiring_mark_is_kept_once_sealed_under_its_generation_and_removed_last() {
+    for retired_root in [true, false] {
+        let (store, old, new, _, _) = two_generations();
+        let (key, other) = if retired_root {
+            (&old, &new)
+        } else {
+            (&new, &old)
+        };
+        let (repo, layout) = open(store.clone(), key).expect("open");
+        assert_eq!(retiring_since(&repo).expect("read"), None);
+        assert_eq!(mark_retiring(&repo, 1_000).expect("mark"), 1_000);
+        // Marked again later (a second run), the first time stands.
+        assert_eq!(mark_retiring(&repo, 9_000).expect("again"), 1_000);
+        assert_eq!(retiring_since(&repo).expect("read"), Some(1_000));
+        // The other generation is not marked, and its key cannot read this mark.
+        let (other_repo, _) = open(store.clone(), other).expect("open");
+        assert_eq!(retiring_since(&other_repo).expect("read"), None);
+        let inner = match &layout {
+            Layout::Root => RETIRING_NAME.to_owned(),
+            Layout::Generation(g) => format!("g/{g}/{RETIRING_NAME}"),
+        };
+        let sealed = store.get(&inner).expect("the mark");
+        other_repo
+            .store()
+            .put(RETIRING_NAME, &sealed)
+            .expect("planted");
+        assert!(
+            retiring_since(&other_repo).is_err(),
+            "a mark under another key"
+        );
+        other_repo.store().remove(RETIRING_NAME).expect("remove");
+        // Retirement removes the mark after everything but the config.
+        let removed = std::sync::Mutex::new(Vec::new());
+        struct Recording<'a>(Arc<Memory>, &'a std::sync::Mutex<Vec<String>>);
+        impl ObjectStore for Recording<'_> {
+            fn put(&self, name: &str, data: &[u8]) -> Result<(), StoreError> {
+                self.0.put(name, data)
+            }
+            fn get(&self, name: &str) -> Result<Bytes, StoreError> {
+                self.0.get(name)
+            }
+            fn list(&self, prefix: &str) -> Result<Vec<(String, u64)>, StoreError> {
+                self.0.list(prefix)
+            }
+            fn remove(&self, name: &str) -> Result<(), StoreError> {
+                self.1.lock().expect("lock").push(name.to_owned());
+                self.0.remove(name)
+            }
+        }
+        retire(&Recording(store.clone(), &removed), &layout, &repo).expect("retired");
+        let removed = removed.into_inner().expect("lock");
+        assert_eq!(removed[removed.len() - 2], inner, "{removed:?}");
+        let last = &removed[removed.len() - 1];
+        assert!(
+            last == "config" || last.starts_with("generations/"),
+            "{removed:?}"
+        );
+    }
 }
 
 #[test]

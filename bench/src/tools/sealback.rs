@@ -471,9 +471,9 @@ impl Tool for Sealback {
         Ok(sample)
     }
 
-    /// Three prunes with no grace period: the first forgets snapshots and merges the
-    /// indexes (the backups' packs are not settled yet), the second marks, the third
-    /// deletes (DESIGN §12). All three are timed.
+    /// One `sealbackctl prune` with the grace period set to 0 for the benchmark (one
+    /// device, nothing running beside it): that one run merges the indexes, marks what
+    /// nothing kept needs and sweeps it (DESIGN §12.1).
     fn prune(&mut self) -> Result<Option<Sample>> {
         self.daemon_env = vec![("SEALBACK_TEST_PRUNE_GRACE_MS", "0")];
         let run = self.measured(&["prune"]);

@@ -1,5 +1,7 @@
 //! Pruning from the daemon: `sealbackctl prune` (every target, or one), and the prune a
-//! backup runs after itself once the target's `prune` interval has passed.
+//! backup runs after itself once the target's `prune` interval has passed. Every one of
+//! them then takes the retirement of a rotated-out key's generation a step further
+//! (DESIGN §3.11).
 //!
 //! Within one daemon a prune and a backup of the same target take turns (`Target::work`),
 //! since both write the target's catalog; across devices nothing is locked (DESIGN §12).
@@ -47,7 +49,7 @@ impl Daemon {
             None => self.targets.iter().collect(),
         };
         let mut reports = PruneReports::default();
-        for target in targets {
+        for &target in &targets {
             let name = &target.config.name;
             let _turn = lock(&target.work);
             let store = self
@@ -62,8 +64,8 @@ impl Daemon {
                 .map_err(|e| super::engine_error(name, e))?;
             reports.targets.push(report);
         }
-        if !request.dry_run && request.target.is_none() {
-            reports.retired_generation = self.retire_after_prune();
+        if !request.dry_run {
+            reports.retired_generation = self.retire_after_prune(&targets);
         }
         Ok(reports)
     }
@@ -118,6 +120,8 @@ impl Daemon {
         }
         if let Err(e) = self.prune_target(target, repo, catalog, false) {
             tracing::warn!(target = %target.config.name, error = %e, "the automatic prune failed; the next backup tries again");
+            return;
         }
+        self.retire_after_prune(&[target]);
     }
 }

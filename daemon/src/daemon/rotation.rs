@@ -1,7 +1,8 @@
 //! Key rotation (DESIGN.md §3.11): a new key, a new repository generation on every target
 //! with a full backup in it, the new key shown (or given to the vault), and only then the
 //! switch; the old generation stays restorable, its key kept sealed beside the new one,
-//! until [`Daemon::retire_previous`] removes both.
+//! until its retirement removes both: marked by `key rotate --finish` or any prune, then
+//! removed once the grace period of DESIGN §12 has passed since the mark.
 //!
 //! Every step can be cut short (kill -9, a target failing) without harm: before the switch
 //! the device backs up with the old key and the next `key rotate` resumes with the same new
@@ -293,26 +294,44 @@ impl Daemon {
         Ok((vault, password))
     }
 
-    /// `sealbackctl prune` (of every target) after a rotation: retires the previous
-    /// generation once it may go; until then it is kept, and the log says why.
-    pub(super) fn retire_after_prune(&self) -> Option<RetiredGeneration> {
-        self.previous_key().ok().flatten()?;
+    /// After a prune of `targets` (any: `sealbackctl prune`, with or without `--target`,
+    /// and the daemon's own): a step of the previous generation's retirement on each
+    /// ([`Daemon::retire_on`]). A retirement that must wait or fails is logged; the prune
+    /// stands.
+    pub(super) fn retire_after_prune(&self, targets: &[&Target]) -> Option<RetiredGeneration> {
+        let previous = self.previous_key().ok().flatten()?;
+        let current = self.key().ok()?;
         let _one = ROTATING.try_lock().ok()?;
-        match self.retire_previous() {
-            Ok(done) => Some(RetiredGeneration {
-                objects: done.removed_objects,
-                bytes: done.removed_bytes,
-            }),
-            Err(e) => {
-                tracing::warn!(error = %e, "the previous key's generation is kept for now");
-                None
+        let mut removed: Option<RetiredGeneration> = None;
+        let mut gone_here = true;
+        for target in targets {
+            match self.retire_on(target, &current, &previous) {
+                Ok(Retirement::Removed(r)) => {
+                    let sum = removed.get_or_insert_with(RetiredGeneration::default);
+                    sum.objects += r.objects;
+                    sum.bytes += r.bytes;
+                }
+                Ok(Retirement::Gone) => {}
+                Ok(Retirement::Waiting { until_unix_ms }) => {
+                    gone_here = false;
+                    tracing::info!(target = %target.config.name, until_unix_ms, "the previous key's generation is marked for retirement and goes after the grace period");
+                }
+                Err(e) => {
+                    gone_here = false;
+                    tracing::warn!(target = %target.config.name, error = %e, "the previous key's generation is kept for now");
+                }
             }
         }
+        // The other targets are looked at only once it is gone from these.
+        if gone_here && let Err(e) = self.forget_previous_once_retired(&previous) {
+            tracing::warn!(error = %e, "cannot tell whether the previous key's generation is gone from every target");
+        }
+        removed
     }
 
-    /// `key rotate --finish`: on each target, once the current key's generation holds a
-    /// snapshot that reads, removes the previous key's generation; then forgets the
-    /// previous key. Run again after an interruption, it finishes the work.
+    /// `key rotate --finish`: a step of the retirement on every target; the previous key is
+    /// forgotten once its generation is gone from all of them. Run again after an
+    /// interruption, it finishes the work.
     pub(super) fn retire_previous(&self) -> Result<KeyRotated, ApiError> {
         let current = self.key()?;
         let Some(previous) = self.previous_key()? else {
@@ -324,34 +343,78 @@ impl Daemon {
                 .with_hint("run `sealbackctl key rotate --finish` again once it has finished"));
         }
         let mut done = self.rotated(&current, MODE_DEVICE_ONLY, "");
+        let mut waiting: Option<i64> = None;
         for target in &self.targets {
-            let name = &target.config.name;
-            let store = self
-                .store(target)
-                .map_err(|e| ApiError::new(502, "target-failed", e))?;
-            let (repo, _) =
-                generation::open(store.clone(), &current).map_err(|e| repo_error(name, e))?;
-            complete_snapshot(&repo, name)?;
-            let old = match generation::open(store.clone(), &previous) {
-                Ok((_, layout)) => Some(layout),
-                Err(sealback_repo::Error::Store(e)) if e.kind == StoreErrorKind::NotFound => None,
-                Err(sealback_repo::Error::Authentication { .. }) => None,
-                Err(e) => return Err(repo_error(name, e)),
-            };
-            if let Some(layout) = old {
-                let retired =
-                    generation::retire(store.as_ref(), &layout).map_err(|e| repo_error(name, e))?;
-                tracing::info!(target = %name, generation = %layout.label(), objects = retired.objects, bytes = retired.bytes, "old generation retired");
-                done.removed_objects += retired.objects;
-                done.removed_bytes += retired.bytes;
-                self.remove_catalog(name, &layout)?;
+            match self.retire_on(target, &current, &previous)? {
+                Retirement::Removed(r) => {
+                    done.removed_objects += r.objects;
+                    done.removed_bytes += r.bytes;
+                }
+                Retirement::Waiting { until_unix_ms } => {
+                    waiting = waiting.max(Some(until_unix_ms));
+                }
+                Retirement::Gone => {}
             }
+        }
+        if let Some(until) = waiting {
+            let left = until.saturating_sub(engine::backup::now_unix_ms()).max(0) as u64;
+            done.message = format!(
+                "the old generation is marked for removal; it goes in {} (the grace period, so that a backup still running under the old key finishes first): run `sealbackctl key rotate --finish` again then, or let the next prune do it",
+                humantime::format_duration(std::time::Duration::from_secs(left.div_ceil(1000)))
+            );
+            return Ok(done);
         }
         self.keystore.forget_previous().map_err(internal)?;
         done.message =
             "the old generation is removed from every target; the old key opens nothing any more"
                 .into();
         Ok(done)
+    }
+
+    /// One step of retiring the previous generation on `target` (DESIGN §3.11): once the
+    /// current generation there holds a snapshot that reads, the previous one is marked as
+    /// retiring (from then on its backups refuse to start); once the grace period has
+    /// passed since the mark, it is removed with its catalog.
+    fn retire_on(
+        &self,
+        target: &Target,
+        current: &BackupKey,
+        previous: &BackupKey,
+    ) -> Result<Retirement, ApiError> {
+        let name = &target.config.name;
+        let store = self
+            .store(target)
+            .map_err(|e| ApiError::new(502, "target-failed", e))?;
+        let Some((old, layout)) = previous_generation(store.clone(), previous, name)? else {
+            return Ok(Retirement::Gone);
+        };
+        let (repo, _) =
+            generation::open(store.clone(), current).map_err(|e| repo_error(name, e))?;
+        complete_snapshot(&repo, name)?;
+        let now = engine::backup::now_unix_ms();
+        let marked = generation::mark_retiring(&old, now).map_err(|e| repo_error(name, e))?;
+        let until_unix_ms = marked.saturating_add(engine::prune::grace_ms());
+        if now < until_unix_ms {
+            return Ok(Retirement::Waiting { until_unix_ms });
+        }
+        let retired =
+            generation::retire(store.as_ref(), &layout, &old).map_err(|e| repo_error(name, e))?;
+        tracing::info!(target = %name, generation = %layout.label(), objects = retired.objects, bytes = retired.bytes, "old generation retired");
+        self.remove_catalog(name, &layout)?;
+        Ok(Retirement::Removed(retired))
+    }
+
+    /// Forgets the previous key once it opens nothing on any target.
+    fn forget_previous_once_retired(&self, previous: &BackupKey) -> Result<(), ApiError> {
+        for target in &self.targets {
+            let store = self
+                .store(target)
+                .map_err(|e| ApiError::new(502, "target-failed", e))?;
+            if previous_generation(store, previous, &target.config.name)?.is_some() {
+                return Ok(());
+            }
+        }
+        self.keystore.forget_previous().map_err(internal)
     }
 
     /// Deletes the catalog of a retired generation and the files beside it.
@@ -375,6 +438,31 @@ impl Daemon {
             }
         }
         Ok(())
+    }
+}
+
+/// What one step of the retirement left of the previous generation on a target.
+enum Retirement {
+    /// The previous key opens nothing there (retired before, or never written there).
+    Gone,
+    /// Marked as retiring; removed once the grace period has passed, at this time.
+    Waiting {
+        until_unix_ms: i64,
+    },
+    Removed(generation::Retired),
+}
+
+/// The previous key's repository on `store` and its layout, unless it opens nothing there.
+fn previous_generation(
+    store: Arc<TargetStore>,
+    previous: &BackupKey,
+    target: &str,
+) -> Result<Option<(Repository, Layout)>, ApiError> {
+    match generation::open(store, previous) {
+        Ok(found) => Ok(Some(found)),
+        Err(sealback_repo::Error::Store(e)) if e.kind == StoreErrorKind::NotFound => Ok(None),
+        Err(sealback_repo::Error::Authentication { .. }) => Ok(None),
+        Err(e) => Err(repo_error(target, e)),
     }
 }
 

@@ -86,6 +86,13 @@ fn backup(
     let started = Instant::now();
     let time_unix_ms = now_unix_ms();
     catalog.sync(repo, if unclean { Packs::List } else { Packs::WhenDue })?;
+    // A generation marked for retirement by a key rotation (on this device or another) is
+    // removed once the prune grace period has passed since the mark: a backup that began
+    // before the mark ends before then (it ends within half of it, as here), and none begins
+    // after it (DESIGN §3.11).
+    if let Some(since_unix_ms) = sealback_repo::generation::retiring_since(repo)? {
+        return Err(EngineError::Retiring { since_unix_ms });
+    }
     if unclean {
         catalog.forget_db_baseline()?;
     }

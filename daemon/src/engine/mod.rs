@@ -63,6 +63,11 @@ pub enum EngineError {
         .store.display()
     )]
     NoDatabase { store: PathBuf, database: String },
+    #[error(
+        "the repository this key opens was retired by a key rotation (marked {}) and is removed once the prune grace period has passed: backups with this key stop here; nothing is lost. Back up to the new generation with the new key (`sealbackctl key import`, or `sealbackctl key recover` in password mode)",
+        utc(*.since_unix_ms)
+    )]
+    Retiring { since_unix_ms: i64 },
     #[error("no snapshot matches {0:?}: list them with `sealbackctl snapshots`")]
     NoSuchSnapshot(String),
     #[error("{0:?} matches several snapshots: give more digits of the id")]
@@ -127,4 +132,10 @@ impl EngineError {
         let path = path.into();
         move |source| EngineError::Io { what, path, source }
     }
+}
+
+/// A time in messages: RFC 3339, UTC, to the second.
+fn utc(unix_ms: i64) -> String {
+    let at = std::time::UNIX_EPOCH + std::time::Duration::from_millis(unix_ms.max(0) as u64);
+    humantime::format_rfc3339_seconds(at).to_string()
 }

@@ -23,7 +23,8 @@ pub fn grace_ms() -> i64 {
         .unwrap_or(gc::GRACE_MS)
 }
 
-/// What the policy says of every snapshot the catalog knows, oldest first.
+/// What the policy says of every snapshot the catalog knows, oldest first; days, weeks and
+/// months are the daemon's local ones (`TZ`, else `/etc/localtime`, else UTC).
 pub fn decide(catalog: &Catalog, rules: &Rules) -> Result<Vec<PolicyDecision>, EngineError> {
     let rows = catalog.snapshots()?;
     let candidates: Vec<Candidate> = rows
@@ -34,16 +35,18 @@ pub fn decide(catalog: &Catalog, rules: &Rules) -> Result<Vec<PolicyDecision>, E
             host: &r.host,
         })
         .collect();
-    Ok(policy::apply(rules, &candidates)
-        .into_iter()
-        .zip(&rows)
-        .map(|(d, row)| PolicyDecision {
-            id: row.id().to_owned(),
-            time_unix_ms: row.time_unix_ms,
-            host: row.host.clone(),
-            keep: d.reasons.iter().map(|r| (*r).to_owned()).collect(),
-        })
-        .collect())
+    Ok(
+        policy::apply(rules, &candidates, &jiff::tz::TimeZone::system())
+            .into_iter()
+            .zip(&rows)
+            .map(|(d, row)| PolicyDecision {
+                id: row.id().to_owned(),
+                time_unix_ms: row.time_unix_ms,
+                host: row.host.clone(),
+                keep: d.reasons.iter().map(|r| (*r).to_owned()).collect(),
+            })
+            .collect(),
+    )
 }
 
 pub struct Input<'a> {

@@ -2,11 +2,17 @@
 //!
 //! restic's semantics: snapshots are taken newest first, per host; `keep_last` keeps the
 //! first N; `keep_hourly` (daily, weekly, monthly) keeps the newest snapshot of each of the
-//! last N hours (days, ISO weeks starting Monday, calendar months), UTC, that have one; a
-//! snapshot is kept if any rule keeps it; the newest snapshot of each host is always kept
-//! (it is the parent of that device's next backup).
+//! last N hours (days, ISO weeks starting Monday, calendar months) that have one, in the
+//! given time zone (the daemon's local one, as restic uses the local time: "one a day"
+//! means one per day as the user counts days); a snapshot is kept if any rule keeps it; the
+//! newest snapshot of each host is always kept (it is the parent of that device's next
+//! backup). In the hour a clock is set back, the two hours of the same local time are one
+//! bucket, as in restic.
 
 use std::collections::BTreeMap;
+
+use jiff::Timestamp;
+use jiff::tz::TimeZone;
 
 /// `[retention]`'s counts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -39,41 +45,42 @@ impl Decision<'_> {
     }
 }
 
-const HOUR_MS: i64 = 3600 * 1000;
-const DAY_MS: i64 = 24 * HOUR_MS;
-
-/// The calendar month (year * 12 + month - 1) of a day since the epoch (Howard Hinnant's
-/// civil-from-days).
-fn month(days: i64) -> i64 {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    y * 12 + m - 1
+/// The hour, day, ISO week and month of a time in `zone`, each as one number.
+fn buckets(unix_ms: i64, zone: &TimeZone) -> [i64; 4] {
+    // A time beyond what a calendar holds (a damaged manifest) goes to the nearest end.
+    let at = Timestamp::from_millisecond(unix_ms).unwrap_or(if unix_ms < 0 {
+        Timestamp::MIN
+    } else {
+        Timestamp::MAX
+    });
+    let local = at.to_zoned_datetime(zone.clone());
+    let day =
+        (i64::from(local.year()) * 100 + i64::from(local.month())) * 100 + i64::from(local.day());
+    let week = local.iso_week_date();
+    [
+        day * 100 + i64::from(local.hour()),
+        day,
+        i64::from(week.year()) * 100 + i64::from(week.week()),
+        day / 100,
+    ]
 }
 
-/// Decisions for every snapshot, in the order given.
-pub fn apply<'a>(rules: &Rules, snapshots: &[Candidate<'a>]) -> Vec<Decision<'a>> {
+/// Decisions for every snapshot, in the order given; calendar buckets in `zone`.
+pub fn apply<'a>(rules: &Rules, snapshots: &[Candidate<'a>], zone: &TimeZone) -> Vec<Decision<'a>> {
     let mut by_host: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
     for (i, s) in snapshots.iter().enumerate() {
         by_host.entry(s.host).or_default().push(i);
     }
     let mut reasons: Vec<Vec<&'static str>> = vec![Vec::new(); snapshots.len()];
-    type Bucket = fn(i64) -> i64;
-    let buckets: [(&'static str, u32, Bucket); 4] = [
-        ("hourly", rules.keep_hourly, |t| t.div_euclid(HOUR_MS)),
-        ("daily", rules.keep_daily, |t| t.div_euclid(DAY_MS)),
-        // 1970-01-01 was a Thursday: weeks start on Monday, three days before.
-        ("weekly", rules.keep_weekly, |t| {
-            (t.div_euclid(DAY_MS) + 3).div_euclid(7)
-        }),
-        ("monthly", rules.keep_monthly, |t| {
-            month(t.div_euclid(DAY_MS))
-        }),
+    let calendar: Vec<[i64; 4]> = snapshots
+        .iter()
+        .map(|s| buckets(s.time_unix_ms, zone))
+        .collect();
+    let rules_by_bucket: [(&'static str, u32); 4] = [
+        ("hourly", rules.keep_hourly),
+        ("daily", rules.keep_daily),
+        ("weekly", rules.keep_weekly),
+        ("monthly", rules.keep_monthly),
     ];
     for mut order in by_host.into_values() {
         // Newest first; equal times by name, so the answer does not depend on input order.
@@ -85,14 +92,14 @@ pub fn apply<'a>(rules: &Rules, snapshots: &[Candidate<'a>]) -> Vec<Decision<'a>
         for &i in order.iter().take(rules.keep_last as usize) {
             reasons[i].push("last");
         }
-        for (reason, count, bucket) in buckets {
+        for (which, (reason, count)) in rules_by_bucket.into_iter().enumerate() {
             let mut left = count;
             let mut last = None;
             for &i in &order {
                 if left == 0 {
                     break;
                 }
-                let b = bucket(snapshots[i].time_unix_ms);
+                let b = calendar[i][which];
                 if last != Some(b) {
                     last = Some(b);
                     left -= 1;
@@ -134,7 +141,7 @@ mod tests {
                 host,
             })
             .collect();
-        apply(&rules, &candidates)
+        apply(&rules, &candidates, &TimeZone::UTC)
             .iter()
             .enumerate()
             .filter(|(_, d)| d.keep())
@@ -142,18 +149,74 @@ mod tests {
             .collect()
     }
 
+    const HOUR_MS: i64 = 3600 * 1000;
+    const DAY_MS: i64 = 24 * HOUR_MS;
     /// 2026-12-07 00:00 UTC, a Monday.
     const MONDAY: i64 = 1_796_601_600_000;
 
     #[test]
     fn the_calendar_is_right() {
-        assert_eq!(month(0), 1970 * 12);
-        assert_eq!(month(31), 1970 * 12 + 1, "1970-02-01");
-        assert_eq!(month(MONDAY / DAY_MS), 2026 * 12 + 11, "December 2026");
-        assert_eq!(month(MONDAY / DAY_MS + 25), 2027 * 12, "January 2027");
-        let week = |t: i64| (t.div_euclid(DAY_MS) + 3).div_euclid(7);
-        assert_eq!(week(MONDAY), week(MONDAY + 6 * DAY_MS + DAY_MS - 1));
-        assert_ne!(week(MONDAY - 1), week(MONDAY), "Sunday ends the week");
+        // Each bucket reads as the date: yyyymmddhh, yyyymmdd, ISO yyyyww, yyyymm.
+        let utc = |t: i64| buckets(t, &TimeZone::UTC);
+        assert_eq!(utc(0), [1970010100, 19700101, 197001, 197001]);
+        assert_eq!(utc(MONDAY)[3], 202612, "December 2026");
+        assert_eq!(utc(MONDAY + 25 * DAY_MS)[3], 202701, "January 2027");
+        assert_eq!(utc(MONDAY)[2], utc(MONDAY + 7 * DAY_MS - 1)[2]);
+        assert_ne!(utc(MONDAY - 1)[2], utc(MONDAY)[2], "Sunday ends the week");
+        // The ISO week of 2027-01-01 (a Friday) is the 53rd of 2026.
+        assert_eq!(utc(MONDAY + 25 * DAY_MS)[2], 202653);
+        // Times no calendar holds go to its ends instead of failing.
+        assert!(utc(i64::MAX)[1] > utc(MONDAY)[1]);
+        assert!(utc(i64::MIN)[1] < utc(0)[1]);
+    }
+
+    /// The rules as the daemon applies them, in a fixed zone (TZ=EST5EDT); the same
+    /// snapshots in UTC keep other ones.
+    #[test]
+    fn days_and_weeks_are_the_local_ones() {
+        let new_york = TimeZone::posix("EST5EDT,M3.2.0,M11.1.0").expect("a POSIX TZ");
+        let names = ["sun-noon", "sun-22h", "sun-23h30", "mon-01h"];
+        // Sunday 2026-12-06 12:00, 22:00, 23:30 and Monday 01:00 in New York (UTC-5).
+        let times = [
+            MONDAY - 7 * HOUR_MS,
+            MONDAY + 3 * HOUR_MS,
+            MONDAY + 9 * HOUR_MS / 2,
+            MONDAY + 6 * HOUR_MS,
+        ];
+        let candidates: Vec<Candidate> = names
+            .iter()
+            .zip(times)
+            .map(|(name, t)| Candidate {
+                name,
+                time_unix_ms: t,
+                host: "phone",
+            })
+            .collect();
+        let kept = |rules: Rules, zone: &TimeZone| -> Vec<&str> {
+            apply(&rules, &candidates, zone)
+                .into_iter()
+                .filter(|d| d.reasons.iter().any(|r| *r != "newest"))
+                .map(|d| d.name)
+                .collect()
+        };
+        let daily = Rules {
+            keep_daily: 2,
+            ..NONE
+        };
+        assert_eq!(kept(daily, &new_york), ["sun-23h30", "mon-01h"]);
+        assert_eq!(kept(daily, &TimeZone::UTC), ["sun-noon", "mon-01h"]);
+        let weekly = Rules {
+            keep_weekly: 2,
+            ..NONE
+        };
+        assert_eq!(kept(weekly, &new_york), ["sun-23h30", "mon-01h"]);
+        assert_eq!(kept(weekly, &TimeZone::UTC), ["sun-noon", "mon-01h"]);
+        // When the clocks go back (2026-11-01 02:00 EDT), the two 01:30s are one hour.
+        let fall_back: i64 = 1_793_511_000_000; // 2026-11-01 05:30 UTC, 01:30 EDT
+        assert_eq!(
+            buckets(fall_back, &new_york)[0],
+            buckets(fall_back + HOUR_MS, &new_york)[0]
+        );
     }
 
     #[test]
@@ -288,7 +351,7 @@ mod tests {
                 host: h,
             })
             .collect();
-        let d = apply(&rules, &c);
+        let d = apply(&rules, &c, &TimeZone::UTC);
         assert_eq!(
             d[99].reasons,
             vec!["newest", "last", "daily", "weekly", "monthly"]

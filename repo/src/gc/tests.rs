@@ -1,16 +1,17 @@
 //! A simulated month of on-change backups against an in-memory store, then prunes.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 
 use super::*;
-use crate::chunk::{LIST_IDS, encode_list};
+use crate::chunk::{ChunkId, LIST_IDS, encode_list};
+use crate::index::Index;
 use crate::keys::BackupKey;
-use crate::pack::{BlobKind, PackWriter};
+use crate::pack::{BlobKind, PackReader, PackWriter};
 use crate::repository::{ObjectStore, StoreError, StoreErrorKind};
-use crate::snapshot::{DatabaseImage, FileEntry, Manifest, SNAPSHOT_VERSION};
+use crate::snapshot::{DatabaseImage, FileEntry, Manifest, SNAPSHOT_VERSION, Snapshot};
 
 #[derive(Default)]
 struct Memory(Mutex<BTreeMap<String, Bytes>>);
@@ -243,19 +244,7 @@ struct Local {
 }
 
 fn run(repo: &Repository, forget: &[String], now: i64, local: &mut Local) -> PruneReport {
-    prune(
-        repo,
-        PruneInput {
-            forget,
-            now_unix_ms: now,
-            grace_ms: GRACE_MS,
-            seen: &mut local.seen,
-            own_indexes: &mut local.own,
-            dry_run: false,
-            before_change: &no_faults,
-        },
-    )
-    .expect("prune")
+    run_with_grace(repo, forget, now, GRACE_MS, local)
 }
 
 /// Whether the backup numbered in `states` wrote `name` relative to a base (all but every
@@ -575,4 +564,121 @@ fn a_marker_another_device_wrote_waits_the_grace_period_on_this_devices_clock() 
     let report = run(&repo, &[], START + 5 * GRACE_MS, &mut mine);
     assert_eq!(report.packs_deleted, 0);
     assert!(store.get(&ahead.name).is_ok());
+}
+
+fn run_with_grace(
+    repo: &Repository,
+    forget: &[String],
+    now: i64,
+    grace_ms: i64,
+    local: &mut Local,
+) -> PruneReport {
+    prune(
+        repo,
+        PruneInput {
+            forget,
+            now_unix_ms: now,
+            grace_ms,
+            seen: &mut local.seen,
+            own_indexes: &mut local.own,
+            dry_run: false,
+            before_change: &no_faults,
+        },
+    )
+    .expect("prune")
+}
+
+/// A repository under a key made of `key_byte` holding forty small backups two hours
+/// apart; with each snapshot's state and backup number.
+fn forty_backups(key_byte: u8) -> (Arc<Memory>, Repository, BTreeMap<String, (usize, State)>) {
+    let store = Arc::new(Memory::default());
+    let key = BackupKey::from_bytes(&mut [key_byte; 32]);
+    let (repo, _) = Repository::open_or_init(store.clone(), &key, START).expect("init");
+    let mut device = Device::new(0xf0);
+    let mut states = BTreeMap::new();
+    for b in 0..40 {
+        device.act(b);
+        let name = device.backup(&repo, START + b as i64 * 2 * HOUR);
+        states.insert(name, (b, device.state()));
+    }
+    (store, repo, states)
+}
+
+/// The snapshots of backups numbered below `first_kept`.
+fn made_before(states: &BTreeMap<String, (usize, State)>, first_kept: usize) -> Vec<String> {
+    states
+        .iter()
+        .filter(|(_, (b, _))| *b < first_kept)
+        .map(|(n, _)| n.clone())
+        .collect()
+}
+
+#[test]
+fn with_no_grace_period_one_run_merges_marks_and_sweeps() {
+    let (store, repo, states) = forty_backups(4);
+    let forget = made_before(&states, 37);
+    let mut local = Local::default();
+    let report = run_with_grace(&repo, &forget, START + 100 * HOUR, 0, &mut local);
+    // Merge, mark (rewriting the small packs), sweep, and one pass that finds nothing.
+    assert_eq!(report.passes, 4, "{report:?}");
+    assert_eq!(report.packs_deleted, 40, "{report:?}");
+    assert_eq!(report.packs_pending, 0);
+    assert_eq!(store.count("prune/"), 0, "the run's own marker is swept");
+    assert_eq!(store.count("index/"), 1);
+    assert_eq!(
+        store.count("data/") as u64,
+        report.packs_written,
+        "only the packs the rewrite wrote are left"
+    );
+    assert_eq!(report.bytes_after, store.bytes());
+    for (name, (_, state)) in &states {
+        if store.get(name).is_ok() {
+            assert_eq!(&restore(&repo, name), state, "{name}");
+        }
+    }
+    // A second run has nothing left to do.
+    let again = run_with_grace(&repo, &[], START + 101 * HOUR, 0, &mut local);
+    assert_eq!(
+        (again.passes, again.packs_marked, again.indexes_written),
+        (1, 0, 0)
+    );
+}
+
+#[test]
+fn with_the_grace_period_a_run_sweeps_earlier_markers_and_marks_but_never_its_own() {
+    let (store, repo, states) = forty_backups(3);
+    let forget = made_before(&states, 37);
+    let mut local = Local::default();
+    let now = START + 100 * HOUR;
+    let merge = run(&repo, &forget, now, &mut local);
+    assert_eq!((merge.passes, merge.packs_marked), (2, 0), "{merge:?}");
+    let mark = run(&repo, &[], now + GRACE_MS / 2, &mut local);
+    assert_eq!((mark.packs_marked, mark.packs_deleted), (40, 0), "{mark:?}");
+    assert_eq!(
+        mark.passes, 2,
+        "the second pass finds nothing ripe or settled"
+    );
+    assert_eq!(store.count("prune/"), 1);
+    let sweep = run(&repo, &[], now + GRACE_MS / 2 + GRACE_MS, &mut local);
+    assert_eq!(sweep.packs_deleted, 40, "{sweep:?}");
+    assert_eq!(store.count("prune/"), 0);
+}
+
+#[test]
+fn records_of_forgotten_snapshots_go_once_this_device_has_seen_them_for_thirty_days() {
+    let (store, repo, states) = forty_backups(2);
+    let forget = made_before(&states, 10);
+    let now = START + 100 * HOUR;
+    let mut local = Local::default();
+    run(&repo, &forget, now, &mut local);
+    assert_eq!(store.count("forgotten/"), 1);
+    // Another device, whose catalog never saw the record, keeps it a full period too.
+    let mut other = Local::default();
+    let early = run(&repo, &[], now + FORGOTTEN_RECORD_MS - 1, &mut local);
+    assert_eq!(early.records_deleted, 0);
+    run(&repo, &[], now + FORGOTTEN_RECORD_MS - 1, &mut other);
+    assert_eq!(store.count("forgotten/"), 1);
+    let due = run(&repo, &[], now + FORGOTTEN_RECORD_MS, &mut local);
+    assert_eq!(due.records_deleted, 1, "{due:?}");
+    assert_eq!(store.count("forgotten/"), 0);
 }

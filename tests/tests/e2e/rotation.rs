@@ -1,7 +1,9 @@
 //! Key rotation (DESIGN.md §3.11): `key generate --replace` refused while backups under the
 //! key exist; `key rotate` moving every target to a new key and generation without a moment
-//! when a snapshot does not restore, failed or killed at any point; `key rotate --finish`
-//! retiring the old generation, after which the old key opens nothing.
+//! when a snapshot does not restore, failed or killed at any point; the old generation's
+//! retirement (`key rotate --finish` or any prune) marking it first, so that a device still
+//! backing up under the old key is stopped cleanly rather than cut off, and removing it once
+//! the grace period has passed, after which the old key opens nothing.
 
 use std::path::Path;
 
@@ -12,6 +14,24 @@ use sealback_tests::store::check_restored;
 use sealback_tests::{Device, MessageStore, Setup, Target, tamper};
 
 use crate::fixtures::{BackedUp, CrashRig, TARGET, crashing, env_number, new_device};
+
+/// The prune grace period of these tests' daemons (`SEALBACK_TEST_PRUNE_GRACE_MS`): the
+/// retirement of the old generation waits it out after marking it.
+const GRACE: &str = "SEALBACK_TEST_PRUNE_GRACE_MS";
+const GRACE_MS: u64 = 3000;
+
+/// `fixture`'s device restarted with the grace period `ms`.
+fn with_grace(fixture: &mut BackedUp, ms: u64) {
+    fixture.device.stop();
+    fixture.device.reconfigure(
+        Setup::new(
+            fixture.store.dir(),
+            vec![Target::local(TARGET, &fixture.target)],
+        )
+        .daemon_env(GRACE, &ms.to_string()),
+    );
+    fixture.device.start();
+}
 
 /// Every snapshot `device` lists restores exactly; returns their ids.
 #[track_caller]
@@ -60,6 +80,7 @@ fn key_generate_replace_is_refused_while_the_target_holds_backups_under_the_key(
 #[test]
 fn after_rotate_and_finish_the_old_key_opens_nothing_and_the_new_one_restores_everything_kept() {
     let mut fixture = BackedUp::new(60, 4);
+    with_grace(&mut fixture, GRACE_MS);
     fixture.add_and_back_up(20);
     let old_key = fixture.recovery_key.clone();
     let scratch = fixture.path("scratch");
@@ -93,6 +114,19 @@ fn after_rotate_and_finish_the_old_key_opens_nothing_and_the_new_one_restores_ev
 
     fixture.store.append(10);
     fixture.device.backup();
+    // The first `--finish` marks the old generation; it goes after the grace period.
+    let marked: KeyRotated = fixture.device.ctl_json(&["key", "rotate", "--finish"]);
+    assert_eq!(marked.removed_objects, 0, "{}", marked.message);
+    assert!(
+        marked.message.contains("marked for removal"),
+        "{}",
+        marked.message
+    );
+    assert_eq!(
+        every_snapshot_restores(&fixture.device, &scratch).len(),
+        fixture.snapshots.len() + 2
+    );
+    std::thread::sleep(std::time::Duration::from_millis(GRACE_MS + 500));
     let finished: KeyRotated = fixture.device.ctl_json(&["key", "rotate", "--finish"]);
     assert!(finished.recovery_key.is_none());
     assert!(
@@ -147,7 +181,7 @@ fn a_rotation_failing_on_the_target_leaves_the_device_backing_up_and_resumes() {
     store.append(40);
     let target = dir.path().join("target");
     let setup = |fault: serde_json::Value| {
-        Setup::new(store.dir(), vec![Target::faulty(TARGET, &target, fault)])
+        Setup::new(store.dir(), vec![Target::faulty(TARGET, &target, fault)]).daemon_env(GRACE, "0")
     };
     let mut device = Device::started(setup(serde_json::json!({})));
     let old_key = device.generate_key();
@@ -172,8 +206,9 @@ fn a_rotation_failing_on_the_target_leaves_the_device_backing_up_and_resumes() {
     device.start();
     let new_key = rotate(&device).recovery_key.expect("key").to_string();
     assert_eq!(every_snapshot_restores(&device, dir.path()).len(), 3);
-    // `prune` retires the old generation once the new one is complete.
-    let pruned: PruneReports = device.ctl_json(&["prune"]);
+    // A prune of the one target (as the daemon's own prunes do) retires the old generation
+    // once the new one is complete: with no grace period, marked and removed at once.
+    let pruned: PruneReports = device.ctl_json(&["prune", "--target", TARGET]);
     let retired = pruned
         .retired_generation
         .expect("the old generation retired");
@@ -193,7 +228,9 @@ fn killed_at_any_point_of_a_rotation_the_device_backs_up_and_everything_restores
     let seed = env_number("SEALBACK_ROTATION_SEED", 1);
     let rig = CrashRig::new(60, 5);
     let (dir, store, target, mut device) = (&rig.dir, &rig.store, &rig.target, rig.device);
-    let setup = |crash_after: Option<u64>| crashing(store.dir(), target, crash_after);
+    let setup = |crash_after: Option<u64>| {
+        crashing(store.dir(), target, crash_after).daemon_env(GRACE, "0")
+    };
     let mut rng = StdRng::seed_from_u64(seed);
     // Rotations, then retirements, each killed at a provider call chosen by the seed; in
     // increasing order, so that each kill falls in the work the last one left (a rotation
@@ -260,4 +297,62 @@ fn killed_at_any_point_of_a_rotation_the_device_backs_up_and_everything_restores
     let kept = every_snapshot_restores(&device, dir.path());
     let with_new = new_device(target, &new_key);
     assert_eq!(every_snapshot_restores(&with_new, dir.path()), kept);
+}
+
+#[test]
+fn a_device_still_backing_up_under_the_old_key_is_stopped_at_the_mark_not_cut_off() {
+    let mut fixture = BackedUp::new(40, 4);
+    with_grace(&mut fixture, GRACE_MS);
+    let old_key = fixture.recovery_key.clone();
+    let scratch = fixture.path("scratch");
+    // The old phone: its own store, the same target, the old key only.
+    let old_store = MessageStore::create(&fixture.path("old-phone"), 5);
+    old_store.append(20);
+    let old_phone = Device::started(
+        Setup::new(
+            old_store.dir(),
+            vec![Target::local(TARGET, &fixture.target)],
+        )
+        .daemon_env(GRACE, &GRACE_MS.to_string()),
+    );
+    old_phone.import_key(&old_key);
+    old_phone.backup();
+
+    rotate(&fixture.device);
+    // The old phone backs up under the old key until the generation is marked ...
+    old_store.append(5);
+    let before_mark = old_phone.backup().snapshot;
+    let pruned: PruneReports = fixture.device.ctl_json(&["prune"]);
+    assert!(
+        pruned.retired_generation.is_none(),
+        "removed before the grace period"
+    );
+    // ... and after the mark it is told, before it writes anything, what to do; what it
+    // made still restores.
+    old_store.append(5);
+    let refused = old_phone.ctl_fails(&["backup", "--wait"], 1);
+    assert!(
+        refused.stderr.contains("retired by a key rotation")
+            && refused.stderr.contains("key import"),
+        "{refused}"
+    );
+    let restored = scratch.join("before-mark");
+    old_phone.restore(&before_mark, &restored);
+    check_restored(&restored).expect("restores");
+    // Once the grace period has passed, the next prune removes the old generation.
+    std::thread::sleep(std::time::Duration::from_millis(GRACE_MS + 500));
+    let pruned: PruneReports = fixture.device.ctl_json(&["prune", "--target", TARGET]);
+    assert!(pruned.retired_generation.is_some(), "{pruned:?}");
+    for prefix in ["config", "data/", "index/", "snapshots/", "retiring"] {
+        assert!(
+            tamper::objects(&fixture.target, prefix).is_empty(),
+            "{prefix} still holds {:?}",
+            tamper::objects(&fixture.target, prefix)
+        );
+    }
+    let finished = fixture.device.ctl_fails(&["key", "rotate", "--finish"], 1);
+    assert!(
+        finished.stderr.contains("no key rotation to finish"),
+        "{finished}"
+    );
 }
