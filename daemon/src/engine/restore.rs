@@ -408,7 +408,7 @@ pub fn run(
         snapshot: input.snapshot.id().to_owned(),
         target: input.target.to_owned(),
         to: input.to.display().to_string(),
-        files: snapshot.files.len() as u64,
+        files: chosen.files.len() as u64,
         bytes,
         duration_ms: started.elapsed().as_millis() as u64,
         database,
