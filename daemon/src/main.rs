@@ -12,7 +12,7 @@ use sealback_daemon::control::server;
 use sealback_daemon::daemon::{Daemon, DaemonHandle};
 use sealback_daemon::state_lock::StateLock;
 use sealback_daemon::{notify, scheduler};
-use tokio::signal::unix::{Signal, SignalKind, signal};
+use sealback_service::signals::StopSignals;
 use tokio::sync::{mpsc, watch};
 
 /// End-to-end encrypted, incremental backups of a messaging app's message store.
@@ -92,7 +92,7 @@ fn main() -> ExitCode {
 
 async fn run(config: Config) -> anyhow::Result<()> {
     // Before anything slow, so a SIGHUP during start-up does not kill the daemon either.
-    let signals = Signals::install().context("cannot install the signal handlers")?;
+    let signals = StopSignals::install().context("cannot install the signal handlers")?;
     create_private_dir(&config.state_dir)?;
     // Held until the process ends: a second daemon on this state would corrupt it.
     let _state_lock = StateLock::acquire(&config.state_dir)?;
@@ -124,7 +124,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
     let stop = {
         let daemon = daemon.clone();
         async move {
-            signals.wait_for_stop().await;
+            signals.wait("sealbackd").await;
             tracing::info!("stopping");
             notify::stopping();
             daemon.begin_stop();
@@ -157,37 +157,6 @@ fn check_store(config: Config) -> Result<Config, ConfigError> {
         ));
     }
     Ok(config)
-}
-
-/// The signals the daemon handles, installed once at start.
-struct Signals {
-    term: Signal,
-    int: Signal,
-    hup: Signal,
-}
-
-impl Signals {
-    fn install() -> std::io::Result<Signals> {
-        Ok(Signals {
-            term: signal(SignalKind::terminate())?,
-            int: signal(SignalKind::interrupt())?,
-            hup: signal(SignalKind::hangup())?,
-        })
-    }
-
-    /// Returns at SIGTERM or SIGINT. SIGHUP (which would otherwise kill the daemon and leave
-    /// its socket behind) is logged and ignored: the configuration is read at start only.
-    async fn wait_for_stop(mut self) {
-        loop {
-            tokio::select! {
-                _ = self.term.recv() => return,
-                _ = self.int.recv() => return,
-                _ = self.hup.recv() => tracing::info!(
-                    "SIGHUP ignored: the configuration is read at start only; restart sealbackd to apply a change"
-                ),
-            }
-        }
-    }
 }
 
 /// Creates state.dir, or closes an existing one to everyone but the daemon: it holds the

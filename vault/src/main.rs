@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use anyhow::{Context as _, Result, anyhow};
 use clap::{Parser, Subcommand};
+use sealback_service::signals::StopSignals;
 use sealback_vault::hsm::Hsm;
 use sealback_vault::keyvault::{accounts, init};
 use sealback_vault::store;
@@ -306,7 +307,7 @@ fn serve(config: &Config) -> Result<()> {
         .context("cannot start the async runtime")?;
     runtime.block_on(async {
         // Before listening, so that a SIGHUP while starting does not kill the vault either.
-        let signals = stop_signal().context("cannot install the signal handlers")?;
+        let signals = StopSignals::install().context("cannot install the signal handlers")?;
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("cannot listen on {}", config.listen))?;
@@ -317,7 +318,7 @@ fn serve(config: &Config) -> Result<()> {
         std::io::stdout().flush()?;
         sealback_service::notify::ready(&format!("serving on https://{address}"));
         let stop = async {
-            signals.await;
+            signals.wait("sealback-vault").await;
             tracing::info!("stopping");
             sealback_service::notify::stopping();
         };
@@ -338,25 +339,4 @@ fn harden() -> nix::Result<()> {
     nix::sys::prctl::set_dumpable(false)?;
     nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o077));
     Ok(())
-}
-
-/// Resolves at SIGTERM or SIGINT; the handlers are installed at once. SIGHUP (a closed
-/// terminal, `systemctl reload`) is logged and ignored: the vault has nothing to reload
-/// without a restart, and must not die of it.
-fn stop_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate())?;
-    let mut int = signal(SignalKind::interrupt())?;
-    let mut hup = signal(SignalKind::hangup())?;
-    Ok(async move {
-        loop {
-            tokio::select! {
-                _ = term.recv() => return,
-                _ = int.recv() => return,
-                _ = hup.recv() => {
-                    tracing::info!("SIGHUP ignored: restart the vault to apply a new configuration");
-                }
-            }
-        }
-    })
 }

@@ -3,6 +3,7 @@
 //! password gets the key back and restores.
 
 use sealback_tests::binaries;
+use sealback_tests::device::Ctl;
 use sealback_tests::store::check_restored;
 use sealback_tests::{Device, MessageStore, Setup, Target, VaultSection};
 use sealback_vault::testing::{Options, TestVault};
@@ -66,6 +67,20 @@ impl World {
     }
 
     /// A new phone: only the target and the vault account.
+    /// `key recover` with the right password on `fresh`, then a restore of the latest
+    /// snapshot, which must hold every committed message; stops `fresh`. What `key recover`
+    /// answered.
+    fn recover_and_restore(&self, fresh: &mut Device) -> Ctl {
+        let right = fresh.ctl_stdin(&["key", "recover"], &format!("{PASSWORD}\n"));
+        assert_eq!(right.code, Some(0), "{right}{}", fresh.log_tail());
+        let to = self.dir.path().join("restored");
+        fresh.ctl_ok(&["restore", "latest", "--to", to.to_str().expect("UTF-8")]);
+        let restored = check_restored(&to).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(restored.messages, self.store.committed());
+        fresh.stop();
+        right
+    }
+
     fn new_device(&self) -> Device {
         Device::started(
             Setup::restoring_from(vec![Target::local("disk", &self.target)])
@@ -96,14 +111,8 @@ fn the_password_recovers_the_key_on_a_new_device_which_then_restores() {
         "a wrong password wrote a key"
     );
 
-    let right = fresh.ctl_stdin(&["key", "recover"], &format!("{PASSWORD}\n"));
-    assert_eq!(right.code, Some(0), "{right}{}", fresh.log_tail());
+    let right = world.recover_and_restore(&mut fresh);
     assert!(right.stdout.contains("disk"), "{right}");
-    let to = world.dir.path().join("restored");
-    fresh.ctl_ok(&["restore", "latest", "--to", to.to_str().expect("UTF-8")]);
-    let restored = check_restored(&to).unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(restored.messages, world.store.committed());
-    fresh.stop();
 }
 
 #[test]
@@ -180,13 +189,7 @@ fn a_device_whose_first_vault_instance_is_down_recovers_through_the_second() {
     world.section.more_urls = vec![second.url.clone()];
 
     let mut fresh = world.new_device();
-    let right = fresh.ctl_stdin(&["key", "recover"], &format!("{PASSWORD}\n"));
-    assert_eq!(right.code, Some(0), "{right}{}", fresh.log_tail());
-    let to = world.dir.path().join("restored");
-    fresh.ctl_ok(&["restore", "latest", "--to", to.to_str().expect("UTF-8")]);
-    let restored = check_restored(&to).unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(restored.messages, world.store.committed());
-    fresh.stop();
+    world.recover_and_restore(&mut fresh);
 }
 
 #[test]
