@@ -127,11 +127,12 @@ fn a_file_rewritten_to_the_same_size_and_mtime_is_read_again() {
     let renamed = "Media/Documents/photo.jpg";
     write(in_place, b"first version");
     write(renamed, b"first version");
+    store.settle();
     let to_disk = Target::local(TARGET, &dir.path().join("target"));
     let device = Device::started(Setup::new(store.dir(), vec![to_disk]));
     device.generate_key();
     let first = device.backup();
-    // The files had settled when read (written before the daemon started): the cache
+    // The files had settled when read: the cache
     // knows them, and a backup with nothing changed reads neither.
     let unchanged = device.backup();
     assert_eq!(

@@ -21,6 +21,7 @@ fn a_small_change_uploads_a_small_fraction_and_no_change_uploads_nothing() {
     ));
     device.generate_key();
 
+    store.settle();
     let first = device.backup();
     assert!(
         first.bytes_written > 2 * MIB,
