@@ -28,8 +28,11 @@
 //! meet. Each case works under `conformance-<hex>/<case name>/`. After each case the kit lists
 //! that prefix, checks that every listed object reads back with the listed size (no temporary
 //! file or half-written object shows), and removes everything; the last case, `cleanup`,
-//! checks that nothing of the run is left. A provider that keeps directories may keep the
-//! empty ones.
+//! checks that nothing of the run is left. The kit sees objects only; a provider that keeps
+//! directories should remove those its objects no longer need where it can do so safely (the
+//! local provider does), so that a check leaves the target as it found it. WebDAV cannot:
+//! a DELETE of a collection is recursive and cannot be made conditional on its being empty,
+//! so a put landing in it meanwhile would be lost; its empty collections stay.
 //!
 //! # Options the kit derives
 //!

@@ -218,6 +218,32 @@ fn a_store_without_its_database_is_an_error_not_an_empty_backup() {
     device.stop();
 }
 
+/// `plugin check` stores its objects under a fresh prefix and removes them; the local
+/// provider removes the directories that held them too, so the target is as it was.
+#[test]
+fn plugin_check_leaves_the_target_as_it_found_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let target = dir.path().join("target");
+    std::fs::create_dir(&target).expect("mkdir");
+    std::fs::write(target.join("mine.txt"), b"kept").expect("write");
+    let plugin = binaries::plugins_dir().join("libsealback_local.so");
+    let options = serde_json::json!({ "path": target }).to_string();
+    let device = Device::new(Setup::restoring_from(Vec::new()));
+    let checked = device.ctl_ok(&[
+        "plugin",
+        "check",
+        plugin.to_str().expect("UTF-8"),
+        "--options",
+        &options,
+    ]);
+    assert!(checked.stdout.contains("0 failed"), "{checked}");
+    let left: Vec<_> = std::fs::read_dir(&target)
+        .expect("read_dir")
+        .map(|entry| entry.expect("entry").file_name())
+        .collect();
+    assert_eq!(left, ["mine.txt"], "the check left {left:?} in the target");
+}
+
 #[test]
 fn plugin_check_blames_bad_options_on_the_options() {
     let dir = tempfile::tempdir().expect("tempdir");

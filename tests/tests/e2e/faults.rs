@@ -181,14 +181,14 @@ fn a_path_past_path_max_is_skipped_with_a_warning_and_the_rest_backed_up() {
 #[test]
 fn a_target_gone_during_a_backup_is_said_to_have_gone_away() {
     let fixture = BackedUp::new(20, 5);
-    // The disk goes away after the backup opened its repository: only `config` is left
-    // where the provider had made its folders.
-    for entry in fs::read_dir(&fixture.target).expect("list the target") {
-        let path = entry.expect("entry").path();
-        if path.is_dir() {
-            fs::remove_dir_all(&path).expect("remove a folder of the target");
-        }
-    }
+    // The disk goes away after the backup read the repository's `config`: a mount point is
+    // left where the target was (holding `config` here, so that only the puts can tell).
+    // Objects written there would vanish from the repository when the disk came back.
+    // (Moved aside, not removed: a new directory must not reuse its inode number.)
+    let config = fs::read(fixture.target.join("config")).expect("read config");
+    fs::rename(&fixture.target, fixture.target.with_extension("gone")).expect("move aside");
+    fs::create_dir(&fixture.target).expect("a mount point");
+    fs::write(fixture.target.join("config"), config).expect("write config");
     fixture.store.append(10);
     let failed = fixture.device.ctl_fails(&["backup", "--wait"], 1);
     assert!(
@@ -197,6 +197,11 @@ fn a_target_gone_during_a_backup_is_said_to_have_gone_away() {
             && !failed.stderr.contains("which only get may return"),
         "the error does not say the target went away: {failed}"
     );
+    let left: Vec<_> = fs::read_dir(&fixture.target)
+        .expect("list the mount point")
+        .map(|entry| entry.expect("entry").file_name())
+        .collect();
+    assert_eq!(left, ["config"], "objects were left on the mount point");
 }
 
 /// A second backup to the fixture's target through the faulty provider, whose next put of an

@@ -3,11 +3,14 @@
 use std::collections::HashSet;
 use std::fs::{self, File};
 use std::io;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, PoisonError};
 
 use sealback_plugin_api::sdk::Provider;
-use sealback_plugin_api::{ObjectInfo, ProviderError, validate_list_prefix, validate_object_name};
+use sealback_plugin_api::{
+    ErrorKind, ObjectInfo, ProviderError, validate_list_prefix, validate_object_name,
+};
 
 use crate::direct::write_synced;
 use crate::options::Options;
@@ -20,6 +23,8 @@ pub struct LocalProvider {
     /// Directories under the root (as relative names, `a/b`) whose entries up to the root are
     /// known to be on disk, so that puts into them need not sync their ancestors again.
     durable_dirs: Mutex<HashSet<String>>,
+    /// The root's device and inode when opened.
+    root_id: (u64, u64),
 }
 
 impl Provider for LocalProvider {
@@ -42,9 +47,12 @@ impl Provider for LocalProvider {
             // stake, which the next open recreates.
             let _ = sync_dir(parent);
         }
+        let root = fs::metadata(&path)
+            .map_err(|err| ProviderError::from_io("inspect directory", &path, err))?;
         Ok(Self {
             root: path,
             durable_dirs: Mutex::new(HashSet::new()),
+            root_id: (root.dev(), root.ino()),
         })
     }
 
@@ -56,10 +64,8 @@ impl Provider for LocalProvider {
                  temporary files"
             )));
         }
-        self.create_parents(name, &dir)?;
         let temp_path = dir.join(temp::temp_name(basename));
-        let written = write_synced(&temp_path, data)
-            .map_err(|err| ProviderError::from_io("write", &temp_path, err));
+        let written = self.write_temp(name, &dir, &temp_path, data);
         let target = dir.join(basename);
         let renamed = written.and_then(|()| {
             fs::rename(&temp_path, &target).map_err(|err| {
@@ -121,7 +127,8 @@ impl Provider for LocalProvider {
             }
             Err(err) => return Err(ProviderError::from_io("remove", &path, err)),
         }
-        sync_dir(&dir)
+        sync_removal(&dir)?;
+        self.remove_empty_parents(name)
     }
 }
 
@@ -138,13 +145,107 @@ impl LocalProvider {
         })
     }
 
+    /// Writes `data` to the temporary file `temp_path` in `dir`, the directory of `name`,
+    /// making the directory first.
+    ///
+    /// A remove beside us may find the directory empty and remove it between our `mkdir`
+    /// and our write ([`Self::remove_empty_parents`]); then it is made again, a bounded
+    /// number of times. Once the temporary file is in it, the directory is not empty and
+    /// stays.
+    fn write_temp(
+        &self,
+        name: &str,
+        dir: &Path,
+        temp_path: &Path,
+        data: &[u8],
+    ) -> Result<(), ProviderError> {
+        const TRIES: usize = 8;
+        for _ in 0..TRIES {
+            let written = self.create_parents(name, dir).and_then(|()| {
+                write_synced(temp_path, data).map_err(|err| Step::from_io("write", temp_path, err))
+            });
+            match written {
+                Ok(()) => return self.still_in_root(temp_path),
+                Err(Step::Failed(err)) => return Err(err),
+                Err(Step::Vanished) => {
+                    self.still_in_root(&self.root)?;
+                    self.forget_dirs(name.rsplit_once('/').map_or("", |(p, _)| p));
+                }
+            }
+        }
+        Err(ProviderError::transient(format!(
+            "cannot store {name:?}: its directory {} was removed {TRIES} times while we wrote \
+             into it; try again",
+            dir.display()
+        )))
+    }
+
+    /// Checks that `path` (the root, or a file just written under it) is on the root's file
+    /// system and that the root is the directory opened: a disk unmounted under us leaves an
+    /// empty mount point (or nothing), and objects written there would vanish from the
+    /// repository when the disk comes back. A root gone or replaced is `NotFound`, which the
+    /// host reports as the target gone away.
+    fn still_in_root(&self, path: &Path) -> Result<(), ProviderError> {
+        let gone = || {
+            ProviderError::not_found(format!(
+                "the target directory {} is gone or was replaced (a disk unmounted?)",
+                self.root.display()
+            ))
+        };
+        let root = fs::metadata(&self.root).map_err(|_| gone())?;
+        let file = fs::metadata(path).map_err(|_| gone())?;
+        if (root.dev(), root.ino()) != self.root_id || file.dev() != self.root_id.0 {
+            if path != self.root {
+                // Best effort: it is not in the repository anyway.
+                let _ = fs::remove_file(path);
+            }
+            return Err(gone());
+        }
+        Ok(())
+    }
+
+    /// Removes the directories that held `name` (just removed) and are now empty, from the
+    /// innermost up to, never including, the root: a target holds no directories its
+    /// objects do not need, so `sealbackctl plugin check` and a prune leave none behind.
+    /// `rmdir` removes only an empty directory: one holding an object, a put's temporary
+    /// file or anything else stays, and a put that finds its directory gone makes it again
+    /// ([`Self::write_temp`]).
+    fn remove_empty_parents(&self, name: &str) -> Result<(), ProviderError> {
+        let mut inner = name;
+        while let Some((parent, _)) = inner.rsplit_once('/') {
+            // Forgotten first: a put that then finds it missing makes it again.
+            self.forget_dirs(parent);
+            let dir = self.root.join(parent);
+            if fs::remove_dir(&dir).is_err() {
+                // Not empty, gone already, or not ours to remove (a mount point, a link):
+                // it stays, as an empty directory always could.
+                return Ok(());
+            }
+            sync_removal(dir.parent().unwrap_or(&self.root))?;
+            inner = parent;
+        }
+        Ok(())
+    }
+
+    /// Forgets that the directory `parents` (relative, `a/b`) and those below it are on disk.
+    fn forget_dirs(&self, parents: &str) {
+        let below = |dir: &str| {
+            dir.strip_prefix(parents)
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+        };
+        self.durable_dirs
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .retain(|dir| !below(dir));
+    }
+
     /// Makes sure the directories between the root and `dir` (which holds `name`) exist and
     /// that their entries are on disk, so that an acknowledged put survives a crash.
     ///
     /// Each directory's parent is synced even when another thread created the directory,
     /// because that thread may not have synced it yet. This happens once per directory: later
     /// puts find it in `durable_dirs`.
-    fn create_parents(&self, name: &str, dir: &Path) -> Result<(), ProviderError> {
+    fn create_parents(&self, name: &str, dir: &Path) -> Result<(), Step> {
         let Some((parents, _)) = name.rsplit_once('/') else {
             return Ok(());
         };
@@ -162,16 +263,21 @@ impl LocalProvider {
             let next = current.join(segment);
             match fs::create_dir(&next) {
                 Ok(()) => {}
-                Err(err) if err.kind() == io::ErrorKind::AlreadyExists && next.is_dir() => {}
                 Err(err) if err.kind() == io::ErrorKind::AlreadyExists => {
-                    return Err(ProviderError::permanent(format!(
-                        "cannot store {name:?}: {} is a file, not a directory",
-                        next.display()
-                    )));
+                    match fs::symlink_metadata(&next) {
+                        Ok(meta) if meta.is_dir() => {}
+                        Ok(_) => {
+                            return Err(Step::Failed(ProviderError::permanent(format!(
+                                "cannot store {name:?}: {} is a file, not a directory",
+                                next.display()
+                            ))));
+                        }
+                        Err(err) => return Err(Step::from_io("inspect", &next, err)),
+                    }
                 }
-                Err(err) => return Err(ProviderError::from_io("create directory", &next, err)),
+                Err(err) => return Err(Step::from_io("create directory", &next, err)),
             }
-            sync_dir(&current)?;
+            sync_dir(&current).map_err(Step::Failed)?;
             current = next;
         }
         debug_assert_eq!(current, dir);
@@ -184,11 +290,38 @@ impl LocalProvider {
     }
 }
 
+/// Why a put's directory could not be made or written into.
+enum Step {
+    /// A directory on the way was removed by a remove beside us: make it again.
+    Vanished,
+    Failed(ProviderError),
+}
+
+impl Step {
+    fn from_io(op: &str, path: &Path, err: io::Error) -> Self {
+        if err.kind() == io::ErrorKind::NotFound {
+            Step::Vanished
+        } else {
+            Step::Failed(ProviderError::from_io(op, path, err))
+        }
+    }
+}
+
 /// Flushes a directory's entries to disk, so that a rename or unlink in it is durable.
 fn sync_dir(dir: &Path) -> Result<(), ProviderError> {
     File::open(dir)
         .and_then(|handle| handle.sync_all())
         .map_err(|err| ProviderError::from_io("sync directory", dir, err))
+}
+
+/// Makes a removal from `dir` durable. A directory gone meanwhile was emptied and removed
+/// by a remove beside us, which makes its own removal durable in its parent: nothing is left
+/// to sync here.
+fn sync_removal(dir: &Path) -> Result<(), ProviderError> {
+    match sync_dir(dir) {
+        Err(err) if err.kind() == ErrorKind::NotFound => Ok(()),
+        synced => synced,
+    }
 }
 
 #[cfg(test)]

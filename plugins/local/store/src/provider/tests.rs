@@ -147,6 +147,100 @@ fn remove_deletes_and_a_missing_object_is_already_removed() {
     assert!(provider.list("").expect("list").is_empty());
 }
 
+/// Every directory under `dir`, relative to it.
+fn dirs_under(dir: &Path) -> Vec<String> {
+    let mut found = Vec::new();
+    let mut pending = vec![dir.to_owned()];
+    while let Some(current) = pending.pop() {
+        for entry in fs::read_dir(&current).expect("read_dir") {
+            let path = entry.expect("entry").path();
+            if path.is_dir() {
+                found.push(
+                    path.strip_prefix(dir)
+                        .expect("under dir")
+                        .to_string_lossy()
+                        .into_owned(),
+                );
+                pending.push(path);
+            }
+        }
+    }
+    found.sort();
+    found
+}
+
+#[test]
+fn removing_the_last_object_of_a_directory_removes_the_directories_it_leaves_empty() {
+    let (dir, provider) = fixture();
+    provider.put("a/b/c/one", b"1").expect("put");
+    provider.put("a/b/c/two", b"2").expect("put");
+    provider.put("a/kept", b"k").expect("put");
+    provider.remove("a/b/c/one").expect("remove");
+    assert_eq!(
+        dirs_under(dir.path()),
+        ["a", "a/b", "a/b/c"],
+        "c still holds two"
+    );
+    provider.remove("a/b/c/two").expect("remove");
+    assert_eq!(dirs_under(dir.path()), ["a"], "a still holds kept");
+    provider.remove("a/kept").expect("remove");
+    assert!(
+        dirs_under(dir.path()).is_empty(),
+        "{:?}",
+        dirs_under(dir.path())
+    );
+    assert!(dir.path().is_dir(), "the root itself stays");
+    // A directory that holds what is no object (a user's note) is not the provider's to remove.
+    provider.put("x/y", b"y").expect("put");
+    fs::write(dir.path().join("x/README"), b"mine").expect("write");
+    provider.remove("x/y").expect("remove");
+    assert_eq!(dirs_under(dir.path()), ["x"]);
+    // And a directory emptied behind our back is put into again.
+    provider.put("p/q/r", b"r").expect("put");
+    fs::remove_file(dir.path().join("p/q/r")).expect("remove by hand");
+    fs::remove_dir(dir.path().join("p/q")).expect("rmdir by hand");
+    provider
+        .put("p/q/s", b"s")
+        .expect("put into a directory gone since the last put");
+    assert_eq!(provider.get("p/q/s").expect("get"), b"s");
+}
+
+#[test]
+fn a_root_replaced_under_the_provider_is_gone_and_nothing_is_written_there() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = dir.path().join("mnt");
+    let provider = open(&root);
+    provider.put("data/a", b"a").expect("put");
+    // A disk unmounted: a different directory (here: a new one) at the root's path.
+    fs::rename(&root, dir.path().join("was")).expect("move aside");
+    fs::create_dir(&root).expect("mount point");
+    for name in ["data/b", "top"] {
+        let err = provider.put(name, b"b").expect_err(name);
+        assert_eq!(err.kind(), ErrorKind::NotFound, "{err}");
+        assert!(err.message().contains("is gone or was replaced"), "{err}");
+    }
+    assert!(files_under(&root).is_empty(), "{:?}", files_under(&root));
+}
+
+#[test]
+fn puts_racing_removes_that_empty_their_directory_all_land() {
+    let (_dir, provider) = fixture();
+    std::thread::scope(|scope| {
+        for thread in 0..4 {
+            let provider = &provider;
+            scope.spawn(move || {
+                for round in 0..200 {
+                    let name = format!("shared/dir/{thread}-{round}");
+                    provider.put(&name, b"data").expect("put");
+                    assert_eq!(provider.get(&name).expect("get"), b"data", "{name}");
+                    provider.remove(&name).expect("remove");
+                }
+            });
+        }
+    });
+    assert!(provider.list("").expect("list").is_empty());
+}
+
 #[test]
 fn puts_leave_no_temporary_files() {
     let (dir, provider) = fixture();
