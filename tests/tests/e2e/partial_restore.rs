@@ -50,6 +50,14 @@ fn ls_and_diff_show_what_a_snapshot_holds_and_what_changed() {
     );
     let missing = device.ctl_fails(&["ls", "latest", "Media/Nothing"], 1);
     assert!(missing.stderr.contains("\"Media/Nothing\""), "{missing}");
+    // The text counts the database apart from the files, as `snapshots` and `restore` do.
+    let latest: Listing = device.ctl_json(&["ls", "latest"]);
+    let whole = device.ctl_ok(&["ls", "latest"]).stdout;
+    let counted = format!("the database and {} files", latest.files.len() - 1);
+    assert!(
+        whole.lines().next().unwrap_or("").ends_with(&counted),
+        "{whole}"
+    );
     let text = device.ctl_ok(&["ls", "latest", "Media/Voice"]).stdout;
     assert!(
         text.contains("-rw-") && text.contains("Media/Voice/note.opus"),

@@ -6,12 +6,15 @@ use indicatif::HumanBytes;
 use sealback_daemon::control::api::{ListedFile, Listing, Progress, RestoreReport, SnapshotDiff};
 
 pub fn print_listing(listing: &Listing) {
+    // Counted as `snapshots` and `restore` count: the database apart from the files.
+    let database = listing.files.iter().any(|file| file.database);
+    let files = listing.files.len() - usize::from(database);
     outln!(
-        "snapshot {} on {}, {}: {} files",
+        "snapshot {} on {}, {}: {}",
         super::print::short_id(&listing.snapshot),
         listing.target,
         super::print::utc(listing.time_unix_ms),
-        listing.files.len()
+        super::print::contents(files as u64, database)
     );
     for file in &listing.files {
         let when = match file.mtime_unix_ms {
