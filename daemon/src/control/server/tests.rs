@@ -14,7 +14,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use zeroize::Zeroizing;
 
-use super::{bind, serve_with_grace};
+use super::{Limits, bind, serve_with};
 use crate::control::api::{
     AcknowledgeMissingRequest, AcknowledgedMissing, Activity, BackupReport, BackupRequest,
     ErrorResponse, KeyChangePasswordRequest, KeyChanged, KeyDisableRequest, KeyGenerateRequest,
@@ -344,7 +344,11 @@ impl Server {
             let _ = stopped.await;
             let _ = seen.send(());
         };
-        let task = tokio::spawn(serve_with_grace(listener, daemon.clone(), shutdown, grace));
+        let limits = Limits {
+            grace,
+            connections: super::MAX_CONNECTIONS,
+        };
+        let task = tokio::spawn(serve_with(listener, daemon.clone(), shutdown, limits));
         Server {
             _dir: dir,
             socket,
