@@ -48,6 +48,13 @@ struct Limits {
     connections: usize,
 }
 
+impl Limits {
+    const DAEMON: Limits = Limits {
+        grace: SHUTDOWN_GRACE,
+        connections: MAX_CONNECTIONS,
+    };
+}
+
 /// Who is on the other end of a connection, as the kernel says (`SO_PEERCRED`): the request
 /// log names them. Any of them may call every route: the socket's mode says who may connect.
 #[derive(Debug, Clone, Copy)]
@@ -69,11 +76,7 @@ pub async fn serve<H: Handler>(
     handler: Arc<H>,
     shutdown: impl Future<Output = ()>,
 ) {
-    let limits = Limits {
-        grace: SHUTDOWN_GRACE,
-        connections: MAX_CONNECTIONS,
-    };
-    serve_with(listener, handler, shutdown, limits).await;
+    serve_with(listener, handler, shutdown, Limits::DAEMON).await;
 }
 
 async fn serve_with<H: Handler>(
@@ -82,7 +85,10 @@ async fn serve_with<H: Handler>(
     shutdown: impl Future<Output = ()>,
     limits: Limits,
 ) {
-    let Limits { grace, connections: slots } = limits;
+    let Limits {
+        grace,
+        connections: slots,
+    } = limits;
     let router = routes::router(handler);
     let slots = Arc::new(Semaphore::new(slots));
     let socket_file = socket::SocketFile::of(&listener);
@@ -136,9 +142,15 @@ async fn serve_with<H: Handler>(
 async fn accept(
     listener: &UnixListener,
     slots: &Arc<Semaphore>,
-) -> (std::io::Result<(UnixStream, tokio::net::unix::SocketAddr)>, OwnedSemaphorePermit) {
+) -> (
+    std::io::Result<(UnixStream, tokio::net::unix::SocketAddr)>,
+    OwnedSemaphorePermit,
+) {
     // Never closed: the semaphore is ours alone.
-    let slot = Arc::clone(slots).acquire_owned().await.expect("the semaphore is open");
+    let slot = Arc::clone(slots)
+        .acquire_owned()
+        .await
+        .expect("the semaphore is open");
     (listener.accept().await, slot)
 }
 

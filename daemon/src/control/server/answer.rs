@@ -18,8 +18,8 @@ use tokio::task::JoinError;
 use zeroize::{Zeroize as _, Zeroizing};
 
 use super::ndjson::NdjsonBody;
-use crate::control::api::{ErrorResponse, MAX_REQUEST_BYTES, Route};
 use crate::control::ApiError;
+use crate::control::api::{ErrorResponse, MAX_REQUEST_BYTES, Route};
 
 const JSON: &str = "application/json";
 const NDJSON: &str = "application/x-ndjson";

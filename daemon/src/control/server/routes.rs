@@ -36,9 +36,14 @@ pub(super) fn router<H: Handler>(daemon: Arc<H>) -> Router {
         })
         .post(Ls, |d, r| async move { d.ls(r).await })
         .post(Diff, |d, r| async move { d.diff(r).await })
-        .post(AcknowledgeMissing, |d, r| async move { d.acknowledge_missing(r).await })
+        .post(AcknowledgeMissing, |d, r| async move {
+            d.acknowledge_missing(r).await
+        })
         .add(Backup, backup::<H>)
-        .stream(Restore, |d, r, sink| async move { d.restore(r, sink).await })
+        .stream(
+            Restore,
+            |d, r, sink| async move { d.restore(r, sink).await },
+        )
         .stream(Verify, |d, r, sink| async move { d.verify(r, sink).await })
         .stream(Repair, |d, r, sink| async move { d.repair(r, sink).await })
         .stream(Prune, |d, r, sink| async move { d.prune(r, sink).await })
@@ -48,9 +53,14 @@ pub(super) fn router<H: Handler>(daemon: Arc<H>) -> Router {
         })
         .post(KeyGenerate, |d, r| async move { d.key_generate(r).await })
         .post(KeyImport, |d, r| async move { d.key_import(r).await })
-        .post(KeySetPassword, |d, r| async move { d.key_set_password(r).await })
+        .post(
+            KeySetPassword,
+            |d, r| async move { d.key_set_password(r).await },
+        )
         .post(KeyRecover, |d, r| async move { d.key_recover(r).await })
-        .post(KeyChangePassword, |d, r| async move { d.key_change_password(r).await })
+        .post(KeyChangePassword, |d, r| async move {
+            d.key_change_password(r).await
+        })
         .post(KeyDisable, |d, r| async move { d.key_disable(r).await })
         .post(KeyRotate, |d, r| async move { d.key_rotate(r).await })
         .0
@@ -160,7 +170,9 @@ impl<H: Handler> Routes<H> {
             on(MethodFilter::GET, handler).on(MethodFilter::HEAD, refuse)
         } else {
             on(MethodFilter::POST, handler).route_layer((
-                from_fn(move |request: Request, next: Next| too_large_in_json(route, request, next)),
+                from_fn(move |request: Request, next: Next| {
+                    too_large_in_json(route, request, next)
+                }),
                 RequestBodyLimitLayer::new(MAX_REQUEST_BYTES),
             ))
         };
