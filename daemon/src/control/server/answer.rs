@@ -9,7 +9,7 @@ use std::time::Duration;
 use axum::body::{Body, Bytes};
 use axum::extract::Request;
 use axum::http::header::{ALLOW, CONTENT_TYPE};
-use axum::http::{HeaderValue, Method, StatusCode};
+use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use http_body_util::{BodyExt, LengthLimitError};
 use serde::Serialize;
@@ -36,7 +36,7 @@ impl IntoResponse for ApiError {
         let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         // An `ErrorResponse` is plain strings: it always encodes.
         let bytes = serde_json::to_vec(&ErrorResponse { error: self.body }).unwrap_or_default();
-        with_body(status, JSON, Body::from(bytes))
+        (status, [(CONTENT_TYPE, JSON)], bytes).into_response()
     }
 }
 
@@ -146,11 +146,7 @@ pub(super) fn method_not_allowed(route: Route, method: &Method) -> Response {
         "method-not-allowed",
         format!("{method} is not allowed on {}; use {route}", route.path()),
     );
-    let mut response = error.into_response();
-    response
-        .headers_mut()
-        .insert(ALLOW, HeaderValue::from_static(route.method()));
-    response
+    ([(ALLOW, route.method())], error).into_response()
 }
 
 /// A JSON response, in a buffer allocated once at its exact size and wiped when hyper is done
@@ -164,15 +160,15 @@ pub(super) fn json<T: Serialize>(status: StatusCode, value: &T) -> Result<Respon
     let mut bytes = Zeroizing::new(Vec::with_capacity(length.0));
     serde_json::to_writer(&mut *bytes, value).map_err(encode)?;
     let body = Body::from(Bytes::from_owner(Wiped(bytes)));
-    Ok(with_body(status, JSON, body))
+    Ok((status, [(CONTENT_TYPE, JSON)], body).into_response())
 }
 
 pub(super) fn ndjson(body: NdjsonBody) -> Response {
-    with_body(StatusCode::OK, NDJSON, Body::new(body))
+    ([(CONTENT_TYPE, NDJSON)], Body::new(body)).into_response()
 }
 
-pub(super) fn prometheus(text: String) -> Result<Response, ApiError> {
-    Ok(with_body(StatusCode::OK, PROMETHEUS, Body::from(text)))
+pub(super) fn prometheus(text: String) -> Response {
+    ([(CONTENT_TYPE, PROMETHEUS)], text).into_response()
 }
 
 /// Counts what is written to it.
@@ -196,13 +192,4 @@ impl AsRef<[u8]> for Wiped {
     fn as_ref(&self) -> &[u8] {
         &self.0
     }
-}
-
-fn with_body(status: StatusCode, content_type: &'static str, body: Body) -> Response {
-    let mut response = Response::new(body);
-    *response.status_mut() = status;
-    response
-        .headers_mut()
-        .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
-    response
 }

@@ -24,7 +24,8 @@ use crate::control::api::{Accepted, BackupRequest, MAX_REQUEST_BYTES, Route};
 use crate::control::{ApiError, Handler, ProgressSink};
 
 /// The control API of `daemon` as one router, every answer (errors included) in the
-/// protocol's shapes.
+/// protocol's shapes. In the lines, `d` is the daemon, `r` the request's body and `p` where
+/// the operation reports its progress.
 pub(super) fn router<H: Handler>(daemon: Arc<H>) -> Router {
     use Route::*;
     Routes::<H>(Router::new())
@@ -32,7 +33,8 @@ pub(super) fn router<H: Handler>(daemon: Arc<H>) -> Router {
         .get(Snapshots, |d| async move { d.snapshots().await })
         .get(Stats, |d| async move { d.stats().await })
         .add(Metrics, |State(d): State<Arc<H>>| async move {
-            prometheus(finish(Metrics, async move { d.metrics().await }).await?)
+            let text = finish(Metrics, async move { d.metrics().await }).await?;
+            Ok::<_, ApiError>(prometheus(text))
         })
         .post(Ls, |d, r| async move { d.ls(r).await })
         .post(Diff, |d, r| async move { d.diff(r).await })
@@ -40,13 +42,10 @@ pub(super) fn router<H: Handler>(daemon: Arc<H>) -> Router {
             d.acknowledge_missing(r).await
         })
         .add(Backup, backup::<H>)
-        .stream(
-            Restore,
-            |d, r, sink| async move { d.restore(r, sink).await },
-        )
-        .stream(Verify, |d, r, sink| async move { d.verify(r, sink).await })
-        .stream(Repair, |d, r, sink| async move { d.repair(r, sink).await })
-        .stream(Prune, |d, r, sink| async move { d.prune(r, sink).await })
+        .stream(Restore, |d, r, p| async move { d.restore(r, p).await })
+        .stream(Verify, |d, r, p| async move { d.verify(r, p).await })
+        .stream(Repair, |d, r, p| async move { d.repair(r, p).await })
+        .stream(Prune, |d, r, p| async move { d.prune(r, p).await })
         .add(TargetAuth, |State(d), request: Request| async move {
             let request = read_json(TargetAuth, request).await?;
             Ok::<_, ApiError>(ndjson(auth::narrate(d, request)))
