@@ -112,27 +112,34 @@ async fn backup<H: Handler>(
     json(StatusCode::ACCEPTED, &accepted)
 }
 
+/// A [`Handler`] call as the routes run it: in a task of its own, its answer then encoded.
+trait Call: Future<Output = Result<Self::Answer, ApiError>> + Send + 'static {
+    type Answer: Serialize + Send + 'static;
+}
+
+impl<U, F> Call for F
+where
+    U: Serialize + Send + 'static,
+    F: Future<Output = Result<U, ApiError>> + Send + 'static,
+{
+    type Answer = U;
+}
+
 /// The router being built, its handlers taking the daemon as their state.
 struct Routes<H>(Router<Arc<H>>);
 
 impl<H: Handler> Routes<H> {
     /// A `GET` route answering the call's result as JSON.
-    fn get<U, F>(self, route: Route, call: fn(Arc<H>) -> F) -> Self
-    where
-        U: Serialize + Send + 'static,
-        F: Future<Output = Result<U, ApiError>> + Send + 'static,
-    {
+    fn get<F: Call>(self, route: Route, call: fn(Arc<H>) -> F) -> Self {
         self.add(route, move |State(daemon): State<Arc<H>>| async move {
             json(StatusCode::OK, &finish(route, call(daemon)).await?)
         })
     }
 
     /// A `POST` route calling with its JSON body and answering the result as JSON.
-    fn post<T, U, F>(self, route: Route, call: fn(Arc<H>, T) -> F) -> Self
+    fn post<T, F: Call>(self, route: Route, call: fn(Arc<H>, T) -> F) -> Self
     where
         T: DeserializeOwned + Send + 'static,
-        U: Serialize + Send + 'static,
-        F: Future<Output = Result<U, ApiError>> + Send + 'static,
     {
         self.add(route, move |State(daemon), request: Request| async move {
             let body = read_json(route, request).await?;
@@ -141,11 +148,9 @@ impl<H: Handler> Routes<H> {
     }
 
     /// A `POST` route whose long operation is narrated by a progress stream (`ndjson`).
-    fn stream<T, U, F>(self, route: Route, call: fn(Arc<H>, T, ProgressSink) -> F) -> Self
+    fn stream<T, F: Call>(self, route: Route, call: fn(Arc<H>, T, ProgressSink) -> F) -> Self
     where
         T: DeserializeOwned + Send + 'static,
-        U: Serialize + Send + 'static,
-        F: Future<Output = Result<U, ApiError>> + Send + 'static,
     {
         self.add(route, move |State(daemon), request: Request| async move {
             let body = read_json(route, request).await?;

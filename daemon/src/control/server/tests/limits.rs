@@ -59,6 +59,15 @@ async fn read_until_closed(stream: &mut tokio::net::UnixStream) -> String {
     String::from_utf8_lossy(&answer).into_owned()
 }
 
+/// The server gave up at `timeout` after `started`, not sooner, and not much later.
+fn assert_waited(started: tokio::time::Instant, timeout: Duration) {
+    let waited = started.elapsed();
+    assert!(
+        (timeout..timeout + Duration::from_secs(1)).contains(&waited),
+        "gave up after {waited:?}, not {timeout:?}"
+    );
+}
+
 // The clock is paused and jumps to the next timer whenever every task waits: the
 // connections are cut at the timeouts' exact virtual time.
 #[tokio::test(start_paused = true)]
@@ -70,11 +79,7 @@ async fn a_client_that_sends_no_headers_or_only_part_is_cut_off_after_the_header
         connect_and_send(&server.socket, b"GET /v1/status HTTP/1.1\r\nHost: x\r\n").await;
     for stream in [&mut silent, &mut partial] {
         read_until_closed(stream).await;
-        let waited = started.elapsed();
-        assert!(
-            (HEADER_READ_TIMEOUT..HEADER_READ_TIMEOUT + Duration::from_secs(1)).contains(&waited),
-            "cut off after {waited:?}"
-        );
+        assert_waited(started, HEADER_READ_TIMEOUT);
     }
     assert!(server.daemon.calls().is_empty());
     server.stop().await;
@@ -116,11 +121,7 @@ async fn a_body_sent_a_byte_at_a_time_is_refused_at_its_deadline() {
     let answer = String::from_utf8_lossy(&answer);
     assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
     assert!(answer.contains(r#""code":"timeout""#), "{answer}");
-    let waited = started.elapsed();
-    assert!(
-        (BODY_READ_TIMEOUT..BODY_READ_TIMEOUT + Duration::from_secs(1)).contains(&waited),
-        "refused after {waited:?}"
-    );
+    assert_waited(started, BODY_READ_TIMEOUT);
     assert!(server.daemon.calls().is_empty());
     server.stop().await;
 }
