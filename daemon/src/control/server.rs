@@ -3,6 +3,10 @@
 //!
 //! [`bind`] makes the socket file; [`serve`] answers on it until its `shutdown` future
 //! completes, then stops accepting and gives the requests in flight a few seconds to finish.
+//!
+//! The routes are an axum `Router` (`routes`), served here by hyper's HTTP/1.1 connection
+//! loop rather than `axum::serve`, which has no header-read timeout, no bound on connections
+//! and no end to the grace period.
 
 mod answer;
 mod auth;
@@ -85,12 +89,9 @@ async fn serve_with<H: Handler>(
     shutdown: impl Future<Output = ()>,
     limits: Limits,
 ) {
-    let Limits {
-        grace,
-        connections: slots,
-    } = limits;
+    let grace = limits.grace;
     let router = routes::router(handler);
-    let slots = Arc::new(Semaphore::new(slots));
+    let slots = Arc::new(Semaphore::new(limits.connections));
     let socket_file = socket::SocketFile::of(&listener);
     // Connections watch this to learn that shutdown has begun.
     let (stopping, stop) = watch::channel(false);
