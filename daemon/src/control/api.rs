@@ -42,7 +42,8 @@
 //!
 //! Errors before any work starts are plain `application/json` [`ErrorResponse`]s: 404
 //! `not-found` for an unknown path (the message lists the routes), 405 `method-not-allowed`
-//! with an `Allow` header, 413 `too-large`, 400 `bad-request` with serde's message (``invalid
+//! with an `Allow` header (`HEAD` included), 413 `too-large`, 408 `timeout` for a body not
+//! sent within 10 s of its headers, 400 `bad-request` with serde's message (``invalid
 //! request body for POST /v1/restore: missing field `to` at line 1 column 2``). A request
 //! that is not HTTP at all gets hyper's bare 400 and the connection is closed.
 //!

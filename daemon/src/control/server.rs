@@ -3,7 +3,12 @@
 //!
 //! [`bind`] makes the socket file; [`serve`] answers on it until its `shutdown` future
 //! completes, then stops accepting and gives the requests in flight a few seconds to finish.
+//!
+//! The routes are an axum `Router` (`routes`), served here by hyper's HTTP/1.1 connection
+//! loop rather than `axum::serve`, which has no header-read timeout, no bound on connections
+//! and no end to the grace period.
 
+mod answer;
 mod auth;
 mod ndjson;
 mod routes;
@@ -11,16 +16,16 @@ mod socket;
 #[cfg(test)]
 mod tests;
 
-use std::convert::Infallible;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::Router;
 use hyper::server::conn::http1;
-use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
 use tokio::net::{UnixListener, UnixStream};
-use tokio::sync::watch;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio::task::JoinSet;
 
 use super::Handler;
@@ -31,6 +36,36 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
 /// A client has this long to send its request headers; an idle connection is closed after it.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// At most this many client connections are served at once; further clients wait in the
+/// socket's backlog until one ends. Each costs a file descriptor and a task, and without a
+/// bound a client that opens connections in a loop would exhaust the daemon's descriptors
+/// (and so its backups' too) within the header-read timeout.
+const MAX_CONNECTIONS: usize = 64;
+
+/// The bounds the server keeps; tests shorten them.
+#[derive(Debug, Clone, Copy)]
+struct Limits {
+    /// How long requests in flight may take to finish once shutdown has begun.
+    grace: Duration,
+    /// Client connections served at once.
+    connections: usize,
+}
+
+impl Limits {
+    const DAEMON: Limits = Limits {
+        grace: SHUTDOWN_GRACE,
+        connections: MAX_CONNECTIONS,
+    };
+}
+
+/// Who is on the other end of a connection, as the kernel says (`SO_PEERCRED`): the request
+/// log names them. Any of them may call every route: the socket's mode says who may connect.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Peer {
+    pub(super) uid: u32,
+    pub(super) pid: Option<i32>,
+}
 
 /// Serves the control API on `listener` until `shutdown` completes.
 ///
@@ -45,15 +80,18 @@ pub async fn serve<H: Handler>(
     handler: Arc<H>,
     shutdown: impl Future<Output = ()>,
 ) {
-    serve_with_grace(listener, handler, shutdown, SHUTDOWN_GRACE).await;
+    serve_with(listener, handler, shutdown, Limits::DAEMON).await;
 }
 
-async fn serve_with_grace<H: Handler>(
+async fn serve_with<H: Handler>(
     listener: UnixListener,
     handler: Arc<H>,
     shutdown: impl Future<Output = ()>,
-    grace: Duration,
+    limits: Limits,
 ) {
+    let grace = limits.grace;
+    let router = routes::router(handler);
+    let slots = Arc::new(Semaphore::new(limits.connections));
     let socket_file = socket::SocketFile::of(&listener);
     // Connections watch this to learn that shutdown has begun.
     let (stopping, stop) = watch::channel(false);
@@ -62,9 +100,13 @@ async fn serve_with_grace<H: Handler>(
     loop {
         tokio::select! {
             () = &mut shutdown => break,
-            accepted = listener.accept() => match accepted {
+            (accepted, slot) = accept(&listener, &slots) => match accepted {
                 Ok((stream, _)) => {
-                    connections.spawn(serve_connection(stream, handler.clone(), stop.clone()));
+                    let connection = serve_connection(stream, router.clone(), stop.clone());
+                    connections.spawn(async move {
+                        connection.await;
+                        drop(slot);
+                    });
                 }
                 Err(e) => {
                     // Typically out of file descriptors: wait for some to be released
@@ -97,15 +139,35 @@ async fn serve_with_grace<H: Handler>(
     tracing::debug!("control server stopped");
 }
 
-async fn serve_connection<H: Handler>(
-    stream: UnixStream,
-    handler: Arc<H>,
-    mut stop: watch::Receiver<bool>,
+/// Waits for a free connection slot, then for a client.
+async fn accept(
+    listener: &UnixListener,
+    slots: &Arc<Semaphore>,
+) -> (
+    std::io::Result<(UnixStream, tokio::net::unix::SocketAddr)>,
+    OwnedSemaphorePermit,
 ) {
-    let service = service_fn(move |request| {
-        let handler = handler.clone();
-        async move { Ok::<_, Infallible>(routes::respond(request, handler).await) }
-    });
+    // Never closed: the semaphore is ours alone.
+    let slot = Arc::clone(slots)
+        .acquire_owned()
+        .await
+        .expect("the semaphore is open");
+    (listener.accept().await, slot)
+}
+
+/// Serves the router on one connection, each request knowing its [`Peer`].
+async fn serve_connection(stream: UnixStream, router: Router, mut stop: watch::Receiver<bool>) {
+    let peer = match stream.peer_cred() {
+        Ok(credentials) => Peer {
+            uid: credentials.uid(),
+            pid: credentials.pid(),
+        },
+        Err(e) => {
+            tracing::warn!("cannot read a control client's credentials; closing: {e}");
+            return;
+        }
+    };
+    let service = TowerToHyperService::new(router.layer(axum::Extension(peer)));
     let mut builder = http1::Builder::new();
     builder
         .timer(TokioTimer::new())

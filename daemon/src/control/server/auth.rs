@@ -45,7 +45,7 @@ pub(super) fn narrate<H: Handler>(handler: Arc<H>, request: TargetAuthRequest) -
             Ok(Ok(result)) => AuthEvent::Done { result },
             Ok(Err(error)) => AuthEvent::Error { error: error.body },
             Err(join_error) => AuthEvent::Error {
-                error: super::routes::task_failed(
+                error: super::answer::task_failed(
                     crate::control::api::Route::TargetAuth,
                     &join_error,
                 )

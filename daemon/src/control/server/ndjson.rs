@@ -98,7 +98,7 @@ async fn report<T: Serialize>(
             StreamEvent::Error { error: error.body }
         }
         Err(join_error) => StreamEvent::Error {
-            error: super::routes::task_failed(route, &join_error).body,
+            error: super::answer::task_failed(route, &join_error).body,
         },
     };
     let _ = lines.send(line(&last)).await;

@@ -1,49 +1,86 @@
-//! One request in, one response out: routing by the table in `api`, reading and checking the
-//! JSON body, calling the [`Handler`] and turning its answer or error into HTTP.
+//! The route table: one line per route of `api::Route`, each naming the [`Handler`] method it
+//! calls and how it answers (JSON, or a progress stream). What the lines share (reading the
+//! body, running the call in a task of its own, the error shapes) is in `answer`.
 
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Instant;
 
-use http_body_util::{BodyExt, Either, Full, LengthLimitError, Limited};
-use hyper::body::{Bytes, Incoming};
-use hyper::header::{ALLOW, CONTENT_LENGTH, CONTENT_TYPE, HeaderValue};
-use hyper::{Request, Response, StatusCode};
+use axum::Router;
+use axum::extract::{Request, State};
+use axum::http::{Method, StatusCode, Uri};
+use axum::middleware::{Next, from_fn};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{MethodFilter, MethodRouter, on};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use tokio::task::JoinError;
-use zeroize::{Zeroize as _, Zeroizing};
+use tower_http::limit::RequestBodyLimitLayer;
 
-use super::ndjson::{self, NdjsonBody};
-use crate::control::api::{Accepted, ErrorResponse, MAX_REQUEST_BYTES, Route};
+use super::answer::{
+    finish, json, method_not_allowed, ndjson, not_found, prometheus, read_json, too_large,
+};
+use super::{Peer, auth, ndjson};
+use crate::control::api::{Accepted, BackupRequest, MAX_REQUEST_BYTES, Route};
 use crate::control::{ApiError, Handler, ProgressSink};
 
-pub(crate) type ResponseBody = Either<Full<Bytes>, NdjsonBody>;
+/// The control API of `daemon` as one router, every answer (errors included) in the
+/// protocol's shapes. In the lines, `d` is the daemon, `r` the request's body and `p` where
+/// the operation reports its progress.
+pub(super) fn router<H: Handler>(daemon: Arc<H>) -> Router {
+    use Route::*;
+    Routes::<H>(Router::new())
+        .get(Status, |d| async move { d.status().await })
+        .get(Snapshots, |d| async move { d.snapshots().await })
+        .get(Stats, |d| async move { d.stats().await })
+        .add(Metrics, |State(d): State<Arc<H>>| async move {
+            let text = finish(Metrics, async move { d.metrics().await }).await?;
+            Ok::<_, ApiError>(prometheus(text))
+        })
+        .post(Ls, |d, r| async move { d.ls(r).await })
+        .post(Diff, |d, r| async move { d.diff(r).await })
+        .post(AcknowledgeMissing, |d, r| async move {
+            d.acknowledge_missing(r).await
+        })
+        .add(Backup, backup::<H>)
+        .stream(Restore, |d, r, p| async move { d.restore(r, p).await })
+        .stream(Verify, |d, r, p| async move { d.verify(r, p).await })
+        .stream(Repair, |d, r, p| async move { d.repair(r, p).await })
+        .stream(Prune, |d, r, p| async move { d.prune(r, p).await })
+        .add(TargetAuth, |State(d), request: Request| async move {
+            let request = read_json(TargetAuth, request).await?;
+            Ok::<_, ApiError>(ndjson(auth::narrate(d, request)))
+        })
+        .post(KeyGenerate, |d, r| async move { d.key_generate(r).await })
+        .post(KeyImport, |d, r| async move { d.key_import(r).await })
+        .post(
+            KeySetPassword,
+            |d, r| async move { d.key_set_password(r).await },
+        )
+        .post(KeyRecover, |d, r| async move { d.key_recover(r).await })
+        .post(KeyChangePassword, |d, r| async move {
+            d.key_change_password(r).await
+        })
+        .post(KeyDisable, |d, r| async move { d.key_disable(r).await })
+        .post(KeyRotate, |d, r| async move { d.key_rotate(r).await })
+        .0
+        .fallback(|uri: Uri| async move { not_found(uri.path()) })
+        .layer(from_fn(log))
+        .with_state(daemon)
+}
 
-const JSON: &str = "application/json";
-const NDJSON: &str = "application/x-ndjson";
-/// Prometheus' text exposition format.
-const PROMETHEUS: &str = "text/plain; version=0.0.4; charset=utf-8";
-
-/// Answers one request. Never fails: every problem is an error response.
-pub(super) async fn respond<H: Handler>(
-    request: Request<Incoming>,
-    handler: Arc<H>,
-) -> Response<ResponseBody> {
+/// Logs each request: who asked what, and how it was answered. Bodies are never logged: a key
+/// import carries the recovery key.
+async fn log(request: Request, next: Next) -> Response {
     let started = Instant::now();
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
-    let response = match Route::from_path(&path) {
-        None => not_found(&path),
-        Some(route) if method.as_str() != route.method() => method_not_allowed(route, &method),
-        Some(route) => dispatch(route, request, handler)
-            .await
-            .unwrap_or_else(|error| error_response(&error)),
-    };
-    // Bodies are never logged: a key import carries the recovery key.
+    let peer = request.extensions().get::<Peer>().copied();
+    let response = next.run(request).await;
     tracing::debug!(
         %method,
         path,
+        uid = peer.map(|peer| peer.uid),
+        pid = peer.and_then(|peer| peer.pid),
         status = response.status().as_u16(),
         duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
         "control request",
@@ -51,314 +88,108 @@ pub(super) async fn respond<H: Handler>(
     response
 }
 
-async fn dispatch<H: Handler>(
-    route: Route,
-    request: Request<Incoming>,
-    handler: Arc<H>,
-) -> Result<Response<ResponseBody>, ApiError> {
-    match route {
-        Route::Status => {
-            let status = finish(route, async move { handler.status().await }).await?;
-            json(StatusCode::OK, &status)
-        }
-        Route::Snapshots => {
-            let snapshots = finish(route, async move { handler.snapshots().await }).await?;
-            json(StatusCode::OK, &snapshots)
-        }
-        Route::Ls => {
+/// `POST /v1/backup`: a progress stream with `wait`, else 202 once the backup is queued.
+async fn backup<H: Handler>(
+    State(daemon): State<Arc<H>>,
+    request: Request,
+) -> Result<Response, ApiError> {
+    let backup: BackupRequest = read_json(Route::Backup, request).await?;
+    if backup.wait {
+        let (sink, progress) = ProgressSink::new();
+        let operation = async move {
+            daemon.backup(backup, sink).await?.ok_or_else(|| {
+                ApiError::new(500, "internal", "the backup finished without a report")
+            })
+        };
+        return Ok(ndjson(ndjson::narrate(Route::Backup, operation, progress)));
+    }
+    let queued = async move { daemon.backup(backup, ProgressSink::discard()).await };
+    finish(Route::Backup, queued).await?;
+    let accepted = Accepted {
+        accepted: true,
+        message: "backup started; `sealbackctl status` shows when it has finished".to_owned(),
+    };
+    json(StatusCode::ACCEPTED, &accepted)
+}
+
+/// A [`Handler`] call as the routes run it: in a task of its own, its answer then encoded.
+trait Call: Future<Output = Result<Self::Answer, ApiError>> + Send + 'static {
+    type Answer: Serialize + Send + 'static;
+}
+
+impl<U, F> Call for F
+where
+    U: Serialize + Send + 'static,
+    F: Future<Output = Result<U, ApiError>> + Send + 'static,
+{
+    type Answer = U;
+}
+
+/// The router being built, its handlers taking the daemon as their state.
+struct Routes<H>(Router<Arc<H>>);
+
+impl<H: Handler> Routes<H> {
+    /// A `GET` route answering the call's result as JSON.
+    fn get<F: Call>(self, route: Route, call: fn(Arc<H>) -> F) -> Self {
+        self.add(route, move |State(daemon): State<Arc<H>>| async move {
+            json(StatusCode::OK, &finish(route, call(daemon)).await?)
+        })
+    }
+
+    /// A `POST` route calling with its JSON body and answering the result as JSON.
+    fn post<T, F: Call>(self, route: Route, call: fn(Arc<H>, T) -> F) -> Self
+    where
+        T: DeserializeOwned + Send + 'static,
+    {
+        self.add(route, move |State(daemon), request: Request| async move {
             let body = read_json(route, request).await?;
-            let listing = finish(route, async move { handler.ls(body).await }).await?;
-            json(StatusCode::OK, &listing)
-        }
-        Route::Diff => {
+            json(StatusCode::OK, &finish(route, call(daemon, body)).await?)
+        })
+    }
+
+    /// A `POST` route whose long operation is narrated by a progress stream (`ndjson`).
+    fn stream<T, F: Call>(self, route: Route, call: fn(Arc<H>, T, ProgressSink) -> F) -> Self
+    where
+        T: DeserializeOwned + Send + 'static,
+    {
+        self.add(route, move |State(daemon), request: Request| async move {
             let body = read_json(route, request).await?;
-            let diff = finish(route, async move { handler.diff(body).await }).await?;
-            json(StatusCode::OK, &diff)
-        }
-        Route::Stats => {
-            let stats = finish(route, async move { handler.stats().await }).await?;
-            json(StatusCode::OK, &stats)
-        }
-        Route::Metrics => {
-            let text = finish(route, async move { handler.metrics().await }).await?;
-            Ok(with_body(
-                StatusCode::OK,
-                PROMETHEUS,
-                Either::Left(Full::new(Bytes::from(text))),
+            let (sink, progress) = ProgressSink::new();
+            let operation = call(daemon, body, sink);
+            Ok::<_, ApiError>(ndjson(ndjson::narrate(route, operation, progress)))
+        })
+    }
+
+    /// Serves `handler` at the route's path and method. Any other method is a JSON 405 naming
+    /// the right one (`HEAD` too: axum would otherwise answer it from a `GET` route). A
+    /// `POST` body is limited to [`MAX_REQUEST_BYTES`]: one declared larger is refused before
+    /// the handler runs, one that turns out larger fails while it is read (`read_json`).
+    fn add<X, T>(self, route: Route, handler: X) -> Self
+    where
+        X: axum::handler::Handler<T, Arc<H>>,
+        T: 'static,
+    {
+        let refuse = move |method: Method| async move { method_not_allowed(route, &method) };
+        let endpoint: MethodRouter<Arc<H>> = if route.method() == "GET" {
+            on(MethodFilter::GET, handler).on(MethodFilter::HEAD, refuse)
+        } else {
+            on(MethodFilter::POST, handler).route_layer((
+                from_fn(move |request: Request, next: Next| {
+                    too_large_in_json(route, request, next)
+                }),
+                RequestBodyLimitLayer::new(MAX_REQUEST_BYTES),
             ))
-        }
-        Route::AcknowledgeMissing => {
-            let body = read_json(route, request).await?;
-            let done = finish(
-                route,
-                async move { handler.acknowledge_missing(body).await },
-            )
-            .await?;
-            json(StatusCode::OK, &done)
-        }
-        Route::Backup => {
-            let backup: crate::control::api::BackupRequest = read_json(route, request).await?;
-            if backup.wait {
-                let (sink, progress) = ProgressSink::new();
-                let operation = async move {
-                    handler.backup(backup, sink).await?.ok_or_else(|| {
-                        ApiError::new(500, "internal", "the backup finished without a report")
-                    })
-                };
-                Ok(stream(ndjson::narrate(route, operation, progress)))
-            } else {
-                let queued = async move { handler.backup(backup, ProgressSink::discard()).await };
-                finish(route, queued).await?;
-                let accepted = Accepted {
-                    accepted: true,
-                    message: "backup started; `sealbackctl status` shows when it has finished"
-                        .to_owned(),
-                };
-                json(StatusCode::ACCEPTED, &accepted)
-            }
-        }
-        Route::TargetAuth => {
-            let request = read_json(route, request).await?;
-            Ok(stream(super::auth::narrate(handler, request)))
-        }
-        Route::Restore => {
-            let restore = read_json(route, request).await?;
-            let (sink, progress) = ProgressSink::new();
-            let operation = async move { handler.restore(restore, sink).await };
-            Ok(stream(ndjson::narrate(route, operation, progress)))
-        }
-        Route::Verify => {
-            let verify = read_json(route, request).await?;
-            let (sink, progress) = ProgressSink::new();
-            let operation = async move { handler.verify(verify, sink).await };
-            Ok(stream(ndjson::narrate(route, operation, progress)))
-        }
-        Route::Repair => {
-            let repair = read_json(route, request).await?;
-            let (sink, progress) = ProgressSink::new();
-            let operation = async move { handler.repair(repair, sink).await };
-            Ok(stream(ndjson::narrate(route, operation, progress)))
-        }
-        Route::Prune => {
-            let prune = read_json(route, request).await?;
-            let (sink, progress) = ProgressSink::new();
-            let operation = async move { handler.prune(prune, sink).await };
-            Ok(stream(ndjson::narrate(route, operation, progress)))
-        }
-        Route::KeyGenerate => {
-            let generate = read_json(route, request).await?;
-            let generated =
-                finish(route, async move { handler.key_generate(generate).await }).await?;
-            json(StatusCode::OK, &generated)
-        }
-        Route::KeySetPassword => {
-            let body = read_json(route, request).await?;
-            let done = finish(route, async move { handler.key_set_password(body).await }).await?;
-            json(StatusCode::OK, &done)
-        }
-        Route::KeyRecover => {
-            let body = read_json(route, request).await?;
-            let done = finish(route, async move { handler.key_recover(body).await }).await?;
-            json(StatusCode::OK, &done)
-        }
-        Route::KeyChangePassword => {
-            let body = read_json(route, request).await?;
-            let done = finish(
-                route,
-                async move { handler.key_change_password(body).await },
-            )
-            .await?;
-            json(StatusCode::OK, &done)
-        }
-        Route::KeyDisable => {
-            let body = read_json(route, request).await?;
-            let done = finish(route, async move { handler.key_disable(body).await }).await?;
-            json(StatusCode::OK, &done)
-        }
-        Route::KeyImport => {
-            let import = read_json(route, request).await?;
-            let imported = finish(route, async move { handler.key_import(import).await }).await?;
-            json(StatusCode::OK, &imported)
-        }
-        Route::KeyRotate => {
-            let body = read_json(route, request).await?;
-            let done = finish(route, async move { handler.key_rotate(body).await }).await?;
-            json(StatusCode::OK, &done)
-        }
+        };
+        Routes(self.0.route(route.path(), endpoint.fallback(refuse)))
     }
 }
 
-/// Runs a handler call in a task of its own, so that it is finished even if the client
-/// goes away (hyper drops the request's future then) and a panic in it is a 500.
-async fn finish<T: Send + 'static>(
-    route: Route,
-    call: impl Future<Output = Result<T, ApiError>> + Send + 'static,
-) -> Result<T, ApiError> {
-    match tokio::spawn(call).await {
-        Ok(outcome) => outcome,
-        Err(join_error) => Err(task_failed(route, &join_error)),
+/// Gives the limit layer's refusal of a declared length (413, plain text) the protocol's
+/// JSON error naming the route.
+async fn too_large_in_json(route: Route, request: Request, next: Next) -> Response {
+    let response = next.run(request).await;
+    if response.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        return too_large(route).into_response();
     }
-}
-
-pub(super) fn task_failed(route: Route, join_error: &JoinError) -> ApiError {
-    tracing::error!(%route, "control handler failed: {join_error}");
-    ApiError::new(
-        500,
-        "internal",
-        format!("the daemon failed while handling {route}: {join_error}"),
-    )
-    .with_hint("this is a bug in sealbackd; its log has the details")
-}
-
-/// Reads and parses the request body: at most [`MAX_REQUEST_BYTES`], empty meaning `{}`.
-async fn read_json<T: DeserializeOwned>(
-    route: Route,
-    request: Request<Incoming>,
-) -> Result<T, ApiError> {
-    let declared = request
-        .headers()
-        .get(CONTENT_LENGTH)
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.parse::<u64>().ok());
-    if declared.is_some_and(|length| length > MAX_REQUEST_BYTES as u64) {
-        return Err(too_large(route));
-    }
-    let body = read_wiped(route, request.into_body()).await?;
-    let body: &[u8] = if body.trim_ascii().is_empty() {
-        b"{}"
-    } else {
-        &body
-    };
-    serde_json::from_slice(body)
-        .map_err(|e| ApiError::bad_request(format!("invalid request body for {route}: {e}")))
-}
-
-/// Reads a body of at most [`MAX_REQUEST_BYTES`] into one buffer, allocated once and wiped
-/// when dropped: a key route's body holds a recovery key or a password. A frame hyper hands
-/// over whole is wiped too; one that is a view into hyper's read buffer is not ours to wipe
-/// (DESIGN.md §11).
-async fn read_wiped(route: Route, body: Incoming) -> Result<Zeroizing<Vec<u8>>, ApiError> {
-    let mut read = Zeroizing::new(Vec::with_capacity(MAX_REQUEST_BYTES));
-    let mut body = Limited::new(body, MAX_REQUEST_BYTES);
-    while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(|e| {
-            if e.downcast_ref::<LengthLimitError>().is_some() {
-                too_large(route)
-            } else {
-                ApiError::bad_request(format!("cannot read the request body of {route}: {e}"))
-            }
-        })?;
-        if let Ok(data) = frame.into_data() {
-            read.extend_from_slice(&data);
-            if let Ok(mut own) = data.try_into_mut() {
-                own.zeroize();
-            }
-        }
-    }
-    Ok(read)
-}
-
-fn too_large(route: Route) -> ApiError {
-    ApiError::new(
-        413,
-        "too-large",
-        format!(
-            "the request body of {route} is larger than the {MAX_REQUEST_BYTES} bytes the \
-             control protocol allows"
-        ),
-    )
-}
-
-fn not_found(path: &str) -> Response<ResponseBody> {
-    let routes: Vec<String> = Route::ALL.iter().map(Route::to_string).collect();
-    let error = ApiError::new(
-        404,
-        "not-found",
-        format!(
-            "no route {path:?}; the control protocol v1 has: {}",
-            routes.join(", ")
-        ),
-    )
-    .with_hint("sealbackctl and sealbackd may be of different versions");
-    error_response(&error)
-}
-
-fn method_not_allowed(route: Route, method: &hyper::Method) -> Response<ResponseBody> {
-    let error = ApiError::new(
-        405,
-        "method-not-allowed",
-        format!("{method} is not allowed on {}; use {route}", route.path()),
-    );
-    let mut response = error_response(&error);
-    response
-        .headers_mut()
-        .insert(ALLOW, HeaderValue::from_static(route.method()));
-    response
-}
-
-pub(super) fn error_response(error: &ApiError) -> Response<ResponseBody> {
-    let status = StatusCode::from_u16(error.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    let body = ErrorResponse {
-        error: error.body.clone(),
-    };
-    // An `ErrorResponse` is plain strings: it always encodes.
-    let bytes = serde_json::to_vec(&body).unwrap_or_default();
-    with_body(status, JSON, Either::Left(Full::new(Bytes::from(bytes))))
-}
-
-/// A JSON response, in a buffer allocated once at its exact size and wiped when hyper is done
-/// with it: `key generate`'s answer holds the recovery key.
-fn json<T: Serialize>(status: StatusCode, value: &T) -> Result<Response<ResponseBody>, ApiError> {
-    let encode = |e: serde_json::Error| {
-        ApiError::new(500, "internal", format!("cannot encode the response: {e}"))
-    };
-    let mut length = Counted(0);
-    serde_json::to_writer(&mut length, value).map_err(encode)?;
-    let mut bytes = Zeroizing::new(Vec::with_capacity(length.0));
-    serde_json::to_writer(&mut *bytes, value).map_err(encode)?;
-    Ok(with_body(
-        status,
-        JSON,
-        Either::Left(Full::new(Bytes::from_owner(Wiped(bytes)))),
-    ))
-}
-
-/// Counts what is written to it.
-struct Counted(usize);
-
-impl std::io::Write for Counted {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0 += buf.len();
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-/// Bytes wiped when the last reference to them is dropped.
-struct Wiped(Zeroizing<Vec<u8>>);
-
-impl AsRef<[u8]> for Wiped {
-    fn as_ref(&self) -> &[u8] {
-        &self.0
-    }
-}
-
-fn stream(body: NdjsonBody) -> Response<ResponseBody> {
-    with_body(StatusCode::OK, NDJSON, Either::Right(body))
-}
-
-fn with_body(
-    status: StatusCode,
-    content_type: &'static str,
-    body: ResponseBody,
-) -> Response<ResponseBody> {
-    let mut response = Response::new(body);
-    *response.status_mut() = status;
-    response
-        .headers_mut()
-        .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
     response
 }
