@@ -23,16 +23,27 @@ fn names(listed: Vec<ObjectInfo>) -> Vec<String> {
 
 /// Every file under `dir`, relative to it.
 fn files_under(dir: &Path) -> Vec<String> {
+    under(dir, false)
+}
+
+/// Every directory under `dir`, relative to it.
+fn dirs_under(dir: &Path) -> Vec<String> {
+    under(dir, true)
+}
+
+/// The files, or the directories, under `dir`, relative to it and sorted.
+fn under(dir: &Path, dirs: bool) -> Vec<String> {
     let mut found = Vec::new();
     let mut pending = vec![dir.to_owned()];
     while let Some(current) = pending.pop() {
         for entry in fs::read_dir(&current).expect("read_dir") {
             let path = entry.expect("entry").path();
-            if path.is_dir() {
-                pending.push(path);
-            } else {
+            if path.is_dir() == dirs {
                 let relative = path.strip_prefix(dir).expect("under dir");
                 found.push(relative.to_string_lossy().into_owned());
+            }
+            if path.is_dir() {
+                pending.push(path);
             }
         }
     }
@@ -145,28 +156,6 @@ fn remove_deletes_and_a_missing_object_is_already_removed() {
     provider.remove("never/was").expect("remove missing");
     provider.remove("a").expect("a directory is no object");
     assert!(provider.list("").expect("list").is_empty());
-}
-
-/// Every directory under `dir`, relative to it.
-fn dirs_under(dir: &Path) -> Vec<String> {
-    let mut found = Vec::new();
-    let mut pending = vec![dir.to_owned()];
-    while let Some(current) = pending.pop() {
-        for entry in fs::read_dir(&current).expect("read_dir") {
-            let path = entry.expect("entry").path();
-            if path.is_dir() {
-                found.push(
-                    path.strip_prefix(dir)
-                        .expect("under dir")
-                        .to_string_lossy()
-                        .into_owned(),
-                );
-                pending.push(path);
-            }
-        }
-    }
-    found.sort();
-    found
 }
 
 #[test]
