@@ -14,7 +14,7 @@ use sealback_repo::chunk::IdSet;
 use sealback_repo::index::Index;
 use sealback_repo::pack::{BlobKind, Compression, PackEntry};
 use sealback_repo::snapshot::{Manifest, Snapshot};
-use sealback_repo::{ChunkId, Repository};
+use sealback_repo::{ChunkId, Repository, StoreErrorKind};
 
 use crate::capture::database::Baseline;
 use crate::capture::files::FileStat;
@@ -336,7 +336,32 @@ impl Catalog {
     /// target are forgotten (so they are uploaded again rather than referenced). `packs`
     /// says when the packs are listed to find those. A snapshot the device remembers that
     /// is gone, or no longer genuine, is noted missing (see [`Catalog::missing`]).
+    ///
+    /// An index or snapshot listed and gone when read was removed by a prune beside us
+    /// (another device's, which merges indexes and forgets snapshots): the target is listed
+    /// again, a bounded number of times, rather than failing the backup.
     pub fn sync(&mut self, repo: &Repository, packs: Packs) -> Result<SyncReport> {
+        const TRIES: usize = 5;
+        // Only the first attempt finds the catalog to be rebuilt, and reports it.
+        let rebuilt = self.meta("repo")?.as_deref() != Some(repo.config().id.as_str());
+        for attempt in 1.. {
+            match self.sync_once(repo, packs) {
+                Err(CatalogError::Repo(sealback_repo::Error::Store(e)))
+                    if e.kind == StoreErrorKind::NotFound && attempt < TRIES =>
+                {
+                    tracing::debug!(object = %e, attempt, "an object listed a moment ago is gone (a prune beside us): listing again");
+                }
+                Ok(mut report) => {
+                    report.rebuilt |= rebuilt;
+                    return Ok(report);
+                }
+                failed => return failed,
+            }
+        }
+        unreachable!("the last attempt returns")
+    }
+
+    fn sync_once(&mut self, repo: &Repository, packs: Packs) -> Result<SyncReport> {
         let mut report = SyncReport::default();
         let repo_id = repo.config().id.clone();
         if self.meta("repo")?.as_deref() != Some(repo_id.as_str()) {
@@ -1203,6 +1228,9 @@ pub type Base = (String, Snapshot);
 pub type FileCache = HashMap<String, (FileStat, Vec<ChunkId>)>;
 
 #[cfg(test)]
+mod vanishing_tests;
+
+#[cfg(test)]
 mod tests {
     use std::io::Write as _;
     use std::sync::Arc;
@@ -1218,7 +1246,7 @@ mod tests {
     use crate::test_store::MemoryStore;
 
     /// A repository holding one pack of two chunks, its index and one snapshot.
-    fn repository() -> (Arc<MemoryStore>, Repository, Vec<ChunkId>) {
+    pub(super) fn repository() -> (Arc<MemoryStore>, Repository, Vec<ChunkId>) {
         let store = Arc::new(MemoryStore::default());
         let key = BackupKey::from_bytes(&mut [3u8; 32]);
         let (repo, created) = Repository::open_or_init(store.clone(), &key, 0).expect("init");
