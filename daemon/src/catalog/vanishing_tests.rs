@@ -26,10 +26,10 @@ impl ObjectStore for PrunedBeside {
     }
     fn list(&self, prefix: &str) -> std::result::Result<Vec<(String, u64)>, StoreError> {
         let listed = self.inner.list(prefix)?;
-        if prefix == "index/" {
-            if let Some(name) = self.doomed.lock().expect("lock").pop() {
-                self.inner.remove(&name)?;
-            }
+        if prefix == "index/"
+            && let Some(name) = self.doomed.lock().expect("lock").pop()
+        {
+            self.inner.remove(&name)?;
         }
         Ok(listed)
     }
