@@ -26,6 +26,7 @@ use sealback_repo::pack::{BlobKind, BlobScratch, Compression, PackEntry, PackRea
 use sealback_repo::{ChunkId, Repository};
 
 mod database;
+mod gate;
 
 use super::EngineError;
 use super::chunk_writer::{ChunkWriter, Landed, Partials};
@@ -33,6 +34,7 @@ use super::restore_dir::{Made, Owner, RestoreDir, partial_name};
 use crate::catalog::{Catalog, SnapshotRow};
 use crate::config::Selection;
 use crate::control::api::{RestoreReport, RestoredDatabase};
+use gate::{Gate, Opens};
 use sealback_repo::snapshot::{DatabaseImage, FileEntry, Snapshot};
 
 const PARTIAL_SUFFIX: &str = ".sealback-partial";
@@ -285,11 +287,16 @@ pub fn run(
     let threads = std::thread::available_parallelism()
         .map_or(2, |n| 2 * n.get())
         .clamp(2, 8);
-    let restore_packs = |plans: &[PackPlan]| {
+    // Threads from the `running`th on first wait for `gate` (see `gate`).
+    let restore_packs = |plans: &[PackPlan], running: usize, gate: &Gate| {
         let next = AtomicUsize::new(0);
+        let (next, failed, done, fail, partials) = (&next, &failed, &done, &fail, &partials);
         std::thread::scope(|scope| {
-            for _ in 0..threads.min(plans.len()) {
-                scope.spawn(|| {
+            for thread in 0..threads.min(plans.len()) {
+                scope.spawn(move || {
+                    if thread >= running {
+                        gate.wait();
+                    }
                     // Reused from pack to pack: fresh buffers cost a page fault per 4 KiB.
                     let mut writer = ChunkWriter::default();
                     let mut scratch = BlobScratch::default();
@@ -308,7 +315,7 @@ pub fn run(
                         let restored = restore_pack(
                             repo,
                             plan,
-                            &partials,
+                            partials,
                             &mut writer,
                             &mut scratch,
                             &progress,
@@ -321,7 +328,7 @@ pub fn run(
             }
         });
     };
-    restore_packs(&first);
+    restore_packs(&first, threads, &Gate::opened());
     let database_packs = (first.len(), started.elapsed());
     drop(first);
     let mut ready = None;
@@ -355,10 +362,16 @@ pub fn run(
         }
         ready = Some(db);
     }
-    // The media come while SQLite checks the database.
+    // The media come while SQLite checks the database, with half the threads until then.
+    let checking = ready.filter(|_| !failed.load(Ordering::Relaxed));
+    let gate = match checking {
+        Some(_) => Gate::default(),
+        None => Gate::opened(),
+    };
     let database = std::thread::scope(|scope| {
-        let checked = ready.filter(|_| !failed.load(Ordering::Relaxed)).map(|db| {
+        let checked = checking.map(|db| {
             scope.spawn(|| {
+                let _opens = Opens(&gate);
                 let job = &jobs[0];
                 let checked = database::check_integrity(&root, job);
                 let ready_ms = started.elapsed().as_millis() as u64;
@@ -379,7 +392,7 @@ pub fn run(
                 }
             })
         });
-        restore_packs(&media);
+        restore_packs(&media, threads.div_ceil(2), &gate);
         checked.and_then(|c| {
             c.join()
                 .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
