@@ -14,6 +14,7 @@ use sealback_repo::{BackupKey, ChunkId, ObjectStore, Repository, StoreError};
 use super::backup::{self, BackupInput};
 use super::restore::{self, RestoreInput};
 use super::restore_dir::Owner;
+use super::restore_hostile_tests::bytes as noise;
 use crate::catalog::Catalog;
 use crate::test_store::MemoryStore;
 
@@ -40,19 +41,6 @@ impl ObjectStore for Recording {
     }
 }
 
-/// Pseudo-random, incompressible bytes.
-fn noise(seed: u64, len: usize) -> Vec<u8> {
-    let mut state = seed.wrapping_mul(2654435761).wrapping_add(1);
-    (0..len)
-        .map(|_| {
-            state = state
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            (state >> 33) as u8
-        })
-        .collect()
-}
-
 /// A store of a 2 MB database and 10 MB of media (several packs of each), backed up.
 fn backed_up(dir: &Path, store: Arc<Recording>) -> (Repository, Catalog) {
     let root = dir.join("store");
@@ -62,7 +50,7 @@ fn backed_up(dir: &Path, store: Arc<Recording>) -> (Repository, Catalog) {
         .expect("schema");
     let tx = conn.unchecked_transaction().expect("begin");
     for n in 0..8000u64 {
-        let body: String = noise(n, 120)
+        let body: String = noise(n as usize, 120)
             .iter()
             .map(|b| char::from(b'a' + b % 26))
             .collect();
@@ -73,7 +61,7 @@ fn backed_up(dir: &Path, store: Arc<Recording>) -> (Repository, Catalog) {
     drop(conn);
     for n in 0..4u64 {
         let path = root.join(format!("Media/Video/{n}.mp4"));
-        fs::write(path, noise(100 + n, 2_500_000)).expect("media");
+        fs::write(path, noise(100 + n as usize, 2_500_000)).expect("media");
     }
     let key = BackupKey::from_bytes(&mut [3u8; 32]);
     let (repo, _) = Repository::open_or_init(store, &key, 0).expect("init");
