@@ -20,6 +20,8 @@ pub(crate) enum Metric {
     AddedBeyondNewMedia(Phase),
     /// The highest peak RSS over all backup phases, in bytes.
     PeakRssBackups,
+    /// The peak RSS of one phase, in bytes (sealback: the daemon's, started fresh for it).
+    PeakRss(Phase),
     /// The sealback daemon's RSS once started, before any work: the highest over the
     /// backup phases (later start-ups load more state).
     IdleRss,
@@ -76,6 +78,12 @@ pub(crate) const TARGETS: &[Target] = &[
         goal: Goal::TimesRestic(1.0 / 2.0, "1/2"),
     },
     Target {
+        label: "peak RSS, restore",
+        issue: 20,
+        metric: Metric::PeakRss(Phase::Restore),
+        goal: Goal::AtMost(64.0 * 1024.0 * 1024.0),
+    },
+    Target {
         label: "day-1 bytes added",
         issue: 5,
         metric: Metric::Added(Phase::Day1),
@@ -122,7 +130,7 @@ impl Metric {
         match self {
             Metric::Wall(_) | Metric::CommitLatencyP99 => Unit::Seconds,
             Metric::Added(_) | Metric::AddedBeyondNewMedia(_) => Unit::Bytes,
-            Metric::PeakRssBackups | Metric::IdleRss => Unit::Rss,
+            Metric::PeakRssBackups | Metric::PeakRss(_) | Metric::IdleRss => Unit::Rss,
         }
     }
 
@@ -144,6 +152,10 @@ impl Metric {
                 .filter(|p| p.is_backup())
                 .filter_map(|p| results.sample(*p, tool)?.peak_rss)
                 .max()
+                .map(|b| b as f64),
+            Metric::PeakRss(phase) => results
+                .sample(phase, tool)
+                .and_then(|s| s.peak_rss)
                 .map(|b| b as f64),
             Metric::IdleRss => results.idle_rss(tool).map(|b| b as f64),
             Metric::CommitLatencyP99 => results
@@ -189,8 +201,10 @@ pub(crate) fn evaluate(results: &Results) -> Vec<TargetResult> {
                     sealback.map(|s| s <= bound),
                 ),
             };
-            let restore_unverified = matches!(target.metric, Metric::Wall(Phase::Restore))
-                && !results.restore_verified(SEALBACK);
+            let restore_unverified = matches!(
+                target.metric,
+                Metric::Wall(Phase::Restore) | Metric::PeakRss(Phase::Restore)
+            ) && !results.restore_verified(SEALBACK);
             let result = match met {
                 _ if restore_unverified => "INVALID (restore not verified)".to_owned(),
                 Some(true) => "PASS".to_owned(),
@@ -212,4 +226,66 @@ pub(crate) fn evaluate(results: &Results) -> Vec<TargetResult> {
             }
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::measure::Sample;
+    use crate::report::{PhaseResult, StoreSummary, ToolSample};
+    use crate::store::StoreParams;
+    use crate::verify::Verdict;
+
+    /// A run whose only figures are sealback's verified restore, at `peak_rss` bytes.
+    fn restored_at(peak_rss: u64) -> Results {
+        let params = StoreParams {
+            seed: 1,
+            messages: 1,
+            media_mb: 1,
+            generator_blake3: String::new(),
+        };
+        let store = StoreSummary {
+            params,
+            files: 0,
+            bytes: 0,
+            database_bytes: 0,
+        };
+        let mut results = Results::new(store, vec![SEALBACK.into()], vec![], vec![], vec![]);
+        let sample = Sample {
+            peak_rss: Some(peak_rss),
+            ..Sample::default()
+        };
+        results.phases.push(PhaseResult {
+            phase: Phase::Restore,
+            title: Phase::Restore.title(),
+            samples: vec![ToolSample {
+                tool: SEALBACK.into(),
+                sample,
+            }],
+        });
+        let verdict = Verdict {
+            ok: true,
+            detail: String::new(),
+        };
+        results.restores.insert(SEALBACK.into(), verdict);
+        results
+    }
+
+    fn restore_rss_result(results: &Results) -> String {
+        evaluate(results)
+            .into_iter()
+            .find(|t| t.label == "peak RSS, restore")
+            .map(|t| t.result)
+            .expect("the restore's peak RSS is a target")
+    }
+
+    #[test]
+    fn the_restores_peak_rss_is_judged_against_64_mib() {
+        assert_eq!(restore_rss_result(&restored_at(60 << 20)), "PASS");
+        assert_eq!(restore_rss_result(&restored_at(64 << 20)), "PASS");
+        assert_eq!(restore_rss_result(&restored_at(82 << 20)), "MISS");
+        let mut unverified = restored_at(60 << 20);
+        unverified.restores.clear();
+        assert!(restore_rss_result(&unverified).starts_with("INVALID"));
+    }
 }

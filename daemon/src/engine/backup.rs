@@ -29,7 +29,7 @@ use super::database::{MAX_PATCHES, ParentDb, capture_database};
 use super::files::{Captured, Known, collect_files, file_entries};
 use super::known::KnownIds;
 use super::sink::{ChunkSink, Counters};
-use super::upload::{self, UploadState};
+use super::upload::{self, Packing, UploadState};
 use crate::capture::beneath::StoreRoot;
 use crate::capture::database::Reading;
 use crate::capture::files::{self, StoreFile};
@@ -174,10 +174,12 @@ fn backup(
     // Indexes written while the backup runs are recorded on a connection of their own.
     let state = UploadState::new(catalog.reopen()?);
     let (tx, rx) = upload::queue();
+    let (database_tx, database_rx) = upload::queue();
     let mut sink = ChunkSink {
         repo,
         known: Mutex::new(known),
         tx,
+        database_tx,
         state: &state,
         cancel: input.cancel,
         new: AtomicU64::new(0),
@@ -188,9 +190,11 @@ fn backup(
         for _ in 0..upload::worker_count() {
             let rx = rx.clone();
             let state = &state;
-            scope.spawn(move || upload::run_worker(repo, rx, state));
+            scope.spawn(move || upload::run_worker(repo, rx, state, Packing::Media));
         }
         drop(rx);
+        let state = &state;
+        scope.spawn(move || upload::run_worker(repo, database_rx, state, Packing::Database));
         // A panic below must still close the queue, or the workers would wait for chunks
         // forever and this scope for them.
         let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
@@ -293,11 +297,10 @@ fn backup(
                 Ok::<_, EngineError>((database, entries))
             })
         }));
-        // Closing the queue lets the workers store their last packs and stop.
-        drop(std::mem::replace(
-            &mut sink.tx,
-            crossbeam_channel::bounded(0).0,
-        ));
+        // Closing the queues lets the workers store their last packs and stop.
+        for queue in [&mut sink.tx, &mut sink.database_tx] {
+            drop(std::mem::replace(queue, crossbeam_channel::bounded(0).0));
+        }
         result.unwrap_or_else(|panic| std::panic::resume_unwind(panic))
     });
     let ChunkSink {

@@ -16,6 +16,8 @@ mod database;
 mod files;
 mod known;
 pub mod listing;
+#[cfg(test)]
+mod messages_first_tests;
 mod proof;
 pub mod prune;
 pub mod repair;

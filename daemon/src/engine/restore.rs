@@ -26,6 +26,7 @@ use sealback_repo::pack::{BlobKind, BlobScratch, Compression, PackEntry, PackRea
 use sealback_repo::{ChunkId, Repository};
 
 mod database;
+mod gate;
 
 use super::EngineError;
 use super::chunk_writer::{ChunkWriter, Landed, Partials};
@@ -33,6 +34,7 @@ use super::restore_dir::{Made, Owner, RestoreDir, partial_name};
 use crate::catalog::{Catalog, SnapshotRow};
 use crate::config::Selection;
 use crate::control::api::{RestoreReport, RestoredDatabase};
+use gate::{Gate, Opens};
 use sealback_repo::snapshot::{DatabaseImage, FileEntry, Snapshot};
 
 const PARTIAL_SUFFIX: &str = ".sealback-partial";
@@ -136,11 +138,12 @@ struct Job<'s> {
     patched: bool,
 }
 
-/// The blobs a restore needs, each once: their ids, and where each is.
+/// The blobs a restore needs, each once, while it plans: their ids, and where each is.
 ///
 /// Planned from one pass over the catalog that keeps only these, compactly (20 bytes a
 /// blob beside its id): a map of every blob the catalog knows, and per pack a map of blobs
 /// to their places, took 236 MiB and half a second to restore the large store's 250,000.
+/// Once planned, each pack's plan holds its own blobs ([`PackPlan`]), and this goes.
 struct Blobs {
     ids: IdSet,
     /// Where each is, by its position in `ids`.
@@ -159,36 +162,34 @@ struct Spot {
     raw_length: u32,
 }
 
-impl Blobs {
-    fn entry(&self, blob: u32) -> PackEntry {
-        let spot = self.spots[blob as usize];
+impl Spot {
+    fn entry(&self, id: ChunkId) -> PackEntry {
         PackEntry {
-            id: self
-                .ids
-                .get(blob as usize)
-                .copied()
-                .unwrap_or(ChunkId([0; 32])),
-            kind: spot.kind,
-            compression: spot.compression,
-            offset: spot.offset,
-            length: spot.length,
-            raw_length: spot.raw_length,
+            id,
+            kind: self.kind,
+            compression: self.compression,
+            offset: self.offset,
+            length: self.length,
+            raw_length: self.raw_length,
         }
     }
 }
 
-/// One place a chunk goes: the blob (its position in [`Blobs`]), the file (its job) and
-/// the offset there.
+/// One place a chunk goes: the blob (its position in its pack's plan, or in [`Blobs`]
+/// while planning), the file (its job) and the offset there.
 struct Place {
     blob: u32,
     job: u32,
     offset: u64,
 }
 
-/// The places of the blobs needed from one pack, in the pack's order: the places of one
-/// blob follow each other.
+/// One pack to read: the blobs needed from it, each once and in the pack's order, and
+/// their places, the places of one blob following each other. A plan holds everything its
+/// pack's restore needs, so that the database's plans (the large store's 232,000 pages,
+/// 15 MB of them) are freed once its packs are restored, before the media's begin.
 struct PackPlan {
     pack: Arc<str>,
+    blobs: Vec<PackEntry>,
     places: Vec<Place>,
 }
 
@@ -232,7 +233,7 @@ pub fn run(
         .map(|_| db_ids.as_slice())
         .chain(chosen.files.iter().map(|f| f.chunks.as_slice()))
         .collect();
-    let (blobs, plans) = plan(&locations, &jobs, &chunk_lists)?;
+    let plans = plan(&locations, &jobs, &chunk_lists)?;
     let planned = started.elapsed();
     drop(chunk_lists);
     drop(db_ids);
@@ -276,19 +277,26 @@ pub fn run(
         root: &root,
         jobs: &jobs,
     };
-    // Three per core: a thread waits for its pack to be read and for its direct writes
+    // Two per core: a thread waits for its pack to be read and for its direct writes
     // (the database's pages too, since they are gathered into runs) longer than it
-    // computes. On the benchmark machine, reading cold packs: 2.8 s with one per core, 2.2
-    // to 2.3 s with two, 2.0 to 2.1 s with three (25 MiB more: each holds a pack and its
-    // buffers), no better with four.
+    // computes, so one per core leaves the cores idle (2.8 s against 2.2 to 2.3 s for the
+    // medium store's cold restore on the benchmark machine). A third per core took
+    // another 0.2 s off but each thread holds a pack (4 MiB), its decryption buffer (up
+    // to a 2 MiB chunk) and a 1 MiB run of writes, and with six the restore's peak RSS
+    // was 82 MiB against the 64 MiB goal; with four, 60 (issue 20).
     let threads = std::thread::available_parallelism()
-        .map_or(3, |n| 3 * n.get())
-        .clamp(3, 12);
-    let restore_packs = |plans: &[PackPlan]| {
+        .map_or(2, |n| 2 * n.get())
+        .clamp(2, 8);
+    // Threads from the `running`th on first wait for `gate` (see `gate`).
+    let restore_packs = |plans: &[PackPlan], running: usize, gate: &Gate| {
         let next = AtomicUsize::new(0);
+        let (next, failed, done, fail, partials) = (&next, &failed, &done, &fail, &partials);
         std::thread::scope(|scope| {
-            for _ in 0..threads.min(plans.len()) {
-                scope.spawn(|| {
+            for thread in 0..threads.min(plans.len()) {
+                scope.spawn(move || {
+                    if thread >= running {
+                        gate.wait();
+                    }
                     // Reused from pack to pack: fresh buffers cost a page fault per 4 KiB.
                     let mut writer = ChunkWriter::default();
                     let mut scratch = BlobScratch::default();
@@ -307,8 +315,7 @@ pub fn run(
                         let restored = restore_pack(
                             repo,
                             plan,
-                            &blobs,
-                            &partials,
+                            partials,
                             &mut writer,
                             &mut scratch,
                             &progress,
@@ -321,7 +328,9 @@ pub fn run(
             }
         });
     };
-    restore_packs(&first);
+    restore_packs(&first, threads, &Gate::opened());
+    let database_packs = (first.len(), started.elapsed());
+    drop(first);
     let mut ready = None;
     if let (Some(db), Some(job)) = (chosen.database, jobs.first())
         && !failed.load(Ordering::Relaxed)
@@ -353,10 +362,16 @@ pub fn run(
         }
         ready = Some(db);
     }
-    // The media come while SQLite checks the database.
+    // The media come while SQLite checks the database, with half the threads until then.
+    let checking = ready.filter(|_| !failed.load(Ordering::Relaxed));
+    let gate = match checking {
+        Some(_) => Gate::default(),
+        None => Gate::opened(),
+    };
     let database = std::thread::scope(|scope| {
-        let checked = ready.filter(|_| !failed.load(Ordering::Relaxed)).map(|db| {
+        let checked = checking.map(|db| {
             scope.spawn(|| {
+                let _opens = Opens(&gate);
                 let job = &jobs[0];
                 let checked = database::check_integrity(&root, job);
                 let ready_ms = started.elapsed().as_millis() as u64;
@@ -377,7 +392,7 @@ pub fn run(
                 }
             })
         });
-        restore_packs(&media);
+        restore_packs(&media, threads.div_ceil(2), &gate);
         checked.and_then(|c| {
             c.join()
                 .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
@@ -402,6 +417,8 @@ pub fn run(
         written_ms = (written - planned).as_millis() as u64,
         synced_ms = (started.elapsed() - written).as_millis() as u64,
         packs,
+        database_packs = database_packs.0,
+        database_packs_ms = database_packs.1.as_millis() as u64,
         "restore phases"
     );
     Ok(RestoreReport {
@@ -472,7 +489,7 @@ fn plan(
     locations: &Locations<'_>,
     jobs: &[Job<'_>],
     chunk_lists: &[&[ChunkId]],
-) -> Result<(Blobs, Vec<PackPlan>), EngineError> {
+) -> Result<Vec<PackPlan>, EngineError> {
     let mut ids = IdSet::default();
     for id in chunk_lists.iter().copied().flatten() {
         ids.insert(*id);
@@ -542,11 +559,28 @@ fn plan(
         .zip(by_pack)
         .map(|(pack, mut places)| {
             places.sort_by_key(|p| (blobs.spots[p.blob as usize].offset, p.blob, p.job, p.offset));
-            PackPlan { pack, places }
+            // Each blob once in the pack's own list; its places point there.
+            let mut entries: Vec<PackEntry> = Vec::new();
+            let mut last = None;
+            for place in &mut places {
+                if last != Some(place.blob) {
+                    last = Some(place.blob);
+                    let id = blobs.ids.get(place.blob as usize).copied();
+                    let id = id.unwrap_or(ChunkId([0; 32]));
+                    entries.push(blobs.spots[place.blob as usize].entry(id));
+                }
+                place.blob = (entries.len() - 1) as u32;
+            }
+            entries.shrink_to_fit();
+            PackPlan {
+                pack,
+                blobs: entries,
+                places,
+            }
         })
         .collect();
     plans.sort_by(|a, b| a.pack.cmp(&b.pack));
-    Ok((blobs, plans))
+    Ok(plans)
 }
 
 /// The restore's files, opened for the chunk writer through their held directories.
@@ -621,7 +655,6 @@ fn prepare_partial(
 fn restore_pack(
     repo: &Repository,
     plan: &PackPlan,
-    blobs: &Blobs,
     partials: &Opener<'_>,
     writer: &mut ChunkWriter,
     scratch: &mut BlobScratch,
@@ -651,7 +684,7 @@ fn restore_pack(
         // Placed for its first offset, so that its middle needs no copy on the way out.
         let align = writer.alignment();
         let phase = Some(((first.offset % align as u64) as usize, align));
-        let data = reader.blob_placed(&blobs.entry(first.blob), scratch, phase)?;
+        let data = reader.blob_placed(&plan.blobs[first.blob as usize], scratch, phase)?;
         let same_blob = std::iter::from_fn(|| places.next_if(|p| p.blob == first.blob));
         for place in std::iter::once(first).chain(same_blob) {
             let file = place.job as usize;

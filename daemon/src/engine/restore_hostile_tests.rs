@@ -43,7 +43,8 @@ fn root() -> bool {
     nix::unistd::geteuid().is_root()
 }
 
-fn bytes(seed: usize, len: usize) -> Vec<u8> {
+/// Pseudo-random, incompressible bytes, the same for the same seed.
+pub(super) fn bytes(seed: usize, len: usize) -> Vec<u8> {
     let mut state = seed as u64 * 2654435761 + 1;
     (0..len)
         .map(|_| {

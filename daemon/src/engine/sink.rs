@@ -16,7 +16,10 @@ use super::upload::{self, Batch, Buffers, NewChunk, UploadState};
 pub(super) struct ChunkSink<'a> {
     pub(super) repo: &'a Repository,
     pub(super) known: Mutex<KnownIds>,
+    /// The media workers' queue.
     pub(super) tx: crossbeam_channel::Sender<Batch>,
+    /// The database worker's queue ([`upload::Packing::Database`]).
+    pub(super) database_tx: crossbeam_channel::Sender<Batch>,
     pub(super) state: &'a UploadState,
     pub(super) cancel: &'a AtomicBool,
     pub(super) new: AtomicU64,
@@ -39,7 +42,8 @@ impl ChunkSink<'_> {
         }
     }
 
-    pub(super) fn submit_batch(&self, batch: Batch) -> Result<(), EngineError> {
+    /// Queues `batch` for the media workers, or for the database's if `database`.
+    pub(super) fn submit_batch(&self, batch: Batch, database: bool) -> Result<(), EngineError> {
         if self.cancel.load(Ordering::Relaxed) {
             return Err(EngineError::Cancelled);
         }
@@ -50,7 +54,12 @@ impl ChunkSink<'_> {
             }));
         }
         // The workers only stop receiving once this sender is dropped.
-        let _ = self.tx.send(batch);
+        let queue = if database {
+            &self.database_tx
+        } else {
+            &self.tx
+        };
+        let _ = queue.send(batch);
         Ok(())
     }
 
@@ -66,20 +75,23 @@ impl ChunkSink<'_> {
         if self.claim(id) {
             let stop = || self.cancel.load(Ordering::Relaxed) || self.state.failed();
             let (data, back) = buffers.copy(data, stop);
-            self.submit_batch(vec![NewChunk {
-                kind,
-                id,
-                data,
-                compress,
-                back,
-            }])?;
+            self.submit_batch(
+                vec![NewChunk {
+                    kind,
+                    id,
+                    data,
+                    compress,
+                    back,
+                }],
+                false,
+            )?;
         }
         Ok(id)
     }
 }
 
-/// Small chunks (database pages, lists) on their way to the workers, sent together once
-/// they reach [`upload::BATCH_BYTES`].
+/// Small chunks (database pages, lists, patches) on their way to the database's worker,
+/// sent together once they reach [`upload::BATCH_BYTES`].
 pub(super) struct Batcher<'s, 'a> {
     sink: &'s ChunkSink<'a>,
     batch: Batch,
@@ -139,7 +151,7 @@ impl<'s, 'a> Batcher<'s, 'a> {
         self.bytes = 0;
         match std::mem::take(&mut self.batch) {
             batch if batch.is_empty() => Ok(()),
-            batch => self.sink.submit_batch(batch),
+            batch => self.sink.submit_batch(batch, true),
         }
     }
 }

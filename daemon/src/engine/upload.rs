@@ -14,6 +14,14 @@
 //! A backup's last packs are partial, one per worker, and each would be padded on its own
 //! (DESIGN §3.10): a worker leaves its last pack to be merged with the others', and the
 //! last worker to finish stores the one (or, if they overflow, two) that remain.
+//!
+//! The database's blobs (its pages, lists and patches) come on a queue of their own to a
+//! worker of their own ([`Packing::Database`]), so that they fill packs that hold nothing
+//! else: a restore reads those packs first and has the messages back once it has read
+//! about the database's size. With one queue, the workers mixed the pages into nearly every
+//! pack, and the medium store's database was ready only after 6.46 s of a 6.84 s restore.
+//! Deduplication does not care: a chunk is claimed once, whoever claims it, and a later
+//! backup reuses it in whatever pack holds it.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -242,8 +250,18 @@ pub fn worker_count() -> usize {
         .clamp(2, 8)
 }
 
+/// What a worker packs, and so what becomes of its last, partial pack.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Packing {
+    /// Media, with other workers: the last packs are merged into one (or two).
+    Media,
+    /// The database alone, by one worker: its last pack is stored as it is, never merged
+    /// with media.
+    Database,
+}
+
 /// One worker: packs chunks from `rx` until it closes, storing each full pack.
-pub fn run_worker(repo: &Repository, rx: Receiver<Batch>, state: &UploadState) {
+pub fn run_worker(repo: &Repository, rx: Receiver<Batch>, state: &UploadState, packing: Packing) {
     // A worker started after the others finished has found the queue closed and drained.
     state.workers.fetch_add(1, Ordering::AcqRel);
     let mut pack: Option<PackWriter> = None;
@@ -272,7 +290,10 @@ pub fn run_worker(repo: &Repository, rx: Receiver<Batch>, state: &UploadState) {
         }
     }
     if let Some(last) = pack.filter(|p| !p.is_empty() && !state.failed()) {
-        leave_last(repo, last, state);
+        match packing {
+            Packing::Media => leave_last(repo, last, state),
+            Packing::Database => drop(store(repo, last, state)),
+        }
     }
     if state.workers.fetch_sub(1, Ordering::AcqRel) == 1 {
         let last = state.last.lock().unwrap_or_else(|p| p.into_inner()).take();
@@ -427,7 +448,7 @@ mod tests {
             for _ in 0..4 {
                 let rx = rx.clone();
                 let (repo, state) = (&repo, &state);
-                scope.spawn(move || run_worker(repo, rx, state));
+                scope.spawn(move || run_worker(repo, rx, state, Packing::Media));
             }
             for (i, (data, id)) in chunks.iter().zip(&ids).enumerate() {
                 let chunk = NewChunk {
@@ -478,7 +499,7 @@ mod tests {
         let ids: Vec<ChunkId> = chunks.iter().map(|c| repo.keys().chunk_id(c)).collect();
         let (tx, rx) = queue();
         std::thread::scope(|scope| {
-            scope.spawn(|| run_worker(&repo, rx, &state));
+            scope.spawn(|| run_worker(&repo, rx, &state, Packing::Media));
             for (data, id) in chunks.into_iter().zip(&ids) {
                 let chunk = NewChunk {
                     kind: BlobKind::Data,

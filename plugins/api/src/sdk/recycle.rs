@@ -4,7 +4,10 @@
 //! a page fault and a zeroed page per 4 KiB touched (on the benchmark machine, 7% of a
 //! restore's CPU). So the buffers the host frees are kept, a few and briefly, for the next
 //! [`buffer`]: at most [`KEPT`] of them, and none that waited longer than [`FRESH`], so an
-//! idle daemon does not hold them.
+//! idle daemon does not hold them. A request that none of them fits (packs differ in size)
+//! frees one before it allocates: the buffers kept and handed out together never outnumber
+//! the most that were in use at once (a restore's threads), where keeping the misfits beside
+//! the new ones held up to four 4 MiB buffers more than the restore used (issue 20).
 
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -22,13 +25,24 @@ static POOL: Mutex<Vec<(Instant, Vec<u8>)>> = Mutex::new(Vec::new());
 pub fn buffer(capacity: usize) -> Vec<u8> {
     if capacity >= MIN {
         let mut pool = POOL.lock().unwrap_or_else(|p| p.into_inner());
-        let now = Instant::now();
-        pool.retain(|(at, _)| now.duration_since(*at) < FRESH);
-        if let Some(at) = pool.iter().position(|(_, b)| b.capacity() >= capacity) {
-            return pool.swap_remove(at).1;
+        if let Some(kept) = take(&mut pool, capacity, Instant::now()) {
+            return kept;
         }
     }
     Vec::with_capacity(capacity)
+}
+
+/// A fresh buffer of `pool` that fits `capacity`; if none fits, one is freed (a miss
+/// allocates, and the misfit kept beside the new buffer would only add to the peak).
+fn take(pool: &mut Vec<(Instant, Vec<u8>)>, capacity: usize, now: Instant) -> Option<Vec<u8>> {
+    pool.retain(|(at, _)| now.duration_since(*at) < FRESH);
+    match pool.iter().position(|(_, b)| b.capacity() >= capacity) {
+        Some(at) => Some(pool.swap_remove(at).1),
+        None => {
+            drop(pool.pop());
+            None
+        }
+    }
 }
 
 /// Keeps `bytes` for a later [`buffer`], or frees it.
@@ -59,6 +73,25 @@ mod tests {
         // Small ones are neither kept nor taken from the pool.
         give_back(vec![1u8; 10]);
         assert!(buffer(10).capacity() >= 10);
+    }
+
+    #[test]
+    fn a_request_no_kept_buffer_fits_frees_one_first() {
+        let now = Instant::now();
+        let mut pool = vec![
+            (now, Vec::with_capacity(MIN)),
+            (now, Vec::with_capacity(MIN)),
+        ];
+        assert!(take(&mut pool, 2 * MIN, now).is_none(), "none fits");
+        assert_eq!(
+            pool.len(),
+            1,
+            "a misfit freed, not kept beside the new buffer"
+        );
+        assert!(take(&mut pool, MIN, now).is_some());
+        assert!(pool.is_empty());
+        let mut stale = vec![(now, Vec::with_capacity(MIN))];
+        assert!(take(&mut stale, MIN, now + FRESH).is_none(), "too old");
     }
 
     #[test]
