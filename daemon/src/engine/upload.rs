@@ -17,7 +17,7 @@
 //!
 //! The database's blobs (its pages, lists and patches) come on a queue of their own to a
 //! worker of their own ([`Packing::Database`]), so that they fill packs that hold nothing
-//! else: a restore reads those packs first and has the messages back once it has read
+//! else (but for a small last one, merged with the media's like theirs): a restore reads those packs first and has the messages back once it has read
 //! about the database's size. With one queue, the workers mixed the pages into nearly every
 //! pack, and the medium store's database was ready only after 6.46 s of a 6.84 s restore.
 //! Deduplication does not care: a chunk is claimed once, whoever claims it, and a later
@@ -255,10 +255,16 @@ pub fn worker_count() -> usize {
 pub enum Packing {
     /// Media, with other workers: the last packs are merged into one (or two).
     Media,
-    /// The database alone, by one worker: its last pack is stored as it is, never merged
-    /// with media.
+    /// The database alone, by one worker: its last pack is stored as it is, unless it is
+    /// smaller than [`SMALL_DATABASE_TAIL`].
     Database,
 }
+
+/// Below this, the database worker's last pack is merged with the media's like theirs: an
+/// incremental backup's database is a patch of a few hundred kB at most, and a pack of its
+/// own would cost its own padding and table (about 34 kB a day on the medium store) to
+/// spare a restore one mixed pack read among the database's.
+const SMALL_DATABASE_TAIL: usize = sealback_repo::pack::TARGET_PACK_BYTES / 16;
 
 /// One worker: packs chunks from `rx` until it closes, storing each full pack.
 pub fn run_worker(repo: &Repository, rx: Receiver<Batch>, state: &UploadState, packing: Packing) {
@@ -292,6 +298,7 @@ pub fn run_worker(repo: &Repository, rx: Receiver<Batch>, state: &UploadState, p
     if let Some(last) = pack.filter(|p| !p.is_empty() && !state.failed()) {
         match packing {
             Packing::Media => leave_last(repo, last, state),
+            Packing::Database if last.len() < SMALL_DATABASE_TAIL => leave_last(repo, last, state),
             Packing::Database => drop(store(repo, last, state)),
         }
     }
