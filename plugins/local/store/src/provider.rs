@@ -165,10 +165,10 @@ impl LocalProvider {
                 write_synced(temp_path, data).map_err(|err| Step::from_io("write", temp_path, err))
             });
             match written {
-                Ok(()) => return self.still_in_root(temp_path),
+                Ok(()) => return self.still_in_root(Some(temp_path)),
                 Err(Step::Failed(err)) => return Err(err),
                 Err(Step::Vanished) => {
-                    self.still_in_root(&self.root)?;
+                    self.still_in_root(None)?;
                     self.forget_dirs(name.rsplit_once('/').map_or("", |(p, _)| p));
                 }
             }
@@ -180,28 +180,26 @@ impl LocalProvider {
         )))
     }
 
-    /// Checks that `path` (the root, or a file just written under it) is on the root's file
-    /// system and that the root is the directory opened: a disk unmounted under us leaves an
-    /// empty mount point (or nothing), and objects written there would vanish from the
-    /// repository when the disk comes back. A root gone or replaced is `NotFound`, which the
-    /// host reports as the target gone away.
-    fn still_in_root(&self, path: &Path) -> Result<(), ProviderError> {
-        let gone = || {
-            ProviderError::not_found(format!(
-                "the target directory {} is gone or was replaced (a disk unmounted?)",
-                self.root.display()
-            ))
-        };
-        let root = fs::metadata(&self.root).map_err(|_| gone())?;
-        let file = fs::metadata(path).map_err(|_| gone())?;
-        if (root.dev(), root.ino()) != self.root_id || file.dev() != self.root_id.0 {
-            if path != self.root {
-                // Best effort: it is not in the repository anyway.
-                let _ = fs::remove_file(path);
-            }
-            return Err(gone());
+    /// Checks that the root is still the directory opened, after a write under it: a disk
+    /// unmounted under us leaves an empty mount point (or nothing) at the root's path, and
+    /// objects written there would vanish from the repository when the disk came back.
+    /// `written` (a temporary file) is removed if so. A root gone or replaced is
+    /// `NotFound`, which the host reports as the target gone away. (Only the root is
+    /// compared: a directory under it may be another file system on purpose.)
+    fn still_in_root(&self, written: Option<&Path>) -> Result<(), ProviderError> {
+        let same =
+            fs::metadata(&self.root).is_ok_and(|root| (root.dev(), root.ino()) == self.root_id);
+        if same {
+            return Ok(());
         }
-        Ok(())
+        if let Some(path) = written {
+            // Best effort: it is not in the repository anyway.
+            let _ = fs::remove_file(path);
+        }
+        Err(ProviderError::not_found(format!(
+            "the target directory {} is gone or was replaced (a disk unmounted?)",
+            self.root.display()
+        )))
     }
 
     /// Removes the directories that held `name` (just removed) and are now empty, from the
