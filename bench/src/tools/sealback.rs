@@ -179,6 +179,7 @@ impl Sealback {
             .arg("--config")
             .arg(config)
             .env("NO_COLOR", "1")
+            .envs(unit_environment())
             .envs(self.daemon_env.iter().copied())
             .stdin(Stdio::null())
             .stdout(out)
@@ -569,4 +570,27 @@ fn toml_string(path: &Path) -> Result<String> {
         .to_str()
         .with_context(|| format!("{} is not UTF-8", path.display()))?;
     serde_json::to_string(text).context("cannot quote a path")
+}
+
+/// The service's unit, as built: the daemon is measured with the environment it sets.
+const UNIT: &str = include_str!("../../../systemd/sealbackd.service");
+
+/// The variables the unit's `Environment=` lines set (`KEY=VALUE` words, unquoted).
+pub(crate) fn unit_environment() -> impl Iterator<Item = (&'static str, &'static str)> {
+    UNIT.lines()
+        .filter_map(|line| line.trim().strip_prefix("Environment="))
+        .flat_map(str::split_whitespace)
+        .filter_map(|word| word.split_once('='))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_daemon_is_measured_with_the_units_allocator_setting() {
+        let environment: Vec<_> = super::unit_environment().collect();
+        assert!(
+            environment.contains(&("MALLOC_ARENA_MAX", "1")),
+            "{environment:?}"
+        );
+    }
 }

@@ -12,7 +12,6 @@
 //! descriptors, never following a link, and nothing comes back setuid or setgid: see
 //! [`RestoreDir`].
 
-use std::collections::HashMap;
 use std::ffi::OsString;
 use std::fs::File;
 use std::path::{Component, Path, PathBuf};
@@ -20,13 +19,13 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
-use sealback_repo::chunk::IdSet;
 use sealback_repo::gc::BlobMap;
-use sealback_repo::pack::{BlobKind, BlobScratch, Compression, PackEntry, PackReader};
+use sealback_repo::pack::{BlobScratch, PackEntry, PackReader};
 use sealback_repo::{ChunkId, Repository};
 
 mod database;
 mod gate;
+mod plan;
 
 use super::EngineError;
 use super::chunk_writer::{ChunkWriter, Landed, Partials};
@@ -35,6 +34,7 @@ use crate::catalog::{Catalog, SnapshotRow};
 use crate::config::Selection;
 use crate::control::api::{RestoreReport, RestoredDatabase};
 use gate::{Gate, Opens};
+use plan::{PackPlan, plan};
 use sealback_repo::snapshot::{DatabaseImage, FileEntry, Snapshot};
 
 const PARTIAL_SUFFIX: &str = ".sealback-partial";
@@ -138,61 +138,6 @@ struct Job<'s> {
     patched: bool,
 }
 
-/// The blobs a restore needs, each once, while it plans: their ids, and where each is.
-///
-/// Planned from one pass over the catalog that keeps only these, compactly (20 bytes a
-/// blob beside its id): a map of every blob the catalog knows, and per pack a map of blobs
-/// to their places, took 236 MiB and half a second to restore the large store's 250,000.
-/// Once planned, each pack's plan holds its own blobs ([`PackPlan`]), and this goes.
-struct Blobs {
-    ids: IdSet,
-    /// Where each is, by its position in `ids`.
-    spots: Vec<Spot>,
-}
-
-/// Where a blob is: its pack (by position in the plan's list) and its entry there but
-/// the id.
-#[derive(Clone, Copy)]
-struct Spot {
-    pack: u32,
-    kind: BlobKind,
-    compression: Compression,
-    offset: u32,
-    length: u32,
-    raw_length: u32,
-}
-
-impl Spot {
-    fn entry(&self, id: ChunkId) -> PackEntry {
-        PackEntry {
-            id,
-            kind: self.kind,
-            compression: self.compression,
-            offset: self.offset,
-            length: self.length,
-            raw_length: self.raw_length,
-        }
-    }
-}
-
-/// One place a chunk goes: the blob (its position in its pack's plan, or in [`Blobs`]
-/// while planning), the file (its job) and the offset there.
-struct Place {
-    blob: u32,
-    job: u32,
-    offset: u64,
-}
-
-/// One pack to read: the blobs needed from it, each once and in the pack's order, and
-/// their places, the places of one blob following each other. A plan holds everything its
-/// pack's restore needs, so that the database's plans (the large store's 232,000 pages,
-/// 15 MB of them) are freed once its packs are restored, before the media's begin.
-struct PackPlan {
-    pack: Arc<str>,
-    blobs: Vec<PackEntry>,
-    places: Vec<Place>,
-}
-
 /// Restores pack by pack: every pack the snapshot needs is read once, each of its blobs is
 /// verified once and written at every offset where the snapshot has it. Files are complete
 /// when their last chunk lands; only then are they renamed into place.
@@ -276,10 +221,10 @@ pub fn run(
     let partials = Opener {
         root: &root,
         jobs: &jobs,
+        database: chosen.database.is_some(),
     };
-    // Two per core: a thread waits for its pack to be read and for its direct writes
-    // (the database's pages too, since they are gathered into runs) longer than it
-    // computes, so one per core leaves the cores idle (2.8 s against 2.2 to 2.3 s for the
+    // Two per core: a thread waits for its pack to be read and for its writes longer
+    // than it computes, so one per core leaves the cores idle (2.8 s against 2.2 to 2.3 s for the
     // medium store's cold restore on the benchmark machine). A third per core took
     // another 0.2 s off but each thread holds a pack (4 MiB), its decryption buffer (up
     // to a 2 MiB chunk) and a 1 MiB run of writes, and with six the restore's peak RSS
@@ -481,112 +426,12 @@ fn job<'s>(
     }
 }
 
-/// Where every chunk of `jobs` (in `chunk_lists`, one list per job) comes from: each blob
-/// once, located in one pass over the catalog (the repository's indexes for any it has
-/// forgotten), and per pack the places of its blobs in the pack's order. Each job learns
-/// how many chunks it waits for, and a file whose chunks do not add up to its size fails.
-fn plan(
-    locations: &Locations<'_>,
-    jobs: &[Job<'_>],
-    chunk_lists: &[&[ChunkId]],
-) -> Result<Vec<PackPlan>, EngineError> {
-    let mut ids = IdSet::default();
-    for id in chunk_lists.iter().copied().flatten() {
-        ids.insert(*id);
-    }
-    let mut packs: Vec<Arc<str>> = Vec::new();
-    let mut pack_at: HashMap<Arc<str>, u32> = HashMap::new();
-    let mut spot = |pack: &Arc<str>, entry: &PackEntry| {
-        let pack = *pack_at.entry(pack.clone()).or_insert_with(|| {
-            packs.push(pack.clone());
-            (packs.len() - 1) as u32
-        });
-        Spot {
-            pack,
-            kind: entry.kind,
-            compression: entry.compression,
-            offset: entry.offset,
-            length: entry.length,
-            raw_length: entry.raw_length,
-        }
-    };
-    let mut spots: Vec<Option<Spot>> = vec![None; ids.len()];
-    locations.catalog.for_each_blob(|pack, entry| {
-        if let Some(at) = ids.position(&entry.id) {
-            spots[at] = Some(spot(pack, &entry));
-        }
-    })?;
-    // Blobs the catalog forgot: the indexes name their packs, or the restore fails here.
-    let spots = spots
-        .into_iter()
-        .zip(ids.iter())
-        .map(|(slot, id)| match slot {
-            Some(spot) => Ok(spot),
-            None => locations.find(id).map(|(pack, entry)| spot(&pack, &entry)),
-        })
-        .collect::<Result<Vec<Spot>, EngineError>>()?;
-    let blobs = Blobs { spots, ids };
-    let mut by_pack: Vec<Vec<Place>> = (0..packs.len()).map(|_| Vec::new()).collect();
-    for (index, (job, chunks)) in jobs.iter().zip(chunk_lists).enumerate() {
-        let mut offset = 0u64;
-        for id in *chunks {
-            let Some(blob) = blobs.ids.position(id) else {
-                return Err(sealback_repo::Error::MissingBlob {
-                    chunk: id.to_string(),
-                }
-                .into());
-            };
-            let spot = blobs.spots[blob];
-            by_pack[spot.pack as usize].push(Place {
-                blob: blob as u32,
-                job: index as u32,
-                offset,
-            });
-            offset += u64::from(spot.raw_length);
-        }
-        // A patched database's image is checked against its first patch instead.
-        if !job.patched && offset != job.size {
-            return Err(EngineError::SizeMismatch {
-                path: job.shown.to_owned(),
-                expected: job.size,
-                found: offset,
-            });
-        }
-        job.remaining.store(chunks.len(), Ordering::Relaxed);
-    }
-    let mut plans: Vec<PackPlan> = packs
-        .into_iter()
-        .zip(by_pack)
-        .map(|(pack, mut places)| {
-            places.sort_by_key(|p| (blobs.spots[p.blob as usize].offset, p.blob, p.job, p.offset));
-            // Each blob once in the pack's own list; its places point there.
-            let mut entries: Vec<PackEntry> = Vec::new();
-            let mut last = None;
-            for place in &mut places {
-                if last != Some(place.blob) {
-                    last = Some(place.blob);
-                    let id = blobs.ids.get(place.blob as usize).copied();
-                    let id = id.unwrap_or(ChunkId([0; 32]));
-                    entries.push(blobs.spots[place.blob as usize].entry(id));
-                }
-                place.blob = (entries.len() - 1) as u32;
-            }
-            entries.shrink_to_fit();
-            PackPlan {
-                pack,
-                blobs: entries,
-                places,
-            }
-        })
-        .collect();
-    plans.sort_by(|a, b| a.pack.cmp(&b.pack));
-    Ok(plans)
-}
-
 /// The restore's files, opened for the chunk writer through their held directories.
 struct Opener<'r> {
     root: &'r RestoreDir,
     jobs: &'r [Job<'r>],
+    /// Whether job 0 is the database, written through the page cache for its check.
+    database: bool,
 }
 
 impl Opener<'_> {
@@ -606,6 +451,10 @@ impl Partials for Opener<'_> {
             OFlag::empty()
         };
         self.open_as(file, OFlag::O_WRONLY | direct)
+    }
+
+    fn cached(&self, file: usize) -> bool {
+        self.database && file == 0
     }
 }
 
