@@ -314,9 +314,6 @@ pub fn run(
         None => Gate::opened(),
     };
     let database = std::thread::scope(|scope| {
-        if checking.is_some() {
-            scope.spawn(|| database::write_back(&root, &jobs[0]));
-        }
         let checked = checking.map(|db| {
             scope.spawn(|| {
                 let _opens = Opens(&gate);

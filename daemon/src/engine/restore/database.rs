@@ -141,17 +141,6 @@ pub(super) fn check_integrity(root: &RestoreDir, job: &Job<'_>) -> Result<(), En
     }
 }
 
-/// Sends the restored database's pages to the disk while it is checked: written through
-/// the page cache, too few to start the kernel's own write-back, they all waited for the
-/// restore's final flush (1.1 s of the large benchmark store's restore). Best effort: that
-/// flush makes the restore durable either way.
-pub(super) fn write_back(root: &RestoreDir, job: &Job<'_>) {
-    let flags = nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_NONBLOCK;
-    if let Ok(file) = root.open_partial(job.dir, &job.name, flags, &job.made) {
-        let _ = file.sync_data();
-    }
-}
-
 const REPLACED: &str = "something replaced it while it was checked: make sure nothing else \
                         writes into the restore directory, and restore again";
 
