@@ -35,6 +35,14 @@ pub const LIST_IDS: usize = 64;
 pub struct ChunkId(pub [u8; 32]);
 
 impl ChunkId {
+    /// A hash of the id for hash tables keyed by ids: its first eight bytes, since ids are
+    /// keyed hashes already.
+    pub fn table_hash(&self) -> u64 {
+        let mut first = [0u8; 8];
+        first.copy_from_slice(&self.0[..8]);
+        u64::from_le_bytes(first)
+    }
+
     pub fn from_hex(s: &str) -> Option<ChunkId> {
         let bytes = s.as_bytes();
         if bytes.len() != 64 {
@@ -92,12 +100,6 @@ fn id_at(blocks: &[Vec<ChunkId>], at: u32) -> &ChunkId {
     &blocks[at / BLOCK][at % BLOCK]
 }
 
-fn hash_of(id: &ChunkId) -> u64 {
-    let mut first = [0u8; 8];
-    first.copy_from_slice(&id.0[..8]);
-    u64::from_le_bytes(first)
-}
-
 impl IdSet {
     /// An empty set with room for `n` ids.
     pub fn with_capacity(n: usize) -> IdSet {
@@ -123,7 +125,7 @@ impl IdSet {
     /// How many ids were added before `id`, if it is in the set.
     pub fn position(&self, id: &ChunkId) -> Option<usize> {
         self.table
-            .find(hash_of(id), |&at| id_at(&self.blocks, at) == id)
+            .find(id.table_hash(), |&at| id_at(&self.blocks, at) == id)
             .map(|&at| at as usize)
     }
 
@@ -139,9 +141,9 @@ impl IdSet {
     pub fn insert(&mut self, id: ChunkId) -> bool {
         let blocks = &self.blocks;
         match self.table.entry(
-            hash_of(&id),
+            id.table_hash(),
             |&at| *id_at(blocks, at) == id,
-            |&at| hash_of(id_at(blocks, at)),
+            |&at| id_at(blocks, at).table_hash(),
         ) {
             hashbrown::hash_table::Entry::Occupied(_) => false,
             hashbrown::hash_table::Entry::Vacant(slot) => {

@@ -223,12 +223,12 @@ pub fn run(
         jobs: &jobs,
         database: chosen.database.is_some(),
     };
-    // Two per core: a thread waits for its pack to be read and for its writes longer
-    // than it computes, so one per core leaves the cores idle (2.8 s against 2.2 to 2.3 s for the
-    // medium store's cold restore on the benchmark machine). A third per core took
+    // Two per core: a thread waits for its pack to be read and for its writes longer than
+    // it computes, so one per core leaves the cores idle (2.8 s against 2.2 to 2.3 s for
+    // the medium store's cold restore on the benchmark machine). A third per core took
     // another 0.2 s off but each thread holds a pack (4 MiB), its decryption buffer (up
-    // to a 2 MiB chunk) and a 1 MiB run of writes, and with six the restore's peak RSS
-    // was 82 MiB against the 64 MiB goal; with four, 60 (issue 20).
+    // to a 2 MiB chunk) and a slab of writes (then 1 MiB), and with six the restore's
+    // peak RSS was 82 MiB against the 64 MiB goal; with four, 60 (issue 20).
     let threads = std::thread::available_parallelism()
         .map_or(2, |n| 2 * n.get())
         .clamp(2, 8);

@@ -49,13 +49,6 @@ struct Distinct<'l> {
     firsts: Vec<u64>,
 }
 
-fn hash_of(id: &ChunkId) -> u64 {
-    // Ids are keyed hashes: their first bytes are as good as any hash of them.
-    let mut first = [0u8; 8];
-    first.copy_from_slice(&id.0[..8]);
-    u64::from_le_bytes(first)
-}
-
 impl<'l> Distinct<'l> {
     fn of(lists: &'l [&'l [ChunkId]]) -> Distinct<'l> {
         let mut starts = Vec::with_capacity(lists.len());
@@ -76,8 +69,8 @@ impl<'l> Distinct<'l> {
                 let number = distinct.firsts.len() as u32;
                 distinct.firsts.push(at);
                 let (lists, starts, firsts) = (distinct.lists, &distinct.starts, &distinct.firsts);
-                distinct.table.insert_unique(hash_of(id), number, |&n| {
-                    hash_of(id_at(lists, starts, firsts[n as usize]))
+                distinct.table.insert_unique(id.table_hash(), number, |&n| {
+                    id_at(lists, starts, firsts[n as usize]).table_hash()
                 });
             }
         }
@@ -90,7 +83,9 @@ impl<'l> Distinct<'l> {
 
     /// The number of chunk `id`, if the lists have it.
     fn number(&self, id: &ChunkId) -> Option<u32> {
-        self.table.find(hash_of(id), |&n| self.id(n) == id).copied()
+        self.table
+            .find(id.table_hash(), |&n| self.id(n) == id)
+            .copied()
     }
 
     fn id(&self, number: u32) -> &ChunkId {
