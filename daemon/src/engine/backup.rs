@@ -194,11 +194,7 @@ fn backup(
         }
         drop(rx);
         let state = &state;
-        for _ in 0..upload::DATABASE_WORKERS {
-            let database_rx = database_rx.clone();
-            scope.spawn(move || upload::run_worker(repo, database_rx, state, Packing::Database));
-        }
-        drop(database_rx);
+        scope.spawn(move || upload::run_worker(repo, database_rx, state, Packing::Database));
         // A panic below must still close the queue, or the workers would wait for chunks
         // forever and this scope for them.
         let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {

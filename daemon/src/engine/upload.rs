@@ -15,8 +15,8 @@
 //! (DESIGN §3.10): a worker leaves its last pack to be merged with the others', and the
 //! last worker to finish stores the one (or, if they overflow, two) that remain.
 //!
-//! The database's blobs (its pages, lists and patches) come on a queue of their own to
-//! workers of their own ([`Packing::Database`]), so that they fill packs that hold nothing
+//! The database's blobs (its pages, lists and patches) come on a queue of their own to a
+//! worker of their own ([`Packing::Database`]), so that they fill packs that hold nothing
 //! else (but for a small last one, merged with the media's like theirs): a restore reads
 //! those packs first and has the messages back once it has read about the database's size.
 //! With one queue, the workers mixed the pages into nearly every pack, and the medium
@@ -251,19 +251,13 @@ pub fn worker_count() -> usize {
         .clamp(2, 8)
 }
 
-/// Number of workers packing the database's queue. With one, a full backup of the medium
-/// benchmark store took 2.2 to 2.4 s against 1.9 to 2.1 with two (warm cache, two cores):
-/// one worker compressed all 192 MB and waited for each of its packs to be stored. The
-/// second holds a pack too, but the large store's full backup still peaked at 57 MiB.
-pub const DATABASE_WORKERS: usize = 2;
-
 /// What a worker packs, and so what becomes of its last, partial pack.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Packing {
     /// Media, with other workers: the last packs are merged into one (or two).
     Media,
-    /// The database alone, by [`DATABASE_WORKERS`]: each one's last pack is stored as it
-    /// is, unless it is smaller than [`SMALL_DATABASE_TAIL`].
+    /// The database alone, by one worker: its last pack is stored as it is, unless it is
+    /// smaller than [`SMALL_DATABASE_TAIL`].
     Database,
 }
 
