@@ -30,7 +30,7 @@ pub(crate) mod shim;
 pub mod temp;
 mod v2;
 
-pub use recycle::buffer;
+pub use recycle::{buffer, filled};
 pub use v2::{Authorization, Host, Level};
 
 use crate::error::ProviderError;

@@ -131,14 +131,13 @@ fn read_direct(file: &File) -> io::Result<Vec<u8>> {
     use std::os::unix::fs::FileExt as _;
     let size = file.metadata()?.len() as usize;
     let padded = size.next_multiple_of(ALIGN);
-    let mut bytes = sealback_plugin_api::sdk::buffer(padded + ALIGN);
-    bytes.clear();
+    // Read over whatever a recycled buffer held, not over zeros written first.
+    let mut bytes = sealback_plugin_api::sdk::filled(padded + ALIGN);
     let start = bytes.as_ptr().align_offset(ALIGN);
-    if start > ALIGN {
+    if start >= ALIGN {
         // Not expected for bytes; refusing sends the caller down the buffered path.
         return Err(io::Error::from_raw_os_error(libc::EINVAL));
     }
-    bytes.resize(start + padded, 0);
     let mut read = 0usize;
     while read < padded {
         match file.read_at(&mut bytes[start + read..start + padded], read as u64) {
