@@ -3,8 +3,10 @@
 //! A restore reads a few hundred 4 MiB packs; a fresh allocation for each costs the kernel
 //! a page fault and a zeroed page per 4 KiB touched (on the benchmark machine, 7% of a
 //! restore's CPU). So the buffers the host frees are kept, a few and briefly, for the next
-//! [`buffer`]: at most [`KEPT`] of them, and none that waited longer than [`FRESH`], so an
-//! idle daemon does not hold them. A request that none of them fits (packs differ in size)
+//! [`buffer`]: at most [`KEPT`] of them, and none that waited longer than [`FRESH`]. The
+//! pool has no thread of its own (one would outlive an unloaded plugin's code), so stale
+//! buffers go at the next call: a daemon idle after a restore holds up to [`KEPT`] until
+//! its next large object. A request that none of them fits (packs differ in size)
 //! frees one before it allocates: the buffers kept and handed out together never outnumber
 //! the most that were in use at once (a restore's threads), where keeping the misfits beside
 //! the new ones held up to four 4 MiB buffers more than the restore used (issue 20).
