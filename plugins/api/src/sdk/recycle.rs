@@ -36,7 +36,8 @@ pub fn buffer(capacity: usize) -> Vec<u8> {
 
 /// A vector of `len` bytes for a caller that overwrites them (a read into place): a
 /// recycled one keeps what it held, where zeroing 4 MiB before each pack was read took 1%
-/// of a restore's CPU; a fresh one is zeroed by the kernel as it maps it.
+/// of a restore's CPU; a fresh one is allocated zeroed (`calloc`, which writes no zeros
+/// where the memory comes freshly mapped from the kernel).
 pub fn filled(len: usize) -> Vec<u8> {
     fill(kept(len), len)
 }
