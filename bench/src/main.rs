@@ -13,6 +13,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
+mod disk;
 mod latency;
 mod machine;
 mod measure;

@@ -43,6 +43,9 @@ pub(crate) struct Sample {
     /// usable). sealback: when its restore said the database passed `integrity_check`;
     /// restic: a restore of the database file alone (`--include`), from a cold cache.
     pub messages_s: Option<f64>,
+    /// Restores: the shortest time the disk allows for reading the repository and writing
+    /// the files restored (see [`crate::disk`]).
+    pub disk_floor_s: Option<f64>,
     /// Tool-specific figures worth a look (chunk counts, files read, ...).
     pub note: Option<String>,
 }

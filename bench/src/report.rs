@@ -17,6 +17,8 @@ use crate::verify::Verdict;
 #[derive(Debug, Clone, Serialize)]
 pub(crate) struct Results {
     pub machine: Machine,
+    /// The disk under the run's directory, if it does `O_DIRECT`.
+    pub disk: Option<crate::disk::Disk>,
     pub store: StoreSummary,
     /// The tools measured, in the order they ran in every phase.
     pub tools: Vec<String>,
@@ -86,6 +88,7 @@ impl Results {
     ) -> Results {
         Results {
             machine: Machine::describe(versions),
+            disk: None,
             store,
             tools,
             skipped,
@@ -234,6 +237,20 @@ pub(crate) fn phase_table(phase: &PhaseResult, verdicts: &BTreeMap<String, Verdi
                 seconds(s.sample.wall_s)
             );
         }
+        if let Some(floor) = s
+            .sample
+            .disk_floor_s
+            .filter(|_| phase.phase == Phase::Restore)
+        {
+            let _ = writeln!(
+                text,
+                "  {}: the disk's floor for this restore (its repository read and its files \
+                 written at the disk's rate both ways at once) {}; it took {:.2}x that",
+                s.tool,
+                seconds(floor),
+                s.sample.wall_s / floor
+            );
+        }
         if let Some(p) = &s.sample.status_peaks {
             let _ = writeln!(
                 text,
@@ -379,6 +396,9 @@ fn align<const N: usize>(rows: &[[String; N]]) -> String {
 pub(crate) fn markdown(results: &Results) -> String {
     let mut md = String::new();
     let _ = writeln!(md, "Machine: {}  ", results.machine.line());
+    if let Some(disk) = &results.disk {
+        let _ = writeln!(md, "Disk: {}  ", disk.line());
+    }
     let _ = writeln!(md, "Store: {}  ", results.store_line());
     let _ = writeln!(md, "Method: {}  ", results.method.join("; "));
     if !results.skipped.is_empty() {
@@ -465,6 +485,9 @@ fn phases_markdown(results: &Results) -> String {
                     } else {
                         ", **FAILED check**"
                     });
+                    if let Some(floor) = m.disk_floor_s {
+                        let _ = write!(cell, ", {:.2}x the disk's floor", m.wall_s / floor);
+                    }
                 }
                 cell
             })

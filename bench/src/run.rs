@@ -122,7 +122,12 @@ pub(crate) fn run(args: &Args) -> Result<Outcome> {
         skipped,
         method,
     );
+    results.disk = crate::disk::Disk::measure(&run_dir)?;
     println!("machine: {}", results.machine.line());
+    match &results.disk {
+        Some(disk) => println!("disk: {}", disk.line()),
+        None => println!("disk: not measured (the file system refuses O_DIRECT)"),
+    }
     println!("store: {}", results.store_line());
     for line in results.skipped.iter().chain(&results.method) {
         println!("note: {line}");
@@ -144,6 +149,7 @@ pub(crate) fn run(args: &Args) -> Result<Outcome> {
                 &run_dir,
                 &reference,
                 &mut results.restores,
+                results.disk.as_ref(),
                 false,
             )?
         };
@@ -205,6 +211,7 @@ pub(crate) fn run(args: &Args) -> Result<Outcome> {
             messages,
             peers,
             &results.method,
+            results.disk,
         )?;
         large.targets = targets::evaluate(&large);
         results.large = Some(Box::new(large));
@@ -249,6 +256,7 @@ fn large_store(
     messages: u64,
     peers: &str,
     method: &[String],
+    disk: Option<crate::disk::Disk>,
 ) -> Result<Results> {
     println!(
         "\n== large store: {messages} messages, {} MB media ==",
@@ -287,6 +295,7 @@ fn large_store(
         skipped,
         method,
     );
+    results.disk = disk;
     for phase in [Phase::Full, Phase::Day1, Phase::Restore] {
         if let Some(mutation) = phase.mutation() {
             let day = generator.mutate(&live, args.seed, mutation)?;
@@ -306,6 +315,7 @@ fn large_store(
                 &dir,
                 &reference,
                 &mut results.restores,
+                disk.as_ref(),
                 !args.keep,
             );
             tools.reverse();
@@ -412,6 +422,7 @@ fn restore(
     run_dir: &Path,
     reference: &Reference,
     verdicts: &mut BTreeMap<String, crate::verify::Verdict>,
+    disk: Option<&crate::disk::Disk>,
     remove_checked: bool,
 ) -> Result<Vec<ToolSample>> {
     let mut samples = Vec::new();
@@ -428,13 +439,16 @@ fn restore(
         store::remove_dir_if_exists(&into)?;
         sync()?;
         store::evict(tool.repository())?;
+        let repository = tree_bytes(tool.repository())?;
         let (mut sample, root) = tool
             .restore(&into)
             .with_context(|| format!("{}: restore", tool.name()))?;
         let syncing = std::time::Instant::now();
         sync()?;
         sample.wall_s += syncing.elapsed().as_secs_f64();
-        sample.bytes_written = Some(tree_bytes(&into)?);
+        let restored = tree_bytes(&into)?;
+        sample.bytes_written = Some(restored);
+        sample.disk_floor_s = disk.map(|d| d.floor_s(repository, restored));
         if sample.messages_s.is_none() {
             sample.messages_s = time_to_messages(tool.as_mut(), run_dir)?;
         }
