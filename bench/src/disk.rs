@@ -110,22 +110,27 @@ fn timed(read: &[&Path], write: &[&Path]) -> io::Result<Option<f64>> {
     Ok(Some(started.elapsed().as_secs_f64()))
 }
 
-/// Reads or writes `range` of the sample at `path` in `BLOCK`s, written bytes no layer
-/// below can compress; false if `O_DIRECT` is refused.
+/// Reads or writes `range` of the sample at `path` in `BLOCK`s; false if `O_DIRECT` is
+/// refused. Written blocks are random bytes no layer below can compress, made once per
+/// stream and stamped with their offset so that no two are alike: made afresh for each
+/// block, 1 GiB of them put the CPU's work inside the disk's time.
 fn stream(path: &Path, range: std::ops::Range<u64>, write: bool) -> io::Result<bool> {
     let Some(file) = open_direct(path, write)? else {
         return Ok(false);
     };
     let mut buffer = AlignedBlock::new();
-    let mut state = 0x9E37_79B9_7F4A_7C15u64 ^ range.start;
+    if write {
+        let mut state = 0x9E37_79B9_7F4A_7C15u64 ^ range.start;
+        for word in buffer.get().chunks_exact_mut(8) {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            word.copy_from_slice(&state.to_le_bytes());
+        }
+    }
     for at in range.step_by(BLOCK) {
         if write {
-            for word in buffer.get().chunks_exact_mut(8) {
-                state ^= state << 13;
-                state ^= state >> 7;
-                state ^= state << 17;
-                word.copy_from_slice(&state.to_le_bytes());
-            }
+            buffer.get()[..8].copy_from_slice(&at.to_le_bytes());
             file.write_all_at(buffer.get(), at)?;
         } else {
             file.read_exact_at(buffer.get(), at)?;
