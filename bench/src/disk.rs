@@ -4,8 +4,8 @@
 //! files on disk (sealback's writes go around the cache, and every tool's time includes a
 //! sync) cannot take less than moving both at the rate the disk reads and writes *together*:
 //! on a disk that shares its bandwidth between the two, as the benchmark machine's virtual
-//! disk does, that rate is far below the sum of the two alone (1.17 GB/s against 1.05 for
-//! writes alone and 1.65 for reads in one run). The benchmark measures it once, in the
+//! disk does, that rate is far below the sum of the two alone (1.45 GB/s against 1.43 for
+//! writes alone and 1.66 for reads in one run). The benchmark measures it once, in the
 //! run's own directory, and shows each restore's time against that floor.
 
 use std::fs::{self, File, OpenOptions};
