@@ -113,6 +113,11 @@ pub enum EngineError {
     )]
     DatabaseUnsound { path: PathBuf, problem: String },
     #[error(
+        "{} was restored, but SQLite could not check it ({problem}): the snapshot is not at fault; make sure nothing else moves or writes into the restore directory, and restore again",
+        .path.display()
+    )]
+    DatabaseUnchecked { path: PathBuf, problem: String },
+    #[error(
         "no file of snapshot {snapshot} matches --include {patterns}: paths are relative to the store (e.g. Media/Images or \"Media/**/*.jpg\"); `sealbackctl ls {snapshot}` lists them"
     )]
     NothingSelected { snapshot: String, patterns: String },

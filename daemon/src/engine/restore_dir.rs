@@ -256,6 +256,24 @@ impl RestoreDir {
         Ok(file)
     }
 
+    /// Where held directory `dir` is now, without links: what the kernel says of its
+    /// descriptor. For a tool that opens by path and refuses links (SQLite, for the
+    /// database's check): the restore directory's parents may pass through links (`/var/run`,
+    /// Android's `/sdcard`), which it then follows as the caller's path says.
+    pub fn real_path(&self, dir: usize) -> std::io::Result<PathBuf> {
+        use std::os::fd::AsRawFd as _;
+        let path = std::fs::read_link(format!("/proc/self/fd/{}", self.dirs[dir].fd.as_raw_fd()))?;
+        if path.is_absolute() {
+            Ok(path)
+        } else {
+            // "/a/b (deleted)", an unreachable directory, and the like.
+            Err(std::io::Error::other(format!(
+                "it is no longer reachable by a path ({})",
+                path.display()
+            )))
+        }
+    }
+
     /// True when `name` in held directory `dir` is the file `made` records (not followed
     /// if a link).
     pub fn is_made(&self, dir: usize, name: &OsStr, made: &Made) -> bool {

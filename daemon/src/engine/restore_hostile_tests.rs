@@ -276,6 +276,35 @@ fn a_restore_directory_that_is_a_link_is_refused_and_named() {
     assert_eq!(entries(&sentinel), Vec::<String>::new());
 }
 
+/// A link among the restore directory's parents is the caller's path (`/var/run` is one,
+/// Android's `/sdcard` another): the restore goes where it leads, and the database is
+/// checked there, not reported as failing its check because SQLite refuses to follow links.
+#[test]
+fn a_restore_directory_reached_through_a_linked_parent_is_restored_and_checked() {
+    let backed = backed_up();
+    let sentinel = backed.sentinel();
+    let linked = backed.dir.path().join("linked");
+    symlink(&sentinel, &linked).expect("plant");
+    let to = linked.join("deeper");
+    let report = backed
+        .restore_part(
+            &to,
+            false,
+            Owner::Daemon,
+            &|_, _| {},
+            &|_| {},
+            &Selection::default(),
+        )
+        .expect("restored through the linked parent");
+    assert!(report.database.is_some(), "the database was checked");
+    check_media(&sentinel.join("deeper"));
+    let db = rusqlite::Connection::open(sentinel.join("deeper/msgstore.db")).expect("open");
+    let n: i64 = db
+        .query_row("SELECT count(*) FROM message", [], |r| r.get(0))
+        .expect("messages");
+    assert_eq!(n, 2);
+}
+
 #[test]
 fn links_planted_at_partial_names_during_the_restore_are_never_followed() {
     let backed = backed_up();

@@ -111,29 +111,43 @@ pub(super) fn apply_patches(
 }
 
 /// Opens the restored database read-only and runs `PRAGMA integrity_check` on it: `Ok`
-/// when SQLite answers `ok`, else the error names the file and SQLite's first complaint.
+/// when SQLite answers `ok`; else the error names the file and SQLite's first complaint,
+/// and says whether the database fails the check or the check could not run (the
+/// snapshot is then not at fault).
 ///
 /// SQLite opens by path. The database was renamed into place from a file this restore
 /// created, and is opened with `immutable=1` (no lock, no `-wal` or `-shm` made or read:
-/// nothing is written) and `SQLITE_OPEN_NOFOLLOW` (a link planted at its name is refused);
-/// the name must be the restore's own file before and after the check, so an answer about
-/// any other file is not reported as the database's.
+/// nothing is written) and `SQLITE_OPEN_NOFOLLOW` (a link planted at its name, or at any
+/// folder above it, is refused), by the path the kernel gives the held directory now: the
+/// caller's path may pass through links. The name must be the restore's own file before
+/// and after the check, so an answer about any other file is not reported as the
+/// database's.
 pub(super) fn check_integrity(root: &RestoreDir, job: &Job<'_>) -> Result<(), EngineError> {
     let unsound = |problem: String| EngineError::DatabaseUnsound {
         path: job.dest.clone(),
         problem,
     };
+    let unchecked = |problem: String| EngineError::DatabaseUnchecked {
+        path: job.dest.clone(),
+        problem,
+    };
     let ours = || root.is_made(job.dir, &job.name, &job.made);
     if !ours() {
-        return Err(unsound(REPLACED.into()));
+        return Err(unchecked(REPLACED.into()));
     }
+    let dir = root
+        .real_path(job.dir)
+        .map_err(|e| unchecked(format!("its folder: {e}")))?;
     // The restore wrote the database through the page cache (unlike the media): the check
     // reads its pages from there, in its b-trees' order rather than the file's. Written
     // around the cache and read back in file order first, the large benchmark store's
     // 951 MB database waited 1.8 s for that read before the check began.
-    let verdict = integrity_check(&job.dest).map_err(|e| unsound(e.to_string()))?;
+    let verdict = integrity_check(&dir.join(&job.name)).map_err(|e| match e {
+        Check::Open(e) => unchecked(e.to_string()),
+        Check::Run(e) => unsound(e.to_string()),
+    })?;
     if !ours() {
-        return Err(unsound(REPLACED.into()));
+        return Err(unchecked(REPLACED.into()));
     }
     match verdict.as_str() {
         "ok" => Ok(()),
@@ -141,25 +155,34 @@ pub(super) fn check_integrity(root: &RestoreDir, job: &Job<'_>) -> Result<(), En
     }
 }
 
-const REPLACED: &str = "something replaced it while it was checked: make sure nothing else \
-                        writes into the restore directory, and restore again";
+const REPLACED: &str = "something replaced it while it was checked";
 
 /// The check's page cache, in KiB (SQLite takes a negative `cache_size` as KiB).
 const CHECK_CACHE_KIB: i64 = -8192;
 
+/// Why `PRAGMA integrity_check` gave no answer: SQLite could not open the file, or the
+/// check itself failed (a file that is no database, pages it cannot read).
+#[derive(Debug)]
+enum Check {
+    Open(rusqlite::Error),
+    Run(rusqlite::Error),
+}
+
 /// SQLite's first answer to `PRAGMA integrity_check` on the file at `path`.
-fn integrity_check(path: &Path) -> rusqlite::Result<String> {
+fn integrity_check(path: &Path) -> Result<String, Check> {
     use rusqlite::OpenFlags;
     let flags = OpenFlags::SQLITE_OPEN_READ_ONLY
         | OpenFlags::SQLITE_OPEN_URI
         | OpenFlags::SQLITE_OPEN_NO_MUTEX
         | OpenFlags::SQLITE_OPEN_NOFOLLOW;
-    let db = rusqlite::Connection::open_with_flags(uri(path), flags)?;
+    let db = rusqlite::Connection::open_with_flags(uri(path), flags).map_err(Check::Open)?;
     // The check looks each index entry up in its table: with SQLite's default 2 MiB of
     // cache it read the medium benchmark store's 192 MB database 8.6 times over (1.65 GB,
     // 3.65 s); with 8 MiB, 1.0 GB in 2.7 s (16 MiB: 0.46 GB, 1.9 s, at twice the memory).
-    db.pragma_update(None, "cache_size", CHECK_CACHE_KIB)?;
+    db.pragma_update(None, "cache_size", CHECK_CACHE_KIB)
+        .map_err(Check::Run)?;
     db.query_row("PRAGMA integrity_check(1)", [], |row| row.get(0))
+        .map_err(Check::Run)
 }
 
 /// `file:PATH?immutable=1`, with the characters a URI gives meaning to escaped.
@@ -195,6 +218,17 @@ mod tests {
             .expect("fill");
         }
         assert_eq!(integrity_check(&path).expect("check"), "ok");
+        // Through a linked folder SQLite refuses to open it (hence `real_path`), and that
+        // is told apart from a failed check.
+        let linked = dir.path().join("linked");
+        std::os::unix::fs::symlink(dir.path(), &linked).expect("link");
+        assert!(
+            matches!(
+                integrity_check(&linked.join("odd ?#%name.db")),
+                Err(Check::Open(_))
+            ),
+            "a linked folder is refused at the open"
+        );
         assert!(
             !dir.path().join("odd ?#%name.db-wal").exists(),
             "nothing was written"
@@ -205,7 +239,7 @@ mod tests {
             .open(&path)
             .expect("open");
         file.write_all_at(&[0x55; 4096], 8 * 4096).expect("damage");
-        let verdict = integrity_check(&path).unwrap_or_else(|e| e.to_string());
+        let verdict = integrity_check(&path).unwrap_or_else(|e| format!("{e:?}"));
         assert_ne!(verdict, "ok");
     }
 }
