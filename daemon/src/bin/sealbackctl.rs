@@ -284,7 +284,10 @@ fn main() -> ExitCode {
         eprintln!("sealbackctl: cannot turn core dumps off: {e}");
         return ExitCode::FAILURE;
     }
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return failure::refused_command_line(e),
+    };
     let (json, verbose) = (cli.json, cli.verbose);
     out::set_quiet(cli.quiet);
     let started = std::time::Instant::now();
@@ -424,7 +427,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let ready = browse::MessagesReady::default();
             let report = client
                 .restore(request, |p| {
-                    if let Some(line) = ready.line(&p).filter(|_| !json) {
+                    if let Some(line) = ready.line(&p).filter(|_| !json && !out::quiet()) {
                         bar.println(&line);
                     }
                     bar.update(p)
@@ -611,8 +614,10 @@ async fn needs_vault(client: &Client) -> anyhow::Result<()> {
 
 /// The daemon may run in another directory: it needs an absolute path.
 fn absolute(dir: &str) -> anyhow::Result<String> {
-    let path = std::path::absolute(dir)
-        .with_context(|| format!("cannot make {dir:?} an absolute path"))?;
+    let path = std::path::absolute(dir).map_err(|e| UsageError {
+        message: format!("--to {dir:?} is not a path sealbackctl can use ({e})"),
+        hint: "give --to as the directory to restore into, e.g. --to ~/restored",
+    })?;
     path.into_os_string().into_string().map_err(|_| {
         UsageError {
             message: "the current directory is not valid UTF-8, and the control protocol \

@@ -45,6 +45,29 @@ fn json_errors_are_json_on_stdout_with_the_daemons_stable_code() {
     assert_eq!(gone.status.code(), Some(3));
     let error: ErrorResponse = serde_json::from_slice(&gone.stdout).expect("a JSON error");
     assert_eq!(error.error.code, "unreachable");
+
+    // Called wrongly (what the command-line parser refuses): `usage`, and the exit status 2.
+    for wrong in [&["--json", "backup", "--bogus"][..], &["ls", "--json"]] {
+        let usage = Command::new(binaries::sealbackctl())
+            .args(wrong)
+            .output()
+            .expect("run sealbackctl");
+        assert_eq!(usage.status.code(), Some(2), "{wrong:?}");
+        let error: ErrorResponse = serde_json::from_slice(&usage.stdout)
+            .unwrap_or_else(|e| panic!("{wrong:?}: not a JSON error ({e}): {usage:?}"));
+        assert_eq!(error.error.code, "usage", "{wrong:?}");
+        assert!(!error.error.message.is_empty(), "{wrong:?}");
+        assert!(
+            String::from_utf8_lossy(&usage.stderr).contains("Usage:"),
+            "people still read stderr: {usage:?}"
+        );
+    }
+    // Help is not an error, --json or not.
+    let help = Command::new(binaries::sealbackctl())
+        .args(["--json", "--help"])
+        .output()
+        .expect("run sealbackctl");
+    assert_eq!(help.status.code(), Some(0));
 }
 
 #[test]

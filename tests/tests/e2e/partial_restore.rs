@@ -181,4 +181,15 @@ fn restore_says_when_the_messages_are_ready() {
         matches!((ready, summary), (Some(r), Some(s)) if r < s),
         "{text}"
     );
+    // `--quiet`: no report and no progress, the messages' line included.
+    let to = fresh.root().join("quiet");
+    let quiet = fresh.ctl_ok(&[
+        "-q",
+        "restore",
+        "latest",
+        "--to",
+        to.to_str().expect("utf-8"),
+    ]);
+    assert_eq!(quiet.stdout, "", "{quiet}");
+    check_restored(&to).expect("the quiet restore restores");
 }

@@ -66,6 +66,37 @@ pub(crate) fn report(error: &anyhow::Error, json: bool, verbose: bool) -> ExitCo
     ExitCode::from(status)
 }
 
+/// A command line the parser refuses: clap's message and usage on standard error as
+/// always, and with `--json` anywhere before a `--` also the `usage` error as JSON on
+/// standard output, since the parsed `--json` is not there to say so. Help and version,
+/// which clap raises as errors too, print and exit 0.
+pub(crate) fn refused_command_line(error: clap::Error) -> ExitCode {
+    if !error.use_stderr() {
+        error.exit();
+    }
+    let json = std::env::args_os()
+        .skip(1)
+        .take_while(|arg| arg != "--")
+        .any(|arg| arg == "--json");
+    let _ = error.print();
+    if json {
+        let rendered = error.render().to_string();
+        let first = rendered.lines().next().unwrap_or_default();
+        let document = ErrorResponse {
+            error: ErrorBody {
+                code: "usage".to_owned(),
+                message: first.strip_prefix("error: ").unwrap_or(first).to_owned(),
+                hint: Some("`sealbackctl --help` lists the commands, and `sealbackctl COMMAND --help` their options".to_owned()),
+            },
+        };
+        match serde_json::to_string_pretty(&document) {
+            Ok(text) => outln!("{text}"),
+            Err(e) => eprintln!("error: cannot encode the error as JSON: {e}"),
+        }
+    }
+    ExitCode::from(exit::USAGE)
+}
+
 /// The error as the control protocol would report it, and its exit status. Errors that
 /// never reached the daemon get codes of sealbackctl's own: `unreachable`, `protocol`,
 /// `usage`, `failed`.

@@ -15,12 +15,14 @@ pub(crate) async fn run(
     plugin: PathBuf,
     settings: sealback_conformance::Settings,
 ) -> anyhow::Result<()> {
-    if !json {
+    // Each case as it ends is progress: none with --json or --quiet.
+    let progress = !json && !crate::out::quiet();
+    if progress {
         outln!("checking {}", plugin.display());
     }
     let report = tokio::task::spawn_blocking(move || {
         sealback_conformance::run_with(&plugin, &settings, |case| {
-            if !json {
+            if progress {
                 outln!("{case}");
             }
         })
