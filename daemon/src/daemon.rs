@@ -430,6 +430,12 @@ impl Daemon {
                 request.to
             )));
         }
+        if request.to.contains('\0') {
+            return Err(ApiError::bad_request(format!(
+                "restore target {:?} holds a NUL character, which no path can",
+                request.to
+            )));
+        }
         let selection = crate::config::Selection::only(&request.include, "--include")
             .map_err(|e| ApiError::bad_request(e.to_string()))?;
         let browse::Found { repo, catalog, row } =

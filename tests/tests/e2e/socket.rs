@@ -103,6 +103,27 @@ fn bad_requests_get_their_documented_errors_and_the_daemon_goes_on() {
     assert!(error.message.contains("POST /v1/restore"), "{error:?}");
     still_answers(&device, "a body that is not JSON");
 
+    // A path no file system can hold is the request's fault, not the daemon's.
+    let body = r#"{"snapshot": "latest", "to": "/tmp/restored\u0000elsewhere"}"#;
+    let nul = exchange(
+        &socket,
+        &format!(
+            "POST /v1/restore HTTP/1.1\r\nHost: sealbackd\r\nContent-Type: application/json\r\n\
+             Content-Length: {}\r\n\r\n",
+            body.len()
+        ),
+        body.as_bytes(),
+    );
+    // A restore answers as a stream of events (NDJSON): its error is the last one.
+    assert_eq!(nul.status, 200, "{nul:?}");
+    assert!(
+        nul.body
+            .contains(r#""event":"error","error":{"code":"bad-request""#)
+            && nul.body.contains("NUL"),
+        "{nul:?}"
+    );
+    still_answers(&device, "a restore target holding a NUL");
+
     let unknown = exchange(
         &socket,
         "GET /v1/nope HTTP/1.1\r\nHost: sealbackd\r\n\r\n",
