@@ -123,10 +123,20 @@ pub async fn run(
                 }
                 Err(_) => Outcome::Failed,
             };
-            if outcome == Outcome::Failed {
-                tracing::warn!(target = %daemon.config.targets[i].name, "backup failed; trying this target again later");
+            let retry = plan.finished(i, outcome, now);
+            let target = &daemon.config.targets[i].name;
+            match (outcome, retry) {
+                (Outcome::Failed, Some(wait)) => tracing::warn!(
+                    %target,
+                    retry_in_s = wait.as_secs(),
+                    "backup failed; trying this target again later"
+                ),
+                (Outcome::Failed, None) => tracing::warn!(
+                    %target,
+                    "backup failed; a manual target backs up again only when asked"
+                ),
+                _ => {}
             }
-            plan.finished(i, outcome, now);
         }
         if plan.has_pending_change() {
             daemon.note_change();

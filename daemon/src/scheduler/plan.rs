@@ -124,17 +124,23 @@ impl Plan {
         }
     }
 
-    /// Target `i`'s backup ended at `now`.
-    pub(crate) fn finished(&mut self, i: usize, outcome: Outcome, now: Instant) {
-        let Some(t) = self.targets.get_mut(i) else {
-            return;
-        };
+    /// Target `i`'s backup ended at `now`; returns how long until it is tried again, if a
+    /// failure is (for the log: a manual target's is not).
+    pub(crate) fn finished(
+        &mut self,
+        i: usize,
+        outcome: Outcome,
+        now: Instant,
+    ) -> Option<Duration> {
+        let t = self.targets.get_mut(i)?;
+        let mut retry = None;
         match outcome {
             Outcome::Succeeded => t.retry_wait = RETRY_FIRST,
             // A manual target backs up only when asked, failed or not (config/sealback.toml).
             Outcome::Failed if t.schedule == Schedule::Manual => {}
             Outcome::Failed => {
                 t.retry_due = Some(now + t.retry_wait);
+                retry = Some(t.retry_wait);
                 t.retry_wait = (t.retry_wait * 2).min(RETRY_MAX);
             }
             Outcome::Refused => {}
@@ -142,6 +148,7 @@ impl Plan {
         if let Schedule::Interval(every) = &t.schedule {
             t.interval_due = Some(now + *every);
         }
+        retry
     }
 }
 
@@ -240,9 +247,9 @@ mod tests {
         let now = Instant::now();
         let mut p = plan(now);
         p.started(&p.all());
-        p.finished(2, Outcome::Failed, now);
+        assert_eq!(p.finished(2, Outcome::Failed, now), None, "and says so");
         assert_eq!(p.next_run(2), None, "manual: only when asked");
-        p.finished(0, Outcome::Failed, now);
+        assert_eq!(p.finished(0, Outcome::Failed, now), Some(RETRY_FIRST));
         assert_eq!(p.next_run(0), Some(now + RETRY_FIRST), "on-change retries");
     }
 }
