@@ -359,7 +359,24 @@ impl Daemon {
                     .collect();
                 Ok(report)
             }
-            (Some(e), None) => {
+            // Every target failed: the first's error, naming each of them.
+            (Some(mut e), None) => {
+                let each_failure: Vec<String> = each
+                    .iter()
+                    .filter_map(|(i, result)| {
+                        let error = result.as_ref().err()?;
+                        Some(format!(
+                            "{}: {}",
+                            self.targets[*i].config.name, error.body.message
+                        ))
+                    })
+                    .collect();
+                if each_failure.len() > 1 {
+                    e.body.message = format!(
+                        "the backup failed on every target: {}",
+                        each_failure.join("; ")
+                    );
+                }
                 rt.last_error = Some(e.to_string());
                 Err(e)
             }

@@ -223,6 +223,34 @@ fn snapshots_and_restore_count_files_the_same_way() {
     );
 }
 
+/// When every target fails, the error names each of them, not the first alone.
+#[test]
+fn a_backup_that_fails_on_every_target_names_each() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = sealback_tests::store::MessageStore::create(&dir.path().join("store"), 5);
+    store.append(10);
+    let failing = |name: &str| {
+        Target::faulty(
+            name,
+            &dir.path().join(name),
+            // The key's config goes in; the backup's packs do not.
+            serde_json::json!({ "fail": "put", "kind": "permanent", "only": "data/" }),
+        )
+    };
+    let mut device = Device::started(Setup::new(
+        store.dir(),
+        vec![failing("first"), failing("second")],
+    ));
+    device.generate_key();
+    let failed = device.ctl_fails(&["--json", "backup", "--wait"], 1);
+    let error: ErrorResponse = parsed(&failed);
+    for target in ["first", "second"] {
+        assert!(error.error.message.contains(target), "{failed}");
+        assert!(failed.stderr.contains(target), "{failed}");
+    }
+    device.stop();
+}
+
 #[test]
 fn a_store_without_its_database_is_an_error_not_an_empty_backup() {
     let dir = tempfile::tempdir().expect("tempdir");
