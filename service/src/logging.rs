@@ -24,26 +24,51 @@ pub enum Destination {
 
 /// Installs the global subscriber. The filter is the first of `filter_vars` that is set and
 /// valid (`tracing_subscriber`'s `EnvFilter` syntax, e.g. `info,sealback_daemon=debug`),
-/// else `info`. Returns where the log goes.
+/// else `info`; a variable set to something that is not a filter is warned about, naming
+/// it, once the log is up. Returns where the log goes.
 pub fn init(filter_vars: &[&str]) -> Destination {
-    let filter = || {
-        filter_vars
-            .iter()
-            .find_map(|var| EnvFilter::try_from_env(var).ok())
-            .unwrap_or_else(|| EnvFilter::new("info"))
-    };
+    let (filter, refused) = choose_filter(filter_vars, |var| std::env::var(var).ok());
+    let destination = install(filter);
+    for (var, error) in refused {
+        tracing::warn!(
+            "{var} is not a log filter ({error}); it is ignored: give a level (error, warn, info, debug, trace) or directives such as info,sealback_daemon=debug"
+        );
+    }
+    destination
+}
+
+/// The first of `vars` that holds a valid filter (else `info`), and those before it that
+/// are set to something else, with why; `value` reads a variable.
+fn choose_filter(
+    vars: &[&str],
+    value: impl Fn(&str) -> Option<String>,
+) -> (EnvFilter, Vec<(String, String)>) {
+    let mut refused = Vec::new();
+    for var in vars {
+        let Some(value) = value(var) else {
+            continue;
+        };
+        match EnvFilter::try_new(&value) {
+            Ok(filter) => return (filter, refused),
+            Err(e) => refused.push(((*var).to_owned(), e.to_string())),
+        }
+    }
+    (EnvFilter::new("info"), refused)
+}
+
+fn install(filter: EnvFilter) -> Destination {
     if stderr_is_journal() {
         match tracing_journald::layer() {
             Ok(journal) => {
                 tracing_subscriber::registry()
-                    .with(filter())
+                    .with(filter)
                     .with(journal)
                     .init();
                 return Destination::Journal;
             }
             Err(err) => {
                 tracing_subscriber::fmt()
-                    .with_env_filter(filter())
+                    .with_env_filter(filter)
                     .with_writer(std::io::stderr)
                     .with_ansi(false)
                     .without_time()
@@ -55,7 +80,7 @@ pub fn init(filter_vars: &[&str]) -> Destination {
     }
     let ansi = std::io::stderr().is_terminal();
     tracing_subscriber::fmt()
-        .with_env_filter(filter())
+        .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_ansi(ansi)
         .init();
@@ -98,5 +123,20 @@ mod tests {
         assert!(!names_stream("8", 8, 1234));
         assert!(!names_stream("x:1234", 8, 1234));
         assert!(!names_stream("", 8, 1234));
+    }
+
+    #[test]
+    fn a_variable_that_is_no_filter_is_named_and_the_next_one_is_used() {
+        let env = |var: &str| match var {
+            "SEALBACK_LOG" => Some("bogus[[".to_owned()),
+            "RUST_LOG" => Some("debug".to_owned()),
+            _ => None,
+        };
+        let (filter, refused) = choose_filter(&["UNSET", "SEALBACK_LOG", "RUST_LOG"], env);
+        assert_eq!(filter.to_string(), "debug");
+        assert_eq!(refused.len(), 1, "{refused:?}");
+        assert_eq!(refused[0].0, "SEALBACK_LOG");
+        let (filter, refused) = choose_filter(&["UNSET"], env);
+        assert_eq!((filter.to_string(), refused.len()), ("info".to_owned(), 0));
     }
 }
