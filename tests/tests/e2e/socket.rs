@@ -5,7 +5,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 use sealback_daemon::control::api::MAX_REQUEST_BYTES;
-use sealback_tests::raw_http::exchange;
+use sealback_tests::raw_http::{Response, exchange};
 use sealback_tests::{Device, MessageStore, Setup, Target};
 
 use crate::fixtures::TARGET;
@@ -40,6 +40,19 @@ fn the_socket_and_its_directory_are_the_owners_only() {
     assert_eq!(mode(&socket), 0o600, "{}", socket.display());
     let parent = socket.parent().expect("a directory");
     assert_eq!(mode(parent), 0o700, "{}", parent.display());
+}
+
+/// `POST /v1/restore` with `body`, spoken raw.
+fn post_restore(socket: &Path, body: &str) -> Response {
+    exchange(
+        socket,
+        &format!(
+            "POST /v1/restore HTTP/1.1\r\nHost: sealbackd\r\nContent-Type: application/json\r\n\
+             Content-Length: {}\r\n\r\n",
+            body.len()
+        ),
+        body.as_bytes(),
+    )
 }
 
 #[test]
@@ -87,16 +100,7 @@ fn bad_requests_get_their_documented_errors_and_the_daemon_goes_on() {
     assert_eq!(streamed.error().error.code, "too-large");
     still_answers(&device, "an oversized chunked body");
 
-    let body = "{\"snapshot\": \"latest\", \"to\": ";
-    let bad_json = exchange(
-        &socket,
-        &format!(
-            "POST /v1/restore HTTP/1.1\r\nHost: sealbackd\r\nContent-Type: application/json\r\n\
-             Content-Length: {}\r\n\r\n",
-            body.len()
-        ),
-        body.as_bytes(),
-    );
+    let bad_json = post_restore(&socket, "{\"snapshot\": \"latest\", \"to\": ");
     assert_eq!(bad_json.status, 400, "{bad_json:?}");
     let error = bad_json.error().error;
     assert_eq!(error.code, "bad-request");
@@ -104,15 +108,9 @@ fn bad_requests_get_their_documented_errors_and_the_daemon_goes_on() {
     still_answers(&device, "a body that is not JSON");
 
     // A path no file system can hold is the request's fault, not the daemon's.
-    let body = r#"{"snapshot": "latest", "to": "/tmp/restored\u0000elsewhere"}"#;
-    let nul = exchange(
+    let nul = post_restore(
         &socket,
-        &format!(
-            "POST /v1/restore HTTP/1.1\r\nHost: sealbackd\r\nContent-Type: application/json\r\n\
-             Content-Length: {}\r\n\r\n",
-            body.len()
-        ),
-        body.as_bytes(),
+        r#"{"snapshot": "latest", "to": "/tmp/restored\u0000elsewhere"}"#,
     );
     // A restore answers as a stream of events (NDJSON): its error is the last one.
     assert_eq!(nul.status, 200, "{nul:?}");
