@@ -337,6 +337,17 @@ impl Daemon {
             }
         }
         let each: Vec<TargetResult> = chosen.iter().map(|(i, _)| *i).zip(results).collect();
+        // The targets that failed, named: in the report, or in the error if none succeeded.
+        let failed: Vec<TargetFailure> = each
+            .iter()
+            .filter_map(|(i, result)| {
+                let error = result.as_ref().err()?;
+                Some(TargetFailure {
+                    target: self.targets[*i].config.name.clone(),
+                    error: error.body.clone(),
+                })
+            })
+            .collect();
         let mut rt = lock(&self.runtime);
         rt.activity_backup = false;
         let overall = match (failures.into_iter().next(), first) {
@@ -347,31 +358,16 @@ impl Daemon {
             // Some targets have their snapshot: the report says so, and names the others.
             (Some(e), Some(mut report)) => {
                 rt.last_error = Some(e.to_string());
-                report.failed = each
-                    .iter()
-                    .filter_map(|(i, result)| {
-                        let error = result.as_ref().err()?;
-                        Some(TargetFailure {
-                            target: self.targets[*i].config.name.clone(),
-                            error: error.body.clone(),
-                        })
-                    })
-                    .collect();
+                report.failed = failed;
                 Ok(report)
             }
             // Every target failed: the first's error, naming each of them.
             (Some(mut e), None) => {
-                let each_failure: Vec<String> = each
-                    .iter()
-                    .filter_map(|(i, result)| {
-                        let error = result.as_ref().err()?;
-                        Some(format!(
-                            "{}: {}",
-                            self.targets[*i].config.name, error.body.message
-                        ))
-                    })
-                    .collect();
-                if each_failure.len() > 1 {
+                if failed.len() > 1 {
+                    let each_failure: Vec<String> = failed
+                        .iter()
+                        .map(|f| format!("{}: {}", f.target, f.error.message))
+                        .collect();
                     e.body.message = format!(
                         "the backup failed on every target: {}",
                         each_failure.join("; ")

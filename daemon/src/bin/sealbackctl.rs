@@ -427,7 +427,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let ready = browse::MessagesReady::default();
             let report = client
                 .restore(request, |p| {
-                    if let Some(line) = ready.line(&p).filter(|_| !json && !out::quiet()) {
+                    if let Some(line) = ready.line(&p).filter(|_| !json) {
                         bar.println(&line);
                     }
                     bar.update(p)

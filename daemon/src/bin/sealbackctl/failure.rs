@@ -57,13 +57,17 @@ pub(crate) fn report(error: &anyhow::Error, json: bool, verbose: bool) -> ExitCo
         eprintln!("hint: {hint}");
     }
     if json {
-        let document = ErrorResponse { error: body };
-        match serde_json::to_string_pretty(&document) {
-            Ok(text) => outln!("{text}"),
-            Err(e) => eprintln!("error: cannot encode the error as JSON: {e}"),
-        }
+        print_json(body);
     }
     ExitCode::from(status)
+}
+
+/// The error as one JSON document on standard output (`--json`).
+fn print_json(error: ErrorBody) {
+    match serde_json::to_string_pretty(&ErrorResponse { error }) {
+        Ok(text) => outln!("{text}"),
+        Err(e) => eprintln!("error: cannot encode the error as JSON: {e}"),
+    }
 }
 
 /// A command line the parser refuses: clap's message and usage on standard error as
@@ -82,17 +86,11 @@ pub(crate) fn refused_command_line(error: clap::Error) -> ExitCode {
     if json {
         let rendered = error.render().to_string();
         let first = rendered.lines().next().unwrap_or_default();
-        let document = ErrorResponse {
-            error: ErrorBody {
-                code: "usage".to_owned(),
-                message: first.strip_prefix("error: ").unwrap_or(first).to_owned(),
-                hint: Some("`sealbackctl --help` lists the commands, and `sealbackctl COMMAND --help` their options".to_owned()),
-            },
-        };
-        match serde_json::to_string_pretty(&document) {
-            Ok(text) => outln!("{text}"),
-            Err(e) => eprintln!("error: cannot encode the error as JSON: {e}"),
-        }
+        print_json(ErrorBody {
+            code: "usage".to_owned(),
+            message: first.strip_prefix("error: ").unwrap_or(first).to_owned(),
+            hint: Some("`sealbackctl --help` lists the commands, and `sealbackctl COMMAND --help` their options".to_owned()),
+        });
     }
     ExitCode::from(exit::USAGE)
 }

@@ -20,6 +20,16 @@ macro_rules! outln {
     };
 }
 
+/// `outln!` for progress (a line a command prints as it works, not its report): nothing
+/// with `--quiet`.
+macro_rules! progressln {
+    ($($arg:tt)*) => {
+        if !$crate::out::quiet() {
+            $crate::out::line(format_args!($($arg)*))
+        }
+    };
+}
+
 pub(crate) fn set_quiet(quiet: bool) {
     QUIET.store(quiet, Ordering::Relaxed);
 }

@@ -15,15 +15,14 @@ pub(crate) async fn run(
     plugin: PathBuf,
     settings: sealback_conformance::Settings,
 ) -> anyhow::Result<()> {
-    // Each case as it ends is progress: none with --json or --quiet.
-    let progress = !json && !crate::out::quiet();
-    if progress {
-        outln!("checking {}", plugin.display());
+    // Each case as it ends is progress: none with --json (or --quiet).
+    if !json {
+        progressln!("checking {}", plugin.display());
     }
     let report = tokio::task::spawn_blocking(move || {
         sealback_conformance::run_with(&plugin, &settings, |case| {
-            if progress {
-                outln!("{case}");
+            if !json {
+                progressln!("{case}");
             }
         })
     })

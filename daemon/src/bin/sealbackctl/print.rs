@@ -39,11 +39,12 @@ impl ProgressView {
         }
     }
 
-    /// A line above the bar, or on its own without one.
+    /// A line of progress above the bar, or on its own without one (none with `--quiet`,
+    /// which shows no bar either).
     pub(crate) fn println(&self, line: &str) {
         match &self.0 {
             Some(bar) => bar.println(line),
-            None => outln!("{line}"),
+            None => progressln!("{line}"),
         }
     }
 }
