@@ -14,7 +14,8 @@
 //! module = "/usr/lib/softhsm/libsofthsm2.so"   # the PKCS#11 module: a real HSM's goes here
 //! token_label = "sealback-vault"     # the token, by label (or `slot = 0`)
 //! pin_credential = "sealback-vault-pin"      # the user PIN, from a systemd credential
-//!                                              # ($CREDENTIALS_DIRECTORY/NAME: LoadCredentialEncrypted=) ...
+//!                                              # ($CREDENTIALS_DIRECTORY/NAME: LoadCredentialEncrypted=);
+//!                                              # the default when no source is given ...
 //! # pin_file = "/etc/sealback-vault/pin"       # ... or from a file only its owner can read (0600) ...
 //! # pin_env = "SEALBACK_VAULT_PIN"             # ... or from an environment variable the service manager sets
 //!
@@ -181,12 +182,16 @@ impl Config {
             config.hsm.pin_env.is_some(),
             config.hsm.pin_credential.is_some(),
         ];
-        if sources.iter().filter(|&&given| given).count() != 1 {
-            return Err(error(
-                "[hsm] takes the PIN from exactly one of `pin_credential`, `pin_file` and \
-                 `pin_env`"
-                    .into(),
-            ));
+        match sources.iter().filter(|&&given| given).count() {
+            // The default: the unit's credential, so that the PIN is in no plain file.
+            0 => config.hsm.pin_credential = Some(DEFAULT_PIN_CREDENTIAL.to_string()),
+            1 => {}
+            _ => {
+                return Err(error(format!(
+                    "[hsm] takes the PIN from at most one of `pin_credential`, `pin_file` and \
+                     `pin_env` (with none, from the systemd credential {DEFAULT_PIN_CREDENTIAL})"
+                )));
+            }
         }
         if let Some(name) = &config.hsm.pin_credential
             && (name.is_empty() || name.contains('/') || name == "." || name == "..")
@@ -282,7 +287,8 @@ impl HsmConfig {
                         .into(),
                 ));
             };
-            return read_pin_file(&Path::new(&dir).join(name));
+            let pin = read_private(&Path::new(&dir).join(name), "HSM PIN", CREDENTIAL_MODE)?;
+            return Ok(AuthPin::new(pin.as_str().into()));
         }
         if let Some(file) = &self.pin_file {
             return read_pin_file(file);
@@ -311,6 +317,25 @@ pub fn read_secret_file(
     file: &Path,
     what: &str,
 ) -> Result<zeroize::Zeroizing<String>, ConfigError> {
+    read_private(file, what, 0)
+}
+
+/// The mode bits a systemd credential may show beyond its owner's. systemd writes a
+/// credential 0400 into a directory only the service can enter, and grants a service that
+/// runs as its own user read access by an ACL, whose mask `stat` shows as the group's read
+/// bit (0440). Nothing else is allowed: no write or execute for the group, nothing for others.
+const CREDENTIAL_MODE: u32 = 0o040;
+
+/// The systemd credential the PIN comes from when the configuration names no source: the
+/// unit's `LoadCredentialEncrypted=sealback-vault-pin`.
+pub const DEFAULT_PIN_CREDENTIAL: &str = "sealback-vault-pin";
+
+/// [`read_secret_file`], allowing the mode bits `allowed` beyond the owner's.
+fn read_private(
+    file: &Path,
+    what: &str,
+    allowed: u32,
+) -> Result<zeroize::Zeroizing<String>, ConfigError> {
     use std::io::Read as _;
     use std::os::unix::fs::MetadataExt as _;
     let error = |message: String| ConfigError {
@@ -323,7 +348,7 @@ pub fn read_secret_file(
         .metadata()
         .map_err(|err| error(format!("cannot read the {what} file: {err}")))?
         .mode();
-    if mode & 0o077 != 0 {
+    if mode & 0o077 & !allowed != 0 {
         let advice = format!("run `chmod 600 {}`", file.display());
         let advice = if what == "HSM PIN" {
             format!(
@@ -388,7 +413,7 @@ audit_log = "audit.log"
         let err = Config::load(&path).expect_err("two PIN sources");
         assert!(
             err.to_string()
-                .contains("exactly one of `pin_credential`, `pin_file` and `pin_env`"),
+                .contains("at most one of `pin_credential`, `pin_file` and `pin_env`"),
             "{err}"
         );
         let (_dir, path) = write(&format!(
@@ -487,6 +512,36 @@ audit_log = "audit.log"
             let (_dir, path) = with(store, etcd);
             let err = Config::load(&path).expect_err(expected).to_string();
             assert!(err.contains(expected), "{err}");
+        }
+    }
+
+    #[test]
+    fn without_a_pin_source_the_pin_is_the_units_credential() {
+        let (_dir, path) = write(&format!(
+            "{BASE}[hsm]\nmodule = \"/m.so\"\ntoken_label = \"t\"\n"
+        ));
+        let config = Config::load(&path).expect("loads");
+        assert_eq!(
+            config.hsm.pin_credential.as_deref(),
+            Some(DEFAULT_PIN_CREDENTIAL)
+        );
+    }
+
+    #[test]
+    fn a_credential_readable_through_its_acl_is_accepted_and_one_others_can_read_is_not() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().expect("temp dir");
+        let file = dir.path().join("pin");
+        std::fs::write(&file, "1234\n").expect("write");
+        // 0440: systemd's ACL for the service's user shows as the group's read bit.
+        for mode in [0o400, 0o440] {
+            std::fs::set_permissions(&file, std::fs::Permissions::from_mode(mode)).expect("chmod");
+            read_private(&file, "HSM PIN", CREDENTIAL_MODE).expect("a credential");
+        }
+        for mode in [0o444, 0o460, 0o404] {
+            std::fs::set_permissions(&file, std::fs::Permissions::from_mode(mode)).expect("chmod");
+            let err = read_private(&file, "HSM PIN", CREDENTIAL_MODE).expect_err("open to others");
+            assert!(err.to_string().contains(&format!("mode {mode:o}")), "{err}");
         }
     }
 

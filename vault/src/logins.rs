@@ -57,35 +57,38 @@ impl Entry {
     }
 }
 
-/// The entries by id, and how many each account has.
+/// The entries by id, the places reserved for logins about to start, and how many of both
+/// each account has.
 #[derive(Default)]
 struct Table {
     entries: HashMap<String, Entry>,
+    reserved: usize,
     per_account: HashMap<String, usize>,
 }
 
 impl Table {
     fn add(&mut self, id: String, entry: Entry) {
-        *self
-            .per_account
-            .entry(entry.account().to_string())
-            .or_default() += 1;
+        self.count(entry.account());
         if let Some(replaced) = self.entries.insert(id, entry) {
-            self.forget(&replaced);
+            self.release(replaced.account());
         }
     }
 
     fn remove(&mut self, id: &str) -> Option<Entry> {
         let entry = self.entries.remove(id)?;
-        self.forget(&entry);
+        self.release(entry.account());
         Some(entry)
     }
 
-    fn forget(&mut self, entry: &Entry) {
-        if let Some(count) = self.per_account.get_mut(entry.account()) {
+    fn count(&mut self, account: &str) {
+        *self.per_account.entry(account.to_string()).or_default() += 1;
+    }
+
+    fn release(&mut self, account: &str) {
+        if let Some(count) = self.per_account.get_mut(account) {
             *count -= 1;
             if *count == 0 {
-                self.per_account.remove(entry.account());
+                self.per_account.remove(account);
             }
         }
     }
@@ -118,24 +121,18 @@ impl Logins {
         }
     }
 
-    /// Whether a login of `account` would find no room: checked before its guess is spent.
-    pub fn is_full(&self, account: &str) -> Option<Full> {
-        room(&self.lock(), account).err()
-    }
-
-    /// Adds a started login; its new id, or why there is no room.
-    pub fn insert(&self, started: Started) -> Result<String, Full> {
+    /// Holds a place for a login of `account`, or says why there is none. Taken before the
+    /// login's guess is spent, so that a login never spends a guess and then finds no room,
+    /// however many start at once.
+    pub fn reserve(&self, account: &str) -> Result<Reservation<'_>, Full> {
         let mut table = self.lock();
-        room(&table, &started.account)?;
-        let id = new_id();
-        table.add(
-            id.clone(),
-            Entry {
-                state: State::Started(Box::new(started)),
-                expires: Instant::now() + self.expiry,
-            },
-        );
-        Ok(id)
+        room(&table, account)?;
+        table.reserved += 1;
+        table.count(account);
+        Ok(Reservation {
+            logins: self,
+            account: Some(account.to_string()),
+        })
     }
 
     /// Takes the started login `id` of `account`, if it exists and has not expired.
@@ -229,12 +226,52 @@ impl Logins {
 }
 
 fn room(table: &Table, account: &str) -> Result<(), Full> {
-    if table.entries.len() >= MAX_LOGINS {
+    if table.entries.len() + table.reserved >= MAX_LOGINS {
         Err(Full::All)
     } else if table.of(account) >= MAX_LOGINS_PER_ACCOUNT {
         Err(Full::Account)
     } else {
         Ok(())
+    }
+}
+
+/// A place in the table for one login ([`Logins::reserve`]), given back if dropped unused.
+pub struct Reservation<'a> {
+    logins: &'a Logins,
+    /// `None` once the place is used.
+    account: Option<String>,
+}
+
+impl Reservation<'_> {
+    /// Puts the started login in the reserved place; its new id.
+    pub fn fill(mut self, pending: Pending, last_chance: bool) -> String {
+        let account = self.account.take().expect("a reservation is filled once");
+        let mut table = self.logins.lock();
+        table.reserved -= 1;
+        table.release(&account);
+        let id = new_id();
+        table.add(
+            id.clone(),
+            Entry {
+                state: State::Started(Box::new(Started {
+                    account,
+                    pending,
+                    last_chance,
+                })),
+                expires: Instant::now() + self.logins.expiry,
+            },
+        );
+        id
+    }
+}
+
+impl Drop for Reservation<'_> {
+    fn drop(&mut self) {
+        if let Some(account) = self.account.take() {
+            let mut table = self.logins.lock();
+            table.reserved -= 1;
+            table.release(&account);
+        }
     }
 }
 
@@ -249,18 +286,16 @@ fn new_id() -> String {
 mod tests {
     use super::*;
 
-    fn started(account: &str, last_chance: bool) -> Started {
-        Started {
-            account: account.to_string(),
-            pending: Pending::new(()),
-            last_chance,
+    impl Logins {
+        fn insert(&self, account: &str, last_chance: bool) -> Result<String, Full> {
+            Ok(self.reserve(account)?.fill(Pending::new(()), last_chance))
         }
     }
 
     #[test]
     fn a_login_is_taken_once_and_only_by_its_account() {
         let logins = Logins::new(Duration::from_secs(60));
-        let id = logins.insert(started("alice", false)).expect("room");
+        let id = logins.insert("alice", false).expect("room");
         assert!(logins.take_started(&id, "bob").is_none());
         assert!(logins.take_started(&id, "alice").is_some());
         assert!(logins.take_started(&id, "alice").is_none());
@@ -273,8 +308,8 @@ mod tests {
     #[test]
     fn expired_logins_are_dropped_and_reported_with_their_last_chances() {
         let logins = Logins::new(Duration::ZERO);
-        let id = logins.insert(started("alice", true)).expect("room");
-        logins.insert(started("bob", false)).expect("room");
+        let id = logins.insert("alice", true).expect("room");
+        logins.insert("bob", false).expect("room");
         assert!(logins.take_started(&id, "alice").is_none(), "expired");
         let mut swept = logins.sweep();
         swept.sort();
@@ -289,23 +324,37 @@ mod tests {
     fn one_account_cannot_fill_the_table() {
         let logins = Logins::new(Duration::from_secs(60));
         let ids: Vec<String> = (0..MAX_LOGINS_PER_ACCOUNT)
-            .map(|_| logins.insert(started("alice", false)).expect("room"))
+            .map(|_| logins.insert("alice", false).expect("room"))
             .collect();
-        assert_eq!(logins.is_full("alice"), Some(Full::Account));
-        assert_eq!(
-            logins.insert(started("alice", false)).err(),
-            Some(Full::Account)
-        );
-        assert_eq!(
-            logins.is_full("bob"),
-            None,
+        assert_eq!(logins.reserve("alice").err(), Some(Full::Account));
+        assert!(
+            logins.reserve("bob").is_ok(),
             "other accounts still have room"
         );
         // A finished login, authenticated, still counts; taken, it frees its place.
         assert!(logins.take_started(&ids[0], "alice").is_some());
         logins.authenticated(ids[0].clone(), "alice", 1);
-        assert_eq!(logins.is_full("alice"), Some(Full::Account));
+        assert_eq!(logins.reserve("alice").err(), Some(Full::Account));
         assert_eq!(logins.take_authenticated(&ids[0], "alice"), Some(1));
-        assert_eq!(logins.is_full("alice"), None);
+        assert!(logins.reserve("alice").is_ok());
+    }
+
+    #[test]
+    fn a_reserved_place_counts_until_it_is_filled_or_given_back() {
+        let logins = Logins::new(Duration::from_secs(60));
+        let held: Vec<Reservation> = (0..MAX_LOGINS_PER_ACCOUNT)
+            .map(|_| logins.reserve("alice").expect("room"))
+            .collect();
+        assert_eq!(logins.reserve("alice").err(), Some(Full::Account));
+        let mut held = held.into_iter();
+        drop(held.next());
+        let id = logins
+            .reserve("alice")
+            .expect("a place given back")
+            .fill(Pending::new(()), false);
+        assert!(logins.take_started(&id, "alice").is_some());
+        drop(held);
+        assert_eq!(logins.lock().reserved, 0);
+        assert!(logins.lock().per_account.is_empty());
     }
 }

@@ -300,6 +300,7 @@ fn write_json<T: serde::Serialize>(path: &std::path::Path, value: &T) -> Result<
 
 fn serve(config: &Config) -> Result<()> {
     let tls = server::tls_config(&config.tls_cert, &config.tls_key).map_err(|e| anyhow!(e))?;
+    allow_connections();
     let vault = Arc::new(KeyVault::open(config)?);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -328,6 +329,31 @@ fn serve(config: &Config) -> Result<()> {
     vault.close();
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Raises the soft limit of open files to the hard one, so that the vault reaches its own
+/// bound of open connections ([`server::MAX_CONNECTIONS`]) with descriptors to spare for its
+/// store, HSM and etcd. systemd starts services with a soft limit of 1,024 (hard 524,288):
+/// at that limit, a flood of connections would make `accept` fail instead of being refused
+/// one by one, and opening the store or a session with the HSM could fail.
+fn allow_connections() {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) else {
+        return;
+    };
+    if soft < hard
+        && let Err(err) = setrlimit(Resource::RLIMIT_NOFILE, hard, hard)
+    {
+        tracing::warn!("cannot raise the limit of open files from {soft} to {hard}: {err}");
+    }
+    let wanted = server::MAX_CONNECTIONS as u64 + server::SPARE_FILES;
+    if hard < wanted {
+        tracing::warn!(
+            "the limit of open files is {hard}, under the {wanted} the vault needs to hold \
+             {} connections: raise it (LimitNOFILE= in the unit)",
+            server::MAX_CONNECTIONS
+        );
+    }
 }
 
 /// The vault holds the OPAQUE server keys (the OPRF key among them) and the HSM PIN in

@@ -38,6 +38,9 @@ pub const MAX_CONCURRENT_REQUESTS: usize = 256;
 const MAX_BODY: usize = 64 * 1024;
 /// Connections open at once; a connection past it is closed at once (and logged).
 pub const MAX_CONNECTIONS: usize = 1024;
+/// Files the vault keeps open beyond its connections: the store, the audit log, sessions
+/// with the HSM, connections to etcd, with room to spare.
+pub const SPARE_FILES: u64 = 256;
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a connection may take to send a request's headers, counted from when the vault
 /// is ready to read them: also how long an idle keep-alive connection stays open.

@@ -36,6 +36,8 @@ pub const SOFTHSM_MODULE: &str = "/usr/lib/softhsm/libsofthsm2.so";
 pub const TOKEN_LABEL: &str = "sealback-vault-test";
 pub const USER_PIN: &str = "87654321";
 const SO_PIN: &str = "12345678";
+/// The variable [`PinSource::Env`] sets.
+const PIN_ENV: &str = "SEALBACK_VAULT_PIN";
 const START_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// How to set up a test vault.
@@ -76,6 +78,21 @@ pub struct TestVault {
     /// The server key, as clients pin it.
     pub server_key: String,
     pub options: Options,
+    /// Where the vault reads its HSM PIN ([`TestVault::set_pin_source`]).
+    pin: PinSource,
+}
+
+/// Where a test vault reads its HSM PIN.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PinSource {
+    /// `pin_file = "pin"`, a 0600 file: how every test vault starts.
+    File,
+    /// No source in the configuration, so the default: the systemd credential
+    /// `sealback-vault-pin`, in a `CREDENTIALS_DIRECTORY` laid out as systemd lays it out for
+    /// a service running as its own user (the file 0440 through its ACL).
+    Credential,
+    /// `pin_env = "SEALBACK_VAULT_PIN"`, set by the service manager.
+    Env,
 }
 
 impl TestVault {
@@ -131,6 +148,7 @@ impl TestVault {
             url: String::new(),
             server_key: String::new(),
             options,
+            pin: PinSource::File,
         };
         vault.make_token()?;
         Ok(vault)
@@ -221,8 +239,41 @@ impl TestVault {
             .arg(self.config_path())
             .env("SOFTHSM2_CONF", self.dir().join("softhsm2.conf"))
             .env("RUST_LOG", &self.options.log_filter)
+            .env_remove("CREDENTIALS_DIRECTORY")
+            .env_remove(PIN_ENV)
             .stdin(Stdio::null());
+        match self.pin {
+            PinSource::File => {}
+            PinSource::Credential => {
+                command.env("CREDENTIALS_DIRECTORY", self.dir().join("credentials"));
+            }
+            PinSource::Env => {
+                command.env(PIN_ENV, USER_PIN);
+            }
+        }
         command
+    }
+
+    /// Serves again with the PIN from `source`.
+    pub fn set_pin_source(&mut self, source: PinSource) -> Result<(), String> {
+        use std::os::unix::fs::PermissionsExt as _;
+        if source == PinSource::Credential {
+            let dir = self.dir().join("credentials");
+            let file = dir.join(crate::config::DEFAULT_PIN_CREDENTIAL);
+            let mode = |path: &Path, mode| {
+                fs::set_permissions(path, fs::Permissions::from_mode(mode))
+                    .map_err(|err| format!("{}: {err}", path.display()))
+            };
+            fs::create_dir_all(&dir).map_err(|err| format!("{}: {err}", dir.display()))?;
+            mode(&dir, 0o700)?;
+            fs::write(&file, USER_PIN).map_err(|err| format!("{}: {err}", file.display()))?;
+            mode(&file, 0o440)?;
+        }
+        self.stop();
+        self.pin = source;
+        let address = self.url.trim_start_matches("https://").to_string();
+        self.write_config(&address)?;
+        self.serve()
     }
 
     /// Stops the server with SIGTERM (it syncs its audit log), or kills it after 10 s.
@@ -425,8 +476,15 @@ impl TestVault {
              [hsm]\n\
              module = \"{SOFTHSM_MODULE}\"\n\
              token_label = \"{TOKEN_LABEL}\"\n\
-             pin_file = \"pin\"\n{etcd}",
-            store, self.options.guess_limit, self.options.login_expiry_secs
+             {}{etcd}",
+            store,
+            self.options.guess_limit,
+            self.options.login_expiry_secs,
+            match self.pin {
+                PinSource::File => "pin_file = \"pin\"\n".to_string(),
+                PinSource::Credential => String::new(),
+                PinSource::Env => format!("pin_env = \"{PIN_ENV}\"\n"),
+            }
         );
         fs::write(self.config_path(), text).map_err(|err| format!("vault.toml: {err}"))
     }

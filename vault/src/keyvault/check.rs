@@ -103,6 +103,13 @@ pub trait GuessCheck: Send + Sync {
     fn prove(&self, account: &str, pending: Pending, login_id: &str, ke3: &[u8]) -> Option<Proof>;
 }
 
+/// Parses a login's KE1. Its bytes are public: the vault parses them before the login's
+/// guess is spent, so that a malformed KE1 costs no guess.
+pub fn parse_ke1(ke1: &[u8]) -> Result<CredentialRequest<Suite>, Refusal> {
+    CredentialRequest::deserialize(ke1)
+        .map_err(|err| Refusal::bad_request(format!("ke1 is not an OPAQUE KE1: {err}")))
+}
+
 /// What [`GuessCheck::spend`] did.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Spend {
@@ -339,8 +346,7 @@ impl GuessCheck for HostCheck {
 
     fn evaluate(&self, account: &str, opened: Opened, ke1: &[u8]) -> Result<Evaluation, Refusal> {
         let HostOpened(opened) = opened.into_inner()?;
-        let ke1 = CredentialRequest::deserialize(ke1)
-            .map_err(|err| Refusal::bad_request(format!("ke1 is not an OPAQUE KE1: {err}")))?;
+        let ke1 = parse_ke1(ke1)?;
         let (password_file, record): (Option<ServerRegistration<Suite>>, _) = match opened {
             Some((version, opened)) => (
                 Some(opened.registration),

@@ -104,7 +104,13 @@ fn sixty_four_concurrent_wrong_guesses_get_exactly_ten_evaluations() {
         .iter()
         .filter(|o| matches!(o, Err(VaultError::KeyDestroyed)))
         .count();
-    assert_eq!((wrong, destroyed), (10, 54), "{outcomes:?}");
+    // Logins past the account's 16 in progress are answered busy before a guess is spent.
+    let busy = outcomes
+        .iter()
+        .filter(|o| matches!(o, Err(VaultError::Server(message)) if message.contains("logins in progress")))
+        .count();
+    assert_eq!(wrong, 10, "{outcomes:?}");
+    assert_eq!(wrong + destroyed + busy, 64, "{outcomes:?}");
     assert!(matches!(
         client.recover(&password(RIGHT)),
         Err(VaultError::KeyDestroyed)
@@ -195,4 +201,60 @@ fn every_spent_guess_has_its_outcome_in_the_audit_log() {
     ] {
         assert_eq!(audit_events(&vault, "alice", kind), count, "{kind}");
     }
+}
+
+#[test]
+fn a_malformed_ke1_is_refused_before_its_guess_is_spent() {
+    let vault = vault();
+    let (client, credential) = crate::registered(&vault, "alice", [9u8; 32]);
+    let raw = Raw::new(&vault);
+    for _ in 0..12 {
+        let answer = raw.post(
+            "/v1/login/start",
+            Some(&credential),
+            &json!({ "account": "alice", "ke1": b64(b"not a KE1 at all") }),
+        );
+        assert_eq!(answer.status, 400, "{:?}", answer.body);
+    }
+    assert_eq!(client.status().expect("status").attempts_left, 10);
+    assert_eq!(audit_events(&vault, "alice", "login-start"), 0);
+    client.recover(&password(RIGHT)).expect("recovers");
+}
+
+#[test]
+fn logins_past_the_accounts_bound_are_busy_before_a_guess_is_spent() {
+    let vault = vault_with(Options {
+        guess_limit: 40,
+        ..Options::default()
+    });
+    let (client, credential) = crate::registered(&vault, "alice", [9u8; 32]);
+    let raw = Arc::new(Raw::new(&vault));
+    let starting = Arc::new(Barrier::new(32));
+    let statuses: Vec<u16> = (0..32)
+        .map(|_| {
+            let (raw, starting, credential) = (raw.clone(), starting.clone(), credential.clone());
+            std::thread::spawn(move || {
+                starting.wait();
+                raw.login_start("alice", Some(&credential)).status
+            })
+        })
+        .collect::<Vec<_>>()
+        .into_iter()
+        .map(|thread| thread.join().expect("a client"))
+        .collect();
+    let granted = statuses.iter().filter(|&&status| status == 200).count();
+    let busy = statuses.iter().filter(|&&status| status == 503).count();
+    assert_eq!(
+        (granted, busy),
+        (sealback_vault::logins::MAX_LOGINS_PER_ACCOUNT, 32 - granted),
+        "{statuses:?}"
+    );
+    // Only the logins that were answered spent a guess.
+    assert_eq!(
+        client.status().expect("status").attempts_left,
+        40 - granted as u32
+    );
+    eventually("the starts are audited", || {
+        audit_events(&vault, "alice", "login-start") == granted
+    });
 }
