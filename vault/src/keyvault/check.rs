@@ -9,14 +9,23 @@
 //! operator with the PIN can unseal records and guess offline (docs/vault.md §1). An HSM
 //! that runs code of its own (a CodeSafe or SEE module, as the model's vault uses) would
 //! implement this trait by forwarding each call into the module, which would then keep the
-//! OPAQUE server setup, the counting rules and the entry key inside: the rest of the vault
-//! stays as it is. [`contract`] is what any implementation must pass.
+//! OPRF seed, the counting rules and the entry key inside. Every rule that changes a count,
+//! a record version or a record (spend, reset, erase, reserve a version, install, delete)
+//! is the check's; the vault only writes what the check returned, tagged by the check.
+//!
+//! What such a module would also take over, outside this trait: today
+//! [`super::KeyVault::with_check`] unseals the OPAQUE server setup with the HSM and hands it
+//! to the check, keeping only the setup's long-term key pair for the vault proof (the proof
+//! that answers come from the pinned vault, docs/vault.md §5.1); the OPRF seed, which
+//! evaluates passwords, stays with the check. A module would unseal the setup inside and
+//! sign the vault proof itself. [`contract`] is what any implementation must pass.
 //!
 //! The order of calls the vault keeps (keyvault/login.rs, keyvault/guesses.rs):
 //! `open` (a refused record costs no guess) → `spend` on the entry read, written with
 //! compare-and-swap, durably → `evaluate` (only now is the password touched) → `prove` →
 //! on proof `reset` written before the sealed key is answered; without proof, at the last
-//! guess, `erase_if_exhausted`. Every entry the vault writes passes `seal_entry` last, and
+//! guess, `erase_if_exhausted`. Registration: `reserve_version`, written, → `register` →
+//! `seal_record` → `install`. Every entry the vault writes passes `seal_entry` last, and
 //! every entry it acts on passed `verify_entry` first.
 
 use std::any::Any;
@@ -79,8 +88,13 @@ pub trait GuessCheck: Send + Sync {
     /// Answers KE1 against an opened record. Called only once the guess is spent durably.
     fn evaluate(&self, account: &str, opened: Opened, ke1: &[u8]) -> Result<Evaluation, Refusal>;
 
-    /// `register/start`: evaluates the OPRF of a registration `request` under the key of
-    /// `account`'s record `version`, just reserved (so it is no existing record's key).
+    /// `register/start`, step 1: reserves the entry's next record version, which the vault
+    /// writes with compare-and-swap before [`GuessCheck::register`] evaluates anything under
+    /// it. The version that was reserved.
+    fn reserve_version(&self, entry: &mut AccountEntry) -> u64;
+
+    /// `register/start`, step 2: evaluates the OPRF of a registration `request` under the key
+    /// of `account`'s record `version`, just reserved (so it is no existing record's key).
     fn register(&self, account: &str, version: u64, request: &[u8]) -> Result<Vec<u8>, Refusal>;
 
     /// `register/finish`: seals the client's OPAQUE `upload` and `sealed_key` as `account`'s
@@ -96,6 +110,11 @@ pub trait GuessCheck: Send + Sync {
     /// Makes `record` the entry's (if its version is the last one reserved, else
     /// `conflict`): the guess count starts over. Whether it replaced a record.
     fn install(&self, entry: &mut AccountEntry, record: StoredRecord) -> Result<bool, Refusal>;
+
+    /// `DELETE /v1/record`: takes away the entry's record `version`, which a login proved the
+    /// password of, and starts the count over; refuses (`conflict`) if the entry holds
+    /// another record or none.
+    fn delete(&self, entry: &mut AccountEntry, version: u64) -> Result<(), Refusal>;
 
     /// Checks KE3 (empty: the client's OPAQUE finish failed). `Some` only if it proves the
     /// password of a real record: the record's sealed key, sealed again under the session
@@ -284,6 +303,26 @@ impl GuessCheck for HostCheck {
 
     fn verify_entry(&self, account: &str, entry: &AccountEntry) -> Result<(), HsmError> {
         record::check_entry_tag(&self.hsm, account, entry)
+    }
+
+    fn reserve_version(&self, entry: &mut AccountEntry) -> u64 {
+        entry.last_version += 1;
+        entry.last_version
+    }
+
+    fn delete(&self, entry: &mut AccountEntry, version: u64) -> Result<(), Refusal> {
+        match &entry.record {
+            Some(record) if record.version == version => {
+                entry.record = None;
+                entry.guesses = 0;
+                entry.attempts.clear();
+                Ok(())
+            }
+            _ => Err(Refusal::new(
+                ErrorCode::Conflict,
+                "the record changed since the login; nothing was deleted",
+            )),
+        }
     }
 
     fn register(&self, account: &str, version: u64, request: &[u8]) -> Result<Vec<u8>, Refusal> {

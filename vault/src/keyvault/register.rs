@@ -26,10 +26,7 @@ impl KeyVault {
     ) -> Result<RegisterStartAnswer, Refusal> {
         let account = request.account.as_str();
         self.authenticate(credential, account)?;
-        let (version, _) = self.update(account, |entry| {
-            entry.last_version += 1;
-            Ok(entry.last_version)
-        })?;
+        let (version, _) = self.update(account, |entry| Ok(self.check.reserve_version(entry)))?;
         let response = self.check.register(account, version, &request.request)?;
         Ok(RegisterStartAnswer {
             response,
@@ -80,17 +77,7 @@ impl KeyVault {
                      the last minute; log in again",
                 )
             })?;
-        let ((), revision) = self.update(account, |entry| match &entry.record {
-            Some(record) if record.version == version => {
-                entry.record = None;
-                entry.guesses = 0;
-                Ok(())
-            }
-            _ => Err(Refusal::new(
-                ErrorCode::Conflict,
-                "the record changed since the login; nothing was deleted",
-            )),
-        })?;
+        let ((), revision) = self.update(account, |entry| self.check.delete(entry, version))?;
         if let Err(err) = self.store.purge_history() {
             tracing::error!("deleted the record of {account}, but the store kept old pages: {err}");
         }

@@ -119,8 +119,14 @@ impl GuessCheck for Counting {
         self.evaluated.fetch_add(1, Ordering::SeqCst);
         self.inner.evaluate(account, opened, ke1)
     }
+    fn reserve_version(&self, entry: &mut AccountEntry) -> u64 {
+        self.inner.reserve_version(entry)
+    }
     fn register(&self, account: &str, version: u64, request: &[u8]) -> Result<Vec<u8>, Refusal> {
         self.inner.register(account, version, request)
+    }
+    fn delete(&self, entry: &mut AccountEntry, version: u64) -> Result<(), Refusal> {
+        self.inner.delete(entry, version)
     }
     fn seal_record(
         &self,

@@ -86,7 +86,10 @@ pub fn cheap() -> Result<Argon2<'static>, String> {
 /// A fresh account entry holding a record of `account` registered with [`RIGHT`].
 fn registered(check: &dyn GuessCheck, account: &str) -> Result<AccountEntry, String> {
     let mut entry = AccountEntry::new(String::new());
-    entry.last_version = 1;
+    ensure(
+        check.reserve_version(&mut entry) == 1 && entry.last_version == 1,
+        "the first version reserved is not 1",
+    )?;
     let (upload, sealed, _) = client_registration(account, RIGHT, &KEY, &cheap()?, |request| {
         let response = check
             .register(account, 1, request)
@@ -137,6 +140,17 @@ fn counting(check: &dyn GuessCheck) -> Outcome {
     let mut reset = entry.clone();
     check.reset(&mut reset, 1).map_err(|r| r.message)?;
     ensure(reset.guesses == 0, "a proven login did not reset the count")?;
+
+    let mut deleted = entry.clone();
+    ensure(
+        check.delete(&mut deleted, 2).is_err() && deleted.record.is_some(),
+        "deleted for a record version the entry does not hold",
+    )?;
+    check.delete(&mut deleted, 1).map_err(|r| r.message)?;
+    ensure(
+        deleted.record.is_none() && deleted.guesses == 0 && !deleted.destroyed,
+        "a deletion left the record or the count",
+    )?;
 
     let mut erased = entry.clone();
     ensure(
