@@ -159,8 +159,7 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::ServerKey => {
-            let vault = KeyVault::open(&config)?;
-            println!("server_key = \"{}\"", vault.server_key());
+            println!("server_key = \"{}\"", KeyVault::read_server_key(&config)?);
             Ok(())
         }
         Command::Account { command } => {

@@ -172,13 +172,7 @@ impl KeyVault {
         check: impl FnOnce(Arc<Hsm>, Arc<ServerSetup<Suite>>) -> Result<Box<dyn GuessCheck>, HsmError>,
     ) -> Result<KeyVault, StartError> {
         let hsm = Arc::new(hsm);
-        let sealed = store.get(SERVER_SETUP_KEY)?.ok_or_else(|| {
-            StartError::State(format!(
-                "{} holds no server setup: run `sealback-vault init` first",
-                config.store_name()
-            ))
-        })?;
-        let setup = record::open_setup(&hsm, &sealed.value)?;
+        let setup = open_setup(config, &hsm, store.as_ref())?;
         init::check_entry_key(config, &hsm, store.as_ref())?;
         let server_key = format_server_key(&setup.keypair().public().serialize());
         let (_, history) = audit_log::history(&config.audit_log)?;
@@ -210,6 +204,19 @@ impl KeyVault {
             ))
         })?;
         Ok(vault)
+    }
+
+    /// The public key clients pin, read from the store (`sealback-vault server-key`). Writes
+    /// nothing, so it may run beside a serving vault: opening a whole [`KeyVault`] would
+    /// append to the audit log and erase entries at the limit, whose last-chance login the
+    /// serving vault may still be waiting for.
+    pub fn read_server_key(config: &Config) -> Result<String, StartError> {
+        let pin = config.hsm.pin()?;
+        let hsm = Hsm::open(&config.hsm, &pin)?;
+        drop(pin);
+        let store = crate::store::open(config)?;
+        let setup = open_setup(config, &hsm, store.as_ref())?;
+        Ok(format_server_key(&setup.keypair().public().serialize()))
     }
 
     /// The public key clients pin (base64).
@@ -326,6 +333,21 @@ impl KeyVault {
             }
         }
     }
+}
+
+/// The OPAQUE server setup, unsealed with the HSM from the store.
+fn open_setup(
+    config: &Config,
+    hsm: &Hsm,
+    store: &dyn RecordStore,
+) -> Result<ServerSetup<Suite>, StartError> {
+    let sealed = store.get(SERVER_SETUP_KEY)?.ok_or_else(|| {
+        StartError::State(format!(
+            "{} holds no server setup: run `sealback-vault init` first",
+            config.store_name()
+        ))
+    })?;
+    Ok(record::open_setup(hsm, &sealed.value)?)
 }
 
 /// Account administration (`sealback-vault account ...`): works on the store alone, so it

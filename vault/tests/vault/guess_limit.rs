@@ -258,3 +258,33 @@ fn logins_past_the_accounts_bound_are_busy_before_a_guess_is_spent() {
         audit_events(&vault, "alice", "login-start") == granted
     });
 }
+
+#[test]
+fn server_key_beside_a_serving_vault_writes_nothing_and_erases_nothing() {
+    let vault = vault();
+    let (client, credential) = crate::registered(&vault, "alice", [9u8; 32]);
+    let raw = Raw::new(&vault);
+    // All ten guesses spent, the last login still in progress: the serving vault erases the
+    // record only if that login fails or expires.
+    for _ in 0..10 {
+        assert_eq!(raw.login_start("alice", Some(&credential)).status, 200);
+    }
+    eventually("the starts are audited", || {
+        audit_events(&vault, "alice", "login-start") == 10
+    });
+    let log = std::fs::read(vault.audit_path()).expect("audit log");
+    let output = vault
+        .run(&["server-key"])
+        .unwrap_or_else(|err| panic!("{err}"));
+    assert!(
+        String::from_utf8_lossy(&output.stdout).contains(&vault.server_key),
+        "prints the key"
+    );
+    assert_eq!(
+        std::fs::read(vault.audit_path()).expect("audit log"),
+        log,
+        "server-key wrote to the serving vault's audit log"
+    );
+    assert!(stored_entry(&vault, "alice").record.is_some(), "erased");
+    assert!(!client.status().expect("status").key_destroyed);
+}
