@@ -9,11 +9,11 @@ use std::time::Duration;
 use serde_json::json;
 
 use sealback_tests::drive::{
-    DriveEmulator, DriveError, Fault, FaultAction, Matcher, Options, RequestKind,
+    DevicePoll, DriveEmulator, DriveError, Fault, FaultAction, Matcher, Options, RequestKind,
 };
 use sealback_tests::store::check_restored;
 use sealback_tests::wait::poll;
-use sealback_tests::{Device, MessageStore, Setup, Target};
+use sealback_tests::{Ctl, Device, MessageStore, Setup, Target};
 
 use crate::gdrive::SignedIn;
 
@@ -80,6 +80,77 @@ fn a_store_backed_up_to_drive_restores_on_a_new_device() {
     }
 }
 
+/// A pack's upload is cut mid-way during a daemon backup: the daemon retries the put, the
+/// plugin asks Drive how much it holds and sends only the rest, on the same session.
+#[test]
+fn a_cut_upload_during_a_backup_resumes_and_the_snapshot_restores() {
+    const CHUNK: u64 = 1 << 20;
+    let signed_in = SignedIn::start(Options::default());
+    let drive = &signed_in.drive;
+    let dir = tempfile::tempdir().expect("tempdir");
+    // Every second message has an image of 50-400 KB: about 7 MB, so full 4 MiB packs.
+    let store = MessageStore::create(&dir.path().join("store"), 2);
+    store.append(60);
+    let mut options = signed_in.options();
+    options["resumable_threshold"] = json!(CHUNK);
+    options["chunk_size"] = json!(CHUNK);
+    let target = Target::new(TARGET, "gdrive", options);
+    let mut device = Device::started(Setup::new(store.dir(), vec![target.clone()]));
+    let recovery_key = device.generate_key();
+    // The first chunk of the first resumable upload is cut after 600,000 of its bytes: Drive
+    // keeps the whole 256 KiB units that arrived (524,288 bytes).
+    drive.cut_next_chunk_after(600_000);
+    let report = device.backup();
+    let status = device.status();
+    device.stop();
+    assert!(
+        status.targets[0].requests.retries >= 1,
+        "the daemon retried the cut put: {:?}",
+        status.targets[0].requests
+    );
+    let sessions = drive.upload_sessions();
+    assert!(!sessions.is_empty(), "no pack went up resumable");
+    for session in &sessions {
+        assert!(
+            session.file_id.is_some(),
+            "an upload was left unfinished: {session:?}"
+        );
+    }
+    // The retry resumed the cut session instead of starting a new one for the same object.
+    let mut names: Vec<&str> = sessions.iter().map(|s| s.name.as_str()).collect();
+    names.sort_unstable();
+    names.dedup();
+    assert_eq!(
+        names.len(),
+        sessions.len(),
+        "a session was started over: {sessions:?}"
+    );
+    let resumed: Vec<_> = sessions
+        .iter()
+        .filter(|s| s.bytes_received > s.total.unwrap_or(0))
+        .collect();
+    assert_eq!(resumed.len(), 1, "{sessions:?}");
+    let total = resumed[0].total.expect("a known size");
+    let resent = resumed[0].bytes_received - total;
+    assert!(
+        resent < total && resent < CHUNK,
+        "re-sent {resent} bytes of a {total}-byte object: {:?}",
+        resumed[0]
+    );
+    assert_eq!(
+        drive.app_data_named(&resumed[0].name).len(),
+        1,
+        "one file, no duplicate from the retry"
+    );
+
+    let fresh = Device::started(Setup::restoring_from(vec![target]));
+    fresh.import_key(&recovery_key);
+    let to = fresh.root().join("restored");
+    fresh.restore(&report.snapshot, &to);
+    let restored = check_restored(&to).unwrap_or_else(|e| panic!("{e}{}", fresh.log_tail()));
+    assert_eq!(restored.messages, 60);
+}
+
 #[test]
 fn sealbackctl_target_auth_completes_the_device_flow_and_the_target_starts_working() {
     let drive = DriveEmulator::start(Options {
@@ -109,21 +180,29 @@ fn sealbackctl_target_auth_completes_the_device_flow_and_the_target_starts_worki
         "status: {error}"
     );
 
-    // The person approves the code `sealbackctl target auth` shows.
-    let approver = std::thread::scope(|scope| {
-        let approver = scope.spawn(|| {
-            let code = poll(Duration::from_secs(60), || {
-                drive.pending_user_codes().into_iter().next()
-            });
-            let code = code.expect("a user code was requested");
-            assert!(drive.approve(&code));
-            code
-        });
-        let auth = device.ctl_ok(&["target", "auth", TARGET]);
-        let code = approver.join().expect("approver");
-        (auth, code)
+    // The person approves the code `sealbackctl target auth` shows, after the plugin has
+    // polled twice and heard `authorization_pending` (RFC 8628 §3.5): it keeps polling, once
+    // an interval (1 s), until the approval.
+    let (auth, code) = authorize(&drive, &device, |polls| {
+        polls
+            .iter()
+            .filter(|p| p.answer == "authorization_pending")
+            .count()
+            >= 2
     });
-    let (auth, code) = approver;
+    let polls = drive.device_polls(&code);
+    let answers: Vec<&str> = polls.iter().map(|p| p.answer).collect();
+    assert_eq!(
+        answers,
+        ["authorization_pending", "authorization_pending", "ok"],
+        "{polls:?}"
+    );
+    for pair in polls.windows(2) {
+        assert!(
+            pair[1].at - pair[0].at >= Duration::from_secs(1),
+            "polled faster than the interval: {polls:?}"
+        );
+    }
     assert!(
         auth.stderr.contains(&code) && auth.stderr.contains("/device"),
         "{auth}"
@@ -147,6 +226,67 @@ fn sealbackctl_target_auth_completes_the_device_flow_and_the_target_starts_worki
     let report = device.backup();
     assert!(!report.snapshot.is_empty());
     assert!(!drive.app_data_files().is_empty());
+}
+
+/// The token endpoint enforces a longer interval than it advertised (2 s, not 1 s): the
+/// plugin's second poll hears `slow_down`, and from then on it polls 5 s less often (RFC 8628
+/// §3.5: 1 + 5 = 6 s), which the emulator then accepts.
+#[test]
+fn target_auth_polls_5_s_slower_after_slow_down() {
+    let drive = DriveEmulator::start(Options {
+        device_poll_interval: Duration::from_secs(1),
+        device_poll_enforced: Some(Duration::from_secs(2)),
+        ..Options::default()
+    })
+    .expect("emulator");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let token_file = dir.path().join("drive.token");
+    let store = MessageStore::create(&dir.path().join("store"), 7);
+    let target = Target::new(TARGET, "gdrive", drive.provider_options(&token_file));
+    let device = Device::started(Setup::new(store.dir(), vec![target]));
+    let (auth, code) = authorize(&drive, &device, |polls| {
+        polls.iter().any(|p| p.answer == "slow_down")
+    });
+    assert!(auth.stdout.contains("authorized"), "{auth}");
+    let polls = drive.device_polls(&code);
+    let answers: Vec<&str> = polls.iter().map(|p| p.answer).collect();
+    assert_eq!(
+        answers,
+        ["authorization_pending", "slow_down", "ok"],
+        "{polls:?}"
+    );
+    let after_slow_down = polls[2].at - polls[1].at;
+    assert!(
+        after_slow_down >= Duration::from_secs(6),
+        "polled again {after_slow_down:?} after slow_down: {polls:?}"
+    );
+    assert!(token_file.is_file());
+}
+
+/// Runs `sealbackctl target auth drive` while a person approves its code once the polls of
+/// the token endpoint so far satisfy `approve_when`; its output and the user code.
+fn authorize(
+    drive: &DriveEmulator,
+    device: &Device,
+    approve_when: impl Fn(&[DevicePoll]) -> bool + Sync,
+) -> (Ctl, String) {
+    std::thread::scope(|scope| {
+        let approver = scope.spawn(|| {
+            let code = poll(Duration::from_secs(60), || {
+                drive.pending_user_codes().into_iter().next()
+            });
+            let code = code.expect("a user code was requested");
+            let ready = poll(Duration::from_secs(60), || {
+                approve_when(&drive.device_polls(&code)).then_some(())
+            });
+            ready.unwrap_or_else(|| panic!("polls: {:?}", drive.device_polls(&code)));
+            assert!(drive.approve(&code));
+            code
+        });
+        let auth = device.ctl_ok(&["target", "auth", TARGET]);
+        let code = approver.join().expect("approver");
+        (auth, code)
+    })
 }
 
 /// The app's usual settings: the local disk follows every change, Drive gets a daily backup.
