@@ -1,8 +1,10 @@
 //! sealbackd with a `gdrive` target on the Drive v3 emulator: a backup (while Drive rate-limits
-//! and fails now and then, which the daemon retries) restores on a fresh device; a target not yet
-//! authorized does not stop the daemon, `status` says what to run, and `sealbackctl target auth`
-//! completes the device flow, after which the same daemon backs up to it without a restart;
-//! and the local disk on every change beside Drive daily, in one configuration.
+//! and fails now and then, which the daemon retries) restores on a fresh device; an upload cut
+//! mid-way resumes through the daemon's retry; a target not yet authorized does not stop the
+//! daemon, `status` names it from the start and says what to run, and `sealbackctl target auth`
+//! completes the device flow (polling through `authorization_pending` and `slow_down`), after
+//! which the same daemon backs up to it at once without a restart; and the local disk on every
+//! change beside Drive daily, in one configuration.
 
 use std::time::Duration;
 
@@ -153,21 +155,18 @@ fn a_cut_upload_during_a_backup_resumes_and_the_snapshot_restores() {
 
 #[test]
 fn sealbackctl_target_auth_completes_the_device_flow_and_the_target_starts_working() {
-    let drive = DriveEmulator::start(Options {
-        device_poll_interval: Duration::from_secs(1),
-        ..Options::default()
-    })
-    .expect("emulator");
-    let dir = tempfile::tempdir().expect("tempdir");
-    let token_file = dir.path().join("drive.token");
+    let (drive, dir, token_file) = not_signed_in(None);
     let store = MessageStore::create(&dir.path().join("store"), 7);
     store.append(40);
-    let target = Target::new(TARGET, "gdrive", drive.provider_options(&token_file));
+    // Daily: a failed backup is tried again after a wait (30 s, then longer).
+    let target = Target::new(TARGET, "gdrive", drive.provider_options(&token_file))
+        .with("schedule", json!("daily"));
     let device = Device::started(Setup::new(store.dir(), vec![target]));
     device.generate_key();
 
     // Not authorized: the daemon runs, the backup fails, and status says what to run.
     device.ctl(&["backup", "--wait"]);
+    let failed_at = std::time::Instant::now();
     let status = device.status();
     let shown = status
         .targets
@@ -222,10 +221,58 @@ fn sealbackctl_target_auth_completes_the_device_flow_and_the_target_starts_worki
     );
     assert!(!auth.stdout.contains(token.trim()) && !auth.stderr.contains(token.trim()));
 
-    // The same daemon, not restarted, now backs up to Drive.
-    let report = device.backup();
-    assert!(!report.snapshot.is_empty());
+    // The same daemon, not restarted, backs up to Drive at once: the authorization ended the
+    // target's wait after its failure (which would have lasted until 30 s after it).
+    let snapshots = poll(Duration::from_secs(15), || {
+        let shown = device.status().targets[0].clone();
+        (shown.snapshots > 0).then_some(shown)
+    })
+    .unwrap_or_else(|| panic!("no backup after the authorization{}", device.log_tail()));
+    assert!(
+        failed_at.elapsed() < Duration::from_secs(30),
+        "too slow to tell the retry apart"
+    );
+    assert_eq!(snapshots.last_error, None);
     assert!(!drive.app_data_files().is_empty());
+}
+
+/// A Drive target not authorized yet is named in `status` as soon as the daemon has started,
+/// before any backup has tried it, with the command to run; `target auth` clears that.
+#[test]
+fn status_names_a_target_not_yet_authorized_from_the_start() {
+    let (drive, dir, token_file) = not_signed_in(None);
+    let store = MessageStore::create(&dir.path().join("store"), 7);
+    let disk = Target::local("disk", &dir.path().join("disk"));
+    let cloud = Target::new(TARGET, "gdrive", drive.provider_options(&token_file));
+    // Manual: nothing is backed up unless asked.
+    let device = Device::started(Setup::new(store.dir(), vec![disk, cloud]));
+    let shown = poll(Duration::from_secs(15), || {
+        let status = device.status();
+        let error = status.targets[1].last_error.clone()?;
+        Some((status, error))
+    });
+    let (status, error) = shown.unwrap_or_else(|| {
+        panic!(
+            "status does not name the unauthorized target: {:?}{}",
+            device.status().targets,
+            device.log_tail()
+        )
+    });
+    assert!(
+        error.contains("sealbackctl target auth drive") && error.contains("drive"),
+        "{error}"
+    );
+    assert!(status.last_backup.is_none(), "a backup ran: {status:?}");
+    assert_eq!(status.targets[0].last_error, None, "the disk is fine");
+    let shown = device.ctl_ok(&["status"]);
+    assert!(
+        shown.stdout.contains("sealbackctl target auth drive"),
+        "{shown}"
+    );
+
+    let (auth, _) = authorize(&drive, &device, |_| true);
+    assert!(auth.stdout.contains("authorized"), "{auth}");
+    assert_eq!(device.status().targets[1].last_error, None);
 }
 
 /// The token endpoint enforces a longer interval than it advertised (2 s, not 1 s): the
@@ -233,14 +280,7 @@ fn sealbackctl_target_auth_completes_the_device_flow_and_the_target_starts_worki
 /// §3.5: 1 + 5 = 6 s), which the emulator then accepts.
 #[test]
 fn target_auth_polls_5_s_slower_after_slow_down() {
-    let drive = DriveEmulator::start(Options {
-        device_poll_interval: Duration::from_secs(1),
-        device_poll_enforced: Some(Duration::from_secs(2)),
-        ..Options::default()
-    })
-    .expect("emulator");
-    let dir = tempfile::tempdir().expect("tempdir");
-    let token_file = dir.path().join("drive.token");
+    let (drive, dir, token_file) = not_signed_in(Some(Duration::from_secs(2)));
     let store = MessageStore::create(&dir.path().join("store"), 7);
     let target = Target::new(TARGET, "gdrive", drive.provider_options(&token_file));
     let device = Device::started(Setup::new(store.dir(), vec![target]));
@@ -261,6 +301,22 @@ fn target_auth_polls_5_s_slower_after_slow_down() {
         "polled again {after_slow_down:?} after slow_down: {polls:?}"
     );
     assert!(token_file.is_file());
+}
+
+/// An emulator whose device flow advertises a 1 s interval (and enforces `enforced`, if
+/// given), a directory, and the refresh-token file in it, not written yet.
+fn not_signed_in(
+    enforced: Option<Duration>,
+) -> (DriveEmulator, tempfile::TempDir, std::path::PathBuf) {
+    let drive = DriveEmulator::start(Options {
+        device_poll_interval: Duration::from_secs(1),
+        device_poll_enforced: enforced,
+        ..Options::default()
+    })
+    .expect("emulator");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let token_file = dir.path().join("drive.token");
+    (drive, dir, token_file)
 }
 
 /// Runs `sealbackctl target auth drive` while a person approves its code once the polls of
