@@ -44,12 +44,13 @@
 //!
 //! # Faults ([`DriveEmulator::inject`], `--fault KIND:ACTION[:COUNT]`)
 //! A [`Fault`] gives the next `count` requests its [`Matcher`] matches (a [`RequestKind`], a
-//! method, a path substring) one [`FaultAction`]: an error ([`DriveError::rate_limit_exceeded`],
+//! method, a path substring; or every n-th of them, [`Fault::every`]) one [`FaultAction`]: an error ([`DriveError::rate_limit_exceeded`],
 //! `user_rate_limit_exceeded`, `too_many_requests(Some(retry_after))`, `backend_error`,
 //! `service_unavailable`, `storage_quota_exceeded`, `auth_error`), a connection cut after K
 //! bytes of the request body ([`FaultAction::CutBodyAfter`]; a resumable session keeps what
 //! arrived, in whole 256 KiB units), a lost answer (served, then the connection closed:
-//! a retried create leaves a duplicate), or a delay. Also: [`DriveEmulator::expire_access_tokens`],
+//! a retried create leaves a duplicate), a duplicated create ([`FaultAction::Duplicate`]: a
+//! second file of the name appears), or a delay. Also: [`DriveEmulator::expire_access_tokens`],
 //! [`DriveEmulator::set_quota`] (then uploads past it get 403 `storageQuotaExceeded`),
 //! [`DriveEmulator::set_max_page_size`], [`DriveEmulator::put_file`] (e.g. a duplicate name).
 //!

@@ -219,6 +219,20 @@ impl State {
         stored
     }
 
+    /// Stores a copy of the file created last, with its name ([`super::FaultAction::Duplicate`]).
+    pub(crate) fn duplicate_newest(&mut self) {
+        let Some(newest) = self.files.values().max_by_key(|f| f.seq).cloned() else {
+            return;
+        };
+        let copy = NewFile {
+            name: newest.name,
+            parents: newest.parents,
+            mime_type: Some(newest.mime_type),
+            app_properties: newest.app_properties,
+        };
+        self.insert(copy, newest.content);
+    }
+
     pub(crate) fn remove(&mut self, id: &str) -> Option<StoredFile> {
         let removed = self.files.remove(id);
         self.refresh_object_counters();
