@@ -66,6 +66,13 @@ fn a_store_backed_up_to_drive_restores_on_a_new_device() {
         drive.app_data_files().len() > 3,
         "objects live in appDataFolder"
     );
+    // With the default options, a full (4 MiB) pack goes up resumable, so that a cut
+    // connection does not send it again from the start.
+    let sessions = drive.upload_sessions();
+    assert!(
+        !sessions.is_empty() && sessions.iter().all(|s| s.file_id.is_some()),
+        "{sessions:?}"
+    );
 
     let fresh = Device::started(Setup::restoring_from(vec![target]));
     fresh.import_key(&recovery_key);
