@@ -81,6 +81,10 @@ pub struct Daemon {
     stop: providers::Stop,
     /// When the scheduler plans each target's next backup (Unix ms), by target order.
     next_backups: Mutex<Vec<Option<i64>>>,
+    /// Targets just authorized (`sealbackctl target auth`), by index, for the scheduler to
+    /// end their wait after failures; it takes the receiver ([`Daemon::take_authorized`]).
+    authorized: mpsc::UnboundedSender<usize>,
+    authorized_rx: Mutex<Option<mpsc::UnboundedReceiver<usize>>>,
 }
 
 /// One target's part of a backup run: its index in the configuration and how it went.
@@ -149,6 +153,7 @@ impl Daemon {
             .map(|h| h.trim().to_owned())
             .unwrap_or_else(|_| "unknown".into());
         let last_backup = last_backup::load(&config.state_dir);
+        let (authorized, authorized_rx) = mpsc::unbounded_channel();
         Ok(Daemon {
             config,
             keystore,
@@ -163,6 +168,8 @@ impl Daemon {
             cancel: AtomicBool::new(false),
             stop,
             next_backups: Mutex::new(Vec::new()),
+            authorized,
+            authorized_rx: Mutex::new(Some(authorized_rx)),
         })
     }
 

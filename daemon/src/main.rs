@@ -99,6 +99,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
     let (ticket_tx, ticket_rx) = mpsc::channel(16);
     let (change_tx, change_rx) = mpsc::channel(1);
     let daemon = Arc::new(Daemon::new(config.clone(), ticket_tx)?);
+    daemon.check_authorizations();
     let _watcher = scheduler::watch_store(&config.store, change_tx)
         .with_context(|| format!("cannot watch the store {}", config.store.display()))?;
     let listener = server::bind(&config.socket, config.socket_mode).with_context(|| {

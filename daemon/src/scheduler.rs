@@ -74,6 +74,10 @@ pub async fn run(
         first_interval_run(&daemon, i, every)
     });
     publish(&daemon, &plan);
+    // Targets authorized by `sealbackctl target auth`: their wait after failures ends.
+    let mut authorized = daemon
+        .take_authorized()
+        .unwrap_or_else(|| mpsc::unbounded_channel().1);
     loop {
         crate::notify::alive();
         let mut waiting: Vec<BackupTicket> = Vec::new();
@@ -87,6 +91,11 @@ pub async fn run(
                 continue;
             }
             Some(ticket) = tickets.recv() => waiting.push(ticket),
+            Some(i) = authorized.recv() => {
+                plan.authorized(i, Instant::now());
+                publish(&daemon, &plan);
+                continue;
+            }
             _ = sleep_until(plan.next_deadline()) => {}
         }
         while let Ok(t) = tickets.try_recv() {

@@ -73,6 +73,8 @@ pub struct TargetStore {
     name: String,
     inner: Box<dyn ObjectStore>,
     counters: Arc<Counters>,
+    /// Its plugin has an authorization step (`sealbackctl target auth`).
+    authorizes: bool,
 }
 
 impl TargetStore {
@@ -81,11 +83,23 @@ impl TargetStore {
             name: name.to_owned(),
             inner: Box::new(inner),
             counters,
+            authorizes: false,
         }
+    }
+
+    /// Marks the target as one whose plugin has an authorization step.
+    pub fn with_authorization_step(mut self, authorizes: bool) -> Self {
+        self.authorizes = authorizes;
+        self
     }
 
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// Whether its credentials come from `sealbackctl target auth` rather than its options.
+    pub fn authorizes(&self) -> bool {
+        self.authorizes
     }
 }
 

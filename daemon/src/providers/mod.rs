@@ -108,7 +108,8 @@ pub fn open_target(
             ),
         })?;
     tracing::info!(target = %target.name, plugin = %path.display(), version = %plugin.version(), "storage target ready");
-    let store = PluginStore::new(&target.name, instance, plugin.can_authorize());
+    let authorizes = plugin.can_authorize();
+    let store = PluginStore::new(&target.name, instance, authorizes);
     let limited = limit::Limited::new(store, target.concurrency);
     let timed = timeout::Timed::new(
         Arc::new(limited),
@@ -123,5 +124,7 @@ pub fn open_target(
         counters.clone(),
         stop.clone(),
     );
-    Ok(Arc::new(TargetStore::new(&target.name, retrying, counters)))
+    Ok(Arc::new(
+        TargetStore::new(&target.name, retrying, counters).with_authorization_step(authorizes),
+    ))
 }

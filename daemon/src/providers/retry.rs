@@ -20,8 +20,13 @@ pub struct RetryPolicy {
     pub attempts: u32,
     /// The wait before the first retry; it doubles for each further one.
     pub base: Duration,
-    /// No wait is longer than this, and neither is a retry-after we honour.
+    /// No backoff wait is longer than this.
     pub max: Duration,
+    /// A provider's retry-after is honoured up to this, even past `max`: a server that asks
+    /// for a minute (Drive's rate limits do) and is asked again after 30 s only refuses again,
+    /// and each early retry spends one of `attempts`. The bound keeps a server that asks for
+    /// hours from holding a backup that long; a stopping daemon ends the wait at once.
+    pub retry_after_max: Duration,
 }
 
 impl Default for RetryPolicy {
@@ -30,6 +35,7 @@ impl Default for RetryPolicy {
             attempts: 6,
             base: Duration::from_millis(250),
             max: Duration::from_secs(30),
+            retry_after_max: Duration::from_secs(600),
         }
     }
 }
@@ -37,7 +43,8 @@ impl Default for RetryPolicy {
 impl RetryPolicy {
     /// The wait before retry number `retry` (1-based): `base * 2^(retry-1)`, capped, with
     /// "equal jitter" (a random point in its upper half) so that several workers that failed
-    /// together do not retry together; at least the provider's retry-after.
+    /// together do not retry together; at least the provider's retry-after (up to
+    /// `retry_after_max`).
     pub fn wait(&self, retry: u32, retry_after: Option<Duration>) -> Duration {
         let exp = self
             .base
@@ -49,7 +56,7 @@ impl RetryPolicy {
         let half = exp / 2;
         let jittered = half + rand::thread_rng().gen_range(Duration::ZERO..=half);
         match retry_after {
-            Some(asked) => asked.min(self.max).max(jittered),
+            Some(asked) => asked.min(self.retry_after_max).max(jittered),
             None => jittered,
         }
     }
@@ -154,6 +161,7 @@ mod tests {
             attempts: 3,
             base: Duration::from_millis(1),
             max: Duration::from_millis(4),
+            retry_after_max: Duration::from_millis(4),
         }
     }
 
@@ -191,6 +199,7 @@ mod tests {
             attempts: 3,
             base: Duration::from_secs(60),
             max: Duration::from_secs(60),
+            retry_after_max: Duration::from_secs(60),
         };
         let stop = Stop::default();
         let always = Flaky(Mutex::new(vec![transient(); 3]), Mutex::new(0));
@@ -234,6 +243,7 @@ mod tests {
             attempts: 10,
             base: Duration::from_millis(100),
             max: Duration::from_secs(1),
+            retry_after_max: Duration::from_secs(5),
         };
         for _ in 0..100 {
             let first = policy.wait(1, None);
@@ -242,9 +252,32 @@ mod tests {
             assert!(third >= Duration::from_millis(200) && third <= Duration::from_millis(400));
             assert!(policy.wait(30, None) <= Duration::from_secs(1));
             assert!(policy.wait(1, Some(Duration::from_millis(700))) >= Duration::from_millis(700));
+            // A retry-after past the backoff cap is still honoured, up to its own bound.
+            assert_eq!(
+                policy.wait(1, Some(Duration::from_secs(3))),
+                Duration::from_secs(3)
+            );
             assert_eq!(
                 policy.wait(1, Some(Duration::from_secs(3600))),
-                Duration::from_secs(1)
+                Duration::from_secs(5)
+            );
+        }
+    }
+
+    /// Drive answers a rate limit with `Retry-After: 60`: the daemon waits the full minute
+    /// (it used to come back after 30 s, be refused again and spend its retries), and a server
+    /// asking for an hour is asked again after ten minutes.
+    #[test]
+    fn the_default_policy_honours_a_minute_long_retry_after() {
+        let policy = RetryPolicy::default();
+        for retry in 1..=5 {
+            assert_eq!(
+                policy.wait(retry, Some(Duration::from_secs(60))),
+                Duration::from_secs(60)
+            );
+            assert_eq!(
+                policy.wait(retry, Some(Duration::from_secs(3600))),
+                Duration::from_secs(600)
             );
         }
     }

@@ -124,6 +124,18 @@ impl Plan {
         }
     }
 
+    /// Target `i` was just authorized (`sealbackctl target auth`): if it is waiting to be
+    /// tried again after failures (most likely refused credentials), it is due `now`, and its
+    /// next failure waits the first wait again.
+    pub(crate) fn authorized(&mut self, i: usize, now: Instant) {
+        if let Some(t) = self.targets.get_mut(i) {
+            if t.retry_due.is_some() {
+                t.retry_due = Some(now);
+            }
+            t.retry_wait = RETRY_FIRST;
+        }
+    }
+
     /// Target `i`'s backup ended at `now`; returns how long until it is tried again, if a
     /// failure is (for the log: a manual target's is not).
     pub(crate) fn finished(
@@ -240,6 +252,30 @@ mod tests {
             Some(now + DAY),
             "the daily target is not affected"
         );
+    }
+
+    #[test]
+    fn an_authorized_target_waiting_after_failures_is_due_at_once() {
+        let now = Instant::now();
+        let mut p = plan(now);
+        p.started(&[1]);
+        p.finished(1, Outcome::Failed, now);
+        p.started(&[1]);
+        p.finished(1, Outcome::Failed, now + RETRY_FIRST);
+        let later = now + RETRY_FIRST + Duration::from_secs(1);
+        assert!(p.due(later).is_empty(), "waiting {:?}", p.next_run(1));
+        p.authorized(1, later);
+        assert_eq!(p.due(later), vec![1]);
+        p.started(&[1]);
+        p.finished(1, Outcome::Failed, later);
+        assert_eq!(
+            p.next_run(1),
+            Some(later + RETRY_FIRST),
+            "the back-off starts over"
+        );
+        // A target that has not failed keeps its plan.
+        p.authorized(0, later);
+        assert_eq!(p.next_run(0), None);
     }
 
     #[test]

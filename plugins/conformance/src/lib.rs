@@ -42,6 +42,17 @@
 //! options are not a JSON object. `open_refuses_malformed_options` opens it with documents that
 //! are not a JSON object at all.
 //!
+//! # Transient errors
+//!
+//! A plugin sends each request once and reports a transient failure (a busy server, a cut
+//! connection) back; retrying is the host's. The kit makes every call of a case as sealbackd
+//! does: a `TRANSIENT` error is tried again, up to 6 attempts in all (sealbackd's default), after
+//! the asked retry-after (at most a second, to keep runs short) or a short backoff. So a
+//! provider can run the kit against storage that refuses or drops a request now and then (the
+//! gdrive tests inject Drive's rate limits, 5xx, cut connections and duplicated creates), and
+//! passes as long as each call succeeds within the host's attempts. Only a call meant to fail
+//! (an invalid name) is made once.
+//!
 //! # Failed puts
 //!
 //! The kit cannot make a working provider fail. Given options for a second instance over the

@@ -22,7 +22,8 @@
 //!   uploads at `{api_root}upload/drive/v3/`), `token_uri` (default
 //!   `https://oauth2.googleapis.com/token`), `device_auth_uri` (default
 //!   `https://oauth2.googleapis.com/device/code`): for emulators and tests.
-//! - `resumable_threshold` (bytes, default 5 MiB): larger objects use resumable uploads.
+//! - `resumable_threshold` (bytes, default 2 MiB, below the 4 MiB packs): larger objects use
+//!   resumable uploads.
 //! - `chunk_size` (bytes, default 8 MiB, a multiple of 256 KiB): a resumable upload's chunk.
 //! - `timeout` (default `2m`): how long one request, or one chunk, may take.
 //!

@@ -16,9 +16,12 @@ const GOOGLE_DEVICE_AUTH_URI: &str = "https://oauth2.googleapis.com/device/code"
 /// Resumable uploads send their chunks in multiples of this (Drive refuses other sizes).
 pub(crate) const CHUNK_UNIT: u64 = 256 << 10;
 const DEFAULT_CHUNK_SIZE: u64 = 32 * CHUNK_UNIT; // 8 MiB
-/// Objects larger than this go up in resumable uploads; smaller ones in one multipart request
-/// (Google advises multipart up to 5 MB).
-const DEFAULT_RESUMABLE_THRESHOLD: u64 = 5 << 20;
+/// Objects larger than this go up in resumable uploads; smaller ones in one multipart request.
+/// Below the repository's 4 MiB packs, so that every full pack can resume after a cut
+/// connection instead of starting over, as Google advises for uploads from mobile devices; it
+/// costs one request more per pack (the session's start). Indexes, manifests and other small
+/// objects stay multipart.
+const DEFAULT_RESUMABLE_THRESHOLD: u64 = 2 << 20;
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// The options as written in the configuration.
@@ -196,6 +199,8 @@ mod tests {
             "https://oauth2.googleapis.com/device/code"
         );
         assert_eq!(options.chunk_size % CHUNK_UNIT, 0);
+        // Below the repository's 4 MiB packs: a full pack resumes after a cut connection.
+        assert!(options.resumable_threshold < 4 << 20);
     }
 
     #[test]

@@ -40,10 +40,11 @@ struct Args {
     /// 0600, for the provider's `refresh_token_file`.
     #[arg(long)]
     refresh_token_file: Option<PathBuf>,
-    /// A fault rule KIND:ACTION[:COUNT], repeatable. KIND: any, token, device-code, list, get,
-    /// media, delete, create, multipart, resumable-start, chunk, status. ACTION: rate-limit,
-    /// user-rate-limit, 429, 429/SECS, 500, 503, quota, 401, cut/BYTES, lose-answer,
-    /// delay/MILLIS. COUNT: how many matching requests (default 1).
+    /// A fault rule KIND:ACTION[:COUNT[:EVERY]], repeatable. KIND: any, token, device-code,
+    /// list, get, media, delete, create, multipart, resumable-start, chunk, status. ACTION:
+    /// rate-limit, user-rate-limit, 429, 429/SECS, 500, 503, quota, 401, cut/BYTES,
+    /// lose-answer, duplicate, delay/MILLIS. COUNT: how many matching requests (default 1).
+    /// EVERY: only every n-th matching request (default 1).
     #[arg(long)]
     fault: Vec<String>,
 }

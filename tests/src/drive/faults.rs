@@ -109,14 +109,23 @@ pub enum FaultAction {
     LoseAnswer,
     /// Waits this long before serving the request.
     Delay(Duration),
+    /// Serves a create, then stores a second file with the same name, parents and content, as
+    /// when two clients (or a create Drive carried out twice) made one name twice: the name is
+    /// duplicated, and the client is not told.
+    Duplicate,
 }
 
-/// A rule: the next `count` requests that `matcher` matches get `action`.
+/// A rule: the next `count` requests that `matcher` matches get `action` (with
+/// [`Fault::every`], every n-th of them, `count` times).
 #[derive(Debug, Clone)]
 pub struct Fault {
     pub matcher: Matcher,
     pub action: FaultAction,
     pub count: u32,
+    /// Applies to every `every`-th matching request only (1: each one).
+    pub every: u32,
+    /// Matching requests seen so far.
+    seen: u32,
 }
 
 impl Fault {
@@ -125,12 +134,22 @@ impl Fault {
             matcher,
             action,
             count,
+            every: 1,
+            seen: 0,
         }
     }
 
-    /// Parses `--fault KIND:ACTION[:COUNT]`, where KIND is a [`RequestKind::parse`] name or
-    /// `any`, and ACTION one of `rate-limit`, `user-rate-limit`, `429`, `429/SECS` (with
-    /// Retry-After), `500`, `503`, `quota`, `401`, `cut/BYTES`, `lose-answer`, `delay/MILLIS`.
+    /// Spreads the faults: only every `n`-th matching request gets the action, so that a
+    /// client that retries meets them one at a time, through a whole run.
+    pub fn every(mut self, n: u32) -> Fault {
+        self.every = n.max(1);
+        self
+    }
+
+    /// Parses `--fault KIND:ACTION[:COUNT[:EVERY]]`, where KIND is a [`RequestKind::parse`]
+    /// name or `any`, and ACTION one of `rate-limit`, `user-rate-limit`, `429`, `429/SECS`
+    /// (with Retry-After), `500`, `503`, `quota`, `401`, `cut/BYTES`, `lose-answer`,
+    /// `duplicate`, `delay/MILLIS`; EVERY as [`Fault::every`].
     pub fn parse(text: &str) -> Result<Fault, String> {
         let mut parts = text.split(':');
         let kind = parts.next().unwrap_or_default();
@@ -141,6 +160,12 @@ impl Fault {
             Some(n) => n
                 .parse()
                 .map_err(|_| format!("--fault {text}: COUNT {n:?} is not a number"))?,
+            None => 1,
+        };
+        let every = match parts.next() {
+            Some(n) => n
+                .parse()
+                .map_err(|_| format!("--fault {text}: EVERY {n:?} is not a number"))?,
             None => 1,
         };
         let matcher = if kind == "any" {
@@ -170,14 +195,11 @@ impl Fault {
                 "quota" => FaultAction::Error(DriveError::storage_quota_exceeded()),
                 "401" => FaultAction::Error(DriveError::auth_error()),
                 "lose-answer" => FaultAction::LoseAnswer,
+                "duplicate" => FaultAction::Duplicate,
                 _ => return Err(format!("--fault {text}: unknown action {action:?}")),
             },
         };
-        Ok(Fault {
-            matcher,
-            action,
-            count,
-        })
+        Ok(Fault::new(matcher, action, count).every(every))
     }
 }
 
@@ -204,17 +226,21 @@ impl Faults {
         self.rules.clear();
     }
 
-    /// Takes one use of the first rule matching this request.
+    /// Takes one use of the first rule matching this request whose turn it is (see
+    /// [`Fault::every`]).
     pub(crate) fn take(
         &mut self,
         kind: RequestKind,
         method: &str,
         path_and_query: &str,
     ) -> Option<FaultAction> {
-        let index = self
-            .rules
-            .iter()
-            .position(|f| f.matcher.matches(kind, method, path_and_query))?;
+        let index = self.rules.iter_mut().position(|f| {
+            if !f.matcher.matches(kind, method, path_and_query) {
+                return false;
+            }
+            f.seen += 1;
+            f.seen.is_multiple_of(f.every)
+        })?;
         let rule = &mut self.rules[index];
         let action = rule.action.clone();
         rule.count -= 1;
@@ -256,5 +282,18 @@ mod tests {
         assert!(faults.take(RequestKind::List, "GET", "/x").is_some());
         assert!(faults.take(RequestKind::List, "GET", "/x").is_some());
         assert!(faults.take(RequestKind::List, "GET", "/x").is_none());
+    }
+
+    #[test]
+    fn a_spread_rule_applies_to_every_nth_matching_request() {
+        let mut faults = Faults::default();
+        faults.push(Fault::parse("list:duplicate:2:3").expect("parse"));
+        let hits: Vec<bool> = (0..9)
+            .map(|_| faults.take(RequestKind::List, "GET", "/x").is_some())
+            .collect();
+        assert_eq!(
+            hits,
+            [false, false, true, false, false, true, false, false, false]
+        );
     }
 }

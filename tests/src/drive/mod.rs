@@ -15,7 +15,8 @@
 //! - `POST token` — `grant_type=refresh_token` and
 //!   `grant_type=urn:ietf:params:oauth:grant-type:device_code` (RFC 8628: `authorization_pending`
 //!   428 until the user code is approved, `slow_down` 403 when polled faster than `interval`
-//!   (which then grows by 5 s), `access_denied` 403, `expired_token` 400). Access tokens last
+//!   (which then grows by 5 s; [`Options::device_poll_enforced`] enforces a longer one than
+//!   advertised, and [`DriveEmulator::device_polls`] records each poll), `access_denied` 403, `expired_token` 400). Access tokens last
 //!   [`Options::access_token_lifetime`]; a Drive request without a valid one gets 401 `authError`.
 //! - `POST device/code` — `device_code`, `user_code`, `verification_url` (Google's name) and
 //!   `verification_uri`, `expires_in`, `interval`. A test approves with
@@ -43,12 +44,13 @@
 //!
 //! # Faults ([`DriveEmulator::inject`], `--fault KIND:ACTION[:COUNT]`)
 //! A [`Fault`] gives the next `count` requests its [`Matcher`] matches (a [`RequestKind`], a
-//! method, a path substring) one [`FaultAction`]: an error ([`DriveError::rate_limit_exceeded`],
+//! method, a path substring; or every n-th of them, [`Fault::every`]) one [`FaultAction`]: an error ([`DriveError::rate_limit_exceeded`],
 //! `user_rate_limit_exceeded`, `too_many_requests(Some(retry_after))`, `backend_error`,
 //! `service_unavailable`, `storage_quota_exceeded`, `auth_error`), a connection cut after K
 //! bytes of the request body ([`FaultAction::CutBodyAfter`]; a resumable session keeps what
 //! arrived, in whole 256 KiB units), a lost answer (served, then the connection closed:
-//! a retried create leaves a duplicate), or a delay. Also: [`DriveEmulator::expire_access_tokens`],
+//! a retried create leaves a duplicate), a duplicated create ([`FaultAction::Duplicate`]: a
+//! second file of the name appears), or a delay. Also: [`DriveEmulator::expire_access_tokens`],
 //! [`DriveEmulator::set_quota`] (then uploads past it get 403 `storageQuotaExceeded`),
 //! [`DriveEmulator::set_max_page_size`], [`DriveEmulator::put_file`] (e.g. a duplicate name).
 //!
@@ -84,7 +86,7 @@ use tokio::sync::watch;
 pub use errors::{DriveError, OAuthError};
 pub use faults::{Fault, FaultAction, Matcher, RequestKind};
 pub use files::MAX_PAGE_SIZE;
-pub use state::{APP_DATA_FOLDER, Counters, StoredFile, UploadSession};
+pub use state::{APP_DATA_FOLDER, Counters, DevicePoll, StoredFile, UploadSession};
 pub use upload::CHUNK_GRANULE;
 
 use state::{Decision, NewFile, State};
@@ -109,6 +111,10 @@ pub struct Options {
     pub device_code_lifetime: Duration,
     /// The device flow's polling `interval`.
     pub device_poll_interval: Duration,
+    /// The interval the token endpoint enforces until it has answered `slow_down` once (then
+    /// the advertised interval plus 5 s): set it longer than `device_poll_interval` to make a
+    /// client that keeps the advertised interval hear `slow_down`. `None`: the advertised one.
+    pub device_poll_enforced: Option<Duration>,
     /// The largest request body read.
     pub max_body: u64,
 }
@@ -124,6 +130,7 @@ impl Default for Options {
             access_token_lifetime: Duration::from_secs(3600),
             device_code_lifetime: Duration::from_secs(1800),
             device_poll_interval: Duration::from_secs(5),
+            device_poll_enforced: None,
             max_body: 512 << 20,
         }
     }
@@ -156,6 +163,9 @@ impl DriveEmulator {
                 client_secret: options.client_secret.clone(),
                 device_code_lifetime: options.device_code_lifetime,
                 interval: options.device_poll_interval,
+                enforced_interval: options
+                    .device_poll_enforced
+                    .unwrap_or(options.device_poll_interval),
                 verification_url: format!("{root}device"),
             },
             max_body: options.max_body,
@@ -251,6 +261,18 @@ impl DriveEmulator {
             .filter(|g| g.decision == Decision::Pending)
             .map(|g| g.user_code.clone())
             .collect()
+    }
+
+    /// The polls of the token endpoint for the sign-in showing `user_code`, in order: when
+    /// each came and what it was answered.
+    pub fn device_polls(&self, user_code: &str) -> Vec<DevicePoll> {
+        let state = self.shared.state();
+        state
+            .device_grants
+            .values()
+            .find(|g| g.user_code == user_code)
+            .map(|g| g.polls.clone())
+            .unwrap_or_default()
     }
 
     /// The user approves the sign-in showing `user_code`; false if none is pending.

@@ -11,7 +11,7 @@ use serde_json::json;
 
 use super::errors::OAuthError;
 use super::server::{Answer, Request};
-use super::state::{Decision, DeviceGrant, State, new_id};
+use super::state::{Decision, DeviceGrant, DevicePoll, State, new_id};
 
 /// What the OAuth side is configured with.
 #[derive(Debug, Clone)]
@@ -20,6 +20,9 @@ pub(crate) struct OAuthConfig {
     pub client_secret: String,
     pub device_code_lifetime: std::time::Duration,
     pub interval: std::time::Duration,
+    /// The polling interval enforced until the client was told to slow down (at least
+    /// `interval`; longer, a client keeping the advertised interval hears `slow_down`).
+    pub enforced_interval: std::time::Duration,
     /// The verification page shown to the user.
     pub verification_url: String,
 }
@@ -64,8 +67,10 @@ pub(crate) fn device_code(state: &mut State, config: &OAuthConfig, request: &Req
             scope: scope.clone(),
             expires_at: Instant::now() + config.device_code_lifetime,
             interval: config.interval,
+            enforced: config.enforced_interval.max(config.interval),
             last_poll: None,
             decision: Decision::Pending,
+            polls: Vec::new(),
         },
     );
     Answer::json(
@@ -141,34 +146,56 @@ fn device_token(state: &mut State, device_code: Option<&str>) -> Answer {
     }
     let too_soon = grant
         .last_poll
-        .is_some_and(|last| now < last + grant.interval);
+        .is_some_and(|last| now < last + grant.enforced);
     grant.last_poll = Some(now);
-    match grant.decision {
-        Decision::Denied => error(OAuthError::AccessDenied, "The user denied the request."),
-        Decision::Used => error(
-            OAuthError::InvalidGrant,
-            "The device code was already used.",
+    let (answer, code_answered) = match grant.decision {
+        Decision::Denied => (
+            error(OAuthError::AccessDenied, "The user denied the request."),
+            OAuthError::AccessDenied.code(),
+        ),
+        Decision::Used => (
+            error(
+                OAuthError::InvalidGrant,
+                "The device code was already used.",
+            ),
+            OAuthError::InvalidGrant.code(),
         ),
         Decision::Pending if too_soon => {
-            // RFC 8628 §3.5: the client must add 5 seconds to its interval from now on.
+            // RFC 8628 §3.5: the client must add 5 seconds to its interval from now on; that
+            // is what is enforced from now on.
             grant.interval += std::time::Duration::from_secs(5);
-            error(OAuthError::SlowDown, "Polling too frequently.")
+            grant.enforced = grant.interval;
+            (
+                error(OAuthError::SlowDown, "Polling too frequently."),
+                OAuthError::SlowDown.code(),
+            )
         }
-        Decision::Pending => error(OAuthError::AuthorizationPending, "Precondition Required"),
+        Decision::Pending => (
+            error(OAuthError::AuthorizationPending, "Precondition Required"),
+            OAuthError::AuthorizationPending.code(),
+        ),
         Decision::Approved => {
             grant.decision = Decision::Used;
             let scope = grant.scope.clone();
             let refresh = new_id("1//emu-");
             state.refresh_tokens.insert(refresh.clone(), scope.clone());
             let access = state.issue_access_token();
-            Answer::json(
+            let answer = Answer::json(
                 200,
                 &json!({"access_token": access, "refresh_token": refresh,
                         "expires_in": state.access_token_lifetime.as_secs(),
                         "scope": scope, "token_type": "Bearer"}),
-            )
+            );
+            (answer, "ok")
         }
+    };
+    if let Some(grant) = state.device_grants.get_mut(code) {
+        grant.polls.push(DevicePoll {
+            at: now,
+            answer: code_answered,
+        });
     }
+    answer
 }
 
 /// Sets the decision on the pending grant with this user code; false if there is none.

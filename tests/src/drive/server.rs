@@ -303,7 +303,11 @@ async fn handle(
         e.clone().into()
     } else {
         let mut state = shared.state();
-        route(&mut state, &shared.oauth, kind, &request)
+        let answer = route(&mut state, &shared.oauth, kind, &request);
+        if matches!(fault, Some(FaultAction::Duplicate)) && answer.status == 200 {
+            state.duplicate_newest();
+        }
+        answer
     };
     if answer.status >= 400 {
         shared.state().counters.errors += 1;

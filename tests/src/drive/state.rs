@@ -82,9 +82,23 @@ pub(crate) struct DeviceGrant {
     pub user_code: String,
     pub scope: String,
     pub expires_at: Instant,
+    /// The interval the client must keep: the advertised one, plus 5 s per `slow_down`.
     pub interval: Duration,
+    /// The interval the token endpoint enforces: polled sooner, it answers `slow_down`.
+    pub enforced: Duration,
     pub last_poll: Option<Instant>,
     pub decision: Decision,
+    /// Every poll of the token endpoint with this device code, in order.
+    pub polls: Vec<DevicePoll>,
+}
+
+/// One poll of the token endpoint with a device code ([`super::DriveEmulator::device_polls`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DevicePoll {
+    pub at: Instant,
+    /// The OAuth error code answered (`authorization_pending`, `slow_down`...), or `ok` when
+    /// the tokens were issued.
+    pub answer: &'static str,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -203,6 +217,20 @@ impl State {
         self.files.insert(stored.id.clone(), stored.clone());
         self.refresh_object_counters();
         stored
+    }
+
+    /// Stores a copy of the file created last, with its name ([`super::FaultAction::Duplicate`]).
+    pub(crate) fn duplicate_newest(&mut self) {
+        let Some(newest) = self.files.values().max_by_key(|f| f.seq).cloned() else {
+            return;
+        };
+        let copy = NewFile {
+            name: newest.name,
+            parents: newest.parents,
+            mime_type: Some(newest.mime_type),
+            app_properties: newest.app_properties,
+        };
+        self.insert(copy, newest.content);
     }
 
     pub(crate) fn remove(&mut self, id: &str) -> Option<StoredFile> {

@@ -342,7 +342,7 @@ fn sigterm_stops_a_stuck_restore(faulty: serde_json::Value, stuck: fn(&Device) -
 #[test]
 fn sigterm_stops_a_restore_waiting_on_its_provider_in_bounded_time_leaving_no_partial_file() {
     // The last pack read fails transiently, the provider asking for a minute's wait (the
-    // daemon honours 30 s of it).
+    // daemon waits all of it: it honours a retry-after up to 10 minutes).
     sigterm_stops_a_stuck_restore(
         json!({ "fail": "get", "kind": "transient", "retry_after_ms": 60_000 }),
         |device| device.status().targets[0].requests.retries > 0,

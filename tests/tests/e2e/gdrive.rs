@@ -2,7 +2,8 @@
 //! loads it: the conformance kit passes, also while Drive pages its listings in sevens, refuses
 //! access tokens and answers slowly; Drive's errors reach the host as the ABI's kinds; a cut
 //! resumable upload resumes from the offset Drive confirms; duplicate names are resolved and
-//! cleaned up.
+//! cleaned up; and the kit passes while Drive refuses, cuts and duplicates now and then, the
+//! kit retrying transient errors as sealbackd does.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -56,12 +57,18 @@ fn show(report: &Report) -> String {
 }
 
 fn passes_the_kit(signed_in: &SignedIn) {
+    passes_the_kit_with(signed_in, signed_in.options());
+}
+
+/// The kit against the provider opened with `options` (the signed-in emulator's, adjusted).
+fn passes_the_kit_with(signed_in: &SignedIn, options: Value) {
     let plugin = binaries::built("libsealback_gdrive.so");
     // A refresh token Drive does not know makes every call fail: the failed-put cases.
     let bogus = signed_in.token_file.with_file_name("bogus.token");
     std::fs::write(&bogus, "1//not-a-token").expect("bogus token");
-    let settings = Settings::new(signed_in.options().to_string())
-        .failing_options(signed_in.drive.provider_options(&bogus).to_string());
+    let mut failing = options.clone();
+    failing["refresh_token_file"] = json!(bogus);
+    let settings = Settings::new(options.to_string()).failing_options(failing.to_string());
     let report = run_with(&plugin, &settings, |case| eprintln!("gdrive: {case}"))
         .unwrap_or_else(|err| panic!("the kit cannot load {}: {err}", plugin.display()));
     assert_eq!(report.plugin.name, "gdrive");
@@ -128,6 +135,77 @@ fn gdrive_passes_the_conformance_kit_under_faults_it_must_absorb() {
             .unwrap_or(0)
             >= 5,
         "{counters:?}"
+    );
+}
+
+#[test]
+fn gdrive_passes_the_conformance_kit_under_transient_faults() {
+    // Faults the daemon's retries absorb, which the kit retries as sealbackd does: every n-th
+    // request of each kind refused (rate limits, 429 with Retry-After, 500, 503) a few times
+    // each, spread over the run so that no call meets more than the host's attempts;
+    // connections cut in the middle of multipart creates and of resumable chunks (objects
+    // above 1 MiB go resumable); creates whose answer is lost, or whose file Drive stores twice
+    // under one name; deletes whose answer is lost.
+    let signed_in = SignedIn::start(Options::default());
+    let drive = &signed_in.drive;
+    let refusals = [
+        (DriveError::rate_limit_exceeded(), 41),
+        (DriveError::user_rate_limit_exceeded(), 43),
+        (
+            DriveError::too_many_requests(Some(Duration::from_secs(1))),
+            47,
+        ),
+        (DriveError::backend_error(), 53),
+        (DriveError::service_unavailable(), 59),
+    ];
+    for kind in [
+        RequestKind::List,
+        RequestKind::GetMedia,
+        RequestKind::CreateMultipart,
+        RequestKind::Delete,
+    ] {
+        for (error, every) in &refusals {
+            drive.inject(
+                Fault::new(Matcher::kind(kind), FaultAction::Error(error.clone()), 3).every(*every),
+            );
+        }
+    }
+    let spread = |kind, action, count, every| {
+        drive.inject(Fault::new(Matcher::kind(kind), action, count).every(every));
+    };
+    spread(
+        RequestKind::CreateMultipart,
+        FaultAction::CutBodyAfter(100),
+        3,
+        37,
+    );
+    // The 64 MiB object goes up in 64 chunks: two of them are cut. The first session start
+    // (the 1 MiB + 3 bytes object's) is refused.
+    spread(
+        RequestKind::ResumableChunk,
+        FaultAction::CutBodyAfter(300_000),
+        2,
+        15,
+    );
+    spread(
+        RequestKind::ResumableStart,
+        FaultAction::Error(DriveError::backend_error()),
+        1,
+        1,
+    );
+    spread(RequestKind::CreateMultipart, FaultAction::Duplicate, 3, 41);
+    spread(RequestKind::CreateMultipart, FaultAction::LoseAnswer, 2, 43);
+    spread(RequestKind::Delete, FaultAction::LoseAnswer, 2, 47);
+    let mut options = signed_in.options();
+    options["resumable_threshold"] = json!(1 << 20);
+    options["chunk_size"] = json!(1 << 20);
+
+    passes_the_kit_with(&signed_in, options);
+    let counters = drive.counters();
+    assert!(counters.errors >= 40, "{counters:?}");
+    assert!(
+        counters.of(RequestKind::ResumableStatus) >= 2,
+        "cut uploads resumed by asking Drive what it holds: {counters:?}"
     );
 }
 
