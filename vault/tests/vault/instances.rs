@@ -29,7 +29,12 @@ fn the_etcd_store_keeps_the_store_contract() {
 
 #[test]
 fn register_on_one_instance_recover_through_another() {
-    let fleet = fleet();
+    register_on_one_recover_through_another(&fleet());
+}
+
+/// Registers Alice through instance 0 and recovers through 1 and 2, with a wrong guess
+/// through 2 counted for all; each instance audits what it served.
+pub fn register_on_one_recover_through_another(fleet: &Fleet) {
     let credential = fleet.vaults[0].add_account("alice").expect("adds");
     let on = |i: usize| client(&fleet.vaults[i], "alice", &credential);
     on(0)
@@ -71,7 +76,7 @@ fn init_joins_only_with_the_vaults_own_keys() {
     assert!(printed.contains(&fleet.vaults[0].server_key), "{printed}");
 
     // A token without the vault's keys cannot join: a fresh one ...
-    let etcd = Some((fleet.cluster.endpoints(), "/elsewhere/".to_string()));
+    let etcd = Some(fleet.cluster.config("/elsewhere/"));
     let stranger = TestVault::start_with(
         binary(),
         Options {
