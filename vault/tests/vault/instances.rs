@@ -75,7 +75,13 @@ fn init_joins_only_with_the_vaults_own_keys() {
     assert!(printed.contains("joined the vault"), "{printed}");
     assert!(printed.contains(&fleet.vaults[0].server_key), "{printed}");
 
-    // A token without the vault's keys cannot join: a fresh one ...
+    // A token without the vault's keys cannot join: a fresh one that holds no keys at all
+    // (not even a record key of its own) ...
+    let empty = fleet.vaults[0].new_peer().expect("a new token, no keys");
+    let err = empty.run(&["init"]).expect_err("a token without keys");
+    assert!(err.contains("this token holds no record key"), "{err}");
+    assert!(err.contains("key ceremony"), "{err}");
+    // ... one holding another vault's record key (its own, made by `init` on another prefix).
     let etcd = Some(fleet.cluster.config("/elsewhere/"));
     let stranger = TestVault::start_with(
         binary(),
@@ -88,7 +94,6 @@ fn init_joins_only_with_the_vaults_own_keys() {
     let config = stranger.config_path();
     let text = std::fs::read_to_string(&config).expect("config");
     std::fs::write(&config, text.replace("/elsewhere/", "/sealback-vault/")).expect("config");
-    // ... holding another vault's record key.
     let err = stranger.run(&["init"]).expect_err("another vault's token");
     assert!(err.contains("does not open its server setup"), "{err}");
     assert!(err.contains("key ceremony"), "{err}");
