@@ -40,10 +40,11 @@ fn register_on_one_instance_recover_through_another_over_tls_with_a_client_certi
 /// etcd's auth tokens live this long when unused (`--auth-token-ttl`; etcd's default is 300).
 const TOKEN_TTL_SECS: u64 = 2;
 
-#[test]
-fn the_vault_stays_logged_in_to_etcd_past_its_token_lifetime_and_member_restarts() {
-    let mut fleet = fleet_on(Security {
-        auth_token_ttl: Some(TOKEN_TTL_SECS),
+/// A fleet on a cluster with authentication on and tokens living `ttl` seconds, Alice
+/// registered through instance 0, and her credential.
+fn fleet_with_auth(ttl: u64) -> (Fleet, String) {
+    let fleet = fleet_on(Security {
+        auth_token_ttl: Some(ttl),
         ..Security::default()
     });
     // The vault's etcd user may touch its prefix only: authentication is really on.
@@ -51,32 +52,50 @@ fn the_vault_stays_logged_in_to_etcd_past_its_token_lifetime_and_member_restarts
         .err()
         .expect("outside the vault's prefix");
     assert!(err.to_string().contains("permission denied"), "{err}");
-
     let credential = fleet.vaults[0].add_account("alice").expect("adds");
-    let on = |fleet: &Fleet, i: usize| {
-        Vault::new(fleet.vaults[i].client_config("alice", &credential)).expect("client")
-    };
-    on(&fleet, 0)
+    alice(&fleet, 0, &credential)
         .register(&password(RIGHT), &[5u8; 32])
         .expect("registers");
-    let recover_through_each = |fleet: &Fleet, when: &str| {
-        for i in 0..fleet.vaults.len() {
-            match on(fleet, i).recover(&password(RIGHT)) {
-                Ok(key) => assert_eq!(*key, [5u8; 32]),
-                Err(err) => panic!("{when}: instance {i}: {err}"),
-            }
+    (fleet, credential.to_string())
+}
+
+fn alice(fleet: &Fleet, i: usize, credential: &str) -> Vault {
+    Vault::new(fleet.vaults[i].client_config("alice", credential)).expect("client")
+}
+
+fn recover_through_each(fleet: &Fleet, credential: &str, when: &str) {
+    for i in 0..fleet.vaults.len() {
+        match alice(fleet, i, credential).recover(&password(RIGHT)) {
+            Ok(key) => assert_eq!(*key, [5u8; 32]),
+            Err(err) => panic!("{when}: instance {i}: {err}"),
         }
-    };
+    }
+}
+
+#[test]
+fn the_vault_stays_logged_in_to_etcd_past_its_token_lifetime() {
+    let (fleet, credential) = fleet_with_auth(TOKEN_TTL_SECS);
     // An instance talks to one member at a time and moves on when one fails: after four
     // pauses past the token lifetime, every member's token of every instance has expired
     // at least once while the instance held it.
     for round in 0..4 {
         std::thread::sleep(Duration::from_millis(TOKEN_TTL_SECS * 1000 + 1500));
-        recover_through_each(&fleet, &format!("after idle pause {round}"));
+        recover_through_each(&fleet, &credential, &format!("after idle pause {round}"));
     }
+}
+
+#[test]
+fn the_vault_stays_logged_in_to_etcd_when_members_restart() {
+    // Tokens that do not expire during the test: only the restarts invalidate them.
+    let (mut fleet, credential) = fleet_with_auth(300);
+    recover_through_each(&fleet, &credential, "before any restart");
     // A restarted member has forgotten every token it gave out.
     for member in 0..3 {
         fleet.cluster.restart(member).expect("restarts");
-        recover_through_each(&fleet, &format!("after member m{member} restarted"));
+        recover_through_each(
+            &fleet,
+            &credential,
+            &format!("after member m{member} restarted"),
+        );
     }
 }
