@@ -11,7 +11,9 @@
 //! An operation that must stay on one instance (a login's start and finish, and the
 //! deletion that needs the login) is one unit: a failure anywhere in it starts it over on the
 //! next instance. Only steps that spend nothing, or that the vault counts once per attempt
-//! (a login's guess, by its attempt id), are started over.
+//! (a login's guess, by its attempt id), are started over. For the same reason a login whose
+//! instance no longer knows it at `login/finish` (`conflict`: it restarted) is started again
+//! on that instance first (`Vault::login_then`).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 

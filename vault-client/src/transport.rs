@@ -86,12 +86,33 @@ impl Transport {
         self.request(Method::DELETE, path, Some(body))
     }
 
+    /// [`Transport::post`], with the vault's refusal given as it came (code and message), for
+    /// a caller that acts on the code.
+    pub(crate) fn post_or_refusal<B: Serialize, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> Result<Result<T, ErrorAnswer>, VaultError> {
+        self.request_or_refusal(Method::POST, path, Some(body))
+    }
+
     fn request<B: Serialize, T: DeserializeOwned>(
         &self,
         method: Method,
         path: &str,
         body: Option<&B>,
     ) -> Result<T, VaultError> {
+        self.request_or_refusal(method, path, body)?
+            .map_err(error_of)
+    }
+
+    /// The answer, or the vault's proven refusal; `Err` for every other failure.
+    fn request_or_refusal<B: Serialize, T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&B>,
+    ) -> Result<Result<T, ErrorAnswer>, VaultError> {
         let client = self
             .client
             .get_or_init(|| self.build())
@@ -145,14 +166,14 @@ impl Transport {
             });
         }
         if status.is_success() {
-            return serde_json::from_slice(&bytes).map_err(|err| {
+            return serde_json::from_slice(&bytes).map(Ok).map_err(|err| {
                 VaultError::Protocol(format!(
                     "{url} answered {status} with an unexpected body: {err}"
                 ))
             });
         }
         match serde_json::from_slice::<ErrorAnswer>(&bytes) {
-            Ok(answer) => Err(error_of(answer)),
+            Ok(answer) => Ok(Err(answer)),
             Err(_) => Err(VaultError::Server(format!(
                 "{url} answered {status}: {}",
                 String::from_utf8_lossy(&bytes[..bytes.len().min(200)])
@@ -177,7 +198,7 @@ impl Transport {
 }
 
 /// The error a refusal stands for.
-fn error_of(answer: ErrorAnswer) -> VaultError {
+pub(crate) fn error_of(answer: ErrorAnswer) -> VaultError {
     match answer.error {
         ErrorCode::Unauthorized => VaultError::Unauthorized,
         ErrorCode::WrongPassword => VaultError::WrongPassword {

@@ -14,11 +14,12 @@ use crate::config::{SERVER_KEY_LEN, format_server_key, parse_server_key};
 use crate::failover::Instances;
 use crate::protocol::suite::{CONTEXT, Suite, identifiers, key_stretching};
 use crate::protocol::wire::{
-    DeleteRecord, Done, LoginFinish, LoginFinishAnswer, LoginStart, LoginStartAnswer,
-    RegisterFinish, RegisterStart, RegisterStartAnswer, ServerKeyAnswer, StatusAnswer, path,
+    DeleteRecord, Done, ErrorAnswer, ErrorCode, LoginFinish, LoginFinishAnswer, LoginStart,
+    LoginStartAnswer, RegisterFinish, RegisterStart, RegisterStartAnswer, ServerKeyAnswer,
+    StatusAnswer, path,
 };
 use crate::protocol::{check_account_name, sealed_key, transfer};
-use crate::transport::Transport;
+use crate::transport::{Transport, error_of};
 use crate::{Password, VaultConfig, VaultError};
 
 /// What the vault says about the account's record.
@@ -214,19 +215,33 @@ impl Vault {
             attempt_id: Some(attempt.iter().map(|b| format!("{b:02x}")).collect()),
         };
         self.instances.run(|vault| {
-            let login = self.login_on(vault, &request, start.state.clone(), secret)?;
+            // An instance that lost the login between its start and its finish (it restarted,
+            // or the login expired) is asked once more: the same attempt spends no second
+            // guess (docs/vault.md §7.2), where giving up would cost the user one.
+            let login = match self.login_on(vault, &request, start.state.clone(), secret)? {
+                Some(login) => login,
+                None => self
+                    .login_on(vault, &request, start.state.clone(), secret)?
+                    .ok_or_else(|| {
+                        VaultError::Server(format!(
+                            "{} lost this login twice between its start and its finish",
+                            vault.base()
+                        ))
+                    })?,
+            };
             then(vault, &login)
         })
     }
 
-    /// The login `request` starts, on one instance.
+    /// The login `request` starts, on one instance; `None` if the instance no longer knew
+    /// the login at its finish (`conflict`).
     fn login_on(
         &self,
         vault: &Transport,
         request: &LoginStart,
         state: ClientLogin<Suite>,
         secret: &[u8],
-    ) -> Result<Login, VaultError> {
+    ) -> Result<Option<Login>, VaultError> {
         let mut rng = OsRng;
         let answer: LoginStartAnswer = vault.post(path::LOGIN_START, request)?;
         let ke2 = CredentialResponse::<Suite>::deserialize(&answer.ke2)
@@ -250,7 +265,7 @@ impl Vault {
         let export_key = Zeroizing::new(finish.export_key.to_vec());
         finish.session_key.as_mut_slice().zeroize();
         finish.export_key.as_mut_slice().zeroize();
-        let done: LoginFinishAnswer = vault.post(
+        let finished: Result<LoginFinishAnswer, ErrorAnswer> = vault.post_or_refusal(
             path::LOGIN_FINISH,
             &LoginFinish {
                 account: self.account.clone(),
@@ -258,6 +273,11 @@ impl Vault {
                 ke3: finish.message.serialize().to_vec(),
             },
         )?;
+        let done = match finished {
+            Ok(done) => done,
+            Err(refusal) if refusal.error == ErrorCode::Conflict => return Ok(None),
+            Err(refusal) => return Err(error_of(refusal)),
+        };
         let sealed =
             transfer::open(&session_key, &answer.login_id, &done.sealed_key).ok_or_else(|| {
                 VaultError::Protocol(
@@ -272,10 +292,10 @@ impl Vault {
                         .into(),
                 )
             })?;
-        Ok(Login {
+        Ok(Some(Login {
             login_id: answer.login_id,
             key,
-        })
+        }))
     }
 
     /// Tells the vault that login `answer` did not prove the password (an empty KE3), so

@@ -234,6 +234,15 @@ impl EtcdConfig {
                      CA of etcd's server certificates"
                 ));
             }
+            // The etcd client cannot use TLS settings on a plain http endpoint: it would fail
+            // at every connection, as if no member answered.
+            if !tls && self.ca_cert.is_some() {
+                return Err(format!(
+                    "[etcd] endpoints: {endpoint:?} is plain http, but ca_cert is set: TLS to \
+                     etcd needs every endpoint as https://; list them so, or remove ca_cert, \
+                     cert and key"
+                ));
+            }
         }
         if self.prefix.is_empty() {
             return Err(
@@ -500,8 +509,24 @@ audit_log = "audit.log"
             ),
             (
                 "store = \"etcd\"",
-                "[etcd]\nendpoints = [\"http://e:2379\"]\nca_cert = \"c\"\ncert = \"c\"\n",
+                "[etcd]\nendpoints = [\"https://e:2379\"]\nca_cert = \"c\"\ncert = \"c\"\n",
                 "[etcd] cert and key go together",
+            ),
+            (
+                "store = \"etcd\"",
+                "[etcd]\nendpoints = [\"http://e:2379\"]\nca_cert = \"c\"\n",
+                "\"http://e:2379\" is plain http, but ca_cert is set",
+            ),
+            (
+                "store = \"etcd\"",
+                "[etcd]\nendpoints = [\"https://e:2379\", \"http://f:2379\"]\nca_cert = \"c\"\n\
+                 cert = \"c\"\nkey = \"k\"\n",
+                "\"http://f:2379\" is plain http, but ca_cert is set",
+            ),
+            (
+                "store = \"etcd\"",
+                "[etcd]\nendpoints = [\"http://e:2379\"]\ncert = \"c\"\nkey = \"k\"\n",
+                "[etcd] cert is set but ca_cert is not",
             ),
             (
                 "store = \"records.db\"",

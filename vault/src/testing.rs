@@ -50,8 +50,9 @@ pub struct Options {
     /// Whether `key ceremony generate` makes the token's keys before `init`, so that
     /// [`TestVault::start_peer`] can install them into other tokens.
     pub transportable_keys: bool,
-    /// `store = "etcd"` with these endpoints and prefix ([`cluster`]); `None`: SQLite.
-    pub etcd: Option<(Vec<String>, String)>,
+    /// `store = "etcd"` with this `[etcd]` table ([`cluster::EtcdCluster::config`]); `None`:
+    /// SQLite.
+    pub etcd: Option<crate::config::EtcdConfig>,
 }
 
 impl Default for Options {
@@ -392,23 +393,7 @@ impl TestVault {
              keyUsage = critical, digitalSignature\nextendedKeyUsage = serverAuth\n",
         )
         .map_err(|err| format!("leaf.ext: {err}"))?;
-        openssl(
-            &tls,
-            &[
-                &["req", "-x509"],
-                &EC_KEY[..],
-                &[
-                    "-keyout",
-                    "ca.key",
-                    "-out",
-                    "ca.pem",
-                    "-days",
-                    "2",
-                    "-subj",
-                    "/CN=sealback test CA",
-                ],
-            ],
-        )?;
+        make_ca(&tls)?;
         self.issue_certificate(&tls)
     }
 
@@ -417,52 +402,13 @@ impl TestVault {
     /// false vault.
     pub fn issue_certificate(&self, dir: &Path) -> Result<(), String> {
         let ca = self.dir().join("tls");
-        let path = |name: &str| ca.join(name).to_string_lossy().into_owned();
-        let (ca_pem, ca_key, ext) = (path("ca.pem"), path("ca.key"), path("leaf.ext"));
-        openssl(
-            dir,
-            &[
-                &["req"],
-                &EC_KEY[..],
-                &[
-                    "-keyout",
-                    "key.pem",
-                    "-out",
-                    "leaf.csr",
-                    "-subj",
-                    "/CN=localhost",
-                ],
-            ],
-        )?;
-        openssl(
-            dir,
-            &[&[
-                "x509",
-                "-req",
-                "-in",
-                "leaf.csr",
-                "-CA",
-                &ca_pem,
-                "-CAkey",
-                &ca_key,
-                "-CAcreateserial",
-                "-out",
-                "cert.pem",
-                "-days",
-                "2",
-                "-extfile",
-                &ext,
-            ]],
-        )
+        issue_certificate(dir, &ca, &ca.join("leaf.ext"), "/CN=localhost", "")
     }
 
     fn write_config(&self, listen: &str) -> Result<(), String> {
         let (store, etcd) = match &self.options.etcd {
             None => (self.store.display().to_string(), String::new()),
-            Some((endpoints, prefix)) => (
-                "etcd".to_string(),
-                format!("\n[etcd]\nendpoints = {endpoints:?}\nprefix = {prefix:?}\n"),
-            ),
+            Some(etcd) => ("etcd".to_string(), etcd_table(etcd)),
         };
         let text = format!(
             "listen = \"{listen}\"\n\
@@ -496,6 +442,28 @@ impl Drop for TestVault {
     }
 }
 
+/// `[etcd]` of a test vault's configuration (its files are absolute paths).
+fn etcd_table(etcd: &crate::config::EtcdConfig) -> String {
+    let mut table = format!(
+        "\n[etcd]\nendpoints = {:?}\nprefix = {:?}\n",
+        etcd.endpoints, etcd.prefix
+    );
+    for (name, file) in [
+        ("ca_cert", &etcd.ca_cert),
+        ("cert", &etcd.cert),
+        ("key", &etcd.key),
+        ("password_file", &etcd.password_file),
+    ] {
+        if let Some(file) = file {
+            table += &format!("{name} = {:?}\n", file.display().to_string());
+        }
+    }
+    if let Some(user) = &etcd.username {
+        table += &format!("username = {user:?}\n");
+    }
+    table
+}
+
 /// A new P-256 key, unencrypted, for `openssl req`.
 const EC_KEY: [&str; 5] = [
     "-newkey",
@@ -518,6 +486,74 @@ pub fn core_dumps_off(pid: u32) -> Result<(), String> {
         [.., "0", "0", "bytes"] => Ok(()),
         _ => Err(format!("process {pid} may dump core: {core}")),
     }
+}
+
+/// A throw-away CA in `dir`: `ca.pem` and `ca.key`, valid for two days.
+fn make_ca(dir: &Path) -> Result<(), String> {
+    openssl(
+        dir,
+        &[
+            &["req", "-x509"],
+            &EC_KEY[..],
+            &[
+                "-keyout",
+                "ca.key",
+                "-out",
+                "ca.pem",
+                "-days",
+                "2",
+                "-subj",
+                "/CN=sealback test CA",
+            ],
+        ],
+    )
+}
+
+/// Writes `{name}key.pem` and `{name}cert.pem` for `subject` into `dir`, signed by the CA
+/// of `ca_dir` ([`make_ca`]) with the extensions of the file `ext`.
+fn issue_certificate(
+    dir: &Path,
+    ca_dir: &Path,
+    ext: &Path,
+    subject: &str,
+    name: &str,
+) -> Result<(), String> {
+    let path = |name: &str| ca_dir.join(name).to_string_lossy().into_owned();
+    let (ca_pem, ca_key) = (path("ca.pem"), path("ca.key"));
+    let ext = ext.to_string_lossy().into_owned();
+    let (key, csr, cert) = (
+        format!("{name}key.pem"),
+        format!("{name}leaf.csr"),
+        format!("{name}cert.pem"),
+    );
+    openssl(
+        dir,
+        &[
+            &["req"],
+            &EC_KEY[..],
+            &["-keyout", &key, "-out", &csr, "-subj", subject],
+        ],
+    )?;
+    openssl(
+        dir,
+        &[&[
+            "x509",
+            "-req",
+            "-in",
+            &csr,
+            "-CA",
+            &ca_pem,
+            "-CAkey",
+            &ca_key,
+            "-CAcreateserial",
+            "-out",
+            &cert,
+            "-days",
+            "2",
+            "-extfile",
+            &ext,
+        ]],
+    )
 }
 
 fn openssl(dir: &Path, args: &[&[&str]]) -> Result<(), String> {

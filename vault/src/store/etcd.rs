@@ -109,7 +109,14 @@ impl EtcdStore {
             .with_keep_alive(Duration::from_secs(2), Duration::from_secs(2))
             .with_require_leader(true);
         if let Some((user, password)) = credentials(config)? {
-            options = options.with_user(user, password.as_str());
+            // etcd's auth token expires when unused (`--auth-token-ttl`, 300 s by default)
+            // and a restarted member forgets the tokens it gave out; the client of each
+            // member lives as long as the vault, so it must log in again when etcd says its
+            // token is invalid. Safe for writes too: etcd refuses such a request before it
+            // proposes anything, and the client sends it again once.
+            options = options
+                .with_user(user, password.as_str())
+                .with_auto_token_refresh(true);
         }
         if let Some(tls) = tls_options(config)? {
             options = options.with_tls(tls);

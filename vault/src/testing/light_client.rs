@@ -8,7 +8,9 @@ use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use opaque_ke::argon2::Argon2;
-use opaque_ke::{ClientLogin, ClientLoginFinishParameters, CredentialResponse};
+use opaque_ke::{
+    ClientLogin, ClientLoginFinishParameters, ClientLoginStartResult, CredentialResponse,
+};
 use rand::rngs::OsRng;
 use sealback_vault_client::protocol::suite::{CONTEXT, Suite, identifiers};
 use sealback_vault_client::protocol::vault_proof::{self, ClientExchange};
@@ -41,6 +43,17 @@ impl std::fmt::Display for Failure {
 
 impl std::error::Error for Failure {}
 
+impl Failure {
+    /// Whether another instance may not fail so (this one, or its etcd member, is down, or
+    /// the store failed under it): as `sealback_vault_client` moves on.
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            Failure::Transport(_) | Failure::Refused(ErrorCode::Internal | ErrorCode::Busy, _)
+        )
+    }
+}
+
 fn transport(err: impl std::fmt::Display) -> Failure {
     Failure::Transport(err.to_string())
 }
@@ -57,6 +70,22 @@ pub enum Attempt {
     NotEvaluated(Failure),
     /// `login/start` was answered but `login/finish` failed otherwise.
     Unfinished(Failure),
+}
+
+/// A login tried on several instances ([`LightClient::attempt_failing_over`]).
+#[derive(Debug)]
+pub struct FailedOver {
+    /// The outcome on the last instance tried.
+    pub attempt: Attempt,
+    /// How many times the attempt moved on to another instance.
+    pub moves: usize,
+    /// Whether some instance answered `login/start` (evaluated the password).
+    pub evaluated: bool,
+}
+
+/// A new attempt id, as the client draws one per login.
+fn new_attempt_id() -> String {
+    format!("{:032x}", rand::random::<u128>())
 }
 
 /// A trivial Argon2 (8 KiB, one pass) for load.
@@ -184,12 +213,73 @@ impl LightClient {
         Ok(())
     }
 
-    /// One login with `password`: its outcome, and the time spent waiting for the vault.
+    /// One login with `password`, with an attempt of its own: its outcome, and the time spent
+    /// waiting for the vault.
     pub fn attempt(&self, password: &[u8], ksf: &Argon2<'static>) -> (Attempt, Duration) {
+        match ClientLogin::<Suite>::start(&mut OsRng, password) {
+            Ok(start) => self.try_attempt(&start, &new_attempt_id(), password, ksf),
+            Err(err) => (Attempt::NotEvaluated(transport(err)), Duration::ZERO),
+        }
+    }
+
+    /// One login with `password` as `sealback_vault_client::Vault` makes it: one attempt id
+    /// and one KE1, tried on the instances `urls` in turn from `*instance` while they fail
+    /// transiently ([`Failure::is_transient`]); the vault counts it as one guess wherever it
+    /// was evaluated. `*instance` becomes the last one tried.
+    pub fn attempt_failing_over(
+        &self,
+        urls: &[String],
+        instance: &mut usize,
+        password: &[u8],
+        ksf: &Argon2<'static>,
+    ) -> FailedOver {
         let start = match ClientLogin::<Suite>::start(&mut OsRng, password) {
             Ok(start) => start,
-            Err(err) => return (Attempt::NotEvaluated(transport(err)), Duration::ZERO),
+            Err(err) => {
+                return FailedOver {
+                    attempt: Attempt::NotEvaluated(transport(err)),
+                    moves: 0,
+                    evaluated: false,
+                };
+            }
         };
+        let id = new_attempt_id();
+        let mut tried = FailedOver {
+            attempt: Attempt::NotEvaluated(transport("no instance")),
+            moves: 0,
+            evaluated: false,
+        };
+        for step in 0..urls.len() {
+            if step > 0 {
+                *instance = (*instance + 1) % urls.len();
+                tried.moves += 1;
+            }
+            let (attempt, _) = self
+                .at(&urls[*instance])
+                .try_attempt(&start, &id, password, ksf);
+            tried.evaluated |= !matches!(attempt, Attempt::NotEvaluated(_));
+            let transient = match &attempt {
+                Attempt::NotEvaluated(failure) | Attempt::Unfinished(failure) => {
+                    failure.is_transient()
+                }
+                Attempt::Recovered | Attempt::Wrong(_) => false,
+            };
+            tried.attempt = attempt;
+            if !transient {
+                break;
+            }
+        }
+        tried
+    }
+
+    /// The login that `start` begins, under the attempt `attempt_id`, on this instance.
+    fn try_attempt(
+        &self,
+        start: &ClientLoginStartResult<Suite>,
+        attempt_id: &str,
+        password: &[u8],
+        ksf: &Argon2<'static>,
+    ) -> (Attempt, Duration) {
         let sent = Instant::now();
         let answer: LoginStartAnswer = match self.post(
             path::LOGIN_START,
@@ -197,7 +287,7 @@ impl LightClient {
                 account: self.account.clone(),
                 ke1: start.message.serialize().to_vec(),
                 // As the client sends it: one id per login (the vault keeps it in the entry).
-                attempt_id: Some(format!("{:032x}", rand::random::<u128>())),
+                attempt_id: Some(attempt_id.to_string()),
             },
         ) {
             Ok(answer) => answer,
@@ -209,6 +299,7 @@ impl LightClient {
             .and_then(|ke2| {
                 start
                     .state
+                    .clone()
                     .finish(
                         &mut OsRng,
                         password,

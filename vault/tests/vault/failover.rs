@@ -3,8 +3,8 @@
 //! answer is lost after the vault evaluated it is tried again on the other instance for one
 //! guess, not two (docs/vault.md §7.2, §10).
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 
 use sealback_vault::testing::{Options, TestVault};
 use sealback_vault_client::protocol::wire::path;
@@ -118,4 +118,42 @@ fn a_wrong_password_whose_answer_is_lost_costs_one_guess_on_the_other_instance()
     );
     assert_eq!(vault.status().expect("status").attempts_left, 9);
     assert_eq!(stored_entry(&a, "alice").spent, 1, "one login, one guess");
+}
+
+#[test]
+fn a_login_whose_instance_restarted_before_its_finish_is_started_again_for_no_second_guess() {
+    let vault = Arc::new(Mutex::new(crate::vault()));
+    let (_, credential) = registered(&vault.lock().expect("vault"), "alice", [9; 32]);
+    // A relay that restarts the instance when the first login/finish reaches it: the
+    // restarted instance no longer knows the login its start began.
+    let restarted = Arc::new(AtomicBool::new(false));
+    let (relay_vault, relay_restarted) = (vault.clone(), restarted.clone());
+    let url = serve_https(&vault.lock().expect("vault"), move |request| {
+        let mut instance = relay_vault.lock().expect("vault");
+        let path = request.target.split('?').next().unwrap_or_default();
+        if path == path::LOGIN_FINISH && !relay_restarted.swap(true, Ordering::SeqCst) {
+            instance.restart().expect("restarts");
+        }
+        // A new connection: the old one went with the process.
+        Some(Upstream::new(&instance, None).send(request, request.authorization.as_deref()))
+    });
+    // The relay takes the lock: the test holds it only while it reads the vault.
+    let client = client(&vault.lock().expect("vault"), &[&url], "alice", &credential);
+    let key = client
+        .recover(&password(RIGHT))
+        .expect("recovers through the restarted instance");
+    assert_eq!(*key, [9; 32]);
+    let vault = vault.lock().expect("vault");
+    assert!(
+        restarted.load(Ordering::SeqCst),
+        "the relay restarted nothing"
+    );
+    // The second login/start was the same attempt: granted without a guess.
+    assert_eq!(audit_events(&vault, "alice", "login-start"), 1);
+    assert_eq!(audit_events(&vault, "alice", "login-repeated"), 1);
+    assert_eq!(
+        stored_entry(&vault, "alice").spent,
+        1,
+        "one login, one guess"
+    );
 }

@@ -29,7 +29,12 @@ fn the_etcd_store_keeps_the_store_contract() {
 
 #[test]
 fn register_on_one_instance_recover_through_another() {
-    let fleet = fleet();
+    register_on_one_recover_through_another(&fleet());
+}
+
+/// Registers Alice through instance 0 and recovers through 1 and 2, with a wrong guess
+/// through 2 counted for all; each instance audits what it served.
+pub fn register_on_one_recover_through_another(fleet: &Fleet) {
     let credential = fleet.vaults[0].add_account("alice").expect("adds");
     let on = |i: usize| client(&fleet.vaults[i], "alice", &credential);
     on(0)
@@ -70,8 +75,14 @@ fn init_joins_only_with_the_vaults_own_keys() {
     assert!(printed.contains("joined the vault"), "{printed}");
     assert!(printed.contains(&fleet.vaults[0].server_key), "{printed}");
 
-    // A token without the vault's keys cannot join: a fresh one ...
-    let etcd = Some((fleet.cluster.endpoints(), "/elsewhere/".to_string()));
+    // A token without the vault's keys cannot join: a fresh one that holds no keys at all
+    // (not even a record key of its own) ...
+    let empty = fleet.vaults[0].new_peer().expect("a new token, no keys");
+    let err = empty.run(&["init"]).expect_err("a token without keys");
+    assert!(err.contains("this token holds no record key"), "{err}");
+    assert!(err.contains("key ceremony"), "{err}");
+    // ... one holding another vault's record key (its own, made by `init` on another prefix).
+    let etcd = Some(fleet.cluster.config("/elsewhere/"));
     let stranger = TestVault::start_with(
         binary(),
         Options {
@@ -83,7 +94,6 @@ fn init_joins_only_with_the_vaults_own_keys() {
     let config = stranger.config_path();
     let text = std::fs::read_to_string(&config).expect("config");
     std::fs::write(&config, text.replace("/elsewhere/", "/sealback-vault/")).expect("config");
-    // ... holding another vault's record key.
     let err = stranger.run(&["init"]).expect_err("another vault's token");
     assert!(err.contains("does not open its server setup"), "{err}");
     assert!(err.contains("key ceremony"), "{err}");

@@ -6,6 +6,7 @@ mod audit;
 mod ceremony;
 mod check;
 mod credentials;
+mod etcd_access;
 mod failover;
 mod guess_limit;
 mod hsm;
