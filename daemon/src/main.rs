@@ -99,6 +99,8 @@ async fn run(config: Config) -> anyhow::Result<()> {
     let (ticket_tx, ticket_rx) = mpsc::channel(16);
     let (change_tx, change_rx) = mpsc::channel(1);
     let daemon = Arc::new(Daemon::new(config.clone(), ticket_tx)?);
+    // READY=1 promises a daemon that can back up: its catalogs must open.
+    daemon.open_catalogs()?;
     let _watcher = scheduler::watch_store(&config.store, change_tx)
         .with_context(|| format!("cannot watch the store {}", config.store.display()))?;
     let listener = server::bind(&config.socket, config.socket_mode).with_context(|| {
@@ -119,7 +121,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
         store = %config.store.display(), socket = %config.socket.display(), schedule = %config.schedule,
         targets = config.targets.len(), "sealbackd started"
     );
-    // The catalog is open (Daemon::new) and the socket listens.
+    // The catalogs opened (Daemon::open_catalogs) and the socket listens.
     notify::ready();
     let stop = {
         let daemon = daemon.clone();
