@@ -370,6 +370,39 @@ fn a_backup_hung_in_its_provider_stops_the_watchdog_pings_and_sigterm_still_stop
     fixture.device.stop();
 }
 
+/// Socket activation (systemd/sealbackd.socket), with systemd-socket-activate as systemd:
+/// the daemon serves the socket it is passed rather than binding its own, says READY=1, and
+/// leaves the socket file, which is systemd's, in place when it stops.
+#[test]
+fn a_control_socket_systemd_passes_is_served_and_left_in_place() {
+    let (_dir, mut device) = device();
+    let socket = device.socket();
+    let listen = format!("--listen={}", socket.display());
+    let notify = notify_socket(&mut device);
+    // systemd-socket-activate hands the program only the variables it is told to.
+    let setenv = format!("--setenv=NOTIFY_SOCKET={}", notify.path().display());
+    device.run_under(&["systemd-socket-activate", &listen, &setenv]);
+    // systemd-socket-activate starts sealbackd on the first connection, which start() makes.
+    device.start();
+    let (ready, _) = notify.wait_for("READY=1", WAIT);
+    assert!(ready.is_some(), "no READY=1{}", device.log_tail());
+    device.generate_key();
+    device.backup();
+    let log = std::fs::read_to_string(device.log_path()).expect("read the log");
+    assert!(
+        log.contains("socket_from_systemd=true"),
+        "the daemon did not serve the passed socket:\n{log}"
+    );
+    device.stop();
+    use std::os::unix::fs::FileTypeExt as _;
+    let kept = std::fs::symlink_metadata(&socket).map(|m| m.file_type().is_socket());
+    assert!(
+        matches!(kept, Ok(true)),
+        "the daemon removed systemd's socket file {}: {kept:?}",
+        socket.display()
+    );
+}
+
 /// sealback-vault under `Type=notify`: READY=1 (naming where it serves) once it listens,
 /// SIGHUP logged and survived, STOPPING=1 at SIGTERM, and a clean exit.
 #[test]
