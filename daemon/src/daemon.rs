@@ -173,6 +173,26 @@ impl Daemon {
         })
     }
 
+    /// Opens every target's catalog once, before the daemon says it is ready: a catalog that
+    /// cannot be opened (its folder unwritable, say) stops start-up here, with its path,
+    /// instead of failing every backup of a daemon systemd believes healthy. A damaged one is
+    /// moved aside and started afresh, as at any open.
+    pub fn open_catalogs(&self) -> anyhow::Result<()> {
+        for target in &self.targets {
+            let name = &target.config.name;
+            let path = self.catalog_path(name);
+            let _turn = lock(&target.work);
+            Catalog::open(&path).map_err(|e| {
+                anyhow::anyhow!(
+                    "cannot open the local catalog of target {name:?}, {}: {e}; sealbackd does not start without it: make {} a folder the daemon may write, or move the catalog away",
+                    path.display(),
+                    path.parent().unwrap_or(&self.config.state_dir).display(),
+                )
+            })?;
+        }
+        Ok(())
+    }
+
     /// Shutdown: a running backup or restore stops at its next chunk or pack, and a provider
     /// call waiting for a retry or for a provider that hangs gives up at once.
     pub fn begin_stop(&self) {

@@ -99,15 +99,23 @@ async fn run(config: Config) -> anyhow::Result<()> {
     let (ticket_tx, ticket_rx) = mpsc::channel(16);
     let (change_tx, change_rx) = mpsc::channel(1);
     let daemon = Arc::new(Daemon::new(config.clone(), ticket_tx)?);
+    // READY=1 promises a daemon that can back up: its catalogs must open.
+    daemon.open_catalogs()?;
     daemon.check_authorizations();
     let _watcher = scheduler::watch_store(&config.store, change_tx)
         .with_context(|| format!("cannot watch the store {}", config.store.display()))?;
-    let listener = server::bind(&config.socket, config.socket_mode).with_context(|| {
-        format!(
-            "cannot listen on the control socket {}",
-            config.socket.display()
-        )
-    })?;
+    // Under socket activation (sealbackd.socket) systemd listens already; else we bind.
+    let passed = server::passed_by_systemd(&config.socket)?;
+    let activated = passed.is_some();
+    let listener = match passed {
+        Some(listener) => listener,
+        None => server::bind(&config.socket, config.socket_mode).with_context(|| {
+            format!(
+                "cannot listen on the control socket {}",
+                config.socket.display()
+            )
+        })?,
+    };
 
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let scheduler = tokio::spawn(scheduler::run(
@@ -118,9 +126,9 @@ async fn run(config: Config) -> anyhow::Result<()> {
     ));
     tracing::info!(
         store = %config.store.display(), socket = %config.socket.display(), schedule = %config.schedule,
-        targets = config.targets.len(), "sealbackd started"
+        targets = config.targets.len(), socket_from_systemd = activated, "sealbackd started"
     );
-    // The catalog is open (Daemon::new) and the socket listens.
+    // The catalogs opened (Daemon::open_catalogs) and the socket listens.
     notify::ready();
     let stop = {
         let daemon = daemon.clone();
@@ -132,9 +140,17 @@ async fn run(config: Config) -> anyhow::Result<()> {
             let _ = shutdown_tx.send(true);
         }
     };
-    server::serve(listener, Arc::new(DaemonHandle(daemon)), stop).await;
+    let handle = Arc::new(DaemonHandle(daemon));
+    if activated {
+        // The socket file is systemd's: it listens on for the next start.
+        server::serve_passed(listener, handle, stop).await;
+    } else {
+        server::serve(listener, handle, stop).await;
+    }
     let _ = scheduler.await;
-    let _ = std::fs::remove_file(&config.socket);
+    if !activated {
+        let _ = std::fs::remove_file(&config.socket);
+    }
     tracing::info!("stopped");
     Ok(())
 }

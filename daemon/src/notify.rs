@@ -4,9 +4,11 @@
 //! SIGTERM. Without `NOTIFY_SOCKET` (not under systemd) every call does nothing.
 //!
 //! The watchdog pings come from work that moves: the scheduler loop's iterations (it wakes
-//! for a ping when idle) and a running backup's progress. A loop stuck in a backup whose
-//! engine or provider call hangs stops them, and systemd restarts the daemon after
-//! `WatchdogSec=`.
+//! for a ping when idle), a running backup's reads of the store and its packing, and every
+//! provider call that answers (the uploads after the last read, the final index and
+//! snapshot, a prune's calls). A slow provider thus keeps the daemon alive as long as it
+//! answers; a backup whose engine or provider call hangs stops the pings, and systemd
+//! restarts the daemon after `WatchdogSec=`.
 
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, SystemTime};
@@ -32,10 +34,24 @@ pub fn backup_done(result: &Result<BackupReport, ApiError>) {
 fn backup_status(result: &Result<BackupReport, ApiError>, now: SystemTime) -> String {
     let at = humantime::format_rfc3339_seconds(now);
     match result {
-        Ok(r) => format!(
+        Ok(r) if r.failed.is_empty() => format!(
             "last backup ok at {at}: snapshot {} on {}, {} files, {} bytes written",
             r.snapshot, r.target, r.files, r.bytes_written
         ),
+        // It reached some targets: saying "ok" would hide the ones it did not.
+        Ok(r) => {
+            let failed: Vec<String> = r
+                .failed
+                .iter()
+                .map(|f| format!("{} ({})", f.target, f.error.message))
+                .collect();
+            format!(
+                "last backup partly failed at {at}: snapshot {} on {}; failed on {}",
+                r.snapshot,
+                r.target,
+                failed.join(", ")
+            )
+        }
         Err(e) => format!("last backup failed at {at}: {e}"),
     }
 }
@@ -94,6 +110,7 @@ pub async fn ping_due() {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::control::api::{ErrorBody, TargetFailure};
 
     #[test]
     fn the_status_names_the_snapshot_or_the_error() {
@@ -105,5 +122,29 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("target usb: gone"), "{text}");
+    }
+
+    #[test]
+    fn a_backup_that_missed_a_target_is_not_called_ok_and_names_it() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(86_400);
+        let report = BackupReport {
+            snapshot: "5a1e".into(),
+            target: "disk".into(),
+            failed: vec![TargetFailure {
+                target: "cloud".into(),
+                error: ErrorBody {
+                    code: "target-failed".into(),
+                    message: "target cloud: connection refused".into(),
+                    hint: None,
+                },
+            }],
+            ..BackupReport::default()
+        };
+        let text = backup_status(&Ok(report), now);
+        assert_eq!(
+            text,
+            "last backup partly failed at 1970-01-02T00:00:00Z: snapshot 5a1e on disk; \
+             failed on cloud (target cloud: connection refused)"
+        );
     }
 }

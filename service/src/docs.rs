@@ -36,7 +36,8 @@ pub fn generate_if_asked(command: impl FnOnce() -> clap::Command, section: &str)
     }
 }
 
-/// Writes into `dir`: `man/NAME.SECTION`, `completions/NAME.bash`, `completions/_NAME`
+/// Writes into `dir`: `man/NAME.SECTION` (and `man/NAME-SUB.SECTION` for each subcommand),
+/// `completions/NAME.bash`, `completions/_NAME`
 /// (zsh) and `completions/NAME.fish`. Returns the files written.
 pub fn generate(
     mut command: clap::Command,
@@ -47,14 +48,13 @@ pub fn generate(
     let (man_dir, completions) = (dir.join("man"), dir.join("completions"));
     std::fs::create_dir_all(&man_dir)?;
     std::fs::create_dir_all(&completions)?;
+    // Without the `help` subcommand, which needs no page of its own (clap_mangen's
+    // generate_to does the same); the completions keep it.
+    let mut pages = command.clone().disable_help_subcommand(true);
+    pages.build();
     command.build();
-    let page = man_dir.join(format!("{name}.{section}"));
-    let mut text = Vec::new();
-    clap_mangen::Man::new(command.clone())
-        .section(section)
-        .render(&mut text)?;
-    std::fs::write(&page, text)?;
-    let mut files = vec![page];
+    let mut files = Vec::new();
+    write_pages(&pages, section, &man_dir, &mut files)?;
     for (shell, file) in [
         (Shell::Bash, format!("{name}.bash")),
         (Shell::Zsh, format!("_{name}")),
@@ -69,9 +69,60 @@ pub fn generate(
     Ok(files)
 }
 
+/// Writes `command`'s page and one per subcommand, recursively (`NAME-SUB.SECTION`, the
+/// names the top page's SUBCOMMANDS section refers to): the top page lists the subcommands
+/// without their options, which only their own pages show.
+fn write_pages(
+    command: &clap::Command,
+    section: &str,
+    dir: &Path,
+    files: &mut Vec<PathBuf>,
+) -> std::io::Result<()> {
+    let man = clap_mangen::Man::new(command.clone()).section(section);
+    let page = dir.join(man.get_filename());
+    let mut text = Vec::new();
+    man.render(&mut text)?;
+    std::fs::write(&page, text)?;
+    files.push(page);
+    for sub in command.get_subcommands().filter(|s| !s.is_hide_set()) {
+        write_pages(sub, section, dir, files)?;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn each_subcommand_has_a_page_with_its_options_and_the_top_page_names_it() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let command = clap::Command::new("demo").subcommand(
+            clap::Command::new("restore")
+                .about("Restores a snapshot")
+                .arg(clap::Arg::new("to").long("to"))
+                .subcommand(clap::Command::new("files").arg(clap::Arg::new("glob").long("glob"))),
+        );
+        let files = generate(command, "1", dir.path()).expect("generate");
+        let man = dir.path().join("man");
+        let names: Vec<_> = files.iter().filter(|f| f.starts_with(&man)).collect();
+        assert_eq!(
+            names,
+            [
+                &man.join("demo.1"),
+                &man.join("demo-restore.1"),
+                &man.join("demo-restore-files.1")
+            ],
+            "no page for `help`, one for each other subcommand"
+        );
+        let top = std::fs::read_to_string(man.join("demo.1")).expect("top page");
+        assert!(top.contains("demo\\-restore(1)"), "{top}");
+        let restore = std::fs::read_to_string(man.join("demo-restore.1")).expect("page");
+        assert!(restore.contains(".TH demo-restore 1"), "{restore}");
+        assert!(restore.contains("\\-\\-to"), "{restore}");
+        let nested = std::fs::read_to_string(man.join("demo-restore-files.1")).expect("page");
+        assert!(nested.contains("\\-\\-glob"), "{nested}");
+    }
 
     #[test]
     fn writes_a_man_page_and_three_completions_naming_the_options() {

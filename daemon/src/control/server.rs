@@ -29,7 +29,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio::task::JoinSet;
 
 use super::Handler;
-pub use socket::bind;
+pub use socket::{bind, passed_by_systemd};
 
 /// How long requests in flight may take to finish once shutdown has begun.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
@@ -43,19 +43,22 @@ const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// (and so its backups' too) within the header-read timeout.
 const MAX_CONNECTIONS: usize = 64;
 
-/// The bounds the server keeps; tests shorten them.
+/// The bounds the server keeps (tests shorten them), and whether its socket file is its own.
 #[derive(Debug, Clone, Copy)]
 struct Limits {
     /// How long requests in flight may take to finish once shutdown has begun.
     grace: Duration,
     /// Client connections served at once.
     connections: usize,
+    /// The socket file outlives the server (systemd's, under socket activation).
+    keep_socket_file: bool,
 }
 
 impl Limits {
     const DAEMON: Limits = Limits {
         grace: SHUTDOWN_GRACE,
         connections: MAX_CONNECTIONS,
+        keep_socket_file: false,
     };
 }
 
@@ -83,6 +86,20 @@ pub async fn serve<H: Handler>(
     serve_with(listener, handler, shutdown, Limits::DAEMON).await;
 }
 
+/// [`serve`] on the socket systemd passed ([`passed_by_systemd`]): its file is systemd's,
+/// which goes on listening for the next start, so it is left in place.
+pub async fn serve_passed<H: Handler>(
+    listener: UnixListener,
+    handler: Arc<H>,
+    shutdown: impl Future<Output = ()>,
+) {
+    let limits = Limits {
+        keep_socket_file: true,
+        ..Limits::DAEMON
+    };
+    serve_with(listener, handler, shutdown, limits).await;
+}
+
 async fn serve_with<H: Handler>(
     listener: UnixListener,
     handler: Arc<H>,
@@ -92,7 +109,7 @@ async fn serve_with<H: Handler>(
     let grace = limits.grace;
     let router = routes::router(handler);
     let slots = Arc::new(Semaphore::new(limits.connections));
-    let socket_file = socket::SocketFile::of(&listener);
+    let socket_file = socket::SocketFile::of(&listener).filter(|_| !limits.keep_socket_file);
     // Connections watch this to learn that shutdown has begun.
     let (stopping, stop) = watch::channel(false);
     let mut connections = JoinSet::new();

@@ -290,6 +290,10 @@ pub fn run_worker(repo: &Repository, rx: Receiver<Batch>, state: &UploadState, p
         });
         open.add(chunk.kind, chunk.id, &chunk.data, chunk.compress);
         drop(chunk);
+        // Packing moves the backup on after the last read (the database's spooled pages):
+        // it feeds the systemd watchdog, rate-limited there. A worker stuck in a pack's
+        // upload stops here and sends nothing.
+        crate::notify::alive();
         if open.is_full()
             && let Some(full) = pack.take()
         {

@@ -65,7 +65,13 @@ impl<S: ObjectStore + 'static> Timed<S> {
             }
         };
         match answer {
-            Ok(result) => result,
+            Ok(result) => {
+                // The provider answered: the work moves, however slowly (a pack upload to a
+                // slow target, a prune's deletions). A call that never answers sends nothing,
+                // so a hung provider still stops the pings (crate::notify).
+                crate::notify::alive();
+                result
+            }
             Err(mpsc::RecvTimeoutError::Timeout) => Err(StoreError::new(
                 StoreErrorKind::Transient,
                 format!(

@@ -51,6 +51,41 @@ pub fn bind(path: &Path, mode: u32) -> io::Result<UnixListener> {
     }
 }
 
+/// The control socket systemd passed (socket activation, `sealbackd.socket`), if it passed
+/// one: `LISTEN_FDS` for this process (`LISTEN_PID`), its first descriptor a listening Unix
+/// stream socket. It must be the one `path` names, where sealbackctl connects. Must be
+/// called within a tokio runtime.
+pub fn passed_by_systemd(path: &Path) -> io::Result<Option<UnixListener>> {
+    let mut passed = listenfd::ListenFd::from_env();
+    if passed.len() == 0 {
+        return Ok(None);
+    }
+    let refused = |what: String| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!(
+                "systemd passed {what} (LISTEN_FDS), not the control socket {}: make ListenStream= in sealbackd.socket the same path as control.socket",
+                path.display()
+            ),
+        )
+    };
+    let listener = match passed.take_unix_listener(0) {
+        Ok(Some(listener)) => listener,
+        Ok(None) => return Ok(None),
+        Err(e) => {
+            return Err(refused(format!(
+                "a descriptor that is no Unix stream socket ({e})"
+            )));
+        }
+    };
+    let address = listener.local_addr()?;
+    if address.as_pathname() != Some(path) {
+        return Err(refused(format!("a socket on {address:?}")));
+    }
+    listener.set_nonblocking(true)?;
+    UnixListener::from_std(listener).map(Some)
+}
+
 /// Creates the socket's directory if it is missing, open to whom the socket is open: owner
 /// only for `0o600`, plus search and read for the group or others the mode lets in.
 fn create_parent(path: &Path, mode: u32) -> io::Result<()> {

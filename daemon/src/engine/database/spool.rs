@@ -88,6 +88,9 @@ impl Spool {
                 let mut data = vec![0u8; u32::from_le_bytes(len) as usize];
                 reader.read_exact(&mut data).map_err(unreadable)?;
                 batcher.push_run(ChunkId(id), data)?;
+                // Read back after the store's last read: feeds the systemd watchdog (it
+                // blocks, and stops feeding it, when the upload queue is full).
+                crate::notify::alive();
             }
         }
         batcher.flush()
