@@ -90,7 +90,7 @@ pub fn run(
         }
     }
     let mut seen = catalog.prune_times("prune_seen")?;
-    let mut own_indexes = catalog.prune_times("prune_indexes")?;
+    let mut indexed_seen = catalog.prune_times("prune_packs")?;
     let now = now_unix_ms();
     let report = gc::prune(
         repo,
@@ -99,7 +99,7 @@ pub fn run(
             now_unix_ms: now,
             grace_ms: grace_ms(),
             seen: &mut seen,
-            own_indexes: &mut own_indexes,
+            indexed_seen: &mut indexed_seen,
             dry_run: input.dry_run,
             before_change: input.before_change,
         },
@@ -107,7 +107,7 @@ pub fn run(
     if !input.dry_run {
         // What the run learnt of markers is kept even if it failed half-way.
         catalog.set_prune_times("prune_seen", &seen)?;
-        catalog.set_prune_times("prune_indexes", &own_indexes)?;
+        catalog.set_prune_times("prune_packs", &indexed_seen)?;
     }
     let report = report?;
     if !input.dry_run {

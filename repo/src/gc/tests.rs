@@ -235,12 +235,12 @@ fn restore(repo: &Repository, name: &str) -> State {
 
 fn no_faults(_: &str) {}
 
-/// What a device keeps between prunes: when it first saw each marker, the indexes its
-/// prunes wrote.
+/// What a device keeps between prunes: when it first saw each marker and each indexed
+/// pack.
 #[derive(Default, Clone)]
 struct Local {
     seen: BTreeMap<String, i64>,
-    own: BTreeMap<String, i64>,
+    indexed: BTreeMap<String, i64>,
 }
 
 fn run(repo: &Repository, forget: &[String], now: i64, local: &mut Local) -> PruneReport {
@@ -294,7 +294,7 @@ fn a_month_of_small_backups_prunes_to_what_the_kept_snapshots_need() {
             now_unix_ms: now,
             grace_ms: GRACE_MS,
             seen: &mut seen.seen.clone(),
-            own_indexes: &mut seen.own.clone(),
+            indexed_seen: &mut seen.indexed.clone(),
             dry_run: true,
             before_change: &|what| panic!("a dry run changed {what}"),
         },
@@ -316,7 +316,7 @@ fn a_month_of_small_backups_prunes_to_what_the_kept_snapshots_need() {
             now_unix_ms: now,
             grace_ms: GRACE_MS,
             seen: &mut seen.seen,
-            own_indexes: &mut seen.own,
+            indexed_seen: &mut seen.indexed,
             dry_run: false,
             before_change: &record,
         },
@@ -580,7 +580,7 @@ fn run_with_grace(
             now_unix_ms: now,
             grace_ms,
             seen: &mut local.seen,
-            own_indexes: &mut local.own,
+            indexed_seen: &mut local.indexed,
             dry_run: false,
             before_change: &no_faults,
         },
@@ -619,8 +619,8 @@ fn with_no_grace_period_one_run_merges_marks_and_sweeps() {
     let forget = made_before(&states, 37);
     let mut local = Local::default();
     let report = run_with_grace(&repo, &forget, START + 100 * HOUR, 0, &mut local);
-    // Merge, mark (rewriting the small packs), sweep, and one pass that finds nothing.
-    assert_eq!(report.passes, 4, "{report:?}");
+    // Merge and mark (rewriting the small packs), sweep, and one pass that finds nothing.
+    assert_eq!(report.passes, 3, "{report:?}");
     assert_eq!(report.packs_deleted, 40, "{report:?}");
     assert_eq!(report.packs_pending, 0);
     assert_eq!(store.count("prune/"), 0, "the run's own marker is swept");
@@ -681,4 +681,92 @@ fn records_of_forgotten_snapshots_go_once_this_device_has_seen_them_for_thirty_d
     let due = run(&repo, &[], now + FORGOTTEN_RECORD_MS, &mut local);
     assert_eq!(due.records_deleted, 1, "{due:?}");
     assert_eq!(store.count("forgotten/"), 0);
+}
+
+/// The old phone and the new one, both on the default daily prune of one repository: each
+/// run merges the indexes the other's wrote, and the packs must still settle and go (they
+/// never did while only packs of an index this device wrote could settle). The new phone's
+/// clock is three days ahead: each device's settling runs on its own clock alone.
+#[test]
+fn two_devices_pruning_in_turn_reclaim_space_and_keep_a_running_backups_packs() {
+    let (store, repo, states) = forty_backups(11);
+    let forget = made_before(&states, 37);
+    let before_packs = store.count("data/");
+    let (mut old, mut new) = (Local::default(), Local::default());
+    let skew = 3 * 24 * HOUR;
+    let now = START + 100 * HOUR;
+    let (mut marked, mut deleted) = (0, 0);
+    let mut late: Option<(String, State)> = None;
+    // Half a day apart, in turn, for four days.
+    for turn in 0..8 {
+        let at = now + turn * GRACE_MS / 2;
+        if turn == 3 {
+            // A backup begins an hour before this turn; its pack and index are there, its
+            // snapshot comes just before half the grace period has passed since it began,
+            // after a prune of each device.
+            let packs: HashSet<String> = store
+                .list("data/")
+                .expect("list")
+                .into_iter()
+                .map(|(n, _)| n)
+                .collect();
+            let mut device = Device::new(0xbac);
+            device.act(0);
+            let name = device.backup(&repo, at - HOUR);
+            let sealed = store.get(&name).expect("snapshot");
+            store.remove(&name).expect("withheld");
+            let pack = store
+                .list("data/")
+                .expect("list")
+                .into_iter()
+                .map(|(n, _)| n)
+                .find(|n| !packs.contains(n))
+                .expect("its pack");
+            run(&repo, &[], at + skew, &mut new);
+            run(&repo, &[], at + HOUR, &mut old);
+            run(&repo, &[], at + GRACE_MS / 2 - 2 * HOUR + skew, &mut new);
+            run(&repo, &[], at + GRACE_MS / 2 - 2 * HOUR, &mut old);
+            let indexed = repo.list_indexes().expect("list").iter().any(|i| {
+                repo.read_index(i)
+                    .expect("index")
+                    .packs
+                    .iter()
+                    .any(|p| p.name == pack)
+            });
+            assert!(
+                indexed,
+                "the running backup's pack left the index before its snapshot came"
+            );
+            store.put(&name, &sealed).expect("snapshot");
+            late = Some((name, device.state()));
+        }
+        let (device, clock) = if turn % 2 == 0 {
+            (&mut old, 0)
+        } else {
+            (&mut new, skew)
+        };
+        let forget: &[String] = if turn == 0 { &forget } else { &[] };
+        let report = run(&repo, forget, at + clock, device);
+        marked += report.packs_marked;
+        deleted += report.packs_deleted;
+        for (name, (b, state)) in &states {
+            if *b >= 37 {
+                assert_eq!(&restore(&repo, name), state, "{name} after turn {turn}");
+            }
+        }
+        if let Some((name, state)) = &late {
+            assert_eq!(&restore(&repo, name), state, "{name} after turn {turn}");
+        }
+    }
+    assert!(
+        marked >= before_packs as u64,
+        "every small pack marked: {marked}"
+    );
+    assert!(deleted >= before_packs as u64, "and swept: {deleted}");
+    assert!(
+        store.count("data/") <= 3,
+        "{} packs left of {before_packs}",
+        store.count("data/")
+    );
+    assert_eq!(store.count("index/"), 1);
 }
