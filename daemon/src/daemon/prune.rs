@@ -60,7 +60,7 @@ impl Daemon {
             let mut catalog =
                 Catalog::open(&self.catalog_path_for(name, &layout)).map_err(internal)?;
             let report = self
-                .prune_target(target, &repo, &mut catalog, request.dry_run)
+                .prune_target(target, &repo, &mut catalog, request.dry_run, request.now)
                 .map_err(|e| super::engine_error(name, e))?;
             reports.targets.push(report);
         }
@@ -76,12 +76,15 @@ impl Daemon {
         repo: &Repository,
         catalog: &mut Catalog,
         dry_run: bool,
+        now: bool,
     ) -> Result<PruneReport, engine::EngineError> {
         let hook = fault_hook();
         let input = engine::prune::Input {
             target: &target.config.name,
             rules: &target.config.retention.rules,
             dry_run,
+            now,
+            host: &self.host,
             before_change: &hook,
         };
         let report = engine::prune::run(repo, catalog, &input)?;
@@ -118,7 +121,7 @@ impl Daemon {
         if now.saturating_sub(last) < every.as_millis() as i64 {
             return;
         }
-        if let Err(e) = self.prune_target(target, repo, catalog, false) {
+        if let Err(e) = self.prune_target(target, repo, catalog, false, false) {
             tracing::warn!(target = %target.config.name, error = %e, "the automatic prune failed; the next backup tries again");
             return;
         }

@@ -220,3 +220,43 @@ fn prune_racing_two_devices_and_killed_anywhere_keeps_every_kept_snapshot() {
         other.missing
     );
 }
+
+/// `prune --now` (one device alone on its target, as in the benchmark) marks and sweeps in
+/// one run; the grace period the test variable sets does not apply to it.
+#[test]
+fn prune_now_reclaims_in_one_run_on_a_target_one_device_writes() {
+    let dir = tempfile::Builder::new()
+        .prefix("sealback-e2e-")
+        .tempdir()
+        .expect("a temporary directory");
+    let target = dir.path().join("target");
+    let (phone, _) = Phone::new(dir.path(), "phone", &target, None);
+    let mut made = BTreeMap::new();
+    for _ in 0..6 {
+        phone.back_up(&mut made);
+    }
+    let packs_before = count(&target, "data");
+    let refused = phone.device.ctl(&["prune", "--now", "--dry-run"]);
+    assert_ne!(
+        refused.code,
+        Some(0),
+        "--now and --dry-run together: {refused}"
+    );
+    let report: PruneReports = phone.device.ctl_json(&["prune", "--now"]);
+    let gc = &report.targets[0].gc;
+    // The three newest, and the base of a relative one among them.
+    let kept = 3 + gc.snapshots_kept_as_base.len() as u64;
+    assert_eq!(gc.snapshots_kept, kept, "{gc:?}");
+    assert!(gc.packs_deleted > 0, "{gc:?}");
+    assert_eq!((gc.packs_pending, gc.bytes_pending), (0, 0), "{gc:?}");
+    assert_eq!(count(&target, "prune"), 0, "the run's own marker is swept");
+    assert_eq!(count(&target, "index"), 1);
+    let packs = count(&target, "data");
+    assert!(
+        packs < packs_before && packs <= 2,
+        "{packs_before} packs became {packs}"
+    );
+    repository_is_sound(&phone, &made, dir.path());
+    phone.back_up(&mut made);
+    repository_is_sound(&phone, &made, dir.path());
+}
