@@ -218,9 +218,8 @@ fn restore(repo: &Repository, name: &str) -> State {
             .expect("blob")
     };
     let snapshot = repo.read_snapshot(name).expect("snapshot");
-    let db = snapshot.database.expect("database");
     let mut image = Vec::new();
-    for list in &db.lists {
+    for list in snapshot.database.iter().flat_map(|db| &db.lists) {
         for id in crate::chunk::decode_list(&blob(list)).expect("list") {
             image.extend(blob(&id));
         }
@@ -769,4 +768,124 @@ fn two_devices_pruning_in_turn_reclaim_space_and_keep_a_running_backups_packs() 
         store.count("data/")
     );
     assert_eq!(store.count("index/"), 1);
+}
+
+/// A pack of at least 1 MiB (not merged as small) is rewritten once more than a fifth of
+/// it is garbage, and kept as it is below: one pack just past that line, one just short
+/// of it.
+#[test]
+fn a_large_pack_is_rewritten_just_past_a_fifth_garbage_and_kept_just_short_of_it() {
+    let store = Arc::new(Memory::default());
+    let key = BackupKey::from_bytes(&mut [12u8; 32]);
+    let (repo, _) = Repository::open_or_init(store.clone(), &key, START).expect("init");
+    let mut random = Device::new(0x1a29e);
+    const BLOBS: usize = 20;
+    // Two packs of twenty 64 KiB blobs that do not compress, each its own backup's.
+    let mut packs = Vec::new();
+    let mut files: Vec<Vec<(String, Vec<u8>, ChunkId)>> = Vec::new();
+    for p in 0..2 {
+        let mut pack = PackWriter::new(repo.keys());
+        let mut blobs = Vec::new();
+        for b in 0..BLOBS {
+            let data = random.bytes(64 * 1024, false);
+            let id = repo.keys().chunk_id(&data);
+            pack.add(BlobKind::Data, id, &data, false);
+            blobs.push((format!("Media/{p}-{b:02}.jpg"), data, id));
+        }
+        let stored = repo.write_pack(pack.finish()).expect("pack");
+        assert!(stored.size >= SMALL_PACK_BYTES, "{} bytes", stored.size);
+        repo.write_index(&Index {
+            packs: vec![IndexedPack {
+                name: stored.name.clone(),
+                entries: stored.entries.clone(),
+            }],
+        })
+        .expect("index");
+        packs.push(stored);
+        files.push(blobs);
+    }
+    // How many blobs of a pack a kept snapshot may need for the rest to be just more than a
+    // fifth of the pack (`past`), and one more (just short of a fifth).
+    let size = packs[0].size;
+    let blob = u64::from(packs[0].entries[0].length);
+    let past = (0..BLOBS as u64)
+        .rev()
+        .find(|k| (size - k * blob) * 5 > size)
+        .expect("some share is past a fifth") as usize;
+    let garbage = |k: usize| (size - k as u64 * blob) as f64 / size as f64;
+    assert!(
+        garbage(past) < 0.25 && garbage(past + 1) > 0.15,
+        "{} {}",
+        garbage(past),
+        garbage(past + 1)
+    );
+    let snapshot = |time: i64, wanted: &[&[(String, Vec<u8>, ChunkId)]]| -> (String, State) {
+        let chosen: Vec<&(String, Vec<u8>, ChunkId)> =
+            wanted.iter().flat_map(|f| f.iter()).collect();
+        let snapshot = Snapshot {
+            version: SNAPSHOT_VERSION,
+            time_unix_ms: time,
+            host: "phone".into(),
+            parent: None,
+            base: None,
+            database: None,
+            files: chosen
+                .iter()
+                .map(|(path, data, id)| FileEntry {
+                    path: path.clone(),
+                    size: data.len() as u64,
+                    mtime_ns: 0,
+                    mode: 0o644,
+                    chunks: vec![*id],
+                })
+                .collect(),
+        };
+        let name = repo
+            .write_snapshot(&Manifest::of(&snapshot, None))
+            .expect("snapshot")
+            .0;
+        let state = chosen
+            .iter()
+            .map(|(p, d, _)| (p.clone(), d.clone()))
+            .collect();
+        (name, (Vec::new(), state))
+    };
+    let (old, _) = snapshot(START, &[&files[0], &files[1]]);
+    // The user deleted media: the kept snapshot needs `past` blobs of the first pack and
+    // one more of the second.
+    let (kept, state) = snapshot(START + HOUR, &[&files[0][..past], &files[1][..past + 1]]);
+
+    let mut local = Local::default();
+    let now = START + 2 * HOUR;
+    run(&repo, std::slice::from_ref(&old), now, &mut local);
+    let mark = run(&repo, &[], now + GRACE_MS / 2, &mut local);
+    assert_eq!(
+        (mark.packs_rewritten, mark.packs_marked),
+        (1, 1),
+        "{mark:?}"
+    );
+    assert_eq!(mark.bytes_rewritten, size);
+    assert_eq!(restore(&repo, &kept), state, "after the mark");
+    let sweep = run(&repo, &[], now + GRACE_MS / 2 + GRACE_MS, &mut local);
+    assert_eq!(sweep.packs_deleted, 1, "{sweep:?}");
+    assert!(
+        store.get(&packs[0].name).is_err(),
+        "the mostly-garbage pack is rewritten and gone"
+    );
+    assert!(
+        store.get(&packs[1].name).is_ok(),
+        "the other is kept as it is"
+    );
+    assert_eq!(restore(&repo, &kept), state, "after the sweep");
+    assert_eq!(
+        store.count("data/"),
+        2,
+        "the kept pack and the rewritten one"
+    );
+    let again = run(&repo, &[], now + 3 * GRACE_MS, &mut local);
+    assert_eq!(
+        (again.packs_rewritten, again.packs_marked),
+        (0, 0),
+        "{again:?}"
+    );
 }
