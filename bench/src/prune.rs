@@ -1,9 +1,9 @@
 //! The prune phase, after the benchmark's days: every tool keeps only its latest snapshot
 //! and reclaims what nothing kept needs, side by side on the same data. restic runs
 //! `forget --keep-last 1 --prune`; sealback runs `sealbackctl prune` with `keep_last = 1`
-//! once, its grace period set to zero for the benchmark (`SEALBACK_TEST_PRUNE_GRACE_MS`),
-//! so that the one run merges the indexes, marks what nothing kept needs and sweeps it
-//! (DESIGN §12.1), as restic's one command does.
+//! once with `--now` (no grace period: one device, nothing running beside it), so that the
+//! one run marks what nothing kept needs and sweeps it (DESIGN §12.1), as restic's one
+//! command does.
 
 use anyhow::{Context, Result};
 use serde::Serialize;

@@ -64,8 +64,6 @@ pub(crate) struct Sealback {
     config: PathBuf,
     socket: PathBuf,
     store: PathBuf,
-    /// Variables the daemon is started with (the prune phase's grace period).
-    daemon_env: Vec<(&'static str, &'static str)>,
 }
 
 /// The fields of sealbackctl's BackupReport the benchmark shows.
@@ -131,7 +129,6 @@ impl Sealback {
             socket: dir.join("control.sock"),
             store: store.to_path_buf(),
             binaries,
-            daemon_env: Vec::new(),
         };
         // sun_path holds 108 bytes.
         if sealback.socket.as_os_str().len() > 100 {
@@ -180,7 +177,6 @@ impl Sealback {
             .arg(config)
             .env("NO_COLOR", "1")
             .envs(unit_environment())
-            .envs(self.daemon_env.iter().copied())
             .stdin(Stdio::null())
             .stdout(out)
             .stderr(err)
@@ -472,14 +468,11 @@ impl Tool for Sealback {
         Ok(sample)
     }
 
-    /// One `sealbackctl prune` with the grace period set to 0 for the benchmark (one
-    /// device, nothing running beside it): that one run merges the indexes, marks what
-    /// nothing kept needs and sweeps it (DESIGN §12.1).
+    /// One `sealbackctl prune --now`, without the grace period (one device, nothing
+    /// running beside it): that one run marks what nothing kept needs and sweeps it
+    /// (DESIGN §12.1).
     fn prune(&mut self) -> Result<Option<Sample>> {
-        self.daemon_env = vec![("SEALBACK_TEST_PRUNE_GRACE_MS", "0")];
-        let run = self.measured(&["prune"]);
-        self.daemon_env.clear();
-        let (mut sample, answer) = run?;
+        let (mut sample, answer) = self.measured(&["prune", "--now"])?;
         sample.note = Some(answer.chars().take(2000).collect());
         Ok(Some(sample))
     }

@@ -191,6 +191,11 @@ folder takes everything in it. Examples: --include Media/Images, --include 'Medi
         /// The target to prune [default: every configured target]
         #[arg(long, value_name = "NAME")]
         target: Option<String>,
+        /// Delete what nothing kept needs at once, without the 24-hour grace period that
+        /// protects other devices' running backups: only for a target no other device writes
+        /// to (refused when it holds another host's snapshots)
+        #[arg(long, conflicts_with = "dry_run")]
+        now: bool,
     },
     /// Create or import the key that encrypts the backups
     #[command(subcommand)]
@@ -363,9 +368,20 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 }
             }
         }
-        Command::Prune { dry_run, target } => {
+        Command::Prune {
+            dry_run,
+            target,
+            now,
+        } => {
             let reports = client
-                .prune(PruneRequest { target, dry_run }, |_| {})
+                .prune(
+                    PruneRequest {
+                        target,
+                        dry_run,
+                        now,
+                    },
+                    |_| {},
+                )
                 .await?;
             output(json, &reports, prune::print)?;
         }

@@ -1,6 +1,6 @@
 //! What the catalog keeps for prunes: when this device first saw each prune marker (its
-//! own clock: the sweep's second condition, DESIGN §12.2), the indexes its prunes wrote
-//! and when (what makes a pack settled), and when it last pruned.
+//! own clock: the sweep's second condition, DESIGN §12.2), when it first saw each pack
+//! named by an index (what makes a pack settled), and when it last pruned.
 //!
 //! Both are in `meta`; a catalog deleted and rebuilt forgets them, which only delays the
 //! next sweep and makes the next automatic prune due.
@@ -13,7 +13,7 @@ use sealback_repo::gc::forgotten;
 use super::{Catalog, Result};
 
 impl Catalog {
-    /// The map of object names to times kept under `key` (`prune_seen`, `prune_indexes`).
+    /// The map of object names to times kept under `key` (`prune_seen`, `prune_packs`).
     pub fn prune_times(&self, key: &str) -> Result<BTreeMap<String, i64>> {
         Ok(self
             .meta(key)?

@@ -677,6 +677,10 @@ pub struct PruneRequest {
     /// Say what would be kept, forgotten and deleted; change nothing.
     #[serde(default)]
     pub dry_run: bool,
+    /// Without the grace period: mark and delete at once (one device alone on the target;
+    /// refused when it holds another host's snapshots).
+    #[serde(default)]
+    pub now: bool,
 }
 
 /// What the retention policy says of one snapshot.

@@ -39,7 +39,8 @@ pub(super) fn engine_error(target: &str, e: EngineError) -> ApiError {
         | EngineError::Changing(_)
         | EngineError::CannotGiveOwner { .. }
         | EngineError::DatabaseUnchecked { .. }
-        | EngineError::Retiring { .. } => ApiError::new(409, "conflict", e.to_string()),
+        | EngineError::Retiring { .. }
+        | EngineError::SharedTarget { .. } => ApiError::new(409, "conflict", e.to_string()),
         EngineError::Cancelled => ApiError::new(503, "shutting-down", e.to_string()),
         EngineError::NothingSelected { .. } => ApiError::new(404, "not-found", e.to_string()),
         EngineError::UnsafePath { .. }

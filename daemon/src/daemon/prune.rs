@@ -17,19 +17,28 @@ use crate::catalog::Catalog;
 use crate::control::ApiError;
 use crate::control::api::{PruneReport, PruneReports, PruneRequest};
 use crate::engine;
-use crate::retention::PruneEvery;
+use crate::retention::Due;
 
 /// Tests of the binaries kill the daemon before the Nth object a prune writes or deletes
-/// (`SEALBACK_TEST_PRUNE_KILL_AT=N`), to prove a prune cut anywhere leaves a repository
-/// that verifies and restores.
+/// (`SEALBACK_TEST_PRUNE_KILL_AT=N`), or before the Nth of one stage of it
+/// (`SEALBACK_TEST_PRUNE_KILL_AT=sweep:N`, see [`stage`]), to prove a prune cut anywhere
+/// leaves a repository that verifies and restores. Only debug builds read it.
 fn fault_hook() -> impl Fn(&str) + Sync {
-    let kill_at: Option<u64> = std::env::var("SEALBACK_TEST_PRUNE_KILL_AT")
+    let spec = std::env::var("SEALBACK_TEST_PRUNE_KILL_AT")
         .ok()
-        .and_then(|v| v.parse().ok());
+        .filter(|_| cfg!(debug_assertions));
+    let kill_at: Option<(Option<String>, u64)> = spec.and_then(|v| match v.split_once(':') {
+        Some((stage, n)) => Some((Some(stage.to_owned()), n.parse().ok()?)),
+        None => Some((None, v.parse().ok()?)),
+    });
     let count = std::sync::atomic::AtomicU64::new(0);
     move |what: &str| {
+        let Some((only, at)) = &kill_at else { return };
+        if only.as_deref().is_some_and(|s| s != stage(what)) {
+            return;
+        }
         let n = count.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
-        if kill_at == Some(n) {
+        if n == *at {
             tracing::warn!(
                 change = n,
                 object = what,
@@ -38,6 +47,20 @@ fn fault_hook() -> impl Fn(&str) + Sync {
             let _ = kill(Pid::this(), Signal::SIGKILL);
             std::thread::sleep(Duration::from_secs(60));
         }
+    }
+}
+
+/// The stage of a prune (DESIGN §12.1 step 5) an object it writes or deletes belongs to,
+/// from the name its fault hook is given.
+fn stage(what: &str) -> &'static str {
+    match what {
+        "forgotten" => "forget",
+        "pack" => "rewrite",
+        "index" => "index",
+        "marker" => "mark",
+        _ if what.starts_with("snapshots/") => "forget",
+        _ if what.starts_with("index/") => "index",
+        _ => "sweep",
     }
 }
 
@@ -60,7 +83,7 @@ impl Daemon {
             let mut catalog =
                 Catalog::open(&self.catalog_path_for(name, &layout)).map_err(internal)?;
             let report = self
-                .prune_target(target, &repo, &mut catalog, request.dry_run)
+                .prune_target(target, &repo, &mut catalog, request.dry_run, request.now)
                 .map_err(|e| super::engine_error(name, e))?;
             reports.targets.push(report);
         }
@@ -76,12 +99,15 @@ impl Daemon {
         repo: &Repository,
         catalog: &mut Catalog,
         dry_run: bool,
+        now: bool,
     ) -> Result<PruneReport, engine::EngineError> {
         let hook = fault_hook();
         let input = engine::prune::Input {
             target: &target.config.name,
             rules: &target.config.retention.rules,
             dry_run,
+            now,
+            host: &self.host,
             before_change: &hook,
         };
         let report = engine::prune::run(repo, catalog, &input)?;
@@ -99,9 +125,6 @@ impl Daemon {
     /// `prune` interval has passed since its last prune. A failure is logged, never the
     /// backup's.
     pub(super) fn prune_if_due(&self, target: &Target, repo: &Repository, catalog: &mut Catalog) {
-        let PruneEvery::Every(every) = target.config.retention.prune else {
-            return;
-        };
         let now = engine::backup::now_unix_ms();
         let last = match catalog.last_prune_unix_ms() {
             Ok(last) => last,
@@ -110,15 +133,16 @@ impl Daemon {
                 return;
             }
         };
-        // A catalog that never pruned starts the clock at the first backup.
-        let Some(last) = last else {
-            let _ = catalog.set_last_prune(now);
-            return;
-        };
-        if now.saturating_sub(last) < every.as_millis() as i64 {
-            return;
+        match target.config.retention.prune.due(last, now) {
+            Due::No => return,
+            Due::StartClock => {
+                let _ = catalog.set_last_prune(now);
+                return;
+            }
+            Due::Yes => {}
         }
-        if let Err(e) = self.prune_target(target, repo, catalog, false) {
+        tracing::info!(target = %target.config.name, "the target's prune interval has passed: pruning");
+        if let Err(e) = self.prune_target(target, repo, catalog, false, false) {
             tracing::warn!(target = %target.config.name, error = %e, "the automatic prune failed; the next backup tries again");
             return;
         }

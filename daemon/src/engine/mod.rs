@@ -70,6 +70,10 @@ pub enum EngineError {
         utc(*.since_unix_ms)
     )]
     Retiring { since_unix_ms: i64 },
+    #[error(
+        "prune --now deletes at once what nothing kept needs, but the target also holds snapshots of {hosts}: a backup running there could lose a chunk it uses. Nothing was pruned: run `sealbackctl prune` without --now (the space is reclaimed over the next daily prunes)"
+    )]
+    SharedTarget { hosts: String },
     #[error("no snapshot matches {0:?}: list them with `sealbackctl snapshots`")]
     NoSuchSnapshot(String),
     #[error("{0:?} matches several snapshots: give more digits of the id")]

@@ -30,6 +30,35 @@ pub enum PruneEvery {
     Every(Duration),
 }
 
+/// What a backup does about its target's automatic prune ([`PruneEvery::due`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Due {
+    /// Nothing: `never`, or the interval has not passed.
+    No,
+    /// Record `now` as the last prune without pruning: the catalog never pruned (the clock
+    /// starts at the first backup) or remembers a prune later than `now` (the clock was
+    /// set back, and would otherwise hold prunes off until it caught up).
+    StartClock,
+    /// Prune.
+    Yes,
+}
+
+impl PruneEvery {
+    /// Whether a backup finishing at `now` (Unix ms) prunes, the last prune having been at
+    /// `last` (by the catalog).
+    pub fn due(self, last: Option<i64>, now: i64) -> Due {
+        let PruneEvery::Every(every) = self else {
+            return Due::No;
+        };
+        match last {
+            None => Due::StartClock,
+            Some(last) if last > now => Due::StartClock,
+            Some(last) if now - last >= every.as_millis() as i64 => Due::Yes,
+            Some(_) => Due::No,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Retention {
     pub rules: Rules,
@@ -106,6 +135,31 @@ fn parse_prune(text: &str) -> Option<PruneEvery> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_prune_is_due_once_its_interval_has_passed_since_the_last_and_never_for_never() {
+        const MIN: i64 = 60_000;
+        const DAY: i64 = 24 * 60 * MIN;
+        let daily = DEFAULT.prune;
+        let now = 1_765_000_000_000;
+        assert_eq!(PruneEvery::Never.due(None, now), Due::No);
+        assert_eq!(PruneEvery::Never.due(Some(now - 365 * DAY), now), Due::No);
+        assert_eq!(daily.due(None, now), Due::StartClock, "the first backup");
+        assert_eq!(daily.due(Some(now - DAY + 1), now), Due::No);
+        assert_eq!(daily.due(Some(now - DAY), now), Due::Yes);
+        assert_eq!(daily.due(Some(now - 40 * DAY), now), Due::Yes);
+        assert_eq!(
+            daily.due(Some(now + 3 * DAY), now),
+            Due::StartClock,
+            "a clock set back does not hold prunes off for three days"
+        );
+        let weekly = parse_prune("weekly").expect("weekly");
+        assert_eq!(weekly.due(Some(now - 6 * DAY), now), Due::No);
+        assert_eq!(weekly.due(Some(now - 7 * DAY), now), Due::Yes);
+        let ninety = parse_prune("90m").expect("a duration");
+        assert_eq!(ninety.due(Some(now - 89 * MIN), now), Due::No);
+        assert_eq!(ninety.due(Some(now - 90 * MIN), now), Due::Yes);
+    }
 
     fn raw(json: &str) -> RawRetention {
         serde_json::from_str(json).expect("parses")

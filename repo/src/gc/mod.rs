@@ -14,11 +14,12 @@
 //!   and no snapshot needs a blob only they hold; a pack a snapshot still needs is put back
 //!   in the index instead (a backup that began before the mark used it).
 //!
-//! A pass after the first acts only on what an earlier pass of the run wrote: the packs of
-//! the index it merged become settled, and its marker ripe, only once half the grace
-//! period (the whole of it) has passed, so with the real grace period the second pass
-//! changes nothing and the run ends; with a grace period of 0 (one device, the benchmark)
-//! one run merges, marks and sweeps.
+//! A pack is *settled*, and may be marked, once this device has seen it named by an index
+//! (any index, whoever wrote it) for half the grace period. A pass after the first acts
+//! only on what an earlier pass of the run wrote: the packs it wrote become settled, and
+//! its marker ripe, only once half the grace period (the whole of it) has passed, so with
+//! the real grace period the second pass changes nothing and the run ends; with a grace
+//! period of 0 (one device, the benchmark) one run marks and sweeps.
 //!
 //! A whole repository generation retired after a key rotation goes through the same grace
 //! period, marked as a whole (`crate::generation::mark_retiring`, DESIGN §3.11).
@@ -74,10 +75,12 @@ pub struct PruneInput<'a> {
     /// When this device first saw each marker and record of forgotten snapshots, by its
     /// own clock: updated by the run.
     pub seen: &'a mut BTreeMap<String, i64>,
-    /// The indexes this device's prunes wrote, and when (its own clock): updated by the
-    /// run. Only packs such an index has named for half the grace period are *settled*,
-    /// that is, may be dropped or rewritten (DESIGN §12.2).
-    pub own_indexes: &'a mut BTreeMap<String, i64>,
+    /// When this device first saw each pack named by an index, by its own clock: updated
+    /// by the run. Only packs indexed for half the grace period on this clock are
+    /// *settled*, that is, may be dropped or rewritten (DESIGN §12.2). Kept per pack, not
+    /// per index, so that another device's prune merging the indexes does not start the
+    /// wait again.
+    pub indexed_seen: &'a mut BTreeMap<String, i64>,
     pub dry_run: bool,
     /// Called before every object written or deleted, naming it (fault injection in tests).
     pub before_change: &'a (dyn Fn(&str) + Sync),

@@ -144,18 +144,13 @@ pub(super) fn run(
     report.markers_deleted += done_markers.len() as u64;
     report.records_deleted += old_records.len() as u64;
 
-    // Indexes are rewritten when the mark changed what they hold, when there are more than
-    // their entries need, or when one is not this device's prunes' (its packs settle only
-    // once such an index names them).
+    // Indexes are rewritten when the mark changed what they hold, or when there are more
+    // than their entries need.
     let entries: usize = new_index.iter().map(|p| p.entries.len()).sum();
     let index_changes = !new_marker.is_empty()
         || !recovered.is_empty()
         || plan.gone > 0
-        || known.indexes.len() > entries.div_ceil(INDEX_ENTRIES).max(1)
-        || known
-            .indexes
-            .iter()
-            .any(|(name, _)| !input.own_indexes.contains_key(name));
+        || known.indexes.len() > entries.div_ceil(INDEX_ENTRIES).max(1);
     let changes = index_changes
         || !doomed.is_empty()
         || !done_markers.is_empty()
@@ -216,7 +211,12 @@ pub(super) fn run(
             let (name, _) = repo.write_index(&Index {
                 packs: packs.clone(),
             })?;
-            input.own_indexes.insert(name.clone(), input.now_unix_ms);
+            for pack in &packs {
+                input
+                    .indexed_seen
+                    .entry(pack.name.clone())
+                    .or_insert(input.now_unix_ms);
+            }
             report.indexes_written += 1;
             indexes.push((name, packs));
         }
@@ -228,6 +228,9 @@ pub(super) fn run(
             packs: new_marker,
         };
         let (name, _) = marker::write(repo, &marker)?;
+        for pack in &marker.packs {
+            input.indexed_seen.remove(&pack.name);
+        }
         input.seen.insert(name.clone(), input.now_unix_ms);
         known.markers.push((name, marker));
     }
@@ -235,7 +238,6 @@ pub(super) fn run(
         for (name, _) in std::mem::replace(&mut known.indexes, indexes) {
             change(&name);
             repo.store().remove(&name)?;
-            input.own_indexes.remove(&name);
         }
     }
     for pack in doomed.keys() {

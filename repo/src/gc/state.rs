@@ -99,12 +99,24 @@ pub(super) fn read(
     forgotten.sort();
 
     let mut indexes = Vec::new();
-    input
-        .own_indexes
-        .retain(|name, _| listed_indexes.iter().any(|(n, _)| n == name));
     for (name, _) in &listed_indexes {
         let packs = repo.read_index(name).map_err(cannot_prune)?.packs;
         indexes.push((name.clone(), packs));
+    }
+    // When this device first saw each indexed pack, by its own clock. A pack that left
+    // every index (marked) starts again if it comes back (recovered).
+    let indexed: HashSet<&str> = indexes
+        .iter()
+        .flat_map(|(_, packs)| packs.iter().map(|p| p.name.as_str()))
+        .collect();
+    input
+        .indexed_seen
+        .retain(|name, _| indexed.contains(name.as_str()));
+    for name in indexed {
+        input
+            .indexed_seen
+            .entry(name.to_owned())
+            .or_insert(input.now_unix_ms);
     }
     let mut markers = Vec::new();
     for (name, _) in &listed_markers {
@@ -178,17 +190,17 @@ impl Known {
         locate
     }
 
-    /// The packs of the indexes this device's prunes wrote at least half the grace period
-    /// ago: only those may be dropped or rewritten (DESIGN §12.2).
+    /// The indexed packs this device first saw named by an index at least half the grace
+    /// period ago: only those may be dropped or rewritten (DESIGN §12.2).
     pub fn settled(&self, input: &PruneInput<'_>) -> HashSet<String> {
         let mut settled = HashSet::new();
-        for (name, packs) in &self.indexes {
+        for pack in self.indexes.iter().flat_map(|(_, packs)| packs) {
             if input
-                .own_indexes
-                .get(name)
+                .indexed_seen
+                .get(&pack.name)
                 .is_some_and(|at| input.now_unix_ms - at >= input.grace_ms / 2)
             {
-                settled.extend(packs.iter().map(|p| p.name.clone()));
+                settled.insert(pack.name.clone());
             }
         }
         settled

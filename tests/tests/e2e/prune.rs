@@ -1,6 +1,7 @@
 //! Retention and prune through the binaries: two devices back up to one repository on a
-//! local target while one of them prunes; prunes killed (SIGKILL, inside the daemon, before
-//! the Nth object they write or delete, N chosen by a seed) at many points. Afterwards the
+//! local target while one of them prunes (merging, marking and sweeping); prunes killed
+//! (SIGKILL, inside the daemon, before the Nth object of a stage they write or delete, N
+//! chosen by a seed) in every stage. Afterwards the
 //! repository verifies, every snapshot the policy keeps restores exactly, the forgotten
 //! ones are gone, and the next backups work. The grace period is shortened to a few
 //! seconds (`SEALBACK_TEST_PRUNE_GRACE_MS`); the tests wait it out where a sweep must run.
@@ -99,19 +100,36 @@ fn count(target: &Path, prefix: &str) -> usize {
     std::fs::read_dir(&dir).map(|d| d.count()).unwrap_or(0)
 }
 
-/// xorshift: the kill points, reproducible from `SEALBACK_TEST_SEED` (printed).
-fn kill_points(n: usize) -> Vec<u64> {
+/// Where a round kills the prune: before the Nth object of one stage of it
+/// (`SEALBACK_TEST_PRUNE_KILL_AT=stage:N`), each stage in turn with N at most what a round's
+/// prune does of it, and before the Nth of any, N in 1..=14. N comes from a xorshift
+/// seeded by `SEALBACK_TEST_SEED` (printed).
+fn kill_points(n: usize) -> Vec<String> {
+    const STAGES: [(&str, u64); 6] = [
+        ("forget", 3),
+        ("rewrite", 1),
+        ("index", 2),
+        ("mark", 1),
+        ("sweep", 3),
+        ("", 14),
+    ];
     let mut seed: u64 = std::env::var("SEALBACK_TEST_SEED")
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(0x5ea1_bacc);
     println!("kill points from SEALBACK_TEST_SEED={seed}");
     (0..n)
-        .map(|_| {
+        .map(|i| {
             seed ^= seed << 13;
             seed ^= seed >> 7;
             seed ^= seed << 17;
-            1 + seed % 14
+            let (stage, most) = STAGES[i % STAGES.len()];
+            let at = 1 + seed % most;
+            if stage.is_empty() {
+                at.to_string()
+            } else {
+                format!("{stage}:{at}")
+            }
         })
         .collect()
 }
@@ -157,31 +175,61 @@ fn prune_racing_two_devices_and_killed_anywhere_keeps_every_kept_snapshot() {
     repository_is_sound(&old, &made, dir.path());
     old.back_up(&mut made);
 
-    // Kill the pruning daemon at points a seed picks, with a grace period passed before
-    // each so that sweeps are among the points; the new phone backs up in between.
-    for (round, at) in kill_points(6).into_iter().enumerate() {
+    // Kill the pruning daemon at points a seed picks, in every stage of the prune, with a
+    // grace period passed before each so that marks and sweeps are due. After each, a whole
+    // prune runs while the new phone backs up (marking and sweeping beside a backup).
+    let (mut kills, mut killed_in) = (0, BTreeMap::new());
+    let mut reclaimed_beside_backups = 0;
+    for (round, at) in kill_points(12).into_iter().enumerate() {
         std::thread::sleep(Duration::from_millis(GRACE_MS));
         old.device.stop();
         old.restart(
             old.setup
                 .clone()
-                .daemon_env("SEALBACK_TEST_PRUNE_KILL_AT", &at.to_string()),
+                .daemon_env("SEALBACK_TEST_PRUNE_KILL_AT", &at),
         );
         let ctl = old.device.ctl(&["prune"]);
         let killed = old.device.stop_or_reap_killed();
         println!(
-            "round {round}: killed before change {at}: {killed} ({:?})",
+            "round {round}: killed before {at}: {killed} ({:?})",
             ctl.code
         );
+        if killed {
+            kills += 1;
+            let stage = at.split_once(':').map_or("any", |(s, _)| s).to_owned();
+            *killed_in.entry(stage).or_insert(0) += 1;
+        }
         let setup = old.setup.clone();
         old.restart(setup);
         repository_is_sound(&old, &made, dir.path());
-        new.back_up(&mut made);
+        std::thread::scope(|scope| {
+            let pruning = scope.spawn(|| prune(&old));
+            new.back_up(&mut made);
+            new.back_up(&mut made);
+            let gc = &pruning.join().expect("the prune thread").targets[0].gc;
+            reclaimed_beside_backups += gc.packs_marked + gc.packs_deleted;
+        });
         old.back_up(&mut made);
     }
+    println!("kills by stage: {killed_in:?}");
+    assert!(
+        kills >= 8,
+        "only {kills} of 12 prunes were killed: {killed_in:?}"
+    );
+    for stage in ["rewrite", "mark", "sweep"] {
+        assert!(
+            killed_in.contains_key(stage),
+            "no prune was killed in its {stage} stage: {killed_in:?}"
+        );
+    }
+    assert!(
+        reclaimed_beside_backups > 0,
+        "the prunes beside backups marked or swept nothing"
+    );
+    repository_is_sound(&old, &made, dir.path());
 
     // Three prunes a grace period apart reclaim everything nothing kept needs: the first
-    // merges the indexes, the second marks what is then settled, the third deletes it.
+    // sees the last backups' packs indexed, the second marks them, the third deletes them.
     prune(&old);
     std::thread::sleep(Duration::from_millis(GRACE_MS));
     prune(&old);
@@ -192,8 +240,17 @@ fn prune_racing_two_devices_and_killed_anywhere_keeps_every_kept_snapshot() {
     assert_eq!(count(&target, "snapshots"), 3);
     assert_eq!(count(&target, "index"), 1, "indexes merged");
     assert_eq!(count(&target, "prune"), 0, "every marker swept");
+    // Packs under 1 MiB are merged once settled (all are by now), so all but one are
+    // larger: rounds that rewrite small packs leave one such pack each.
     let packs = count(&target, "data");
-    assert!(packs <= 2, "{packs} packs hold three small snapshots");
+    let pack_bytes: u64 = std::fs::read_dir(tamper::file(&target, "data"))
+        .expect("the packs")
+        .map(|e| e.expect("a pack").metadata().expect("its size").len())
+        .sum();
+    assert!(
+        packs as u64 <= pack_bytes / (1 << 20) + 1,
+        "{packs} packs for {pack_bytes} bytes: {gc:?}"
+    );
     assert!(
         packs + 1 < objects_before,
         "objects: {objects_before} before, {} after",
@@ -219,4 +276,115 @@ fn prune_racing_two_devices_and_killed_anywhere_keeps_every_kept_snapshot() {
         other.missing.len(),
         other.missing
     );
+}
+
+/// `prune --now` (one device alone on its target, as in the benchmark) marks and sweeps in
+/// one run; the grace period the test variable sets does not apply to it.
+#[test]
+fn prune_now_reclaims_in_one_run_on_a_target_one_device_writes() {
+    let dir = tempfile::Builder::new()
+        .prefix("sealback-e2e-")
+        .tempdir()
+        .expect("a temporary directory");
+    let target = dir.path().join("target");
+    let (phone, _) = Phone::new(dir.path(), "phone", &target, None);
+    let mut made = BTreeMap::new();
+    for _ in 0..6 {
+        phone.back_up(&mut made);
+    }
+    let packs_before = count(&target, "data");
+    let refused = phone.device.ctl(&["prune", "--now", "--dry-run"]);
+    assert_ne!(
+        refused.code,
+        Some(0),
+        "--now and --dry-run together: {refused}"
+    );
+    let report: PruneReports = phone.device.ctl_json(&["prune", "--now"]);
+    let gc = &report.targets[0].gc;
+    // The three newest, and the base of a relative one among them.
+    let kept = 3 + gc.snapshots_kept_as_base.len() as u64;
+    assert_eq!(gc.snapshots_kept, kept, "{gc:?}");
+    assert!(gc.packs_deleted > 0, "{gc:?}");
+    assert_eq!((gc.packs_pending, gc.bytes_pending), (0, 0), "{gc:?}");
+    assert_eq!(count(&target, "prune"), 0, "the run's own marker is swept");
+    assert_eq!(count(&target, "index"), 1);
+    let packs = count(&target, "data");
+    assert!(
+        packs < packs_before && packs <= 2,
+        "{packs_before} packs became {packs}"
+    );
+    repository_is_sound(&phone, &made, dir.path());
+    phone.back_up(&mut made);
+    repository_is_sound(&phone, &made, dir.path());
+}
+
+/// The daemon prunes a target by itself after a backup once the target's `prune` interval
+/// has passed since its last prune (the first backup starts the clock), and not before; with
+/// `prune = "never"` it does not.
+#[test]
+fn the_daemon_prunes_by_itself_once_its_interval_has_passed() {
+    let dir = tempfile::Builder::new()
+        .prefix("sealback-e2e-")
+        .tempdir()
+        .expect("a temporary directory");
+    let target = dir.path().join("target");
+    let store = MessageStore::create(&dir.path().join("phone"), 4);
+    store.append(30);
+    let every = |prune: &str| {
+        Setup::new(store.dir(), vec![Target::local(TARGET, &target)])
+            .retention(&RETENTION.replace("prune = \"never\"", &format!("prune = \"{prune}\"")))
+            .daemon_env("SEALBACK_TEST_PRUNE_GRACE_MS", &GRACE_MS.to_string())
+    };
+    let mut device = Device::started(every("1h"));
+    device.generate_key();
+    let back_up = |device: &Device| {
+        store.append(3);
+        device.backup();
+        count(&target, "snapshots")
+    };
+    for n in 1..=5 {
+        assert_eq!(
+            back_up(&device),
+            n,
+            "no prune within the hour after the first backup"
+        );
+    }
+    // The last prune (the first backup) is made an hour and a minute old.
+    let set_last_prune = |device: &mut Device, ago_ms: i64| {
+        let catalogs = device.state_dir().join("catalog");
+        let path = std::fs::read_dir(&catalogs)
+            .expect("the catalog directory")
+            .map(|e| e.expect("an entry").path())
+            .find(|p| p.extension().is_some_and(|e| e == "db"))
+            .expect("the target's catalog");
+        let catalog = sealback_daemon::catalog::Catalog::open(&path).expect("the catalog");
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("after 1970")
+            .as_millis() as i64;
+        catalog.set_last_prune(now - ago_ms).expect("set");
+    };
+    device.stop();
+    set_last_prune(&mut device, 61 * 60 * 1000);
+    device.start();
+    // keep_last = 3, and the base of a relative manifest among them if it is older.
+    let pruned = back_up(&device);
+    assert!(pruned <= 4, "the backup pruned, {pruned} snapshots left");
+    let log = std::fs::read_to_string(device.log_path()).expect("the daemon's log");
+    assert!(
+        log.contains("prune interval has passed"),
+        "{}",
+        device.log_tail()
+    );
+    assert_eq!(
+        back_up(&device),
+        pruned + 1,
+        "pruned a moment ago: not again"
+    );
+    // `never`: however long ago.
+    device.stop();
+    device.reconfigure(every("never"));
+    set_last_prune(&mut device, 365 * 24 * 3600 * 1000);
+    device.start();
+    assert_eq!(back_up(&device), pruned + 2, "prune = \"never\"");
 }

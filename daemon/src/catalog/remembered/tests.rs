@@ -300,7 +300,7 @@ fn snapshots_another_devices_prune_forgot_raise_no_alarm_but_one_the_provider_hi
             now_unix_ms: 10_000,
             grace_ms: 1_000,
             seen: &mut Default::default(),
-            own_indexes: &mut Default::default(),
+            indexed_seen: &mut Default::default(),
             dry_run: false,
             before_change: &|_| {},
         },
