@@ -126,22 +126,30 @@ fn connections_that_send_nothing_are_closed_by_the_vault() {
         }
         sockets.push(tls.sock);
     }
+    all_closed_then_served(&vault, &mut sockets);
+    eprintln!(
+        "100 idle connections closed by the vault after {:?}",
+        started.elapsed()
+    );
+}
+
+/// Asserts that the vault closes every one of `sockets` (idle connections) within 30 s, and
+/// then still answers.
+fn all_closed_then_served(
+    vault: &sealback_vault::testing::TestVault,
+    sockets: &mut [std::net::TcpStream],
+) {
     let limit = std::time::Duration::from_secs(30);
     let open = sockets
         .iter_mut()
         .map(|socket| closed_by_the_server(socket, limit))
         .filter(|closed| !closed)
         .count();
-    eprintln!(
-        "100 idle connections closed by the vault after {:?}",
-        started.elapsed()
-    );
     assert_eq!(
         open, 0,
         "{open} idle connections were still open after {limit:?}"
     );
-    // The vault still answers.
-    let (client, _) = account(&vault, "bob");
+    let (client, _) = account(vault, "bob");
     client.status().expect("answers");
 }
 
@@ -186,18 +194,7 @@ fn connections_past_the_bound_are_refused_at_once_and_the_vault_serves_again() {
         vault.log()
     );
     // The held connections time out; then the vault serves again.
-    let limit = std::time::Duration::from_secs(30);
-    let open = held
-        .iter_mut()
-        .map(|socket| closed_by_the_server(socket, limit))
-        .filter(|closed| !closed)
-        .count();
-    assert_eq!(
-        open, 0,
-        "{open} idle connections were still open after {limit:?}"
-    );
-    let (client, _) = account(&vault, "bob");
-    client.status().expect("answers");
+    all_closed_then_served(&vault, &mut held);
 }
 
 #[test]
