@@ -275,7 +275,12 @@ impl LocalProvider {
                 }
                 Err(err) => return Err(Step::from_io("create directory", &next, err)),
             }
-            sync_dir(&current).map_err(Step::Failed)?;
+            // A remove beside us may have found `next` empty and removed it, and then
+            // `current` too, before this sync: that directory vanished like any other.
+            sync_dir(&current).map_err(|err| match err.kind() {
+                ErrorKind::NotFound => Step::Vanished,
+                _ => Step::Failed(err),
+            })?;
             current = next;
         }
         debug_assert_eq!(current, dir);
