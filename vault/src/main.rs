@@ -336,15 +336,9 @@ fn serve(config: &Config) -> Result<()> {
 /// at that limit, a flood of connections would make `accept` fail instead of being refused
 /// one by one, and opening the store or a session with the HSM could fail.
 fn allow_connections() {
-    use nix::sys::resource::{Resource, getrlimit, setrlimit};
-    let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) else {
+    let Some(hard) = sealback_service::limits::raise_open_files() else {
         return;
     };
-    if soft < hard
-        && let Err(err) = setrlimit(Resource::RLIMIT_NOFILE, hard, hard)
-    {
-        tracing::warn!("cannot raise the limit of open files from {soft} to {hard}: {err}");
-    }
     let wanted = server::MAX_CONNECTIONS as u64 + server::SPARE_FILES;
     if hard < wanted {
         tracing::warn!(

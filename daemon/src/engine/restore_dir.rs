@@ -118,7 +118,8 @@ impl RestoreDir {
     /// Creates `to` if missing and opens it; without `force` it must be empty, as seen
     /// through the descriptor every later creation goes through.
     pub fn open(to: &Path, force: bool, owner: Owner) -> Result<RestoreDir, EngineError> {
-        allow_open_directories();
+        // One descriptor per directory of the snapshot may pass systemd's soft limit.
+        sealback_service::limits::raise_open_files();
         std::fs::create_dir_all(to).map_err(EngineError::io("cannot create", to))?;
         let fd =
             openat(nix::fcntl::AT_FDCWD, to, DIR_FLAGS, Mode::empty()).map_err(|e| match e {
@@ -369,19 +370,6 @@ fn may_chown() -> bool {
 
 /// How often [`RestoreDir::make_dir`] starts over when the name it makes changes under it.
 const MAKE_DIR_TRIES: usize = 8;
-
-/// Raises this process's soft limit of open files to its hard limit: a restore holds one
-/// descriptor per directory of the snapshot, and systemd starts services with a soft limit
-/// of 1,024 (hard 524,288), which a store with more folders than that would reach.
-fn allow_open_directories() {
-    use nix::sys::resource::{Resource, getrlimit, setrlimit};
-    if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE)
-        && soft < hard
-        && let Err(e) = setrlimit(Resource::RLIMIT_NOFILE, hard, hard)
-    {
-        tracing::warn!(soft, hard, error = %e, "cannot raise the limit of open files");
-    }
-}
 
 /// A directory that could not be opened: a link or non-directory in its place is named as
 /// such.
